@@ -1,0 +1,19 @@
+/** What activities are built from: injected, so tests can point them at another site or executor. */
+import type { Executor } from '../remote/executor';
+import type { SshPool } from '../remote/ssh';
+import type { SiteProfile } from '../site/profile';
+import type { SiteRegistry } from '../site/load';
+
+export interface ActivityDeps {
+  sites: SiteRegistry;
+  ssh: SshPool;
+  /** Replaces the SSH executors (unit tests run the steps on this machine). */
+  executorsFor?: (profile: SiteProfile) => SiteExecutors;
+  /** Poll period while waiting for something on the site (registration, a port, a process to end). */
+  pollMs?: number;
+}
+
+export interface SiteExecutors {
+  login: Executor;
+  node: Executor;
+}

@@ -1,0 +1,26 @@
+/** All activities of a glidein lifecycle, built from injected dependencies. */
+import { createContainerActivities } from './container';
+import { createCvmfsActivities } from './cvmfs';
+import type { ActivityDeps } from './deps';
+import { createGlideinActivities } from './glidein';
+import { createMonitorActivities } from './monitor';
+import { createPlanActivities } from './plan';
+import { createProxychainsActivities } from './proxychains';
+import { createRegistrationActivities } from './registration';
+import { createTunnelActivities } from './tunnel';
+
+export function createActivities(deps: ActivityDeps) {
+  return {
+    ...createPlanActivities(deps),
+    ...createTunnelActivities(deps),
+    ...createProxychainsActivities(deps),
+    ...createCvmfsActivities(deps),
+    ...createContainerActivities(deps),
+    ...createGlideinActivities(deps),
+    ...createRegistrationActivities(deps),
+    ...createMonitorActivities(deps),
+  };
+}
+
+export type GlideinActivities = ReturnType<typeof createActivities>;
+export type { ActivityDeps } from './deps';

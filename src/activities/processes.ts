@@ -1,0 +1,84 @@
+/**
+ * Processes on the site, named by pid files that record "pid starttime": a pid alone can be reused by
+ * another process after a crash; the pair cannot.
+ */
+import type { ProcessRef } from '../common/types';
+import { runChecked, type Executor, type RunOptions } from '../remote/executor';
+import { INSPECT_PROCESSES, SIGNAL_RECORDED, SPAWN_DETACHED } from '../remote/scripts';
+
+export interface ProcessState {
+  pidFile: string;
+  /** The recorded process, if the pid file exists. */
+  recorded?: ProcessRef;
+  /** True when the recorded pid runs with the recorded start time. */
+  alive: boolean;
+  cmdline?: string;
+}
+
+export interface SiteSnapshot {
+  processes: Map<string, ProcessState>;
+  listening: Set<number>;
+}
+
+export function parseInspect(stdout: string): SiteSnapshot {
+  const processes = new Map<string, ProcessState>();
+  const listening = new Set<number>();
+  for (const line of stdout.split('\n')) {
+    if (line.startsWith('listen ')) {
+      listening.add(parseInt(line.slice(7).trim(), 16));
+    } else if (line.startsWith('proc ')) {
+      const [, pidFile, pid, start, actual, ...cmd] = line.split(' ');
+      const recorded = pid !== '-' && start !== '-' ? { pid: Number(pid), startTime: start } : undefined;
+      const alive = !!recorded && actual !== '-' && actual === start;
+      processes.set(pidFile, { pidFile, recorded, alive, cmdline: alive ? cmd.join(' ').trim() : undefined });
+    }
+  }
+  return { processes, listening };
+}
+
+/** One round trip: the state of every given pid file and the listening TCP ports of the node. */
+export async function inspect(exec: Executor, pidFiles: string[], opts: RunOptions): Promise<SiteSnapshot> {
+  const result = await runChecked(exec, 'inspecting processes', ['sh', '-c', INSPECT_PROCESSES, 'sh', ...pidFiles], opts);
+  return parseInspect(result.stdout);
+}
+
+export type SpawnResult = { started: ProcessRef } | { exitedAtOnce: number };
+
+/** Starts argv detached in its own session, output appended to `log`, and records it in `pidFile`. */
+export async function spawnDetached(
+  exec: Executor,
+  argv: string[],
+  files: { log: string; pidFile: string },
+  opts: RunOptions,
+): Promise<SpawnResult> {
+  const result = await runChecked(exec, `starting ${argv[0]}`, ['sh', '-c', SPAWN_DETACHED, 'sh', files.log, files.pidFile, ...argv], opts);
+  const words = result.stdout.trim().split(/\s+/);
+  if (words[0] === 'started') return { started: { pid: Number(words[1]), startTime: words[2] } };
+  return { exitedAtOnce: Number(words[1]) };
+}
+
+/** Sends a signal to the recorded process group; returns false if the recorded process is gone. */
+export async function signalRecorded(exec: Executor, signal: 'TERM' | 'QUIT' | 'KILL', pidFile: string, opts: RunOptions): Promise<boolean> {
+  const result = await runChecked(exec, `sending SIG${signal}`, ['sh', '-c', SIGNAL_RECORDED, 'sh', signal, pidFile], opts);
+  return result.stdout.startsWith('signalled');
+}
+
+export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) return reject(signal.reason);
+    const timer = setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(signal?.reason);
+    };
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
+export async function tailFile(exec: Executor, file: string, lines: number, opts: RunOptions): Promise<string> {
+  const result = await exec.run(['tail', '-n', String(lines), file], opts);
+  return result.stdout.trim();
+}

@@ -1,0 +1,79 @@
+/** Domain types shared by the workflow, activities and clients. All of them are recorded in history: no secrets. */
+
+/** Names one glidein lifecycle on one site; every activity gets it and finds the rest in the site profile. */
+export interface GlideinRef {
+  site: string;
+  glideinId: string;
+}
+
+/** Something on the site that teardown must give back, in the order it was taken. */
+export type HeldResource =
+  | { kind: 'tunnel'; socksPort: number }
+  | { kind: 'cvmfs'; repositories: string[] }
+  | { kind: 'container'; instance: string }
+  | { kind: 'glidein' };
+
+export type StepName =
+  | 'planLaunch'
+  | 'openTunnel'
+  | 'verifyOutbound'
+  | 'mountCvmfs'
+  | 'startContainer'
+  | 'preloadProxychains'
+  | 'startGlidein'
+  | 'confirmRegistration'
+  | 'monitor'
+  | 'stopGlidein'
+  | 'stopContainer'
+  | 'unmountCvmfs'
+  | 'closeTunnel';
+
+export interface StepOutcome {
+  step: StepName;
+  status: 'running' | 'ok' | 'failed';
+  /** Workflow time, ISO 8601. */
+  startedAt: string;
+  durationMs?: number;
+  /** What the step found or did, in a few words. */
+  detail?: string;
+  error?: string;
+}
+
+export interface ProcessRef {
+  pid: number;
+  /** /proc/<pid>/stat start time: with the pid, names one process even after pid reuse. */
+  startTime: string;
+}
+
+export interface TunnelInfo {
+  socksPort: number;
+  process: ProcessRef;
+  reused: boolean;
+}
+
+export interface Registration {
+  name: string;
+  state: string;
+  activity: string;
+}
+
+export type MonitorEnd =
+  | 'round-complete'
+  | 'deadline'
+  | 'glidein-exited'
+  | 'tunnel-down'
+  | 'unregistered';
+
+export interface MonitorReport {
+  end: MonitorEnd;
+  checks: number;
+  /** Workflow-visible summary of the latest check. */
+  last?: { at: string; tunnel: boolean; glidein: boolean; registered: boolean; detail?: string };
+  detail?: string;
+}
+
+export type ShutdownMode = 'drain' | 'stop';
+
+export interface UndoOutcome {
+  detail: string;
+}

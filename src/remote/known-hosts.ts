@@ -1,0 +1,83 @@
+/**
+ * OpenSSH known_hosts lookup: plain and hashed (|1|salt|hash) host entries, [host]:port for other ports,
+ * @revoked markers. Host keys are only ever read from here; nothing is accepted on first sight.
+ */
+import { createHash, createHmac } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+
+export interface KnownKey {
+  type: string;
+  blob: Buffer;
+}
+
+export interface KnownHostKeys {
+  keys: KnownKey[];
+  revoked: KnownKey[];
+}
+
+/** The name a host has in known_hosts: `host` for port 22, `[host]:port` otherwise. */
+export function knownHostsName(host: string, port: number): string {
+  return port === 22 ? host : `[${host}]:${port}`;
+}
+
+function matchesPattern(pattern: string, name: string): boolean {
+  if (pattern.startsWith('|1|')) {
+    const [, , salt, hash] = pattern.split('|');
+    if (!salt || !hash) return false;
+    const digest = createHmac('sha1', Buffer.from(salt, 'base64')).update(name).digest('base64');
+    return digest === hash;
+  }
+  return pattern === name;
+}
+
+export function findHostKeys(text: string, host: string, port: number): KnownHostKeys {
+  const name = knownHostsName(host, port);
+  const result: KnownHostKeys = { keys: [], revoked: [] };
+  for (const raw of text.split('\n')) {
+    const line = raw.trim();
+    if (!line || line.startsWith('#')) continue;
+    const fields = line.split(/\s+/);
+    let marker: string | undefined;
+    if (fields[0].startsWith('@')) marker = fields.shift();
+    if (marker === '@cert-authority' || fields.length < 3) continue;
+    const [patterns, type, base64] = fields;
+    const names = patterns.split(',');
+    if (names.some((p) => p.startsWith('!') && matchesPattern(p.slice(1), name))) continue;
+    if (!names.some((p) => matchesPattern(p, name))) continue;
+    const key = { type, blob: Buffer.from(base64, 'base64') };
+    (marker === '@revoked' ? result.revoked : result.keys).push(key);
+  }
+  return result;
+}
+
+export async function readHostKeys(file: string, host: string, port: number): Promise<KnownHostKeys> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (err) {
+    throw new Error(`known_hosts file ${file} cannot be read: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+  return findHostKeys(text, host, port);
+}
+
+/** SHA256:… as `ssh-keygen -lf` prints it. */
+export function fingerprint(blob: Buffer): string {
+  return `SHA256:${createHash('sha256').update(blob).digest('base64').replace(/=+$/, '')}`;
+}
+
+/** The key type named inside an SSH public key blob. */
+export function blobType(blob: Buffer): string {
+  if (blob.length < 4) return 'unknown';
+  const len = blob.readUInt32BE(0);
+  return blob.subarray(4, 4 + len).toString('latin1');
+}
+
+/** Host key algorithms that can present the known key types (an RSA key signs with rsa-sha2-*). */
+export function hostKeyAlgorithms(keys: KnownKey[]): string[] {
+  const algorithms = new Set<string>();
+  for (const { type } of keys) {
+    if (type === 'ssh-rsa') ['rsa-sha2-512', 'rsa-sha2-256', 'ssh-rsa'].forEach((a) => algorithms.add(a));
+    else algorithms.add(type);
+  }
+  return [...algorithms];
+}

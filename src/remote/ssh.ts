@@ -1,0 +1,333 @@
+/**
+ * SSH executor on ssh2: one kept connection per host, commands as channels on it (login nodes throttle and
+ * ban hosts that open many connections), queued below sshd's MaxSessions, host keys checked against
+ * known_hosts and never accepted on first sight, reconnect with backoff after a drop, and an optional jump
+ * through another connection (forwardOut), which is how the worker node is reached from outside.
+ */
+import { readFile } from 'node:fs/promises';
+import * as net from 'node:net';
+import type { Duplex } from 'node:stream';
+import { Client, type ClientChannel, type ConnectConfig } from 'ssh2';
+import { ExecutorError, OutputBuffer, type CommandResult, type Executor, type RunOptions } from './executor';
+import { blobType, fingerprint, hostKeyAlgorithms, knownHostsName, readHostKeys } from './known-hosts';
+import { commandLine } from './quote';
+import { Semaphore } from './semaphore';
+
+export interface SshTarget {
+  host: string;
+  port: number;
+  user: string;
+  /** Path of the private key on this machine; read when connecting, never logged or returned. */
+  identityFile: string;
+  knownHostsFile: string;
+  /** Reach this host through another one (forwardOut on the jump host's connection). */
+  jump?: SshTarget;
+}
+
+export interface SshOptions {
+  /** Concurrent exec channels per connection; OpenSSH's MaxSessions is 10 by default. */
+  maxChannels?: number;
+  connectTimeoutMs?: number;
+  keepaliveIntervalMs?: number;
+  /** First and longest wait between failed connection attempts. */
+  backoffMs?: { initial: number; max: number };
+  log?: (event: string, fields: Record<string, unknown>) => void;
+}
+
+const DEFAULTS = { maxChannels: 8, connectTimeoutMs: 20_000, keepaliveIntervalMs: 15_000, backoffMs: { initial: 500, max: 30_000 } };
+
+export function describeTarget(t: SshTarget): string {
+  const here = `${t.user}@${t.host}:${t.port}`;
+  return t.jump ? `${here} (via ${t.jump.host}:${t.jump.port})` : here;
+}
+
+function targetKey(t: SshTarget): string {
+  return t.jump ? `${targetKey(t.jump)}>${t.user}@${t.host}:${t.port}` : `${t.user}@${t.host}:${t.port}`;
+}
+
+/** One kept SSH connection and the channels on it. */
+export class SshConnection implements Executor {
+  readonly target: string;
+  private client?: Promise<Client>;
+  private live?: Client;
+  private readonly channels: Semaphore;
+  private failures = 0;
+  private nextAttemptAt = 0;
+  /** TCP connections opened so far (tests and benchmarks count them). */
+  connects = 0;
+
+  constructor(
+    private readonly spec: SshTarget,
+    private readonly options: Required<SshOptions>,
+    private readonly via?: SshConnection,
+  ) {
+    this.target = describeTarget(spec);
+    this.channels = new Semaphore(options.maxChannels);
+  }
+
+  async run(argv: readonly string[], opts: RunOptions = {}): Promise<CommandResult> {
+    const line = commandLine(argv, opts.env);
+    const deadline = opts.timeoutMs ? Date.now() + opts.timeoutMs : undefined;
+    const signal = composeSignal(opts.signal, opts.timeoutMs);
+    try {
+      const client = await this.connected(signal);
+      const release = await this.channels.acquire(signal);
+      try {
+        return await this.exec(client, line, opts.stdin, signal);
+      } finally {
+        release();
+      }
+    } catch (err) {
+      if (signal?.aborted && !(err instanceof ExecutorError && err.permanent)) {
+        const timedOut = deadline !== undefined && Date.now() >= deadline && !opts.signal?.aborted;
+        throw timedOut
+          ? new ExecutorError(`${argv[0]} on ${this.target} timed out after ${opts.timeoutMs} ms`, 'timeout')
+          : new ExecutorError(`${argv[0]} on ${this.target} aborted`, 'aborted');
+      }
+      throw err;
+    }
+  }
+
+  /** A forwarded TCP stream from this host to another (used to jump to the worker node). */
+  async forward(host: string, port: number, signal?: AbortSignal): Promise<Duplex> {
+    const client = await this.connected(signal);
+    return new Promise((resolve, reject) => {
+      client.forwardOut('127.0.0.1', 0, host, port, (err, stream) => {
+        if (err) reject(new ExecutorError(`cannot reach ${host}:${port} through ${this.target}: ${err.message}`, 'connect'));
+        else resolve(stream);
+      });
+    });
+  }
+
+  close(): void {
+    const client = this.client;
+    this.client = undefined;
+    void client?.then((c) => c.end()).catch(() => undefined);
+  }
+
+  private connected(signal?: AbortSignal): Promise<Client> {
+    if (!this.client) {
+      this.client = this.connect(signal);
+      this.client.catch(() => {
+        this.client = undefined;
+      });
+    }
+    return this.client;
+  }
+
+  private async connect(signal?: AbortSignal): Promise<Client> {
+    const wait = this.nextAttemptAt - Date.now();
+    if (wait > 0) await sleep(wait, signal);
+    const { spec } = this;
+    const known = await readHostKeys(spec.knownHostsFile, spec.host, spec.port);
+    const name = knownHostsName(spec.host, spec.port);
+    if (known.keys.length === 0) {
+      throw new ExecutorError(
+        `host key of ${name} is not in ${spec.knownHostsFile}: refusing to connect. Get the key's fingerprint from the site's ` +
+          `documentation or administrators and add the verified key to that file (ssh-keyscan -p ${spec.port} ${spec.host} shows what the host offers).`,
+        'host-key',
+        true,
+      );
+    }
+    let privateKey: Buffer;
+    try {
+      privateKey = await readFile(spec.identityFile);
+    } catch (err) {
+      throw new ExecutorError(`identity file ${spec.identityFile} cannot be read: ${(err as NodeJS.ErrnoException).code}`, 'auth', true);
+    }
+    let sock: Duplex;
+    try {
+      sock = this.via ? await this.via.forward(spec.host, spec.port, signal) : await openSocket(spec.host, spec.port, this.options.connectTimeoutMs, signal);
+    } catch (err) {
+      this.noteFailure();
+      if (err instanceof ExecutorError) throw err;
+      throw new ExecutorError(`cannot connect to ${name}: ${(err as Error).message}`, 'connect');
+    }
+
+    let offered: Buffer | undefined;
+    const client = new Client();
+    const config: ConnectConfig = {
+      sock,
+      username: spec.user,
+      privateKey,
+      readyTimeout: this.options.connectTimeoutMs,
+      keepaliveInterval: this.options.keepaliveIntervalMs,
+      keepaliveCountMax: 3,
+      algorithms: { serverHostKey: hostKeyAlgorithms(known.keys) as never },
+      hostVerifier: (key: Buffer) => {
+        offered = key;
+        return !known.revoked.some((k) => k.blob.equals(key)) && known.keys.some((k) => k.blob.equals(key));
+      },
+    };
+    this.connects++;
+    this.options.log('ssh connecting', { target: this.target });
+    try {
+      await new Promise<void>((resolve, reject) => {
+        const onAbort = () => {
+          client.end();
+          reject(new ExecutorError(`connecting to ${this.target} aborted`, 'aborted'));
+        };
+        signal?.addEventListener('abort', onAbort, { once: true });
+        client.once('ready', () => {
+          signal?.removeEventListener('abort', onAbort);
+          resolve();
+        });
+        client.once('error', (err: Error & { level?: string }) => {
+          signal?.removeEventListener('abort', onAbort);
+          reject(this.classify(err, offered, known.keys.map((k) => k.type)));
+        });
+        client.connect(config);
+      });
+    } catch (err) {
+      this.noteFailure();
+      client.end();
+      throw err;
+    }
+    this.failures = 0;
+    client.on('error', (err) => this.options.log('ssh connection error', { target: this.target, error: err.message }));
+    client.once('close', () => {
+      this.options.log('ssh connection closed', { target: this.target });
+      if (this.live === client) {
+        this.live = undefined;
+        this.client = undefined;
+      }
+    });
+    this.live = client;
+    this.options.log('ssh connected', { target: this.target });
+    return client;
+  }
+
+  private classify(err: Error & { level?: string }, offered: Buffer | undefined, knownTypes: string[]): ExecutorError {
+    const name = knownHostsName(this.spec.host, this.spec.port);
+    if (/host denied|verification failed/i.test(err.message)) {
+      const what = offered ? `${blobType(offered)} ${fingerprint(offered)}` : 'an unverifiable key';
+      return new ExecutorError(
+        `host key of ${name} does not match ${this.spec.knownHostsFile} (the host offered ${what}; the file has ${knownTypes.join(', ')}). ` +
+          `The key changed or someone is in the middle: confirm the new fingerprint with the site before replacing the entry (ssh-keygen -R '${name}' -f ${this.spec.knownHostsFile}).`,
+        'host-key',
+        true,
+      );
+    }
+    if (err.level === 'client-authentication') {
+      return new ExecutorError(`${this.target} refused the key ${this.spec.identityFile} for user ${this.spec.user}`, 'auth', true);
+    }
+    return new ExecutorError(`cannot connect to ${this.target}: ${err.message}`, 'connect');
+  }
+
+  private noteFailure(): void {
+    const { initial, max } = this.options.backoffMs;
+    this.failures++;
+    this.nextAttemptAt = Date.now() + Math.min(max, initial * 2 ** (this.failures - 1));
+  }
+
+  private exec(client: Client, line: string, stdin: string | undefined, signal?: AbortSignal): Promise<CommandResult> {
+    return new Promise((resolve, reject) => {
+      client.exec(line, (err, stream: ClientChannel) => {
+        if (err) {
+          reject(new ExecutorError(`cannot open a channel on ${this.target}: ${err.message}`, 'channel'));
+          return;
+        }
+        const stdout = new OutputBuffer();
+        const stderr = new OutputBuffer();
+        let code: number | null = null;
+        let signalName: string | null = null;
+        const onAbort = () => {
+          stream.signal('KILL');
+          stream.close();
+        };
+        signal?.addEventListener('abort', onAbort, { once: true });
+        stream.on('data', (c: Buffer) => stdout.push(c));
+        stream.stderr.on('data', (c: Buffer) => stderr.push(c));
+        stream.on('exit', (exitCode: number | null, sig?: string) => {
+          code = exitCode;
+          signalName = sig ?? null;
+        });
+        stream.on('close', () => {
+          signal?.removeEventListener('abort', onAbort);
+          if (signal?.aborted) reject(new ExecutorError('aborted', 'aborted'));
+          else if (code === null && signalName === null) reject(new ExecutorError(`the channel on ${this.target} closed before the command exited`, 'channel'));
+          else resolve({ code, signal: signalName, stdout: stdout.toString(), stderr: stderr.toString() });
+        });
+        stream.end(stdin ?? '');
+      });
+    });
+  }
+}
+
+/** Keeps one SshConnection per host (and jump chain) for the life of the worker. */
+export class SshPool {
+  private readonly connections = new Map<string, SshConnection>();
+  private readonly options: Required<SshOptions>;
+
+  constructor(options: SshOptions = {}) {
+    this.options = { ...DEFAULTS, log: () => undefined, ...options };
+  }
+
+  executor(target: SshTarget): SshConnection {
+    const key = targetKey(target);
+    let connection = this.connections.get(key);
+    if (!connection) {
+      const via = target.jump ? this.executor(target.jump) : undefined;
+      connection = new SshConnection(target, this.options, via);
+      this.connections.set(key, connection);
+    }
+    return connection;
+  }
+
+  /** TCP connections opened per target, for tests and benchmarks. */
+  connectCounts(): Record<string, number> {
+    return Object.fromEntries([...this.connections].map(([key, c]) => [key, c.connects]));
+  }
+
+  close(): void {
+    // Close the innermost (jumped) connections first.
+    for (const connection of [...this.connections.values()].reverse()) connection.close();
+    this.connections.clear();
+  }
+}
+
+function openSocket(host: string, port: number, timeoutMs: number, signal?: AbortSignal): Promise<net.Socket> {
+  return new Promise((resolve, reject) => {
+    const sock = net.connect({ host, port });
+    sock.setNoDelay(true); // Nagle + delayed ACK would add ~40 ms to every command
+    const fail = (err: Error) => {
+      cleanup();
+      sock.destroy();
+      reject(err);
+    };
+    const timer = setTimeout(() => fail(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
+    const onAbort = () => fail(new Error('aborted'));
+    const onError = (err: Error) => fail(err);
+    const cleanup = () => {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', onAbort);
+      sock.off('error', onError);
+    };
+    signal?.addEventListener('abort', onAbort, { once: true });
+    sock.once('error', onError);
+    sock.once('connect', () => {
+      cleanup();
+      resolve(sock);
+    });
+  });
+}
+
+function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(resolve, ms);
+    signal?.addEventListener(
+      'abort',
+      () => {
+        clearTimeout(timer);
+        reject(new ExecutorError('aborted while waiting to reconnect', 'aborted'));
+      },
+      { once: true },
+    );
+  });
+}
+
+function composeSignal(signal: AbortSignal | undefined, timeoutMs: number | undefined): AbortSignal | undefined {
+  const signals = [signal, timeoutMs ? AbortSignal.timeout(timeoutMs) : undefined].filter((s): s is AbortSignal => !!s);
+  if (signals.length === 0) return undefined;
+  return signals.length === 1 ? signals[0] : AbortSignal.any(signals);
+}

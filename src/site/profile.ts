@@ -1,0 +1,121 @@
+/**
+ * The site profile: everything the worker needs to know about one site. Paths and names only; key material
+ * never appears here (identityFile is a path, resolved by the worker or by ssh on the site).
+ */
+import { z } from 'zod';
+import { absolutePath, argWord, duration, hostname, port, repositoryName, siteName, username } from '../common/validation';
+import { parseDuration } from '../common/duration';
+
+const DEFAULT_LIBRARY = '/usr/lib/x86_64-linux-gnu/libproxychains.so.4';
+
+const endpoint = z.strictObject({ host: hostname, port });
+
+const login = z.strictObject({
+  host: hostname,
+  port: port.default(22),
+  user: username,
+  /** Private key on the worker's machine. */
+  identityFile: absolutePath,
+  /** known_hosts on the worker's machine; unknown or changed host keys are refused. */
+  knownHostsFile: absolutePath,
+});
+
+const workerNode = z.discriminatedUnion('via', [
+  /** Commands run on the login node itself. */
+  z.strictObject({ via: z.literal('login') }),
+  /** Through the login node as an SSH jump host to the worker node's sshd. */
+  z.strictObject({ via: z.literal('jump'), host: hostname, port: port.default(22), user: username.optional() }),
+]);
+
+const tunnel = z.strictObject({
+  mode: z.literal('forward'),
+  socksPort: port,
+  /** The login node as the worker node reaches it. */
+  loginHost: hostname,
+  loginPort: port.default(22),
+  /** Paths on the site. */
+  identityFile: absolutePath,
+  knownHostsFile: absolutePath,
+  serverAliveInterval: duration({ min: 1_000, max: 600_000 }).default('15s'),
+});
+
+const knob = z.string().regex(/^[A-Za-z_][A-Za-z0-9_.]{0,63}$/, 'expected an HTCondor configuration knob name');
+
+const glidein = z.strictObject({
+  startCommand: z.array(argWord).min(1, 'expected the glidein start command as a non-empty argv list'),
+  statusCommand: z.array(argWord).min(1, 'expected the condor_status command as a non-empty argv list'),
+  lifetime: duration({ min: 10_000 }).default('24h'),
+  registrationTimeout: duration({ min: 1_000 }).default('10m'),
+  drainGrace: duration().default('10m'),
+  stopGrace: duration().default('30s'),
+  /** Extra HTCondor configuration, passed as _CONDOR_<knob> in the glidein's environment. */
+  config: z.record(knob, argWord).default({}),
+});
+
+export const siteProfileSchema = z.strictObject({
+  name: siteName,
+  description: z.string().max(500).optional(),
+  login,
+  workerNode,
+  tunnel,
+  kitProxy: endpoint,
+  /** Where verify-outbound connects through the chain; defaults to the collector. */
+  outboundCheck: endpoint.optional(),
+  collector: endpoint,
+  cvmfs: z.strictObject({
+    cvmfsexecDir: absolutePath,
+    repositories: z.array(repositoryName).min(1, 'expected at least one repository'),
+  }),
+  container: z.strictObject({
+    runtime: z.enum(['apptainer', 'singularity']),
+    executable: z.union([absolutePath, z.enum(['apptainer', 'singularity'])]).optional(),
+    image: absolutePath,
+    binds: z
+      .array(z.string().regex(/^\/[A-Za-z0-9._+@%=,/-]*(?::\/[A-Za-z0-9._+@%=,/-]*(?::(?:ro|rw))?)?$/, 'expected src[:dst[:ro|rw]] with absolute paths'))
+      .default([]),
+  }),
+  proxychains: z
+    .strictObject({
+      /** The library as seen inside the container; it is bind-mounted there from the same path on the node. */
+      library: absolutePath.default(DEFAULT_LIBRARY),
+      executable: z.union([absolutePath, z.literal('proxychains4')]).default('proxychains4'),
+      /** Destinations that bypass the chain (the glidein's own daemons talk over loopback). */
+      localnet: z.array(z.string().regex(/^\d{1,3}(?:\.\d{1,3}){3}(?::\d{1,5})?\/\d{1,3}(?:\.\d{1,3}){3}$/, 'expected address[:port]/netmask, e.g. 127.0.0.0/255.0.0.0')).default(['127.0.0.0/255.0.0.0']),
+    })
+    .default({ library: DEFAULT_LIBRARY, executable: 'proxychains4', localnet: ['127.0.0.0/255.0.0.0'] }),
+  glidein,
+  monitor: z.strictObject({ interval: duration({ min: 1_000, max: 3_600_000 }).default('60s') }).default({ interval: '60s' }),
+  /** Per-glidein state lives in <workDir>/<glideinId>/ on the site. */
+  workDir: absolutePath,
+});
+
+export type SiteProfile = z.output<typeof siteProfileSchema>;
+
+/** The part of a profile the workflow needs to plan a lifecycle; recorded in history, so secret-free. */
+export interface LaunchPlan {
+  site: string;
+  glideinId: string;
+  lifetimeMs: number;
+  registrationTimeoutMs: number;
+  monitorIntervalMs: number;
+  drainGraceMs: number;
+  stopGraceMs: number;
+  repositories: string[];
+  workDir: string;
+  collector: string;
+}
+
+export function planFor(profile: SiteProfile, glideinId: string, lifetime: string | undefined): LaunchPlan {
+  return {
+    site: profile.name,
+    glideinId,
+    lifetimeMs: parseDuration(lifetime ?? profile.glidein.lifetime),
+    registrationTimeoutMs: parseDuration(profile.glidein.registrationTimeout),
+    monitorIntervalMs: parseDuration(profile.monitor.interval),
+    drainGraceMs: parseDuration(profile.glidein.drainGrace),
+    stopGraceMs: parseDuration(profile.glidein.stopGrace),
+    repositories: profile.cvmfs.repositories,
+    workDir: `${profile.workDir}/${glideinId}`,
+    collector: `${profile.collector.host}:${profile.collector.port}`,
+  };
+}

@@ -1,0 +1,1 @@
+export { LaunchGlidein } from './launch-glidein';

@@ -1,0 +1,35 @@
+/** Signals, queries and search attributes of LaunchGlidein: defined once, imported by clients and tests. */
+import { defineQuery, defineSignal } from '@temporalio/workflow';
+import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/common';
+import type { HeldResource, MonitorReport, Registration, StepOutcome } from '../common/types';
+
+export type Phase = 'planning' | 'setup' | 'registering' | 'monitoring' | 'teardown' | 'done' | 'failed' | 'cancelled';
+
+export interface GlideinStatus {
+  site: string;
+  glideinId: string;
+  phase: Phase;
+  /** Every step so far, teardown included, in order; carried across continue-as-new. */
+  steps: StepOutcome[];
+  /** What is held on the site now; teardown releases it in reverse. */
+  held: HeldResource[];
+  registration?: Registration;
+  lastCheck?: MonitorReport['last'];
+  /** Epoch ms at which the glidein is drained for its lifetime. */
+  deadline?: number;
+  shutdown?: 'drain' | 'stop';
+  endReason?: string;
+}
+
+/** Graceful end: the glidein stops accepting jobs, finishes (within glidein.drainGrace), then teardown. */
+export const drainSignal = defineSignal('drain');
+/** Teardown now (glidein.stopGrace for the glidein to shut down). */
+export const stopSignal = defineSignal('stop');
+export const statusQuery = defineQuery<GlideinStatus>('status');
+
+export const GlideinSite = defineSearchAttributeKey('GlideinSite', SearchAttributeType.KEYWORD);
+export const GlideinId = defineSearchAttributeKey('GlideinId', SearchAttributeType.KEYWORD);
+export const GlideinPhase = defineSearchAttributeKey('GlideinPhase', SearchAttributeType.KEYWORD);
+
+/** For `temporal server start-dev --search-attribute …` and TestWorkflowEnvironment. */
+export const SEARCH_ATTRIBUTES = { GlideinSite: 'Keyword', GlideinId: 'Keyword', GlideinPhase: 'Keyword' } as const;
