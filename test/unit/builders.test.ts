@@ -1,0 +1,121 @@
+import * as path from 'node:path';
+import { SiteRegistry } from '../../src/site/load';
+import type { SiteProfile } from '../../src/site/profile';
+import { tunnelArgv } from '../../src/activities/tunnel';
+import { instanceStartArgv } from '../../src/activities/container';
+import { condorConfig, glideinArgv, glideinEnv } from '../../src/activities/glidein';
+import { condorStatusArgv, parseAutoformat } from '../../src/activities/registration';
+import { parseChainReport, renderProxychainsConf } from '../../src/activities/proxychains';
+import { parseInspect } from '../../src/activities/processes';
+import { pathsFor } from '../../src/activities/site-access';
+import { findHostKeys, fingerprint, hostKeyAlgorithms } from '../../src/remote/known-hosts';
+import { createHmac } from 'node:crypto';
+
+let local: SiteProfile;
+beforeAll(async () => {
+  local = await new SiteRegistry(path.join(__dirname, '..', '..', 'sites')).get('local');
+});
+
+describe('command builders', () => {
+  it('opens the tunnel with ssh -N -D, strict host keys, batch mode and the site key', () => {
+    const argv = tunnelArgv(local);
+    expect(argv.slice(0, 5)).toEqual(['ssh', '-F', '/dev/null', '-N', '-D']);
+    expect(argv).toContain('127.0.0.1:1080');
+    expect(argv).toEqual(expect.arrayContaining(['ExitOnForwardFailure=yes', 'BatchMode=yes', 'StrictHostKeyChecking=yes', 'ServerAliveInterval=15']));
+    expect(argv.slice(-2)).toEqual(['--', '127.0.0.1']);
+    expect(argv[argv.indexOf('-i') + 1]).toBe(local.tunnel.identityFile);
+  });
+
+  it('starts the instance with /cvmfs, the proxychains library and the work directory bound', () => {
+    const argv = instanceStartArgv(local, 'glidein-x', '/w/x');
+    expect(argv.slice(0, 3)).toEqual([local.container.executable, 'instance', 'start']);
+    expect(argv).toEqual(expect.arrayContaining(['--bind', `${local.cvmfs.cvmfsexecDir}/dist/cvmfs:/cvmfs`, '--bind', '/w/x:/w/x']));
+    expect(argv.slice(-2)).toEqual([local.container.image, 'glidein-x']);
+  });
+
+  it('configures the glidein for an outbound-only node and pre-loads proxychains', () => {
+    const paths = pathsFor(local, 'g1');
+    const config = condorConfig(local, 'g1', paths);
+    expect(config).toMatchObject({
+      COLLECTOR_HOST: '127.0.0.4:9618',
+      CCB_ADDRESS: '$(COLLECTOR_HOST)',
+      UPDATE_COLLECTOR_WITH_TCP: 'True',
+      WANT_UDP_COMMAND_SOCKET: 'False',
+      GlideinLaunchId: '"g1"',
+    });
+    expect(config.STARTD_ATTRS).toContain('GlideinLaunchId');
+    const env = glideinEnv(local, 'g1', paths);
+    expect(env).toMatchObject({
+      APPTAINERENV_LD_PRELOAD: '/usr/lib/x86_64-linux-gnu/libproxychains.so.4',
+      APPTAINERENV_PROXYCHAINS_CONF_FILE: paths.proxychainsConf,
+      APPTAINERENV__CONDOR_COLLECTOR_HOST: '127.0.0.4:9618',
+    });
+    expect(glideinArgv(local, 'glidein-g1')).toEqual([local.container.executable, 'exec', 'instance://glidein-g1', ...local.glidein.startCommand]);
+  });
+
+  it('asks the collector for exactly this glidein', () => {
+    const argv = condorStatusArgv(local, 'glidein-g1', 'g1');
+    expect(argv).toEqual(expect.arrayContaining(['-pool', '127.0.0.4:9618', '-constraint', 'GlideinLaunchId == "g1"', '-af', 'Name', 'State', 'Activity']));
+  });
+});
+
+describe('proxychains', () => {
+  it('renders a strict chain: SOCKS tunnel, then KIT by numeric address', () => {
+    const conf = renderProxychainsConf(local, '127.0.0.3', 'g1');
+    expect(conf).toMatch(/^strict_chain$/m);
+    expect(conf).toMatch(/\[ProxyList\]\nsocks5 127\.0\.0\.1 1080\nhttp 127\.0\.0\.3 80\n/);
+    expect(conf).toMatch(/^localnet 127\.0\.0\.1\/255\.255\.255\.255$/m);
+    expect(() => renderProxychainsConf(local, 'proxy.kit.edu', 'g1')).toThrow('numeric IPv4');
+  });
+
+  it.each([
+    ['[proxychains] Strict chain  ...  127.0.0.1:1080  ...  127.0.0.3:80  ...  127.0.0.4:9618  ...  OK', { ok: true }],
+    ['[proxychains] Strict chain  ...  127.0.0.1:1080 <--socket error or timeout!', { ok: false, failedHop: 'tunnel' }],
+    ['[proxychains] Strict chain  ...  127.0.0.1:1080  ...  127.0.0.3:80 <--socket error or timeout!', { ok: false, failedHop: 'kit' }],
+    ['[proxychains] Strict chain  ...  127.0.0.1:1080  ...  127.0.0.3:80  ...  127.0.0.4:9618 <--denied', { ok: false, failedHop: 'target' }],
+  ])('reads which hop failed from %s', (line, expected) => {
+    expect(parseChainReport(`[proxychains] config file found: x\n${line}\n`)).toMatchObject(expected);
+  });
+
+  it('reports no chain when proxychains said nothing (the preload did not happen)', () => {
+    expect(parseChainReport('bash: connect: Connection refused')).toEqual({ ok: false });
+  });
+});
+
+describe('parsers', () => {
+  it('reads condor_status -af output', () => {
+    expect(parseAutoformat('slot1@g1@host Unclaimed Idle\n')).toEqual([{ name: 'slot1@g1@host', state: 'Unclaimed', activity: 'Idle' }]);
+    expect(parseAutoformat('')).toEqual([]);
+  });
+
+  it('reads process and port inspection, telling a reused pid from ours', () => {
+    const snap = parseInspect(
+      ['proc /w/tunnel.pid 100 555 555 ssh -N -D 127.0.0.1:1080', 'proc /w/glidein.pid 200 777 999 other', 'proc /w/none.pid - - - -', 'listen 0438', 'listen 0050'].join('\n'),
+    );
+    expect(snap.processes.get('/w/tunnel.pid')).toMatchObject({ alive: true, recorded: { pid: 100, startTime: '555' } });
+    expect(snap.processes.get('/w/glidein.pid')).toMatchObject({ alive: false });
+    expect(snap.processes.get('/w/none.pid')).toMatchObject({ alive: false, recorded: undefined });
+    expect([...snap.listening]).toEqual([1080, 80]);
+  });
+});
+
+describe('known_hosts', () => {
+  const blob = Buffer.from('000000077373682d7273610000000301000100000081', 'hex');
+  const b64 = blob.toString('base64');
+
+  it('finds plain, bracketed and hashed entries and honours @revoked', () => {
+    const salt = Buffer.from('0123456789abcdef0123');
+    const hashed = `|1|${salt.toString('base64')}|${createHmac('sha1', salt).update('[10.0.0.1]:2222').digest('base64')}`;
+    const text = [`login.example ssh-rsa ${b64}`, `[login.example]:2201 ssh-ed25519 ${b64}`, `${hashed} ssh-ed25519 ${b64}`, `@revoked bad.example ssh-rsa ${b64}`].join('\n');
+    expect(findHostKeys(text, 'login.example', 22).keys.map((k) => k.type)).toEqual(['ssh-rsa']);
+    expect(findHostKeys(text, 'login.example', 2201).keys.map((k) => k.type)).toEqual(['ssh-ed25519']);
+    expect(findHostKeys(text, '10.0.0.1', 2222).keys).toHaveLength(1);
+    expect(findHostKeys(text, 'bad.example', 22)).toMatchObject({ keys: [], revoked: [{ type: 'ssh-rsa' }] });
+    expect(findHostKeys(text, 'unknown.example', 22).keys).toEqual([]);
+  });
+
+  it('offers only the algorithms of known keys, and fingerprints like ssh-keygen', () => {
+    expect(hostKeyAlgorithms([{ type: 'ssh-rsa', blob }])).toEqual(['rsa-sha2-512', 'rsa-sha2-256', 'ssh-rsa']);
+    expect(fingerprint(blob)).toMatch(/^SHA256:[A-Za-z0-9+/]+$/);
+  });
+});

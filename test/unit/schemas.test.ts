@@ -1,0 +1,81 @@
+import { readFileSync } from 'node:fs';
+import * as path from 'node:path';
+import { parse, stringify } from 'yaml';
+import { glideinIdFor, parseGlideinRequest } from '../../src/common/request';
+import { parseDuration } from '../../src/common/duration';
+import { parseSiteProfile, SiteRegistry } from '../../src/site/load';
+
+const sitesDir = path.join(__dirname, '..', '..', 'sites');
+const localYaml = readFileSync(path.join(sitesDir, 'local.yaml'), 'utf8');
+
+function withChange(mutate: (profile: Record<string, any>) => void): string {
+  const profile = parse(localYaml);
+  mutate(profile);
+  return stringify(profile);
+}
+
+describe('site profiles', () => {
+  it('accepts the shipped profiles', async () => {
+    const sites = new SiteRegistry(sitesDir);
+    await expect(sites.get('local')).resolves.toMatchObject({ name: 'local', tunnel: { socksPort: 1080 } });
+    await expect(sites.get('jsc-example')).resolves.toMatchObject({ name: 'jsc-example', login: { port: 22 } });
+  });
+
+  it.each([
+    ['a hostname that is an ssh option', (p: any) => (p.login.host = '-oProxyCommand=touch /tmp/pwned'), 'login.host: expected a hostname'],
+    ['a port out of range', (p: any) => (p.tunnel.socksPort = 70000), 'tunnel.socksPort: expected a port 1-65535'],
+    ['a port of the wrong type', (p: any) => (p.kitProxy.port = '80'), 'kitProxy.port:'],
+    ['a relative key path', (p: any) => (p.login.identityFile = 'keys/id'), 'login.identityFile: expected an absolute path'],
+    ['path traversal', (p: any) => (p.workDir = '/tmp/../etc'), 'workDir: expected a path without ".." segments'],
+    ['shell metacharacters in a path', (p: any) => (p.container.image = '/tmp/x;rm -rf ~'), 'container.image: expected an absolute path'],
+    ['a bad repository name', (p: any) => (p.cvmfs.repositories = ['cms.cern.ch', '../etc']), 'cvmfs.repositories[1]: expected a CernVM-FS repository name'],
+    ['no repositories', (p: any) => (p.cvmfs.repositories = []), 'cvmfs.repositories: expected at least one repository'],
+    ['a control character in the start command', (p: any) => (p.glidein.startCommand = ['/bin/x\n/bin/evil']), 'glidein.startCommand[0]: expected printable characters'],
+    ['a bad duration', (p: any) => (p.glidein.lifetime = '2 hours'), 'glidein.lifetime: expected a duration'],
+    ['an unknown field', (p: any) => (p.tunnel.sockPort = 1), 'tunnel: Unrecognized key'],
+    ['an HTCondor knob with a space', (p: any) => (p.glidein.config = { 'A B': '1' }), 'glidein.config'],
+  ])('refuses %s, naming the field', (_what, mutate, message) => {
+    expect(() => parseSiteProfile(withChange(mutate), 'test.yaml')).toThrow(message);
+  });
+
+  it('names the file and says what is wrong with YAML syntax', () => {
+    expect(() => parseSiteProfile('name: [unclosed', 'sites/broken.yaml')).toThrow(/sites\/broken\.yaml: not valid YAML/);
+  });
+
+  it('refuses a site name that could leave the sites directory', async () => {
+    await expect(new SiteRegistry(sitesDir).get('../etc/passwd')).rejects.toThrow('site: expected a site name');
+    await expect(new SiteRegistry(sitesDir).get('nosuchsite')).rejects.toThrow('site: no profile named "nosuchsite"');
+  });
+});
+
+describe('LaunchGlidein input', () => {
+  it('accepts the small request operators write', () => {
+    expect(parseGlideinRequest({ site: 'local', lifetime: '2h' })).toEqual({ site: 'local', lifetime: '2h' });
+  });
+
+  it.each([
+    [{}, 'site: Invalid input'],
+    [{ site: 'Local Site' }, 'site: expected a site name'],
+    [{ site: 'local', lifetime: 'forever' }, 'lifetime: expected a duration'],
+    [{ site: 'local', lifetime: '1s' }, 'lifetime: expected at least 10000 ms'],
+    [{ site: 'local', privateKey: '-----BEGIN OPENSSH PRIVATE KEY-----' }, '(top level): Unrecognized key: "privateKey"'],
+    [{ site: 7 }, 'site: Invalid input: expected string'],
+  ])('refuses %j with an error naming the field', (input, message) => {
+    expect(() => parseGlideinRequest(input)).toThrow(message);
+  });
+
+  it('derives a safe, distinct glidein id from any workflow id', () => {
+    expect(glideinIdFor('glidein-local-1')).toBe('glidein-local-1');
+    const a = glideinIdFor('Glidein Local/1');
+    const b = glideinIdFor('glidein local/1');
+    expect(a).toMatch(/^[a-z0-9][a-z0-9-]{0,62}$/);
+    expect(a).not.toBe(b);
+    expect(glideinIdFor('$(rm -rf /)')).toMatch(/^[a-z0-9][a-z0-9-]{0,62}$/);
+  });
+
+  it('parses durations', () => {
+    expect(parseDuration('1h30m')).toBe(5_400_000);
+    expect(parseDuration('250ms')).toBe(250);
+    expect(() => parseDuration('1.5h')).toThrow('not a duration');
+  });
+});
