@@ -9,7 +9,7 @@ import { runChecked } from '../remote/executor';
 import type { SiteProfile } from '../site/profile';
 import { containerRuntime } from './container';
 import type { ActivityDeps } from './deps';
-import { asStep } from './failures';
+import { PermanentFault, asStep } from './failures';
 import { inspect, signalRecorded, sleep, spawnDetached, tailFile } from './processes';
 import { preloadEnv } from './proxychains';
 import { heartbeat, siteAccess, type GlideinPaths, type SiteAccess } from './site-access';
@@ -69,6 +69,9 @@ export function createGlideinActivities(deps: ActivityDeps) {
         const now = await glideinState(access);
         if (!('started' in spawned) || !now.alive) {
           const log = await tailFile(node, paths.glideinLog, 8, access.opts());
+          if (/executable file not found|no such file or directory|not found in \$PATH/i.test(log)) {
+            throw new PermanentFault(`glidein.startCommand ${profile.glidein.startCommand[0]} cannot be run in ${access.instance} on ${node.target}: ${log.split('\n').pop()}`, 'GlideinStartFailed');
+          }
           throw new Error(`the glidein (${profile.glidein.startCommand.join(' ')}) exited right after starting in ${access.instance} on ${node.target}: ${log || 'no output'}`);
         }
         return { process: spawned.started, reused: false };

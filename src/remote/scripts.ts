@@ -22,7 +22,10 @@ export const INSPECT_PROCESSES = `for f; do
   { read -r pid start _; } < "$f" 2>/dev/null || { echo "proc $f - - - -"; continue; }
   case $pid in ''|*[!0-9]*) echo "proc $f - - - -"; continue;; esac
   stat=$(cat /proc/$pid/stat 2>/dev/null) || { echo "proc $f $pid $start - -"; continue; }
-  actual=$(printf '%s\\n' "$stat" | sed 's/^.*) //' | cut -d' ' -f20)
+  rest=$(printf '%s\\n' "$stat" | sed 's/^.*) //')
+  actual=$(printf '%s\\n' "$rest" | cut -d' ' -f20)
+  # A zombie (Z) or dead (X) process has ended; where nothing reaps orphans it lingers in /proc.
+  case $(printf '%s\\n' "$rest" | cut -d' ' -f1) in Z|X) actual=-;; esac
   cmd=$(tr '\\0' ' ' < /proc/$pid/cmdline 2>/dev/null)
   echo "proc $f $pid $start $actual $cmd"
 done
@@ -36,8 +39,10 @@ export const SIGNAL_RECORDED = `sig=$1; pidfile=$2
 { read -r pid start _; } < "$pidfile" 2>/dev/null || { echo "no-pidfile"; exit 0; }
 case $pid in ''|*[!0-9]*) echo "no-pidfile"; exit 0;; esac
 stat=$(cat /proc/$pid/stat 2>/dev/null) || { echo "gone"; exit 0; }
-actual=$(printf '%s\\n' "$stat" | sed 's/^.*) //' | cut -d' ' -f20)
+rest=$(printf '%s\\n' "$stat" | sed 's/^.*) //')
+actual=$(printf '%s\\n' "$rest" | cut -d' ' -f20)
 [ "$actual" = "$start" ] || { echo "gone"; exit 0; }
+case $(printf '%s\\n' "$rest" | cut -d' ' -f1) in Z|X) echo "gone"; exit 0;; esac
 kill -s "$sig" -- "-$pid" 2>/dev/null || kill -s "$sig" "$pid" 2>/dev/null
 echo "signalled $pid"`;
 

@@ -1,0 +1,61 @@
+/** A real Temporal dev server (the official CLI, built offline by scripts/ensure-temporal) and a worker on it. */
+import { execFileSync } from 'node:child_process';
+import * as path from 'node:path';
+import { TestWorkflowEnvironment } from '@temporalio/testing';
+import { Worker, bundleWorkflowCode, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
+import { createActivities } from '../../src/activities';
+import { SshPool } from '../../src/remote/ssh';
+import { SiteRegistry } from '../../src/site/load';
+import { GlideinId, GlideinPhase, GlideinSite } from '../../src/workflows/messages';
+
+export const ROOT = path.resolve(__dirname, '..', '..');
+
+export function temporalCli(): string {
+  if (process.env.TEMPORAL_CLI) return process.env.TEMPORAL_CLI;
+  const cli = execFileSync(path.join(ROOT, 'scripts', 'ensure-temporal'), { encoding: 'utf8' }).trim();
+  process.env.TEMPORAL_CLI = cli;
+  return cli;
+}
+
+export function createTestEnv(): Promise<TestWorkflowEnvironment> {
+  return TestWorkflowEnvironment.createLocal({
+    server: {
+      executable: { type: 'existing-path', path: temporalCli() },
+      searchAttributes: [GlideinSite, GlideinId, GlideinPhase],
+    },
+  });
+}
+
+let bundle: Promise<WorkflowBundleWithSourceMap> | undefined;
+/** The workflow bundle, built once per test file. */
+export function workflowBundle(): Promise<WorkflowBundleWithSourceMap> {
+  bundle ??= bundleWorkflowCode({ workflowsPath: require.resolve('../../src/workflows'), logger: quietLogger });
+  return bundle;
+}
+
+const quietLogger = { trace() {}, debug() {}, info() {}, warn() {}, error() {}, log() {} };
+
+export interface TestWorker {
+  worker: Worker;
+  ssh: SshPool;
+  taskQueue: string;
+}
+
+export async function createTestWorker(env: TestWorkflowEnvironment, sitesDir: string, taskQueue: string): Promise<TestWorker> {
+  const ssh = new SshPool();
+  const worker = await Worker.create({
+    connection: env.nativeConnection,
+    taskQueue,
+    workflowBundle: await workflowBundle(),
+    activities: createActivities({ sites: new SiteRegistry(sitesDir), ssh }),
+  });
+  return { worker, ssh, taskQueue };
+}
+
+// Keep test output to errors; the worker logs every state change at INFO.
+import { DefaultLogger, Runtime } from '@temporalio/worker';
+try {
+  Runtime.install({ logger: new DefaultLogger('ERROR') });
+} catch {
+  // already installed in this process
+}

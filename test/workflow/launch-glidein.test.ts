@@ -1,0 +1,152 @@
+/**
+ * LaunchGlidein on a real Temporal dev server against the local test site: every site command goes over SSH
+ * (the worker node through the login node as a jump host). Faults are injected by changing one field of the
+ * site profile, so the real command fails the way it would on a misconfigured site.
+ */
+import { randomUUID } from 'node:crypto';
+import type { TestWorkflowEnvironment } from '@temporalio/testing';
+import { WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';
+import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
+import { LaunchGlidein } from '../../src/workflows';
+import { drainSignal, statusQuery, stopSignal, type GlideinStatus } from '../../src/workflows/messages';
+import { createTestEnv, createTestWorker, type TestWorker } from '../helpers/temporal';
+import { localSiteWith, SITES_DIR } from '../helpers/sites';
+import { EMPTY, footprint } from './site-state';
+
+let env: TestWorkflowEnvironment;
+beforeAll(async () => {
+  env = await createTestEnv();
+}, 120_000);
+afterAll(async () => {
+  await env?.teardown();
+});
+
+/** Runs `body` with a worker for `sitesDir` polling a fresh task queue. */
+async function withWorker<T>(sitesDir: string, body: (w: TestWorker) => Promise<T>): Promise<T> {
+  const w = await createTestWorker(env, sitesDir, `test-${randomUUID()}`);
+  try {
+    return await w.worker.runUntil(body(w));
+  } finally {
+    w.ssh.close();
+  }
+}
+
+function start(w: TestWorker, id: string, input: Record<string, unknown> = { site: 'local', lifetime: '10m' }): Promise<WorkflowHandle<typeof LaunchGlidein>> {
+  return env.client.workflow.start(LaunchGlidein, { taskQueue: w.taskQueue, workflowId: id, args: [input as never] });
+}
+
+async function waitForPhase(handle: WorkflowHandle, phase: GlideinStatus['phase'], timeoutMs = 60_000): Promise<GlideinStatus> {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    const status = await handle.query(statusQuery);
+    if (status.phase === phase) return status;
+    if (Date.now() > until) throw new Error(`still in phase ${status.phase} after ${timeoutMs} ms: ${JSON.stringify(status.steps)}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+const stepsOf = (status: { steps: GlideinStatus['steps'] }) => status.steps.map((s) => `${s.step}:${s.status}`);
+const TEARDOWN = ['stopGlidein:ok', 'stopContainer:ok', 'unmountCvmfs:ok', 'closeTunnel:ok'];
+const SETUP = ['planLaunch:ok', 'openTunnel:ok', 'verifyOutbound:ok', 'mountCvmfs:ok', 'startContainer:ok', 'preloadProxychains:ok', 'startGlidein:ok', 'confirmRegistration:ok'];
+
+describe('LaunchGlidein', () => {
+  it('reaches registration through the chain, holds one of everything, and drains back to nothing', async () => {
+    const id = `wf-happy-${Date.now()}`;
+    await withWorker(SITES_DIR, async (w) => {
+      const handle = await start(w, id);
+      const monitoring = await waitForPhase(handle, 'monitoring');
+      expect(stepsOf(monitoring)).toEqual(SETUP);
+      expect(monitoring.registration).toMatchObject({ state: 'Unclaimed', activity: 'Idle' });
+      expect(monitoring.held.map((h) => h.kind)).toEqual(['tunnel', 'cvmfs', 'container', 'glidein']);
+
+      const held = await footprint(id);
+      expect(held.tunnels).toHaveLength(1);
+      expect(held.glideins).toHaveLength(1);
+      expect(held.instances).toHaveLength(1);
+      expect(held.mounts.filter((m) => m.includes('/dist/cvmfs/'))).toHaveLength(2);
+      expect(held.ads).toEqual([expect.stringContaining(id)]);
+
+      await handle.signal(drainSignal);
+      const result = await handle.result();
+      expect(result.endReason).toBe('drained');
+      expect(stepsOf(result).slice(-4)).toEqual(TEARDOWN);
+      expect(result.steps.find((s) => s.step === 'stopGlidein')?.detail).toMatch(/graceful shutdown, SIGTERM/);
+    });
+    expect(await footprint(id)).toEqual(EMPTY);
+  });
+
+  it('is idempotent: a second launch of the same glidein id after a stop reuses nothing stale and leaves nothing', async () => {
+    const id = `wf-again-${Date.now()}`;
+    await withWorker(SITES_DIR, async (w) => {
+      for (let round = 0; round < 2; round++) {
+        const handle = await start(w, id);
+        await waitForPhase(handle, 'monitoring');
+        expect((await footprint(id)).glideins).toHaveLength(1);
+        await handle.signal(stopSignal);
+        expect((await handle.result()).endReason).toBe('stopped');
+      }
+    });
+    expect(await footprint(id)).toEqual(EMPTY);
+  });
+
+  it('tears everything down in reverse order when cancelled, and closes as cancelled', async () => {
+    const id = `wf-cancel-${Date.now()}`;
+    await withWorker(SITES_DIR, async (w) => {
+      const handle = await start(w, id);
+      await waitForPhase(handle, 'monitoring');
+      await handle.cancel();
+      const err = await handle.result().catch((e) => e);
+      expect(err).toBeInstanceOf(WorkflowFailedError);
+      expect(err.cause).toBeInstanceOf(CancelledFailure);
+      const status = await handle.query(statusQuery);
+      expect(status.endReason).toBe('cancelled');
+      expect(stepsOf(status).slice(-4)).toEqual(TEARDOWN);
+      expect(status.held).toEqual([]);
+    });
+    expect(await footprint(id)).toEqual(EMPTY);
+  });
+
+  it('refuses bad input before any command runs on the site, naming the field', async () => {
+    const id = `wf-bad-${Date.now()}`;
+    await withWorker(SITES_DIR, async (w) => {
+      const handle = await start(w, id, { site: 'local', lifetime: '$(reboot)' });
+      const err = await handle.result().catch((e) => e);
+      expect(err).toBeInstanceOf(WorkflowFailedError);
+      expect(err.cause).toBeInstanceOf(ApplicationFailure);
+      expect(err.cause.type).toBe('InvalidRequest');
+      expect(err.cause.message).toContain('lifetime: expected a duration');
+      const history = await handle.fetchHistory();
+      expect(history.events?.some((e) => e.activityTaskScheduledEventAttributes)).toBe(false);
+    });
+  });
+
+  // Each case breaks one step for real; teardown must undo exactly what came before, in reverse.
+  const FAULTS: Array<[string, (p: any) => void, string, string[]]> = [
+    // The worker node's sshd is not in the site's known_hosts: a login node whose host key changed.
+    ['openTunnel', (p) => ((p.tunnel.loginHost = '127.0.0.2'), (p.tunnel.loginPort = 2202)), 'TunnelHostKeyRejected', ['closeTunnel:ok']],
+    ['verifyOutbound', (p) => (p.kitProxy.port = 81), 'the KIT proxy 127.0.0.3:81', ['closeTunnel:ok']],
+    ['mountCvmfs', (p) => p.cvmfs.repositories.push('nosuch.example.org'), 'nosuch.example.org', ['unmountCvmfs:ok', 'closeTunnel:ok']],
+    ['startContainer', (p) => (p.container.image = '/tmp/glidein-local-site/site/images/missing.sif'), 'missing.sif', ['stopContainer:ok', 'unmountCvmfs:ok', 'closeTunnel:ok']],
+    ['preloadProxychains', (p) => (p.proxychains.library = '/usr/lib/x86_64-linux-gnu/libc.so.6'), 'was not pre-loaded', ['stopContainer:ok', 'unmountCvmfs:ok', 'closeTunnel:ok']],
+    ['startGlidein', (p) => (p.glidein.startCommand = ['/cvmfs/cms.cern.ch/glidein/sbin/no_such_master', '-f']), 'no_such_master', TEARDOWN],
+    ['confirmRegistration', (p) => ((p.glidein.config.UPDATE_COLLECTOR_WITH_TCP = 'False'), (p.glidein.registrationTimeout = '6s')), 'RegistrationTimeout', TEARDOWN],
+  ];
+
+  it.each(FAULTS)('when %s fails, undoes the earlier steps in reverse and fails with the reason', async (failing, change, reason, undone) => {
+    const id = `wf-fail-${failing.toLowerCase()}-${Date.now()}`;
+    await withWorker(localSiteWith(change), async (w) => {
+      const handle = await start(w, id);
+      const err = await handle.result().catch((e) => e);
+      expect(err).toBeInstanceOf(WorkflowFailedError);
+      const failure = err.cause as ApplicationFailure;
+      expect(`${failure.type} ${failure.message}`).toContain(reason);
+      const status = await handle.query(statusQuery);
+      const steps = stepsOf(status);
+      expect(steps).toContain(`${failing}:failed`);
+      expect(steps.slice(steps.indexOf(`${failing}:failed`) + 1)).toEqual(undone);
+      expect(status.held).toEqual([]);
+      expect(status.phase).toBe('failed');
+    });
+    expect(await footprint(id)).toEqual(EMPTY);
+  });
+});
