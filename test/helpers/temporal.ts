@@ -1,21 +1,14 @@
 /** A real Temporal dev server (the official CLI, built offline by scripts/ensure-temporal) and a worker on it. */
-import { execFileSync } from 'node:child_process';
-import * as path from 'node:path';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
-import { Worker, bundleWorkflowCode, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
+import { DefaultLogger, Runtime, Worker, bundleWorkflowCode, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
 import { createActivities } from '../../src/activities';
 import { SshPool } from '../../src/remote/ssh';
 import { SiteRegistry } from '../../src/site/load';
 import { GlideinId, GlideinPhase, GlideinSite } from '../../src/workflows/messages';
 
-export const ROOT = path.resolve(__dirname, '..', '..');
+import { temporalCli } from './temporal-cli';
 
-export function temporalCli(): string {
-  if (process.env.TEMPORAL_CLI) return process.env.TEMPORAL_CLI;
-  const cli = execFileSync(path.join(ROOT, 'scripts', 'ensure-temporal'), { encoding: 'utf8' }).trim();
-  process.env.TEMPORAL_CLI = cli;
-  return cli;
-}
+export { ROOT, temporalCli } from './temporal-cli';
 
 export function createTestEnv(): Promise<TestWorkflowEnvironment> {
   return TestWorkflowEnvironment.createLocal({
@@ -53,7 +46,6 @@ export async function createTestWorker(env: TestWorkflowEnvironment, sitesDir: s
 }
 
 // Keep test output to errors; the worker logs every state change at INFO.
-import { DefaultLogger, Runtime } from '@temporalio/worker';
 try {
   Runtime.install({ logger: new DefaultLogger('ERROR') });
 } catch {

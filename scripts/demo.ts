@@ -1,0 +1,153 @@
+/**
+ * The main job on its embedded default: a Temporal dev server with its Web UI, the local test site and a
+ * worker; then one glidein launched, each step printed as it completes, held for a while once registered,
+ * drained, and torn down.
+ *
+ *   npm run demo                 # launch, hold DEMO_HOLD seconds (default 15), drain, stop everything
+ *   npm run demo -- --serve      # keep server, site and worker up for the temporal CLI; Ctrl-C stops
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import * as net from 'node:net';
+import * as path from 'node:path';
+import { Connection, Client } from '@temporalio/client';
+import { NativeConnection } from '@temporalio/worker';
+import { startLocalSite, stopLocalSite } from '../test/site/local-site';
+import { installRuntimeLogger, logger } from '../src/logger';
+import { SshPool } from '../src/remote/ssh';
+import { createWorker, DEFAULT_TASK_QUEUE } from '../src/worker';
+import { LaunchGlidein } from '../src/workflows';
+import { drainSignal, SEARCH_ATTRIBUTES, statusQuery, type GlideinStatus } from '../src/workflows/messages';
+import { temporalCli } from '../test/helpers/temporal-cli';
+
+const PORT = Number(process.env.TEMPORAL_PORT ?? 7233);
+const UI_PORT = Number(process.env.TEMPORAL_UI_PORT ?? 8233);
+const HOLD_S = Number(process.env.DEMO_HOLD ?? 15);
+const serve = process.argv.includes('--serve');
+const say = (line: string) => console.log(`[demo] ${line}`);
+
+async function main(): Promise<void> {
+  logger.level = process.env.LOG_LEVEL ?? 'warn';
+  installRuntimeLogger();
+  const cli = temporalCli();
+  say(`starting the Temporal dev server (${cli}) on 127.0.0.1:${PORT}, Web UI on http://127.0.0.1:${UI_PORT}`);
+  const server = spawn(
+    cli,
+    ['server', 'start-dev', '--ip', '127.0.0.1', '--port', String(PORT), '--ui-port', String(UI_PORT), '--log-level', 'error',
+      ...Object.entries(SEARCH_ATTRIBUTES).flatMap(([name, type]) => ['--search-attribute', `${name}=${type}`])],
+    { stdio: ['ignore', 'ignore', 'inherit'] },
+  );
+  const cleanups: Array<() => Promise<void> | void> = [() => stopProcess(server)];
+  const cleanup = async () => {
+    for (const c of cleanups.reverse()) await c();
+  };
+  try {
+    await waitForPort('127.0.0.1', PORT, 60_000);
+    say('starting the local test site (sshd login + worker node, tinyproxy as KIT, collector stand-in)');
+    await startLocalSite();
+    cleanups.push(() => stopLocalSite());
+
+    const ssh = new SshPool();
+    const nativeConnection = await NativeConnection.connect({ address: `127.0.0.1:${PORT}` });
+    const worker = await createWorker(
+      { address: `127.0.0.1:${PORT}`, namespace: 'default', taskQueue: DEFAULT_TASK_QUEUE, sitesDir: path.join(__dirname, '..', 'sites') },
+      nativeConnection,
+      ssh,
+    );
+    const running = worker.run();
+    cleanups.push(async () => {
+      worker.shutdown();
+      await running;
+      ssh.close();
+      await nativeConnection.close();
+    });
+    say(`worker polling task queue "${DEFAULT_TASK_QUEUE}"`);
+
+    if (serve) {
+      say('serving. From another shell, for example:');
+      say(`  temporal workflow start --type LaunchGlidein --task-queue ${DEFAULT_TASK_QUEUE} --workflow-id glidein-local-1 --input '{"site":"local"}'`);
+      say('  temporal workflow query --workflow-id glidein-local-1 --type status');
+      say('  temporal workflow signal --workflow-id glidein-local-1 --name drain');
+      say(`(the temporal CLI is ${cli}). Ctrl-C stops everything.`);
+      await new Promise<void>((resolve) => {
+        process.once('SIGINT', resolve);
+        process.once('SIGTERM', resolve);
+      });
+      return;
+    }
+
+    const connection = await Connection.connect({ address: `127.0.0.1:${PORT}` });
+    cleanups.push(() => connection.close());
+    const client = new Client({ connection });
+    const workflowId = `glidein-local-demo-${Date.now()}`;
+    const handle = await client.workflow.start(LaunchGlidein, { taskQueue: DEFAULT_TASK_QUEUE, workflowId, args: [{ site: 'local', lifetime: '1h' }] });
+    say(`started LaunchGlidein ${workflowId}`);
+    say(`watch it: http://127.0.0.1:${UI_PORT}/namespaces/default/workflows/${workflowId}`);
+
+    let printed = 0;
+    const printSteps = (status: GlideinStatus) => {
+      for (; printed < status.steps.length && status.steps[printed].status !== 'running'; printed++) {
+        const s = status.steps[printed];
+        say(`  ${s.status === 'ok' ? '✓' : '✗'} ${s.step.padEnd(19)} ${String(s.durationMs ?? 0).padStart(5)} ms  ${s.detail ?? s.error ?? ''}`);
+      }
+    };
+    let drained = false;
+    let registeredAt = 0;
+    const done = handle.result();
+    let finished = false;
+    done.then(() => (finished = true), () => (finished = true));
+    while (!finished) {
+      const status = await handle.query(statusQuery);
+      printSteps(status);
+      if (status.phase === 'monitoring' && !registeredAt) {
+        registeredAt = Date.now();
+        say(`registered with the collector as ${status.registration?.name}; holding ${HOLD_S} s, then drain`);
+      }
+      if (registeredAt && !drained && Date.now() - registeredAt > HOLD_S * 1000) {
+        say('signal drain');
+        await handle.signal(drainSignal);
+        drained = true;
+      }
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    const result = await done;
+    printSteps({ ...(await handle.query(statusQuery)) });
+    say(`finished: ${result.endReason}; everything acquired on the site has been released`);
+  } finally {
+    await cleanup();
+  }
+}
+
+function waitForPort(host: string, port: number, timeoutMs: number): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  return new Promise((resolve, reject) => {
+    const attempt = () => {
+      const sock = net.connect({ host, port });
+      sock.once('connect', () => {
+        sock.destroy();
+        resolve();
+      });
+      sock.once('error', () => {
+        sock.destroy();
+        if (Date.now() > until) reject(new Error(`nothing listens on ${host}:${port} after ${timeoutMs} ms`));
+        else setTimeout(attempt, 200);
+      });
+    };
+    attempt();
+  });
+}
+
+function stopProcess(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null) return Promise.resolve();
+  return new Promise((resolve) => {
+    child.once('exit', () => resolve());
+    child.kill('SIGTERM');
+  });
+}
+
+main().then(
+  () => process.exit(0),
+  (err) => {
+    console.error(`[demo] failed: ${err instanceof Error ? err.message : String(err)}`);
+    process.exit(1);
+  },
+);
