@@ -11,7 +11,7 @@ import * as net from 'node:net';
 import * as path from 'node:path';
 import { Connection, Client } from '@temporalio/client';
 import { NativeConnection } from '@temporalio/worker';
-import { startLocalSite, stopLocalSite } from '../test/site/local-site';
+import { joinLocalSite, leaveLocalSite } from '../test/site/local-site';
 import { installRuntimeLogger, logger } from '../src/logger';
 import { SshPool } from '../src/remote/ssh';
 import { createWorker, DEFAULT_TASK_QUEUE } from '../src/worker';
@@ -43,8 +43,8 @@ async function main(): Promise<void> {
   try {
     await waitForPort('127.0.0.1', PORT, 60_000);
     say('starting the local test site (sshd login + worker node, tinyproxy as KIT, collector stand-in)');
-    await startLocalSite();
-    cleanups.push(() => stopLocalSite());
+    await joinLocalSite();
+    cleanups.push(async () => void (await leaveLocalSite()));
 
     const ssh = new SshPool();
     const nativeConnection = await NativeConnection.connect({ address: `127.0.0.1:${PORT}` });

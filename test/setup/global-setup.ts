@@ -1,7 +1,6 @@
 /** Jest globalSetup: every suite runs against one local test site (see docs/TEST-SITE.md). */
-import { acquireSiteLease, startLocalSite } from '../site/local-site';
+import { joinLocalSite } from '../site/local-site';
 
 export default async function globalSetup(): Promise<void> {
-  await startLocalSite();
-  acquireSiteLease();
+  await joinLocalSite();
 }

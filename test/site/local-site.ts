@@ -743,3 +743,17 @@ export function releaseSiteLease(pid = process.pid): number[] {
   for (const dead of holders.filter((p) => !live.includes(p))) fs.rmSync(path.join(LEASE_DIR, String(dead)), { force: true });
   return live;
 }
+
+/** Starts the site (or joins it when it runs) and holds a lease on it for this process. */
+export async function joinLocalSite(): Promise<LocalSite> {
+  const site = await startLocalSite();
+  acquireSiteLease();
+  return site;
+}
+
+/** Drops this process's lease; the last process out stops the site. Returns the pids still using it. */
+export async function leaveLocalSite(): Promise<number[]> {
+  const others = releaseSiteLease();
+  if (others.length === 0) await stopLocalSite();
+  return others;
+}
