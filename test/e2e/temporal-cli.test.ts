@@ -1,0 +1,109 @@
+/**
+ * The operator's way: the worker runs as its own process (src/worker.ts) and the lifecycle is driven only
+ * with the official `temporal` CLI (start, query status, signal drain, cancel, result, show). The site is
+ * checked after each step.
+ */
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { promisify } from 'node:util';
+import * as path from 'node:path';
+import type { TestWorkflowEnvironment } from '@temporalio/testing';
+import type { GlideinStatus } from '../../src/workflows/messages';
+import { createTestEnv, ROOT, temporalCli } from '../helpers/temporal';
+import { EMPTY, footprint } from '../workflow/site-state';
+
+const run = promisify(execFile);
+const TASK_QUEUE = `e2e-${process.pid}`;
+
+let env: TestWorkflowEnvironment;
+let worker: ChildProcess;
+let workerLog = '';
+
+async function temporal(...args: string[]): Promise<string> {
+  const { stdout } = await run(temporalCli(), [...args, '--address', env.address, '--namespace', 'default'], { timeout: 60_000 });
+  return stdout;
+}
+
+async function status(workflowId: string): Promise<GlideinStatus> {
+  const out = await temporal('workflow', 'query', '--workflow-id', workflowId, '--type', 'status', '--output', 'json');
+  const parsed = JSON.parse(out);
+  return (parsed.queryResult ?? parsed)[0] as GlideinStatus;
+}
+
+async function untilPhase(workflowId: string, phase: GlideinStatus['phase'], timeoutMs = 90_000): Promise<GlideinStatus> {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    const s = await status(workflowId).catch(() => undefined);
+    if (s?.phase === phase) return s;
+    if (Date.now() > until) throw new Error(`${workflowId} not in ${phase} after ${timeoutMs} ms (now ${s?.phase}); worker log:\n${workerLog.slice(-3000)}`);
+    await new Promise((r) => setTimeout(r, 500));
+  }
+}
+
+beforeAll(async () => {
+  env = await createTestEnv();
+  worker = spawn(process.execPath, [require.resolve('ts-node/dist/bin'), path.join(ROOT, 'src', 'worker.ts')], {
+    cwd: ROOT,
+    env: { ...process.env, TEMPORAL_ADDRESS: env.address, TASK_QUEUE, LOG_LEVEL: 'warn', TS_NODE_TRANSPILE_ONLY: 'true' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  worker.stdout?.on('data', (d) => (workerLog += d));
+  worker.stderr?.on('data', (d) => (workerLog += d));
+}, 120_000);
+
+afterAll(async () => {
+  if (worker && worker.exitCode === null) {
+    const exited = new Promise((r) => worker.once('exit', r));
+    worker.kill('SIGINT');
+    await exited;
+  }
+  await env?.teardown();
+});
+
+describe('operating LaunchGlidein with the temporal CLI', () => {
+  it('start reaches registration, query shows it, drain tears everything down', async () => {
+    const id = `e2e-drain-${Date.now()}`;
+    await temporal('workflow', 'start', '--type', 'LaunchGlidein', '--task-queue', TASK_QUEUE, '--workflow-id', id, '--input', '{"site":"local"}');
+    const monitoring = await untilPhase(id, 'monitoring');
+    expect(monitoring.registration?.name).toContain(id);
+    const held = await footprint(id);
+    expect([held.tunnels.length, held.glideins.length, held.instances.length, held.ads.length]).toEqual([1, 1, 1, 1]);
+
+    await temporal('workflow', 'signal', '--workflow-id', id, '--name', 'drain');
+    const result = JSON.parse(await temporal('workflow', 'result', '--workflow-id', id, '--output', 'json'));
+    expect(JSON.stringify(result)).toContain('drained');
+    expect(await footprint(id)).toEqual(EMPTY);
+
+    const history = JSON.parse(await temporal('workflow', 'show', '--workflow-id', id, '--output', 'json'));
+    const scheduled = history.events
+      .filter((e: any) => e.activityTaskScheduledEventAttributes)
+      .map((e: any) => e.activityTaskScheduledEventAttributes.activityType.name);
+    expect(scheduled.slice(-4)).toEqual(['stopGlidein', 'stopContainer', 'unmountCvmfs', 'closeTunnel']);
+  });
+
+  it('cancel tears everything down and the workflow closes as cancelled', async () => {
+    const id = `e2e-cancel-${Date.now()}`;
+    await temporal('workflow', 'start', '--type', 'LaunchGlidein', '--task-queue', TASK_QUEUE, '--workflow-id', id, '--input', '{"site":"local","lifetime":"1h"}');
+    await untilPhase(id, 'monitoring');
+    await temporal('workflow', 'cancel', '--workflow-id', id);
+    const describe = async () => JSON.parse(await temporal('workflow', 'describe', '--workflow-id', id, '--output', 'json'));
+    const until = Date.now() + 60_000;
+    let d = await describe();
+    while (d.workflowExecutionInfo.status !== 'WORKFLOW_EXECUTION_STATUS_CANCELED' && Date.now() < until) {
+      await new Promise((r) => setTimeout(r, 500));
+      d = await describe();
+    }
+    expect(d.workflowExecutionInfo.status).toBe('WORKFLOW_EXECUTION_STATUS_CANCELED');
+    expect(await footprint(id)).toEqual(EMPTY);
+  });
+
+  it('refuses bad input with an error naming the field, without touching the site', async () => {
+    const id = `e2e-bad-${Date.now()}`;
+    await temporal('workflow', 'start', '--type', 'LaunchGlidein', '--task-queue', TASK_QUEUE, '--workflow-id', id, '--input', '{"site":"local; rm -rf /"}');
+    const err = await temporal('workflow', 'result', '--workflow-id', id).then(
+      () => '',
+      (e) => `${e.stdout}${e.stderr}`,
+    );
+    expect(err).toContain('site: expected a site name');
+    expect(await footprint(id)).toEqual(EMPTY);
+  });
+});
