@@ -3,51 +3,14 @@
  * (the worker node through the login node as a jump host). Faults are injected by changing one field of the
  * site profile, so the real command fails the way it would on a misconfigured site.
  */
-import { randomUUID } from 'node:crypto';
-import type { TestWorkflowEnvironment } from '@temporalio/testing';
-import { WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';
+import { WorkflowFailedError } from '@temporalio/client';
 import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
-import { LaunchGlidein } from '../../src/workflows';
-import { drainSignal, statusQuery, stopSignal, type GlideinStatus } from '../../src/workflows/messages';
-import { createTestEnv, createTestWorker, type TestWorker } from '../helpers/temporal';
+import { drainSignal, statusQuery, stopSignal } from '../../src/workflows/messages';
 import { localSiteWith, SITES_DIR } from '../helpers/sites';
+import { SETUP, stepsOf, TEARDOWN, useDevServer, waitForPhase } from './harness';
 import { EMPTY, footprint } from './site-state';
 
-let env: TestWorkflowEnvironment;
-beforeAll(async () => {
-  env = await createTestEnv();
-}, 120_000);
-afterAll(async () => {
-  await env?.teardown();
-});
-
-/** Runs `body` with a worker for `sitesDir` polling a fresh task queue. */
-async function withWorker<T>(sitesDir: string, body: (w: TestWorker) => Promise<T>): Promise<T> {
-  const w = await createTestWorker(env, sitesDir, `test-${randomUUID()}`);
-  try {
-    return await w.worker.runUntil(body(w));
-  } finally {
-    w.ssh.close();
-  }
-}
-
-function start(w: TestWorker, id: string, input: Record<string, unknown> = { site: 'local', lifetime: '10m' }): Promise<WorkflowHandle<typeof LaunchGlidein>> {
-  return env.client.workflow.start(LaunchGlidein, { taskQueue: w.taskQueue, workflowId: id, args: [input as never] });
-}
-
-async function waitForPhase(handle: WorkflowHandle, phase: GlideinStatus['phase'], timeoutMs = 60_000): Promise<GlideinStatus> {
-  const until = Date.now() + timeoutMs;
-  for (;;) {
-    const status = await handle.query(statusQuery);
-    if (status.phase === phase) return status;
-    if (Date.now() > until) throw new Error(`still in phase ${status.phase} after ${timeoutMs} ms: ${JSON.stringify(status.steps)}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
-
-const stepsOf = (status: { steps: GlideinStatus['steps'] }) => status.steps.map((s) => `${s.step}:${s.status}`);
-const TEARDOWN = ['stopGlidein:ok', 'stopContainer:ok', 'unmountCvmfs:ok', 'closeTunnel:ok'];
-const SETUP = ['planLaunch:ok', 'openTunnel:ok', 'verifyOutbound:ok', 'mountCvmfs:ok', 'startContainer:ok', 'preloadProxychains:ok', 'startGlidein:ok', 'confirmRegistration:ok'];
+const { withWorker, start } = useDevServer();
 
 describe('LaunchGlidein', () => {
   it('reaches registration through the chain, holds one of everything, and drains back to nothing', async () => {

@@ -1,0 +1,59 @@
+/** Shared by the workflow suites: a dev server per file, a worker per test, and waiting on the status query. */
+import { randomUUID } from 'node:crypto';
+import type { TestWorkflowEnvironment } from '@temporalio/testing';
+import type { WorkflowHandle } from '@temporalio/client';
+import { LaunchGlidein } from '../../src/workflows';
+import { statusQuery, type GlideinStatus } from '../../src/workflows/messages';
+import { createTestEnv, createTestWorker, type TestWorker } from '../helpers/temporal';
+
+export interface Harness {
+  env(): TestWorkflowEnvironment;
+  withWorker<T>(sitesDir: string, body: (w: TestWorker) => Promise<T>): Promise<T>;
+  start(w: TestWorker, id: string, input?: Record<string, unknown>): Promise<WorkflowHandle<typeof LaunchGlidein>>;
+}
+
+/** Call at the top of a test file: starts a dev server before the file's tests and stops it after. */
+export function useDevServer(): Harness {
+  let env: TestWorkflowEnvironment;
+  beforeAll(async () => {
+    env = await createTestEnv();
+  }, 120_000);
+  afterAll(async () => {
+    await env?.teardown();
+  });
+  return {
+    env: () => env,
+    async withWorker(sitesDir, body) {
+      const w = await createTestWorker(env, sitesDir, `test-${randomUUID()}`);
+      try {
+        return await w.worker.runUntil(body(w));
+      } finally {
+        w.ssh.close();
+      }
+    },
+    start(w, id, input = { site: 'local', lifetime: '10m' }) {
+      return env.client.workflow.start(LaunchGlidein, { taskQueue: w.taskQueue, workflowId: id, args: [input as never] });
+    },
+  };
+}
+
+export async function waitFor<T>(what: string, probe: () => Promise<T | undefined | false>, timeoutMs = 60_000): Promise<T> {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe();
+    if (value) return value;
+    if (Date.now() > until) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+export function waitForPhase(handle: WorkflowHandle, phase: GlideinStatus['phase'], timeoutMs = 60_000): Promise<GlideinStatus> {
+  return waitFor(`phase ${phase}`, async () => {
+    const status = await handle.query(statusQuery);
+    return status.phase === phase && status;
+  }, timeoutMs);
+}
+
+export const stepsOf = (status: { steps: GlideinStatus['steps'] }) => status.steps.map((s) => `${s.step}:${s.status}`);
+export const TEARDOWN = ['stopGlidein:ok', 'stopContainer:ok', 'unmountCvmfs:ok', 'closeTunnel:ok'];
+export const SETUP = ['planLaunch:ok', 'openTunnel:ok', 'verifyOutbound:ok', 'mountCvmfs:ok', 'startContainer:ok', 'preloadProxychains:ok', 'startGlidein:ok', 'confirmRegistration:ok'];

@@ -1,0 +1,115 @@
+/**
+ * What LaunchGlidein does when something changes under a running glidein, and when teardown itself fails.
+ * Faults are real: processes killed on the site, the collector stopped, a container runtime that cannot stop.
+ */
+import { chmodSync, writeFileSync } from 'node:fs';
+import { WorkflowFailedError } from '@temporalio/client';
+import type { ApplicationFailure } from '@temporalio/common';
+import { drainSignal, statusQuery } from '../../src/workflows/messages';
+import { localSiteWith } from '../helpers/sites';
+import { SITE_PATHS, siteProcesses, startService, stopService } from '../site/local-site';
+import { stepsOf, TEARDOWN, useDevServer, waitFor, waitForPhase } from './harness';
+import { EMPTY, footprint } from './site-state';
+
+const { withWorker, start } = useDevServer();
+
+/** The local site with a one-second monitor interval, so faults are noticed quickly. */
+const fastMonitor = (more: (p: any) => void = () => undefined) =>
+  localSiteWith((p) => {
+    p.monitor.interval = '1s';
+    more(p);
+  });
+
+function kill(pids: number[], signal: NodeJS.Signals): void {
+  for (const pid of pids) process.kill(pid, signal);
+}
+
+describe('LaunchGlidein while monitoring', () => {
+  it('reopens a tunnel that died and keeps the glidein running', async () => {
+    const id = `wf-tunnel-${Date.now()}`;
+    await withWorker(fastMonitor(), async (w) => {
+      const handle = await start(w, id);
+      await waitForPhase(handle, 'monitoring');
+      const [oldTunnel] = (await footprint(id)).tunnels;
+      const [glidein] = (await footprint(id)).glideins;
+      kill([oldTunnel], 'SIGKILL');
+
+      const repaired = await waitFor('the tunnel to be reopened', async () => {
+        const s = await handle.query(statusQuery);
+        return stepsOf(s).filter((x) => x === 'openTunnel:ok').length === 2 && s;
+      }, 30_000);
+      expect(repaired.phase).toBe('monitoring');
+      const now = await footprint(id);
+      expect(now.tunnels).toHaveLength(1);
+      expect(now.tunnels[0]).not.toBe(oldTunnel);
+      expect(now.glideins).toEqual([glidein]);
+
+      await handle.signal(drainSignal);
+      expect((await handle.result()).endReason).toBe('drained');
+    });
+    expect(await footprint(id)).toEqual(EMPTY);
+  });
+
+  it('ends normally and tears down when the glidein exits by itself', async () => {
+    const id = `wf-exit-${Date.now()}`;
+    await withWorker(fastMonitor(), async (w) => {
+      const handle = await start(w, id);
+      await waitForPhase(handle, 'monitoring');
+      kill((await footprint(id)).glideins, 'SIGTERM'); // HTCondor's own shutdown: it invalidates its ad
+      const result = await handle.result();
+      expect(result.endReason).toMatch(/^glidein exited/);
+      expect(stepsOf(result).slice(-4)).toEqual(TEARDOWN);
+      expect(result.steps.find((s) => s.step === 'stopGlidein')?.detail).toBe('no glidein running');
+    });
+    expect(await footprint(id)).toEqual(EMPTY);
+  });
+
+  it('fails as GlideinUnregistered after teardown when the collector loses the glidein', async () => {
+    const id = `wf-unreg-${Date.now()}`;
+    try {
+      await withWorker(fastMonitor(), async (w) => {
+        const handle = await start(w, id);
+        await waitForPhase(handle, 'monitoring');
+        await stopService('collector');
+        const err = await handle.result().catch((e) => e);
+        await startService('collector');
+        expect(err).toBeInstanceOf(WorkflowFailedError);
+        expect((err.cause as ApplicationFailure).type).toBe('GlideinUnregistered');
+        const status = await handle.query(statusQuery);
+        expect(stepsOf(status).slice(-4)).toEqual(TEARDOWN);
+        expect(status.held).toEqual([]);
+      });
+    } finally {
+      await startService('collector');
+    }
+    expect(await footprint(id)).toEqual(EMPTY);
+  });
+
+  it('goes on past an inverse that fails, and fails as TeardownIncomplete naming what is still held', async () => {
+    const id = `wf-stuck-${Date.now()}`;
+    // A container runtime whose `instance stop` fails, as apptainer does when it cannot signal the instance.
+    const stuck = `${SITE_PATHS.siteRoot}/bin/apptainer-nostop`;
+    writeFileSync(stuck, `#!/bin/sh\n[ "$1 $2" = "instance stop" ] && { echo "FATAL:   failed to stop instance $3" >&2; exit 255; }\nexec ${SITE_PATHS.apptainer} "$@"\n`);
+    chmodSync(stuck, 0o755);
+    try {
+      await withWorker(fastMonitor((p) => (p.container.executable = stuck)), async (w) => {
+        const handle = await start(w, id);
+        await waitForPhase(handle, 'monitoring');
+        await handle.signal(drainSignal);
+        const err = await handle.result().catch((e) => e);
+        expect(err).toBeInstanceOf(WorkflowFailedError);
+        const failure = err.cause as ApplicationFailure;
+        expect(failure.type).toBe('TeardownIncomplete');
+        expect(failure.message).toContain('still held after teardown: container');
+        const status = await handle.query(statusQuery);
+        expect(stepsOf(status).slice(-4)).toEqual(['stopGlidein:ok', 'stopContainer:failed', 'unmountCvmfs:ok', 'closeTunnel:ok']);
+        expect(status.held).toEqual([{ kind: 'container', instance: `glidein-${id}` }]);
+        const left = await footprint(id);
+        expect({ ...left, instances: [] }).toEqual(EMPTY);
+        expect(left.instances).toHaveLength(1);
+      }, );
+    } finally {
+      kill(siteProcesses().filter((p) => p.cmdline.includes(`[glidein-${id}]`)).map((p) => p.pid), 'SIGKILL');
+    }
+  });
+});
