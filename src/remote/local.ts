@@ -12,13 +12,20 @@ export class LocalExecutor implements Executor {
       const child = spawn(argv[0], argv.slice(1), {
         env: { ...process.env, ...options.env },
         stdio: ['pipe', 'pipe', 'pipe'],
+        // Its own process group, so that a timeout or abort also kills what the command started: a shell's
+        // children would otherwise keep running and hold the output pipes (and this promise) open.
+        detached: true,
       });
       const stdout = new OutputBuffer();
       const stderr = new OutputBuffer();
       let failure: ExecutorError | undefined;
       const kill = (why: ExecutorError) => {
         failure ??= why;
-        child.kill('SIGKILL');
+        try {
+          process.kill(-child.pid!, 'SIGKILL');
+        } catch {
+          child.kill('SIGKILL');
+        }
       };
       const timer = options.timeoutMs
         ? setTimeout(() => kill(new ExecutorError(`${argv[0]} timed out after ${options.timeoutMs} ms`, 'timeout')), options.timeoutMs)

@@ -25,7 +25,11 @@ export interface SshTarget {
 }
 
 export interface SshOptions {
-  /** Concurrent exec channels per connection; OpenSSH's MaxSessions is 10 by default. */
+  /**
+   * Concurrent exec channels per connection. OpenSSH's MaxSessions is 10 by default, and sshd frees a session
+   * only in the main-loop pass after the client's channel close: a channel opened right after another closed
+   * can find both counted. At most half of MaxSessions never meets "no more sessions".
+   */
   maxChannels?: number;
   connectTimeoutMs?: number;
   keepaliveIntervalMs?: number;
@@ -34,7 +38,7 @@ export interface SshOptions {
   log?: (event: string, fields: Record<string, unknown>) => void;
 }
 
-const DEFAULTS = { maxChannels: 8, connectTimeoutMs: 20_000, keepaliveIntervalMs: 15_000, backoffMs: { initial: 500, max: 30_000 } };
+const DEFAULTS = { maxChannels: 5, connectTimeoutMs: 20_000, keepaliveIntervalMs: 15_000, backoffMs: { initial: 500, max: 30_000 } };
 
 export function describeTarget(t: SshTarget): string {
   const here = `${t.user}@${t.host}:${t.port}`;
@@ -231,11 +235,15 @@ export class SshConnection implements Executor {
         const stderr = new OutputBuffer();
         let code: number | null = null;
         let signalName: string | null = null;
+        let gaveUp: NodeJS.Timeout | undefined;
         const onAbort = () => {
-          stream.signal('KILL');
+          signalChannel(stream, 'KILL');
           stream.close();
+          // sshd holds a session channel open until its command exits; don't wait on a server that ignored the signal.
+          gaveUp = setTimeout(() => reject(new ExecutorError('aborted', 'aborted')), ABORT_GRACE_MS);
         };
         signal?.addEventListener('abort', onAbort, { once: true });
+        if (signal?.aborted) onAbort(); // aborted while the channel was opening
         stream.on('data', (c: Buffer) => stdout.push(c));
         stream.stderr.on('data', (c: Buffer) => stderr.push(c));
         stream.on('exit', (exitCode: number | null, sig?: string) => {
@@ -243,6 +251,7 @@ export class SshConnection implements Executor {
           signalName = sig ?? null;
         });
         stream.on('close', () => {
+          clearTimeout(gaveUp);
           signal?.removeEventListener('abort', onAbort);
           if (signal?.aborted) reject(new ExecutorError('aborted', 'aborted'));
           else if (code === null && signalName === null) reject(new ExecutorError(`the channel on ${this.target} closed before the command exited`, 'channel'));
@@ -283,6 +292,28 @@ export class SshPool {
     // Close the innermost (jumped) connections first.
     for (const connection of [...this.connections.values()].reverse()) connection.close();
     this.connections.clear();
+  }
+}
+
+/** How long an aborted command's channel may take to close before run() rejects anyway. */
+const ABORT_GRACE_MS = 2_000;
+
+/**
+ * Sends a signal request on a session channel. ssh2's Channel.signal() does nothing once the channel's stdin
+ * is ended (the stream is no longer writable), and exec() ends stdin at once, so the request goes to the
+ * protocol directly. OpenSSH's sshd delivers it with killpg() to the command's process group.
+ */
+function signalChannel(stream: ClientChannel, name: string): void {
+  const channel = stream as unknown as {
+    outgoing?: { id: number; state: string };
+    _client?: { _protocol?: { signal?: (id: number, signal: string) => void } };
+  };
+  const protocol = channel._client?._protocol;
+  if (!channel.outgoing || (channel.outgoing.state !== 'open' && channel.outgoing.state !== 'eof') || typeof protocol?.signal !== 'function') return;
+  try {
+    protocol.signal(channel.outgoing.id, name);
+  } catch {
+    // the connection is gone; closing the channel is all that is left
   }
 }
 

@@ -84,7 +84,14 @@ export const siteProfileSchema = z.strictObject({
     })
     .default({ library: DEFAULT_LIBRARY, executable: 'proxychains4', localnet: ['127.0.0.0/255.0.0.0'] }),
   glidein,
-  monitor: z.strictObject({ interval: duration({ min: 1_000, max: 3_600_000 }).default('60s') }).default({ interval: '60s' }),
+  monitor: z
+    .strictObject({
+      /** How often the glidein, the tunnel and the registration are checked. */
+      interval: duration({ min: 1_000, max: 3_600_000 }).default('60s'),
+      /** How often the monitor reports back to the workflow (status query, continue-as-new point). */
+      reportEvery: duration({ min: 1_000, max: 86_400_000 }).default('10m'),
+    })
+    .default({ interval: '60s', reportEvery: '10m' }),
   /** Per-glidein state lives in <workDir>/<glideinId>/ on the site. */
   workDir: absolutePath,
 });
@@ -98,6 +105,8 @@ export interface LaunchPlan {
   lifetimeMs: number;
   registrationTimeoutMs: number;
   monitorIntervalMs: number;
+  /** Absent in plans recorded before monitor.reportEvery existed (they used 10 minutes). */
+  monitorRoundMs?: number;
   drainGraceMs: number;
   stopGraceMs: number;
   repositories: string[];
@@ -112,6 +121,7 @@ export function planFor(profile: SiteProfile, glideinId: string, lifetime: strin
     lifetimeMs: parseDuration(lifetime ?? profile.glidein.lifetime),
     registrationTimeoutMs: parseDuration(profile.glidein.registrationTimeout),
     monitorIntervalMs: parseDuration(profile.monitor.interval),
+    monitorRoundMs: parseDuration(profile.monitor.reportEvery),
     drainGraceMs: parseDuration(profile.glidein.drainGrace),
     stopGraceMs: parseDuration(profile.glidein.stopGrace),
     repositories: profile.cvmfs.repositories,

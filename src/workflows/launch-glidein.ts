@@ -48,7 +48,6 @@ export interface LaunchResult {
   steps: StepOutcome[];
 }
 
-const MONITOR_ROUND_MS = 10 * 60_000;
 const MAX_TUNNEL_REPAIRS = 5;
 
 const retry = (maximumAttempts: number): ActivityOptions['retry'] => ({
@@ -199,10 +198,11 @@ export async function LaunchGlidein(input: LaunchGlideinInput): Promise<LaunchRe
   /** Monitors until the lifetime ends or a fault; returns a resume state when it is time to continue-as-new. */
   async function monitor(p: LaunchPlan): Promise<ResumeState | undefined> {
     setPhase('monitoring');
-    const heartbeatTimeout = 10_000; // the monitor heartbeats every second while it waits
+    // Plans recorded before monitor.reportEvery existed carry no round length: they used 10 minutes.
+    const roundMs = p.monitorRoundMs ?? 600_000;
     const watch = proxyActivities<GlideinActivities>({
-      startToCloseTimeout: MONITOR_ROUND_MS + p.monitorIntervalMs + 120_000,
-      heartbeatTimeout,
+      startToCloseTimeout: roundMs + p.monitorIntervalMs + 120_000,
+      heartbeatTimeout: 10_000, // the monitor heartbeats every second while it waits
       retry: { ...retry(10), maximumInterval: '60s' },
       // Monitoring only reads the site: on drain or stop, teardown need not wait for it to notice.
       cancellationType: ActivityCancellationType.TRY_CANCEL,
@@ -212,7 +212,7 @@ export async function LaunchGlidein(input: LaunchGlideinInput): Promise<LaunchRe
       if (workflowInfo().continueAsNewSuggested || workflowInfo().historyLength >= maxHistoryEvents) {
         return { plan: p, status, tunnelRepairs };
       }
-      const report = await watch.monitorGlidein(ref, { deadline, roundEnd: Math.min(deadline, Date.now() + MONITOR_ROUND_MS), intervalMs: p.monitorIntervalMs });
+      const report = await watch.monitorGlidein(ref, { deadline, roundEnd: Math.min(deadline, Date.now() + roundMs), intervalMs: p.monitorIntervalMs });
       status.lastCheck = report.last;
       switch (report.end) {
         case 'round-complete':

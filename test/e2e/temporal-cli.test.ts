@@ -4,11 +4,13 @@
  * checked after each step.
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { promisify } from 'node:util';
 import * as path from 'node:path';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import type { GlideinStatus } from '../../src/workflows/messages';
 import { createTestEnv, ROOT, temporalCli } from '../helpers/temporal';
+import { SITE_PATHS } from '../site/local-site';
 import { EMPTY, footprint } from '../workflow/site-state';
 
 const run = promisify(execFile);
@@ -78,6 +80,15 @@ describe('operating LaunchGlidein with the temporal CLI', () => {
       .filter((e: any) => e.activityTaskScheduledEventAttributes)
       .map((e: any) => e.activityTaskScheduledEventAttributes.activityType.name);
     expect(scheduled.slice(-4)).toEqual(['stopGlidein', 'stopContainer', 'unmountCvmfs', 'closeTunnel']);
+
+    // Keys are referenced by path, never carried: no line of either private key is in the history.
+    const text = JSON.stringify(history);
+    for (const keyFile of [SITE_PATHS.operatorKey, SITE_PATHS.siteKey]) {
+      const body = readFileSync(keyFile, 'utf8').split('\n').filter((l) => l && !l.startsWith('-----'));
+      expect(body.length).toBeGreaterThan(0);
+      for (const line of body) expect(text).not.toContain(line);
+    }
+    expect(text).not.toMatch(/PRIVATE KEY/);
   });
 
   it('cancel tears everything down and the workflow closes as cancelled', async () => {

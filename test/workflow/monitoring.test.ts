@@ -8,7 +8,7 @@ import type { ApplicationFailure } from '@temporalio/common';
 import { drainSignal, statusQuery } from '../../src/workflows/messages';
 import { localSiteWith } from '../helpers/sites';
 import { SITE_PATHS, siteProcesses, startService, stopService } from '../site/local-site';
-import { stepsOf, TEARDOWN, useDevServer, waitFor, waitForPhase } from './harness';
+import { SETUP, stepsOf, TEARDOWN, useDevServer, waitFor, waitForPhase } from './harness';
 import { EMPTY, footprint } from './site-state';
 
 const { withWorker, start } = useDevServer();
@@ -46,6 +46,31 @@ describe('LaunchGlidein while monitoring', () => {
 
       await handle.signal(drainSignal);
       expect((await handle.result()).endReason).toBe('drained');
+    });
+    expect(await footprint(id)).toEqual(EMPTY);
+  });
+
+  it('continues-as-new while monitoring, carrying what it holds, and the new run still tears it all down', async () => {
+    const id = `wf-can-${Date.now()}`;
+    await withWorker(fastMonitor((p) => (p.monitor.reportEvery = '1s')), async (w) => {
+      const handle = await start(w, id, { site: 'local', lifetime: '10m', maxHistoryEvents: 100 });
+      const firstRun = (await handle.describe()).runId;
+      await waitFor('a continue-as-new', async () => (await handle.describe()).runId !== firstRun, 60_000);
+      const status = await waitForPhase(handle, 'monitoring');
+      expect(status.held.map((h) => h.kind)).toEqual(['tunnel', 'cvmfs', 'container', 'glidein']);
+      expect(stepsOf(status).slice(0, 8)).toEqual(SETUP); // the first run's steps are carried over
+      const held = await footprint(id);
+      expect([held.tunnels.length, held.glideins.length, held.instances.length, held.ads.length]).toEqual([1, 1, 1, 1]);
+
+      const firstHistory = await handle.client.getHandle(id, firstRun).fetchHistory();
+      const events = firstHistory.events ?? [];
+      expect(events.length).toBeLessThanOrEqual(110);
+      expect(events[events.length - 1].workflowExecutionContinuedAsNewEventAttributes).toBeTruthy();
+
+      await handle.signal(drainSignal);
+      const result = await handle.result();
+      expect(result.endReason).toBe('drained');
+      expect(stepsOf(result).slice(-4)).toEqual(TEARDOWN);
     });
     expect(await footprint(id)).toEqual(EMPTY);
   });
