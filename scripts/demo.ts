@@ -38,7 +38,13 @@ async function main(): Promise<void> {
   );
   const cleanups: Array<() => Promise<void> | void> = [() => stopProcess(server)];
   const cleanup = async () => {
-    for (const c of cleanups.reverse()) await c();
+    for (const c of cleanups.reverse()) {
+      try {
+        await c();
+      } catch (err) {
+        say(`cleanup: ${err instanceof Error ? err.message : String(err)}`);
+      }
+    }
   };
   try {
     await waitForPort('127.0.0.1', PORT, 60_000);
@@ -55,7 +61,8 @@ async function main(): Promise<void> {
     );
     const running = worker.run();
     cleanups.push(async () => {
-      worker.shutdown();
+      // Ctrl-C reaches the worker too (the SDK shuts it down on SIGINT/SIGTERM): only shut it down if it runs.
+      if (worker.getState() === 'RUNNING') worker.shutdown();
       await running;
       ssh.close();
       await nativeConnection.close();

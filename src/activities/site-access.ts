@@ -3,6 +3,7 @@
  * the glidein's state on the site (<workDir>/<glideinId>/). Every step starts here.
  */
 import { Context } from '@temporalio/activity';
+import { instanceName } from '../common/naming';
 import type { GlideinRef } from '../common/types';
 import type { Executor, RunOptions } from '../remote/executor';
 import type { SshTarget } from '../remote/ssh';
@@ -43,10 +44,6 @@ export function pathsFor(profile: SiteProfile, glideinId: string): GlideinPaths 
   };
 }
 
-/** The apptainer instance of a glidein. */
-export function instanceName(glideinId: string): string {
-  return `glidein-${glideinId}`;
-}
 
 export function sshExecutors(deps: ActivityDeps, profile: SiteProfile): SiteExecutors {
   const loginTarget: SshTarget = {

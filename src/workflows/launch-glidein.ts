@@ -21,6 +21,7 @@ import {
   type ActivityOptions,
 } from '@temporalio/workflow';
 import type { GlideinActivities } from '../activities';
+import { instanceName } from '../common/naming';
 import { glideinIdFor, InvalidRequestError, parseGlideinRequest, type GlideinRequest } from '../common/request';
 import type { GlideinRef, HeldResource, ShutdownMode, StepName, StepOutcome, UndoOutcome } from '../common/types';
 import type { LaunchPlan } from '../site/profile';
@@ -185,7 +186,7 @@ export async function LaunchGlidein(input: LaunchGlideinInput): Promise<LaunchRe
     await step('verifyOutbound', () => site.verifyOutbound(ref), (r) => `reached ${r.target}: ${r.chain}`);
     hold({ kind: 'cvmfs', repositories: p.repositories });
     await step('mountCvmfs', () => cvmfs.mountCvmfs(ref), (r) => `mounted ${r.mounted.join(', ') || 'nothing'}${r.alreadyMounted.length ? `; already there: ${r.alreadyMounted.join(', ')}` : ''}`);
-    hold({ kind: 'container', instance: `glidein-${ref.glideinId}` });
+    hold({ kind: 'container', instance: instanceName(ref.glideinId) });
     await step('startContainer', () => site.startContainer(ref), (r) => `${r.reused ? 'reused' : 'started'} instance ${r.instance}, pid ${r.pid}`);
     await step('preloadProxychains', () => site.preloadProxychains(ref), (r) => r.chain);
     hold({ kind: 'glidein' });
