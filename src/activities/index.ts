@@ -1,4 +1,5 @@
 /** All activities of a glidein lifecycle, built from injected dependencies. */
+import { createAllocationActivities } from './allocation';
 import { createContainerActivities } from './container';
 import { createCvmfsActivities } from './cvmfs';
 import type { ActivityDeps } from './deps';
@@ -12,6 +13,7 @@ import { createTunnelActivities } from './tunnel';
 export function createActivities(deps: ActivityDeps) {
   return {
     ...createPlanActivities(deps),
+    ...createAllocationActivities(deps),
     ...createTunnelActivities(deps),
     ...createProxychainsActivities(deps),
     ...createCvmfsActivities(deps),

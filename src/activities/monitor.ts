@@ -32,8 +32,11 @@ export function createMonitorActivities(deps: ActivityDeps) {
         let checks = 0;
         let last: MonitorReport['last'];
         for (;;) {
-          const snap = await inspect(access.node, [paths.tunnelPid, paths.glideinPid], access.opts());
-          const tunnel = !!snap.processes.get(paths.tunnelPid)?.alive && snap.listening.has(profile.tunnel.socksPort);
+          // One round trip to the worker node; a reverse tunnel's ssh lives on the login node: one more there.
+          const reverse = profile.tunnel.mode === 'reverse';
+          const snap = await inspect(access.node, reverse ? [paths.glideinPid] : [paths.tunnelPid, paths.glideinPid], access.opts());
+          const tunnelProc = reverse ? (await inspect(access.login, [paths.tunnelPid], access.opts())).processes.get(paths.tunnelPid) : snap.processes.get(paths.tunnelPid);
+          const tunnel = !!tunnelProc?.alive && snap.listening.has(profile.tunnel.socksPort);
           const glidein = !!snap.processes.get(paths.glideinPid)?.alive;
           let registered = false;
           if (!glidein) {

@@ -42,18 +42,24 @@ export async function inspect(exec: Executor, pidFiles: string[], opts: RunOptio
   return parseInspect(result.stdout);
 }
 
-export type SpawnResult = { started: ProcessRef } | { exitedAtOnce: number };
+export type SpawnResult = { started: ProcessRef } | { exitedAtOnce: number } | { stillWaiting: ProcessRef };
+
+export interface SpawnOptions {
+  log: string;
+  pidFile: string;
+  /** Return only once this text appears in the (fresh) log, within `seconds`. */
+  awaitLog?: { marker: string; seconds: number };
+}
 
 /** Starts argv detached in its own session, output appended to `log`, and records it in `pidFile`. */
-export async function spawnDetached(
-  exec: Executor,
-  argv: string[],
-  files: { log: string; pidFile: string },
-  opts: RunOptions,
-): Promise<SpawnResult> {
-  const result = await runChecked(exec, `starting ${argv[0]}`, ['sh', '-c', SPAWN_DETACHED, 'sh', files.log, files.pidFile, ...argv], opts);
+export async function spawnDetached(exec: Executor, argv: string[], files: SpawnOptions, opts: RunOptions): Promise<SpawnResult> {
+  const awaited = files.awaitLog ? [files.awaitLog.marker, String(files.awaitLog.seconds)] : ['', '0'];
+  const timeoutMs = files.awaitLog ? files.awaitLog.seconds * 1000 + 30_000 : opts.timeoutMs;
+  const result = await runChecked(exec, `starting ${argv[0]}`, ['sh', '-c', SPAWN_DETACHED, 'sh', files.log, files.pidFile, ...awaited, ...argv], { ...opts, timeoutMs });
   const words = result.stdout.trim().split(/\s+/);
-  if (words[0] === 'started') return { started: { pid: Number(words[1]), startTime: words[2] } };
+  const ref = { pid: Number(words[1]), startTime: words[2] };
+  if (words[0] === 'started') return { started: ref };
+  if (words[0] === 'waiting') return { stillWaiting: ref };
   return { exitedAtOnce: Number(words[1]) };
 }
 

@@ -4,6 +4,8 @@
  */
 import { Context } from '@temporalio/activity';
 import { instanceName } from '../common/naming';
+import { hostname } from '../common/validation';
+import { PermanentFault } from './failures';
 import type { GlideinRef } from '../common/types';
 import type { Executor, RunOptions } from '../remote/executor';
 import type { SshTarget } from '../remote/ssh';
@@ -45,7 +47,7 @@ export function pathsFor(profile: SiteProfile, glideinId: string): GlideinPaths 
 }
 
 
-export function sshExecutors(deps: ActivityDeps, profile: SiteProfile): SiteExecutors {
+export function sshExecutors(deps: ActivityDeps, profile: SiteProfile, node?: string): SiteExecutors {
   const loginTarget: SshTarget = {
     host: profile.login.host,
     port: profile.login.port,
@@ -54,16 +56,29 @@ export function sshExecutors(deps: ActivityDeps, profile: SiteProfile): SiteExec
     knownHostsFile: profile.login.knownHostsFile,
   };
   const login = deps.ssh.executor(loginTarget);
-  const node: Executor =
-    profile.workerNode.via === 'login'
-      ? login
-      : deps.ssh.executor({ ...loginTarget, host: profile.workerNode.host, port: profile.workerNode.port, user: profile.workerNode.user ?? profile.login.user, jump: loginTarget });
-  return { login, node };
+  const wn = profile.workerNode;
+  switch (wn.via) {
+    case 'login':
+      return { login, node: login };
+    case 'jump':
+      return { login, node: deps.ssh.executor({ ...loginTarget, host: wn.host, port: wn.port, user: wn.user ?? profile.login.user, jump: loginTarget }) };
+    case 'slurm':
+      return { login, node: node ? deps.ssh.executor({ ...loginTarget, host: node, port: wn.port, user: wn.user ?? profile.login.user, jump: loginTarget }) : new NoNodeYet() };
+  }
+}
+
+/** Stands for the worker node before Slurm has handed one out: any command is a bug in the lifecycle. */
+class NoNodeYet implements Executor {
+  readonly target = 'the worker node (not allocated yet)';
+  run(argv: readonly string[]): Promise<never> {
+    return Promise.reject(new PermanentFault(`${argv[0]}: no worker node is allocated for this glidein yet`, 'NoNodeAllocated'));
+  }
 }
 
 export async function siteAccess(deps: ActivityDeps, ref: GlideinRef): Promise<SiteAccess> {
   const profile = await deps.sites.get(ref.site);
-  const executors = deps.executorsFor ? deps.executorsFor(profile) : sshExecutors(deps, profile);
+  if (ref.node !== undefined && !hostname.safeParse(ref.node).success) throw new PermanentFault(`node: ${JSON.stringify(ref.node)} is not a host name`, 'InvalidRequest');
+  const executors = deps.executorsFor ? deps.executorsFor(profile) : sshExecutors(deps, profile, ref.node);
   const signal = activitySignal();
   return {
     ...executors,

@@ -1,37 +1,76 @@
 /**
- * The SOCKS tunnel from the worker node to the login node: `ssh -N -D 127.0.0.1:<port>` started on the worker
- * node, recorded as "pid starttime" in tunnel.pid. Reused while that process lives and listens; closing
- * signals exactly that process.
+ * The SOCKS tunnel that carries the glidein's connections out of the worker node, in one of two shapes:
+ *  - forward: `ssh -N -D 127.0.0.1:<port>` started on the worker node towards the login node (the seed's way;
+ *    needs a key stored on the site);
+ *  - reverse: `ssh -N -R 127.0.0.1:<port>` started on the login node into the worker node, authenticated by our
+ *    key agent forwarded on that one channel (no key on the site). The port appears on the worker node.
+ * Either way the process is recorded as "pid starttime" in tunnel.pid, reused while it lives and the port
+ * listens on the worker node, and closing signals exactly that process.
  */
 import { parseDuration } from '../common/duration';
 import type { GlideinRef, ProcessRef, TunnelInfo, UndoOutcome } from '../common/types';
-import { runChecked } from '../remote/executor';
+import { runChecked, type Executor } from '../remote/executor';
 import type { SiteProfile } from '../site/profile';
 import type { ActivityDeps } from './deps';
 import { PermanentFault, asStep } from './failures';
 import { inspect, signalRecorded, sleep, spawnDetached, tailFile } from './processes';
 import { heartbeat, siteAccess, type SiteAccess } from './site-access';
 
-export function tunnelArgv(profile: SiteProfile): string[] {
+/** Printed by `ssh -v` once a remote forward is in place. */
+const REMOTE_FORWARD_READY = 'remote forward success';
+
+function common(profile: SiteProfile): string[] {
   const t = profile.tunnel;
   return [
-    'ssh',
-    '-F', '/dev/null',
-    '-N',
-    '-D', `127.0.0.1:${t.socksPort}`,
-    '-o', 'ExitOnForwardFailure=yes',
     '-o', 'BatchMode=yes',
+    '-o', 'ExitOnForwardFailure=yes',
     '-o', `ServerAliveInterval=${Math.max(1, Math.round(parseDuration(t.serverAliveInterval) / 1000))}`,
     '-o', 'ServerAliveCountMax=3',
     '-o', 'StrictHostKeyChecking=yes',
     '-o', `UserKnownHostsFile=${t.knownHostsFile}`,
-    '-o', 'IdentitiesOnly=yes',
-    '-i', t.identityFile,
-    '-p', String(t.loginPort),
-    '-l', profile.login.user,
-    '--',
-    t.loginHost,
   ];
+}
+
+/** The worker node's address and ssh port, as the login node reaches it. */
+export function workerNodeAddress(profile: SiteProfile, node: string | undefined): { host: string; port: number } {
+  const wn = profile.workerNode;
+  if (wn.via === 'jump') return { host: wn.host, port: wn.port };
+  if (wn.via === 'slurm' && node) return { host: node, port: wn.port };
+  throw new PermanentFault('a reverse tunnel needs a worker node to start into (workerNode.via "jump", or an allocated Slurm node)', 'NoNodeAllocated');
+}
+
+export function tunnelArgv(profile: SiteProfile, node?: string): string[] {
+  const t = profile.tunnel;
+  if (t.mode === 'forward') {
+    return [
+      'ssh', '-F', '/dev/null', '-N',
+      '-D', `127.0.0.1:${t.socksPort}`,
+      ...common(profile),
+      '-o', 'IdentitiesOnly=yes',
+      '-i', t.identityFile,
+      '-p', String(t.loginPort),
+      '-l', profile.login.user,
+      '--', t.loginHost,
+    ];
+  }
+  const target = workerNodeAddress(profile, node);
+  const wn = profile.workerNode;
+  return [
+    'ssh', '-F', '/dev/null', '-N', '-v',
+    '-R', `127.0.0.1:${t.socksPort}`,
+    ...common(profile),
+    '-o', 'ForwardAgent=no',
+    // Only the forwarded agent: never a key file that happens to lie in the site account's ~/.ssh.
+    '-o', 'IdentityFile=none',
+    '-p', String(target.port),
+    '-l', (wn.via !== 'login' ? wn.user : undefined) ?? profile.login.user,
+    '--', target.host,
+  ];
+}
+
+/** Where the tunnel's ssh runs: the worker node (forward) or the login node (reverse). */
+function tunnelHost(access: SiteAccess): Executor {
+  return access.profile.tunnel.mode === 'forward' ? access.node : access.login;
 }
 
 export interface TunnelState {
@@ -41,16 +80,18 @@ export interface TunnelState {
 }
 
 export async function tunnelState(access: SiteAccess): Promise<TunnelState> {
-  const snap = await inspect(access.node, [access.paths.tunnelPid], access.opts());
+  const host = tunnelHost(access);
+  const snap = await inspect(host, [access.paths.tunnelPid], access.opts());
   const proc = snap.processes.get(access.paths.tunnelPid);
-  const ours = !!proc?.alive && /\bssh\b.*-D/.test(proc.cmdline ?? '');
-  return { alive: ours, listening: snap.listening.has(access.profile.tunnel.socksPort), process: ours ? proc?.recorded : undefined };
+  const ours = !!proc?.alive && /\bssh\b.*-[DR]/.test(proc.cmdline ?? '');
+  const ports = host === access.node ? snap.listening : (await inspect(access.node, [], access.opts())).listening;
+  return { alive: ours, listening: ports.has(access.profile.tunnel.socksPort), process: ours ? proc?.recorded : undefined };
 }
 
 const PERMANENT_SSH_ERRORS: Array<[RegExp, string, string]> = [
-  [/Host key verification failed|REMOTE HOST IDENTIFICATION HAS CHANGED|No .* host key is known/i, 'TunnelHostKeyRejected', 'add the login node\'s verified host key to tunnel.knownHostsFile on the site'],
-  [/Permission denied|Too many authentication failures/i, 'TunnelAuthRejected', 'check tunnel.identityFile on the site and its authorized_keys entry on the login node'],
-  [/Could not resolve hostname/i, 'TunnelHostUnknown', 'check tunnel.loginHost'],
+  [/Host key verification failed|REMOTE HOST IDENTIFICATION HAS CHANGED|No .* host key is known/i, 'TunnelHostKeyRejected', 'add the verified host key to tunnel.knownHostsFile on the site'],
+  [/Permission denied|Too many authentication failures/i, 'TunnelAuthRejected', 'check the key (tunnel.identityFile, or the worker\'s login key for a reverse tunnel) and its authorized_keys entry'],
+  [/Could not resolve hostname/i, 'TunnelHostUnknown', 'check the tunnel\'s host name'],
 ];
 
 export function createTunnelActivities(deps: ActivityDeps) {
@@ -59,29 +100,36 @@ export function createTunnelActivities(deps: ActivityDeps) {
     async openTunnel(ref: GlideinRef): Promise<TunnelInfo> {
       return asStep('openTunnel', async () => {
         const access = await siteAccess(deps, ref);
-        const { profile, node, paths } = access;
+        const { profile, paths } = access;
+        const host = tunnelHost(access);
         const port = profile.tunnel.socksPort;
+        const reverse = profile.tunnel.mode === 'reverse';
         const state = await tunnelState(access);
-        if (state.alive && state.listening) {
-          return { socksPort: port, process: state.process!, reused: true };
-        }
-        if (state.alive) await signalRecorded(node, 'TERM', paths.tunnelPid, access.opts()); // alive but not forwarding: replace it
+        if (state.alive && state.listening) return { socksPort: port, process: state.process!, reused: true };
+        if (state.alive) await signalRecorded(host, 'TERM', paths.tunnelPid, access.opts()); // alive but not forwarding: replace it
         else if (state.listening) {
-          throw new PermanentFault(`tunnel.socksPort ${port} on the worker node ${node.target} is taken by a process that is not this glidein's tunnel`, 'TunnelPortInUse');
+          throw new PermanentFault(`tunnel.socksPort ${port} on the worker node ${access.node.target} is taken by a process that is not this glidein's tunnel`, 'TunnelPortInUse');
         }
-        await runChecked(node, 'creating the work directory', ['mkdir', '-p', paths.dir], access.opts());
-        const spawned = await spawnDetached(node, tunnelArgv(profile), { log: paths.tunnelLog, pidFile: paths.tunnelPid }, access.opts());
+        await runChecked(host, 'creating the work directory', ['mkdir', '-p', paths.dir], access.opts());
+        const spawned = await spawnDetached(
+          host,
+          tunnelArgv(profile, ref.node),
+          // A reverse tunnel authenticates with the agent of this very channel: keep it open until the forward is up.
+          { log: paths.tunnelLog, pidFile: paths.tunnelPid, ...(reverse ? { awaitLog: { marker: REMOTE_FORWARD_READY, seconds: 20 } } : {}) },
+          access.opts({ forwardAgent: reverse }),
+        );
         const deadline = Date.now() + 30_000;
         for (;;) {
           const now = await tunnelState(access);
           if (now.alive && now.listening && 'started' in spawned) return { socksPort: port, process: spawned.started, reused: false };
           if (!now.alive || Date.now() > deadline) {
-            await signalRecorded(node, 'TERM', paths.tunnelPid, access.opts());
-            const log = await tailFile(node, paths.tunnelLog, 5, access.opts());
+            await signalRecorded(host, 'TERM', paths.tunnelPid, access.opts());
+            const log = (await tailFile(host, paths.tunnelLog, 40, access.opts())).split('\n').filter((l) => !l.startsWith('debug')).slice(-5).join('\n');
+            const from = reverse ? `${access.login.target} into ${access.node.target}` : `${host.target} to ${tunnelArgv(profile).at(-1)}`;
             for (const [pattern, type, fix] of PERMANENT_SSH_ERRORS) {
-              if (pattern.test(log)) throw new PermanentFault(`the tunnel ssh from ${node.target} to ${profile.tunnel.loginHost}:${profile.tunnel.loginPort} failed: ${log.split('\n').pop()}; ${fix}`, type);
+              if (pattern.test(log)) throw new PermanentFault(`the tunnel ssh from ${from} failed: ${log.split('\n').pop()}; ${fix}`, type);
             }
-            throw new Error(`the tunnel ssh to ${profile.tunnel.loginHost}:${profile.tunnel.loginPort} ${now.alive ? 'did not listen on' : 'exited before listening on'} 127.0.0.1:${port}: ${log || 'no output'}`);
+            throw new Error(`the tunnel ssh from ${from} ${now.alive ? 'did not listen on' : 'exited before listening on'} 127.0.0.1:${port} of the worker node: ${log || 'no output'}`);
           }
           heartbeat({ waitingFor: 'tunnel' });
           await sleep(pollMs, access.opts().signal);
@@ -92,15 +140,18 @@ export function createTunnelActivities(deps: ActivityDeps) {
     async closeTunnel(ref: GlideinRef): Promise<UndoOutcome> {
       return asStep('closeTunnel', async () => {
         const access = await siteAccess(deps, ref);
-        const state = await tunnelState(access);
-        if (!state.alive) return { detail: 'no tunnel running' };
-        await signalRecorded(access.node, 'TERM', access.paths.tunnelPid, access.opts());
+        const host = tunnelHost(access);
+        const alive = async () => (await inspect(host, [access.paths.tunnelPid], access.opts())).processes.get(access.paths.tunnelPid);
+        const first = await alive();
+        if (!first?.alive || !/\bssh\b.*-[DR]/.test(first.cmdline ?? '')) return { detail: 'no tunnel running' };
+        const pid = first.recorded?.pid;
+        await signalRecorded(host, 'TERM', access.paths.tunnelPid, access.opts());
         for (let i = 0; i < 50; i++) {
-          if (!(await tunnelState(access)).alive) return { detail: `closed tunnel pid ${state.process?.pid}` };
+          if (!(await alive())?.alive) return { detail: `closed tunnel pid ${pid}` };
           await sleep(pollMs, access.opts().signal);
         }
-        await signalRecorded(access.node, 'KILL', access.paths.tunnelPid, access.opts());
-        return { detail: `killed tunnel pid ${state.process?.pid}` };
+        await signalRecorded(host, 'KILL', access.paths.tunnelPid, access.opts());
+        return { detail: `killed tunnel pid ${pid}` };
       });
     },
   };

@@ -4,10 +4,13 @@
 export interface GlideinRef {
   site: string;
   glideinId: string;
+  /** The allocated worker node, on sites where Slurm hands it out. */
+  node?: string;
 }
 
 /** Something on the site that teardown must give back, in the order it was taken. */
 export type HeldResource =
+  | { kind: 'allocation'; jobName: string; jobId?: string }
   | { kind: 'tunnel'; socksPort: number }
   | { kind: 'cvmfs'; repositories: string[] }
   | { kind: 'container'; instance: string }
@@ -15,6 +18,7 @@ export type HeldResource =
 
 export type StepName =
   | 'planLaunch'
+  | 'allocateNode'
   | 'openTunnel'
   | 'verifyOutbound'
   | 'mountCvmfs'
@@ -26,7 +30,8 @@ export type StepName =
   | 'stopGlidein'
   | 'stopContainer'
   | 'unmountCvmfs'
-  | 'closeTunnel';
+  | 'closeTunnel'
+  | 'releaseNode';
 
 export interface StepOutcome {
   step: StepName;
@@ -76,4 +81,12 @@ export type ShutdownMode = 'drain' | 'stop';
 
 export interface UndoOutcome {
   detail: string;
+}
+
+export interface Allocation {
+  jobId: string;
+  node: string;
+  /** Time the job has left when it was found running, in ms (undefined: no limit). */
+  timeLeftMs?: number;
+  reused: boolean;
 }

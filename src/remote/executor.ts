@@ -7,6 +7,11 @@ export interface RunOptions {
   timeoutMs?: number;
   /** The activity's cancellation signal: aborting kills the command. */
   signal?: AbortSignal;
+  /**
+   * SSH only: forward our key agent on this one channel (the command can authenticate onwards with our key
+   * while the channel is open; the key never leaves the worker).
+   */
+  forwardAgent?: boolean;
 }
 
 export interface CommandResult {

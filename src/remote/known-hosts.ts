@@ -27,7 +27,10 @@ function matchesPattern(pattern: string, name: string): boolean {
     const digest = createHmac('sha1', Buffer.from(salt, 'base64')).update(name).digest('base64');
     return digest === hash;
   }
-  return pattern === name;
+  if (!/[*?]/.test(pattern)) return pattern === name;
+  // Wildcards as OpenSSH allows them (jwc*.juwels for a cluster's nodes that share a host key).
+  const regex = new RegExp(`^${pattern.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.')}$`);
+  return regex.test(name);
 }
 
 export function findHostKeys(text: string, host: string, port: number): KnownHostKeys {

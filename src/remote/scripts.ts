@@ -4,14 +4,28 @@
  * round trip without ever building a shell string from input.
  */
 
-/** Start argv[3…] detached in its own session, output appended to $1; print its pid and /proc/<pid>/stat. */
-export const SPAWN_DETACHED = `log=$1; pidfile=$2; shift 2
+/**
+ * Start argv[5…] detached in its own session, output appended to $1, recorded as "pid starttime" in $2; print
+ * `started <pid> <start>` or `exited <pid>`. With a marker ($3) and a wait in seconds ($4), the log is started
+ * afresh and the script returns only once the marker appears in it (or the process ends, or the wait is over:
+ * `waiting <pid> <start>`), so that what the process needs from this session (a forwarded agent) stays there
+ * until it is done with it.
+ */
+export const SPAWN_DETACHED = `log=$1; pidfile=$2; marker=$3; wait=$4; shift 4
+[ -n "$marker" ] && : > "$log"
 setsid "$@" </dev/null >>"$log" 2>&1 &
 pid=$!
 stat=$(cat /proc/$pid/stat 2>/dev/null) || { echo "exited $pid"; exit 0; }
 start=$(printf '%s\\n' "$stat" | sed 's/^.*) //' | cut -d' ' -f20)
 printf '%s %s\\n' "$pid" "$start" > "$pidfile.tmp" && mv "$pidfile.tmp" "$pidfile"
-echo "started $pid $start"`;
+[ -z "$marker" ] && { echo "started $pid $start"; exit 0; }
+i=0
+while [ $i -lt $((wait * 10)) ]; do
+  grep -qF -- "$marker" "$log" && { echo "started $pid $start"; exit 0; }
+  case $(sed 's/^.*) //' /proc/$pid/stat 2>/dev/null | cut -d' ' -f1) in ''|Z|X) echo "exited $pid"; exit 0;; esac
+  sleep 0.1; i=$((i + 1))
+done
+echo "waiting $pid $start"`;
 
 /**
  * Report the processes named in pid files ("pid starttime") and the listening TCP sockets:

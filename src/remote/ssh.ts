@@ -7,9 +7,10 @@
 import { readFile } from 'node:fs/promises';
 import * as net from 'node:net';
 import type { Duplex } from 'node:stream';
-import { Client, type ClientChannel, type ConnectConfig } from 'ssh2';
+import { Client, type ClientChannel, type ConnectConfig, type ExecOptions } from 'ssh2';
 import { ExecutorError, OutputBuffer, type CommandResult, type Executor, type RunOptions } from './executor';
 import { blobType, fingerprint, hostKeyAlgorithms, knownHostsName, readHostKeys } from './known-hosts';
+import { KeyAgent } from './key-agent';
 import { commandLine } from './quote';
 import { Semaphore } from './semaphore';
 
@@ -77,7 +78,7 @@ export class SshConnection implements Executor {
       const client = await this.connected(signal);
       const release = await this.channels.acquire(signal);
       try {
-        return await this.exec(client, line, opts.stdin, signal);
+        return await this.exec(client, line, opts.stdin, signal, opts.forwardAgent === true);
       } finally {
         release();
       }
@@ -154,6 +155,8 @@ export class SshConnection implements Executor {
       sock,
       username: spec.user,
       privateKey,
+      // Serves the same key as an agent, forwarded only on channels that ask for it (the reverse tunnel).
+      agent: new KeyAgent(privateKey),
       readyTimeout: this.options.connectTimeoutMs,
       keepaliveInterval: this.options.keepaliveIntervalMs,
       keepaliveCountMax: 3,
@@ -185,6 +188,7 @@ export class SshConnection implements Executor {
     } catch (err) {
       this.noteFailure();
       client.end();
+      sock.destroy(); // a refused connection must not linger on the login node
       throw err;
     }
     this.failures = 0;
@@ -224,9 +228,11 @@ export class SshConnection implements Executor {
     this.nextAttemptAt = Date.now() + Math.min(max, initial * 2 ** (this.failures - 1));
   }
 
-  private exec(client: Client, line: string, stdin: string | undefined, signal?: AbortSignal): Promise<CommandResult> {
+  private exec(client: Client, line: string, stdin: string | undefined, signal: AbortSignal | undefined, agentForward: boolean): Promise<CommandResult> {
     return new Promise((resolve, reject) => {
-      client.exec(line, (err, stream: ClientChannel) => {
+      // ssh2 honours a per-channel agentForward (auth-agent-req) though its typings do not list it.
+      const execOptions = { agentForward } as unknown as ExecOptions;
+      client.exec(line, execOptions, (err, stream: ClientChannel) => {
         if (err) {
           reject(new ExecutorError(`cannot open a channel on ${this.target}: ${err.message}`, 'channel'));
           return;

@@ -20,24 +20,59 @@ const login = z.strictObject({
   knownHostsFile: absolutePath,
 });
 
+/** Slurm partition, account, QOS and reservation names. */
+const slurmName = z.string().regex(/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$/, 'expected a Slurm name (letters, digits, _ . -)');
+
 const workerNode = z.discriminatedUnion('via', [
   /** Commands run on the login node itself. */
   z.strictObject({ via: z.literal('login') }),
   /** Through the login node as an SSH jump host to the worker node's sshd. */
   z.strictObject({ via: z.literal('jump'), host: hostname, port: port.default(22), user: username.optional() }),
+  /**
+   * A Slurm holder job (sbatch from the login node) hands out the worker node; commands reach it by ssh through
+   * the login node as a jump host, so processes started there belong to the job (pam_slurm_adopt) and end with it.
+   */
+  z.strictObject({
+    via: z.literal('slurm'),
+    partition: slurmName,
+    account: slurmName.optional(),
+    qos: slurmName.optional(),
+    reservation: slurmName.optional(),
+    /** The holder job's walltime; the glidein is drained before it ends. */
+    timeLimit: duration({ min: 60_000, max: 30 * 86_400_000 }),
+    /** How long the job may wait in the queue before the launch gives up. */
+    queueTimeout: duration({ min: 1_000 }).default('1h'),
+    port: port.default(22),
+    user: username.optional(),
+  }),
 ]);
 
-const tunnel = z.strictObject({
-  mode: z.literal('forward'),
-  socksPort: port,
-  /** The login node as the worker node reaches it. */
-  loginHost: hostname,
-  loginPort: port.default(22),
-  /** Paths on the site. */
-  identityFile: absolutePath,
-  knownHostsFile: absolutePath,
-  serverAliveInterval: duration({ min: 1_000, max: 600_000 }).default('15s'),
-});
+const tunnel = z.discriminatedUnion('mode', [
+  /** The seed's tunnel: `ssh -D` started on the worker node towards the login node, with a key stored on the site. */
+  z.strictObject({
+    mode: z.literal('forward'),
+    socksPort: port,
+    /** The login node as the worker node reaches it. */
+    loginHost: hostname,
+    loginPort: port.default(22),
+    /** Paths on the site. */
+    identityFile: absolutePath,
+    knownHostsFile: absolutePath,
+    serverAliveInterval: duration({ min: 1_000, max: 600_000 }).default('15s'),
+  }),
+  /**
+   * No key on the site: `ssh -R 127.0.0.1:<port>` started on the login node into the worker node (a reverse
+   * dynamic forward, OpenSSH >= 7.6), authenticated by our key agent forwarded on that one SSH channel. The SOCKS
+   * port appears on the worker node; connections leave from the login node.
+   */
+  z.strictObject({
+    mode: z.literal('reverse'),
+    socksPort: port,
+    /** On the login node: the worker nodes' host keys. */
+    knownHostsFile: absolutePath,
+    serverAliveInterval: duration({ min: 1_000, max: 600_000 }).default('15s'),
+  }),
+]);
 
 const knob = z.string().regex(/^[A-Za-z_][A-Za-z0-9_.]{0,63}$/, 'expected an HTCondor configuration knob name');
 
@@ -94,6 +129,9 @@ export const siteProfileSchema = z.strictObject({
     .default({ interval: '60s', reportEvery: '10m' }),
   /** Per-glidein state lives in <workDir>/<glideinId>/ on the site. */
   workDir: absolutePath,
+}).refine((p) => !(p.tunnel.mode === 'reverse' && p.workerNode.via === 'login'), {
+  message: 'expected workerNode.via "jump" or "slurm" for a reverse tunnel (it runs from the login node into the worker node)',
+  path: ['tunnel', 'mode'],
 });
 
 export type SiteProfile = z.output<typeof siteProfileSchema>;
@@ -112,6 +150,8 @@ export interface LaunchPlan {
   repositories: string[];
   workDir: string;
   collector: string;
+  /** Present when a Slurm job must be allocated first. */
+  slurm?: { timeLimitMs: number; queueTimeoutMs: number };
 }
 
 export function planFor(profile: SiteProfile, glideinId: string, lifetime: string | undefined): LaunchPlan {
@@ -127,5 +167,8 @@ export function planFor(profile: SiteProfile, glideinId: string, lifetime: strin
     repositories: profile.cvmfs.repositories,
     workDir: `${profile.workDir}/${glideinId}`,
     collector: `${profile.collector.host}:${profile.collector.port}`,
+    ...(profile.workerNode.via === 'slurm'
+      ? { slurm: { timeLimitMs: parseDuration(profile.workerNode.timeLimit), queueTimeoutMs: parseDuration(profile.workerNode.queueTimeout) } }
+      : {}),
   };
 }

@@ -80,7 +80,7 @@ export async function LaunchGlidein(input: LaunchGlideinInput): Promise<LaunchRe
     if (err instanceof InvalidRequestError) throw ApplicationFailure.nonRetryable(err.message, 'InvalidRequest');
     throw err;
   }
-  const ref: GlideinRef = { site: request.site, glideinId: resume?.status.glideinId ?? glideinIdFor(workflowInfo().workflowId) };
+  const ref: GlideinRef = { site: request.site, glideinId: resume?.status.glideinId ?? glideinIdFor(workflowInfo().workflowId), node: resume?.status.allocation?.node };
   const status: GlideinStatus = resume?.status ?? { site: ref.site, glideinId: ref.glideinId, phase: 'planning', steps: [], held: [] };
   let tunnelRepairs = resume?.tunnelRepairs ?? 0;
 
@@ -180,6 +180,18 @@ export async function LaunchGlidein(input: LaunchGlideinInput): Promise<LaunchRe
 
   async function setup(p: LaunchPlan): Promise<void> {
     setPhase('setup');
+    if (p.slurm) {
+      hold({ kind: 'allocation', jobName: ref.glideinId });
+      const allocator = proxyActivities<GlideinActivities>(setupOptions(p.slurm.queueTimeoutMs + 120_000, 4, 60_000));
+      const allocation = await step('allocateNode', () => allocator.allocateNode(ref, p.slurm!.queueTimeoutMs), (a) => `${a.reused ? 'found' : 'submitted'} job ${a.jobId}, running on ${a.node}`);
+      ref.node = allocation.node;
+      status.allocation = { jobId: allocation.jobId, node: allocation.node };
+      status.held[status.held.length - 1] = { kind: 'allocation', jobName: ref.glideinId, jobId: allocation.jobId };
+      // Drain in time for the glidein to finish before Slurm ends the job.
+      if (allocation.timeLeftMs !== undefined) {
+        status.deadline = Math.min(status.deadline ?? Infinity, Date.now() + allocation.timeLeftMs - p.drainGraceMs - 60_000);
+      }
+    }
     hold({ kind: 'tunnel', socksPort: 0 });
     const tunnel = await step('openTunnel', () => site.openTunnel(ref), (t) => `${t.reused ? 'reused' : 'opened'} SOCKS 127.0.0.1:${t.socksPort}, pid ${t.process.pid}`);
     status.held[status.held.length - 1] = { kind: 'tunnel', socksPort: tunnel.socksPort };
@@ -267,6 +279,8 @@ export async function LaunchGlidein(input: LaunchGlideinInput): Promise<LaunchRe
         return step('unmountCvmfs', () => undo.unmountCvmfs(ref), describe);
       case 'tunnel':
         return step('closeTunnel', () => undo.closeTunnel(ref), describe);
+      case 'allocation':
+        return step('releaseNode', () => undo.releaseNode(ref), describe);
     }
   }
 }

@@ -14,6 +14,8 @@ export interface GlideinStatus {
   /** What is held on the site now; teardown releases it in reverse. */
   held: HeldResource[];
   registration?: Registration;
+  /** The Slurm job holding the worker node, on sites that allocate one. */
+  allocation?: { jobId: string; node: string };
   lastCheck?: MonitorReport['last'];
   /** Epoch ms at which the glidein is drained for its lifetime. */
   deadline?: number;

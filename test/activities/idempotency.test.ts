@@ -10,15 +10,17 @@
  * its own SOCKS port (1190), glidein ids (act-*) and cvmfsexec directory (its own dist/cvmfs, the site's
  * store): the mounts of other runs and these never meet.
  */
+import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { createActivities } from '../../src/activities';
+import { instanceName } from '../../src/common/naming';
 import type { GlideinRef } from '../../src/common/types';
 import { SshPool } from '../../src/remote/ssh';
 import { SiteRegistry } from '../../src/site/load';
 import { localSiteWith } from '../helpers/sites';
-import { collectorAds, kitProxyLog, localSite, runCommand, SITE_PATHS, siteMounts, siteProcesses, waitFor, type SiteProcess } from '../site/local-site';
+import { collectorAds, kitProxyLog, localSite, SITE_PATHS, siteMounts, siteProcesses, waitFor, type SiteProcess } from '../site/local-site';
 
 const SOCKS_PORT = 1190;
 const site = localSite();
@@ -55,7 +57,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   ssh.close();
-  for (const m of ourMounts().sort((a, b) => b.length - a.length)) await runCommand(['umount', '-l', m]);
+  for (const m of ourMounts().sort((a, b) => b.length - a.length)) spawnSync('umount', ['-l', m], { stdio: 'ignore' });
   fs.rmSync(CVMFSEXEC, { recursive: true, force: true });
   fs.rmSync(sitesDir, { recursive: true, force: true });
 });
@@ -85,7 +87,7 @@ function tunnelPids(): number[] {
 
 function instancePids(ref: GlideinRef): number[] {
   return siteProcesses()
-    .filter((p) => p.cmdline.startsWith(`Apptainer instance: glidein [glidein-${ref.glideinId}]`))
+    .filter((p) => p.cmdline.startsWith(`Apptainer instance: glidein [${instanceName(ref.glideinId)}]`))
     .map((p) => p.pid);
 }
 
@@ -175,7 +177,7 @@ describe('every step twice', () => {
     // The container: one instance.
     const container = await run(activities.startContainer, ref);
     const containerAgain = await run(activities.startContainer, ref);
-    expect(container).toMatchObject({ instance: `glidein-${ref.glideinId}`, reused: false });
+    expect(container).toMatchObject({ instance: instanceName(ref.glideinId), reused: false });
     expect(containerAgain).toEqual({ ...container, reused: true });
     expect(instancePids(ref)).toEqual([container.pid]);
 
@@ -188,7 +190,7 @@ describe('every step twice', () => {
     expect(glidein.reused).toBe(false);
     expect(glideinAgain).toEqual({ process: glidein.process, reused: true });
     expect(masterPids(ref)).toEqual([glidein.process.pid]);
-    expect(environ(glidein.process.pid)).toContain(`_APPTAINER_STANDIN_INSTANCE=glidein-${ref.glideinId}:${container.pid}`);
+    expect(environ(glidein.process.pid)).toContain(`_APPTAINER_STANDIN_INSTANCE=${instanceName(ref.glideinId)}:${container.pid}`);
 
     // Registered once, through the chain.
     const registration = await run(activities.confirmRegistration, ref, 30_000);
@@ -203,8 +205,8 @@ describe('every step twice', () => {
     expect(masterPids(ref)).toEqual([]);
     expect(await collectorAds(`GlideinLaunchId == "${ref.glideinId}"`)).toEqual([]);
 
-    expect(await run(activities.stopContainer, ref)).toEqual({ detail: `stopped instance glidein-${ref.glideinId} (pid ${container.pid})` });
-    expect(await run(activities.stopContainer, ref)).toEqual({ detail: `no instance glidein-${ref.glideinId} running` });
+    expect(await run(activities.stopContainer, ref)).toEqual({ detail: `stopped instance ${instanceName(ref.glideinId)} (pid ${container.pid})` });
+    expect(await run(activities.stopContainer, ref)).toEqual({ detail: `no instance ${instanceName(ref.glideinId)} running` });
     expect(instancePids(ref)).toEqual([]);
 
     expect(await run(activities.unmountCvmfs, ref)).toEqual({ detail: `unmounted ${[...REPOS].reverse().join(', ')}` });
@@ -220,7 +222,7 @@ describe('every step twice', () => {
     expect(glideinProcesses(ref)).toEqual([]);
     expect(ourMounts()).toEqual([]);
     expect(await collectorAds(`GlideinLaunchId == "${ref.glideinId}"`)).toEqual([]);
-    const instances = await site.ssh('worker', [SITE_PATHS.apptainer, 'instance', 'list', '--json', `glidein-${ref.glideinId}`]);
+    const instances = await site.ssh('worker', [SITE_PATHS.apptainer, 'instance', 'list', '--json', instanceName(ref.glideinId)]);
     expect(JSON.parse(instances.stdout)).toEqual({ instances: [] });
   });
 });

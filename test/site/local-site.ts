@@ -140,11 +140,13 @@ export function runCommand(argv: readonly string[], opts: RunOptions = {}): Prom
       clearTimeout(timer);
       resolve({ code, signal, stdout, stderr });
     });
+    // A command that exits without reading its input must not crash the caller with EPIPE.
+    child.stdin.on('error', () => undefined);
     child.stdin.end(opts.input ?? '');
   });
 }
 
-function runSync(argv: readonly string[], what: string): string {
+export function runSync(argv: readonly string[], what: string): string {
   const r = spawnSync(argv[0], argv.slice(1), { encoding: 'utf8' });
   if (r.error) throw new Error(`${what}: cannot run ${argv[0]}: ${r.error.message}`);
   if (r.status !== 0) {
@@ -184,13 +186,13 @@ export function portAccepts(ep: Endpoint, timeoutMs = 1000): Promise<boolean> {
 // ---------------------------------------------------------------------------------------------------
 // Inspection
 
-interface UserEntry {
+export interface UserEntry {
   uid: number;
   gid: number;
   home: string;
 }
 
-function lookupUser(name: string): UserEntry | undefined {
+export function lookupUser(name: string): UserEntry | undefined {
   for (const line of fs.readFileSync('/etc/passwd', 'utf8').split('\n')) {
     const f = line.split(':');
     if (f[0] === name && f.length >= 7) return { uid: Number(f[2]), gid: Number(f[3]), home: f[5] };
@@ -204,7 +206,7 @@ function siteUser(): UserEntry {
   return user;
 }
 
-function readProcess(pid: number): SiteProcess | undefined {
+export function readProcess(pid: number): SiteProcess | undefined {
   try {
     const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
     const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
@@ -218,7 +220,7 @@ function readProcess(pid: number): SiteProcess | undefined {
   }
 }
 
-function allProcesses(): SiteProcess[] {
+export function allProcesses(): SiteProcess[] {
   const out: SiteProcess[] = [];
   for (const entry of fs.readdirSync('/proc')) {
     if (!/^\d+$/.test(entry)) continue;
@@ -228,7 +230,7 @@ function allProcesses(): SiteProcess[] {
   return out;
 }
 
-function alive(pid: number): boolean {
+export function alive(pid: number): boolean {
   const p = readProcess(pid);
   return p !== undefined && p.state !== 'Z';
 }
@@ -241,7 +243,7 @@ export function siteProcesses(): SiteProcess[] {
 }
 
 /** /proc/mounts fields escape space, tab, newline and backslash as octal. */
-function unescapeMount(field: string): string {
+export function unescapeMount(field: string): string {
   return field.replace(/\\([0-7]{3})/g, (_, oct: string) => String.fromCharCode(parseInt(oct, 8)));
 }
 
@@ -259,8 +261,7 @@ export function siteMounts(): SiteMount[] {
 }
 
 /** Ads in the collector matching a ClassAd constraint (default: all), by a direct TCP query. */
-export function collectorAds(constraint = 'true', timeoutMs = 5000): Promise<ClassAd[]> {
-  const ep = ENDPOINTS.collector;
+export function collectorAds(constraint = 'true', timeoutMs = 5000, ep: Endpoint = ENDPOINTS.collector): Promise<ClassAd[]> {
   return new Promise((resolve, reject) => {
     const socket = net.connect({ host: ep.host, port: ep.port });
     let data = '';
@@ -327,7 +328,7 @@ function sshdSpec(node: SiteNode): ServiceSpec {
   };
 }
 
-function launchDetached(argv: readonly string[], outFile: string): void {
+export function launchDetached(argv: readonly string[], outFile: string): void {
   const out = fs.openSync(outFile, 'a');
   try {
     const child = spawn(argv[0], argv.slice(1), { detached: true, stdio: ['ignore', out, out] });
@@ -378,7 +379,7 @@ function servicePids(service: SiteService): number[] {
     .map((p) => p.pid);
 }
 
-async function killAndWait(pids: readonly number[], graceMs: number): Promise<void> {
+export async function killAndWait(pids: readonly number[], graceMs: number): Promise<void> {
   for (const pid of pids) {
     try {
       process.kill(pid, 'SIGTERM');
@@ -445,7 +446,7 @@ function requireRoot(): void {
   );
 }
 
-function ensureUser(): UserEntry {
+export function ensureUser(): UserEntry {
   const existing = lookupUser(SITE_USER);
   if (!existing) {
     runSync(['useradd', '-M', '-d', SITE_PATHS.home, '-s', '/bin/bash', SITE_USER], 'creating user glidein');
@@ -457,14 +458,14 @@ function ensureUser(): UserEntry {
   return siteUser();
 }
 
-function mkdir(dir: string, mode: number, owner?: UserEntry): void {
+export function mkdir(dir: string, mode: number, owner?: UserEntry): void {
   fs.mkdirSync(dir, { recursive: true, mode });
   fs.chmodSync(dir, mode);
   if (owner) fs.chownSync(dir, owner.uid, owner.gid);
 }
 
 /** Writes a file atomically (so a running reader never sees half of it). */
-function writeFile(file: string, content: string | Buffer, mode: number, owner?: UserEntry): void {
+export function writeFile(file: string, content: string | Buffer, mode: number, owner?: UserEntry): void {
   const tmp = `${file}.tmp-${process.pid}`;
   fs.writeFileSync(tmp, content, { mode });
   fs.chmodSync(tmp, mode);
@@ -472,11 +473,11 @@ function writeFile(file: string, content: string | Buffer, mode: number, owner?:
   fs.renameSync(tmp, file);
 }
 
-function installStandin(from: string, to: string, mode = 0o755): void {
+export function installStandin(from: string, to: string, mode = 0o755): void {
   writeFile(to, fs.readFileSync(path.join(STANDINS_DIR, from)), mode);
 }
 
-function keygen(file: string, comment: string, owner?: UserEntry): string {
+export function keygen(file: string, comment: string, owner?: UserEntry): string {
   if (!fs.existsSync(file) || !fs.existsSync(`${file}.pub`)) {
     fs.rmSync(file, { force: true });
     fs.rmSync(`${file}.pub`, { force: true });
@@ -491,7 +492,7 @@ function keygen(file: string, comment: string, owner?: UserEntry): string {
 }
 
 /** `ssh-ed25519 AAAA...` without the comment, for known_hosts. */
-function hostKeyEntry(ep: Endpoint, pub: string): string {
+export function hostKeyEntry(ep: Endpoint, pub: string): string {
   const [type, blob] = pub.split(/\s+/);
   const host = ep.port === 22 ? ep.host : `[${ep.host}]:${ep.port}`;
   return `${host} ${type} ${blob}`;
@@ -547,7 +548,7 @@ function tinyproxyConfig(user: string, group: string): string {
 }
 
 /** proxychains4 configuration for the chain worker -> SOCKS tunnel on the worker -> KIT proxy -> target. */
-export function proxychainsConfig(socksPort: number): string {
+export function proxychainsConfig(socksPort: number, kit: Endpoint = ENDPOINTS.kit): string {
   return [
     'strict_chain',
     'quiet_mode',
@@ -556,7 +557,7 @@ export function proxychainsConfig(socksPort: number): string {
     'tcp_connect_time_out 8000',
     '[ProxyList]',
     `socks5 127.0.0.1 ${socksPort}`,
-    `http ${ENDPOINTS.kit.host} ${ENDPOINTS.kit.port}`,
+    `http ${kit.host} ${kit.port}`,
     '',
   ].join('\n');
 }
@@ -603,7 +604,9 @@ function writeKeysAndConfigs(user: UserEntry, proxyUser: UserEntry & { name: str
     worker: keygen(path.join(P.workerDir, 'host_ed25519'), 'worker-node'),
   };
   writeFile(P.operatorKnownHosts, `${hostKeyEntry(ENDPOINTS.login, hostPubs.login)}\n${hostKeyEntry(ENDPOINTS.worker, hostPubs.worker)}\n`, 0o644);
-  writeFile(P.siteKnownHosts, `${hostKeyEntry(ENDPOINTS.login, hostPubs.login)}\n`, 0o644, user);
+  // The site's own known_hosts: the login node (for the forward tunnel from the worker node) and the worker node
+  // (for the reverse tunnel from the login node), as a site-wide ssh_known_hosts would have them.
+  writeFile(P.siteKnownHosts, `${hostKeyEntry(ENDPOINTS.login, hostPubs.login)}\n${hostKeyEntry(ENDPOINTS.worker, hostPubs.worker)}\n`, 0o644, user);
   for (const node of ['login', 'worker'] as const) {
     writeFile(path.join(SITE_DIR, node, 'authorized_keys', SITE_USER), `${operatorPub}\n${sitePub}\n`, 0o644);
     writeFile(path.join(SITE_DIR, node, 'sshd_config'), sshdConfig(node), 0o644);
@@ -616,7 +619,7 @@ function writeKeysAndConfigs(user: UserEntry, proxyUser: UserEntry & { name: str
   }
 }
 
-function proxyAccount(): UserEntry & { name: string; group: string } {
+export function proxyAccount(): UserEntry & { name: string; group: string } {
   const tinyproxy = lookupUser('tinyproxy');
   if (tinyproxy) return { ...tinyproxy, name: 'tinyproxy', group: 'tinyproxy' };
   return { ...(lookupUser('nobody') ?? { uid: 65534, gid: 65534, home: '/' }), name: 'nobody', group: 'nogroup' };
@@ -675,7 +678,7 @@ export async function startLocalSite(): Promise<LocalSite> {
 }
 
 /** Unmounts one mount: fusermount -u, else a lazy umount (a FUSE mount whose daemon was killed). */
-function unmount(target: string): void {
+export function unmount(target: string): void {
   const r = spawnSync('fusermount', ['-u', target], { encoding: 'utf8' });
   if (r.status === 0) return;
   spawnSync('umount', ['-l', target], { encoding: 'utf8' });
@@ -725,22 +728,22 @@ export async function siteStatus(): Promise<SiteStatus> {
 const LEASE_DIR = path.join(SITE_DIR, 'leases');
 
 /** Records that this process uses the site; stopLocalSite is for the last user to call. */
-export function acquireSiteLease(pid = process.pid): void {
-  mkdir(LEASE_DIR, 0o755);
-  fs.writeFileSync(path.join(LEASE_DIR, String(pid)), `${new Date().toISOString()}\n`);
+export function acquireSiteLease(pid = process.pid, leaseDir = LEASE_DIR): void {
+  mkdir(leaseDir, 0o755);
+  fs.writeFileSync(path.join(leaseDir, String(pid)), `${new Date().toISOString()}\n`);
 }
 
 /** Drops this process's lease; returns the pids of other live processes that still hold one. */
-export function releaseSiteLease(pid = process.pid): number[] {
-  fs.rmSync(path.join(LEASE_DIR, String(pid)), { force: true });
+export function releaseSiteLease(pid = process.pid, leaseDir = LEASE_DIR): number[] {
+  fs.rmSync(path.join(leaseDir, String(pid)), { force: true });
   let holders: number[] = [];
   try {
-    holders = fs.readdirSync(LEASE_DIR).filter((f) => /^\d+$/.test(f)).map(Number);
+    holders = fs.readdirSync(leaseDir).filter((f) => /^\d+$/.test(f)).map(Number);
   } catch {
     return [];
   }
   const live = holders.filter(alive);
-  for (const dead of holders.filter((p) => !live.includes(p))) fs.rmSync(path.join(LEASE_DIR, String(dead)), { force: true });
+  for (const dead of holders.filter((p) => !live.includes(p))) fs.rmSync(path.join(leaseDir, String(dead)), { force: true });
   return live;
 }
 

@@ -23,7 +23,16 @@ describe('command builders', () => {
     expect(argv).toContain('127.0.0.1:1080');
     expect(argv).toEqual(expect.arrayContaining(['ExitOnForwardFailure=yes', 'BatchMode=yes', 'StrictHostKeyChecking=yes', 'ServerAliveInterval=15']));
     expect(argv.slice(-2)).toEqual(['--', '127.0.0.1']);
-    expect(argv[argv.indexOf('-i') + 1]).toBe(local.tunnel.identityFile);
+    expect(argv[argv.indexOf('-i') + 1]).toBe('/tmp/glidein-local-site/site/home/.ssh/id_ed25519');
+  });
+
+  it('opens a reverse tunnel from the login node into the worker node, without a key on the site', () => {
+    const reverse = { ...local, tunnel: { mode: 'reverse' as const, socksPort: 1080, knownHostsFile: '/site/known_hosts', serverAliveInterval: '15s' } };
+    const argv = tunnelArgv(reverse);
+    expect(argv).toEqual(expect.arrayContaining(['-R', '127.0.0.1:1080', 'ExitOnForwardFailure=yes', 'StrictHostKeyChecking=yes', 'UserKnownHostsFile=/site/known_hosts', 'ForwardAgent=no', 'IdentityFile=none']));
+    expect(argv).not.toContain('-i');
+    expect(argv.slice(-4)).toEqual(['-l', 'glidein', '--', '127.0.0.2']);
+    expect(argv[argv.indexOf('-p') + 1]).toBe('2202');
   });
 
   it('starts the instance with /cvmfs, the proxychains library and the work directory bound', () => {

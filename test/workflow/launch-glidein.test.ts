@@ -85,8 +85,8 @@ describe('LaunchGlidein', () => {
 
   // Each case breaks one step for real; teardown must undo exactly what came before, in reverse.
   const FAULTS: Array<[string, (p: any) => void, string, string[]]> = [
-    // The worker node's sshd is not in the site's known_hosts: a login node whose host key changed.
-    ['openTunnel', (p) => ((p.tunnel.loginHost = '127.0.0.2'), (p.tunnel.loginPort = 2202)), 'TunnelHostKeyRejected', ['closeTunnel:ok']],
+    // A known_hosts on the site without the login node's key: the tunnel's ssh must refuse, never accept it.
+    ['openTunnel', (p) => (p.tunnel.knownHostsFile = '/dev/null'), 'TunnelHostKeyRejected', ['closeTunnel:ok']],
     ['verifyOutbound', (p) => (p.kitProxy.port = 81), 'the KIT proxy 127.0.0.3:81', ['closeTunnel:ok']],
     ['mountCvmfs', (p) => p.cvmfs.repositories.push('nosuch.example.org'), 'nosuch.example.org', ['unmountCvmfs:ok', 'closeTunnel:ok']],
     ['startContainer', (p) => (p.container.image = '/tmp/glidein-local-site/site/images/missing.sif'), 'missing.sif', ['stopContainer:ok', 'unmountCvmfs:ok', 'closeTunnel:ok']],

@@ -1,5 +1,6 @@
 /** What the local test site holds for one glidein: the facts workflow tests assert on. */
 import { instanceName } from '../../src/common/naming';
+import { readFileSync } from 'node:fs';
 import { collectorAds, SITE_PATHS, siteMounts, siteProcesses } from '../site/local-site';
 
 export interface GlideinFootprint {
@@ -15,8 +16,9 @@ export async function footprint(glideinId: string): Promise<GlideinFootprint> {
   const ads = await collectorAds(`GlideinLaunchId == "${glideinId}"`);
   return {
     // The profile's SOCKS port; other tests of the site use other ports.
-    tunnels: procs.filter((p) => p.argv[0] === 'ssh' && p.cmdline.includes(' -D 127.0.0.1:1080 ')).map((p) => p.pid),
-    glideins: procs.filter((p) => p.cmdline.includes('condor_master')).map((p) => p.pid),
+    tunnels: procs.filter((p) => p.argv[0] === 'ssh' && / -[DR] 127\.0\.0\.1:1080 /.test(p.cmdline)).map((p) => p.pid),
+    // This glidein's condor_master, known by the name its configuration gives it (other tests run other glideins).
+    glideins: procs.filter((p) => p.cmdline.includes('condor_master') && environ(p.pid).includes(`_CONDOR_GLIDEIN_NAME=${glideinId}`)).map((p) => p.pid),
     instances: procs.filter((p) => p.cmdline.includes(`[${instanceName(glideinId)}]`)).map((p) => p.pid),
     mounts: siteMounts()
       .map((m) => m.target)
@@ -26,3 +28,11 @@ export async function footprint(glideinId: string): Promise<GlideinFootprint> {
 }
 
 export const EMPTY: GlideinFootprint = { tunnels: [], glideins: [], instances: [], mounts: [], ads: [] };
+
+function environ(pid: number): string[] {
+  try {
+    return readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0');
+  } catch {
+    return [];
+  }
+}
