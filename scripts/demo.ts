@@ -4,6 +4,7 @@
  * drained, and torn down.
  *
  *   npm run demo                 # launch, hold DEMO_HOLD seconds (default 15), drain, stop everything
+ *   DEMO_SITE=local npm run demo # the loopback site instead of JSC in a box
  *   npm run demo -- --serve      # keep server, site and worker up for the temporal CLI; Ctrl-C stops
  */
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -11,6 +12,7 @@ import * as net from 'node:net';
 import * as path from 'node:path';
 import { Connection, Client } from '@temporalio/client';
 import { NativeConnection } from '@temporalio/worker';
+import { joinJscBox, leaveJscBox } from '../test/box/jsc-box';
 import { joinLocalSite, leaveLocalSite } from '../test/site/local-site';
 import { installRuntimeLogger, logger } from '../src/logger';
 import { SshPool } from '../src/remote/ssh';
@@ -48,9 +50,8 @@ async function main(): Promise<void> {
   };
   try {
     await waitForPort('127.0.0.1', PORT, 60_000);
-    say('starting the local test site (sshd login + worker node, tinyproxy as KIT, collector stand-in)');
-    await joinLocalSite();
-    cleanups.push(async () => void (await leaveLocalSite()));
+    const site = await startSite();
+    cleanups.push(site.leave);
 
     const ssh = new SshPool();
     const nativeConnection = await NativeConnection.connect({ address: `127.0.0.1:${PORT}` });
@@ -71,7 +72,7 @@ async function main(): Promise<void> {
 
     if (serve) {
       say('serving. From another shell, for example:');
-      say(`  temporal workflow start --type LaunchGlidein --task-queue ${DEFAULT_TASK_QUEUE} --workflow-id glidein-local-1 --input '{"site":"local"}'`);
+      say(`  temporal workflow start --type LaunchGlidein --task-queue ${DEFAULT_TASK_QUEUE} --workflow-id glidein-local-1 --input '{"site":"${site.name}"}'`);
       say('  temporal workflow query --workflow-id glidein-local-1 --type status');
       say('  temporal workflow signal --workflow-id glidein-local-1 --name drain');
       say(`(the temporal CLI is ${cli}). Ctrl-C stops everything.`);
@@ -85,8 +86,8 @@ async function main(): Promise<void> {
     const connection = await Connection.connect({ address: `127.0.0.1:${PORT}` });
     cleanups.push(() => connection.close());
     const client = new Client({ connection });
-    const workflowId = `glidein-local-demo-${Date.now()}`;
-    const handle = await client.workflow.start(LaunchGlidein, { taskQueue: DEFAULT_TASK_QUEUE, workflowId, args: [{ site: 'local', lifetime: '1h' }] });
+    const workflowId = `glidein-${site.name}-demo-${Date.now()}`;
+    const handle = await client.workflow.start(LaunchGlidein, { taskQueue: DEFAULT_TASK_QUEUE, workflowId, args: [{ site: site.name, lifetime: '1h' }] });
     say(`started LaunchGlidein ${workflowId}`);
     say(`watch it: http://127.0.0.1:${UI_PORT}/namespaces/default/workflows/${workflowId}`);
 
@@ -122,6 +123,29 @@ async function main(): Promise<void> {
   } finally {
     await cleanup();
   }
+}
+
+/**
+ * JSC in a box (namespaces with JSC's firewall, Slurm) where the machine allows it, else the loopback site.
+ * DEMO_SITE=local or DEMO_SITE=jsc-box chooses.
+ */
+async function startSite(): Promise<{ name: string; leave: () => Promise<void> }> {
+  const wanted = process.env.DEMO_SITE;
+  if (wanted !== 'local') {
+    try {
+      say('starting JSC in a box: namespaces gl-login, gl-worker, gl-kit, gl-pool with JSC\'s firewall, Slurm, sshd, tinyproxy as KIT, collector');
+      await joinJscBox();
+      say('site: jsc-box (sites/jsc-box.yaml): the worker node comes from a Slurm job and reaches only the login node');
+      return { name: 'jsc-box', leave: async () => void (await leaveJscBox()) };
+    } catch (err) {
+      if (wanted === 'jsc-box') throw err;
+      say(`JSC in a box is not possible here (${err instanceof Error ? err.message.split('\n')[0] : String(err)}); using the loopback site`);
+    }
+  }
+  say('starting the local test site (sshd login + worker node, tinyproxy as KIT, collector stand-in)');
+  await joinLocalSite();
+  say('site: local (sites/local.yaml): loopback, no firewall between the parts');
+  return { name: 'local', leave: async () => void (await leaveLocalSite()) };
 }
 
 function waitForPort(host: string, port: number, timeoutMs: number): Promise<void> {

@@ -3,6 +3,7 @@
  *   happy-drain.json         launch, registration, drain, teardown
  *   failure-compensation.json  mountCvmfs fails on a repository that does not exist; tunnel and mounts undone
  *   cancellation.json        cancelled while monitoring; teardown; closed as cancelled
+ *   slurm-drain.json         JSC in a box: Slurm holder job, registration through the fences, drain, release
  * Run after an intended workflow change: `npm run record-histories`. Needs root (the local site).
  */
 import { writeFileSync } from 'node:fs';
@@ -11,6 +12,7 @@ import { historyToJSON } from '@temporalio/common/lib/proto-utils';
 import type { WorkflowHandle } from '@temporalio/client';
 import { LaunchGlidein } from '../src/workflows';
 import { drainSignal, statusQuery } from '../src/workflows/messages';
+import { joinJscBox, leaveJscBox } from '../test/box/jsc-box';
 import { joinLocalSite, leaveLocalSite } from '../test/site/local-site';
 import { createTestEnv, createTestWorker } from '../test/helpers/temporal';
 import { localSiteWith, SITES_DIR } from '../test/helpers/sites';
@@ -29,11 +31,11 @@ async function main(): Promise<void> {
   await joinLocalSite();
   const env = await createTestEnv();
   try {
-    const record = async (name: string, sitesDir: string, drive: (h: WorkflowHandle<typeof LaunchGlidein>) => Promise<void>) => {
+    const record = async (name: string, sitesDir: string, drive: (h: WorkflowHandle<typeof LaunchGlidein>) => Promise<void>, site = 'local') => {
       const w = await createTestWorker(env, sitesDir, `record-${name}`);
       try {
         await w.worker.runUntil(async () => {
-          const handle = await env.client.workflow.start(LaunchGlidein, { taskQueue: w.taskQueue, workflowId: `history-${name}`, args: [{ site: 'local', lifetime: '10m' }] });
+          const handle = await env.client.workflow.start(LaunchGlidein, { taskQueue: w.taskQueue, workflowId: `history-${name}`, args: [{ site, lifetime: '10m' }] });
           await drive(handle);
           await handle.result().catch(() => undefined);
           writeFileSync(path.join(OUT, `${name}.json`), historyToJSON(await handle.fetchHistory()) + '\n');
@@ -52,6 +54,20 @@ async function main(): Promise<void> {
       await untilMonitoring(h);
       await h.cancel();
     });
+    await joinJscBox();
+    try {
+      await record(
+        'slurm-drain',
+        SITES_DIR,
+        async (h) => {
+          await untilMonitoring(h);
+          await h.signal(drainSignal);
+        },
+        'jsc-box',
+      );
+    } finally {
+      await leaveJscBox();
+    }
   } finally {
     await env.teardown();
     await leaveLocalSite();

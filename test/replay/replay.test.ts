@@ -12,8 +12,8 @@ const DIR = path.join(__dirname, '..', 'histories');
 const FILES = readdirSync(DIR).filter((f) => f.endsWith('.json'));
 
 describe('replay of recorded histories', () => {
-  it('has the three recorded lifecycles', () => {
-    expect(FILES.sort()).toEqual(['cancellation.json', 'failure-compensation.json', 'happy-drain.json']);
+  it('has the recorded lifecycles', () => {
+    expect(FILES.sort()).toEqual(['cancellation.json', 'failure-compensation.json', 'happy-drain.json', 'slurm-drain.json']);
   });
 
   it.each(FILES)('replays %s deterministically', async (file) => {

@@ -1,0 +1,176 @@
+/**
+ * JSC in a box, operated like JSC: the worker runs as its own process, and only the `temporal` CLI drives it.
+ * Firewalls are enforced by namespaces (the worker node reaches only the login node; the login node only ports
+ * 80/443), the worker node comes from a real Slurm holder job, and the glidein must register through
+ * tunnel → KIT → collector. Checked on the box after every step; nothing may be left behind.
+ */
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { copyFileSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { promisify } from 'node:util';
+import { parse, stringify } from 'yaml';
+import type { TestWorkflowEnvironment } from '@temporalio/testing';
+import { LaunchGlidein } from '../../src/workflows';
+import { statusQuery, stopSignal, type GlideinStatus } from '../../src/workflows/messages';
+import { createTestEnv, ROOT, temporalCli } from '../helpers/temporal';
+import { boxCollectorAds, boxMounts, boxProcesses, BOX_PATHS, joinJscBox, kitLog, leaveJscBox, setKitProxy, slurmJobs } from '../box/jsc-box';
+
+const run = promisify(execFile);
+const TASK_QUEUE = `box-${process.pid}`;
+
+let env: TestWorkflowEnvironment;
+let worker: ChildProcess;
+let workerLog = '';
+
+/** The box's profile, and the same box with the tunnel that needs no key on the site. */
+function sitesDir(): string {
+  const dir = mkdtempSync(path.join(tmpdir(), 'box-sites-'));
+  copyFileSync(path.join(ROOT, 'sites', 'jsc-box.yaml'), path.join(dir, 'jsc-box.yaml'));
+  const reverse = parse(readFileSync(path.join(ROOT, 'sites', 'jsc-box.yaml'), 'utf8'));
+  reverse.name = 'jsc-box-reverse';
+  reverse.tunnel = { mode: 'reverse', socksPort: 1080, knownHostsFile: BOX_PATHS.siteKnownHosts };
+  writeFileSync(path.join(dir, 'jsc-box-reverse.yaml'), stringify(reverse));
+  return dir;
+}
+
+async function temporal(...args: string[]): Promise<string> {
+  const { stdout } = await run(temporalCli(), [...args, '--address', env.address, '--namespace', 'default'], { timeout: 120_000 });
+  return stdout;
+}
+
+async function status(id: string): Promise<GlideinStatus | undefined> {
+  const out = await temporal('workflow', 'query', '--workflow-id', id, '--type', 'status', '--output', 'json').catch(() => undefined);
+  if (!out) return undefined;
+  const parsed = JSON.parse(out);
+  return (parsed.queryResult ?? parsed)[0] as GlideinStatus;
+}
+
+async function until<T>(what: string, probe: () => Promise<T | undefined | false>, timeoutMs = 90_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await probe();
+    if (v) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}; worker log:\n${workerLog.slice(-4000)}`);
+    await new Promise((r) => setTimeout(r, 500));
+  }
+}
+
+const closed = async (id: string, expected: string) =>
+  until(`${id} to close as ${expected}`, async () => {
+    const d = JSON.parse(await temporal('workflow', 'describe', '--workflow-id', id, '--output', 'json'));
+    return d.workflowExecutionInfo.status === expected && d;
+  });
+
+/** What the box holds for one glidein. */
+async function footprint(id: string) {
+  const procs = boxProcesses();
+  return {
+    jobs: (await slurmJobs()).filter((j) => j.name === id).map((j) => `${j.state}@${j.nodes}`),
+    tunnels: procs.filter((p) => p.argv[0] === 'ssh' && / -[DR] 127\.0\.0\.1:1080 /.test(p.cmdline)).map((p) => p.node),
+    glideins: procs.filter((p) => p.cmdline.includes('condor_master')).map((p) => p.node),
+    instances: procs.filter((p) => p.cmdline.includes(`[glidein-${id}]`) || p.cmdline.includes(`[${id}]`)).map((p) => p.node),
+    mounts: boxMounts().filter((m) => m.target.includes('/dist/cvmfs/')).map((m) => m.where),
+    ads: (await boxCollectorAds(`GlideinLaunchId == "${id}"`)).map((ad) => String(ad.UpdatesPeerAddress ?? '')),
+  };
+}
+const NOTHING = { jobs: [], tunnels: [], glideins: [], instances: [], mounts: [], ads: [] };
+
+beforeAll(async () => {
+  await joinJscBox();
+  env = await createTestEnv();
+  worker = spawn(process.execPath, [require.resolve('ts-node/dist/bin'), path.join(ROOT, 'src', 'worker.ts')], {
+    cwd: ROOT,
+    env: { ...process.env, TEMPORAL_ADDRESS: env.address, TASK_QUEUE, SITES_DIR: sitesDir(), LOG_LEVEL: 'warn', TS_NODE_TRANSPILE_ONLY: 'true' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  worker.stdout?.on('data', (d) => (workerLog += d));
+  worker.stderr?.on('data', (d) => (workerLog += d));
+}, 180_000);
+
+afterAll(async () => {
+  if (worker && worker.exitCode === null) {
+    const exited = new Promise((r) => worker.once('exit', r));
+    worker.kill('SIGINT');
+    await exited;
+  }
+  await env?.teardown();
+  await leaveJscBox();
+}, 60_000);
+
+describe('LaunchGlidein in JSC in a box, driven by the temporal CLI', () => {
+  it.each([
+    ['jsc-box', 'forward tunnel from the worker node'],
+    ['jsc-box-reverse', 'reverse tunnel from the login node, no key on the site'],
+  ])('%s (%s): Slurm job, chain through KIT, registration; drain leaves the box as it was', async (site) => {
+    const id = `box-${site.replace('jsc-box', 'f').replace('f-reverse', 'r')}-${Date.now()}`;
+    const kitBefore = kitLog().length;
+    await temporal('workflow', 'start', '--type', 'LaunchGlidein', '--task-queue', TASK_QUEUE, '--workflow-id', id, '--input', JSON.stringify({ site }));
+    const monitoring = await until('registration', async () => {
+      const s = await status(id);
+      return s?.phase === 'monitoring' && s;
+    });
+    expect(monitoring.steps.map((s) => s.step).slice(0, 3)).toEqual(['planLaunch', 'allocateNode', 'openTunnel']);
+    expect(monitoring.allocation?.node).toBe('jwc01');
+
+    const held = await footprint(id);
+    expect(held.jobs).toEqual(['RUNNING@jwc01']);
+    expect(held.tunnels).toEqual([site === 'jsc-box' ? 'worker' : 'login']);
+    expect(held.glideins).toEqual(['worker']);
+    expect(held.instances).toEqual(['worker']);
+    expect(held.mounts).toEqual(['worker', 'worker']);
+    // Registered, and the update reached the collector from KIT's address: through the chain, not around it.
+    expect(held.ads).toEqual(['10.77.0.3']);
+    expect(kitLog().slice(kitBefore)).toMatch(/CONNECT 10\.77\.0\.4:9618/);
+
+    await temporal('workflow', 'signal', '--workflow-id', id, '--name', 'drain');
+    const result = JSON.parse(await temporal('workflow', 'result', '--workflow-id', id, '--output', 'json'));
+    expect(JSON.stringify(result)).toContain('drained');
+    const steps = (await status(id))!.steps.map((s) => `${s.step}:${s.status}`);
+    expect(steps.slice(-5)).toEqual(['stopGlidein:ok', 'stopContainer:ok', 'unmountCvmfs:ok', 'closeTunnel:ok', 'releaseNode:ok']);
+    expect(await footprint(id)).toEqual(NOTHING);
+  });
+
+  it('the same through the TypeScript client: start, status query, stop signal, result', async () => {
+    const id = `box-client-${Date.now()}`;
+    const handle = await env.client.workflow.start(LaunchGlidein, { taskQueue: TASK_QUEUE, workflowId: id, args: [{ site: 'jsc-box', lifetime: '1h' }] });
+    const monitoring = await until('monitoring', async () => {
+      const s = await handle.query(statusQuery);
+      return s.phase === 'monitoring' && s;
+    });
+    expect(monitoring.registration?.name).toBe(`slot1@${id}@jwc01`);
+    expect((await footprint(id)).jobs).toEqual(['RUNNING@jwc01']);
+    await handle.signal(stopSignal);
+    const result = await handle.result();
+    expect(result.endReason).toBe('stopped');
+    expect(result.steps.find((s) => s.step === 'stopGlidein')?.detail).toMatch(/SIGTERM/);
+    expect(await footprint(id)).toEqual(NOTHING);
+  });
+
+  it('cancel releases everything, the Slurm job last, and the workflow closes as cancelled', async () => {
+    const id = `box-cancel-${Date.now()}`;
+    await temporal('workflow', 'start', '--type', 'LaunchGlidein', '--task-queue', TASK_QUEUE, '--workflow-id', id, '--input', '{"site":"jsc-box"}');
+    await until('monitoring', async () => (await status(id))?.phase === 'monitoring');
+    await temporal('workflow', 'cancel', '--workflow-id', id);
+    await closed(id, 'WORKFLOW_EXECUTION_STATUS_CANCELED');
+    expect(await footprint(id)).toEqual(NOTHING);
+  });
+
+  it('without the KIT hop, verify-outbound fails naming the KIT proxy, and nothing is left', async () => {
+    const id = `box-nokit-${Date.now()}`;
+    await setKitProxy(false);
+    try {
+      await temporal('workflow', 'start', '--type', 'LaunchGlidein', '--task-queue', TASK_QUEUE, '--workflow-id', id, '--input', '{"site":"jsc-box"}');
+      const d = await closed(id, 'WORKFLOW_EXECUTION_STATUS_FAILED');
+      expect(d).toBeTruthy();
+      const s = (await status(id))!;
+      const verify = s.steps.find((x) => x.step === 'verifyOutbound');
+      expect(verify?.status).toBe('failed');
+      expect(verify?.error).toContain('the KIT proxy 10.77.0.3:80');
+      expect(s.steps.slice(-2).map((x) => `${x.step}:${x.status}`)).toEqual(['closeTunnel:ok', 'releaseNode:ok']);
+    } finally {
+      await setKitProxy(true);
+    }
+    expect(await footprint(id)).toEqual(NOTHING);
+  });
+});
