@@ -128,6 +128,10 @@ describe('LaunchGlidein in JSC in a box, driven by the temporal CLI', () => {
     expect(JSON.stringify(result)).toContain('drained');
     const steps = (await status(id))!.steps.map((s) => `${s.step}:${s.status}`);
     expect(steps.slice(-5)).toEqual(['stopGlidein:ok', 'stopContainer:ok', 'unmountCvmfs:ok', 'closeTunnel:ok', 'releaseNode:ok']);
+    const history = JSON.parse(await temporal('workflow', 'show', '--workflow-id', id, '--output', 'json'));
+    const activities = history.events.filter((e: any) => e.activityTaskScheduledEventAttributes).map((e: any) => e.activityTaskScheduledEventAttributes.activityType.name);
+    expect(activities[1]).toBe('allocateNode');
+    expect(activities.at(-1)).toBe('releaseNode');
     expect(await footprint(id)).toEqual(NOTHING);
   });
 
