@@ -89,7 +89,7 @@ const glidein = z.strictObject({
 
 export const siteProfileSchema = z.strictObject({
   name: siteName,
-  description: z.string().max(500).optional(),
+  description: argWord.pipe(z.string().max(500)).optional(),
   login,
   workerNode,
   tunnel,
@@ -106,7 +106,13 @@ export const siteProfileSchema = z.strictObject({
     executable: z.union([absolutePath, z.enum(['apptainer', 'singularity'])]).optional(),
     image: absolutePath,
     binds: z
-      .array(z.string().regex(/^\/[A-Za-z0-9._+@%=,/-]*(?::\/[A-Za-z0-9._+@%=,/-]*(?::(?:ro|rw))?)?$/, 'expected src[:dst[:ro|rw]] with absolute paths'))
+      .array(
+        z
+          .string()
+          .max(2048)
+          .regex(/^\/[A-Za-z0-9._+@%=,/-]*(?::\/[A-Za-z0-9._+@%=,/-]*(?::(?:ro|rw))?)?$/, 'expected src[:dst[:ro|rw]] with absolute paths')
+          .refine((b) => !b.split(/[:/]/).includes('..'), 'expected paths without ".." segments'),
+      )
       .default([]),
   }),
   proxychains: z

@@ -13,6 +13,7 @@ import { parse, stringify } from 'yaml';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { LaunchGlidein } from '../../src/workflows';
 import { statusQuery, stopSignal, type GlideinStatus } from '../../src/workflows/messages';
+import { findSecretsInHistories } from '../helpers/secrets';
 import { createTestEnv, ROOT, temporalCli } from '../helpers/temporal';
 import { boxCollectorAds, boxMounts, boxProcesses, BOX_PATHS, joinJscBox, kitLog, leaveJscBox, setKitProxy, slurmJobs } from '../box/jsc-box';
 
@@ -93,6 +94,11 @@ afterAll(async () => {
     const exited = new Promise((r) => worker.once('exit', r));
     worker.kill('SIGINT');
     await exited;
+  }
+  if (env) {
+    const { scanned, leaks } = await findSecretsInHistories(env.client);
+    expect(scanned).toBeGreaterThan(0);
+    expect(leaks).toEqual([]);
   }
   await env?.teardown();
   await leaveJscBox();

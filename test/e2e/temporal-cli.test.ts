@@ -9,6 +9,7 @@ import { promisify } from 'node:util';
 import * as path from 'node:path';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import type { GlideinStatus } from '../../src/workflows/messages';
+import { findSecretsInHistories } from '../helpers/secrets';
 import { createTestEnv, ROOT, temporalCli } from '../helpers/temporal';
 import { SITE_PATHS } from '../site/local-site';
 import { EMPTY, footprint } from '../workflow/site-state';
@@ -57,6 +58,11 @@ afterAll(async () => {
     const exited = new Promise((r) => worker.once('exit', r));
     worker.kill('SIGINT');
     await exited;
+  }
+  if (env) {
+    const { scanned, leaks } = await findSecretsInHistories(env.client);
+    expect(scanned).toBeGreaterThan(0);
+    expect(leaks).toEqual([]);
   }
   await env?.teardown();
 });

@@ -4,6 +4,7 @@ import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import type { WorkflowHandle } from '@temporalio/client';
 import { LaunchGlidein } from '../../src/workflows';
 import { statusQuery, type GlideinStatus } from '../../src/workflows/messages';
+import { findSecretsInHistories } from '../helpers/secrets';
 import { createTestEnv, createTestWorker, type TestWorker } from '../helpers/temporal';
 
 export interface Harness {
@@ -19,8 +20,14 @@ export function useDevServer(): Harness {
     env = await createTestEnv();
   }, 120_000);
   afterAll(async () => {
+    // Keys are referenced, never carried: no history of this file's workflows may hold key material.
+    if (env) {
+      const { scanned, leaks } = await findSecretsInHistories(env.client);
+      expect(scanned).toBeGreaterThan(0);
+      expect(leaks).toEqual([]);
+    }
     await env?.teardown();
-  });
+  }, 60_000);
   return {
     env: () => env,
     async withWorker(sitesDir, body) {

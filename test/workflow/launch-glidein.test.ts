@@ -9,8 +9,10 @@ import { drainSignal, statusQuery, stopSignal } from '../../src/workflows/messag
 import { localSiteWith, SITES_DIR } from '../helpers/sites';
 import { SETUP, stepsOf, TEARDOWN, useDevServer, waitForPhase } from './harness';
 import { EMPTY, footprint } from './site-state';
+import { existsSync } from 'node:fs';
+import { sshdLog } from '../site/local-site';
 
-const { withWorker, start } = useDevServer();
+const { withWorker, start, env } = useDevServer();
 
 describe('LaunchGlidein', () => {
   it('reaches registration through the chain, holds one of everything, and drains back to nothing', async () => {
@@ -81,6 +83,25 @@ describe('LaunchGlidein', () => {
       const history = await handle.fetchHistory();
       expect(history.events?.some((e) => e.activityTaskScheduledEventAttributes)).toBe(false);
     });
+  });
+
+  it.each([
+    ['login.host', (p: any) => (p.login.host = '-oProxyCommand=touch /tmp/pwned'), 'login.host: expected a hostname'],
+    ['workDir', (p: any) => (p.workDir = '/tmp/glidein-local-site/site/work/../../../etc'), 'workDir: expected a path without ".." segments'],
+    ['cvmfs.repositories', (p: any) => (p.cvmfs.repositories = ['cms.cern.ch; reboot']), 'cvmfs.repositories[0]: expected a CernVM-FS repository name'],
+  ])('refuses a site profile with a hostile %s before any connection to the site, naming the field', async (_field, change, message) => {
+    const id = `wf-hostile-${Date.now()}`;
+    const loginLog = sshdLog('login').length;
+    await withWorker(localSiteWith(change), async (w) => {
+      const err = await (await start(w, id)).result().catch((e) => e);
+      expect(err).toBeInstanceOf(WorkflowFailedError);
+      expect(err.cause.type).toBe('InvalidSiteProfile');
+      expect(err.cause.message).toContain(message);
+      const status = await (await env().client.workflow.getHandle(id)).query(statusQuery);
+      expect(stepsOf(status)).toEqual(['planLaunch:failed']);
+    });
+    expect(sshdLog('login').slice(loginLog)).not.toMatch(/Connection from/);
+    expect(existsSync('/tmp/pwned')).toBe(false);
   });
 
   // Each case breaks one step for real; teardown must undo exactly what came before, in reverse.
