@@ -41,7 +41,13 @@ export function createMonitorActivities(deps: ActivityDeps) {
           let registered = false;
           if (!glidein) {
             const log = await tailFile(access.node, paths.glideinLog, 5, access.opts());
-            return { end: 'glidein-exited', checks: checks + 1, last: { at: new Date().toISOString(), tunnel, glidein, registered }, detail: `the glidein process ended: ${log || 'no output'}` };
+            // A pilot killed without a chance to invalidate its ad stays listed until the ad expires: a ghost,
+            // reported as such and never counted as alive.
+            const ghost = tunnel ? (await queryRegistration(access)).registered : undefined;
+            const detail = ghost
+              ? `the glidein process ended but the collector still lists it as ${ghost.name} (a ghost until its ad expires): ${log || 'no output'}`
+              : `the glidein process ended: ${log || 'no output'}`;
+            return { end: 'glidein-exited', checks: checks + 1, last: { at: new Date().toISOString(), tunnel, glidein, registered: false, detail }, detail, ghost: ghost?.name };
           }
           if (!tunnel) {
             return { end: 'tunnel-down', checks: checks + 1, last: { at: new Date().toISOString(), tunnel, glidein, registered }, detail: `the SOCKS tunnel on port ${profile.tunnel.socksPort} is down` };

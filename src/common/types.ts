@@ -75,6 +75,8 @@ export interface MonitorReport {
   /** Workflow-visible summary of the latest check. */
   last?: { at: string; tunnel: boolean; glidein: boolean; registered: boolean; detail?: string };
   detail?: string;
+  /** The collector still advertises a glidein whose process is gone. */
+  ghost?: string;
 }
 
 export type ShutdownMode = 'drain' | 'stop';

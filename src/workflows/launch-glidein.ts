@@ -236,6 +236,8 @@ export async function LaunchGlidein(input: LaunchGlideinInput): Promise<LaunchRe
         case 'glidein-exited':
           // Glideins end themselves (idle timeout, retirement): a normal end, reported as such.
           status.endReason = `glidein exited: ${report.detail ?? ''}`.trim();
+          status.ghost = report.ghost;
+          if (report.ghost) log.warn('ghost glidein: its process ended but the collector still lists it', { glideinId: ref.glideinId, ad: report.ghost });
           return undefined;
         case 'tunnel-down':
           if (++tunnelRepairs > MAX_TUNNEL_REPAIRS) throw ApplicationFailure.nonRetryable(`the tunnel went down ${tunnelRepairs} times; giving up`, 'TunnelUnstable');

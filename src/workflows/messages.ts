@@ -20,6 +20,8 @@ export interface GlideinStatus {
   /** Epoch ms at which the glidein is drained for its lifetime. */
   deadline?: number;
   shutdown?: 'drain' | 'stop';
+  /** Name of an ad the collector still lists for this glidein after its process ended. */
+  ghost?: string;
   endReason?: string;
 }
 

@@ -3,6 +3,7 @@
  * Faults are real: processes killed on the site, the collector stopped, a container runtime that cannot stop.
  */
 import { chmodSync, writeFileSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { WorkflowFailedError } from '@temporalio/client';
 import type { ApplicationFailure } from '@temporalio/common';
 import { drainSignal, statusQuery } from '../../src/workflows/messages';
@@ -87,6 +88,23 @@ describe('LaunchGlidein while monitoring', () => {
       expect(result.steps.find((s) => s.step === 'stopGlidein')?.detail).toBe('no glidein running');
     });
     expect(await footprint(id)).toEqual(EMPTY);
+  });
+
+  it('reports a ghost when the pilot dies without invalidating its ad, and does not count it as alive', async () => {
+    const id = `wf-ghost-${Date.now()}`;
+    await withWorker(fastMonitor(), async (w) => {
+      const handle = await start(w, id);
+      await waitForPhase(handle, 'monitoring');
+      kill((await footprint(id)).glideins, 'SIGKILL'); // no chance to invalidate: the ad stays until it expires
+      const result = await handle.result();
+      expect(result.endReason).toMatch(/ghost until its ad expires/);
+      const status = await handle.query(statusQuery);
+      expect(status.ghost).toBe(`slot1@${id}@${hostname()}`);
+      expect(status.lastCheck).toMatchObject({ glidein: false, registered: false });
+      expect(stepsOf(result).slice(-4)).toEqual(TEARDOWN);
+    });
+    // Everything of ours is gone; only the collector's ad is left, as in a real pool, until it expires.
+    expect(await footprint(id)).toEqual({ ...EMPTY, ads: [`slot1@${id}@${hostname()}`] });
   });
 
   it('fails as GlideinUnregistered after teardown when the collector loses the glidein', async () => {
