@@ -32,6 +32,10 @@ function sitesDir(): string {
   reverse.name = 'jsc-box-reverse';
   reverse.tunnel = { mode: 'reverse', socksPort: 1080, knownHostsFile: BOX_PATHS.siteKnownHosts };
   writeFileSync(path.join(dir, 'jsc-box-reverse.yaml'), stringify(reverse));
+  const short = parse(readFileSync(path.join(ROOT, 'sites', 'jsc-box.yaml'), 'utf8'));
+  short.name = 'jsc-box-short';
+  short.workerNode.timeLimit = '5m';
+  writeFileSync(path.join(dir, 'jsc-box-short.yaml'), stringify(short));
   return dir;
 }
 
@@ -154,6 +158,23 @@ describe('LaunchGlidein in JSC in a box, driven by the temporal CLI', () => {
     const result = await handle.result();
     expect(result.endReason).toBe('stopped');
     expect(result.steps.find((s) => s.step === 'stopGlidein')?.detail).toMatch(/SIGTERM/);
+    expect(await footprint(id)).toEqual(NOTHING);
+  });
+
+  it('drains before the Slurm walltime ends: the deadline is the time left minus drainGrace and a minute', async () => {
+    const id = `box-walltime-${Date.now()}`;
+    const started = Date.now();
+    const handle = await env.client.workflow.start(LaunchGlidein, { taskQueue: TASK_QUEUE, workflowId: id, args: [{ site: 'jsc-box-short', lifetime: '1h' }] });
+    const monitoring = await until('monitoring', async () => {
+      const s = await handle.query(statusQuery);
+      return s.phase === 'monitoring' && s;
+    });
+    expect((await slurmJobs()).find((j) => j.name === id)?.timeLeft).toMatch(/^[45]:\d\d$/);
+    // 5 min walltime - 20 s drainGrace - 60 s margin, not the 1 h lifetime.
+    expect(monitoring.deadline! - started).toBeGreaterThan(200_000);
+    expect(monitoring.deadline! - started).toBeLessThan(225_000);
+    await handle.signal(stopSignal);
+    await handle.result();
     expect(await footprint(id)).toEqual(NOTHING);
   });
 
