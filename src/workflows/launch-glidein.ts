@@ -14,8 +14,10 @@ import {
   continueAsNew,
   isCancellation,
   log,
+  patched,
   proxyActivities,
   setHandler,
+  upsertMemo,
   upsertSearchAttributes,
   workflowInfo,
   type ActivityOptions,
@@ -50,6 +52,8 @@ export interface LaunchResult {
 }
 
 const MAX_TUNNEL_REPAIRS = 5;
+
+const TEARDOWN_STEPS = new Set<StepName>(['stopGlidein', 'stopContainer', 'unmountCvmfs', 'closeTunnel', 'releaseNode']);
 
 const retry = (maximumAttempts: number): ActivityOptions['retry'] => ({
   initialInterval: '1s',
@@ -160,9 +164,18 @@ export async function LaunchGlidein(input: LaunchGlideinInput): Promise<LaunchRe
 
   const result: LaunchResult = { site: ref.site, glideinId: ref.glideinId, endReason: status.endReason ?? 'done', registration: status.registration, steps: status.steps };
   const teardownFailed = status.held.length > 0;
+  // How it ended and what teardown did, on the closed execution (Web UI, `temporal workflow describe`), whatever
+  // the close: a cancelled workflow has no result to carry it.
+  if (patched('memo-end-reason')) {
+    upsertMemo({
+      endReason: result.endReason,
+      teardown: status.steps.filter((s) => TEARDOWN_STEPS.has(s.step)).map((s) => `${s.step}: ${s.status === 'ok' ? s.detail : `failed: ${s.error}`}`),
+      stillHeld: status.held.map((h) => h.kind).join(', ') || 'nothing',
+    });
+  }
   if (cancelled && !status.shutdown) {
     setPhase('cancelled');
-    throw failure; // the workflow closes as cancelled; the status query and history show the teardown
+    throw failure; // closes as cancelled; the memo, the status query and the history show the teardown
   }
   if ((failure && !(cancelled && status.shutdown)) || teardownFailed) {
     setPhase('failed');
