@@ -8,7 +8,7 @@ import { WorkflowFailedError } from '@temporalio/client';
 import type { ApplicationFailure } from '@temporalio/common';
 import { drainSignal, statusQuery } from '../../src/workflows/messages';
 import { localSiteWith } from '../helpers/sites';
-import { SITE_PATHS, siteProcesses, startService, stopService } from '../site/local-site';
+import { allProcesses, SITE_PATHS, siteProcesses, startService, stopService } from '../site/local-site';
 import { SETUP, stepsOf, TEARDOWN, useDevServer, waitFor, waitForPhase } from './harness';
 import { EMPTY, footprint } from './site-state';
 
@@ -72,6 +72,36 @@ describe('LaunchGlidein while monitoring', () => {
       const result = await handle.result();
       expect(result.endReason).toBe('drained');
       expect(stepsOf(result).slice(-4)).toEqual(TEARDOWN);
+    });
+    expect(await footprint(id)).toEqual(EMPTY);
+  });
+
+  it('survives a restart of the login node sshd: reconnects once, reopens the tunnel, keeps the same glidein', async () => {
+    const id = `wf-sshd-${Date.now()}`;
+    await withWorker(fastMonitor(), async (w) => {
+      const handle = await start(w, id);
+      await waitForPhase(handle, 'monitoring');
+      const before = await footprint(id);
+      expect(w.ssh.connectCounts()['glidein@127.0.0.1:2201']).toBe(1);
+
+      // sshd restarts: the listener goes, and every session with it (ours, the jump to the worker node, the tunnel's).
+      await stopService('login');
+      kill(allProcesses().filter((p) => p.cmdline.startsWith('sshd: glidein')).map((p) => p.pid), 'SIGKILL');
+      await startService('login');
+
+      const repaired = await waitFor('the tunnel to be reopened after the restart', async () => {
+        const s = await handle.query(statusQuery);
+        return stepsOf(s).filter((x) => x === 'openTunnel:ok').length === 2 && s.phase === 'monitoring' && s;
+      }, 60_000);
+      expect(repaired.held.map((h) => h.kind)).toEqual(['tunnel', 'cvmfs', 'container', 'glidein']);
+      const after = await footprint(id);
+      expect(after.glideins).toEqual(before.glideins); // the glidein was never restarted or doubled
+      expect(after.instances).toEqual(before.instances);
+      expect(after.tunnels).toHaveLength(1);
+      expect(w.ssh.connectCounts()['glidein@127.0.0.1:2201']).toBe(2); // one reconnect, not one per command
+
+      await handle.signal(drainSignal);
+      expect((await handle.result()).endReason).toBe('drained');
     });
     expect(await footprint(id)).toEqual(EMPTY);
   });
