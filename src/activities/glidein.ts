@@ -14,8 +14,26 @@ import { inspect, signalRecorded, sleep, spawnDetached, tailFile } from './proce
 import { preloadEnv } from './proxychains';
 import { heartbeat, siteAccess, type GlideinPaths, type SiteAccess } from './site-access';
 
-/** HTCondor configuration for an outbound-only node, as _CONDOR_ variables, plus our identifying attributes. */
-export function condorConfig(profile: SiteProfile, glideinId: string, paths: GlideinPaths): Record<string, string> {
+/** When the glidein stops taking jobs and when it must be gone, in epoch seconds. */
+export interface Retirement {
+  retireAt: number;
+  dieAt: number;
+}
+
+/**
+ * HTCondor configuration for an outbound-only node, as _CONDOR_ variables, plus our identifying attributes.
+ * With a retirement the glidein also retires and ends by itself, like a GlideinWMS pilot, even if nothing
+ * orchestrates it any more: no new jobs after GLIDEIN_ToRetire, every daemon down after GLIDEIN_ToDie.
+ */
+export function condorConfig(profile: SiteProfile, glideinId: string, paths: GlideinPaths, retirement?: Retirement): Record<string, string> {
+  const lifetime: Record<string, string> = retirement
+    ? {
+        GLIDEIN_ToRetire: String(retirement.retireAt),
+        GLIDEIN_ToDie: String(retirement.dieAt),
+        START: '($(START:True)) && (time() < GLIDEIN_ToRetire)',
+        DAEMON_SHUTDOWN: 'time() > GLIDEIN_ToDie',
+      }
+    : {};
   return {
     COLLECTOR_HOST: `${profile.collector.host}:${profile.collector.port}`,
     // The collector brokers connections to us (CCB): nothing can connect into a JSC worker node.
@@ -27,15 +45,16 @@ export function condorConfig(profile: SiteProfile, glideinId: string, paths: Gli
     GLIDEIN_NAME: glideinId,
     GlideinLaunchId: `"${glideinId}"`,
     GlideinSite: `"${profile.name}"`,
-    STARTD_ATTRS: '$(STARTD_ATTRS) GlideinLaunchId GlideinSite',
+    STARTD_ATTRS: `$(STARTD_ATTRS) GlideinLaunchId GlideinSite${retirement ? ' GLIDEIN_ToRetire GLIDEIN_ToDie' : ''}`,
+    ...lifetime,
     ...profile.glidein.config,
   };
 }
 
-export function glideinEnv(profile: SiteProfile, glideinId: string, paths: GlideinPaths): Record<string, string> {
+export function glideinEnv(profile: SiteProfile, glideinId: string, paths: GlideinPaths, retirement?: Retirement): Record<string, string> {
   const prefix = containerRuntime(profile).envPrefix;
   const env: Record<string, string> = preloadEnv(profile, paths.proxychainsConf, true);
-  for (const [knob, value] of Object.entries(condorConfig(profile, glideinId, paths))) env[`${prefix}_CONDOR_${knob}`] = value;
+  for (const [knob, value] of Object.entries(condorConfig(profile, glideinId, paths, retirement))) env[`${prefix}_CONDOR_${knob}`] = value;
   return env;
 }
 
@@ -51,7 +70,7 @@ export async function glideinState(access: SiteAccess) {
 export function createGlideinActivities(deps: ActivityDeps) {
   const pollMs = deps.pollMs ?? 200;
   return {
-    async startGlidein(ref: GlideinRef): Promise<{ process: ProcessRef; reused: boolean }> {
+    async startGlidein(ref: GlideinRef, retirement?: Retirement): Promise<{ process: ProcessRef; reused: boolean }> {
       return asStep('startGlidein', async () => {
         const access = await siteAccess(deps, ref);
         const { profile, node, paths } = access;
@@ -62,7 +81,7 @@ export function createGlideinActivities(deps: ActivityDeps) {
           node,
           glideinArgv(profile, access.instance),
           { log: paths.glideinLog, pidFile: paths.glideinPid },
-          access.opts({ env: glideinEnv(profile, ref.glideinId, paths) }),
+          access.opts({ env: glideinEnv(profile, ref.glideinId, paths, retirement) }),
         );
         // A glidein that cannot start (missing binary, bad config) dies at once: say so now, with its log.
         await sleep(Math.max(pollMs, 500), access.opts().signal);

@@ -215,7 +215,10 @@ export async function LaunchGlidein(input: LaunchGlideinInput): Promise<LaunchRe
     await step('startContainer', () => site.startContainer(ref), (r) => `${r.reused ? 'reused' : 'started'} instance ${r.instance}, pid ${r.pid}`);
     await step('preloadProxychains', () => site.preloadProxychains(ref), (r) => r.chain);
     hold({ kind: 'glidein' });
-    await step('startGlidein', () => site.startGlidein(ref), (r) => `${r.reused ? 'reused' : 'started'} pid ${r.process.pid}`);
+    // The glidein retires at the deadline and is gone one drain window later, by itself if need be.
+    const retireAt = Math.floor((status.deadline ?? Date.now() + p.lifetimeMs) / 1000);
+    const retirement = { retireAt, dieAt: retireAt + Math.ceil(p.drainGraceMs / 1000) };
+    await step('startGlidein', () => site.startGlidein(ref, retirement), (r) => `${r.reused ? 'reused' : 'started'} pid ${r.process.pid}`);
     setPhase('registering');
     const registration = proxyActivities<GlideinActivities>(setupOptions(p.registrationTimeoutMs + 60_000, 3, 30_000));
     status.registration = await step('confirmRegistration', () => registration.confirmRegistration(ref, p.registrationTimeoutMs), (r) => `${r.name} ${r.state}/${r.activity}`);

@@ -62,6 +62,18 @@ describe('command builders', () => {
     expect(glideinArgv(local, 'glidein-g1')).toEqual([local.container.executable, 'exec', 'instance://glidein-g1', ...local.glidein.startCommand]);
   });
 
+  it('tells HTCondor when to retire and when to be gone, like a GlideinWMS pilot', () => {
+    const config = condorConfig(local, 'g1', pathsFor(local, 'g1'), { retireAt: 1000, dieAt: 1060 });
+    expect(config).toMatchObject({
+      GLIDEIN_ToRetire: '1000',
+      GLIDEIN_ToDie: '1060',
+      START: '($(START:True)) && (time() < GLIDEIN_ToRetire)',
+      DAEMON_SHUTDOWN: 'time() > GLIDEIN_ToDie',
+    });
+    expect(config.STARTD_ATTRS).toContain('GLIDEIN_ToRetire GLIDEIN_ToDie');
+    expect(condorConfig(local, 'g1', pathsFor(local, 'g1')).START).toBeUndefined();
+  });
+
   it('asks the collector for exactly this glidein', () => {
     const argv = condorStatusArgv(local, 'glidein-g1', 'g1');
     expect(argv).toEqual(expect.arrayContaining(['-pool', '127.0.0.4:9618', '-constraint', 'GlideinLaunchId == "g1"', '-af', 'Name', 'State', 'Activity']));

@@ -9,7 +9,8 @@ import { createTestEnv, createTestWorker, type TestWorker } from '../helpers/tem
 
 export interface Harness {
   env(): TestWorkflowEnvironment;
-  withWorker<T>(sitesDir: string, body: (w: TestWorker) => Promise<T>): Promise<T>;
+  /** Runs `body` with a worker for `sitesDir` on `taskQueue` (default: a fresh one). */
+  withWorker<T>(sitesDir: string, body: (w: TestWorker) => Promise<T>, taskQueue?: string): Promise<T>;
   start(w: TestWorker, id: string, input?: Record<string, unknown>): Promise<WorkflowHandle<typeof LaunchGlidein>>;
 }
 
@@ -30,8 +31,8 @@ export function useDevServer(): Harness {
   }, 60_000);
   return {
     env: () => env,
-    async withWorker(sitesDir, body) {
-      const w = await createTestWorker(env, sitesDir, `test-${randomUUID()}`);
+    async withWorker(sitesDir, body, taskQueue = `test-${randomUUID()}`) {
+      const w = await createTestWorker(env, sitesDir, taskQueue);
       try {
         return await w.worker.runUntil(body(w));
       } finally {

@@ -8,11 +8,11 @@ import { WorkflowFailedError } from '@temporalio/client';
 import type { ApplicationFailure } from '@temporalio/common';
 import { drainSignal, statusQuery } from '../../src/workflows/messages';
 import { localSiteWith } from '../helpers/sites';
-import { allProcesses, SITE_PATHS, siteProcesses, startService, stopService } from '../site/local-site';
+import { allProcesses, collectorAds, SITE_PATHS, siteProcesses, startService, stopService } from '../site/local-site';
 import { SETUP, stepsOf, TEARDOWN, useDevServer, waitFor, waitForPhase } from './harness';
 import { EMPTY, footprint } from './site-state';
 
-const { withWorker, start } = useDevServer();
+const { withWorker, start, env } = useDevServer();
 
 /** The local site with a one-second monitor interval, so faults are noticed quickly. */
 const fastMonitor = (more: (p: any) => void = () => undefined) =>
@@ -103,6 +103,33 @@ describe('LaunchGlidein while monitoring', () => {
       await handle.signal(drainSignal);
       expect((await handle.result()).endReason).toBe('drained');
     });
+    expect(await footprint(id)).toEqual(EMPTY);
+  });
+
+  it('the glidein retires and ends by itself at its deadline even while no worker runs (GLIDEIN_ToRetire/ToDie)', async () => {
+    const id = `wf-retire-${Date.now()}`;
+    const sites = fastMonitor((p) => (p.glidein.drainGrace = '4s'));
+    const queue = `retire-${Date.now()}`;
+    let deadline = 0;
+    await withWorker(sites, async (w) => {
+      const handle = await start(w, id, { site: 'local', lifetime: '12s' });
+      const status = await waitForPhase(handle, 'monitoring');
+      deadline = status.deadline!;
+      const [ad] = await collectorAds(`GlideinLaunchId == "${id}"`);
+      expect(ad.GLIDEIN_ToRetire).toBe(Math.floor(deadline / 1000));
+      expect(ad.GLIDEIN_ToDie).toBe(Math.floor(deadline / 1000) + 4);
+      expect(ad.State).toBe('Unclaimed');
+    }, queue);
+    // No worker now. Past the retire time the slot takes no new jobs (Owner); past the die time it is gone.
+    await waitFor('the slot to retire', async () => (await collectorAds(`GlideinLaunchId == "${id}"`))[0]?.State === 'Owner', 30_000);
+    await waitFor('the glidein to end by itself', async () => (await footprint(id)).glideins.length === 0 && (await collectorAds(`GlideinLaunchId == "${id}"`)).length === 0, 30_000);
+    expect(Date.now()).toBeGreaterThanOrEqual(deadline);
+    // A worker comes back: the lifecycle sees the glidein gone and tears the rest down.
+    await withWorker(sites, async () => {
+      const result = await env().client.workflow.getHandle(id).result();
+      expect(result.endReason).toMatch(/^glidein exited|^lifetime/);
+      expect(stepsOf(result).slice(-4)).toEqual(TEARDOWN);
+    }, queue);
     expect(await footprint(id)).toEqual(EMPTY);
   });
 
