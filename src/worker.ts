@@ -3,12 +3,16 @@
  *   TEMPORAL_ADDRESS   (default localhost:7233)   TEMPORAL_NAMESPACE (default "default")
  *   TASK_QUEUE         (default "glideins")        SITES_DIR          (default ./sites)
  */
+import { existsSync } from 'node:fs';
 import * as path from 'node:path';
+import { Connection } from '@temporalio/client';
+import { temporal } from '@temporalio/proto';
 import { NativeConnection, Worker } from '@temporalio/worker';
 import { createActivities } from './activities';
 import { installRuntimeLogger, logger } from './logger';
 import { SshPool } from './remote/ssh';
 import { SiteRegistry } from './site/load';
+import { SEARCH_ATTRIBUTES } from './workflows/messages';
 
 export const DEFAULT_TASK_QUEUE = 'glideins';
 
@@ -28,7 +32,10 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): WorkerConfi
   };
 }
 
-export function workflowSource(): { workflowsPath: string } {
+/** The prebuilt bundle (`npm run build` writes lib/workflow-bundle.js) when there is one, else the sources. */
+export function workflowSource(): { workflowBundle: { codePath: string } } | { workflowsPath: string } {
+  const bundle = process.env.WORKFLOW_BUNDLE ?? path.join(__dirname, 'workflow-bundle.js');
+  if (existsSync(bundle)) return { workflowBundle: { codePath: bundle } };
   return { workflowsPath: require.resolve('./workflows') };
 }
 
@@ -42,9 +49,38 @@ export async function createWorker(config: WorkerConfig, connection: NativeConne
   });
 }
 
+/**
+ * LaunchGlidein upserts GlideinSite, GlideinId and GlideinPhase; on a namespace without them every workflow task
+ * would fail. Check before polling, and say what to run (or create them when CREATE_SEARCH_ATTRIBUTES=true).
+ */
+export async function ensureSearchAttributes(config: WorkerConfig, create = process.env.CREATE_SEARCH_ATTRIBUTES === 'true'): Promise<void> {
+  const connection = await Connection.connect({ address: config.address });
+  try {
+    const { customAttributes } = await connection.operatorService.listSearchAttributes({ namespace: config.namespace });
+    const missing = Object.keys(SEARCH_ATTRIBUTES).filter((name) => !(name in (customAttributes ?? {})));
+    if (missing.length === 0) return;
+    if (create) {
+      await connection.operatorService.addSearchAttributes({
+        namespace: config.namespace,
+        searchAttributes: Object.fromEntries(missing.map((name) => [name, temporal.api.enums.v1.IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD])),
+      });
+      logger.info({ created: missing, namespace: config.namespace }, 'created search attributes');
+      return;
+    }
+    throw new Error(
+      `namespace "${config.namespace}" lacks the search attribute(s) ${missing.join(', ')} that LaunchGlidein sets. Create them once:\n` +
+        missing.map((name) => `  temporal operator search-attribute create --namespace ${config.namespace} --name ${name} --type Keyword`).join('\n') +
+        '\n(or start the worker with CREATE_SEARCH_ATTRIBUTES=true)',
+    );
+  } finally {
+    await connection.close();
+  }
+}
+
 async function main(): Promise<void> {
   installRuntimeLogger();
   const config = configFromEnv();
+  await ensureSearchAttributes(config);
   const ssh = new SshPool({ log: (event, fields) => logger.info(fields, event) });
   const connection = await NativeConnection.connect({ address: config.address });
   try {
@@ -60,6 +96,7 @@ async function main(): Promise<void> {
 if (require.main === module) {
   main().catch((err) => {
     logger.error({ err }, 'worker failed');
+    console.error(`worker failed: ${err instanceof Error ? err.message : String(err)}`);
     process.exit(1);
   });
 }

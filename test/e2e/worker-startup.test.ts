@@ -1,0 +1,41 @@
+/** The worker refuses to poll a namespace that lacks LaunchGlidein's search attributes, and says what to run. */
+import { execFile } from 'node:child_process';
+import * as path from 'node:path';
+import { promisify } from 'node:util';
+import { TestWorkflowEnvironment } from '@temporalio/testing';
+import { ROOT, temporalCli } from '../helpers/temporal';
+
+const run = promisify(execFile);
+
+describe('worker start-up', () => {
+  let bare: TestWorkflowEnvironment;
+  beforeAll(async () => {
+    bare = await TestWorkflowEnvironment.createLocal({ server: { executable: { type: 'existing-path', path: temporalCli() } } });
+  }, 120_000);
+  afterAll(async () => {
+    await bare?.teardown();
+  });
+
+  const worker = (extra: Record<string, string> = {}) =>
+    run(process.execPath, [require.resolve('ts-node/dist/bin'), path.join(ROOT, 'src', 'worker.ts')], {
+      cwd: ROOT,
+      timeout: 60_000,
+      env: { ...process.env, TEMPORAL_ADDRESS: bare.address, TASK_QUEUE: 'startup', LOG_LEVEL: 'fatal', TS_NODE_TRANSPILE_ONLY: 'true', ...extra },
+    });
+
+  it('refuses a namespace without the search attributes, printing the commands that create them', async () => {
+    const err = await worker().then(() => undefined, (e) => e);
+    expect(err?.code).toBe(1);
+    expect(err.stderr).toContain('lacks the search attribute(s) GlideinSite, GlideinId, GlideinPhase');
+    expect(err.stderr).toContain('temporal operator search-attribute create --namespace default --name GlideinPhase --type Keyword');
+  });
+
+  it('creates them when told to, and then runs', async () => {
+    const started = worker({ CREATE_SEARCH_ATTRIBUTES: 'true' });
+    const attributes = async () => (await bare.connection.operatorService.listSearchAttributes({ namespace: 'default' })).customAttributes ?? {};
+    for (let i = 0; i < 100 && !('GlideinPhase' in (await attributes())); i++) await new Promise((r) => setTimeout(r, 300));
+    expect(Object.keys(await attributes())).toEqual(expect.arrayContaining(['GlideinSite', 'GlideinId', 'GlideinPhase']));
+    started.child.kill('SIGINT');
+    await started.catch(() => undefined);
+  });
+});
