@@ -80,14 +80,48 @@ export async function siteAccess(deps: ActivityDeps, ref: GlideinRef): Promise<S
   if (ref.node !== undefined && !hostname.safeParse(ref.node).success) throw new PermanentFault(`node: ${JSON.stringify(ref.node)} is not a host name`, 'InvalidRequest');
   const executors = deps.executorsFor ? deps.executorsFor(profile) : sshExecutors(deps, profile, ref.node);
   const signal = activitySignal();
+  const login = new Heartbeating(executors.login);
   return {
-    ...executors,
+    login,
+    node: executors.node === executors.login ? login : new Heartbeating(executors.node),
     ref,
     profile,
     paths: pathsFor(profile, ref.glideinId),
     instance: instanceName(ref.glideinId),
     opts: (extra = {}) => ({ timeoutMs: 60_000, signal, ...extra }),
   };
+}
+
+const HEARTBEAT_WHILE_RUNNING_MS = 5_000;
+const lastDetails = new WeakMap<object, unknown>();
+
+/**
+ * Heartbeats (with the activity's latest details) while a site command runs, so that a slow command (an image
+ * pulled by `instance start`, a repository's first mount) never looks like a lost worker, and the heartbeat
+ * timeouts can stay short enough for a crashed worker's activity to be retried soon.
+ */
+class Heartbeating implements Executor {
+  readonly target: string;
+  constructor(private readonly inner: Executor) {
+    this.target = inner.target;
+  }
+  async run(argv: readonly string[], options?: RunOptions) {
+    const context = activityContext();
+    const timer = context ? setInterval(() => context.heartbeat(lastDetails.get(context)), HEARTBEAT_WHILE_RUNNING_MS) : undefined;
+    try {
+      return await this.inner.run(argv, options);
+    } finally {
+      if (timer) clearInterval(timer);
+    }
+  }
+}
+
+function activityContext(): Context | undefined {
+  try {
+    return Context.current();
+  } catch {
+    return undefined;
+  }
 }
 
 function activitySignal(): AbortSignal | undefined {
@@ -99,9 +133,8 @@ function activitySignal(): AbortSignal | undefined {
 }
 
 export function heartbeat(details?: unknown): void {
-  try {
-    Context.current().heartbeat(details);
-  } catch {
-    // outside an activity
-  }
+  const context = activityContext();
+  if (!context) return; // outside an activity
+  lastDetails.set(context, details);
+  context.heartbeat(details);
 }

@@ -71,9 +71,9 @@ const setupOptions = (startToCloseTimeout: number, maximumAttempts = 4, heartbea
 });
 
 const plan = proxyActivities<GlideinActivities>(setupOptions(30_000, 3));
-const site = proxyActivities<GlideinActivities>(setupOptions(120_000, 4, 30_000));
-const cvmfs = proxyActivities<GlideinActivities>(setupOptions(600_000, 3, 60_000));
-const undo = proxyActivities<GlideinActivities>({ startToCloseTimeout: 180_000, heartbeatTimeout: 30_000, retry: retry(5) });
+const site = proxyActivities<GlideinActivities>(setupOptions(120_000, 4, 15_000));
+const cvmfs = proxyActivities<GlideinActivities>(setupOptions(600_000, 3, 15_000));
+const undo = proxyActivities<GlideinActivities>({ startToCloseTimeout: 180_000, heartbeatTimeout: 15_000, retry: retry(5) });
 
 export async function LaunchGlidein(input: LaunchGlideinInput): Promise<LaunchResult> {
   const { resume, maxHistoryEvents = 5_000, ...rawRequest } = input ?? ({} as LaunchGlideinInput);
@@ -195,7 +195,7 @@ export async function LaunchGlidein(input: LaunchGlideinInput): Promise<LaunchRe
     setPhase('setup');
     if (p.slurm) {
       hold({ kind: 'allocation', jobName: ref.glideinId });
-      const allocator = proxyActivities<GlideinActivities>(setupOptions(p.slurm.queueTimeoutMs + 120_000, 4, 60_000));
+      const allocator = proxyActivities<GlideinActivities>(setupOptions(p.slurm.queueTimeoutMs + 120_000, 4, 15_000));
       const allocation = await step('allocateNode', () => allocator.allocateNode(ref, p.slurm!.queueTimeoutMs), (a) => `${a.reused ? 'found' : 'submitted'} job ${a.jobId}, running on ${a.node}`);
       ref.node = allocation.node;
       status.allocation = { jobId: allocation.jobId, node: allocation.node };
@@ -220,7 +220,7 @@ export async function LaunchGlidein(input: LaunchGlideinInput): Promise<LaunchRe
     const retirement = { retireAt, dieAt: retireAt + Math.ceil(p.drainGraceMs / 1000) };
     await step('startGlidein', () => site.startGlidein(ref, retirement), (r) => `${r.reused ? 'reused' : 'started'} pid ${r.process.pid}`);
     setPhase('registering');
-    const registration = proxyActivities<GlideinActivities>(setupOptions(p.registrationTimeoutMs + 60_000, 3, 30_000));
+    const registration = proxyActivities<GlideinActivities>(setupOptions(p.registrationTimeoutMs + 60_000, 3, 15_000));
     status.registration = await step('confirmRegistration', () => registration.confirmRegistration(ref, p.registrationTimeoutMs), (r) => `${r.name} ${r.state}/${r.activity}`);
   }
 
@@ -286,7 +286,7 @@ export async function LaunchGlidein(input: LaunchGlideinInput): Promise<LaunchRe
       case 'glidein': {
         const stopper = proxyActivities<GlideinActivities>({
           startToCloseTimeout: ((mode === 'drain' ? launchPlan?.drainGraceMs : launchPlan?.stopGraceMs) ?? 600_000) + 120_000,
-          heartbeatTimeout: 30_000,
+          heartbeatTimeout: 15_000,
           retry: retry(5),
         });
         return step('stopGlidein', () => stopper.stopGlidein(ref, mode), describe);
