@@ -4,36 +4,27 @@
  * one of each resource (never a second tunnel, mount, instance or glidein), after recovery exactly one, and
  * after teardown nothing.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import * as path from 'node:path';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import type { WorkflowHandle } from '@temporalio/client';
 import { LaunchGlidein } from '../../src/workflows';
 import { drainSignal, statusQuery } from '../../src/workflows/messages';
-import { findSecretsInHistories } from '../helpers/secrets';
-import { createTestEnv, ROOT } from '../helpers/temporal';
+import { createTestEnv } from '../helpers/temporal';
+import { expectNoSecretsInHistories, startWorkerProcess, type WorkerProcess } from '../helpers/worker-process';
 import { EMPTY, footprint, type GlideinFootprint } from '../workflow/site-state';
 
 const TASK_QUEUE = `crash-${process.pid}`;
 let env: TestWorkflowEnvironment;
-let worker: ChildProcess | undefined;
+let worker: WorkerProcess | undefined;
 
-function startWorker(): ChildProcess {
-  const child = spawn(process.execPath, [require.resolve('ts-node/dist/bin'), path.join(ROOT, 'src', 'worker.ts')], {
-    cwd: ROOT,
-    env: { ...process.env, TEMPORAL_ADDRESS: env.address, TASK_QUEUE, LOG_LEVEL: 'error', TS_NODE_TRANSPILE_ONLY: 'true' },
-    stdio: 'ignore',
-  });
-  return child;
+function startWorker(): WorkerProcess {
+  return startWorkerProcess(env, TASK_QUEUE, { LOG_LEVEL: 'error' });
 }
 
+/** SIGKILL: the worker process dies as in a crash, mid-whatever it was doing. */
 async function killWorker(): Promise<void> {
   const w = worker;
   worker = undefined;
-  if (!w || w.exitCode !== null) return;
-  const exited = new Promise((r) => w.once('exit', r));
-  w.kill('SIGKILL');
-  await exited;
+  await w?.stop('SIGKILL');
 }
 
 async function until<T>(what: string, probe: () => Promise<T | undefined | false>, timeoutMs = 120_000): Promise<T> {
@@ -73,7 +64,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await killWorker();
-  if (env) expect((await findSecretsInHistories(env.client)).leaks).toEqual([]);
+  if (env) await expectNoSecretsInHistories(env);
   await env?.teardown();
 }, 60_000);
 

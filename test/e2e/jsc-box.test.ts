@@ -4,7 +4,7 @@
  * 80/443), the worker node comes from a real Slurm holder job, and the glidein must register through
  * tunnel → KIT → collector. Checked on the box after every step; nothing may be left behind.
  */
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { copyFileSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
@@ -13,7 +13,7 @@ import { parse, stringify } from 'yaml';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { LaunchGlidein } from '../../src/workflows';
 import { statusQuery, stopSignal, type GlideinStatus } from '../../src/workflows/messages';
-import { findSecretsInHistories } from '../helpers/secrets';
+import { expectNoSecretsInHistories, startWorkerProcess, type WorkerProcess } from '../helpers/worker-process';
 import { createTestEnv, ROOT, temporalCli } from '../helpers/temporal';
 import { boxCollectorAds, boxMounts, boxProcesses, BOX_PATHS, joinJscBox, kitLog, leaveJscBox, setKitProxy, slurmJobs } from '../box/jsc-box';
 
@@ -21,8 +21,7 @@ const run = promisify(execFile);
 const TASK_QUEUE = `box-${process.pid}`;
 
 let env: TestWorkflowEnvironment;
-let worker: ChildProcess;
-let workerLog = '';
+let worker: WorkerProcess;
 
 /** The box's profile, and the same box with the tunnel that needs no key on the site. */
 function sitesDir(): string {
@@ -56,7 +55,7 @@ async function until<T>(what: string, probe: () => Promise<T | undefined | false
   for (;;) {
     const v = await probe();
     if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}; worker log:\n${workerLog.slice(-4000)}`);
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}; worker log:\n${worker.log().slice(-4000)}`);
     await new Promise((r) => setTimeout(r, 500));
   }
 }
@@ -84,26 +83,12 @@ const NOTHING = { jobs: [], tunnels: [], glideins: [], instances: [], mounts: []
 beforeAll(async () => {
   await joinJscBox();
   env = await createTestEnv();
-  worker = spawn(process.execPath, [require.resolve('ts-node/dist/bin'), path.join(ROOT, 'src', 'worker.ts')], {
-    cwd: ROOT,
-    env: { ...process.env, TEMPORAL_ADDRESS: env.address, TASK_QUEUE, SITES_DIR: sitesDir(), LOG_LEVEL: 'warn', TS_NODE_TRANSPILE_ONLY: 'true' },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  worker.stdout?.on('data', (d) => (workerLog += d));
-  worker.stderr?.on('data', (d) => (workerLog += d));
+  worker = startWorkerProcess(env, TASK_QUEUE, { SITES_DIR: sitesDir() });
 }, 180_000);
 
 afterAll(async () => {
-  if (worker && worker.exitCode === null) {
-    const exited = new Promise((r) => worker.once('exit', r));
-    worker.kill('SIGINT');
-    await exited;
-  }
-  if (env) {
-    const { scanned, leaks } = await findSecretsInHistories(env.client);
-    expect(scanned).toBeGreaterThan(0);
-    expect(leaks).toEqual([]);
-  }
+  await worker?.stop();
+  if (env) await expectNoSecretsInHistories(env);
   await env?.teardown();
   await leaveJscBox();
 }, 60_000);

@@ -3,14 +3,13 @@
  * with the official `temporal` CLI (start, query status, signal drain, cancel, result, show). The site is
  * checked after each step.
  */
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { promisify } from 'node:util';
-import * as path from 'node:path';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import type { GlideinStatus } from '../../src/workflows/messages';
-import { findSecretsInHistories } from '../helpers/secrets';
-import { createTestEnv, ROOT, temporalCli } from '../helpers/temporal';
+import { expectNoSecretsInHistories, startWorkerProcess, type WorkerProcess } from '../helpers/worker-process';
+import { createTestEnv, temporalCli } from '../helpers/temporal';
 import { SITE_PATHS } from '../site/local-site';
 import { EMPTY, footprint } from '../workflow/site-state';
 
@@ -18,8 +17,7 @@ const run = promisify(execFile);
 const TASK_QUEUE = `e2e-${process.pid}`;
 
 let env: TestWorkflowEnvironment;
-let worker: ChildProcess;
-let workerLog = '';
+let worker: WorkerProcess;
 
 async function temporal(...args: string[]): Promise<string> {
   const { stdout } = await run(temporalCli(), [...args, '--address', env.address, '--namespace', 'default'], { timeout: 60_000 });
@@ -37,33 +35,19 @@ async function untilPhase(workflowId: string, phase: GlideinStatus['phase'], tim
   for (;;) {
     const s = await status(workflowId).catch(() => undefined);
     if (s?.phase === phase) return s;
-    if (Date.now() > until) throw new Error(`${workflowId} not in ${phase} after ${timeoutMs} ms (now ${s?.phase}); worker log:\n${workerLog.slice(-3000)}`);
+    if (Date.now() > until) throw new Error(`${workflowId} not in ${phase} after ${timeoutMs} ms (now ${s?.phase}); worker log:\n${worker.log().slice(-3000)}`);
     await new Promise((r) => setTimeout(r, 500));
   }
 }
 
 beforeAll(async () => {
   env = await createTestEnv();
-  worker = spawn(process.execPath, [require.resolve('ts-node/dist/bin'), path.join(ROOT, 'src', 'worker.ts')], {
-    cwd: ROOT,
-    env: { ...process.env, TEMPORAL_ADDRESS: env.address, TASK_QUEUE, LOG_LEVEL: 'warn', TS_NODE_TRANSPILE_ONLY: 'true' },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  worker.stdout?.on('data', (d) => (workerLog += d));
-  worker.stderr?.on('data', (d) => (workerLog += d));
+  worker = startWorkerProcess(env, TASK_QUEUE);
 }, 120_000);
 
 afterAll(async () => {
-  if (worker && worker.exitCode === null) {
-    const exited = new Promise((r) => worker.once('exit', r));
-    worker.kill('SIGINT');
-    await exited;
-  }
-  if (env) {
-    const { scanned, leaks } = await findSecretsInHistories(env.client);
-    expect(scanned).toBeGreaterThan(0);
-    expect(leaks).toEqual([]);
-  }
+  await worker?.stop();
+  if (env) await expectNoSecretsInHistories(env);
   await env?.teardown();
 });
 

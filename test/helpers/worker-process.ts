@@ -1,0 +1,42 @@
+/** The worker as operators run it: `src/worker.ts` in a process of its own, against a test dev server. */
+import { spawn, type ChildProcess } from 'node:child_process';
+import * as path from 'node:path';
+import type { TestWorkflowEnvironment } from '@temporalio/testing';
+import { findSecretsInHistories } from './secrets';
+import { ROOT } from './temporal';
+
+export interface WorkerProcess {
+  child: ChildProcess;
+  /** Everything it printed so far (for failure messages). */
+  log(): string;
+  /** SIGINT for a graceful stop, SIGKILL for a crash; resolves when it has exited. */
+  stop(signal?: NodeJS.Signals): Promise<void>;
+}
+
+export function startWorkerProcess(env: TestWorkflowEnvironment, taskQueue: string, extraEnv: Record<string, string> = {}): WorkerProcess {
+  let output = '';
+  const child = spawn(process.execPath, [require.resolve('ts-node/dist/bin'), path.join(ROOT, 'src', 'worker.ts')], {
+    cwd: ROOT,
+    env: { ...process.env, TEMPORAL_ADDRESS: env.address, TASK_QUEUE: taskQueue, LOG_LEVEL: 'warn', TS_NODE_TRANSPILE_ONLY: 'true', ...extraEnv },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  child.stdout?.on('data', (d) => (output += d));
+  child.stderr?.on('data', (d) => (output += d));
+  return {
+    child,
+    log: () => output,
+    async stop(signal = 'SIGINT') {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      const exited = new Promise((r) => child.once('exit', r));
+      child.kill(signal);
+      await exited;
+    },
+  };
+}
+
+/** Keys are referenced, never carried: no history on this server may hold key material of the test sites. */
+export async function expectNoSecretsInHistories(env: TestWorkflowEnvironment): Promise<void> {
+  const { scanned, leaks } = await findSecretsInHistories(env.client);
+  expect(scanned).toBeGreaterThan(0);
+  expect(leaks).toEqual([]);
+}
