@@ -1,0 +1,166 @@
+/**
+ * The worker process of bench/fleet-scale.ts (started by it; not run by hand): the production worker's
+ * configuration (src/worker.ts: namespace, task queue, workflowsPath, createActivities over one SshPool), plus
+ * for measuring — the SDK's Prometheus metrics on BENCH_METRICS_ADDRESS, every site command timed by an
+ * Executor decorator (ActivityDeps.executorsFor) and every monitor round's arguments recorded — and, when
+ * BENCH_ACTIVITY_SLOTS is set, maxConcurrentActivityTaskExecutions (production uses the SDK default, 100).
+ * Answers {type:'stats', from, to} over IPC with check-loop lateness and command times; {type:'shutdown'}.
+ */
+import { performance } from 'node:perf_hooks';
+import { Context } from '@temporalio/activity';
+import { DefaultLogger, NativeConnection, Runtime, Worker } from '@temporalio/worker';
+import { createActivities, type ActivityDeps } from '../src/activities';
+import { sshExecutors } from '../src/activities/site-access';
+import type { MonitorRound } from '../src/activities/monitor';
+import type { GlideinRef } from '../src/common/types';
+import { SshPool } from '../src/remote/ssh';
+import { SiteRegistry } from '../src/site/load';
+import { workflowSource } from '../src/worker';
+import { stats, TimedExecutor, type CommandTiming } from './lib';
+
+const env = process.env;
+const epoch = (t: number) => performance.timeOrigin + t;
+
+interface Check {
+  id: string;
+  start: number;
+  end: number;
+  /** When this check was due: the end of the previous check + interval (or the round's end), or the end of the previous round. */
+  due?: number;
+  firstOfRound: boolean;
+}
+
+interface Round {
+  id: string;
+  start: number;
+  end?: number;
+  roundEnd: number;
+  intervalMs: number;
+  checks: Check[];
+}
+
+const rounds = new Map<string, Round[]>();
+const commandTimes = new Map<string, number[]>();
+const perActivityType = new Map<string, number>();
+/** Activity executions per type (all attempts), since the start. */
+const activityRuns = new Map<string, number>();
+
+function onCommand(t: CommandTiming): void {
+  perActivityType.set(t.activityType ?? '-', (perActivityType.get(t.activityType ?? '-') ?? 0) + 1);
+  const key = t.activityType === 'monitorGlidein' ? `monitor ${t.what}` : 'setup/teardown';
+  let xs = commandTimes.get(key);
+  if (!xs) commandTimes.set(key, (xs = []));
+  xs.push(epoch(t.start), t.end - t.start);
+  if (t.activityType !== 'monitorGlidein' || !t.workflowId) return;
+  const round = rounds.get(t.workflowId)?.at(-1);
+  if (!round) return;
+  // A check is the inspect (first command) through the condor_status (last).
+  if (t.what === 'inspect') round.checks.push({ id: t.workflowId, start: epoch(t.start), end: epoch(t.end), firstOfRound: round.checks.length === 0 });
+  else if (round.checks.length) round.checks[round.checks.length - 1].end = epoch(t.end);
+}
+
+async function main(): Promise<void> {
+  Runtime.install({
+    logger: new DefaultLogger('ERROR'),
+    telemetryOptions: {
+      // Core warns when a monitor round cancelled by TRY_CANCEL completes after its workflow closed: expected here.
+      logging: { filter: { core: 'ERROR', other: 'ERROR' }, forward: {} },
+      ...(env.BENCH_METRICS_ADDRESS ? { metrics: { prometheus: { bindAddress: env.BENCH_METRICS_ADDRESS } } } : {}),
+    },
+  });
+  const connection = await NativeConnection.connect({ address: env.BENCH_TEMPORAL_ADDRESS! });
+  const ssh = new SshPool();
+  const registry = new SiteRegistry(env.BENCH_SITES_DIR!);
+  const deps: ActivityDeps = {
+    sites: registry,
+    ssh,
+    executorsFor: (profile) => {
+      const e = sshExecutors({ sites: registry, ssh }, profile);
+      return { login: new TimedExecutor(e.login, onCommand), node: new TimedExecutor(e.node, onCommand) };
+    },
+  };
+  const activities = createActivities(deps);
+  for (const [name, fn] of Object.entries(activities) as Array<[keyof typeof activities, (...a: unknown[]) => Promise<unknown>]>) {
+    (activities as Record<string, unknown>)[name] = (...args: unknown[]) => {
+      activityRuns.set(name, (activityRuns.get(name) ?? 0) + 1);
+      return fn(...args);
+    };
+  }
+  const monitor = activities.monitorGlidein;
+  activities.monitorGlidein = async (ref: GlideinRef, round: MonitorRound) => {
+    const id = Context.current().info.workflowExecution?.workflowId ?? ref.glideinId;
+    let list = rounds.get(id);
+    if (!list) rounds.set(id, (list = []));
+    const r: Round = { id, start: Date.now(), roundEnd: round.roundEnd, intervalMs: round.intervalMs, checks: [] };
+    list.push(r);
+    try {
+      return await monitor(ref, round);
+    } finally {
+      r.end = Date.now();
+    }
+  };
+  const slots = env.BENCH_ACTIVITY_SLOTS ? Number(env.BENCH_ACTIVITY_SLOTS) : undefined;
+  const worker = await Worker.create({
+    connection,
+    namespace: env.BENCH_NAMESPACE ?? 'default',
+    taskQueue: env.BENCH_TASK_QUEUE!,
+    ...workflowSource(),
+    activities,
+    ...(slots ? { maxConcurrentActivityTaskExecutions: slots } : {}),
+  });
+
+  process.on('message', (m: { type: string; from?: number; to?: number }) => {
+    if (m.type === 'stats') process.send?.({ type: 'stats', stats: windowStats(m.from ?? 0, m.to ?? Date.now()), connects: ssh.connectCounts() });
+    if (m.type === 'shutdown') worker.shutdown();
+  });
+  process.send?.({ type: 'ready' });
+  await worker.run();
+  ssh.close();
+  await connection.close();
+}
+
+/** Check-loop lateness and command times for checks that started in [from, to]. */
+function windowStats(from: number, to: number) {
+  const within: Check[] = [];
+  const firstLate: number[] = [];
+  const loopLate: number[] = [];
+  const checksPerGlidein = new Map<string, number>();
+  for (const [id, list] of rounds) {
+    for (let r = 0; r < list.length; r++) {
+      const round = list[r];
+      for (let k = 0; k < round.checks.length; k++) {
+        const c = round.checks[k];
+        if (k === 0) c.due = r > 0 ? list[r - 1].end : undefined;
+        else c.due = Math.min(round.checks[k - 1].end + round.intervalMs, round.roundEnd);
+        if (c.start < from || c.start > to) continue;
+        within.push(c);
+        checksPerGlidein.set(id, (checksPerGlidein.get(id) ?? 0) + 1);
+        if (c.due === undefined) continue;
+        (k === 0 ? firstLate : loopLate).push(c.start - c.due);
+      }
+    }
+  }
+  const cmd: Record<string, ReturnType<typeof stats>> = {};
+  for (const [key, xs] of commandTimes) {
+    const d: number[] = [];
+    for (let i = 0; i < xs.length; i += 2) if (xs[i] >= from && xs[i] <= to) d.push(xs[i + 1]);
+    cmd[key] = stats(d);
+  }
+  return {
+    checks: within.length,
+    glideinsChecked: checksPerGlidein.size,
+    checkMs: stats(within.map((c) => c.end - c.start)),
+    /** Within a round: how late a check started after it was due (previous check's end + interval). */
+    lateWithinRound: stats(loopLate),
+    /** First check of a round: how long after the previous round ended (orchestration + waiting for an activity slot). */
+    lateNewRound: stats(firstLate),
+    commandMs: cmd,
+    commandsPerActivityType: Object.fromEntries(perActivityType),
+    activityRuns: Object.fromEntries(activityRuns),
+  };
+}
+
+main().catch((err) => {
+  console.error(err);
+  process.exit(1);
+});

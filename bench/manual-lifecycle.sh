@@ -1,0 +1,135 @@
+#!/usr/bin/env bash
+# One glidein lifecycle by hand, the way an operator's script would do it: OpenSSH with a ControlMaster to the
+# worker node through the login node (ProxyCommand), issuing the SAME remote commands in the SAME order as
+# LaunchGlidein's activities, with the same polling cadence (200 ms for processes, 500 ms after starting the
+# glidein, 1 s between registration checks), up to "registered", then stopped and torn down in reverse.
+#
+#   bash bench/manual-lifecycle.sh <plan>
+#
+# The plan is a bash file written by bench/lifecycle-overhead.ts (`--plan <glidein-id>` prints one) with the
+# remote command lines built by the project's own builders and quoting (src/activities/*.ts, commandLine()).
+# Prints one line per step, `step <name> <ms>`, and `total <ms>`; exits non-zero on the first failure.
+set -euo pipefail
+PLAN=${1:?usage: manual-lifecycle.sh <plan>}
+# shellcheck source=/dev/null
+source "$PLAN"
+
+now_ms() { local t=${EPOCHREALTIME/./}; echo $((t / 1000)); }
+T0=$(now_ms)
+STEP_T=$T0
+step_done() { local t; t=$(now_ms); echo "step $1 $((t - STEP_T))"; STEP_T=$t; }
+fail() { echo "FAILED: $*" >&2; exit 1; }
+
+# The kept connection: one ControlMaster per plan's socket, reused by later runs while it persists.
+if ! ssh -F /dev/null -S "$CONTROL" -O check "${NODE_DEST[@]}" 2>/dev/null; then
+  ssh "${SSH_MASTER[@]}" -M -S "$CONTROL" -o ControlPersist=600 -N -f "${NODE_DEST[@]}"
+fi
+# run <remote command line> [stdin file]: one command on the worker node over the master.
+run() {
+  if [ $# -gt 1 ]; then ssh -F /dev/null -S "$CONTROL" -o BatchMode=yes "${NODE_DEST[@]}" "$1" <"$2"
+  else ssh -F /dev/null -S "$CONTROL" -o BatchMode=yes "${NODE_DEST[@]}" "$1" </dev/null; fi
+}
+# From INSPECT_PROCESSES' output: is the process of a pid file alive (recorded start time = actual)?
+alive() { awk -v f="$1" '$1 == "proc" && $2 == f && $3 != "-" && $5 != "-" && $4 == $5 { ok = 1 } END { exit !ok }'; }
+alive_ssh() { awk -v f="$1" '$1 == "proc" && $2 == f && $3 != "-" && $5 != "-" && $4 == $5 && / ssh .*-[DR]/ { ok = 1 } END { exit !ok }'; }
+listening() { grep -q "^listen $SOCKS_PORT_HEX\$"; }
+step_done connect
+
+# openTunnel
+out=$(run "$C_INSPECT_TUNNEL")
+if printf '%s\n' "$out" | alive_ssh "$TUNNEL_PID" && printf '%s\n' "$out" | listening; then :; else
+  run "$C_MKDIR" >/dev/null
+  run "$C_SPAWN_TUNNEL" | grep -q '^started ' || fail "tunnel did not start"
+  for ((i = 0; ; i++)); do
+    out=$(run "$C_INSPECT_TUNNEL")
+    printf '%s\n' "$out" | alive_ssh "$TUNNEL_PID" || fail "tunnel exited"
+    printf '%s\n' "$out" | listening && break
+    ((i < 150)) || fail "tunnel not listening"
+    sleep 0.2
+  done
+fi
+step_done openTunnel
+
+# verifyOutbound
+run "$C_WRITE_CONF" "$CONF_FILE" >/dev/null
+run "$C_PROBE_OUTBOUND" 2>&1 | grep -q '\[proxychains\].*chain.*OK *$' || fail "outbound probe"
+step_done verifyOutbound
+
+# mountCvmfs
+run "$C_CAT_INTENT" >/dev/null || true
+mounts=$(run "$C_LIST_MOUNTS")
+for i in "${!REPOS[@]}"; do
+  printf '%s\n' "$mounts" | grep -qxF "${MOUNT_TARGETS[$i]}" && continue
+  run "${C_APPEND_INTENT[$i]}" >/dev/null
+  run "${C_MOUNTREPO[$i]}" >/dev/null
+done
+step_done mountCvmfs
+
+# startContainer
+run "$C_INSTANCE_LIST" | grep -q "\"$INSTANCE\"" || {
+  run "$C_INSTANCE_START" >/dev/null 2>&1 || fail "instance start"
+  run "$C_INSTANCE_LIST" | grep -q "\"$INSTANCE\"" || fail "instance not listed"
+}
+step_done startContainer
+
+# preloadProxychains
+run "$C_WRITE_CONF" "$CONF_FILE" >/dev/null
+run "$C_PROBE_PRELOAD" 2>&1 | grep -q '\[proxychains\].*chain.*OK *$' || fail "preload probe"
+step_done preloadProxychains
+
+# startGlidein
+if ! run "$C_INSPECT_GLIDEIN" | alive "$GLIDEIN_PID"; then
+  run "$C_MKDIR_CONDOR" >/dev/null
+  run "$C_SPAWN_GLIDEIN" | grep -q '^started ' || fail "glidein did not start"
+  sleep 0.5
+  run "$C_INSPECT_GLIDEIN" | alive "$GLIDEIN_PID" || fail "glidein exited at once"
+fi
+step_done startGlidein
+
+# confirmRegistration
+for ((i = 0; ; i++)); do
+  out=$(run "$C_CONDOR_STATUS" 2>/dev/null || true)
+  printf '%s\n' "$out" | grep -v '^\[proxychains\]' | grep -q . && break
+  run "$C_INSPECT_GLIDEIN" | alive "$GLIDEIN_PID" || fail "glidein exited before registering"
+  ((i < 60)) || fail "not registered"
+  sleep 1
+done
+step_done confirmRegistration
+
+# stopGlidein (stop: SIGTERM, then poll)
+if run "$C_INSPECT_GLIDEIN" | alive "$GLIDEIN_PID"; then
+  run "$C_SIGNAL_GLIDEIN_TERM" >/dev/null
+  for ((i = 0; ; i++)); do
+    run "$C_INSPECT_GLIDEIN" | alive "$GLIDEIN_PID" || break
+    ((i < 100)) || fail "glidein survived SIGTERM"
+    sleep 0.2
+  done
+fi
+step_done stopGlidein
+
+# stopContainer
+if run "$C_INSTANCE_LIST" | grep -q "\"$INSTANCE\""; then run "$C_INSTANCE_STOP" >/dev/null 2>&1; fi
+step_done stopContainer
+
+# unmountCvmfs
+owned=$(run "$C_CAT_INTENT" 2>/dev/null || true)
+mounts=$(run "$C_LIST_MOUNTS")
+for ((i = ${#REPOS[@]} - 1; i >= 0; i--)); do
+  printf '%s\n' "$owned" | grep -qxF "${REPOS[$i]}" || continue
+  printf '%s\n' "$mounts" | grep -qxF "${MOUNT_TARGETS[$i]}" || continue
+  run "${C_UMOUNTREPO[$i]}" >/dev/null
+done
+run "$C_RM_INTENT"
+step_done unmountCvmfs
+
+# closeTunnel
+if run "$C_INSPECT_TUNNEL" | alive_ssh "$TUNNEL_PID"; then
+  run "$C_SIGNAL_TUNNEL_TERM" >/dev/null
+  for ((i = 0; ; i++)); do
+    run "$C_INSPECT_TUNNEL" | alive "$TUNNEL_PID" || break
+    ((i < 50)) || fail "tunnel survived SIGTERM"
+    sleep 0.2
+  done
+fi
+step_done closeTunnel
+echo "total $(($(now_ms) - T0))"
