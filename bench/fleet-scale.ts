@@ -16,7 +16,7 @@
  *   npx ts-node bench/fleet-scale.ts
  *   env: BENCH_FLEET (100,500,1000)  BENCH_FLEET_INTERVAL (60s: monitor.interval)  BENCH_FLEET_REPORT (10m: reportEvery)
  *        BENCH_FLEET_WINDOW (180 s)  BENCH_FLEET_START_RATE (20/s)  BENCH_ACTIVITY_SLOTS (N+50; "default" = the SDK's 100)
- *        BENCH_FLEET_SETUP_TIMEOUT (1800 s)  BENCH_FLEET_MEM_FRACTION (0.5)
+ *        BENCH_FLEET_SETUP_TIMEOUT (1800 s)  BENCH_FLEET_MEM_FRACTION (0.5)  BENCH_RESULTS_NAME (fleet-scale)
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import * as http from 'node:http';
@@ -59,6 +59,8 @@ const SETUP_TIMEOUT_S = envInt('BENCH_FLEET_SETUP_TIMEOUT', 1800);
 const MEM_FRACTION = Number(process.env.BENCH_FLEET_MEM_FRACTION ?? '0.5');
 const SLOTS = process.env.BENCH_ACTIVITY_SLOTS;
 const METRICS_PORT = freePorts(1, 29_400)[0];
+/** Name of the results file (bench/results/<name>.json), e.g. for a run with other settings. */
+const NAME = process.env.BENCH_RESULTS_NAME ?? 'fleet-scale';
 
 interface WorkerStats {
   checks: number;
@@ -363,6 +365,9 @@ async function main(): Promise<void> {
       console.log(`N=${n}:`);
       const r = await runFleet(env, n, cvmfsexecDir, (s) => console.log(s));
       results.push(r);
+      // Written after every N: a long run that is interrupted keeps what it measured.
+      writeResults(NAME, { bench: 'fleet-scale', partial: true, machine: { before, now: machineState() }, settings: settings(), results });
+      report([r], before, machineState(), false);
       if (r.window && r.window.memPerGlideinMb > 0) perGlideinMb = r.window.memPerGlideinMb;
     }
   } finally {
@@ -371,10 +376,14 @@ async function main(): Promise<void> {
     await leaveLocalSite();
   }
   const after = machineState();
-  report(results, before, after);
+  report(results, before, after, true);
 }
 
-function report(results: FleetResult[], before: ReturnType<typeof machineState>, after: ReturnType<typeof machineState>): void {
+function settings() {
+  return { fleet: FLEET, interval: INTERVAL, reportEvery: REPORT, windowSeconds: WINDOW_S, startRate: START_RATE, activitySlots: SLOTS ?? 'N+50' };
+}
+
+function report(results: FleetResult[], before: ReturnType<typeof machineState>, after: ReturnType<typeof machineState>, final: boolean): void {
   const ran = results.filter((r) => r.window);
   console.log();
   console.log(
@@ -414,8 +423,9 @@ function report(results: FleetResult[], before: ReturnType<typeof machineState>,
     ),
   );
   for (const r of results.filter((x) => x.skipped)) console.log(`N=${r.n} skipped: ${r.skipped}`);
-  console.log(`machine after: ${describeMachine(after)}`);
-  const file = writeResults('fleet-scale', { bench: 'fleet-scale', machine: { before, after }, settings: { fleet: FLEET, interval: INTERVAL, reportEvery: REPORT, windowSeconds: WINDOW_S, startRate: START_RATE, activitySlots: SLOTS ?? 'N+50' }, results });
+  console.log(`machine ${final ? 'after' : 'now'}: ${describeMachine(after)}`);
+  if (!final) return;
+  const file = writeResults(NAME, { bench: 'fleet-scale', machine: { before, after }, settings: settings(), results });
   console.log(`wrote ${file}`);
 }
 
