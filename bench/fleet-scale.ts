@@ -77,7 +77,15 @@ interface FleetResult {
   n: number;
   skipped?: string;
   activitySlots: number | 'SDK default (100)';
-  setup?: { seconds: number; monitoring: number; failed: number; perMinute: number };
+  setup?: {
+    seconds: number;
+    monitoring: number;
+    failed: number;
+    perMinute: number;
+    /** The SDK's latency histograms over the setup (when workflow tasks happen; steady monitoring has none). */
+    metrics: Record<string, { count: number; meanMs: number; p50Ms: number; p99Ms: number }>;
+    cpu: { workerPct: number; serverPct: number; machinePct: number };
+  };
   window?: {
     seconds: number;
     cpu: { workerPct: number; serverPct: number; machinePct: number };
@@ -241,6 +249,9 @@ async function runFleet(env: TestWorkflowEnvironment, n: number, cvmfsexecDir: s
   const idQuery = `WorkflowId STARTS_WITH "${prefix}"`;
   try {
     // Start.
+    const ms0 = await scrape(METRICS_PORT);
+    const setupCpu = new CpuWindow(() => [child.pid!]);
+    const setupServerCpu = new CpuWindow(() => serverPids());
     const t0 = performance.now();
     for (let k = 0; k < n; k++) {
       handles.push(await env.client.workflow.start(LaunchGlidein, { taskQueue, workflowId: `${prefix}${k}`, args: [{ site: `bench-fleet-${k}`, lifetime: '6h' }] }));
@@ -260,7 +271,15 @@ async function runFleet(env: TestWorkflowEnvironment, n: number, cvmfsexecDir: s
       await sleep(2000);
     }
     const setupS = (performance.now() - t0) / 1000;
-    result.setup = { seconds: setupS, monitoring, failed, perMinute: (monitoring / setupS) * 60 };
+    const sc = setupCpu.read();
+    result.setup = {
+      seconds: setupS,
+      monitoring,
+      failed,
+      perMinute: (monitoring / setupS) * 60,
+      metrics: histogramDelta(ms0, await scrape(METRICS_PORT)),
+      cpu: { workerPct: sc.processPct, serverPct: setupServerCpu.read().processPct, machinePct: sc.machinePct },
+    };
     log(`  ${monitoring}/${n} monitoring after ${setupS.toFixed(0)} s (${failed} closed)`);
 
     // Measure.
@@ -410,7 +429,19 @@ function report(results: FleetResult[], before: ReturnType<typeof machineState>,
     ),
   );
   console.log();
-  console.log('SDK histograms over the window (mean / p50 / p99 ms, bucket bounds), and monitor command times in the worker (incl. waiting for a channel):');
+  console.log('During setup (all workflows starting): CPU, and the SDK histograms (mean / p50 / p99 ms; p50/p99 are bucket bounds):');
+  console.log(
+    table(
+      ['N', 'machine CPU %', 'worker CPU %', 'server CPU %', 'WFT schedule→start', 'WFT execution', 'activity schedule→start', 'workflow tasks'],
+      ran.map((r) => {
+        const m = r.setup!.metrics;
+        const h = (k: string) => (m[k] ? `${num(m[k].meanMs, 1)}/${num(m[k].p50Ms, 0)}/${num(m[k].p99Ms, 0)}` : '-');
+        return [r.n, num(r.setup!.cpu.machinePct, 0), num(r.setup!.cpu.workerPct, 0), num(r.setup!.cpu.serverPct, 0), h('workflow_task_schedule_to_start_latency'), h('workflow_task_execution_latency'), h('activity_schedule_to_start_latency'), m.workflow_task_execution_latency?.count ?? 0];
+      }),
+    ),
+  );
+  console.log();
+  console.log('While monitoring (the window): SDK histograms as above, monitor command times in the worker (incl. waiting for a channel), memory, teardown:');
   console.log(
     table(
       ['N', 'WFT schedule→start', 'WFT execution', 'activity schedule→start', 'inspect p50/p99', 'condor_status p50/p99', 'site MB/glidein', 'processes/glidein', 'teardown s', 'completed', 'leftovers'],

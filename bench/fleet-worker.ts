@@ -19,6 +19,9 @@ import { workflowSource } from '../src/worker';
 import { stats, TimedExecutor, type CommandTiming } from './lib';
 
 const env = process.env;
+/** Finer histogram buckets (ms) than the SDK's defaults for the latencies the benchmark reports. */
+const BUCKETS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10_000, 30_000, 60_000, 120_000, 300_000, 600_000];
+const LATENCIES = ['workflow_task_schedule_to_start_latency', 'workflow_task_execution_latency', 'workflow_task_replay_latency', 'activity_schedule_to_start_latency', 'activity_execution_latency'];
 const epoch = (t: number) => performance.timeOrigin + t;
 
 interface Check {
@@ -65,7 +68,7 @@ async function main(): Promise<void> {
     telemetryOptions: {
       // Core warns when a monitor round cancelled by TRY_CANCEL completes after its workflow closed: expected here.
       logging: { filter: { core: 'ERROR', other: 'ERROR' }, forward: {} },
-      ...(env.BENCH_METRICS_ADDRESS ? { metrics: { prometheus: { bindAddress: env.BENCH_METRICS_ADDRESS } } } : {}),
+      ...(env.BENCH_METRICS_ADDRESS ? { metrics: { prometheus: { bindAddress: env.BENCH_METRICS_ADDRESS, histogramBucketOverrides: Object.fromEntries(LATENCIES.map((m) => [m, BUCKETS])) } } } : {}),
     },
   });
   const connection = await NativeConnection.connect({ address: env.BENCH_TEMPORAL_ADDRESS! });
@@ -113,6 +116,7 @@ async function main(): Promise<void> {
     if (m.type === 'stats') process.send?.({ type: 'stats', stats: windowStats(m.from ?? 0, m.to ?? Date.now()), connects: ssh.connectCounts() });
     if (m.type === 'shutdown') worker.shutdown();
   });
+  process.on('disconnect', () => worker.shutdown()); // the benchmark went away
   process.send?.({ type: 'ready' });
   await worker.run();
   ssh.close();
