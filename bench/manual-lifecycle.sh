@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # One glidein lifecycle by hand, the way an operator's script would do it: OpenSSH with a ControlMaster to the
 # worker node through the login node (ProxyCommand), issuing the SAME remote commands in the SAME order as
-# LaunchGlidein's activities, with the same polling cadence (200 ms for processes, 500 ms after starting the
-# glidein, 1 s between registration checks), up to "registered", then stopped and torn down in reverse.
+# LaunchGlidein's activities, with the same polling cadence (200 ms for processes, 1 s between registration
+# checks; the glidein's start and stop wait on the site, in the same scripts), up to "registered", then stopped
+# and torn down in reverse.
 #
 #   bash bench/manual-lifecycle.sh <plan>
 #
@@ -55,13 +56,9 @@ run "$C_WRITE_CONF" "$CONF_FILE" >/dev/null
 run "$C_PROBE_OUTBOUND" 2>&1 | grep -q '\[proxychains\].*chain.*OK *$' || fail "outbound probe"
 step_done verifyOutbound
 
-# mountCvmfs
-run "$C_CAT_INTENT" >/dev/null || true
-mounts=$(run "$C_LIST_MOUNTS")
+# mountCvmfs: a lease per repository, mounted unless it is (what the activity does, same script)
 for i in "${!REPOS[@]}"; do
-  printf '%s\n' "$mounts" | grep -qxF "${MOUNT_TARGETS[$i]}" && continue
-  run "${C_APPEND_INTENT[$i]}" >/dev/null
-  run "${C_MOUNTREPO[$i]}" >/dev/null
+  run "${C_MOUNT_LEASE[$i]}" >/dev/null || fail "mount ${REPOS[$i]}"
 done
 step_done mountCvmfs
 
@@ -80,9 +77,7 @@ step_done preloadProxychains
 # startGlidein
 if ! run "$C_INSPECT_GLIDEIN" | alive "$GLIDEIN_PID"; then
   run "$C_MKDIR_CONDOR" >/dev/null
-  run "$C_SPAWN_GLIDEIN" | grep -q '^started ' || fail "glidein did not start"
-  sleep 0.5
-  run "$C_INSPECT_GLIDEIN" | alive "$GLIDEIN_PID" || fail "glidein exited at once"
+  run "$C_SPAWN_GLIDEIN" | grep -q '^started ' || fail "glidein did not start, or exited at once"
 fi
 step_done startGlidein
 
@@ -96,30 +91,20 @@ for ((i = 0; ; i++)); do
 done
 step_done confirmRegistration
 
-# stopGlidein (stop: SIGTERM, then poll)
-if run "$C_INSPECT_GLIDEIN" | alive "$GLIDEIN_PID"; then
-  run "$C_SIGNAL_GLIDEIN_TERM" >/dev/null
-  for ((i = 0; ; i++)); do
-    run "$C_INSPECT_GLIDEIN" | alive "$GLIDEIN_PID" || break
-    ((i < 100)) || fail "glidein survived SIGTERM"
-    sleep 0.2
-  done
-fi
+# stopGlidein (stop: SIGTERM and up to 10 s of waiting for the end, on the site, in one command)
+run "$C_STOP_GLIDEIN_TERM" | grep -q '^running ' && fail "glidein survived SIGTERM"
 step_done stopGlidein
 
 # stopContainer
 if run "$C_INSTANCE_LIST" | grep -q "\"$INSTANCE\""; then run "$C_INSTANCE_STOP" >/dev/null 2>&1; fi
 step_done stopContainer
 
-# unmountCvmfs
-owned=$(run "$C_CAT_INTENT" 2>/dev/null || true)
-mounts=$(run "$C_LIST_MOUNTS")
+# unmountCvmfs: give the leases back, the last holder unmounts
+held=$(run "$C_LIST_LEASES")
 for ((i = ${#REPOS[@]} - 1; i >= 0; i--)); do
-  printf '%s\n' "$owned" | grep -qxF "${REPOS[$i]}" || continue
-  printf '%s\n' "$mounts" | grep -qxF "${MOUNT_TARGETS[$i]}" || continue
-  run "${C_UMOUNTREPO[$i]}" >/dev/null
+  printf '%s\n' "$held" | grep -qxF "${REPOS[$i]}" || continue
+  run "${C_MOUNT_RELEASE[$i]}" >/dev/null
 done
-run "$C_RM_INTENT"
 step_done unmountCvmfs
 
 # closeTunnel

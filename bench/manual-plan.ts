@@ -7,13 +7,14 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { instanceName } from '../src/common/naming';
 import { containerRuntime, cvmfsMountRoot, instanceStartArgv } from '../src/activities/container';
+import { leaseRoot } from '../src/activities/cvmfs';
 import { glideinArgv, glideinEnv } from '../src/activities/glidein';
 import { preloadEnv, renderProxychainsConf } from '../src/activities/proxychains';
 import { condorStatusArgv } from '../src/activities/registration';
 import { pathsFor } from '../src/activities/site-access';
 import { tunnelArgv } from '../src/activities/tunnel';
 import { commandLine, quoteArg } from '../src/remote/quote';
-import { APPEND_UNIQUE, INSPECT_PROCESSES, LIST_MOUNTS, SIGNAL_RECORDED, SPAWN_DETACHED, TCP_PROBE, WRITE_FILE } from '../src/remote/scripts';
+import { INSPECT_PROCESSES, LIST_LEASES, MOUNT_LEASE, MOUNT_RELEASE, SIGNAL_RECORDED, SPAWN_DETACHED, TCP_PROBE, WRITE_FILE } from '../src/remote/scripts';
 import type { SiteProfile } from '../src/site/profile';
 
 export interface ManualPlan {
@@ -52,7 +53,6 @@ export function writeManualPlan(profile: SiteProfile, glideinId: string, control
     ['INSTANCE', instance],
     ['CONF_FILE', confFile],
     ['REPOS', repos],
-    ['MOUNT_TARGETS', repos.map((r) => `${root}/${r}`)],
     // openTunnel
     ['C_INSPECT_TUNNEL', sh(INSPECT_PROCESSES, paths.tunnelPid)],
     ['C_MKDIR', commandLine(['mkdir', '-p', paths.dir])],
@@ -62,12 +62,9 @@ export function writeManualPlan(profile: SiteProfile, glideinId: string, control
     ['C_PROBE_OUTBOUND', commandLine([profile.proxychains.executable, '-f', paths.proxychainsConf, 'bash', '-c', TCP_PROBE, 'probe', check.host, String(check.port)])],
     ['C_PROBE_PRELOAD', commandLine([runtime.executable, 'exec', `instance://${instance}`, 'bash', '-c', TCP_PROBE, 'probe', collector.host, String(collector.port)], preloadEnv(profile, paths.proxychainsConf, false))],
     // mountCvmfs, unmountCvmfs
-    ['C_CAT_INTENT', commandLine(['cat', paths.cvmfsIntent])],
-    ['C_LIST_MOUNTS', sh(LIST_MOUNTS)],
-    ['C_APPEND_INTENT', repos.map((r) => sh(APPEND_UNIQUE, paths.cvmfsIntent, r))],
-    ['C_MOUNTREPO', repos.map((r) => commandLine([`${profile.cvmfs.cvmfsexecDir}/mountrepo`, r]))],
-    ['C_UMOUNTREPO', repos.map((r) => commandLine([`${profile.cvmfs.cvmfsexecDir}/umountrepo`, r]))],
-    ['C_RM_INTENT', commandLine(['rm', '-f', paths.cvmfsIntent])],
+    ['C_MOUNT_LEASE', repos.map((r) => sh(MOUNT_LEASE, leaseRoot(profile), r, glideinId, `${profile.cvmfs.cvmfsexecDir}/mountrepo`, `${root}/${r}`))],
+    ['C_LIST_LEASES', sh(LIST_LEASES, leaseRoot(profile), glideinId)],
+    ['C_MOUNT_RELEASE', repos.map((r) => sh(MOUNT_RELEASE, leaseRoot(profile), r, glideinId, `${profile.cvmfs.cvmfsexecDir}/umountrepo`, `${root}/${r}`))],
     // startContainer, stopContainer
     ['C_INSTANCE_LIST', commandLine([runtime.executable, 'instance', 'list', '--json', instance])],
     ['C_INSTANCE_START', commandLine(instanceStartArgv(profile, instance, paths.dir))],
@@ -88,7 +85,7 @@ export function writeManualPlan(profile: SiteProfile, glideinId: string, control
   ].join('\n');
   const file = path.join(dir, `${glideinId}.plan.sh`);
   fs.writeFileSync(file, text);
-  // openTunnel 4 (+polls), verifyOutbound 2, mountCvmfs 2 + 2 per repo, startContainer 3, preload 2, startGlidein 4,
-  // confirmRegistration 1 (+2 per extra poll), stopGlidein 3 (+polls), stopContainer 2, unmountCvmfs 3 + 1 per repo, closeTunnel 3 (+polls).
-  return { file, commands: 4 + 2 + 2 + 2 * repos.length + 3 + 2 + 4 + 1 + 3 + 2 + 3 + repos.length + 3 };
+  // openTunnel 4 (+polls), verifyOutbound 2, mountCvmfs 1 per repo, startContainer 3, preload 2, startGlidein 4,
+  // confirmRegistration 1 (+2 per extra poll), stopGlidein 3 (+polls), stopContainer 2, unmountCvmfs 1 + 1 per repo, closeTunnel 3 (+polls).
+  return { file, commands: 4 + 2 + repos.length + 3 + 2 + 4 + 1 + 3 + 2 + 1 + repos.length + 3 };
 }

@@ -1,78 +1,86 @@
 /**
  * /cvmfs without root: cvmfsexec's `mountrepo <repo>` mounts each repository under <cvmfsexecDir>/dist/cvmfs.
- * A repository is written to the glidein's cvmfs.repos before it is mounted, so after a crash the retry and
- * the teardown know which mounts are this glidein's (and leave ones that were there before alone).
+ * Glideins on one node share those mounts, so each takes a lease per repository (MOUNT_LEASE) before it
+ * mounts, and gives it back on teardown (MOUNT_RELEASE): the last one out unmounts, never a mount that was
+ * there before any glidein. The leases are files on the site, so a retry, a crashed worker's successor and the
+ * teardown all find them; they change under a lock on the node, so concurrent glideins never race on a mount.
  */
 import type { GlideinRef, UndoOutcome } from '../common/types';
-import { lastLines, runChecked, type Executor, type RunOptions } from '../remote/executor';
-import { APPEND_UNIQUE, LIST_MOUNTS } from '../remote/scripts';
+import { lastLines, runChecked } from '../remote/executor';
+import { LIST_LEASES, MOUNT_LEASE, MOUNT_RELEASE } from '../remote/scripts';
+import type { SiteProfile } from '../site/profile';
 import type { ActivityDeps } from './deps';
 import { PermanentFault, asStep } from './failures';
 import { cvmfsMountRoot } from './container';
-import { heartbeat, siteAccess } from './site-access';
+import { heartbeat, siteAccess, type SiteAccess } from './site-access';
 
-/** /proc/self/mounts escapes space, tab, newline and backslash as octal. */
-function unescapeMount(target: string): string {
-  return target.replace(/\\([0-7]{3})/g, (_, oct: string) => String.fromCharCode(parseInt(oct, 8)));
+/** Where a site's cvmfs leases live: beside the cvmfsexec it mounts with. */
+export function leaseRoot(profile: SiteProfile): string {
+  return `${profile.cvmfs.cvmfsexecDir}/.leases`;
 }
 
-export async function mountedTargets(exec: Executor, opts: RunOptions): Promise<Set<string>> {
-  const result = await runChecked(exec, 'reading the mount table', ['sh', '-c', LIST_MOUNTS], opts);
-  return new Set(result.stdout.split('\n').filter(Boolean).map(unescapeMount));
+/** The repositories this glidein holds a lease on, in the profile's order (others, from an older profile, last). */
+export async function leasedRepositories(access: SiteAccess): Promise<string[]> {
+  const result = await runChecked(access.node, 'listing the mount leases', ['sh', '-c', LIST_LEASES, 'sh', leaseRoot(access.profile), access.ref.glideinId], access.opts());
+  const held = result.stdout.split('\n').filter(Boolean);
+  const order = access.profile.cvmfs.repositories;
+  const rank = (r: string) => (order.includes(r) ? order.indexOf(r) : order.length);
+  return held.sort((a, b) => rank(a) - rank(b) || a.localeCompare(b));
 }
 
-async function ownedRepositories(exec: Executor, intentFile: string, opts: RunOptions): Promise<string[]> {
-  const result = await exec.run(['cat', intentFile], opts);
-  return result.code === 0 ? result.stdout.split('\n').filter(Boolean) : [];
+export interface MountOutcome {
+  /** Mounted by this glidein or by another glidein on the node that holds a lease too. */
+  mounted: string[];
+  /** Mounted by someone outside the leases (the site itself): used, never unmounted. */
+  alreadyMounted: string[];
+  /** Of `mounted`, the repositories other glideins hold leases on as well. */
+  shared?: string[];
 }
 
 export function createCvmfsActivities(deps: ActivityDeps) {
   return {
-    async mountCvmfs(ref: GlideinRef): Promise<{ mounted: string[]; alreadyMounted: string[] }> {
+    async mountCvmfs(ref: GlideinRef): Promise<MountOutcome> {
       return asStep('mountCvmfs', async () => {
         const access = await siteAccess(deps, ref);
-        const { profile, node, paths } = access;
+        const { profile, node } = access;
         const root = cvmfsMountRoot(profile);
-        const owned = new Set(await ownedRepositories(node, paths.cvmfsIntent, access.opts()));
-        const mounts = await mountedTargets(node, access.opts());
-        const mounted: string[] = [];
-        const alreadyMounted: string[] = [];
+        const outcome: Required<MountOutcome> = { mounted: [], alreadyMounted: [], shared: [] };
         for (const repo of profile.cvmfs.repositories) {
-          if (mounts.has(`${root}/${repo}`)) {
-            // Ours from an earlier attempt counts as mounted by us; someone else's is left to them.
-            (owned.has(repo) ? mounted : alreadyMounted).push(repo);
-            continue;
-          }
-          await runChecked(node, 'recording the mount', ['sh', '-c', APPEND_UNIQUE, 'sh', paths.cvmfsIntent, repo], access.opts());
           heartbeat({ mounting: repo });
-          const result = await node.run([`${profile.cvmfs.cvmfsexecDir}/mountrepo`, repo], access.opts({ timeoutMs: 240_000 }));
+          const argv = ['sh', '-c', MOUNT_LEASE, 'sh', leaseRoot(profile), repo, ref.glideinId, `${profile.cvmfs.cvmfsexecDir}/mountrepo`, `${root}/${repo}`];
+          const result = await node.run(argv, access.opts({ timeoutMs: 360_000 }));
           if (result.code !== 0) {
             const why = lastLines(result.stderr || result.stdout, 3);
             const message = `mountrepo ${repo} failed on ${node.target}: ${why}`;
             if (/catalog|not found|no such|Failed to initialize/i.test(why)) throw new PermanentFault(`cvmfs.repositories: ${message}`, 'CvmfsMountFailed');
             throw new Error(message);
           }
-          mounted.push(repo);
+          const [state, holders] = result.stdout.trim().split(/\s+/);
+          if (state === 'external') outcome.alreadyMounted.push(repo);
+          else outcome.mounted.push(repo);
+          if (state === 'shared' && Number(holders) > 1) outcome.shared.push(repo);
         }
-        return { mounted, alreadyMounted };
+        return outcome;
       });
     },
 
     async unmountCvmfs(ref: GlideinRef): Promise<UndoOutcome> {
       return asStep('unmountCvmfs', async () => {
         const access = await siteAccess(deps, ref);
-        const { profile, node, paths } = access;
+        const { profile, node } = access;
         const root = cvmfsMountRoot(profile);
-        const owned = await ownedRepositories(node, paths.cvmfsIntent, access.opts());
-        const mounts = await mountedTargets(node, access.opts());
         const unmounted: string[] = [];
-        for (const repo of owned.filter((r) => mounts.has(`${root}/${r}`)).reverse()) {
+        const stillUsed: string[] = [];
+        for (const repo of (await leasedRepositories(access)).reverse()) {
           heartbeat({ unmounting: repo });
-          await runChecked(node, `umountrepo ${repo}`, [`${profile.cvmfs.cvmfsexecDir}/umountrepo`, repo], access.opts({ timeoutMs: 120_000 }));
-          unmounted.push(repo);
+          const argv = ['sh', '-c', MOUNT_RELEASE, 'sh', leaseRoot(profile), repo, ref.glideinId, `${profile.cvmfs.cvmfsexecDir}/umountrepo`, `${root}/${repo}`];
+          const result = await runChecked(node, `umountrepo ${repo}`, argv, access.opts({ timeoutMs: 120_000 }));
+          const [state, holders] = result.stdout.trim().split(/\s+/);
+          if (state === 'unmounted') unmounted.push(repo);
+          if (state === 'still-used') stillUsed.push(`${repo} (${holders} other glidein${holders === '1' ? '' : 's'})`);
         }
-        await runChecked(node, 'forgetting the mounts', ['rm', '-f', paths.cvmfsIntent], access.opts());
-        return { detail: unmounted.length ? `unmounted ${unmounted.join(', ')}` : 'nothing of ours mounted' };
+        const parts = [unmounted.length ? `unmounted ${unmounted.join(', ')}` : '', stillUsed.length ? `left for others: ${stillUsed.join(', ')}` : ''].filter(Boolean);
+        return { detail: parts.join('; ') || 'nothing of ours mounted' };
       });
     },
   };

@@ -17,7 +17,6 @@ export interface GlideinPaths {
   tunnelPid: string;
   tunnelLog: string;
   proxychainsConf: string;
-  cvmfsIntent: string;
   glideinPid: string;
   glideinLog: string;
   condorLocal: string;
@@ -39,7 +38,6 @@ export function pathsFor(profile: SiteProfile, glideinId: string): GlideinPaths 
     tunnelPid: `${dir}/tunnel.pid`,
     tunnelLog: `${dir}/tunnel.log`,
     proxychainsConf: `${dir}/proxychains.conf`,
-    cvmfsIntent: `${dir}/cvmfs.repos`,
     glideinPid: `${dir}/glidein.pid`,
     glideinLog: `${dir}/glidein.log`,
     condorLocal: `${dir}/condor`,

@@ -10,6 +10,7 @@
 import { parseDuration } from '../common/duration';
 import type { GlideinRef, ProcessRef, TunnelInfo, UndoOutcome } from '../common/types';
 import { runChecked, type Executor } from '../remote/executor';
+import { Semaphore } from '../remote/semaphore';
 import type { SiteProfile } from '../site/profile';
 import type { ActivityDeps } from './deps';
 import { PermanentFault, asStep } from './failures';
@@ -94,8 +95,31 @@ const PERMANENT_SSH_ERRORS: Array<[RegExp, string, string]> = [
   [/Could not resolve hostname/i, 'TunnelHostUnknown', 'check the tunnel\'s host name'],
 ];
 
+/** The sshd a tunnel's ssh connects to: the login node (forward) or the worker node (reverse). */
+function tunnelServer(profile: SiteProfile, node: string | undefined): string {
+  if (profile.tunnel.mode === 'forward') return `${profile.tunnel.loginHost}:${profile.tunnel.loginPort}`;
+  const target = workerNodeAddress(profile, node);
+  return `${target.host}:${target.port}`;
+}
+
 export function createTunnelActivities(deps: ActivityDeps) {
   const pollMs = deps.pollMs ?? 200;
+  /** Tunnel starts in flight per sshd, in this worker process (tunnel.startsInFlight). */
+  const starting = new Map<string, Semaphore>();
+  async function startSlot(profile: SiteProfile, node: string | undefined, signal?: AbortSignal): Promise<() => void> {
+    const server = tunnelServer(profile, node);
+    let gate = starting.get(server);
+    if (!gate || gate.limit !== profile.tunnel.startsInFlight) {
+      gate = new Semaphore(profile.tunnel.startsInFlight);
+      starting.set(server, gate);
+    }
+    const waiting = setInterval(() => heartbeat({ waitingFor: `a tunnel start slot for ${server}` }), 1_000);
+    try {
+      return await gate.acquire(signal);
+    } finally {
+      clearInterval(waiting);
+    }
+  }
   return {
     async openTunnel(ref: GlideinRef): Promise<TunnelInfo> {
       return asStep('openTunnel', async () => {
@@ -111,28 +135,33 @@ export function createTunnelActivities(deps: ActivityDeps) {
           throw new PermanentFault(`tunnel.socksPort ${port} on the worker node ${access.node.target} is taken by a process that is not this glidein's tunnel`, 'TunnelPortInUse');
         }
         await runChecked(host, 'creating the work directory', ['mkdir', '-p', paths.dir], access.opts());
-        const spawned = await spawnDetached(
-          host,
-          tunnelArgv(profile, ref.node),
-          // A reverse tunnel authenticates with the agent of this very channel: keep it open until the forward is up.
-          { log: paths.tunnelLog, pidFile: paths.tunnelPid, ...(reverse ? { awaitLog: { marker: REMOTE_FORWARD_READY, seconds: 20 } } : {}) },
-          access.opts({ forwardAgent: reverse }),
-        );
-        const deadline = Date.now() + 30_000;
-        for (;;) {
-          const now = await tunnelState(access);
-          if (now.alive && now.listening && 'started' in spawned) return { socksPort: port, process: spawned.started, reused: false };
-          if (!now.alive || Date.now() > deadline) {
-            await signalRecorded(host, 'TERM', paths.tunnelPid, access.opts());
-            const log = (await tailFile(host, paths.tunnelLog, 40, access.opts())).split('\n').filter((l) => !l.startsWith('debug')).slice(-5).join('\n');
-            const from = reverse ? `${access.login.target} into ${access.node.target}` : `${host.target} to ${tunnelArgv(profile).at(-1)}`;
-            for (const [pattern, type, fix] of PERMANENT_SSH_ERRORS) {
-              if (pattern.test(log)) throw new PermanentFault(`the tunnel ssh from ${from} failed: ${log.split('\n').pop()}; ${fix}`, type);
+        const release = await startSlot(profile, ref.node, access.opts().signal);
+        try {
+          const spawned = await spawnDetached(
+            host,
+            tunnelArgv(profile, ref.node),
+            // A reverse tunnel authenticates with the agent of this very channel: keep it open until the forward is up.
+            { log: paths.tunnelLog, pidFile: paths.tunnelPid, ...(reverse ? { awaitLog: { marker: REMOTE_FORWARD_READY, seconds: 20 } } : {}) },
+            access.opts({ forwardAgent: reverse }),
+          );
+          const deadline = Date.now() + 30_000;
+          for (;;) {
+            const now = await tunnelState(access);
+            if (now.alive && now.listening && 'started' in spawned) return { socksPort: port, process: spawned.started, reused: false };
+            if (!now.alive || Date.now() > deadline) {
+              await signalRecorded(host, 'TERM', paths.tunnelPid, access.opts());
+              const log = (await tailFile(host, paths.tunnelLog, 40, access.opts())).split('\n').filter((l) => !l.startsWith('debug')).slice(-5).join('\n');
+              const from = reverse ? `${access.login.target} into ${access.node.target}` : `${host.target} to ${tunnelArgv(profile).at(-1)}`;
+              for (const [pattern, type, fix] of PERMANENT_SSH_ERRORS) {
+                if (pattern.test(log)) throw new PermanentFault(`the tunnel ssh from ${from} failed: ${log.split('\n').pop()}; ${fix}`, type);
+              }
+              throw new Error(`the tunnel ssh from ${from} ${now.alive ? 'did not listen on' : 'exited before listening on'} 127.0.0.1:${port} of the worker node: ${log || 'no output'}`);
             }
-            throw new Error(`the tunnel ssh from ${from} ${now.alive ? 'did not listen on' : 'exited before listening on'} 127.0.0.1:${port} of the worker node: ${log || 'no output'}`);
+            heartbeat({ waitingFor: 'tunnel' });
+            await sleep(pollMs, access.opts().signal);
           }
-          heartbeat({ waitingFor: 'tunnel' });
-          await sleep(pollMs, access.opts().signal);
+        } finally {
+          release();
         }
       });
     },

@@ -63,11 +63,56 @@ echo "signalled $pid"`;
 /** Write stdin to $2 (mode 600) inside directory $1, atomically. */
 export const WRITE_FILE = `umask 077; mkdir -p "$1" && cat > "$2.tmp" && mv "$2.tmp" "$2"`;
 
-/** Append a line to $1 unless it is already there. */
-export const APPEND_UNIQUE = `mkdir -p "$(dirname "$1")" && { grep -qxF "$2" "$1" 2>/dev/null || printf '%s\\n' "$2" >> "$1"; }`;
-
-/** Mount targets (second field of /proc/self/mounts), octal escapes left as the kernel writes them. */
-export const LIST_MOUNTS = `cut -d' ' -f2 /proc/self/mounts`;
-
 /** TCP connect to $1:$2 and close: the probe run under proxychains. */
 export const TCP_PROBE = `exec 3<>"/dev/tcp/$1/$2"`;
+
+/**
+ * Shared cvmfs mounts, reference-counted per node. The leases of one node live in $1/<node name>/<repo>/ (one
+ * empty file per glidein; `.ours` marks a mount that a lease holder made) and change only under flock on
+ * $1/<node name>/.lock, so concurrent glideins on one node, or a retry racing a mount its crashed attempt
+ * left running, see one consistent state. Keyed by node name because the cvmfsexec directory may sit on a
+ * file system shared by every node, while mounts are per node.
+ *
+ * MOUNT_LEASE repo=$2 id=$3 mountrepo=$4 target=$5: take this glidein's lease (before mounting, so a crash
+ * leaves a lease the teardown finds), then mount unless it already is. Prints `mounted` (mounted now),
+ * `shared <n>` (a lease holder's mount, n leases in all) or `external` (mounted by someone else: never ours to
+ * unmount). A failed mountrepo drops the lease and exits with mountrepo's status, its output on stderr.
+ * mountrepo runs without the lock's descriptor: the FUSE daemon it leaves behind must not hold the lock.
+ */
+export const MOUNT_LEASE = `set -u
+base=$1/$(uname -n); dir=$base/$2
+mkdir -p "$dir" || exit 1
+exec 9>>"$base/.lock"
+flock -w 120 9 || { echo "waited 120 s for the mount lock $base/.lock" >&2; exit 75; }
+: > "$dir/$3" || exit 1
+if awk -v t="$5" '$2 == t { f = 1 } END { exit !f }' /proc/self/mounts; then
+  if [ -e "$dir/.ours" ]; then echo "shared $(ls "$dir" | wc -l)"; else echo external; fi
+  exit 0
+fi
+: > "$dir/.ours"
+out=$("$4" "$2" 2>&1 9>&-); rc=$?
+if [ $rc -ne 0 ]; then rm -f "$dir/$3"; printf '%s\\n' "$out" >&2; exit $rc; fi
+echo mounted`;
+
+/**
+ * MOUNT_RELEASE repo=$2 id=$3 umountrepo=$4 target=$5: drop this glidein's lease; the last holder unmounts
+ * what a lease holder mounted (never an external mount). Prints `not-held`, `still-used <n>`, `unmounted` or
+ * `not-mounted`. A failed umountrepo keeps the lease, so that a retry tries again.
+ */
+export const MOUNT_RELEASE = `set -u
+base=$1/$(uname -n); dir=$base/$2
+[ -e "$dir/$3" ] || { echo not-held; exit 0; }
+exec 9>>"$base/.lock"
+flock -w 60 9 || { echo "waited 60 s for the mount lock $base/.lock" >&2; exit 75; }
+rm -f "$dir/$3"
+n=$(ls "$dir" | wc -l)
+[ "$n" -gt 0 ] && { echo "still-used $n"; exit 0; }
+if [ -e "$dir/.ours" ] && awk -v t="$5" '$2 == t { f = 1 } END { exit !f }' /proc/self/mounts; then
+  out=$("$4" "$2" 2>&1 9>&-); rc=$?
+  if [ $rc -ne 0 ]; then : > "$dir/$3"; printf '%s\\n' "$out" >&2; exit $rc; fi
+  rm -f "$dir/.ours"; echo unmounted; exit 0
+fi
+rm -f "$dir/.ours"; echo not-mounted`;
+
+/** The repositories this glidein ($2) holds a lease on, on this node (leases under $1, as above). */
+export const LIST_LEASES = `for f in "$1/$(uname -n)"/*/"$2"; do [ -e "$f" ] && basename "$(dirname "$f")"; done; exit 0`;

@@ -47,6 +47,14 @@ const workerNode = z.discriminatedUnion('via', [
   }),
 ]);
 
+/**
+ * Tunnel connections this worker process sets up at once towards one sshd (the login node's for a forward
+ * tunnel, the worker node's for a reverse one), held from the spawn until the tunnel is up. sshd drops
+ * unauthenticated connections beyond its MaxStartups (10 by default; sites set less), so many glideins starting
+ * together queue here instead of being refused there.
+ */
+const startsInFlight = z.number().int().min(1).max(10).default(3);
+
 const tunnel = z.discriminatedUnion('mode', [
   /** The seed's tunnel: `ssh -D` started on the worker node towards the login node, with a key stored on the site. */
   z.strictObject({
@@ -59,6 +67,7 @@ const tunnel = z.discriminatedUnion('mode', [
     identityFile: absolutePath,
     knownHostsFile: absolutePath,
     serverAliveInterval: duration({ min: 1_000, max: 600_000 }).default('15s'),
+    startsInFlight,
   }),
   /**
    * No key on the site: `ssh -R 127.0.0.1:<port>` started on the login node into the worker node (a reverse
@@ -71,6 +80,7 @@ const tunnel = z.discriminatedUnion('mode', [
     /** On the login node: the worker nodes' host keys. */
     knownHostsFile: absolutePath,
     serverAliveInterval: duration({ min: 1_000, max: 600_000 }).default('15s'),
+    startsInFlight,
   }),
 ]);
 

@@ -210,7 +210,7 @@ export async function LaunchGlidein(input: LaunchGlideinInput): Promise<LaunchRe
     status.held[status.held.length - 1] = { kind: 'tunnel', socksPort: tunnel.socksPort };
     await step('verifyOutbound', () => site.verifyOutbound(ref), (r) => `reached ${r.target}: ${r.chain}`);
     hold({ kind: 'cvmfs', repositories: p.repositories });
-    await step('mountCvmfs', () => cvmfs.mountCvmfs(ref), (r) => `mounted ${r.mounted.join(', ') || 'nothing'}${r.alreadyMounted.length ? `; already there: ${r.alreadyMounted.join(', ')}` : ''}`);
+    await step('mountCvmfs', () => cvmfs.mountCvmfs(ref), (r) => `mounted ${r.mounted.join(', ') || 'nothing'}${r.shared?.length ? ` (shared with other glideins: ${r.shared.join(', ')})` : ''}${r.alreadyMounted.length ? `; already there: ${r.alreadyMounted.join(', ')}` : ''}`);
     hold({ kind: 'container', instance: instanceName(ref.glideinId) });
     await step('startContainer', () => site.startContainer(ref), (r) => `${r.reused ? 'reused' : 'started'} instance ${r.instance}, pid ${r.pid}`);
     await step('preloadProxychains', () => site.preloadProxychains(ref), (r) => r.chain);

@@ -12,11 +12,14 @@
  */
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { createActivities } from '../../src/activities';
+import { leaseRoot } from '../../src/activities/cvmfs';
 import { instanceName } from '../../src/common/naming';
 import type { GlideinRef } from '../../src/common/types';
+import { MOUNT_LEASE } from '../../src/remote/scripts';
 import { SshPool } from '../../src/remote/ssh';
 import { SiteRegistry } from '../../src/site/load';
 import { localSiteWith } from '../helpers/sites';
@@ -114,6 +117,13 @@ function ourMounts(): string[] {
     .filter((t) => t.startsWith(`${DIST}/`));
 }
 
+/** The repositories a glidein holds a lease on, from the lease files on the (loopback) worker node. */
+async function leases(ref: GlideinRef): Promise<string[]> {
+  const dir = path.join(CVMFSEXEC, '.leases', os.hostname());
+  if (!fs.existsSync(dir)) return [];
+  return fs.readdirSync(dir).filter((repo) => fs.existsSync(path.join(dir, repo, ref.glideinId))).sort();
+}
+
 /** Start time of a process, field 22 of /proc/<pid>/stat. */
 function startTime(pid: number): string {
   const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
@@ -168,8 +178,8 @@ describe('every step twice', () => {
     // /cvmfs: each repository mounted once, under this file's dist/cvmfs.
     const mounts = await run(activities.mountCvmfs, ref);
     const mountsAgain = await run(activities.mountCvmfs, ref);
-    expect(mounts).toEqual({ mounted: REPOS, alreadyMounted: [] });
-    expect(mountsAgain).toEqual({ mounted: REPOS, alreadyMounted: [] }); // ours from the first run
+    expect(mounts).toEqual({ mounted: REPOS, alreadyMounted: [], shared: [] });
+    expect(mountsAgain).toEqual({ mounted: REPOS, alreadyMounted: [], shared: [] }); // ours from the first run
     expect(ourMounts().sort()).toEqual(REPOS.map((r) => `${DIST}/${r}`).sort());
     // The mounts are FUSE mounts of user glidein (no allow_other): look inside as glidein.
     expect(await site.ssh('worker', ['test', '-x', `${DIST}/cms.cern.ch/glidein/sbin/condor_master`])).toMatchObject({ code: 0 });
@@ -266,10 +276,10 @@ describe('releasing leaves alone what is not the glidein', () => {
       expect(await site.ssh('worker', [path.join(CVMFSEXEC, 'mountrepo'), 'oasis.opensciencegrid.org'])).toMatchObject({ code: 0 });
       expect(ourMounts()).toEqual([oasis]);
 
-      expect(await run(activities.mountCvmfs, ref)).toEqual({ mounted: ['cms.cern.ch'], alreadyMounted: ['oasis.opensciencegrid.org'] });
-      expect(await run(activities.mountCvmfs, ref)).toEqual({ mounted: ['cms.cern.ch'], alreadyMounted: ['oasis.opensciencegrid.org'] });
+      expect(await run(activities.mountCvmfs, ref)).toEqual({ mounted: ['cms.cern.ch'], alreadyMounted: ['oasis.opensciencegrid.org'], shared: [] });
+      expect(await run(activities.mountCvmfs, ref)).toEqual({ mounted: ['cms.cern.ch'], alreadyMounted: ['oasis.opensciencegrid.org'], shared: [] });
       expect(ourMounts().sort()).toEqual([cms, oasis]);
-      expect(fs.readFileSync(path.join(glideinDir(ref), 'cvmfs.repos'), 'utf8')).toBe('cms.cern.ch\n');
+      expect(await leases(ref)).toEqual(['cms.cern.ch', 'oasis.opensciencegrid.org']); // a lease on each, but only cms is ours to unmount
 
       expect(await run(activities.unmountCvmfs, ref)).toEqual({ detail: 'unmounted cms.cern.ch' });
       expect(await run(activities.unmountCvmfs, ref)).toEqual({ detail: 'nothing of ours mounted' });
@@ -280,5 +290,56 @@ describe('releasing leaves alone what is not the glidein', () => {
       await site.ssh('worker', [path.join(CVMFSEXEC, 'umountrepo'), 'oasis.opensciencegrid.org']);
     }
     expect(ourMounts()).toEqual([]);
+  });
+});
+
+describe('glideins sharing one node share its cvmfs mounts', () => {
+  test('two glideins mounting at once: each repository mounted once, the first teardown leaves it to the second, the last unmounts', async () => {
+    const a = refFor('share-a');
+    const b = refFor('share-b');
+    try {
+      const [ra, rb] = await Promise.all([run(activities.mountCvmfs, a), run(activities.mountCvmfs, b)]);
+      // No race: neither saw "already mounted" or "mountpoint is not empty"; one mounted, the other joined.
+      expect(ra.mounted).toEqual(REPOS);
+      expect(rb.mounted).toEqual(REPOS);
+      expect([...ra.shared!, ...rb.shared!].sort()).toEqual([...REPOS].sort());
+      expect(ourMounts().sort()).toEqual(REPOS.map((r) => `${DIST}/${r}`).sort());
+      expect(await leases(a)).toEqual([...REPOS].sort());
+      expect(await leases(b)).toEqual([...REPOS].sort());
+
+      const first = await run(activities.unmountCvmfs, a);
+      expect(first.detail).toBe(`left for others: ${[...REPOS].reverse().map((r) => `${r} (1 other glidein)`).join(', ')}`);
+      expect(ourMounts().sort()).toEqual(REPOS.map((r) => `${DIST}/${r}`).sort());
+      expect(await site.ssh('worker', ['ls', `${DIST}/cms.cern.ch`])).toMatchObject({ code: 0 }); // still usable by b
+      expect(await leases(a)).toEqual([]);
+
+      expect(await run(activities.unmountCvmfs, b)).toEqual({ detail: `unmounted ${[...REPOS].reverse().join(', ')}` });
+      expect(ourMounts()).toEqual([]);
+      expect(await leases(b)).toEqual([]);
+    } finally {
+      await cleanUp(a);
+      await cleanUp(b);
+    }
+  });
+
+  test('a retry while its crashed attempt is still in mountrepo waits for it and mounts nothing twice', async () => {
+    const ref = refFor('midmount');
+    const slow = path.join(CVMFSEXEC, 'slow-mountrepo');
+    // The crashed attempt: the same script the activity runs, with a mountrepo that takes 2 s (a cold cvmfs cache).
+    fs.writeFileSync(slow, `#!/bin/sh\nsleep 2\nexec "${CVMFSEXEC}/mountrepo" "$@"\n`, { mode: 0o755 });
+    try {
+      const root = leaseRoot({ cvmfs: { cvmfsexecDir: CVMFSEXEC } } as any);
+      const crashed = site.ssh('worker', ['sh', '-c', MOUNT_LEASE, 'sh', root, 'cms.cern.ch', ref.glideinId, slow, `${DIST}/cms.cern.ch`]);
+      await waitFor('the first attempt to hold the lease', async () => (await leases(ref)).includes('cms.cern.ch'));
+      const retried = await run(activities.mountCvmfs, ref);
+      expect(await crashed).toMatchObject({ code: 0, stdout: 'mounted\n' });
+      expect(retried).toEqual({ mounted: REPOS, alreadyMounted: [], shared: [] });
+      expect(ourMounts().sort()).toEqual(REPOS.map((r) => `${DIST}/${r}`).sort());
+      expect(await run(activities.unmountCvmfs, ref)).toEqual({ detail: `unmounted ${[...REPOS].reverse().join(', ')}` });
+      expect(ourMounts()).toEqual([]);
+    } finally {
+      fs.rmSync(slow, { force: true });
+      await cleanUp(ref);
+    }
   });
 });

@@ -653,6 +653,8 @@ function buildLayout(user: UserEntry): void {
   mkdir(P.cvmfsexecDir, 0o755);
   mkdir(path.dirname(P.cvmfsDist), 0o755, user);
   mkdir(P.cvmfsDist, 0o755, user);
+  // The glideins' mount leases (src/remote/scripts.ts MOUNT_LEASE): the site account writes them.
+  mkdir(path.join(P.cvmfsexecDir, '.leases'), 0o755, user);
   mkdir(path.join(P.cvmfsStore, 'cms.cern.ch', 'glidein', 'sbin'), 0o755);
   mkdir(path.join(P.cvmfsStore, 'cms.cern.ch', 'glidein', 'bin'), 0o755);
   mkdir(path.join(P.cvmfsStore, 'oasis.opensciencegrid.org', 'mis'), 0o755);
@@ -965,6 +967,9 @@ export async function stopJscBox(): Promise<void> {
     const left = [...new Set([...nodeProcesses().map((p) => p.pid), ...victims()])];
     if (left.length > 0) await killAndWait(left, 2000);
     for (const m of boxMounts().filter((x) => x.where === 'host').sort((a, b) => b.target.length - a.target.length)) unmount(m.target);
+    // With the mounts gone, so are the leases on them.
+    const leases = path.join(BOX_PATHS.cvmfsexecDir, '.leases');
+    for (const node of fs.existsSync(leases) ? fs.readdirSync(leases) : []) fs.rmSync(path.join(leases, node), { recursive: true, force: true });
     for (const node of NODE_LIST) {
       if (await linkExists(BOX_NODES[node].veth)) await runCommand(['ip', 'link', 'del', BOX_NODES[node].veth]);
     }

@@ -572,6 +572,8 @@ function buildLayout(user: UserEntry): void {
   mkdir(P.cvmfsexecDir, 0o755);
   mkdir(path.dirname(P.cvmfsDist), 0o755, user);
   mkdir(P.cvmfsDist, 0o755, user);
+  // The glideins' mount leases (src/remote/scripts.ts MOUNT_LEASE): the site account writes them.
+  mkdir(path.join(P.cvmfsexecDir, '.leases'), 0o755, user);
   mkdir(path.join(P.cvmfsStore, 'cms.cern.ch', 'glidein', 'sbin'), 0o755);
   mkdir(path.join(P.cvmfsStore, 'cms.cern.ch', 'glidein', 'bin'), 0o755);
   mkdir(path.join(P.cvmfsStore, 'oasis.opensciencegrid.org', 'mis'), 0o755);
@@ -695,6 +697,9 @@ export async function stopLocalSite(): Promise<void> {
     3000,
   );
   for (const m of siteMounts().sort((a, b) => b.target.length - a.target.length)) unmount(m.target);
+  // With the mounts gone, so are the leases on them.
+  const leases = path.join(SITE_PATHS.cvmfsexecDir, '.leases');
+  for (const node of fs.existsSync(leases) ? fs.readdirSync(leases) : []) fs.rmSync(path.join(leases, node), { recursive: true, force: true });
   // The root half of the site's ssh sessions ("sshd: glidein [priv]") ends with its user half; make sure.
   const sessions = allProcesses().filter((p) => p.state !== 'Z' && p.cmdline.startsWith(`sshd: ${SITE_USER}`));
   await killAndWait(

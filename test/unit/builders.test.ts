@@ -27,7 +27,7 @@ describe('command builders', () => {
   });
 
   it('opens a reverse tunnel from the login node into the worker node, without a key on the site', () => {
-    const reverse = { ...local, tunnel: { mode: 'reverse' as const, socksPort: 1080, knownHostsFile: '/site/known_hosts', serverAliveInterval: '15s' } };
+    const reverse = { ...local, tunnel: { mode: 'reverse' as const, socksPort: 1080, knownHostsFile: '/site/known_hosts', serverAliveInterval: '15s', startsInFlight: 3 } };
     const argv = tunnelArgv(reverse);
     expect(argv).toEqual(expect.arrayContaining(['-R', '127.0.0.1:1080', 'ExitOnForwardFailure=yes', 'StrictHostKeyChecking=yes', 'UserKnownHostsFile=/site/known_hosts', 'ForwardAgent=no', 'IdentityFile=none']));
     expect(argv).not.toContain('-i');
