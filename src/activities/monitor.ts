@@ -1,14 +1,16 @@
 /**
  * Watches a running glidein for one round: every interval, one round trip for the tunnel's and the glidein's
- * processes and the SOCKS port, one condor_status for the registration. Returns at the end of the round, at the
- * deadline, or on the first fault, and leaves the decision to the workflow.
+ * processes and the SOCKS port, and its registration looked up in one condor_status per site shared by every
+ * glidein this worker monitors there (see registrationCheck). Returns at the end of the round, at the deadline,
+ * or on the first fault, and leaves the decision to the workflow.
  */
-import type { GlideinRef, MonitorReport } from '../common/types';
+import type { GlideinRef, MonitorReport, Registration } from '../common/types';
 import type { ActivityDeps } from './deps';
 import { asStep } from './failures';
 import { inspect, sleep, tailFile } from './processes';
-import { queryRegistration } from './registration';
-import { heartbeat, siteAccess } from './site-access';
+import { queryRegistration, querySiteRegistrations, type RegistrationCheck } from './registration';
+import { SharedLookup } from './shared-lookup';
+import { heartbeat, siteAccess, type SiteAccess } from './site-access';
 
 export interface MonitorRound {
   /** Epoch ms: the glidein's lifetime ends here. */
@@ -20,7 +22,36 @@ export interface MonitorRound {
   missedRegistrations?: number;
 }
 
+/** A shared answer is reused for at most half an interval, and never for more than this. */
+const SHARED_MAX_AGE_MS = 30_000;
+
+/**
+ * This glidein's registration, from the site-wide condor_status (every glidein of the site, one query per site
+ * and collector and freshness window, run in the container of the glidein whose check needed it). A glidein is
+ * never counted missing on another's word: when the shared query fails (that glidein's tunnel may be down) or
+ * does not list this glidein (its answer may predate the registration), the glidein asks for itself.
+ */
+export async function registrationCheck(lookup: SharedLookup<Map<string, Registration>>, access: SiteAccess, intervalMs: number, progress: () => unknown): Promise<RegistrationCheck> {
+  const { profile, ref } = access;
+  const signal = access.opts().signal;
+  const key = `${profile.name} ${profile.collector.host}:${profile.collector.port}`;
+  // Waiting on a query another activity runs: heartbeat meanwhile (its executor heartbeats for that one only).
+  const timer = setInterval(() => heartbeat(progress()), 1_000);
+  try {
+    const { value } = await lookup.get(key, Math.min(intervalMs / 2, SHARED_MAX_AGE_MS), () => querySiteRegistrations(access), signal);
+    const mine = value.get(ref.glideinId);
+    if (mine) return { registered: mine };
+  } catch (err) {
+    if (signal?.aborted) throw err;
+  } finally {
+    clearInterval(timer);
+  }
+  return queryRegistration(access);
+}
+
 export function createMonitorActivities(deps: ActivityDeps) {
+  // One per worker process (createActivities is called once): shared by every glidein monitored here.
+  const siteAds = new SharedLookup<Map<string, Registration>>();
   return {
     async monitorGlidein(ref: GlideinRef, round: MonitorRound): Promise<MonitorReport> {
       return asStep('monitor', async () => {
@@ -52,7 +83,7 @@ export function createMonitorActivities(deps: ActivityDeps) {
           if (!tunnel) {
             return { end: 'tunnel-down', checks: checks + 1, last: { at: new Date().toISOString(), tunnel, glidein, registered }, detail: `the SOCKS tunnel on port ${profile.tunnel.socksPort} is down` };
           }
-          const check = await queryRegistration(access);
+          const check = await registrationCheck(siteAds, access, round.intervalMs, () => ({ checks, last }));
           registered = !!check.registered;
           const detail = check.registered ? `${check.registered.name} ${check.registered.state}/${check.registered.activity}` : check.error ?? 'not in the collector';
           misses = registered ? 0 : misses + 1;

@@ -17,12 +17,21 @@ import { preloadEnv } from './proxychains';
 import { heartbeat, siteAccess, type SiteAccess } from './site-access';
 
 export function condorStatusArgv(profile: SiteProfile, instance: string, glideinId: string): string[] {
+  return statusArgv(profile, instance, `GlideinLaunchId == "${glideinId}"`, ['Name', 'State', 'Activity']);
+}
+
+/** Every glidein of this site in the collector (GlideinSite, from condorConfig), each with its GlideinLaunchId. */
+export function siteStatusArgv(profile: SiteProfile, instance: string): string[] {
+  return statusArgv(profile, instance, `GlideinSite == "${profile.name}"`, ['GlideinLaunchId', 'Name', 'State', 'Activity']);
+}
+
+function statusArgv(profile: SiteProfile, instance: string, constraint: string, attributes: string[]): string[] {
   return [
     containerRuntime(profile).executable, 'exec', `instance://${instance}`,
     ...profile.glidein.statusCommand,
     '-pool', `${profile.collector.host}:${profile.collector.port}`,
-    '-constraint', `GlideinLaunchId == "${glideinId}"`,
-    '-af', 'Name', 'State', 'Activity',
+    '-constraint', constraint,
+    '-af', ...attributes,
   ];
 }
 
@@ -38,6 +47,17 @@ export function parseAutoformat(stdout: string): Registration[] {
     });
 }
 
+/** `-af GlideinLaunchId Name State Activity`: the ads by launch id (ads without one are not ours). */
+export function parseSiteAds(stdout: string): Map<string, Registration> {
+  const ads = new Map<string, Registration>();
+  for (const line of stdout.split('\n')) {
+    const [id, name, state = 'undefined', activity = 'undefined'] = line.trim().split(/\s+/);
+    if (!id || !name || id === 'undefined' || id.startsWith('[proxychains]')) continue;
+    if (!ads.has(id)) ads.set(id, { name, state, activity });
+  }
+  return ads;
+}
+
 export type RegistrationCheck = { registered: Registration } | { registered: undefined; error?: string };
 
 export async function queryRegistration(access: SiteAccess): Promise<RegistrationCheck> {
@@ -46,6 +66,14 @@ export async function queryRegistration(access: SiteAccess): Promise<Registratio
   if (result.code !== 0) return { registered: undefined, error: `condor_status exited with ${result.code}: ${lastLines(result.stderr, 2)}` };
   const ads = parseAutoformat(result.stdout);
   return { registered: ads[0] };
+}
+
+/** The site's glideins in the collector, asked from inside this glidein's container; throws when condor_status fails. */
+export async function querySiteRegistrations(access: SiteAccess): Promise<Map<string, Registration>> {
+  const { profile, node } = access;
+  const result = await node.run(siteStatusArgv(profile, access.instance), access.opts({ env: preloadEnv(profile, access.paths.proxychainsConf, true), timeoutMs: 30_000 }));
+  if (result.code !== 0) throw new Error(`condor_status for site ${profile.name} exited with ${result.code}: ${lastLines(result.stderr, 2)}`);
+  return parseSiteAds(result.stdout);
 }
 
 interface ConfirmProgress {
