@@ -1,14 +1,19 @@
 /**
- * Crash matrix: the worker runs as its own process and is SIGKILLed at phase boundaries of a lifecycle and in
- * the middle of monitoring; a new worker process picks the lifecycle up. At every point the site holds at most
+ * Crash matrix: the worker runs as its own process and is SIGKILLed at phase boundaries of a lifecycle, in
+ * the middle of the long activities (the tunnel coming up, between two mounts, registration polling) and of
+ * monitoring; a new worker process picks the lifecycle up. At every point the site holds at most
  * one of each resource (never a second tunnel, mount, instance or glidein), after recovery exactly one, and
  * after teardown nothing.
  */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import type { WorkflowHandle } from '@temporalio/client';
 import { LaunchGlidein } from '../../src/workflows';
 import { drainSignal, statusQuery } from '../../src/workflows/messages';
+import { localSiteWith } from '../helpers/sites';
 import { createTestEnv } from '../helpers/temporal';
+import { SITE_PATHS, siteMounts, siteProcesses } from '../site/local-site';
 import { expectNoSecretsInHistories, startWorkerProcess, type WorkerProcess } from '../helpers/worker-process';
 import { EMPTY, footprint, type GlideinFootprint } from '../workflow/site-state';
 
@@ -16,8 +21,8 @@ const TASK_QUEUE = `crash-${process.pid}`;
 let env: TestWorkflowEnvironment;
 let worker: WorkerProcess | undefined;
 
-function startWorker(): WorkerProcess {
-  return startWorkerProcess(env, TASK_QUEUE, { LOG_LEVEL: 'error' });
+function startWorker(sitesDir?: string): WorkerProcess {
+  return startWorkerProcess(env, TASK_QUEUE, { LOG_LEVEL: 'error', ...(sitesDir ? { SITES_DIR: sitesDir } : {}) });
 }
 
 /** SIGKILL: the worker process dies as in a crash, mid-whatever it was doing. */
@@ -27,13 +32,13 @@ async function killWorker(): Promise<void> {
   await w?.stop('SIGKILL');
 }
 
-async function until<T>(what: string, probe: () => Promise<T | undefined | false>, timeoutMs = 120_000): Promise<T> {
+async function until<T>(what: string, probe: () => Promise<T | undefined | false>, timeoutMs = 120_000, everyMs = 50): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const v = await probe().catch(() => undefined);
     if (v) return v;
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
+    await new Promise((r) => setTimeout(r, everyMs));
   }
 }
 
@@ -58,6 +63,25 @@ const atMostOne = (f: GlideinFootprint) => {
   expect(f.ads.length).toBeLessThanOrEqual(1);
 };
 
+/**
+ * A new worker takes the lifecycle over: it reaches monitoring with no failed step and exactly one of each
+ * resource, and a drain leaves nothing.
+ */
+async function recoverAndDrain(id: string, handle: WorkflowHandle, sitesDir?: string): Promise<void> {
+  worker = startWorker(sitesDir);
+  const status = await until('monitoring after the restart', async () => {
+    const s = await handle.query(statusQuery);
+    return s.phase === 'monitoring' && s;
+  });
+  expect(status.steps.filter((s) => s.status === 'failed')).toEqual([]);
+  const held = await footprint(id);
+  expect([held.tunnels.length, held.glideins.length, held.instances.length, held.mounts.length, held.ads.length]).toEqual([1, 1, 1, 2, 1]);
+  await handle.signal(drainSignal);
+  expect((await handle.result()).endReason).toBe('drained');
+  await killWorker();
+  expect(await footprint(id)).toEqual(EMPTY);
+}
+
 beforeAll(async () => {
   env = await createTestEnv();
 }, 120_000);
@@ -79,19 +103,7 @@ describe('crash matrix: the worker process is killed, a new one finishes the lif
       await killWorker();
       atMostOne(await footprint(id));
 
-      worker = startWorker();
-      const status = await until('monitoring after the restart', async () => {
-        const s = await handle.query(statusQuery);
-        return s.phase === 'monitoring' && s;
-      });
-      expect(status.steps.filter((s) => s.status === 'failed')).toEqual([]);
-      const held = await footprint(id);
-      expect([held.tunnels.length, held.glideins.length, held.instances.length, held.mounts.length, held.ads.length]).toEqual([1, 1, 1, 2, 1]);
-
-      await handle.signal(drainSignal);
-      expect((await handle.result()).endReason).toBe('drained');
-      await killWorker();
-      expect(await footprint(id)).toEqual(EMPTY);
+      await recoverAndDrain(id, handle);
     },
     240_000,
   );
@@ -134,5 +146,71 @@ describe('crash matrix: the worker process is killed, a new one finishes the lif
     expect((await handle.result()).endReason).toBe('drained');
     await killWorker();
     expect(await footprint(id)).toEqual(EMPTY);
+  }, 240_000);
+
+  /**
+   * Killed while an activity is running, at a point the site shows: the retry on the new worker (after the
+   * heartbeat timeout) must find what the dead attempt did, or is still doing, and never do it twice.
+   */
+  async function crashMidActivity(opts: { name: string; activity: string; sitesDir?: string; at: string; reached: (id: string, handle: WorkflowHandle) => Promise<boolean> }) {
+    const id = `wf-crash-mid-${opts.name}-${Date.now()}`;
+    worker = startWorker(opts.sitesDir);
+    const handle = await env.client.workflow.start(LaunchGlidein, { taskQueue: TASK_QUEUE, workflowId: id, args: [{ site: 'local', lifetime: '10m' }] });
+    await until(opts.at, () => opts.reached(id, handle), 120_000, 15);
+    await killWorker();
+    expect(await completed(handle)).not.toContain(opts.activity); // killed in the middle, not after it
+    atMostOne(await footprint(id));
+
+    await recoverAndDrain(id, handle, opts.sitesDir);
+    return handle;
+  }
+
+  it('killed during openTunnel, its ssh started but not yet up: the retry takes that tunnel over, no second one', async () => {
+    await crashMidActivity({
+      name: 'tunnel',
+      activity: 'openTunnel',
+      at: 'the tunnel ssh on the worker node',
+      reached: async () => siteProcesses().some((p) => p.argv[0] === 'ssh' && / -D 127\.0\.0\.1:1080 /.test(p.cmdline)),
+    });
+  }, 240_000);
+
+  it('killed during mountCvmfs, between the two mounts (the second one under way): the retry waits for it, mounts nothing twice', async () => {
+    // Each mount takes 2 s, as a first mount filling cvmfs's cache does (a knob of the stand-in mountrepo).
+    const knob = path.join(SITE_PATHS.cvmfsexecDir, '.standin-mount-seconds');
+    fs.writeFileSync(knob, '2\n', { mode: 0o644 });
+    try {
+      await crashMidActivity({
+        name: 'mount',
+        activity: 'mountCvmfs',
+        at: 'the first repository mounted',
+        reached: async () => siteMounts().some((m) => m.target === `${SITE_PATHS.cvmfsDist}/cms.cern.ch`),
+      });
+    } finally {
+      fs.rmSync(knob, { force: true });
+    }
+  }, 240_000);
+
+  it('killed during confirmRegistration polling: the retry polls on against the same deadline, one glidein, one ad', async () => {
+    // The glidein's first update comes 8 s after its start (HTCondor's UPDATE_OFFSET): registration takes polls.
+    const sitesDir = localSiteWith((p) => (p.glidein.config.UPDATE_OFFSET = '8'));
+    try {
+      const handle = await crashMidActivity({
+        name: 'registration',
+        activity: 'confirmRegistration',
+        sitesDir,
+        at: 'confirmRegistration to have polled',
+        reached: async (_id, h) => {
+          const pending = (await h.describe()).raw.pendingActivities ?? [];
+          return pending.some((a) => a.activityType?.name === 'confirmRegistration' && a.heartbeatDetails);
+        },
+      });
+      // It completed in a later attempt than the one that was killed.
+      const events = (await handle.fetchHistory()).events ?? [];
+      const scheduled = events.find((e) => e.activityTaskScheduledEventAttributes?.activityType?.name === 'confirmRegistration');
+      const started = events.find((e) => String(e.activityTaskStartedEventAttributes?.scheduledEventId) === String(scheduled?.eventId));
+      expect(started?.activityTaskStartedEventAttributes?.attempt).toBeGreaterThan(1);
+    } finally {
+      fs.rmSync(sitesDir, { recursive: true, force: true });
+    }
   }, 240_000);
 });

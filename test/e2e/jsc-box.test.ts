@@ -22,6 +22,7 @@ const TASK_QUEUE = `box-${process.pid}`;
 
 let env: TestWorkflowEnvironment;
 let worker: WorkerProcess;
+let sites: string;
 
 /** The box's profile, and the same box with the tunnel that needs no key on the site. */
 function sitesDir(): string {
@@ -83,7 +84,8 @@ const NOTHING = { jobs: [], tunnels: [], glideins: [], instances: [], mounts: []
 beforeAll(async () => {
   await joinJscBox();
   env = await createTestEnv();
-  worker = startWorkerProcess(env, TASK_QUEUE, { SITES_DIR: sitesDir() });
+  sites = sitesDir();
+  worker = startWorkerProcess(env, TASK_QUEUE, { SITES_DIR: sites });
 }, 180_000);
 
 afterAll(async () => {
@@ -127,6 +129,26 @@ describe('LaunchGlidein in JSC in a box, driven by the temporal CLI', () => {
     const activities = history.events.filter((e: any) => e.activityTaskScheduledEventAttributes).map((e: any) => e.activityTaskScheduledEventAttributes.activityType.name);
     expect(activities[1]).toBe('allocateNode');
     expect(activities.at(-1)).toBe('releaseNode');
+    expect(await footprint(id)).toEqual(NOTHING);
+  });
+
+  it('the worker process killed right after allocateNode: a new worker finds the same Slurm job, never submits a second', async () => {
+    const id = `box-crash-${Date.now()}`;
+    const handle = await env.client.workflow.start('LaunchGlidein', { taskQueue: TASK_QUEUE, workflowId: id, args: [{ site: 'jsc-box' }] });
+    await until('allocateNode to complete', async () => {
+      const events = (await handle.fetchHistory()).events ?? [];
+      const allocation = events.find((e) => e.activityTaskScheduledEventAttributes?.activityType?.name === 'allocateNode');
+      return !!allocation && events.some((e) => String(e.activityTaskCompletedEventAttributes?.scheduledEventId) === String(allocation.eventId));
+    });
+    await worker.stop('SIGKILL');
+    expect((await footprint(id)).jobs).toEqual(['RUNNING@jwc01']);
+
+    worker = startWorkerProcess(env, TASK_QUEUE, { SITES_DIR: sites });
+    await until('monitoring after the restart', async () => (await status(id))?.phase === 'monitoring');
+    const held = await footprint(id);
+    expect([held.jobs, held.tunnels, held.glideins, held.instances, held.mounts]).toEqual([['RUNNING@jwc01'], ['worker'], ['worker'], ['worker'], ['worker', 'worker']]);
+    await handle.signal('drain');
+    expect(JSON.stringify(await handle.result())).toContain('drained');
     expect(await footprint(id)).toEqual(NOTHING);
   });
 
