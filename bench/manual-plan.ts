@@ -8,7 +8,7 @@ import * as path from 'node:path';
 import { instanceName } from '../src/common/naming';
 import { containerRuntime, cvmfsMountRoot, instanceStartArgv } from '../src/activities/container';
 import { leaseRoot } from '../src/activities/cvmfs';
-import { glideinArgv, glideinEnv } from '../src/activities/glidein';
+import { GLIDEIN_SETTLE_MS, glideinArgv, glideinEnv } from '../src/activities/glidein';
 import { preloadEnv, renderProxychainsConf } from '../src/activities/proxychains';
 import { condorStatusArgv } from '../src/activities/registration';
 import { pathsFor } from '../src/activities/site-access';
@@ -56,7 +56,7 @@ export function writeManualPlan(profile: SiteProfile, glideinId: string, control
     // openTunnel
     ['C_INSPECT_TUNNEL', sh(INSPECT_PROCESSES, paths.tunnelPid)],
     ['C_MKDIR', commandLine(['mkdir', '-p', paths.dir])],
-    ['C_SPAWN_TUNNEL', sh(SPAWN_DETACHED, paths.tunnelLog, paths.tunnelPid, '', '0', ...tunnelArgv(profile))],
+    ['C_SPAWN_TUNNEL', sh(SPAWN_DETACHED, paths.tunnelLog, paths.tunnelPid, '', '0', '0', ...tunnelArgv(profile))],
     // verifyOutbound, preloadProxychains
     ['C_WRITE_CONF', sh(WRITE_FILE, paths.dir, paths.proxychainsConf)],
     ['C_PROBE_OUTBOUND', commandLine([profile.proxychains.executable, '-f', paths.proxychainsConf, 'bash', '-c', TCP_PROBE, 'probe', check.host, String(check.port)])],
@@ -72,9 +72,9 @@ export function writeManualPlan(profile: SiteProfile, glideinId: string, control
     // startGlidein, confirmRegistration, stopGlidein
     ['C_INSPECT_GLIDEIN', sh(INSPECT_PROCESSES, paths.glideinPid)],
     ['C_MKDIR_CONDOR', commandLine(['mkdir', '-p', paths.condorLocal])],
-    ['C_SPAWN_GLIDEIN', commandLine(['sh', '-c', SPAWN_DETACHED, 'sh', paths.glideinLog, paths.glideinPid, '', '0', ...glideinArgv(profile, instance)], glideinEnv(profile, glideinId, paths))],
+    ['C_SPAWN_GLIDEIN', commandLine(['sh', '-c', SPAWN_DETACHED, 'sh', paths.glideinLog, paths.glideinPid, '', '0', String(GLIDEIN_SETTLE_MS / 100), ...glideinArgv(profile, instance)], glideinEnv(profile, glideinId, paths))],
     ['C_CONDOR_STATUS', commandLine(condorStatusArgv(profile, instance, glideinId), preloadEnv(profile, paths.proxychainsConf, true))],
-    ['C_SIGNAL_GLIDEIN_TERM', sh(SIGNAL_RECORDED, 'TERM', paths.glideinPid)],
+    ['C_STOP_GLIDEIN_TERM', sh(SIGNAL_RECORDED, 'TERM', paths.glideinPid, '100')],
     // closeTunnel
     ['C_SIGNAL_TUNNEL_TERM', sh(SIGNAL_RECORDED, 'TERM', paths.tunnelPid)],
   ];
@@ -85,7 +85,7 @@ export function writeManualPlan(profile: SiteProfile, glideinId: string, control
   ].join('\n');
   const file = path.join(dir, `${glideinId}.plan.sh`);
   fs.writeFileSync(file, text);
-  // openTunnel 4 (+polls), verifyOutbound 2, mountCvmfs 1 per repo, startContainer 3, preload 2, startGlidein 4,
-  // confirmRegistration 1 (+2 per extra poll), stopGlidein 3 (+polls), stopContainer 2, unmountCvmfs 1 + 1 per repo, closeTunnel 3 (+polls).
-  return { file, commands: 4 + 2 + repos.length + 3 + 2 + 4 + 1 + 3 + 2 + 1 + repos.length + 3 };
+  // openTunnel 4 (+polls), verifyOutbound 2, mountCvmfs 1 per repo, startContainer 3, preload 2, startGlidein 3,
+  // confirmRegistration 1 (+2 per extra poll), stopGlidein 1, stopContainer 2, unmountCvmfs 1 + 1 per repo, closeTunnel 3 (+polls).
+  return { file, commands: 4 + 2 + repos.length + 3 + 2 + 3 + 1 + 1 + 2 + 1 + repos.length + 3 };
 }

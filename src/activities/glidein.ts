@@ -10,7 +10,7 @@ import type { SiteProfile } from '../site/profile';
 import { containerRuntime } from './container';
 import type { ActivityDeps } from './deps';
 import { PermanentFault, asStep } from './failures';
-import { inspect, signalRecorded, sleep, spawnDetached, tailFile } from './processes';
+import { inspect, signalAndWait, spawnDetached, tailFile } from './processes';
 import { preloadEnv } from './proxychains';
 import { heartbeat, siteAccess, type GlideinPaths, type SiteAccess } from './site-access';
 
@@ -67,8 +67,12 @@ export async function glideinState(access: SiteAccess) {
   return snap.processes.get(access.paths.glideinPid)!;
 }
 
+/** How long a started glidein must stay up, watched on the site in the spawn's round trip, to count as started. */
+export const GLIDEIN_SETTLE_MS = 300;
+/** The longest a stop waits on the site in one round trip (heartbeats go on meanwhile; see site-access). */
+const STOP_WAIT_SLICE_MS = 10_000;
+
 export function createGlideinActivities(deps: ActivityDeps) {
-  const pollMs = deps.pollMs ?? 200;
   return {
     async startGlidein(ref: GlideinRef, retirement?: Retirement): Promise<{ process: ProcessRef; reused: boolean }> {
       return asStep('startGlidein', async () => {
@@ -77,16 +81,14 @@ export function createGlideinActivities(deps: ActivityDeps) {
         const state = await glideinState(access);
         if (state.alive) return { process: state.recorded!, reused: true };
         await runChecked(node, 'creating the HTCondor local directory', ['mkdir', '-p', paths.condorLocal], access.opts());
+        // A glidein that cannot start (missing binary, bad config) dies at once: the spawn watches it for a moment.
         const spawned = await spawnDetached(
           node,
           glideinArgv(profile, access.instance),
-          { log: paths.glideinLog, pidFile: paths.glideinPid },
+          { log: paths.glideinLog, pidFile: paths.glideinPid, settleMs: GLIDEIN_SETTLE_MS },
           access.opts({ env: glideinEnv(profile, ref.glideinId, paths, retirement) }),
         );
-        // A glidein that cannot start (missing binary, bad config) dies at once: say so now, with its log.
-        await sleep(Math.max(pollMs, 500), access.opts().signal);
-        const now = await glideinState(access);
-        if (!('started' in spawned) || !now.alive) {
+        if (!('started' in spawned)) {
           const log = await tailFile(node, paths.glideinLog, 8, access.opts());
           if (/executable file not found|no such file or directory|not found in \$PATH/i.test(log)) {
             throw new PermanentFault(`glidein.startCommand ${profile.glidein.startCommand[0]} cannot be run in ${access.instance} on ${node.target}: ${log.split('\n').pop()}`, 'GlideinStartFailed');
@@ -97,26 +99,28 @@ export function createGlideinActivities(deps: ActivityDeps) {
       });
     },
 
+    /** Each signal and the wait after it on the site, one round trip per signal (and per further 10 s of waiting). */
     async stopGlidein(ref: GlideinRef, mode: ShutdownMode): Promise<UndoOutcome> {
       return asStep('stopGlidein', async () => {
         const access = await siteAccess(deps, ref);
         const { node, paths, profile } = access;
         const graceMs = parseDuration(mode === 'drain' ? profile.glidein.drainGrace : profile.glidein.stopGrace);
-        const first = await glideinState(access);
-        if (!first.alive) return { detail: 'no glidein running' };
-        const pid = first.recorded!.pid;
         const steps: Array<['TERM' | 'QUIT' | 'KILL', number, string]> = [
           ['TERM', graceMs, 'graceful shutdown'],
           ['QUIT', 10_000, 'fast shutdown'],
           ['KILL', 5_000, 'killed'],
         ];
+        let pid: number | undefined;
         for (const [signal, waitMs, how] of steps) {
-          await signalRecorded(node, signal, paths.glideinPid, access.opts());
           const until = Date.now() + waitMs;
-          while (Date.now() < until) {
-            if (!(await glideinState(access)).alive) return { detail: `glidein pid ${pid} ended (${how}, SIG${signal})` };
+          let send: typeof signal | undefined = signal;
+          for (;;) {
+            const outcome = await signalAndWait(node, send, paths.glideinPid, Math.min(STOP_WAIT_SLICE_MS, until - Date.now()), access.opts());
+            send = undefined;
+            if (outcome.state === 'ended' || outcome.state === 'running') pid = outcome.pid;
+            if (outcome.state !== 'running') return pid === undefined ? { detail: 'no glidein running' } : { detail: `glidein pid ${pid} ended (${how}, SIG${signal})` };
             heartbeat({ stopping: pid, signal });
-            await sleep(pollMs, access.opts().signal);
+            if (Date.now() >= until) break;
           }
         }
         throw new Error(`glidein pid ${pid} on ${node.target} survived SIGKILL`);

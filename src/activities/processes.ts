@@ -49,12 +49,15 @@ export interface SpawnOptions {
   pidFile: string;
   /** Return only once this text appears in the (fresh) log, within `seconds`. */
   awaitLog?: { marker: string; seconds: number };
+  /** Without awaitLog: watch the process this long on the site, and report `exitedAtOnce` if it ends within it. */
+  settleMs?: number;
 }
 
 /** Starts argv detached in its own session, output appended to `log`, and records it in `pidFile`. */
 export async function spawnDetached(exec: Executor, argv: string[], files: SpawnOptions, opts: RunOptions): Promise<SpawnResult> {
-  const awaited = files.awaitLog ? [files.awaitLog.marker, String(files.awaitLog.seconds)] : ['', '0'];
-  const timeoutMs = files.awaitLog ? files.awaitLog.seconds * 1000 + 30_000 : opts.timeoutMs;
+  const settle = files.awaitLog ? 0 : tenths(files.settleMs ?? 0);
+  const awaited = files.awaitLog ? [files.awaitLog.marker, String(files.awaitLog.seconds), '0'] : ['', '0', String(settle)];
+  const timeoutMs = files.awaitLog ? files.awaitLog.seconds * 1000 + 30_000 : settle > 0 ? settle * 100 + 30_000 : opts.timeoutMs;
   const result = await runChecked(exec, `starting ${argv[0]}`, ['sh', '-c', SPAWN_DETACHED, 'sh', files.log, files.pidFile, ...awaited, ...argv], { ...opts, timeoutMs });
   const words = result.stdout.trim().split(/\s+/);
   const ref = { pid: Number(words[1]), startTime: words[2] };
@@ -67,6 +70,25 @@ export async function spawnDetached(exec: Executor, argv: string[], files: Spawn
 export async function signalRecorded(exec: Executor, signal: 'TERM' | 'QUIT' | 'KILL', pidFile: string, opts: RunOptions): Promise<boolean> {
   const result = await runChecked(exec, `sending SIG${signal}`, ['sh', '-c', SIGNAL_RECORDED, 'sh', signal, pidFile], opts);
   return result.stdout.startsWith('signalled');
+}
+
+export type WaitOutcome = { state: 'no-pidfile' | 'gone' } | { state: 'ended' | 'running'; pid: number };
+
+/**
+ * One round trip: sends `signal` (none if undefined) to the recorded process group, then waits on the site up
+ * to `waitMs` for the process to end. `gone`: it was not running (nothing sent).
+ */
+export async function signalAndWait(exec: Executor, signal: 'TERM' | 'QUIT' | 'KILL' | undefined, pidFile: string, waitMs: number, opts: RunOptions): Promise<WaitOutcome> {
+  const wait = tenths(waitMs);
+  const result = await runChecked(exec, signal ? `sending SIG${signal}` : 'waiting for a process to end', ['sh', '-c', SIGNAL_RECORDED, 'sh', signal ?? '', pidFile, String(wait)], { ...opts, timeoutMs: wait * 100 + 30_000 });
+  const [state, pid] = result.stdout.trim().split(/\s+/);
+  if (state === 'ended' || state === 'running') return { state, pid: Number(pid) };
+  if (state === 'no-pidfile' || state === 'gone') return { state };
+  throw new Error(`unexpected output from the stop script on ${exec.target}: ${result.stdout.trim().slice(0, 200)}`);
+}
+
+function tenths(ms: number): number {
+  return Math.max(0, Math.ceil(ms / 100));
 }
 
 export function sleep(ms: number, signal?: AbortSignal): Promise<void> {

@@ -5,24 +5,33 @@
  */
 
 /**
- * Start argv[5…] detached in its own session, output appended to $1, recorded as "pid starttime" in $2; print
- * `started <pid> <start>` or `exited <pid>`. With a marker ($3) and a wait in seconds ($4), the log is started
- * afresh and the script returns only once the marker appears in it (or the process ends, or the wait is over:
- * `waiting <pid> <start>`), so that what the process needs from this session (a forwarded agent) stays there
- * until it is done with it.
+ * Start argv[6…] detached in its own session, output appended to $1, recorded as "pid starttime" in $2; print
+ * `started <pid> <start>` or `exited <pid>`. Without a marker, the process is watched for $5 tenths of a second
+ * and reported `exited` if it ends within them (a start command that cannot run dies at once), so starting and
+ * seeing it survive its start is one round trip. With a marker ($3) and a wait in seconds ($4), the log is
+ * started afresh and the script returns only once the marker appears in it (or the process ends, or the wait is
+ * over: `waiting <pid> <start>`), so that what the process needs from this session (a forwarded agent) stays
+ * there until it is done with it.
  */
-export const SPAWN_DETACHED = `log=$1; pidfile=$2; marker=$3; wait=$4; shift 4
+export const SPAWN_DETACHED = `log=$1; pidfile=$2; marker=$3; wait=$4; settle=$5; shift 5
 [ -n "$marker" ] && : > "$log"
 setsid "$@" </dev/null >>"$log" 2>&1 &
 pid=$!
 stat=$(cat /proc/$pid/stat 2>/dev/null) || { echo "exited $pid"; exit 0; }
 start=$(printf '%s\\n' "$stat" | sed 's/^.*) //' | cut -d' ' -f20)
 printf '%s %s\\n' "$pid" "$start" > "$pidfile.tmp" && mv "$pidfile.tmp" "$pidfile"
-[ -z "$marker" ] && { echo "started $pid $start"; exit 0; }
+ended() { case $(sed 's/^.*) //' /proc/$pid/stat 2>/dev/null | cut -d' ' -f1) in ''|Z|X) return 0;; esac; return 1; }
 i=0
+if [ -z "$marker" ]; then
+  while [ $i -lt "$settle" ]; do
+    sleep 0.1; i=$((i + 1))
+    ended && { echo "exited $pid"; exit 0; }
+  done
+  echo "started $pid $start"; exit 0
+fi
 while [ $i -lt $((wait * 10)) ]; do
   grep -qF -- "$marker" "$log" && { echo "started $pid $start"; exit 0; }
-  case $(sed 's/^.*) //' /proc/$pid/stat 2>/dev/null | cut -d' ' -f1) in ''|Z|X) echo "exited $pid"; exit 0;; esac
+  ended && { echo "exited $pid"; exit 0; }
   sleep 0.1; i=$((i + 1))
 done
 echo "waiting $pid $start"`;
@@ -48,17 +57,29 @@ for t in /proc/net/tcp /proc/net/tcp6; do
 done
 exit 0`;
 
-/** Signal the process group led by a recorded pid, only if the pid still has the recorded start time. */
-export const SIGNAL_RECORDED = `sig=$1; pidfile=$2
+/**
+ * Signal ($1; none if empty) the process group led by a recorded pid ($2), only if the pid still has the
+ * recorded start time: prints `no-pidfile`, `gone` (not running: nothing sent) or `signalled <pid>`. With $3,
+ * then wait up to $3 tenths of a second for it to end, on the site: `ended <pid>` or `running <pid>`, so a stop
+ * is one round trip per wait instead of a poll each.
+ */
+export const SIGNAL_RECORDED = `sig=$1; pidfile=$2; wait=$3
 { read -r pid start _; } < "$pidfile" 2>/dev/null || { echo "no-pidfile"; exit 0; }
 case $pid in ''|*[!0-9]*) echo "no-pidfile"; exit 0;; esac
-stat=$(cat /proc/$pid/stat 2>/dev/null) || { echo "gone"; exit 0; }
-rest=$(printf '%s\\n' "$stat" | sed 's/^.*) //')
-actual=$(printf '%s\\n' "$rest" | cut -d' ' -f20)
-[ "$actual" = "$start" ] || { echo "gone"; exit 0; }
-case $(printf '%s\\n' "$rest" | cut -d' ' -f1) in Z|X) echo "gone"; exit 0;; esac
-kill -s "$sig" -- "-$pid" 2>/dev/null || kill -s "$sig" "$pid" 2>/dev/null
-echo "signalled $pid"`;
+running() {
+  rest=$(sed 's/^.*) //' /proc/$pid/stat 2>/dev/null) || return 1
+  [ "$(printf '%s\\n' "$rest" | cut -d' ' -f20)" = "$start" ] || return 1
+  case $(printf '%s\\n' "$rest" | cut -d' ' -f1) in Z|X) return 1;; esac
+}
+running || { echo "gone"; exit 0; }
+[ -n "$sig" ] && { kill -s "$sig" -- "-$pid" 2>/dev/null || kill -s "$sig" "$pid" 2>/dev/null; }
+[ -z "$wait" ] && { echo "signalled $pid"; exit 0; }
+i=0
+while [ $i -lt "$wait" ]; do
+  sleep 0.1; i=$((i + 1))
+  running || { echo "ended $pid"; exit 0; }
+done
+echo "running $pid"`;
 
 /** Write stdin to $2 (mode 600) inside directory $1, atomically. */
 export const WRITE_FILE = `umask 077; mkdir -p "$1" && cat > "$2.tmp" && mv "$2.tmp" "$2"`;
