@@ -21,8 +21,15 @@ const fastMonitor = (more: (p: any) => void = () => undefined) =>
     more(p);
   });
 
+/** Signals each pid; one that ended since it was listed (a session closing by itself) is not an error. */
 function kill(pids: number[], signal: NodeJS.Signals): void {
-  for (const pid of pids) process.kill(pid, signal);
+  for (const pid of pids) {
+    try {
+      process.kill(pid, signal);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ESRCH') throw err;
+    }
+  }
 }
 
 describe('LaunchGlidein while monitoring', () => {
@@ -86,8 +93,11 @@ describe('LaunchGlidein while monitoring', () => {
 
       // sshd restarts: the listener goes, and every session with it (ours, the jump to the worker node, the tunnel's).
       await stopService('login');
-      kill(allProcesses().filter((p) => p.cmdline.startsWith('sshd: glidein')).map((p) => p.pid), 'SIGKILL');
-      await startService('login');
+      try {
+        kill(allProcesses().filter((p) => p.cmdline.startsWith('sshd: glidein')).map((p) => p.pid), 'SIGKILL');
+      } finally {
+        await startService('login'); // never leave the shared test site without its login node
+      }
 
       const repaired = await waitFor('the tunnel to be reopened after the restart', async () => {
         const s = await handle.query(statusQuery);
