@@ -4,7 +4,7 @@ import tseslint from 'typescript-eslint';
 import { builtinModules } from 'node:module';
 
 export default tseslint.config(
-  { ignores: ['lib/**', 'node_modules/**', 'coverage/**', 'test/standins/**', '**/*.mjs', '*.config.js', '.scratch/**'] },
+  { ignores: ['lib/**', 'node_modules/**', 'coverage/**', 'test/standins/**', '**/*.mjs', '*.config.js', '.scratch/**', 'bench/.build/**'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {

@@ -15,17 +15,20 @@
  *
  *   npx ts-node bench/fleet-scale.ts
  *   env: BENCH_FLEET (100,500,1000)  BENCH_FLEET_INTERVAL (60s: monitor.interval)  BENCH_FLEET_REPORT (10m: reportEvery)
- *        BENCH_FLEET_WINDOW (180 s)  BENCH_FLEET_START_RATE (20/s)  BENCH_ACTIVITY_SLOTS (N+50; "default" = the SDK's 100)
+ *        BENCH_FLEET_WINDOW (180 s)  BENCH_FLEET_START_RATE (20/s)  BENCH_ACTIVITY_SLOTS (production's MAX_CONCURRENT_ACTIVITIES)
  *        BENCH_FLEET_SETUP_TIMEOUT (1800 s)  BENCH_FLEET_MEM_FRACTION (0.5)  BENCH_RESULTS_NAME (fleet-scale)
  */
-import { fork, type ChildProcess } from 'node:child_process';
+import { fork, spawnSync, type ChildProcess } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
 import * as http from 'node:http';
 import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
+import { bundleWorkflowCode } from '@temporalio/worker';
 import type { WorkflowHandle } from '@temporalio/client';
 import { parseDuration } from '../src/common/duration';
 import { LaunchGlidein } from '../src/workflows';
+import { configFromEnv } from '../src/worker';
 import { statusQuery, stopSignal } from '../src/workflows/messages';
 import { createTestEnv } from '../test/helpers/temporal';
 import { allProcesses, joinLocalSite, leaveLocalSite } from '../test/site/local-site';
@@ -58,6 +61,9 @@ const START_RATE = envInt('BENCH_FLEET_START_RATE', 20);
 const SETUP_TIMEOUT_S = envInt('BENCH_FLEET_SETUP_TIMEOUT', 1800);
 const MEM_FRACTION = Number(process.env.BENCH_FLEET_MEM_FRACTION ?? '0.5');
 const SLOTS = process.env.BENCH_ACTIVITY_SLOTS;
+const BUILD_DIR = path.join(ROOT, 'bench', '.build');
+let workerScript = '';
+const PRODUCTION_SLOTS = `production default (${configFromEnv({}).maxConcurrentActivities})`;
 const METRICS_PORT = freePorts(1, 29_400)[0];
 /** Name of the results file (bench/results/<name>.json), e.g. for a run with other settings. */
 const NAME = process.env.BENCH_RESULTS_NAME ?? 'fleet-scale';
@@ -76,7 +82,7 @@ interface WorkerStats {
 interface FleetResult {
   n: number;
   skipped?: string;
-  activitySlots: number | 'SDK default (100)';
+  activitySlots: number | string;
   setup?: {
     seconds: number;
     monitoring: number;
@@ -170,9 +176,21 @@ function histogramDelta(a: Histograms, b: Histograms): Record<string, { count: n
 
 // ---------------------------------------------------------------------------------------------------
 
+/**
+ * The worker runs as production does, compiled (no ts-node, no TypeScript compiler in its memory) with the
+ * prebuilt workflow bundle: bench/fleet-worker.ts and what it imports go to bench/.build.
+ */
+async function buildWorker(): Promise<string> {
+  const built = spawnSync(process.execPath, [require.resolve('typescript/bin/tsc'), '-p', path.join(ROOT, 'tsconfig.bench.json')], { cwd: ROOT, encoding: 'utf8' });
+  if (built.status !== 0) throw new Error(`compiling the fleet worker failed:\n${built.stdout}${built.stderr}`);
+  const { code } = await bundleWorkflowCode({ workflowsPath: require.resolve('../src/workflows'), logger: { trace() {}, debug() {}, info() {}, warn() {}, error() {}, log() {} } });
+  writeFileSync(path.join(BUILD_DIR, 'src', 'workflow-bundle.js'), code);
+  return path.join(BUILD_DIR, 'bench', 'fleet-worker.js');
+}
+
 function startWorker(env: TestWorkflowEnvironment, sitesDir: string, taskQueue: string, slots: number | undefined): Promise<ChildProcess> {
-  const child = fork(path.join(__dirname, 'fleet-worker.ts'), [], {
-    execArgv: ['-r', 'ts-node/register'],
+  const child = fork(workerScript, [], {
+    execArgv: [],
     cwd: ROOT,
     env: {
       ...process.env,
@@ -223,7 +241,7 @@ async function runFleet(env: TestWorkflowEnvironment, n: number, cvmfsexecDir: s
   const tag = Date.now().toString(36);
   const prefix = `bench-fleet-${tag}-`;
   const ports = freePorts(n, 23_000);
-  const slots = SLOTS === 'default' ? undefined : SLOTS ? Number(SLOTS) : n + 50;
+  const slots = SLOTS ? Number(SLOTS) : undefined;
   const sitesDir = benchSites(
     ports.map((port, k) => ({
       name: `bench-fleet-${k}`,
@@ -238,7 +256,7 @@ async function runFleet(env: TestWorkflowEnvironment, n: number, cvmfsexecDir: s
     })),
   );
   const taskQueue = `bench-fleet-${tag}`;
-  const result: FleetResult = { n, activitySlots: slots ?? 'SDK default (100)' };
+  const result: FleetResult = { n, activitySlots: slots ?? PRODUCTION_SLOTS };
   const child = await startWorker(env, sitesDir, taskQueue, slots);
   await sleep(2000);
   const memBefore = meminfo('MemAvailable') / 1024;
@@ -364,6 +382,7 @@ async function runFleet(env: TestWorkflowEnvironment, n: number, cvmfsexecDir: s
 }
 
 async function main(): Promise<void> {
+  workerScript = await buildWorker();
   await joinLocalSite();
   const before = machineState();
   console.log(`fleet scale: one worker process, N glideins, monitor.interval ${INTERVAL}, reportEvery ${REPORT}, window ${WINDOW_S} s; ${describeMachine(before)}\n`);
@@ -378,7 +397,7 @@ async function main(): Promise<void> {
       if (perGlideinMb !== undefined && perGlideinMb * n > MEM_FRACTION * available) {
         const why = `projected ${Math.round(perGlideinMb * n)} MB (${perGlideinMb.toFixed(1)} MB per glidein at the previous N) > ${MEM_FRACTION} × ${Math.round(available)} MB available`;
         console.log(`N=${n}: skipped: ${why}`);
-        results.push({ n, skipped: why, activitySlots: SLOTS === 'default' ? 'SDK default (100)' : SLOTS ? Number(SLOTS) : n + 50 });
+        results.push({ n, skipped: why, activitySlots: SLOTS ? Number(SLOTS) : PRODUCTION_SLOTS });
         continue;
       }
       console.log(`N=${n}:`);
@@ -399,7 +418,7 @@ async function main(): Promise<void> {
 }
 
 function settings() {
-  return { fleet: FLEET, interval: INTERVAL, reportEvery: REPORT, windowSeconds: WINDOW_S, startRate: START_RATE, activitySlots: SLOTS ?? 'N+50' };
+  return { fleet: FLEET, interval: INTERVAL, reportEvery: REPORT, windowSeconds: WINDOW_S, startRate: START_RATE, activitySlots: SLOTS ?? PRODUCTION_SLOTS };
 }
 
 function report(results: FleetResult[], before: ReturnType<typeof machineState>, after: ReturnType<typeof machineState>, final: boolean): void {

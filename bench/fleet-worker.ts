@@ -3,7 +3,7 @@
  * configuration (src/worker.ts: namespace, task queue, workflowsPath, createActivities over one SshPool), plus
  * for measuring — the SDK's Prometheus metrics on BENCH_METRICS_ADDRESS, every site command timed by an
  * Executor decorator (ActivityDeps.executorsFor) and every monitor round's arguments recorded — and, when
- * BENCH_ACTIVITY_SLOTS is set, maxConcurrentActivityTaskExecutions (production uses the SDK default, 100).
+ * BENCH_ACTIVITY_SLOTS is set, maxConcurrentActivityTaskExecutions (else production's MAX_CONCURRENT_ACTIVITIES).
  * Answers {type:'stats', from, to} over IPC with check-loop lateness and command times; {type:'shutdown'}.
  */
 import { performance } from 'node:perf_hooks';
@@ -15,7 +15,7 @@ import type { MonitorRound } from '../src/activities/monitor';
 import type { GlideinRef } from '../src/common/types';
 import { SshPool } from '../src/remote/ssh';
 import { SiteRegistry } from '../src/site/load';
-import { workflowSource } from '../src/worker';
+import { configFromEnv, fleetOptions, workflowSource } from '../src/worker';
 import { stats, TimedExecutor, type CommandTiming } from './lib';
 
 const env = process.env;
@@ -102,6 +102,8 @@ async function main(): Promise<void> {
       r.end = Date.now();
     }
   };
+  // Production's sizing (src/worker.ts: MAX_CONCURRENT_ACTIVITIES, WORKFLOW_CACHE_SIZE), unless the benchmark sets slots.
+  const config = configFromEnv(env);
   const slots = env.BENCH_ACTIVITY_SLOTS ? Number(env.BENCH_ACTIVITY_SLOTS) : undefined;
   const worker = await Worker.create({
     connection,
@@ -109,6 +111,7 @@ async function main(): Promise<void> {
     taskQueue: env.BENCH_TASK_QUEUE!,
     ...workflowSource(),
     activities,
+    ...fleetOptions(config),
     ...(slots ? { maxConcurrentActivityTaskExecutions: slots } : {}),
   });
 

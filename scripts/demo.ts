@@ -16,7 +16,7 @@ import { joinJscBox, leaveJscBox } from '../test/box/jsc-box';
 import { joinLocalSite, leaveLocalSite } from '../test/site/local-site';
 import { installRuntimeLogger, logger } from '../src/logger';
 import { SshPool } from '../src/remote/ssh';
-import { createWorker, DEFAULT_TASK_QUEUE } from '../src/worker';
+import { configFromEnv, createWorker, DEFAULT_TASK_QUEUE } from '../src/worker';
 import { LaunchGlidein } from '../src/workflows';
 import { drainSignal, SEARCH_ATTRIBUTES, statusQuery, type GlideinStatus } from '../src/workflows/messages';
 import { temporalCli } from '../test/helpers/temporal-cli';
@@ -56,7 +56,7 @@ async function main(): Promise<void> {
     const ssh = new SshPool();
     const nativeConnection = await NativeConnection.connect({ address: `127.0.0.1:${PORT}` });
     const worker = await createWorker(
-      { address: `127.0.0.1:${PORT}`, namespace: 'default', taskQueue: DEFAULT_TASK_QUEUE, sitesDir: path.join(__dirname, '..', 'sites') },
+      { ...configFromEnv({}), address: `127.0.0.1:${PORT}`, sitesDir: path.join(__dirname, '..', 'sites') },
       nativeConnection,
       ssh,
     );

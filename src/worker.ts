@@ -2,6 +2,10 @@
  * The worker: runs LaunchGlidein and its activities, reaching sites over SSH from this machine.
  *   TEMPORAL_ADDRESS   (default localhost:7233)   TEMPORAL_NAMESPACE (default "default")
  *   TASK_QUEUE         (default "glideins")        SITES_DIR          (default ./sites)
+ *   MAX_CONCURRENT_ACTIVITIES (default 1200)       WORKFLOW_CACHE_SIZE (default 250)
+ * Sized for a fleet: every glidein being monitored holds one activity slot for its whole monitor round (the
+ * SDK's default of 100 slots would leave the 101st glidein unwatched), while its workflow sits idle between
+ * reports and need not stay cached (an evicted one replays its ~100 events on its next task).
  */
 import { existsSync } from 'node:fs';
 import * as path from 'node:path';
@@ -21,6 +25,17 @@ export interface WorkerConfig {
   namespace: string;
   taskQueue: string;
   sitesDir: string;
+  /** Activities run at once: one per monitored glidein, plus the setups and teardowns under way. */
+  maxConcurrentActivities: number;
+  /** Workflows kept in memory between their tasks. */
+  workflowCacheSize: number;
+}
+
+function positiveInt(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallback;
+  if (!/^[1-9][0-9]{0,6}$/.test(raw)) throw new Error(`${name}: expected a positive whole number, got ${JSON.stringify(raw)}`);
+  return Number(raw);
 }
 
 export function configFromEnv(env: NodeJS.ProcessEnv = process.env): WorkerConfig {
@@ -29,7 +44,14 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): WorkerConfi
     namespace: env.TEMPORAL_NAMESPACE ?? 'default',
     taskQueue: env.TASK_QUEUE ?? DEFAULT_TASK_QUEUE,
     sitesDir: path.resolve(env.SITES_DIR ?? path.join(__dirname, '..', 'sites')),
+    maxConcurrentActivities: positiveInt(env, 'MAX_CONCURRENT_ACTIVITIES', 1200),
+    workflowCacheSize: positiveInt(env, 'WORKFLOW_CACHE_SIZE', 250),
   };
+}
+
+/** The worker options that size it for a fleet (see the top of this file). */
+export function fleetOptions(config: WorkerConfig) {
+  return { maxConcurrentActivityTaskExecutions: config.maxConcurrentActivities, maxCachedWorkflows: config.workflowCacheSize };
 }
 
 /** The prebuilt bundle (`npm run build` writes lib/workflow-bundle.js) when there is one, else the sources. */
@@ -45,6 +67,7 @@ export async function createWorker(config: WorkerConfig, connection: NativeConne
     namespace: config.namespace,
     taskQueue: config.taskQueue,
     ...workflowSource(),
+    ...fleetOptions(config),
     activities: createActivities({ sites: new SiteRegistry(config.sitesDir), ssh }),
   });
 }

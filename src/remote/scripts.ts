@@ -97,7 +97,8 @@ export const TCP_PROBE = `exec 3<>"/dev/tcp/$1/$2"`;
  * MOUNT_LEASE repo=$2 id=$3 mountrepo=$4 target=$5: take this glidein's lease (before mounting, so a crash
  * leaves a lease the teardown finds), then mount unless it already is. Prints `mounted` (mounted now),
  * `shared <n>` (a lease holder's mount, n leases in all) or `external` (mounted by someone else: never ours to
- * unmount). A failed mountrepo drops the lease and exits with mountrepo's status, its output on stderr.
+ * unmount). A failed mountrepo drops the lease and the mark (nothing is mounted) and exits with mountrepo's
+ * status, its output on stderr.
  * mountrepo runs without the lock's descriptor: the FUSE daemon it leaves behind must not hold the lock.
  */
 export const MOUNT_LEASE = `set -u
@@ -112,7 +113,7 @@ if awk -v t="$5" '$2 == t { f = 1 } END { exit !f }' /proc/self/mounts; then
 fi
 : > "$dir/.ours"
 out=$("$4" "$2" 2>&1 9>&-); rc=$?
-if [ $rc -ne 0 ]; then rm -f "$dir/$3"; printf '%s\\n' "$out" >&2; exit $rc; fi
+if [ $rc -ne 0 ]; then rm -f "$dir/$3" "$dir/.ours"; printf '%s\\n' "$out" >&2; exit $rc; fi
 echo mounted`;
 
 /**
