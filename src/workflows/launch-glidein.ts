@@ -73,6 +73,9 @@ const setupOptions = (startToCloseTimeout: number, maximumAttempts = 4, heartbea
 const plan = proxyActivities<GlideinActivities>(setupOptions(30_000, 3));
 const site = proxyActivities<GlideinActivities>(setupOptions(120_000, 4, 15_000));
 const cvmfs = proxyActivities<GlideinActivities>(setupOptions(600_000, 3, 15_000));
+// A tunnel start may queue behind others towards the same sshd (tunnel.startsInFlight), heartbeating while it
+// waits: a fleet starting at once must not time out in that queue.
+const tunnels = proxyActivities<GlideinActivities>(setupOptions(1_800_000, 4, 15_000));
 const undo = proxyActivities<GlideinActivities>({ startToCloseTimeout: 180_000, heartbeatTimeout: 15_000, retry: retry(5) });
 
 export async function LaunchGlidein(input: LaunchGlideinInput): Promise<LaunchResult> {
@@ -206,7 +209,7 @@ export async function LaunchGlidein(input: LaunchGlideinInput): Promise<LaunchRe
       }
     }
     hold({ kind: 'tunnel', socksPort: 0 });
-    const tunnel = await step('openTunnel', () => site.openTunnel(ref), (t) => `${t.reused ? 'reused' : 'opened'} SOCKS 127.0.0.1:${t.socksPort}, pid ${t.process.pid}`);
+    const tunnel = await step('openTunnel', () => tunnels.openTunnel(ref), (t) => `${t.reused ? 'reused' : 'opened'} SOCKS 127.0.0.1:${t.socksPort}, pid ${t.process.pid}`);
     status.held[status.held.length - 1] = { kind: 'tunnel', socksPort: tunnel.socksPort };
     await step('verifyOutbound', () => site.verifyOutbound(ref), (r) => `reached ${r.target}: ${r.chain}`);
     hold({ kind: 'cvmfs', repositories: p.repositories });
@@ -258,7 +261,7 @@ export async function LaunchGlidein(input: LaunchGlideinInput): Promise<LaunchRe
         case 'tunnel-down':
           if (++tunnelRepairs > MAX_TUNNEL_REPAIRS) throw ApplicationFailure.nonRetryable(`the tunnel went down ${tunnelRepairs} times; giving up`, 'TunnelUnstable');
           log.warn('tunnel down, reopening', { glideinId: ref.glideinId, repairs: tunnelRepairs });
-          await step('openTunnel', () => site.openTunnel(ref), (t) => `reopened after a drop: pid ${t.process.pid}`);
+          await step('openTunnel', () => tunnels.openTunnel(ref), (t) => `reopened after a drop: pid ${t.process.pid}`);
           continue;
         case 'unregistered':
           throw ApplicationFailure.nonRetryable(`glidein ${ref.glideinId} is running but no longer in the collector: ${report.detail}`, 'GlideinUnregistered');
