@@ -1,14 +1,14 @@
 /**
  * Watches a running glidein for one round: every interval, one round trip for the tunnel's and the glidein's
- * processes and the SOCKS port, and its registration looked up in one condor_status per site shared by every
- * glidein this worker monitors there (see registrationCheck). Returns at the end of the round, at the deadline,
+ * processes and the SOCKS port, and its registration looked up in one condor_status per collector shared by
+ * every glidein this worker monitors (see registrationCheck). Returns at the end of the round, at the deadline,
  * or on the first fault, and leaves the decision to the workflow.
  */
 import type { GlideinRef, MonitorReport, Registration } from '../common/types';
 import type { ActivityDeps } from './deps';
 import { asStep } from './failures';
 import { inspect, sleep, tailFile } from './processes';
-import { queryRegistration, querySiteRegistrations, type RegistrationCheck } from './registration';
+import { queryCollectorRegistrations, queryRegistration, type RegistrationCheck } from './registration';
 import { SharedLookup } from './shared-lookup';
 import { heartbeat, siteAccess, type SiteAccess } from './site-access';
 
@@ -26,19 +26,20 @@ export interface MonitorRound {
 const SHARED_MAX_AGE_MS = 30_000;
 
 /**
- * This glidein's registration, from the site-wide condor_status (every glidein of the site, one query per site
- * and collector and freshness window, run in the container of the glidein whose check needed it). A glidein is
+ * This glidein's registration, from the shared condor_status (every glidein we launched that reports to this
+ * collector, whatever its site: one query per collector and freshness window, run in the container of the
+ * glidein whose check needed it). A glidein is
  * never counted missing on another's word: when the shared query fails (that glidein's tunnel may be down) or
  * does not list this glidein (its answer may predate the registration), the glidein asks for itself.
  */
 export async function registrationCheck(lookup: SharedLookup<Map<string, Registration>>, access: SiteAccess, intervalMs: number, progress: () => unknown): Promise<RegistrationCheck> {
   const { profile, ref } = access;
   const signal = access.opts().signal;
-  const key = `${profile.name} ${profile.collector.host}:${profile.collector.port}`;
+  const key = `${profile.collector.host}:${profile.collector.port}`;
   // Waiting on a query another activity runs: heartbeat meanwhile (its executor heartbeats for that one only).
   const timer = setInterval(() => heartbeat(progress()), 1_000);
   try {
-    const { value } = await lookup.get(key, Math.min(intervalMs / 2, SHARED_MAX_AGE_MS), () => querySiteRegistrations(access), signal);
+    const { value } = await lookup.get(key, Math.min(intervalMs / 2, SHARED_MAX_AGE_MS), () => queryCollectorRegistrations(access), signal);
     const mine = value.get(ref.glideinId);
     if (mine) return { registered: mine };
   } catch (err) {

@@ -20,9 +20,9 @@ export function condorStatusArgv(profile: SiteProfile, instance: string, glidein
   return statusArgv(profile, instance, `GlideinLaunchId == "${glideinId}"`, ['Name', 'State', 'Activity']);
 }
 
-/** Every glidein of this site in the collector (GlideinSite, from condorConfig), each with its GlideinLaunchId. */
-export function siteStatusArgv(profile: SiteProfile, instance: string): string[] {
-  return statusArgv(profile, instance, `GlideinSite == "${profile.name}"`, ['GlideinLaunchId', 'Name', 'State', 'Activity']);
+/** Every glidein we launched that reports to this collector (GlideinLaunchId, from condorConfig), by its id. */
+export function collectorStatusArgv(profile: SiteProfile, instance: string): string[] {
+  return statusArgv(profile, instance, 'GlideinLaunchId =!= undefined', ['GlideinLaunchId', 'Name', 'State', 'Activity']);
 }
 
 function statusArgv(profile: SiteProfile, instance: string, constraint: string, attributes: string[]): string[] {
@@ -48,7 +48,7 @@ export function parseAutoformat(stdout: string): Registration[] {
 }
 
 /** `-af GlideinLaunchId Name State Activity`: the ads by launch id (ads without one are not ours). */
-export function parseSiteAds(stdout: string): Map<string, Registration> {
+export function parseLaunchedAds(stdout: string): Map<string, Registration> {
   const ads = new Map<string, Registration>();
   for (const line of stdout.split('\n')) {
     const [id, name, state = 'undefined', activity = 'undefined'] = line.trim().split(/\s+/);
@@ -68,12 +68,12 @@ export async function queryRegistration(access: SiteAccess): Promise<Registratio
   return { registered: ads[0] };
 }
 
-/** The site's glideins in the collector, asked from inside this glidein's container; throws when condor_status fails. */
-export async function querySiteRegistrations(access: SiteAccess): Promise<Map<string, Registration>> {
+/** Our glideins in the collector, asked from inside this glidein's container; throws when condor_status fails. */
+export async function queryCollectorRegistrations(access: SiteAccess): Promise<Map<string, Registration>> {
   const { profile, node } = access;
-  const result = await node.run(siteStatusArgv(profile, access.instance), access.opts({ env: preloadEnv(profile, access.paths.proxychainsConf, true), timeoutMs: 30_000 }));
-  if (result.code !== 0) throw new Error(`condor_status for site ${profile.name} exited with ${result.code}: ${lastLines(result.stderr, 2)}`);
-  return parseSiteAds(result.stdout);
+  const result = await node.run(collectorStatusArgv(profile, access.instance), access.opts({ env: preloadEnv(profile, access.paths.proxychainsConf, true), timeoutMs: 30_000 }));
+  if (result.code !== 0) throw new Error(`condor_status for our glideins at ${profile.collector.host}:${profile.collector.port} exited with ${result.code}: ${lastLines(result.stderr, 2)}`);
+  return parseLaunchedAds(result.stdout);
 }
 
 interface ConfirmProgress {

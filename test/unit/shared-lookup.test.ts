@@ -1,6 +1,6 @@
 import { SharedLookup } from '../../src/activities/shared-lookup';
 import { registrationCheck } from '../../src/activities/monitor';
-import { parseSiteAds, siteStatusArgv } from '../../src/activities/registration';
+import { collectorStatusArgv, parseLaunchedAds } from '../../src/activities/registration';
 import type { SiteAccess } from '../../src/activities/site-access';
 import type { Registration } from '../../src/common/types';
 import type { CommandResult, Executor, RunOptions } from '../../src/remote/executor';
@@ -102,7 +102,7 @@ describe('SharedLookup', () => {
   });
 });
 
-describe('site-wide registration check', () => {
+describe('collector-wide registration check', () => {
   const profile = {
     name: 'local',
     collector: { host: '127.0.0.4', port: 9618 },
@@ -111,22 +111,22 @@ describe('site-wide registration check', () => {
     proxychains: { library: '/lib/libproxychains.so.4', localnet: [] },
   } as unknown as SiteProfile;
 
-  it('asks the collector for every glidein of the site, with its launch id', () => {
-    expect(siteStatusArgv(profile, 'glidein-a')).toEqual([
+  it('asks the collector for every glidein we launched, with its launch id', () => {
+    expect(collectorStatusArgv(profile, 'glidein-a')).toEqual([
       'apptainer', 'exec', 'instance://glidein-a', 'condor_status', '-pool', '127.0.0.4:9618',
-      '-constraint', 'GlideinSite == "local"', '-af', 'GlideinLaunchId', 'Name', 'State', 'Activity',
+      '-constraint', 'GlideinLaunchId =!= undefined', '-af', 'GlideinLaunchId', 'Name', 'State', 'Activity',
     ]);
   });
 
   it('reads the ads by launch id, skipping proxychains lines and ads without one', () => {
-    const ads = parseSiteAds('[proxychains] Strict chain ... OK\na slot1@a@h Unclaimed Idle\nundefined slot1@x@h Owner Idle\nb slot1@b@h Claimed Busy\n\n');
+    const ads = parseLaunchedAds('[proxychains] Strict chain ... OK\na slot1@a@h Unclaimed Idle\nundefined slot1@x@h Owner Idle\nb slot1@b@h Claimed Busy\n\n');
     expect([...ads.entries()]).toEqual([
       ['a', { name: 'slot1@a@h', state: 'Unclaimed', activity: 'Idle' }],
       ['b', { name: 'slot1@b@h', state: 'Claimed', activity: 'Busy' }],
     ]);
   });
 
-  /** A SiteAccess whose node answers condor_status: the site-wide query and the glidein's own. */
+  /** A SiteAccess whose node answers condor_status: the collector-wide query and the glidein's own. */
   function accessFor(glideinId: string, answer: (argv: readonly string[]) => CommandResult, calls: string[]): SiteAccess {
     const node: Executor = {
       target: `node of ${glideinId}`,
