@@ -90,7 +90,7 @@ export function createGlideinActivities(deps: ActivityDeps) {
         );
         if (!('started' in spawned)) {
           const log = await tailFile(node, paths.glideinLog, 8, access.opts());
-          if (/executable file not found|no such file or directory|not found in \$PATH/i.test(log)) {
+          if (/executable file not found|no such file or directory|not found in \$PATH|exec: .*: not found/i.test(log)) {
             throw new PermanentFault(`glidein.startCommand ${profile.glidein.startCommand[0]} cannot be run in ${access.instance} on ${node.target}: ${log.split('\n').pop()}`, 'GlideinStartFailed');
           }
           throw new Error(`the glidein (${profile.glidein.startCommand.join(' ')}) exited right after starting in ${access.instance} on ${node.target}: ${log || 'no output'}`);

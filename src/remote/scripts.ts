@@ -11,15 +11,21 @@
  * seeing it survive its start is one round trip. With a marker ($3) and a wait in seconds ($4), the log is
  * started afresh and the script returns only once the marker appears in it (or the process ends, or the wait is
  * over: `waiting <pid> <start>`), so that what the process needs from this session (a forwarded agent) stays
- * there until it is done with it.
+ * there until it is done with it. The child records itself in $2 ("pid starttime", replacing the old record)
+ * before it execs the command, so a spawn whose script is killed half-way (an aborted activity) never leaves a
+ * process behind that no pid file names.
  */
 export const SPAWN_DETACHED = `log=$1; pidfile=$2; marker=$3; wait=$4; settle=$5; shift 5
 [ -n "$marker" ] && : > "$log"
-setsid "$@" </dev/null >>"$log" 2>&1 &
+rm -f "$pidfile"
+record='rest=$(sed "s/^.*) //" /proc/$$/stat) || exit 127
+printf "%s %s\\n" $$ "$(printf "%s\\n" "$rest" | cut -d" " -f20)" > "$1.tmp" && mv "$1.tmp" "$1" || exit 127
+shift; exec "$@"'
+setsid sh -c "$record" sh "$pidfile" "$@" </dev/null >>"$log" 2>&1 &
 pid=$!
-stat=$(cat /proc/$pid/stat 2>/dev/null) || { echo "exited $pid"; exit 0; }
-start=$(printf '%s\\n' "$stat" | sed 's/^.*) //' | cut -d' ' -f20)
-printf '%s %s\\n' "$pid" "$start" > "$pidfile.tmp" && mv "$pidfile.tmp" "$pidfile"
+i=0
+while [ ! -s "$pidfile" ] && [ $i -lt 100 ]; do sleep 0.02; i=$((i + 1)); done
+{ read -r _ start _; } < "$pidfile" 2>/dev/null || { echo "exited $pid"; exit 0; }
 ended() { case $(sed 's/^.*) //' /proc/$pid/stat 2>/dev/null | cut -d' ' -f1) in ''|Z|X) return 0;; esac; return 1; }
 i=0
 if [ -z "$marker" ]; then
