@@ -2,7 +2,7 @@
  * The worker: runs LaunchGlidein and its activities, reaching sites over SSH from this machine.
  *   TEMPORAL_ADDRESS   (default localhost:7233)   TEMPORAL_NAMESPACE (default "default")
  *   TASK_QUEUE         (default "glideins")        SITES_DIR          (default ./sites)
- *   MAX_CONCURRENT_ACTIVITIES (default 1200)       WORKFLOW_CACHE_SIZE (default 250)
+ *   MAX_CONCURRENT_ACTIVITIES (default 1200)       WORKFLOW_CACHE_SIZE (default 100)
  * Sized for a fleet: every glidein being monitored holds one activity slot for its whole monitor round (the
  * SDK's default of 100 slots would leave the 101st glidein unwatched), while its workflow sits idle between
  * reports and need not stay cached (an evicted one replays its ~100 events on its next task).
@@ -45,7 +45,7 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): WorkerConfi
     taskQueue: env.TASK_QUEUE ?? DEFAULT_TASK_QUEUE,
     sitesDir: path.resolve(env.SITES_DIR ?? path.join(__dirname, '..', 'sites')),
     maxConcurrentActivities: positiveInt(env, 'MAX_CONCURRENT_ACTIVITIES', 1200),
-    workflowCacheSize: positiveInt(env, 'WORKFLOW_CACHE_SIZE', 250),
+    workflowCacheSize: positiveInt(env, 'WORKFLOW_CACHE_SIZE', 100),
   };
 }
 

@@ -2,10 +2,10 @@
 import { configFromEnv, fleetOptions } from '../../src/worker';
 
 describe('worker configuration', () => {
-  it('is sized for a fleet by default: 1200 activity slots (one per monitored glidein), 250 cached workflows', () => {
+  it('is sized for a fleet by default: 1200 activity slots (one per monitored glidein), 100 cached workflows', () => {
     const config = configFromEnv({});
-    expect(config).toMatchObject({ address: 'localhost:7233', namespace: 'default', taskQueue: 'glideins', maxConcurrentActivities: 1200, workflowCacheSize: 250 });
-    expect(fleetOptions(config)).toEqual({ maxConcurrentActivityTaskExecutions: 1200, maxCachedWorkflows: 250 });
+    expect(config).toMatchObject({ address: 'localhost:7233', namespace: 'default', taskQueue: 'glideins', maxConcurrentActivities: 1200, workflowCacheSize: 100 });
+    expect(fleetOptions(config)).toEqual({ maxConcurrentActivityTaskExecutions: 1200, maxCachedWorkflows: 100 });
   });
 
   it('takes MAX_CONCURRENT_ACTIVITIES and WORKFLOW_CACHE_SIZE from the environment', () => {
