@@ -1,7 +1,7 @@
 /**
  * History events per lifecycle (setup + teardown) and per hour of monitoring, and proof that continue-as-new
  * caps each run: one real LaunchGlidein on the loopback site with a profile copy where monitor.interval=1s and
- * monitor.reportEvery=2s, input maxHistoryEvents=150, monitoring for ~60 s, then 'stop'. Every run of the
+ * monitor.reportEvery=2s, monitor.historyEvents=150, monitoring for ~60 s, then 'stop'. Every run of the
  * chain is fetched (client.workflow.getHandle(id, runId).fetchHistory()) and its events counted by phase;
  * test/histories/*.json are counted the same way. Events per hour are extrapolated from the events per monitor
  * round for the default monitor.reportEvery (10m). Target: ≤ 150 events for setup + teardown.
@@ -109,21 +109,21 @@ async function main(): Promise<void> {
       change: (p) => {
         p.tunnel.socksPort = port;
         p.cvmfs.cvmfsexecDir = cvmfsexecDir;
-        p.monitor = { interval: '1s', reportEvery: `${ROUND_MS / 1000}s` };
+        p.monitor = { interval: '1s', reportEvery: `${ROUND_MS / 1000}s`, historyEvents: MAX_HISTORY };
       },
     },
   ]);
   let env: TestWorkflowEnvironment | undefined;
   const id = `bench-hist-${tag}`;
   try {
-    console.log(`history size: one LaunchGlidein, monitor.interval=1s, reportEvery=${ROUND_MS / 1000}s, maxHistoryEvents=${MAX_HISTORY}, ~${MONITOR_SECONDS} s of monitoring; ${describeMachine(before)}\n`);
+    console.log(`history size: one LaunchGlidein, monitor.interval=1s, reportEvery=${ROUND_MS / 1000}s, monitor.historyEvents=${MAX_HISTORY}, ~${MONITOR_SECONDS} s of monitoring; ${describeMachine(before)}\n`);
     env = await createTestEnv();
     const w = await createTestWorker(env, sitesDir, `bench-hist-${tag}`);
     const client = env.client;
     const runs: RunCount[] = [];
     try {
       await w.worker.runUntil(async () => {
-        const handle = await client.workflow.start(LaunchGlidein, { taskQueue: w.taskQueue, workflowId: id, args: [{ site: SITE, lifetime: '1h', maxHistoryEvents: MAX_HISTORY } as never] });
+        const handle = await client.workflow.start(LaunchGlidein, { taskQueue: w.taskQueue, workflowId: id, args: [{ site: SITE, lifetime: '1h' }] });
         for (let i = 0; (await handle.query(statusQuery)).phase !== 'monitoring'; i++) {
           if (i > 600) throw new Error('the glidein never reached monitoring');
           await new Promise((r) => setTimeout(r, 100));
@@ -177,7 +177,7 @@ async function main(): Promise<void> {
         ['events a continued run adds besides its rounds', num(perRunOverhead, 0)],
         [`events per hour of monitoring, reportEvery ${ROUND_MS / 1000}s (this bench)`, num(perHourBench, 0)],
         ['events per hour of monitoring, reportEvery 10m (default)', num(perHourDefault, 0)],
-        [`largest run (maxHistoryEvents ${MAX_HISTORY})`, maxRun],
+        [`largest run (monitor.historyEvents ${MAX_HISTORY})`, maxRun],
         ['runs in the chain', runs.length],
         ['hours until the default cap (5000 events) at reportEvery 10m', num((5000 - runs[0].setup) / perHourDefault, 0)],
       ],
@@ -185,13 +185,13 @@ async function main(): Promise<void> {
     const met = setupTeardown <= TARGET && files.every((f) => f.count.setup + f.count.teardown <= TARGET);
     const capped = runs.slice(0, -1).every((r) => r.closedBy === 'WORKFLOW_EXECUTION_CONTINUED_AS_NEW' && r.events <= MAX_HISTORY + perRound + 3);
     console.log(`\ntarget ≤ ${TARGET} events for setup + teardown: ${met ? 'met' : 'MISSED'} (${setupTeardown} here; recorded: ${files.map((f) => f.count.setup + f.count.teardown).join(', ')})`);
-    console.log(`continue-as-new capped every run but the last at ≤ maxHistoryEvents + one round: ${capped && runs.length > 1 ? 'yes' : 'NO'} (largest ${maxRun})`);
+    console.log(`continue-as-new capped every run but the last at ≤ monitor.historyEvents + one round: ${capped && runs.length > 1 ? 'yes' : 'NO'} (largest ${maxRun})`);
     const after = machineState();
     console.log(`machine after: ${describeMachine(after)}`);
     const file = writeResults('history-size', {
       bench: 'history-size',
       machine: { before, after },
-      settings: { monitorInterval: '1s', reportEvery: `${ROUND_MS / 1000}s`, maxHistoryEvents: MAX_HISTORY, monitorSeconds: MONITOR_SECONDS },
+      settings: { monitorInterval: '1s', reportEvery: `${ROUND_MS / 1000}s`, historyEvents: MAX_HISTORY, monitorSeconds: MONITOR_SECONDS },
       target: { setupTeardownEvents: TARGET, met, cappedByContinueAsNew: capped && runs.length > 1 },
       summary: { setupTeardown, eventsPerRound: perRound, perRunOverhead, eventsPerHourAtBenchRound: perHourBench, eventsPerHourAtDefaultRound: perHourDefault, largestRun: maxRun, runs: runs.length },
       runs,

@@ -74,7 +74,7 @@ export function createAllocationActivities(deps: ActivityDeps) {
   return {
     async allocateNode(ref: GlideinRef, queueTimeoutMs: number): Promise<Allocation> {
       return asStep('allocateNode', async () => {
-        const access = await siteAccess(deps, { site: ref.site, glideinId: ref.glideinId });
+        const access = await siteAccess(deps, { site: ref.site, glideinId: ref.glideinId }, 'claim');
         const { login, profile, paths } = access;
         const holding = async () => (await findJobs(login, ref.glideinId, access.opts())).filter((j) => ACTIVE.has(j.state));
         let jobs = await holding();

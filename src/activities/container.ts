@@ -49,7 +49,7 @@ export function createContainerActivities(deps: ActivityDeps) {
   return {
     async startContainer(ref: GlideinRef): Promise<{ instance: string; pid: number; reused: boolean }> {
       return asStep('startContainer', async () => {
-        const access = await siteAccess(deps, ref);
+        const access = await siteAccess(deps, ref, 'claim');
         const { profile, node, instance } = access;
         const running = await findInstance(node, profile, instance, access.opts());
         if (running) return { instance, pid: running.pid, reused: true };

@@ -41,7 +41,7 @@ export function createCvmfsActivities(deps: ActivityDeps) {
   return {
     async mountCvmfs(ref: GlideinRef): Promise<MountOutcome> {
       return asStep('mountCvmfs', async () => {
-        const access = await siteAccess(deps, ref);
+        const access = await siteAccess(deps, ref, 'claim');
         const { profile, node } = access;
         const root = cvmfsMountRoot(profile);
         const outcome: Required<MountOutcome> = { mounted: [], alreadyMounted: [], shared: [] };

@@ -76,7 +76,7 @@ export function createGlideinActivities(deps: ActivityDeps) {
   return {
     async startGlidein(ref: GlideinRef, retirement?: Retirement): Promise<{ process: ProcessRef; reused: boolean }> {
       return asStep('startGlidein', async () => {
-        const access = await siteAccess(deps, ref);
+        const access = await siteAccess(deps, ref, 'claim');
         const { profile, node, paths } = access;
         const state = await glideinState(access);
         if (state.alive) return { process: state.recorded!, reused: true };

@@ -1,5 +1,6 @@
 /** All activities of a glidein lifecycle, built from injected dependencies. */
 import { createAllocationActivities } from './allocation';
+import { createCleanupActivities } from './cleanup';
 import { createContainerActivities } from './container';
 import { createCvmfsActivities } from './cvmfs';
 import type { ActivityDeps } from './deps';
@@ -21,6 +22,7 @@ export function createActivities(deps: ActivityDeps) {
     ...createGlideinActivities(deps),
     ...createRegistrationActivities(deps),
     ...createMonitorActivities(deps),
+    ...createCleanupActivities(deps),
   };
 }
 

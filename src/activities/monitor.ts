@@ -7,7 +7,7 @@
 import type { GlideinRef, MonitorReport, Registration } from '../common/types';
 import type { ActivityDeps } from './deps';
 import { asStep } from './failures';
-import { inspect, sleep, tailFile } from './processes';
+import { inspect, isTunnelProcess, sleep, tailFile } from './processes';
 import { queryCollectorRegistrations, queryRegistration, type RegistrationCheck } from './registration';
 import { SharedLookup } from './shared-lookup';
 import { heartbeat, siteAccess, type SiteAccess } from './site-access';
@@ -68,7 +68,7 @@ export function createMonitorActivities(deps: ActivityDeps) {
           const reverse = profile.tunnel.mode === 'reverse';
           const snap = await inspect(access.node, reverse ? [paths.glideinPid] : [paths.tunnelPid, paths.glideinPid], access.opts());
           const tunnelProc = reverse ? (await inspect(access.login, [paths.tunnelPid], access.opts())).processes.get(paths.tunnelPid) : snap.processes.get(paths.tunnelPid);
-          const tunnel = !!tunnelProc?.alive && snap.listening.has(profile.tunnel.socksPort);
+          const tunnel = isTunnelProcess(tunnelProc) && snap.listening.has(profile.tunnel.socksPort);
           const glidein = !!snap.processes.get(paths.glideinPid)?.alive;
           let registered = false;
           if (!glidein) {

@@ -15,6 +15,14 @@ export interface ProcessState {
   cmdline?: string;
 }
 
+/**
+ * The one rule for "this glidein's tunnel is alive": the process its pid file names runs with the recorded
+ * start time and is an ssh with a dynamic forward. Opening, monitoring and closing all decide by it.
+ */
+export function isTunnelProcess(proc: ProcessState | undefined): proc is ProcessState & { recorded: ProcessRef } {
+  return !!proc?.alive && !!proc.recorded && /\bssh\b.*-[DR]/.test(proc.cmdline ?? '');
+}
+
 export interface SiteSnapshot {
   processes: Map<string, ProcessState>;
   listening: Set<number>;

@@ -113,7 +113,7 @@ export function createProxychainsActivities(deps: ActivityDeps) {
     /** A TCP connection through tunnel -> KIT -> collector (or outboundCheck) from the worker node. */
     async verifyOutbound(ref: GlideinRef): Promise<{ chain: string; target: string }> {
       return asStep('verifyOutbound', async () => {
-        const access = await siteAccess(deps, ref);
+        const access = await siteAccess(deps, ref, 'claim');
         const { profile } = access;
         await writeProxychainsConf(access);
         const check = profile.outboundCheck ?? profile.collector;
@@ -130,7 +130,7 @@ export function createProxychainsActivities(deps: ActivityDeps) {
     /** Proves that LD_PRELOAD of proxychains inside the container routes a connection through the chain. */
     async preloadProxychains(ref: GlideinRef): Promise<{ chain: string }> {
       return asStep('preloadProxychains', async () => {
-        const access = await siteAccess(deps, ref);
+        const access = await siteAccess(deps, ref, 'claim');
         const { profile } = access;
         await writeProxychainsConf(access);
         const target = `${profile.collector.host}:${profile.collector.port}`;

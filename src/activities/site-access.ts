@@ -3,9 +3,11 @@
  * the glidein's state on the site (<workDir>/<glideinId>/). Every step starts here.
  */
 import { Context } from '@temporalio/activity';
+import { FailureType } from '../common/failure-types';
 import { instanceName } from '../common/naming';
-import { hostname } from '../common/validation';
+import { glideinId, hostname, siteName } from '../common/validation';
 import { PermanentFault } from './failures';
+import { ensureOwnership } from './ownership';
 import type { GlideinRef } from '../common/types';
 import type { Executor, RunOptions } from '../remote/executor';
 import type { SshTarget } from '../remote/ssh';
@@ -73,13 +75,21 @@ class NoNodeYet implements Executor {
   }
 }
 
-export async function siteAccess(deps: ActivityDeps, ref: GlideinRef): Promise<SiteAccess> {
+/**
+ * Every activity starts here. The ref is checked again (the workflow validated it; an activity trusts no
+ * caller), then the glidein's directory is claimed for this workflow (`claim`: steps that acquire) or its claim
+ * checked (`verify`: monitoring and the inverses) on each host that keeps part of it, before any other command.
+ */
+export async function siteAccess(deps: ActivityDeps, ref: GlideinRef, ownership: 'claim' | 'verify' = 'verify'): Promise<SiteAccess> {
+  const bad = (field: string, what: string, value: unknown) => new PermanentFault(`${field}: ${JSON.stringify(value)} is not ${what}`, FailureType.InvalidRequest);
+  if (!siteName.safeParse(ref?.site).success) throw bad('site', 'a site name', ref?.site);
+  if (!glideinId.safeParse(ref.glideinId).success) throw bad('glideinId', 'a glidein id', ref.glideinId);
+  if (ref.node !== undefined && !hostname.safeParse(ref.node).success) throw bad('node', 'a host name', ref.node);
   const profile = await deps.sites.get(ref.site);
-  if (ref.node !== undefined && !hostname.safeParse(ref.node).success) throw new PermanentFault(`node: ${JSON.stringify(ref.node)} is not a host name`, 'InvalidRequest');
   const executors = deps.executorsFor ? deps.executorsFor(profile) : sshExecutors(deps, profile, ref.node);
   const signal = activitySignal();
   const login = new Heartbeating(executors.login);
-  return {
+  const access: SiteAccess = {
     login,
     node: executors.node === executors.login ? login : new Heartbeating(executors.node),
     ref,
@@ -88,6 +98,17 @@ export async function siteAccess(deps: ActivityDeps, ref: GlideinRef): Promise<S
     instance: instanceName(ref.glideinId),
     opts: (extra = {}) => ({ timeoutMs: 60_000, signal, ...extra }),
   };
+  await Promise.all(directoryHosts(access).map((host) => ensureOwnership(host, access.paths.dir, ownership, access.opts())));
+  return access;
+}
+
+/** The hosts that keep part of a glidein's directory: the worker node, and the login node where it runs the tunnel or Slurm. */
+export function directoryHosts(access: SiteAccess): Executor[] {
+  const hosts: Executor[] = [];
+  if (!(access.node instanceof Heartbeating && access.node.inner instanceof NoNodeYet) && !(access.node instanceof NoNodeYet)) hosts.push(access.node);
+  const { profile } = access;
+  if (access.login !== access.node && (profile.tunnel.mode === 'reverse' || profile.workerNode.via === 'slurm')) hosts.push(access.login);
+  return hosts;
 }
 
 const HEARTBEAT_WHILE_RUNNING_MS = 5_000;
@@ -100,7 +121,7 @@ const lastDetails = new WeakMap<object, unknown>();
  */
 class Heartbeating implements Executor {
   readonly target: string;
-  constructor(private readonly inner: Executor) {
+  constructor(readonly inner: Executor) {
     this.target = inner.target;
   }
   async run(argv: readonly string[], options?: RunOptions) {

@@ -14,7 +14,7 @@ import { Semaphore } from '../remote/semaphore';
 import type { SiteProfile } from '../site/profile';
 import type { ActivityDeps } from './deps';
 import { PermanentFault, asStep } from './failures';
-import { inspect, signalRecorded, sleep, spawnDetached, tailFile } from './processes';
+import { inspect, isTunnelProcess, signalRecorded, sleep, spawnDetached, tailFile } from './processes';
 import { heartbeat, siteAccess, type SiteAccess } from './site-access';
 
 /** Printed by `ssh -v` once a remote forward is in place. */
@@ -84,7 +84,7 @@ export async function tunnelState(access: SiteAccess): Promise<TunnelState> {
   const host = tunnelHost(access);
   const snap = await inspect(host, [access.paths.tunnelPid], access.opts());
   const proc = snap.processes.get(access.paths.tunnelPid);
-  const ours = !!proc?.alive && /\bssh\b.*-[DR]/.test(proc.cmdline ?? '');
+  const ours = isTunnelProcess(proc);
   const ports = host === access.node ? snap.listening : (await inspect(access.node, [], access.opts())).listening;
   return { alive: ours, listening: ports.has(access.profile.tunnel.socksPort), process: ours ? proc?.recorded : undefined };
 }
@@ -123,7 +123,7 @@ export function createTunnelActivities(deps: ActivityDeps) {
   return {
     async openTunnel(ref: GlideinRef): Promise<TunnelInfo> {
       return asStep('openTunnel', async () => {
-        const access = await siteAccess(deps, ref);
+        const access = await siteAccess(deps, ref, 'claim');
         const { profile, paths } = access;
         const host = tunnelHost(access);
         const port = profile.tunnel.socksPort;
@@ -144,10 +144,12 @@ export function createTunnelActivities(deps: ActivityDeps) {
             { log: paths.tunnelLog, pidFile: paths.tunnelPid, ...(reverse ? { awaitLog: { marker: REMOTE_FORWARD_READY, seconds: 20 } } : {}) },
             access.opts({ forwardAgent: reverse }),
           );
+          // `waiting`: the marker did not show in time but the process lives; the port decides, as for any tunnel.
+          const spawnedProcess = 'started' in spawned ? spawned.started : 'stillWaiting' in spawned ? spawned.stillWaiting : undefined;
           const deadline = Date.now() + 30_000;
           for (;;) {
             const now = await tunnelState(access);
-            if (now.alive && now.listening && 'started' in spawned) return { socksPort: port, process: spawned.started, reused: false };
+            if (now.alive && now.listening && spawnedProcess) return { socksPort: port, process: now.process ?? spawnedProcess, reused: false };
             if (!now.alive || Date.now() > deadline) {
               await signalRecorded(host, 'TERM', paths.tunnelPid, access.opts());
               const log = (await tailFile(host, paths.tunnelLog, 40, access.opts())).split('\n').filter((l) => !l.startsWith('debug')).slice(-5).join('\n');
@@ -172,7 +174,7 @@ export function createTunnelActivities(deps: ActivityDeps) {
         const host = tunnelHost(access);
         const alive = async () => (await inspect(host, [access.paths.tunnelPid], access.opts())).processes.get(access.paths.tunnelPid);
         const first = await alive();
-        if (!first?.alive || !/\bssh\b.*-[DR]/.test(first.cmdline ?? '')) return { detail: 'no tunnel running' };
+        if (!isTunnelProcess(first)) return { detail: 'no tunnel running' };
         const pid = first.recorded?.pid;
         await signalRecorded(host, 'TERM', access.paths.tunnelPid, access.opts());
         for (let i = 0; i < 50; i++) {

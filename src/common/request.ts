@@ -2,6 +2,7 @@
  * The LaunchGlidein input: small and secret-free. Validated inside the workflow (zod is deterministic).
  */
 import { z } from 'zod';
+import { sha256Hex } from './sha256';
 import { duration, formatIssues, siteName } from './validation';
 
 export const glideinRequestSchema = z.strictObject({
@@ -24,11 +25,22 @@ export function parseGlideinRequest(input: unknown): GlideinRequest {
 }
 
 /**
- * The glidein id names the work directory, the container instance and the GlideinLaunchId attribute. It is the
- * workflow id when that is already a safe name (ids are unique among running workflows), else a safe form of it
- * with a hash, so two workflow ids never share one.
+ * The glidein id names the work directory, the container instance, the Slurm job and the GlideinLaunchId
+ * attribute. A workflow id that is already a safe name without "--" is used as it is; any other becomes
+ * `<safe form>--<64 bits of its SHA-256>`. Safe names never contain "--", derived ones always do, so no two
+ * workflow ids share a glidein id (and the site's ownership claim refuses the one in a billion that could).
  */
 export function glideinIdFor(workflowId: string): string {
+  if (/^[a-z0-9][a-z0-9-]{0,62}$/.test(workflowId) && !workflowId.includes('--')) return workflowId;
+  const base = workflowId.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-+|-+$/g, '').slice(0, 45).replace(/-+$/, '') || 'glidein';
+  return `${base}--${sha256Hex(workflowId).slice(0, 16)}`;
+}
+
+/**
+ * The derivation before the "owned-lifecycle" patch: a safe workflow id as it is, anything else with a 32-bit FNV-1a hash.
+ * Kept for histories and carried states recorded with it; it let `COLLIDE` and `collide-93fb137d` share one id.
+ */
+export function legacyGlideinIdFor(workflowId: string): string {
   if (/^[a-z0-9][a-z0-9-]{0,62}$/.test(workflowId)) return workflowId;
   const base = workflowId.toLowerCase().replace(/[^a-z0-9-]+/g, '-').replace(/^-+|-+$/g, '').slice(0, 48) || 'glidein';
   return `${base}-${fnv1a(workflowId)}`;

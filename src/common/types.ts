@@ -1,4 +1,5 @@
 /** Domain types shared by the workflow, activities and clients. All of them are recorded in history: no secrets. */
+import type { STEP_NAMES } from './carried-state';
 
 /** Names one glidein lifecycle on one site; every activity gets it and finds the rest in the site profile. */
 export interface GlideinRef {
@@ -16,22 +17,8 @@ export type HeldResource =
   | { kind: 'container'; instance: string }
   | { kind: 'glidein' };
 
-export type StepName =
-  | 'planLaunch'
-  | 'allocateNode'
-  | 'openTunnel'
-  | 'verifyOutbound'
-  | 'mountCvmfs'
-  | 'startContainer'
-  | 'preloadProxychains'
-  | 'startGlidein'
-  | 'confirmRegistration'
-  | 'monitor'
-  | 'stopGlidein'
-  | 'stopContainer'
-  | 'unmountCvmfs'
-  | 'closeTunnel'
-  | 'releaseNode';
+/** Every step of a lifecycle, in the order it runs (STEP_NAMES in carried-state.ts). */
+export type StepName = (typeof STEP_NAMES)[number];
 
 export interface StepOutcome {
   step: StepName;

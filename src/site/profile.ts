@@ -93,6 +93,8 @@ const glidein = z.strictObject({
   registrationTimeout: duration({ min: 1_000 }).default('10m'),
   drainGrace: duration().default('10m'),
   stopGrace: duration().default('30s'),
+  /** After a clean teardown the glidein's directory moves to <workDir>/.done/ and is removed this long after. */
+  keepLogs: duration({ min: 0, max: 365 * 86_400_000 }).default('7d'),
   /** Extra HTCondor configuration, passed as _CONDOR_<knob> in the glidein's environment. */
   config: z.record(knob, argWord).default({}),
 });
@@ -141,8 +143,13 @@ export const siteProfileSchema = z.strictObject({
       interval: duration({ min: 1_000, max: 3_600_000 }).default('60s'),
       /** How often the monitor reports back to the workflow (status query, continue-as-new point). */
       reportEvery: duration({ min: 1_000, max: 86_400_000 }).default('10m'),
+      /**
+       * Continue-as-new once a run's history reaches this many events (at the end of a monitor round, and never
+       * before this run's first round: no value can make it loop). Worker-side, so no workflow input reaches it.
+       */
+      historyEvents: z.number().int('expected a whole number').min(50, 'expected at least 50').max(50_000, 'expected at most 50000').default(5_000),
     })
-    .default({ interval: '60s', reportEvery: '10m' }),
+    .default({ interval: '60s', reportEvery: '10m', historyEvents: 5_000 }),
   /** Per-glidein state lives in <workDir>/<glideinId>/ on the site. */
   workDir: absolutePath,
 }).refine((p) => !(p.tunnel.mode === 'reverse' && p.workerNode.via === 'login'), {
@@ -168,6 +175,8 @@ export interface LaunchPlan {
   collector: string;
   /** Present when a Slurm job must be allocated first. */
   slurm?: { timeLimitMs: number; queueTimeoutMs: number };
+  /** Continue-as-new after this many events in a run (monitor.historyEvents); absent in older plans: 5,000. */
+  historyEvents?: number;
 }
 
 export function planFor(profile: SiteProfile, glideinId: string, lifetime: string | undefined): LaunchPlan {
@@ -183,6 +192,7 @@ export function planFor(profile: SiteProfile, glideinId: string, lifetime: strin
     repositories: profile.cvmfs.repositories,
     workDir: `${profile.workDir}/${glideinId}`,
     collector: `${profile.collector.host}:${profile.collector.port}`,
+    historyEvents: profile.monitor.historyEvents,
     ...(profile.workerNode.via === 'slurm'
       ? { slurm: { timeLimitMs: parseDuration(profile.workerNode.timeLimit), queueTimeoutMs: parseDuration(profile.workerNode.queueTimeout) } }
       : {}),

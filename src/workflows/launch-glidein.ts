@@ -9,6 +9,8 @@ import {
   ActivityCancellationType,
   ApplicationFailure,
   CancellationScope,
+  CancelledFailure,
+  TimeoutFailure,
   allHandlersFinished,
   condition,
   continueAsNew,
@@ -24,24 +26,37 @@ import {
 } from '@temporalio/workflow';
 import type { GlideinActivities } from '../activities';
 import { instanceName } from '../common/naming';
-import { glideinIdFor, InvalidRequestError, parseGlideinRequest, type GlideinRequest } from '../common/request';
+import { MAX_TUNNEL_REPAIRS, resumeStateSchema } from '../common/carried-state';
+import { FailureType } from '../common/failure-types';
+import { glideinIdFor, InvalidRequestError, legacyGlideinIdFor, parseGlideinRequest, type GlideinRequest } from '../common/request';
 import type { GlideinRef, HeldResource, ShutdownMode, StepName, StepOutcome, UndoOutcome } from '../common/types';
+import { formatIssues, siteName } from '../common/validation';
 import type { LaunchPlan } from '../site/profile';
 import { drainSignal, GlideinId, GlideinPhase, GlideinSite, statusQuery, stopSignal, type GlideinStatus, type Phase } from './messages';
 
-/** State carried into the next run by continue-as-new. */
+/** State carried into the next run by continue-as-new; validated by resumeStateSchema on the way in. */
 export interface ResumeState {
+  /** The workflow that carried it: a run accepts only its own. */
+  workflowId?: string;
   plan: LaunchPlan;
   status: GlideinStatus;
   tunnelRepairs: number;
 }
 
+/**
+ * The public input is exactly the request. `resume` is accepted only in a run that another run of this same
+ * workflow continued-as-new into, and only naming this workflow and the glidein it derives.
+ */
 export type LaunchGlideinInput = GlideinRequest & {
-  /** Set only by the workflow itself when it continues-as-new. */
   resume?: ResumeState;
-  /** Continue-as-new after this many history events while monitoring (tests set it low). */
-  maxHistoryEvents?: number;
 };
+
+/**
+ * One patch for the owned lifecycle: the collision-free glidein id, the history cap from the plan (at least one
+ * monitor round per run), shutdowns honoured at the continue-as-new boundary, the live memo and the work
+ * directory's clean-up. Histories recorded before it replay as they ran.
+ */
+const OWNED_LIFECYCLE = 'owned-lifecycle';
 
 export interface LaunchResult {
   site: string;
@@ -51,9 +66,8 @@ export interface LaunchResult {
   steps: StepOutcome[];
 }
 
-const MAX_TUNNEL_REPAIRS = 5;
-
-const TEARDOWN_STEPS = new Set<StepName>(['stopGlidein', 'stopContainer', 'unmountCvmfs', 'closeTunnel', 'releaseNode']);
+const TEARDOWN_STEPS = new Set<StepName>(['stopGlidein', 'stopContainer', 'unmountCvmfs', 'closeTunnel', 'releaseNode', 'cleanupGlidein']);
+const DEFAULT_HISTORY_EVENTS = 5_000;
 
 const retry = (maximumAttempts: number): ActivityOptions['retry'] => ({
   initialInterval: '1s',
@@ -79,23 +93,35 @@ const tunnels = proxyActivities<GlideinActivities>(setupOptions(1_800_000, 4, 15
 const undo = proxyActivities<GlideinActivities>({ startToCloseTimeout: 180_000, heartbeatTimeout: 15_000, retry: retry(5) });
 
 export async function LaunchGlidein(input: LaunchGlideinInput): Promise<LaunchResult> {
-  const { resume, maxHistoryEvents = 5_000, ...rawRequest } = input ?? ({} as LaunchGlideinInput);
-  let request: GlideinRequest;
-  try {
-    request = parseGlideinRequest(rawRequest);
-  } catch (err) {
-    if (err instanceof InvalidRequestError) throw ApplicationFailure.nonRetryable(err.message, 'InvalidRequest');
-    throw err;
+  const info = workflowInfo();
+  const root = CancellationScope.current();
+  const owned = patched(OWNED_LIFECYCLE);
+  const accepted = acceptInput(input, info, owned);
+  if ('refused' in accepted) {
+    // Refused before anything ran: still findable in the Web UI's list of failed glideins.
+    upsertSearchAttributes([
+      { key: GlideinPhase, value: 'failed' },
+      { key: GlideinId, value: glideinIdFor(info.workflowId) },
+      ...(accepted.site ? [{ key: GlideinSite, value: accepted.site }] : []),
+    ]);
+    throw ApplicationFailure.nonRetryable(accepted.refused, FailureType.InvalidRequest);
   }
-  const ref: GlideinRef = { site: request.site, glideinId: resume?.status.glideinId ?? glideinIdFor(workflowInfo().workflowId), node: resume?.status.allocation?.node };
+  const { request, resume, legacyCap } = accepted;
+  const ref: GlideinRef = { site: request.site, glideinId: resume?.status.glideinId ?? (owned ? glideinIdFor(info.workflowId) : legacyGlideinIdFor(info.workflowId)), node: resume?.status.allocation?.node };
   const status: GlideinStatus = resume?.status ?? { site: ref.site, glideinId: ref.glideinId, phase: 'planning', steps: [], held: [] };
   let tunnelRepairs = resume?.tunnelRepairs ?? 0;
 
   setHandler(statusQuery, () => status);
   const work = new CancellationScope();
   const requestShutdown = (mode: ShutdownMode) => () => {
-    if (status.shutdown === 'stop' || status.phase === 'teardown' || status.phase === 'done') return;
-    status.shutdown = mode;
+    if (status.phase === 'teardown' || status.phase === 'done' || status.phase === 'failed' || status.phase === 'cancelled') return;
+    if (owned) {
+      // A drain never softens a stop; a repeated or carried request still cancels the work.
+      if (status.shutdown !== 'stop') status.shutdown = mode;
+    } else {
+      if (status.shutdown === 'stop') return;
+      status.shutdown = mode;
+    }
     log.info('shutdown requested', { mode, glideinId: ref.glideinId });
     work.cancel();
   };
@@ -109,7 +135,10 @@ export async function LaunchGlidein(input: LaunchGlideinInput): Promise<LaunchRe
       { key: GlideinSite, value: ref.site },
       { key: GlideinId, value: ref.glideinId },
     ]);
+    // While it runs too, not only once it has closed: what it is doing and what it holds.
+    if (owned) upsertMemo({ phase, held: heldKinds() });
   };
+  const heldKinds = () => status.held.map((h) => h.kind).join(', ') || 'nothing';
 
   /** Runs one step and records its outcome and duration for the status query. */
   async function step<T>(name: StepName, run: () => Promise<T>, describe: (r: T) => string | undefined = () => undefined): Promise<T> {
@@ -130,40 +159,63 @@ export async function LaunchGlidein(input: LaunchGlideinInput): Promise<LaunchRe
     }
   }
 
+  /** Records a resource before the step that takes it, or what its step learnt about it (one entry per kind). */
   const hold = (resource: HeldResource) => {
-    if (!status.held.some((h) => h.kind === resource.kind)) status.held.push(resource);
+    const at = status.held.findIndex((h) => h.kind === resource.kind);
+    if (at < 0) status.held.push(resource);
+    else status.held[at] = resource;
   };
 
   let launchPlan = resume?.plan;
   let failure: unknown;
   let continueWith: ResumeState | undefined;
+  const historyCap = () => (owned ? launchPlan?.historyEvents ?? DEFAULT_HISTORY_EVENTS : legacyCap ?? DEFAULT_HISTORY_EVENTS);
 
   setPhase(status.phase === 'planning' ? 'planning' : status.phase);
-  try {
-    await work.run(async () => {
-      if (!launchPlan) {
-        launchPlan = await step('planLaunch', () => plan.planLaunch(ref, request.lifetime), (p) => `lifetime ${p.lifetimeMs / 1000} s on ${p.site}`);
-        status.deadline = Date.now() + launchPlan.lifetimeMs;
-        await setup(launchPlan);
-      }
-      continueWith = await monitor(launchPlan);
-    });
-  } catch (err) {
-    failure = err;
+  // A stop or drain that reached the previous run as it continued-as-new ends this one.
+  if (!(owned && status.shutdown)) {
+    try {
+      await work.run(async () => {
+        if (!launchPlan) {
+          launchPlan = await step('planLaunch', () => plan.planLaunch(ref, request.lifetime), (p) => `lifetime ${p.lifetimeMs / 1000} s on ${p.site}`);
+          status.deadline = Date.now() + launchPlan.lifetimeMs;
+          await setup(launchPlan);
+        }
+        continueWith = await monitor(launchPlan);
+      });
+    } catch (err) {
+      failure = err;
+    }
   }
 
   if (continueWith) {
-    await condition(allHandlersFinished);
-    return continueAsNew<typeof LaunchGlidein>({ ...request, maxHistoryEvents, resume: continueWith });
+    if (!owned) {
+      await condition(allHandlersFinished);
+      return continueAsNew<typeof LaunchGlidein>({ ...request, maxHistoryEvents: legacyCap ?? DEFAULT_HISTORY_EVENTS, resume: continueWith } as LaunchGlideinInput);
+    }
+    // Shielded: a cancellation while handlers finish must reach the teardown below, not end the run here.
+    await CancellationScope.nonCancellable(() => condition(allHandlersFinished));
+    if (!status.shutdown && !root.consideredCancelled) {
+      return continueAsNew<typeof LaunchGlidein>({ ...request, resume: { ...continueWith, workflowId: info.workflowId } });
+    }
+    if (root.consideredCancelled && !status.shutdown) failure = new CancelledFailure('cancelled at a continue-as-new');
   }
 
-  const cancelled = failure !== undefined && isCancellation(failure);
+  const cancelled = owned ? root.consideredCancelled && !status.shutdown : failure !== undefined && isCancellation(failure) && !status.shutdown;
+  const conflict = failureType(failure) === FailureType.GlideinIdConflict;
   const shutdownMode: ShutdownMode = status.shutdown ?? (status.endReason === 'lifetime' ? 'drain' : 'stop');
-  if (cancelled && !status.shutdown) status.endReason = 'cancelled';
-  else if (status.shutdown && (cancelled || failure === undefined)) status.endReason ??= status.shutdown === 'drain' ? 'drained' : 'stopped';
+  if (cancelled) status.endReason = 'cancelled';
+  else if (status.shutdown && (failure === undefined || isCancellation(failure))) status.endReason ??= status.shutdown === 'drain' ? 'drained' : 'stopped';
   else if (failure) status.endReason = `failed: ${messageOf(failure)}`;
 
-  await teardown(shutdownMode);
+  if (conflict) {
+    // Everything "held" is another workflow's: release nothing.
+    log.warn('the glidein belongs to another workflow; nothing is released', { glideinId: ref.glideinId });
+    status.held = [];
+  } else {
+    await teardown(shutdownMode);
+    if (owned && status.held.length === 0 && status.steps.some((s) => s.step !== 'planLaunch')) await cleanup();
+  }
 
   const result: LaunchResult = { site: ref.site, glideinId: ref.glideinId, endReason: status.endReason ?? 'done', registration: status.registration, steps: status.steps };
   const teardownFailed = status.held.length > 0;
@@ -172,20 +224,22 @@ export async function LaunchGlidein(input: LaunchGlideinInput): Promise<LaunchRe
   if (patched('memo-end-reason')) {
     upsertMemo({
       endReason: result.endReason,
-      teardown: status.steps.filter((s) => TEARDOWN_STEPS.has(s.step)).map((s) => `${s.step}: ${s.status === 'ok' ? s.detail : `failed: ${s.error}`}`),
-      stillHeld: status.held.map((h) => h.kind).join(', ') || 'nothing',
+      teardown: conflict
+        ? ['skipped: the glidein belongs to another workflow']
+        : status.steps.filter((s) => TEARDOWN_STEPS.has(s.step)).map((s) => `${s.step}: ${s.status === 'ok' ? s.detail : `failed: ${s.error}`}`),
+      stillHeld: heldKinds(),
     });
   }
-  if (cancelled && !status.shutdown) {
+  if (cancelled) {
     setPhase('cancelled');
-    throw failure; // closes as cancelled; the memo, the status query and the history show the teardown
+    throw failure ?? new CancelledFailure('cancelled'); // closes as cancelled; the memo, the status query and the history show the teardown
   }
-  if ((failure && !(cancelled && status.shutdown)) || teardownFailed) {
+  if ((failure && !(isCancellation(failure) && status.shutdown)) || teardownFailed) {
     setPhase('failed');
     const what = failure ? messageOf(failure) : 'teardown left resources held';
     throw ApplicationFailure.create({
-      message: `LaunchGlidein ${ref.glideinId} at ${ref.site} failed: ${what}${teardownFailed ? `; still held after teardown: ${status.held.map((h) => h.kind).join(', ')}` : ''}`,
-      type: failureType(failure) ?? 'TeardownIncomplete',
+      message: `LaunchGlidein ${ref.glideinId} at ${ref.site} failed: ${what}${teardownFailed ? `; still held after teardown: ${heldKinds()}` : ''}`,
+      type: failure ? failureType(failure) : FailureType.TeardownIncomplete,
       nonRetryable: true,
       details: [result],
       cause: failure instanceof Error ? failure : undefined,
@@ -193,6 +247,17 @@ export async function LaunchGlidein(input: LaunchGlideinInput): Promise<LaunchRe
   }
   setPhase('done');
   return result;
+
+  /** Moves the work directory aside once nothing is held any more; a failure here is only logged. */
+  async function cleanup(): Promise<void> {
+    await CancellationScope.nonCancellable(async () => {
+      try {
+        await step('cleanupGlidein', () => undo.cleanupGlidein(ref), (r) => r.detail);
+      } catch (err) {
+        log.warn('the work directory was not cleaned up', { glideinId: ref.glideinId, error: messageOf(err) });
+      }
+    });
+  }
 
   async function setup(p: LaunchPlan): Promise<void> {
     setPhase('setup');
@@ -202,7 +267,7 @@ export async function LaunchGlidein(input: LaunchGlideinInput): Promise<LaunchRe
       const allocation = await step('allocateNode', () => allocator.allocateNode(ref, p.slurm!.queueTimeoutMs), (a) => `${a.reused ? 'found' : 'submitted'} job ${a.jobId}, running on ${a.node}`);
       ref.node = allocation.node;
       status.allocation = { jobId: allocation.jobId, node: allocation.node };
-      status.held[status.held.length - 1] = { kind: 'allocation', jobName: ref.glideinId, jobId: allocation.jobId };
+      hold({ kind: 'allocation', jobName: ref.glideinId, jobId: allocation.jobId });
       // Drain in time for the glidein to finish before Slurm ends the job.
       if (allocation.timeLeftMs !== undefined) {
         status.deadline = Math.min(status.deadline ?? Infinity, Date.now() + allocation.timeLeftMs - p.drainGraceMs - 60_000);
@@ -210,7 +275,7 @@ export async function LaunchGlidein(input: LaunchGlideinInput): Promise<LaunchRe
     }
     hold({ kind: 'tunnel', socksPort: 0 });
     const tunnel = await step('openTunnel', () => tunnels.openTunnel(ref), (t) => `${t.reused ? 'reused' : 'opened'} SOCKS 127.0.0.1:${t.socksPort}, pid ${t.process.pid}`);
-    status.held[status.held.length - 1] = { kind: 'tunnel', socksPort: tunnel.socksPort };
+    hold({ kind: 'tunnel', socksPort: tunnel.socksPort });
     await step('verifyOutbound', () => site.verifyOutbound(ref), (r) => `reached ${r.target}: ${r.chain}`);
     hold({ kind: 'cvmfs', repositories: p.repositories });
     await step('mountCvmfs', () => cvmfs.mountCvmfs(ref), (r) => `mounted ${r.mounted.join(', ') || 'nothing'}${r.shared?.length ? ` (shared with other glideins: ${r.shared.join(', ')})` : ''}${r.alreadyMounted.length ? `; already there: ${r.alreadyMounted.join(', ')}` : ''}`);
@@ -240,10 +305,10 @@ export async function LaunchGlidein(input: LaunchGlideinInput): Promise<LaunchRe
       cancellationType: ActivityCancellationType.TRY_CANCEL,
     });
     const deadline = status.deadline ?? Date.now() + p.lifetimeMs;
-    for (;;) {
-      if (workflowInfo().continueAsNewSuggested || workflowInfo().historyLength >= maxHistoryEvents) {
-        return { plan: p, status, tunnelRepairs };
-      }
+    const timeToContinue = () => workflowInfo().continueAsNewSuggested || workflowInfo().historyLength >= historyCap();
+    for (let rounds = 0; ; rounds++) {
+      // Every run monitors for at least one round before it continues-as-new: no cap can make it loop.
+      if (owned ? rounds > 0 && timeToContinue() : timeToContinue()) return { plan: p, status, tunnelRepairs };
       const report = await watch.monitorGlidein(ref, { deadline, roundEnd: Math.min(deadline, Date.now() + roundMs), intervalMs: p.monitorIntervalMs });
       status.lastCheck = report.last;
       switch (report.end) {
@@ -259,12 +324,12 @@ export async function LaunchGlidein(input: LaunchGlideinInput): Promise<LaunchRe
           if (report.ghost) log.warn('ghost glidein: its process ended but the collector still lists it', { glideinId: ref.glideinId, ad: report.ghost });
           return undefined;
         case 'tunnel-down':
-          if (++tunnelRepairs > MAX_TUNNEL_REPAIRS) throw ApplicationFailure.nonRetryable(`the tunnel went down ${tunnelRepairs} times; giving up`, 'TunnelUnstable');
+          if (++tunnelRepairs > MAX_TUNNEL_REPAIRS) throw ApplicationFailure.nonRetryable(`the tunnel went down ${tunnelRepairs} times; giving up`, FailureType.TunnelUnstable);
           log.warn('tunnel down, reopening', { glideinId: ref.glideinId, repairs: tunnelRepairs });
           await step('openTunnel', () => tunnels.openTunnel(ref), (t) => `reopened after a drop: pid ${t.process.pid}`);
           continue;
         case 'unregistered':
-          throw ApplicationFailure.nonRetryable(`glidein ${ref.glideinId} is running but no longer in the collector: ${report.detail}`, 'GlideinUnregistered');
+          throw ApplicationFailure.nonRetryable(`glidein ${ref.glideinId} is running but no longer in the collector: ${report.detail}`, FailureType.GlideinUnregistered);
       }
     }
   }
@@ -314,11 +379,62 @@ function messageOf(err: unknown): string {
   return String(err);
 }
 
+/** The type a failed run closes with: the first typed ApplicationFailure in the cause chain, or how it timed out. */
 function failureType(err: unknown): string | undefined {
+  if (err === undefined) return undefined;
   let e: unknown = err;
+  let timedOut = false;
   while (e instanceof Error) {
     if (e instanceof ApplicationFailure && e.type) return e.type;
+    if (e instanceof TimeoutFailure) timedOut = true;
     e = (e as { cause?: unknown }).cause;
   }
-  return undefined;
+  return timedOut ? FailureType.ActivityTimedOut : FailureType.StepError;
+}
+
+type Accepted = { request: GlideinRequest; resume?: ResumeState; legacyCap?: number } | { refused: string; site?: string };
+
+/**
+ * The whole input, validated before anything runs. A first run takes exactly the request. A run continued from
+ * another one also takes the carried state, if it passes its schema and names this workflow and the glidein id
+ * this workflow derives (states carried before OWNED_LIFECYCLE name neither and bring their history cap).
+ */
+function acceptInput(input: unknown, info: ReturnType<typeof workflowInfo>, owned: boolean): Accepted {
+  const raw = (input !== null && typeof input === 'object' && !Array.isArray(input) ? input : {}) as Record<string, unknown>;
+  const site = siteName.safeParse(raw.site).success ? (raw.site as string) : undefined;
+  const refuse = (why: string): Accepted => ({ refused: `LaunchGlidein input is invalid:\n${why}`, site });
+  const continued = info.continuedFromExecutionRunId !== undefined;
+  const { resume: rawResume, maxHistoryEvents, ...rest } = raw;
+  let request: GlideinRequest;
+  try {
+    // Histories recorded before OWNED_LIFECYCLE may carry the old test knob maxHistoryEvents in a first run.
+    request = parseGlideinRequest(continued || !owned ? rest : input);
+  } catch (err) {
+    if (err instanceof InvalidRequestError) return { refused: err.message, site };
+    throw err;
+  }
+  let legacyCap: number | undefined;
+  if (maxHistoryEvents !== undefined) {
+    if (typeof maxHistoryEvents !== 'number' || !Number.isInteger(maxHistoryEvents) || maxHistoryEvents < 0) return refuse('maxHistoryEvents: expected a whole number');
+    legacyCap = maxHistoryEvents;
+  }
+  if (!continued) return owned ? { request } : { request, legacyCap };
+  if (rawResume === undefined) return { request, legacyCap };
+  const parsed = resumeStateSchema.safeParse(rawResume);
+  if (!parsed.success) return refuse(formatIssues(parsed.error).replace(/^/gm, 'resume.'));
+  const resume = parsed.data as ResumeState;
+  const { status, plan: carriedPlan } = resume;
+  if (resume.workflowId !== undefined && resume.workflowId !== info.workflowId) return refuse('resume.workflowId: carried by another workflow');
+  // Only states carried before OWNED_LIFECYCLE bring the old cap; its value is used only where it was then.
+  if (resume.workflowId !== undefined && legacyCap !== undefined) return refuse("maxHistoryEvents: not an input (the history cap is the site profile's monitor.historyEvents)");
+  const mine = [glideinIdFor(info.workflowId), legacyGlideinIdFor(info.workflowId)];
+  if (!mine.includes(status.glideinId)) return refuse(`resume.status.glideinId: not the glidein id this workflow derives (${mine[0]})`);
+  if (carriedPlan.glideinId !== status.glideinId) return refuse('resume.plan.glideinId: differs from resume.status.glideinId');
+  if (status.site !== request.site || carriedPlan.site !== request.site) return refuse(`resume.status.site: differs from site ${request.site}`);
+  for (const h of status.held) {
+    if (h.kind === 'allocation' && h.jobName !== status.glideinId) return refuse('resume.status.held: the allocation names another glidein');
+    if (h.kind === 'container' && h.instance !== instanceName(status.glideinId)) return refuse('resume.status.held: the container names another glidein');
+    if (h.kind === 'cvmfs' && h.repositories.some((r) => !carriedPlan.repositories.includes(r))) return refuse('resume.status.held: cvmfs names a repository the plan does not');
+  }
+  return { request, resume, legacyCap };
 }

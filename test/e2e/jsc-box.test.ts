@@ -124,7 +124,7 @@ describe('LaunchGlidein in JSC in a box, driven by the temporal CLI', () => {
     const result = JSON.parse(await temporal('workflow', 'result', '--workflow-id', id, '--output', 'json'));
     expect(JSON.stringify(result)).toContain('drained');
     const steps = (await status(id))!.steps.map((s) => `${s.step}:${s.status}`);
-    expect(steps.slice(-5)).toEqual(['stopGlidein:ok', 'stopContainer:ok', 'unmountCvmfs:ok', 'closeTunnel:ok', 'releaseNode:ok']);
+    expect(steps.slice(-6)).toEqual(['stopGlidein:ok', 'stopContainer:ok', 'unmountCvmfs:ok', 'closeTunnel:ok', 'releaseNode:ok', 'cleanupGlidein:ok']);
     const history = JSON.parse(await temporal('workflow', 'show', '--workflow-id', id, '--output', 'json'));
     const activities = history.events.filter((e: any) => e.activityTaskScheduledEventAttributes).map((e: any) => e.activityTaskScheduledEventAttributes.activityType.name);
     expect(activities[1]).toBe('allocateNode');

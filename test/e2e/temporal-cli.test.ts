@@ -69,7 +69,7 @@ describe('operating LaunchGlidein with the temporal CLI', () => {
     const scheduled = history.events
       .filter((e: any) => e.activityTaskScheduledEventAttributes)
       .map((e: any) => e.activityTaskScheduledEventAttributes.activityType.name);
-    expect(scheduled.slice(-4)).toEqual(['stopGlidein', 'stopContainer', 'unmountCvmfs', 'closeTunnel']);
+    expect(scheduled.slice(-5)).toEqual(['stopGlidein', 'stopContainer', 'unmountCvmfs', 'closeTunnel', 'cleanupGlidein']);
 
     // Keys are referenced by path, never carried: no line of either private key is in the history.
     const text = JSON.stringify(history);

@@ -18,13 +18,13 @@ async function completedSteps(handle: WorkflowHandle): Promise<string[]> {
 
 /** What teardown must release, in order, once `last` has completed. */
 const UNDO: Record<string, string[]> = {
-  openTunnel: ['closeTunnel'],
-  verifyOutbound: ['closeTunnel'],
-  mountCvmfs: ['unmountCvmfs', 'closeTunnel'],
-  startContainer: ['stopContainer', 'unmountCvmfs', 'closeTunnel'],
-  preloadProxychains: ['stopContainer', 'unmountCvmfs', 'closeTunnel'],
-  startGlidein: ['stopGlidein', 'stopContainer', 'unmountCvmfs', 'closeTunnel'],
-  confirmRegistration: ['stopGlidein', 'stopContainer', 'unmountCvmfs', 'closeTunnel'],
+  openTunnel: ['closeTunnel', 'cleanupGlidein'],
+  verifyOutbound: ['closeTunnel', 'cleanupGlidein'],
+  mountCvmfs: ['unmountCvmfs', 'closeTunnel', 'cleanupGlidein'],
+  startContainer: ['stopContainer', 'unmountCvmfs', 'closeTunnel', 'cleanupGlidein'],
+  preloadProxychains: ['stopContainer', 'unmountCvmfs', 'closeTunnel', 'cleanupGlidein'],
+  startGlidein: ['stopGlidein', 'stopContainer', 'unmountCvmfs', 'closeTunnel', 'cleanupGlidein'],
+  confirmRegistration: ['stopGlidein', 'stopContainer', 'unmountCvmfs', 'closeTunnel', 'cleanupGlidein'],
 };
 
 describe('cancel matrix', () => {
@@ -48,7 +48,7 @@ describe('cancel matrix', () => {
       expect(status.phase).toBe('cancelled');
       expect(status.held).toEqual([]);
       const steps = stepsOf(status);
-      const setupEnd = steps.findIndex((s) => ['stopGlidein', 'stopContainer', 'unmountCvmfs', 'closeTunnel'].includes(s.split(':')[0]));
+      const setupEnd = steps.findIndex((s) => ['stopGlidein', 'stopContainer', 'unmountCvmfs', 'closeTunnel', 'cleanupGlidein'].includes(s.split(':')[0]));
       const teardown = steps.slice(setupEnd);
       // The step running when the cancel arrived may have finished first; its inverse then runs too.
       expect(teardown.every((s) => s.endsWith(':ok'))).toBe(true);

@@ -63,5 +63,6 @@ export function waitForPhase(handle: WorkflowHandle, phase: GlideinStatus['phase
 }
 
 export const stepsOf = (status: { steps: GlideinStatus['steps'] }) => status.steps.map((s) => `${s.step}:${s.status}`);
-export const TEARDOWN = ['stopGlidein:ok', 'stopContainer:ok', 'unmountCvmfs:ok', 'closeTunnel:ok'];
+/** Teardown after a full setup: the inverses in reverse, then the work directory moved aside. */
+export const TEARDOWN = ['stopGlidein:ok', 'stopContainer:ok', 'unmountCvmfs:ok', 'closeTunnel:ok', 'cleanupGlidein:ok'];
 export const SETUP = ['planLaunch:ok', 'openTunnel:ok', 'verifyOutbound:ok', 'mountCvmfs:ok', 'startContainer:ok', 'preloadProxychains:ok', 'startGlidein:ok', 'confirmRegistration:ok'];

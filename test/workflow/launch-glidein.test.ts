@@ -34,7 +34,7 @@ describe('LaunchGlidein', () => {
       await handle.signal(drainSignal);
       const result = await handle.result();
       expect(result.endReason).toBe('drained');
-      expect(stepsOf(result).slice(-4)).toEqual(TEARDOWN);
+      expect(stepsOf(result).slice(-TEARDOWN.length)).toEqual(TEARDOWN);
       expect(result.steps.find((s) => s.step === 'stopGlidein')?.detail).toMatch(/graceful shutdown, SIGTERM/);
     });
     expect(await footprint(id)).toEqual(EMPTY);
@@ -65,7 +65,7 @@ describe('LaunchGlidein', () => {
       expect(err.cause).toBeInstanceOf(CancelledFailure);
       const status = await handle.query(statusQuery);
       expect(status.endReason).toBe('cancelled');
-      expect(stepsOf(status).slice(-4)).toEqual(TEARDOWN);
+      expect(stepsOf(status).slice(-TEARDOWN.length)).toEqual(TEARDOWN);
       expect(status.held).toEqual([]);
     });
     expect(await footprint(id)).toEqual(EMPTY);
@@ -107,11 +107,11 @@ describe('LaunchGlidein', () => {
   // Each case breaks one step for real; teardown must undo exactly what came before, in reverse.
   const FAULTS: Array<[string, (p: any) => void, string, string[]]> = [
     // A known_hosts on the site without the login node's key: the tunnel's ssh must refuse, never accept it.
-    ['openTunnel', (p) => (p.tunnel.knownHostsFile = '/dev/null'), 'TunnelHostKeyRejected', ['closeTunnel:ok']],
-    ['verifyOutbound', (p) => (p.kitProxy.port = 81), 'the KIT proxy 127.0.0.3:81', ['closeTunnel:ok']],
-    ['mountCvmfs', (p) => p.cvmfs.repositories.push('nosuch.example.org'), 'nosuch.example.org', ['unmountCvmfs:ok', 'closeTunnel:ok']],
-    ['startContainer', (p) => (p.container.image = '/tmp/glidein-local-site/site/images/missing.sif'), 'missing.sif', ['stopContainer:ok', 'unmountCvmfs:ok', 'closeTunnel:ok']],
-    ['preloadProxychains', (p) => (p.proxychains.library = '/usr/lib/x86_64-linux-gnu/libc.so.6'), 'was not pre-loaded', ['stopContainer:ok', 'unmountCvmfs:ok', 'closeTunnel:ok']],
+    ['openTunnel', (p) => (p.tunnel.knownHostsFile = '/dev/null'), 'TunnelHostKeyRejected', ['closeTunnel:ok', 'cleanupGlidein:ok']],
+    ['verifyOutbound', (p) => (p.kitProxy.port = 81), 'the KIT proxy 127.0.0.3:81', ['closeTunnel:ok', 'cleanupGlidein:ok']],
+    ['mountCvmfs', (p) => p.cvmfs.repositories.push('nosuch.example.org'), 'nosuch.example.org', ['unmountCvmfs:ok', 'closeTunnel:ok', 'cleanupGlidein:ok']],
+    ['startContainer', (p) => (p.container.image = '/tmp/glidein-local-site/site/images/missing.sif'), 'missing.sif', ['stopContainer:ok', 'unmountCvmfs:ok', 'closeTunnel:ok', 'cleanupGlidein:ok']],
+    ['preloadProxychains', (p) => (p.proxychains.library = '/usr/lib/x86_64-linux-gnu/libc.so.6'), 'was not pre-loaded', ['stopContainer:ok', 'unmountCvmfs:ok', 'closeTunnel:ok', 'cleanupGlidein:ok']],
     ['startGlidein', (p) => (p.glidein.startCommand = ['/cvmfs/cms.cern.ch/glidein/sbin/no_such_master', '-f']), 'no_such_master', TEARDOWN],
     ['confirmRegistration', (p) => ((p.glidein.config.UPDATE_COLLECTOR_WITH_TCP = 'False'), (p.glidein.registrationTimeout = '6s')), 'RegistrationTimeout', TEARDOWN],
   ];

@@ -60,8 +60,8 @@ describe('LaunchGlidein while monitoring', () => {
 
   it('continues-as-new while monitoring, carrying what it holds, and the new run still tears it all down', async () => {
     const id = `wf-can-${Date.now()}`;
-    await withWorker(fastMonitor((p) => (p.monitor.reportEvery = '1s')), async (w) => {
-      const handle = await start(w, id, { site: 'local', lifetime: '10m', maxHistoryEvents: 100 });
+    await withWorker(fastMonitor((p) => ((p.monitor.reportEvery = '1s'), (p.monitor.historyEvents = 100))), async (w) => {
+      const handle = await start(w, id, { site: 'local', lifetime: '10m' });
       const firstRun = (await handle.describe()).runId;
       await waitFor('a continue-as-new', async () => (await handle.describe()).runId !== firstRun, 60_000);
       const status = await waitForPhase(handle, 'monitoring');
@@ -78,7 +78,7 @@ describe('LaunchGlidein while monitoring', () => {
       await handle.signal(drainSignal);
       const result = await handle.result();
       expect(result.endReason).toBe('drained');
-      expect(stepsOf(result).slice(-4)).toEqual(TEARDOWN);
+      expect(stepsOf(result).slice(-TEARDOWN.length)).toEqual(TEARDOWN);
     });
     expect(await footprint(id)).toEqual(EMPTY);
   });
@@ -138,7 +138,7 @@ describe('LaunchGlidein while monitoring', () => {
     await withWorker(sites, async () => {
       const result = await env().client.workflow.getHandle(id).result();
       expect(result.endReason).toMatch(/^glidein exited|^lifetime/);
-      expect(stepsOf(result).slice(-4)).toEqual(TEARDOWN);
+      expect(stepsOf(result).slice(-TEARDOWN.length)).toEqual(TEARDOWN);
     }, queue);
     expect(await footprint(id)).toEqual(EMPTY);
   });
@@ -151,7 +151,7 @@ describe('LaunchGlidein while monitoring', () => {
       kill((await footprint(id)).glideins, 'SIGTERM'); // HTCondor's own shutdown: it invalidates its ad
       const result = await handle.result();
       expect(result.endReason).toMatch(/^glidein exited/);
-      expect(stepsOf(result).slice(-4)).toEqual(TEARDOWN);
+      expect(stepsOf(result).slice(-TEARDOWN.length)).toEqual(TEARDOWN);
       expect(result.steps.find((s) => s.step === 'stopGlidein')?.detail).toBe('no glidein running');
     });
     expect(await footprint(id)).toEqual(EMPTY);
@@ -168,7 +168,7 @@ describe('LaunchGlidein while monitoring', () => {
       const status = await handle.query(statusQuery);
       expect(status.ghost).toBe(`slot1@${id}@${hostname()}`);
       expect(status.lastCheck).toMatchObject({ glidein: false, registered: false });
-      expect(stepsOf(result).slice(-4)).toEqual(TEARDOWN);
+      expect(stepsOf(result).slice(-TEARDOWN.length)).toEqual(TEARDOWN);
     });
     // Everything of ours is gone; only the collector's ad is left, as in a real pool, until it expires.
     expect(await footprint(id)).toEqual({ ...EMPTY, ads: [`slot1@${id}@${hostname()}`] });
@@ -186,7 +186,7 @@ describe('LaunchGlidein while monitoring', () => {
         expect(err).toBeInstanceOf(WorkflowFailedError);
         expect((err.cause as ApplicationFailure).type).toBe('GlideinUnregistered');
         const status = await handle.query(statusQuery);
-        expect(stepsOf(status).slice(-4)).toEqual(TEARDOWN);
+        expect(stepsOf(status).slice(-TEARDOWN.length)).toEqual(TEARDOWN);
         expect(status.held).toEqual([]);
       });
     } finally {

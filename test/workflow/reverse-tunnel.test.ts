@@ -39,7 +39,7 @@ describe('LaunchGlidein with a reverse tunnel', () => {
       await handle.signal(drainSignal);
       const result = await handle.result();
       expect(result.endReason).toBe('drained');
-      expect(stepsOf(result).slice(-4)).toEqual(TEARDOWN);
+      expect(stepsOf(result).slice(-TEARDOWN.length)).toEqual(TEARDOWN);
       expect((await handle.query(statusQuery)).held).toEqual([]);
     });
     expect(await footprint(id)).toEqual(EMPTY);

@@ -1,0 +1,40 @@
+/**
+ * Every failure type LaunchGlidein and its activities raise: one vocabulary for code, tests and clients (search
+ * for them in the Web UI, branch on them in scripts). Non-retryable ones are faults that retrying cannot fix.
+ */
+export const FailureType = {
+  /** The workflow input (or a carried state, a signal) is not valid; nothing ran on the site. */
+  InvalidRequest: 'InvalidRequest',
+  InvalidSiteProfile: 'InvalidSiteProfile',
+  /** The glidein's directory on the site is claimed by another workflow: nothing was touched. */
+  GlideinIdConflict: 'GlideinIdConflict',
+  HostKeyRejected: 'HostKeyRejected',
+  AuthRejected: 'AuthRejected',
+  SshConnect: 'SshConnect',
+  SshChannel: 'SshChannel',
+  SshTimeout: 'SshTimeout',
+  SshAborted: 'SshAborted',
+  NoNodeAllocated: 'NoNodeAllocated',
+  AllocationRefused: 'AllocationRefused',
+  QueueTimeout: 'QueueTimeout',
+  TunnelPortInUse: 'TunnelPortInUse',
+  TunnelHostKeyRejected: 'TunnelHostKeyRejected',
+  TunnelAuthRejected: 'TunnelAuthRejected',
+  TunnelHostUnknown: 'TunnelHostUnknown',
+  TunnelUnstable: 'TunnelUnstable',
+  CvmfsMountFailed: 'CvmfsMountFailed',
+  ContainerStartFailed: 'ContainerStartFailed',
+  PreloadFailed: 'PreloadFailed',
+  GlideinStartFailed: 'GlideinStartFailed',
+  GlideinExited: 'GlideinExited',
+  RegistrationTimeout: 'RegistrationTimeout',
+  GlideinUnregistered: 'GlideinUnregistered',
+  /** An activity ran out of time (start-to-close, heartbeat or schedule-to-close) on every attempt. */
+  ActivityTimedOut: 'ActivityTimedOut',
+  /** Teardown could not release everything; the message names what is still held. */
+  TeardownIncomplete: 'TeardownIncomplete',
+  CommandFailed: 'CommandFailed',
+  StepError: 'StepError',
+} as const;
+
+export type FailureTypeName = (typeof FailureType)[keyof typeof FailureType];
