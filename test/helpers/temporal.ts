@@ -1,7 +1,7 @@
 /** A real Temporal dev server (the official CLI, built offline by scripts/ensure-temporal) and a worker on it. */
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { DefaultLogger, Runtime, Worker, bundleWorkflowCode, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
-import { createActivities } from '../../src/activities';
+import { createActivities, type GlideinActivities } from '../../src/activities';
 import { SshPool } from '../../src/remote/ssh';
 import { SiteRegistry } from '../../src/site/load';
 import { GlideinId, GlideinPhase, GlideinSite } from '../../src/workflows/messages';
@@ -34,13 +34,22 @@ export interface TestWorker {
   taskQueue: string;
 }
 
-export async function createTestWorker(env: TestWorkflowEnvironment, sitesDir: string, taskQueue: string): Promise<TestWorker> {
+export interface TestWorkerOptions {
+  /** Another namespace than the environment's default one. */
+  namespace?: string;
+  /** Wraps the real activities (a test acts at a precise moment of one of them). */
+  wrap?: (activities: GlideinActivities) => GlideinActivities;
+}
+
+export async function createTestWorker(env: TestWorkflowEnvironment, sitesDir: string, taskQueue: string, options: TestWorkerOptions = {}): Promise<TestWorker> {
   const ssh = new SshPool();
+  const activities = createActivities({ sites: new SiteRegistry(sitesDir), ssh });
   const worker = await Worker.create({
     connection: env.nativeConnection,
+    namespace: options.namespace,
     taskQueue,
     workflowBundle: await workflowBundle(),
-    activities: createActivities({ sites: new SiteRegistry(sitesDir), ssh }),
+    activities: options.wrap ? options.wrap(activities) : activities,
   });
   return { worker, ssh, taskQueue };
 }

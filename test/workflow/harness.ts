@@ -5,12 +5,12 @@ import type { WorkflowHandle } from '@temporalio/client';
 import { LaunchGlidein } from '../../src/workflows';
 import { statusQuery, type GlideinStatus } from '../../src/workflows/messages';
 import { findSecretsInHistories } from '../helpers/secrets';
-import { createTestEnv, createTestWorker, type TestWorker } from '../helpers/temporal';
+import { createTestEnv, createTestWorker, type TestWorker, type TestWorkerOptions } from '../helpers/temporal';
 
 export interface Harness {
   env(): TestWorkflowEnvironment;
   /** Runs `body` with a worker for `sitesDir` on `taskQueue` (default: a fresh one). */
-  withWorker<T>(sitesDir: string, body: (w: TestWorker) => Promise<T>, taskQueue?: string): Promise<T>;
+  withWorker<T>(sitesDir: string, body: (w: TestWorker) => Promise<T>, taskQueue?: string, options?: TestWorkerOptions): Promise<T>;
   start(w: TestWorker, id: string, input?: Record<string, unknown>): Promise<WorkflowHandle<typeof LaunchGlidein>>;
 }
 
@@ -31,8 +31,8 @@ export function useDevServer(): Harness {
   }, 60_000);
   return {
     env: () => env,
-    async withWorker(sitesDir, body, taskQueue = `test-${randomUUID()}`) {
-      const w = await createTestWorker(env, sitesDir, taskQueue);
+    async withWorker(sitesDir, body, taskQueue = `test-${randomUUID()}`, options = {}) {
+      const w = await createTestWorker(env, sitesDir, taskQueue, options);
       try {
         return await w.worker.runUntil(body(w));
       } finally {

@@ -1,6 +1,6 @@
 /** What the local test site holds for one glidein: the facts workflow tests assert on. */
 import { instanceName } from '../../src/common/naming';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { collectorAds, SITE_PATHS, siteMounts, siteProcesses } from '../site/local-site';
 
 export interface GlideinFootprint {
@@ -9,6 +9,8 @@ export interface GlideinFootprint {
   instances: number[];
   mounts: string[];
   ads: string[];
+  /** The glidein's work directory is still in <workDir> (a clean teardown moves it to <workDir>/.done/). */
+  workDir: boolean;
 }
 
 export async function footprint(glideinId: string): Promise<GlideinFootprint> {
@@ -24,10 +26,11 @@ export async function footprint(glideinId: string): Promise<GlideinFootprint> {
       .map((m) => m.target)
       .filter((t) => t.startsWith(`${SITE_PATHS.cvmfsDist}/`)),
     ads: ads.map((ad) => String(ad.Name)),
+    workDir: existsSync(`${SITE_PATHS.workDir}/${glideinId}`),
   };
 }
 
-export const EMPTY: GlideinFootprint = { tunnels: [], glideins: [], instances: [], mounts: [], ads: [] };
+export const EMPTY: GlideinFootprint = { tunnels: [], glideins: [], instances: [], mounts: [], ads: [], workDir: false };
 
 function environ(pid: number): string[] {
   try {
