@@ -55,11 +55,17 @@ export async function waitFor<T>(what: string, probe: () => Promise<T | undefine
   }
 }
 
-export function waitForPhase(handle: WorkflowHandle, phase: GlideinStatus['phase'], timeoutMs = 60_000): Promise<GlideinStatus> {
-  return waitFor(`phase ${phase}`, async () => {
-    const status = await handle.query(statusQuery);
-    return status.phase === phase && status;
-  }, timeoutMs);
+export async function waitForPhase(handle: WorkflowHandle, phase: GlideinStatus['phase'], timeoutMs = 60_000): Promise<GlideinStatus> {
+  let last: GlideinStatus | undefined;
+  try {
+    return await waitFor(`phase ${phase}`, async () => {
+      last = await handle.query(statusQuery);
+      return last.phase === phase && last;
+    }, timeoutMs);
+  } catch (err) {
+    // Say where it stood: the phase and the steps so far.
+    throw new Error(`${(err as Error).message}; ${handle.workflowId} is in ${last?.phase}: ${last?.steps.map((s) => `${s.step}:${s.status}${s.error ? ` (${s.error})` : ''}`).join(', ')}`);
+  }
 }
 
 export const stepsOf = (status: { steps: GlideinStatus['steps'] }) => status.steps.map((s) => `${s.step}:${s.status}`);
