@@ -4,6 +4,7 @@
  */
 import { createHash, createHmac } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
+import { ExecutorError } from './executor';
 
 export interface KnownKey {
   type: string;
@@ -53,14 +54,32 @@ export function findHostKeys(text: string, host: string, port: number): KnownHos
   return result;
 }
 
+/**
+ * The keys known_hosts holds for a host. A file that cannot be read is a permanent host-key fault: without it
+ * no key can be verified, and retrying only opens connections that would be refused.
+ */
 export async function readHostKeys(file: string, host: string, port: number): Promise<KnownHostKeys> {
   let text: string;
   try {
     text = await readFile(file, 'utf8');
   } catch (err) {
-    throw new Error(`known_hosts file ${file} cannot be read: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    throw new ExecutorError(
+      `known_hosts file ${file} cannot be read (${unreadable(err)}): refusing to connect to ${knownHostsName(host, port)}. ` +
+        `Make it a file readable by the worker's user that holds the host's verified key.`,
+      'host-key',
+      true,
+    );
   }
   return findHostKeys(text, host, port);
+}
+
+/** Why a file cannot be read, for a message: "it does not exist", "permission denied", or the errno code. */
+export function unreadable(err: unknown): string {
+  const { code, message } = err as NodeJS.ErrnoException;
+  if (code === 'ENOENT') return 'it does not exist';
+  if (code === 'EISDIR') return 'it is a directory';
+  if (code === 'EACCES') return 'permission denied';
+  return code ?? message;
 }
 
 /** SHA256:… as `ssh-keygen -lf` prints it. */

@@ -7,9 +7,9 @@
 import { readFile } from 'node:fs/promises';
 import * as net from 'node:net';
 import type { Duplex } from 'node:stream';
-import { Client, type ClientChannel, type ConnectConfig, type ExecOptions } from 'ssh2';
+import { Client, utils, type ClientChannel, type ConnectConfig, type ExecOptions, type ParsedKey } from 'ssh2';
 import { ExecutorError, OutputBuffer, type CommandResult, type Executor, type RunOptions } from './executor';
-import { blobType, fingerprint, hostKeyAlgorithms, knownHostsName, readHostKeys } from './known-hosts';
+import { blobType, fingerprint, hostKeyAlgorithms, knownHostsName, readHostKeys, unreadable } from './known-hosts';
 import { KeyAgent } from './key-agent';
 import { commandLine } from './quote';
 import { Semaphore } from './semaphore';
@@ -93,11 +93,26 @@ export class SshConnection implements Executor {
     }
   }
 
-  /** A forwarded TCP stream from this host to another (used to jump to the worker node). */
+  /**
+   * A forwarded TCP stream from this host to another (used to jump to the worker node). `signal` gives up the
+   * wait for this connection; opening the stream itself is limited by connectTimeoutMs.
+   */
   async forward(host: string, port: number, signal?: AbortSignal): Promise<Duplex> {
     const client = await this.connected(signal);
+    const timeoutMs = this.options.connectTimeoutMs;
     return new Promise((resolve, reject) => {
+      let settled = false;
+      const timer = setTimeout(() => {
+        settled = true;
+        reject(new ExecutorError(`cannot reach ${host}:${port} through ${this.target}: no answer within ${timeoutMs} ms`, 'connect'));
+      }, timeoutMs);
       client.forwardOut('127.0.0.1', 0, host, port, (err, stream) => {
+        clearTimeout(timer);
+        if (settled) {
+          stream?.destroy(); // nobody waits for it any more
+          return;
+        }
+        settled = true;
         if (err) reject(new ExecutorError(`cannot reach ${host}:${port} through ${this.target}: ${err.message}`, 'connect'));
         else resolve(stream);
       });
@@ -110,19 +125,26 @@ export class SshConnection implements Executor {
     void client?.then((c) => c.end()).catch(() => undefined);
   }
 
+  /**
+   * The connection, shared by all callers. The connect attempt follows no caller's signal (one caller's
+   * timeout must not fail the others' wait); each caller stops waiting when its own signal aborts.
+   */
   private connected(signal?: AbortSignal): Promise<Client> {
+    if (signal?.aborted) return Promise.reject(new ExecutorError(`connecting to ${this.target} aborted`, 'aborted'));
     if (!this.client) {
-      this.client = this.connect(signal);
-      this.client.catch(() => {
-        this.client = undefined;
+      const attempt = this.connect();
+      this.client = attempt;
+      attempt.catch(() => {
+        if (this.client === attempt) this.client = undefined;
       });
     }
-    return this.client;
+    return untilAborted(this.client, signal, `connecting to ${this.target} aborted`);
   }
 
-  private async connect(signal?: AbortSignal): Promise<Client> {
+  /** One connect attempt; each step has its own limit (backoff, connectTimeoutMs), so it always ends. */
+  private async connect(): Promise<Client> {
     const wait = this.nextAttemptAt - Date.now();
-    if (wait > 0) await sleep(wait, signal);
+    if (wait > 0) await sleep(wait);
     const { spec } = this;
     const known = await readHostKeys(spec.knownHostsFile, spec.host, spec.port);
     const name = knownHostsName(spec.host, spec.port);
@@ -134,15 +156,12 @@ export class SshConnection implements Executor {
         true,
       );
     }
-    let privateKey: Buffer;
-    try {
-      privateKey = await readFile(spec.identityFile);
-    } catch (err) {
-      throw new ExecutorError(`identity file ${spec.identityFile} cannot be read: ${(err as NodeJS.ErrnoException).code}`, 'auth', true);
-    }
+    const privateKey = await readIdentity(spec.identityFile);
+    // Serves the same key as an agent, forwarded only on channels that ask for it (the reverse tunnel).
+    const agent = new KeyAgent(privateKey);
     let sock: Duplex;
     try {
-      sock = this.via ? await this.via.forward(spec.host, spec.port, signal) : await openSocket(spec.host, spec.port, this.options.connectTimeoutMs, signal);
+      sock = this.via ? await this.via.forward(spec.host, spec.port) : await openSocket(spec.host, spec.port, this.options.connectTimeoutMs);
     } catch (err) {
       this.noteFailure();
       if (err instanceof ExecutorError) throw err;
@@ -155,8 +174,7 @@ export class SshConnection implements Executor {
       sock,
       username: spec.user,
       privateKey,
-      // Serves the same key as an agent, forwarded only on channels that ask for it (the reverse tunnel).
-      agent: new KeyAgent(privateKey),
+      agent,
       readyTimeout: this.options.connectTimeoutMs,
       keepaliveInterval: this.options.keepaliveIntervalMs,
       keepaliveCountMax: 3,
@@ -169,20 +187,17 @@ export class SshConnection implements Executor {
     this.connects++;
     this.options.log('ssh connecting', { target: this.target });
     try {
+      // readyTimeout limits the handshake; ssh2 clears it when the socket closes, and a close in the key
+      // exchange comes without an error, so a close settles the wait too. The first error settles it; the
+      // listener stays, as ssh2 may emit more (a timeout, then "Connection lost") and an unheard one throws.
       await new Promise<void>((resolve, reject) => {
-        const onAbort = () => {
-          client.end();
-          reject(new ExecutorError(`connecting to ${this.target} aborted`, 'aborted'));
-        };
-        signal?.addEventListener('abort', onAbort, { once: true });
+        const onError = (err: Error & { level?: string }) => reject(this.classify(err, offered, known.keys.map((k) => k.type)));
+        client.on('error', onError);
         client.once('ready', () => {
-          signal?.removeEventListener('abort', onAbort);
+          client.off('error', onError);
           resolve();
         });
-        client.once('error', (err: Error & { level?: string }) => {
-          signal?.removeEventListener('abort', onAbort);
-          reject(this.classify(err, offered, known.keys.map((k) => k.type)));
-        });
+        client.once('close', () => reject(new ExecutorError(`cannot connect to ${this.target}: the connection closed during the handshake`, 'connect')));
         client.connect(config);
       });
     } catch (err) {
@@ -323,7 +338,44 @@ function signalChannel(stream: ClientChannel, name: string): void {
   }
 }
 
-function openSocket(host: string, port: number, timeoutMs: number, signal?: AbortSignal): Promise<net.Socket> {
+/**
+ * The identity file's key, checked before any connection is opened: a key that cannot be used would fail
+ * after the TCP connect, and every retry would cost the login node's firewall one more connection.
+ */
+async function readIdentity(file: string): Promise<Buffer> {
+  let privateKey: Buffer;
+  try {
+    privateKey = await readFile(file);
+  } catch (err) {
+    throw new ExecutorError(`identity file ${file} cannot be read (${unreadable(err)}): give the path of a private key readable by the worker's user`, 'auth', true);
+  }
+  // ssh2's messages name the format or the cipher, never key material.
+  const parsed = utils.parseKey(privateKey);
+  // A file with several keys parses to an array (its typings do not say so); ssh2 then uses the first.
+  const key: ParsedKey | Error | undefined = Array.isArray(parsed) ? (parsed as ParsedKey[])[0] : parsed;
+  if (key instanceof Error && /passphrase/i.test(key.message)) {
+    throw new ExecutorError(
+      `identity file ${file} is encrypted with a passphrase, and this worker has no way yet to unlock it (JSC asks for ` +
+        `passphrase-protected keys: unlocking one from a secret reference is the JSC-profile work still open); for now give a ` +
+        `key the site accepts without a passphrase, readable only by the worker's user`,
+      'auth',
+      true,
+    );
+  }
+  if (!key || key instanceof Error) {
+    throw new ExecutorError(
+      `identity file ${file} is not a private key ssh2 can read${key instanceof Error ? ` (${key.message})` : ''}: give the path of an OpenSSH private key (ssh-keygen -t ed25519 makes one)`,
+      'auth',
+      true,
+    );
+  }
+  if (!key.isPrivateKey()) {
+    throw new ExecutorError(`identity file ${file} holds a public key: give the path of the private key (the file without .pub)`, 'auth', true);
+  }
+  return privateKey;
+}
+
+function openSocket(host: string, port: number, timeoutMs: number): Promise<net.Socket> {
   return new Promise((resolve, reject) => {
     const sock = net.connect({ host, port });
     sock.setNoDelay(true); // Nagle + delayed ACK would add ~40 ms to every command
@@ -333,14 +385,11 @@ function openSocket(host: string, port: number, timeoutMs: number, signal?: Abor
       reject(err);
     };
     const timer = setTimeout(() => fail(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
-    const onAbort = () => fail(new Error('aborted'));
     const onError = (err: Error) => fail(err);
     const cleanup = () => {
       clearTimeout(timer);
-      signal?.removeEventListener('abort', onAbort);
       sock.off('error', onError);
     };
-    signal?.addEventListener('abort', onAbort, { once: true });
     sock.once('error', onError);
     sock.once('connect', () => {
       cleanup();
@@ -349,16 +398,25 @@ function openSocket(host: string, port: number, timeoutMs: number, signal?: Abor
   });
 }
 
-function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** `promise`, or an 'aborted' ExecutorError as soon as `signal` aborts; the promise itself goes on. */
+function untilAborted<T>(promise: Promise<T>, signal: AbortSignal | undefined, message: string): Promise<T> {
+  if (!signal) return promise;
   return new Promise((resolve, reject) => {
-    const timer = setTimeout(resolve, ms);
-    signal?.addEventListener(
-      'abort',
-      () => {
-        clearTimeout(timer);
-        reject(new ExecutorError('aborted while waiting to reconnect', 'aborted'));
+    const onAbort = () => reject(new ExecutorError(message, 'aborted'));
+    signal.addEventListener('abort', onAbort, { once: true });
+    promise.then(
+      (value) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(value);
       },
-      { once: true },
+      (err: unknown) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(err);
+      },
     );
   });
 }

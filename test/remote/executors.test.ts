@@ -16,6 +16,7 @@ import { ExecutorError, type CommandResult, type Executor } from '../../src/remo
 import { LocalExecutor } from '../../src/remote/local';
 import { SshPool, type SshTarget } from '../../src/remote/ssh';
 import { SITE_PATHS, siteProcesses, sshdLog, waitFor, type SiteProcess } from '../site/local-site';
+import { rejection, timed } from '../helpers/promises';
 
 const LOGIN: SshTarget = { host: '127.0.0.1', port: 2201, user: 'glidein', identityFile: SITE_PATHS.operatorKey, knownHostsFile: SITE_PATHS.operatorKnownHosts };
 const WORKER: SshTarget = { ...LOGIN, host: '127.0.0.2', port: 2202, jump: LOGIN };
@@ -49,22 +50,6 @@ afterAll(() => {
   fs.rmSync(siteScratch, { recursive: true, force: true });
   fs.rmSync(localScratch, { recursive: true, force: true });
 });
-
-/** The rejection of `promise`, which must reject. */
-async function rejection(promise: Promise<unknown>): Promise<Error> {
-  const outcome = await promise.then(
-    (value) => ({ value }),
-    (error: Error) => ({ error }),
-  );
-  if (!('error' in outcome)) throw new Error(`expected a rejection, got ${JSON.stringify(outcome.value)}`);
-  return outcome.error;
-}
-
-async function timed<T>(body: () => Promise<T>): Promise<{ value: T; ms: number }> {
-  const start = Date.now();
-  const value = await body();
-  return { value, ms: Date.now() - start };
-}
 
 // ---------------------------------------------------------------------------------------------------
 // /proc: processes and TCP sockets
