@@ -4,7 +4,7 @@
  */
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
-import { redact } from '../common/redact';
+import { redact, redactDeep } from '../common/redact';
 import { CommandFailedError, ExecutorError } from '../remote/executor';
 import { SiteProfileError } from '../site/load';
 
@@ -20,7 +20,8 @@ export class PermanentFault extends Error {
 }
 
 export function toFailure(step: string, err: unknown): Error {
-  if (err instanceof ApplicationFailure || err instanceof CancelledFailure) return err;
+  // Raised as a failure already (our own code, or a log tail in the message): redacted all the same.
+  if (err instanceof ApplicationFailure || err instanceof CancelledFailure) return redactFailure(err, 0);
   if (cancelled()) return new CancelledFailure(`${step} cancelled`);
   const message = redact(`${step}: ${err instanceof Error ? err.message : String(err)}`);
   if (err instanceof PermanentFault) return ApplicationFailure.nonRetryable(message, err.type);
@@ -31,6 +32,38 @@ export function toFailure(step: string, err: unknown): Error {
   }
   if (err instanceof CommandFailedError) return ApplicationFailure.retryable(message, 'CommandFailed');
   return ApplicationFailure.retryable(message, 'StepError');
+}
+
+/** How far a failure's cause chain is rebuilt; the rest is cut, not sent unredacted. */
+const MAX_CAUSES = 5;
+
+/**
+ * A redacted rebuild of an error, keeping its class where Temporal's failure converter looks at it. Rebuilt rather
+ * than edited: the fields are readonly, and a failure that came off the wire carries its proto in `failure`, which
+ * the converter would send as is.
+ */
+function redactFailure(err: Error, depth: number): Error {
+  const cause = err.cause instanceof Error && depth < MAX_CAUSES ? redactFailure(err.cause, depth + 1) : undefined;
+  let out: Error;
+  if (err instanceof ApplicationFailure) {
+    out = ApplicationFailure.create({
+      message: redact(err.message),
+      type: err.type ?? undefined,
+      nonRetryable: err.nonRetryable ?? undefined,
+      details: err.details ? (redactDeep(err.details) as unknown[]) : undefined,
+      cause,
+      nextRetryDelay: err.nextRetryDelay ?? undefined,
+      category: err.category ?? undefined,
+    });
+  } else if (err instanceof CancelledFailure) {
+    out = new CancelledFailure(redact(err.message), err.details ? (redactDeep(err.details) as unknown[]) : undefined, cause);
+  } else {
+    // The converter sends any other error as its name, message, stack and cause.
+    out = new Error(redact(err.message), { cause });
+    out.name = err.name;
+  }
+  out.stack = err.stack === undefined ? undefined : redact(err.stack);
+  return out;
 }
 
 /** Runs an activity body and converts what it throws. */

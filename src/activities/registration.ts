@@ -5,6 +5,7 @@
  */
 import { ApplicationFailure } from '@temporalio/common';
 import { Context } from '@temporalio/activity';
+import { redact } from '../common/redact';
 import type { GlideinRef, Registration } from '../common/types';
 import { lastLines } from '../remote/executor';
 import type { SiteProfile } from '../site/profile';
@@ -98,7 +99,8 @@ export function createRegistrationActivities(deps: ActivityDeps) {
           progress.lastError = check.error;
           const glidein = await glideinState(access);
           if (!glidein.alive) {
-            const log = await tailFile(access.node, access.paths.glideinLog, 8, access.opts());
+            // The glidein's own log can echo its IDTOKEN or proxy; redacted here as well as in asStep.
+            const log = redact(await tailFile(access.node, access.paths.glideinLog, 8, access.opts()));
             throw ApplicationFailure.nonRetryable(`confirmRegistration: the glidein exited before it registered with ${access.profile.collector.host}:${access.profile.collector.port}: ${log || 'no output'}`, 'GlideinExited');
           }
           if (Date.now() - progress.firstAttemptAt > timeoutMs) {

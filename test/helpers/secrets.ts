@@ -44,10 +44,18 @@ export async function findSecretsInHistories(client: Client): Promise<{ scanned:
   for await (const execution of client.workflow.list()) {
     const history = await client.workflow.getHandle(execution.workflowId, execution.runId).fetchHistory();
     scanned++;
-    for (const fragment of leaksIn(JSON.stringify(history), fragments)) leaks.push({ workflowId: execution.workflowId, fragment });
-
+    for (const fragment of leaksIn(historyText(history), fragments)) leaks.push({ workflowId: execution.workflowId, fragment });
   }
   return { scanned, leaks };
+}
+
+/** A history as text with every payload decoded: inputs, results, details and memos are bytes in the protobuf. */
+export function historyText(history: unknown): string {
+  return JSON.stringify(history, function (key, value) {
+    if (value instanceof Uint8Array) return Buffer.from(value).toString('utf8');
+    if (value && typeof value === 'object' && value.type === 'Buffer' && Array.isArray(value.data)) return Buffer.from(value.data).toString('utf8');
+    return value;
+  });
 }
 
 /** The fragments found in `text`, shortened so that a report does not print the secret again. */

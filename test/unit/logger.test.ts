@@ -1,0 +1,108 @@
+/** The worker's log lines: errors keep their message, type, stack and cause wherever they sit; nothing secret gets out. */
+import { ApplicationFailure } from '@temporalio/common';
+import type { LogEntry } from '@temporalio/worker';
+import { createLogger, runtimeLogSink } from '../../src/logger';
+
+const KEY_LINES = ['b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZW', 'QyNTUxOQAAACBzZWNyZXQta2V5LWJvZHktbGluZS10d28tbm90LWEtcmVhbC1rZXkAAA'];
+const KEY = `-----BEGIN OPENSSH PRIVATE KEY-----\n${KEY_LINES.join('\n')}\n-----END OPENSSH PRIVATE KEY-----\n`;
+const JWT = 'eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJnbGlkZWluQGpzYyJ9.c2lnbmF0dXJlLW9mLXRoZS10b2tlbg';
+const SECRETS = [...KEY_LINES, 'PRIVATE KEY-----', JWT, 'eyJzdWIiOiJnbGlkZWluQGpzYyJ9', 'token=abc', 'hunter2'];
+
+/** A logger writing into an array, one raw JSON line per entry. */
+function capture() {
+  const lines: string[] = [];
+  const log = createLogger({ write: (line: string) => void lines.push(line) });
+  return { log, lines, last: () => JSON.parse(lines[lines.length - 1]) };
+}
+
+function entry(message: string, meta: Record<string, unknown>, level: LogEntry['level'] = 'WARN'): LogEntry {
+  return { message, level, meta, timestampNanos: BigInt(Date.now()) * 1_000_000n };
+}
+
+function expectNoSecrets(line: string) {
+  for (const s of SECRETS) expect(line).not.toContain(s);
+}
+
+describe('logger', () => {
+  it('writes an error the SDK logs under `error` with its message, type and stack, not as {}', () => {
+    const { log, lines, last } = capture();
+    runtimeLogSink(entry('Activity failed', { error: new Error('boom'), workflowId: 'glidein-jsc-1', activityType: 'startGlidein' }), log);
+    expect(lines).toHaveLength(1);
+    const line = last();
+    expect(line).toMatchObject({ msg: 'Activity failed', level: 40, workflowId: 'glidein-jsc-1', service: 'jsc-glidein' });
+    expect(line.error).toMatchObject({ message: 'boom', type: 'Error', name: 'Error' });
+    expect(line.error.stack).toContain('Error: boom');
+    expect(line.error.stack).toContain('logger.test.ts');
+  });
+
+  it('keeps nested errors, an ApplicationFailure type and its cause chain', () => {
+    const { log, last } = capture();
+    const failure = ApplicationFailure.create({ message: 'the glidein exited', type: 'GlideinExited', nonRetryable: true, details: [{ polls: 3 }], cause: new TypeError('inner') });
+    runtimeLogSink(entry('Workflow failed', { failure, activity: { attempts: [{ error: new RangeError('deep') }] } }, 'ERROR'), log);
+    const line = last();
+    expect(line.failure).toMatchObject({ name: 'ApplicationFailure', type: 'GlideinExited', message: 'the glidein exited', nonRetryable: true, details: [{ polls: 3 }] });
+    expect(line.failure.cause).toMatchObject({ type: 'TypeError', message: 'inner' });
+    expect(line.failure.cause.stack).toContain('TypeError: inner');
+    expect(line.failure).not.toHaveProperty('failure');
+    expect(line.activity.attempts[0].error).toMatchObject({ type: 'RangeError', message: 'deep' });
+  });
+
+  it('logs an Error passed directly, or under err, in pino shape, and bounds cause chains and cycles', () => {
+    const { log, lines, last } = capture();
+    log.error(new Error('direct'));
+    expect(last()).toMatchObject({ msg: 'direct', err: { type: 'Error', message: 'direct' } });
+
+    let chain = new Error('cause 0');
+    for (let i = 1; i < 30; i++) chain = new Error(`cause ${i}`, { cause: chain });
+    const loop = new Error('loop') as Error & { self?: unknown };
+    loop.cause = loop;
+    loop.self = { back: loop };
+    log.warn({ err: chain, loop }, 'chained');
+    const line = last();
+    expect(line.err.message).toBe('cause 29');
+    expect(JSON.stringify(line.err)).toContain('[cause chain truncated]');
+    expect(JSON.stringify(line.err)).not.toContain('cause 0"');
+    expect(line.loop).toMatchObject({ message: 'loop', cause: '[Circular]', self: { back: '[Circular]' } });
+    expect(lines).toHaveLength(2);
+  });
+
+  it('redacts every string in every field, deeply, as well as the message', () => {
+    const { log, lines, last } = capture();
+    const deep: Record<string, unknown> = { level0: {} };
+    let cursor = deep.level0 as Record<string, unknown>;
+    for (let i = 1; i < 40; i++) cursor = cursor[`level${i}`] = {};
+    const cyclic: Record<string, unknown> = { note: 'password: hunter2' };
+    cyclic.self = cyclic;
+    log.info(
+      {
+        glidein: { tail: `starting\n${KEY}exited`, env: ['X=1', `IDTOKEN=${JWT}`], url: 'https://collector/?token=abc' },
+        error: new Error(`ssh refused: ${KEY}`),
+        credentials: { IDTOKEN: 'opaque-value-not-jwt-shaped' },
+        cyclic,
+        deep,
+      },
+      'launch failed with token=abc',
+    );
+    const raw = lines[0];
+    expectNoSecrets(raw);
+    expect(raw).not.toContain('opaque-value-not-jwt-shaped');
+    const line = last();
+    expect(line.msg).toBe('launch failed with token=[redacted]');
+    expect(line.glidein.tail).toBe('starting\n[redacted private key]\nexited');
+    expect(line.glidein.env).toEqual(['X=1', 'IDTOKEN=[redacted token]']);
+    expect(line.error.message).toBe('ssh refused: [redacted private key]\n');
+    expect(line.credentials.IDTOKEN).toBe('[redacted]');
+    expect(line.cyclic.self).toBe('[Circular]');
+    expect(raw).toContain('[Truncated]');
+  });
+
+  it('redacts a Runtime log entry and child logger bindings too', () => {
+    const { log, lines } = capture();
+    runtimeLogSink(entry(`Activity failed: ${KEY}`, { error: ApplicationFailure.nonRetryable(`tail: IDTOKEN=${JWT}`, 'GlideinExited'), workflowId: 'w' }), log);
+    log.child({ site: 'jsc', note: 'password=hunter2' }).info('child');
+    log.child({ site: 'jsc' }).child({ glidein: { env: `IDTOKEN=${JWT}` } }).info('grandchild');
+    expect(lines).toHaveLength(3);
+    for (const line of lines) expectNoSecrets(line);
+    expect(JSON.parse(lines[1])).toMatchObject({ site: 'jsc', note: 'password=[redacted]', msg: 'child' });
+  });
+});
