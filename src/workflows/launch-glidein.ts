@@ -10,7 +10,6 @@ import {
   ApplicationFailure,
   CancellationScope,
   CancelledFailure,
-  TimeoutFailure,
   allHandlersFinished,
   condition,
   continueAsNew,
@@ -28,6 +27,8 @@ import type { GlideinActivities } from '../activities';
 import { instanceName } from '../common/naming';
 import { MAX_TUNNEL_REPAIRS, resumeStateSchema } from '../common/carried-state';
 import { FailureType } from '../common/failure-types';
+import { closingFailureType, failureType } from './failure-type';
+import { holdResource } from '../common/held';
 import { glideinIdFor, InvalidRequestError, legacyGlideinIdFor, parseGlideinRequest, type GlideinRequest } from '../common/request';
 import type { GlideinRef, HeldResource, ShutdownMode, StepName, StepOutcome, UndoOutcome } from '../common/types';
 import { formatIssues, siteName } from '../common/validation';
@@ -160,11 +161,7 @@ export async function LaunchGlidein(input: LaunchGlideinInput): Promise<LaunchRe
   }
 
   /** Records a resource before the step that takes it, or what its step learnt about it (one entry per kind). */
-  const hold = (resource: HeldResource) => {
-    const at = status.held.findIndex((h) => h.kind === resource.kind);
-    if (at < 0) status.held.push(resource);
-    else status.held[at] = resource;
-  };
+  const hold = (resource: HeldResource) => holdResource(status.held, resource);
 
   let launchPlan = resume?.plan;
   let failure: unknown;
@@ -214,7 +211,6 @@ export async function LaunchGlidein(input: LaunchGlideinInput): Promise<LaunchRe
     status.held = [];
   } else {
     await teardown(shutdownMode);
-    if (owned && status.held.length === 0 && status.steps.some((s) => s.step !== 'planLaunch')) await cleanup();
   }
 
   const result: LaunchResult = { site: ref.site, glideinId: ref.glideinId, endReason: status.endReason ?? 'done', registration: status.registration, steps: status.steps };
@@ -234,15 +230,17 @@ export async function LaunchGlidein(input: LaunchGlideinInput): Promise<LaunchRe
     setPhase('cancelled');
     throw failure ?? new CancelledFailure('cancelled'); // closes as cancelled; the memo, the status query and the history show the teardown
   }
-  if ((failure && !(isCancellation(failure) && status.shutdown)) || teardownFailed) {
+  // A stop or drain interrupts what runs with a cancellation: that is how it ends, not why it failed.
+  const fault = failure !== undefined && !(isCancellation(failure) && status.shutdown) ? failure : undefined;
+  if (fault || teardownFailed) {
     setPhase('failed');
-    const what = failure ? messageOf(failure) : 'teardown left resources held';
+    const what = fault ? messageOf(fault) : 'teardown left resources held';
     throw ApplicationFailure.create({
       message: `LaunchGlidein ${ref.glideinId} at ${ref.site} failed: ${what}${teardownFailed ? `; still held after teardown: ${heldKinds()}` : ''}`,
-      type: failure ? failureType(failure) : FailureType.TeardownIncomplete,
+      type: closingFailureType(fault, teardownFailed),
       nonRetryable: true,
       details: [result],
-      cause: failure instanceof Error ? failure : undefined,
+      cause: fault instanceof Error ? fault : undefined,
     });
   }
   setPhase('done');
@@ -336,8 +334,17 @@ export async function LaunchGlidein(input: LaunchGlideinInput): Promise<LaunchRe
 
   async function teardown(mode: ShutdownMode): Promise<void> {
     setPhase('teardown');
+    let cleaned = false;
+    // The work directory is retired once all else is released, and before the Slurm job: its node keeps part of it.
+    const cleanupWhenClear = async () => {
+      if (cleaned || !owned || !status.steps.some((s) => s.step !== 'planLaunch')) return;
+      if (status.held.some((r) => r.kind !== 'allocation')) return;
+      cleaned = true;
+      await cleanup();
+    };
     await CancellationScope.nonCancellable(async () => {
       for (const resource of [...status.held].reverse()) {
+        if (resource.kind === 'allocation') await cleanupWhenClear();
         try {
           await release(resource, mode);
           status.held.splice(status.held.indexOf(resource), 1);
@@ -345,6 +352,7 @@ export async function LaunchGlidein(input: LaunchGlideinInput): Promise<LaunchRe
           log.error('teardown step failed; continuing with the rest', { glideinId: ref.glideinId, resource: resource.kind, error: messageOf(err) });
         }
       }
+      await cleanupWhenClear();
     });
   }
 
@@ -377,19 +385,6 @@ function messageOf(err: unknown): string {
     return cause instanceof Error && cause.message && !err.message.includes(cause.message) ? `${err.message}: ${cause.message}` : err.message;
   }
   return String(err);
-}
-
-/** The type a failed run closes with: the first typed ApplicationFailure in the cause chain, or how it timed out. */
-function failureType(err: unknown): string | undefined {
-  if (err === undefined) return undefined;
-  let e: unknown = err;
-  let timedOut = false;
-  while (e instanceof Error) {
-    if (e instanceof ApplicationFailure && e.type) return e.type;
-    if (e instanceof TimeoutFailure) timedOut = true;
-    e = (e as { cause?: unknown }).cause;
-  }
-  return timedOut ? FailureType.ActivityTimedOut : FailureType.StepError;
 }
 
 type Accepted = { request: GlideinRequest; resume?: ResumeState; legacyCap?: number } | { refused: string; site?: string };

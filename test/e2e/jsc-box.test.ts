@@ -124,11 +124,12 @@ describe('LaunchGlidein in JSC in a box, driven by the temporal CLI', () => {
     const result = JSON.parse(await temporal('workflow', 'result', '--workflow-id', id, '--output', 'json'));
     expect(JSON.stringify(result)).toContain('drained');
     const steps = (await status(id))!.steps.map((s) => `${s.step}:${s.status}`);
-    expect(steps.slice(-6)).toEqual(['stopGlidein:ok', 'stopContainer:ok', 'unmountCvmfs:ok', 'closeTunnel:ok', 'releaseNode:ok', 'cleanupGlidein:ok']);
+    expect(steps.slice(-6)).toEqual(['stopGlidein:ok', 'stopContainer:ok', 'unmountCvmfs:ok', 'closeTunnel:ok', 'cleanupGlidein:ok', 'releaseNode:ok']);
     const history = JSON.parse(await temporal('workflow', 'show', '--workflow-id', id, '--output', 'json'));
     const activities = history.events.filter((e: any) => e.activityTaskScheduledEventAttributes).map((e: any) => e.activityTaskScheduledEventAttributes.activityType.name);
     expect(activities[1]).toBe('allocateNode');
     expect(activities.at(-1)).toBe('releaseNode');
+    expect(activities.at(-2)).toBe('cleanupGlidein');
     expect(await footprint(id)).toEqual(NOTHING);
   });
 
@@ -205,7 +206,7 @@ describe('LaunchGlidein in JSC in a box, driven by the temporal CLI', () => {
       const verify = s.steps.find((x) => x.step === 'verifyOutbound');
       expect(verify?.status).toBe('failed');
       expect(verify?.error).toContain('the KIT proxy 10.77.0.3:80');
-      expect(s.steps.slice(-2).map((x) => `${x.step}:${x.status}`)).toEqual(['closeTunnel:ok', 'releaseNode:ok']);
+      expect(s.steps.slice(-3).map((x) => `${x.step}:${x.status}`)).toEqual(['closeTunnel:ok', 'cleanupGlidein:ok', 'releaseNode:ok']);
     } finally {
       await setKitProxy(true);
     }
