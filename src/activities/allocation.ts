@@ -12,6 +12,7 @@ import type { ActivityDeps } from './deps';
 import { PermanentFault, asStep } from './failures';
 import { sleep } from './processes';
 import { heartbeat, pathsFor, siteAccess } from './site-access';
+import { FailureType } from '../common/failure-types';
 
 /** The holder job does nothing but hold the node; the glidein's processes join it over ssh. */
 export const HOLDER_SCRIPT = '#!/bin/sh\n# jsc-glidein holder job: keeps the node allocated for the glidein.\nexec sleep infinity\n';
@@ -85,7 +86,7 @@ export function createAllocationActivities(deps: ActivityDeps) {
           if (result.code !== 0) {
             const why = lastLines(result.stderr, 3);
             if (/invalid (partition|account|qos)|Invalid (partition|account|qos)|not available|Requested time limit is invalid|access denied/i.test(why)) {
-              throw new PermanentFault(`workerNode: sbatch refused the holder job on ${login.target}: ${why}`, 'AllocationRefused');
+              throw new PermanentFault(`workerNode: sbatch refused the holder job on ${login.target}: ${why}`, FailureType.AllocationRefused);
             }
             throw new Error(`sbatch on ${login.target} failed: ${why}`);
           }
@@ -96,12 +97,12 @@ export function createAllocationActivities(deps: ActivityDeps) {
           const job = jobs[0];
           if (!job) throw new Error(`the holder job ${ref.glideinId} is no longer in the queue on ${login.target} (cancelled or failed; see ${paths.dir}/slurm-*.out)`);
           if (job.state === 'RUNNING' && job.node) {
-            if (!hostname.safeParse(job.node).success) throw new PermanentFault(`squeue named the node ${JSON.stringify(job.node)}, which is not a host name`, 'AllocationRefused');
+            if (!hostname.safeParse(job.node).success) throw new PermanentFault(`squeue named the node ${JSON.stringify(job.node)}, which is not a host name`, FailureType.AllocationRefused);
             return { jobId: job.jobId, node: job.node, timeLeftMs: job.timeLeftMs, reused };
           }
           if (Date.now() - started > queueTimeoutMs) {
             await login.run(['scancel', job.jobId], access.opts());
-            throw new PermanentFault(`the holder job ${job.jobId} waited in state ${job.state} longer than workerNode.queueTimeout; cancelled`, 'QueueTimeout');
+            throw new PermanentFault(`the holder job ${job.jobId} waited in state ${job.state} longer than workerNode.queueTimeout; cancelled`, FailureType.QueueTimeout);
           }
           heartbeat({ jobId: job.jobId, state: job.state });
           await sleep(pollMs, access.opts().signal);

@@ -8,6 +8,7 @@ import type { SiteProfile } from '../site/profile';
 import type { ActivityDeps } from './deps';
 import { PermanentFault, asStep } from './failures';
 import { siteAccess } from './site-access';
+import { FailureType } from '../common/failure-types';
 
 export interface ContainerRuntime {
   executable: string;
@@ -57,7 +58,7 @@ export function createContainerActivities(deps: ActivityDeps) {
         if (result.code !== 0) {
           const why = lastLines(result.stderr || result.stdout, 3);
           if (/could not open image|no such file|mount source .* doesn't exist/i.test(why)) {
-            throw new PermanentFault(`container.image ${profile.container.image} could not start as ${instance} on ${node.target}: ${why}`, 'ContainerStartFailed');
+            throw new PermanentFault(`container.image ${profile.container.image} could not start as ${instance} on ${node.target}: ${why}`, FailureType.ContainerStartFailed);
           }
           throw new Error(`${containerRuntime(profile).executable} instance start ${instance} (image ${profile.container.image}) failed on ${node.target}: ${why}`);
         }

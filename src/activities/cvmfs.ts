@@ -13,6 +13,7 @@ import type { ActivityDeps } from './deps';
 import { PermanentFault, asStep } from './failures';
 import { cvmfsMountRoot } from './container';
 import { heartbeat, siteAccess, type SiteAccess } from './site-access';
+import { FailureType } from '../common/failure-types';
 
 /** Where a site's cvmfs leases live: beside the cvmfsexec it mounts with. */
 export function leaseRoot(profile: SiteProfile): string {
@@ -52,7 +53,7 @@ export function createCvmfsActivities(deps: ActivityDeps) {
           if (result.code !== 0) {
             const why = lastLines(result.stderr || result.stdout, 3);
             const message = `mountrepo ${repo} failed on ${node.target}: ${why}`;
-            if (/catalog|not found|no such|Failed to initialize/i.test(why)) throw new PermanentFault(`cvmfs.repositories: ${message}`, 'CvmfsMountFailed');
+            if (/catalog|not found|no such|Failed to initialize/i.test(why)) throw new PermanentFault(`cvmfs.repositories: ${message}`, FailureType.CvmfsMountFailed);
             throw new Error(message);
           }
           const [state, holders] = result.stdout.trim().split(/\s+/);

@@ -5,19 +5,29 @@
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
 import { redact, redactDeep } from '../common/redact';
-import { CommandFailedError, ExecutorError } from '../remote/executor';
+import { CommandFailedError, ExecutorError, type TransportFailure } from '../remote/executor';
 import { SiteProfileError } from '../site/load';
+import { FailureType, type FailureTypeName } from '../common/failure-types';
 
 /** A fault that retrying cannot fix. */
 export class PermanentFault extends Error {
   override name = 'PermanentFault';
   constructor(
     message: string,
-    readonly type: string,
+    readonly type: FailureTypeName,
   ) {
     super(message);
   }
 }
+
+const TRANSPORT_FAILURES: Record<TransportFailure, FailureTypeName> = {
+  'host-key': FailureType.HostKeyRejected,
+  auth: FailureType.AuthRejected,
+  connect: FailureType.SshConnect,
+  channel: FailureType.SshChannel,
+  timeout: FailureType.SshTimeout,
+  aborted: FailureType.SshAborted,
+};
 
 export function toFailure(step: string, err: unknown): Error {
   // Raised as a failure already (our own code, or a log tail in the message): redacted all the same.
@@ -25,13 +35,13 @@ export function toFailure(step: string, err: unknown): Error {
   if (cancelled()) return new CancelledFailure(`${step} cancelled`);
   const message = redact(`${step}: ${err instanceof Error ? err.message : String(err)}`);
   if (err instanceof PermanentFault) return ApplicationFailure.nonRetryable(message, err.type);
-  if (err instanceof SiteProfileError) return ApplicationFailure.nonRetryable(message, 'InvalidSiteProfile');
+  if (err instanceof SiteProfileError) return ApplicationFailure.nonRetryable(message, FailureType.InvalidSiteProfile);
   if (err instanceof ExecutorError) {
-    const type = { 'host-key': 'HostKeyRejected', auth: 'AuthRejected' }[err.kind as string] ?? `Ssh${err.kind[0].toUpperCase()}${err.kind.slice(1)}`;
+    const type = TRANSPORT_FAILURES[err.kind];
     return err.permanent ? ApplicationFailure.nonRetryable(message, type) : ApplicationFailure.retryable(message, type);
   }
-  if (err instanceof CommandFailedError) return ApplicationFailure.retryable(message, 'CommandFailed');
-  return ApplicationFailure.retryable(message, 'StepError');
+  if (err instanceof CommandFailedError) return ApplicationFailure.retryable(message, FailureType.CommandFailed);
+  return ApplicationFailure.retryable(message, FailureType.StepError);
 }
 
 /** How far a failure's cause chain is rebuilt; the rest is cut, not sent unredacted. */

@@ -13,6 +13,7 @@ import { PermanentFault, asStep } from './failures';
 import { inspect, signalAndWait, spawnDetached, tailFile } from './processes';
 import { preloadEnv } from './proxychains';
 import { heartbeat, siteAccess, type GlideinPaths, type SiteAccess } from './site-access';
+import { FailureType } from '../common/failure-types';
 
 /** When the glidein stops taking jobs and when it must be gone, in epoch seconds. */
 export interface Retirement {
@@ -91,7 +92,7 @@ export function createGlideinActivities(deps: ActivityDeps) {
         if (!('started' in spawned)) {
           const log = await tailFile(node, paths.glideinLog, 8, access.opts());
           if (/executable file not found|no such file or directory|not found in \$PATH|exec: .*: not found/i.test(log)) {
-            throw new PermanentFault(`glidein.startCommand ${profile.glidein.startCommand[0]} cannot be run in ${access.instance} on ${node.target}: ${log.split('\n').pop()}`, 'GlideinStartFailed');
+            throw new PermanentFault(`glidein.startCommand ${profile.glidein.startCommand[0]} cannot be run in ${access.instance} on ${node.target}: ${log.split('\n').pop()}`, FailureType.GlideinStartFailed);
           }
           throw new Error(`the glidein (${profile.glidein.startCommand.join(' ')}) exited right after starting in ${access.instance} on ${node.target}: ${log || 'no output'}`);
         }

@@ -12,6 +12,7 @@ import { containerRuntime } from './container';
 import type { ActivityDeps } from './deps';
 import { PermanentFault, asStep } from './failures';
 import { siteAccess, type SiteAccess } from './site-access';
+import { FailureType } from '../common/failure-types';
 
 export function renderProxychainsConf(profile: SiteProfile, kitAddress: string, glideinId: string): string {
   if (isIP(kitAddress) !== 4) throw new Error(`proxychains needs a numeric IPv4 address for the KIT proxy, got ${kitAddress}`);
@@ -140,7 +141,7 @@ export function createProxychainsActivities(deps: ActivityDeps) {
         if (!report.line) {
           throw new PermanentFault(
             `the proxychains library ${profile.proxychains.library} was not pre-loaded in container ${access.instance}: the probe's connection bypassed the chain (output: ${report.output.trim().slice(0, 300) || 'none'})`,
-            'PreloadFailed',
+            FailureType.PreloadFailed,
           );
         }
         if (!report.ok) throw new Error(`the pre-loaded chain did not reach ${target}: ${hopName(report.failedHop, profile, target)} failed (${report.line})`);

@@ -16,6 +16,7 @@ import { glideinState } from './glidein';
 import { sleep, tailFile } from './processes';
 import { preloadEnv } from './proxychains';
 import { heartbeat, siteAccess, type SiteAccess } from './site-access';
+import { FailureType } from '../common/failure-types';
 
 export function condorStatusArgv(profile: SiteProfile, instance: string, glideinId: string): string[] {
   return statusArgv(profile, instance, `GlideinLaunchId == "${glideinId}"`, ['Name', 'State', 'Activity']);
@@ -101,13 +102,13 @@ export function createRegistrationActivities(deps: ActivityDeps) {
           if (!glidein.alive) {
             // The glidein's own log can echo its IDTOKEN or proxy; redacted here as well as in asStep.
             const log = redact(await tailFile(access.node, access.paths.glideinLog, 8, access.opts()));
-            throw ApplicationFailure.nonRetryable(`confirmRegistration: the glidein exited before it registered with ${access.profile.collector.host}:${access.profile.collector.port}: ${log || 'no output'}`, 'GlideinExited');
+            throw ApplicationFailure.nonRetryable(`confirmRegistration: the glidein exited before it registered with ${access.profile.collector.host}:${access.profile.collector.port}: ${log || 'no output'}`, FailureType.GlideinExited);
           }
           if (Date.now() - progress.firstAttemptAt > timeoutMs) {
             throw ApplicationFailure.nonRetryable(
               `confirmRegistration: glidein ${ref.glideinId} did not appear in collector ${access.profile.collector.host}:${access.profile.collector.port} within ${Math.round(timeoutMs / 1000)} s` +
                 ` (glidein.registrationTimeout)${progress.lastError ? `; last condor_status error: ${progress.lastError}` : ''}`,
-              'RegistrationTimeout',
+              FailureType.RegistrationTimeout,
             );
           }
           heartbeat(progress);

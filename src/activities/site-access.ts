@@ -71,7 +71,7 @@ export function sshExecutors(deps: ActivityDeps, profile: SiteProfile, node?: st
 class NoNodeYet implements Executor {
   readonly target = 'the worker node (not allocated yet)';
   run(argv: readonly string[]): Promise<never> {
-    return Promise.reject(new PermanentFault(`${argv[0]}: no worker node is allocated for this glidein yet`, 'NoNodeAllocated'));
+    return Promise.reject(new PermanentFault(`${argv[0]}: no worker node is allocated for this glidein yet`, FailureType.NoNodeAllocated));
   }
 }
 

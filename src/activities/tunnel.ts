@@ -16,6 +16,7 @@ import type { ActivityDeps } from './deps';
 import { PermanentFault, asStep } from './failures';
 import { inspect, isTunnelProcess, signalRecorded, sleep, spawnDetached, tailFile } from './processes';
 import { heartbeat, siteAccess, type SiteAccess } from './site-access';
+import { FailureType, type FailureTypeName } from '../common/failure-types';
 
 /** Printed by `ssh -v` once a remote forward is in place. */
 const REMOTE_FORWARD_READY = 'remote forward success';
@@ -37,7 +38,7 @@ export function workerNodeAddress(profile: SiteProfile, node: string | undefined
   const wn = profile.workerNode;
   if (wn.via === 'jump') return { host: wn.host, port: wn.port };
   if (wn.via === 'slurm' && node) return { host: node, port: wn.port };
-  throw new PermanentFault('a reverse tunnel needs a worker node to start into (workerNode.via "jump", or an allocated Slurm node)', 'NoNodeAllocated');
+  throw new PermanentFault('a reverse tunnel needs a worker node to start into (workerNode.via "jump", or an allocated Slurm node)', FailureType.NoNodeAllocated);
 }
 
 export function tunnelArgv(profile: SiteProfile, node?: string): string[] {
@@ -89,10 +90,10 @@ export async function tunnelState(access: SiteAccess): Promise<TunnelState> {
   return { alive: ours, listening: ports.has(access.profile.tunnel.socksPort), process: ours ? proc?.recorded : undefined };
 }
 
-const PERMANENT_SSH_ERRORS: Array<[RegExp, string, string]> = [
-  [/Host key verification failed|REMOTE HOST IDENTIFICATION HAS CHANGED|No .* host key is known/i, 'TunnelHostKeyRejected', 'add the verified host key to tunnel.knownHostsFile on the site'],
-  [/Permission denied|Too many authentication failures/i, 'TunnelAuthRejected', 'check the key (tunnel.identityFile, or the worker\'s login key for a reverse tunnel) and its authorized_keys entry'],
-  [/Could not resolve hostname/i, 'TunnelHostUnknown', 'check the tunnel\'s host name'],
+const PERMANENT_SSH_ERRORS: Array<[RegExp, FailureTypeName, string]> = [
+  [/Host key verification failed|REMOTE HOST IDENTIFICATION HAS CHANGED|No .* host key is known/i, FailureType.TunnelHostKeyRejected, 'add the verified host key to tunnel.knownHostsFile on the site'],
+  [/Permission denied|Too many authentication failures/i, FailureType.TunnelAuthRejected, 'check the key (tunnel.identityFile, or the worker\'s login key for a reverse tunnel) and its authorized_keys entry'],
+  [/Could not resolve hostname/i, FailureType.TunnelHostUnknown, 'check the tunnel\'s host name'],
 ];
 
 /** The sshd a tunnel's ssh connects to: the login node (forward) or the worker node (reverse). */
@@ -132,7 +133,7 @@ export function createTunnelActivities(deps: ActivityDeps) {
         if (state.alive && state.listening) return { socksPort: port, process: state.process!, reused: true };
         if (state.alive) await signalRecorded(host, 'TERM', paths.tunnelPid, access.opts()); // alive but not forwarding: replace it
         else if (state.listening) {
-          throw new PermanentFault(`tunnel.socksPort ${port} on the worker node ${access.node.target} is taken by a process that is not this glidein's tunnel`, 'TunnelPortInUse');
+          throw new PermanentFault(`tunnel.socksPort ${port} on the worker node ${access.node.target} is taken by a process that is not this glidein's tunnel`, FailureType.TunnelPortInUse);
         }
         await runChecked(host, 'creating the work directory', ['mkdir', '-p', paths.dir], access.opts());
         const release = await startSlot(profile, ref.node, access.opts().signal);

@@ -58,8 +58,8 @@ describe('toFailure', () => {
   });
 
   it('redacts permanent faults and other errors, keeping their types', () => {
-    const permanent = toFailure('startGlidein', new PermanentFault(`image missing; proxy ${CERT_LINES.join('\n')}\n-----END CERTIFICATE-----`, 'ImageMissing')) as ApplicationFailure;
-    expect(permanent).toMatchObject({ type: 'ImageMissing', nonRetryable: true, message: 'startGlidein: image missing; proxy [redacted certificate]' });
+    const permanent = toFailure('startGlidein', new PermanentFault(`image missing; proxy ${CERT_LINES.join('\n')}\n-----END CERTIFICATE-----`, 'ContainerStartFailed')) as ApplicationFailure;
+    expect(permanent).toMatchObject({ type: 'ContainerStartFailed', nonRetryable: true, message: 'startGlidein: image missing; proxy [redacted certificate]' });
     const other = toFailure('startGlidein', new Error(`spawn failed: IDTOKEN=${JWT}`)) as ApplicationFailure;
     expect(other).toMatchObject({ type: 'StepError', nonRetryable: false });
     expectNoSecrets(recorded(permanent) + recorded(other));
