@@ -62,13 +62,16 @@ export function workflowSource(): { workflowBundle: { codePath: string } } | { w
 }
 
 export async function createWorker(config: WorkerConfig, connection: NativeConnection, ssh: SshPool): Promise<Worker> {
+  const sites = new SiteRegistry(config.sitesDir);
+  const known = await sites.check();
+  logger.info({ sitesDir: config.sitesDir, sites: known }, 'site profiles found');
   return Worker.create({
     connection,
     namespace: config.namespace,
     taskQueue: config.taskQueue,
     ...workflowSource(),
     ...fleetOptions(config),
-    activities: createActivities({ sites: new SiteRegistry(config.sitesDir), ssh }),
+    activities: createActivities({ sites, ssh }),
   });
 }
 

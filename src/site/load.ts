@@ -1,5 +1,5 @@
 /** Loads and validates site profiles (sites/<name>.yaml) in the worker. */
-import { readFile } from 'node:fs/promises';
+import { readdir, readFile } from 'node:fs/promises';
 import * as path from 'node:path';
 import { parse } from 'yaml';
 import { formatIssues, siteName } from '../common/validation';
@@ -41,16 +41,38 @@ export class SiteRegistry {
     return profile;
   }
 
+  /**
+   * The names of the profiles this registry can load; refuses a directory that cannot be read, so that a worker
+   * started with a wrong SITES_DIR says so at once instead of failing every launch.
+   */
+  async check(): Promise<string[]> {
+    let names: string[];
+    try {
+      names = await this.names();
+    } catch (err) {
+      throw new SiteProfileError(`SITES_DIR: the sites directory ${this.dir} cannot be read (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
+    }
+    if (names.length === 0) throw new SiteProfileError(`SITES_DIR: the sites directory ${this.dir} holds no <site>.yaml profile`);
+    return names;
+  }
+
+  private async names(): Promise<string[]> {
+    return (await readdir(this.dir)).filter((f) => f.endsWith('.yaml')).map((f) => f.slice(0, -'.yaml'.length)).filter((n) => siteName.safeParse(n).success).sort();
+  }
+
   private async load(name: string): Promise<SiteProfile> {
     const file = path.join(this.dir, `${name}.yaml`);
+    // Messages name the profile, not the worker's paths: they reach workflow histories and whoever reads them.
+    const shown = `${name}.yaml`;
     let text: string;
     try {
       text = await readFile(file, 'utf8');
     } catch {
-      throw new SiteProfileError(`site: no profile named "${name}" (looked for ${file})`);
+      const known = await this.names().catch(() => []);
+      throw new SiteProfileError(`site: no profile named "${name}" on this worker (it has ${known.length ? known.map((n) => `"${n}"`).join(', ') : 'none'})`);
     }
-    const profile = parseSiteProfile(text, file);
-    if (profile.name !== name) throw new SiteProfileError(`site profile ${file}: name: expected "${name}" (the file's name), got "${profile.name}"`);
+    const profile = parseSiteProfile(text, shown);
+    if (profile.name !== name) throw new SiteProfileError(`site profile ${shown}: name: expected "${name}" (the file's name), got "${profile.name}"`);
     return profile;
   }
 }

@@ -46,6 +46,20 @@ describe('site profiles', () => {
     await expect(new SiteRegistry(sitesDir).get('../etc/passwd')).rejects.toThrow('site: expected a site name');
     await expect(new SiteRegistry(sitesDir).get('nosuchsite')).rejects.toThrow('site: no profile named "nosuchsite"');
   });
+
+  it('names the profiles it has for an unknown site, and none of the worker\'s paths', async () => {
+    const err: Error = await new SiteRegistry(sitesDir).get('nosuchsite').catch((e) => e);
+    expect(err.message).toContain('"local"');
+    expect(err.message).toContain('"jsc-example"');
+    expect(err.message).not.toContain(sitesDir);
+    expect(err.message).not.toContain('/');
+  });
+
+  it('refuses a sites directory that is missing or empty at start-up, naming SITES_DIR', async () => {
+    await expect(new SiteRegistry('/nonexistent/sites').check()).rejects.toThrow(/^SITES_DIR: the sites directory \/nonexistent\/sites cannot be read \(ENOENT\)/);
+    await expect(new SiteRegistry(path.join(__dirname, '..', 'corpus')).check()).rejects.toThrow('holds no <site>.yaml profile');
+    await expect(new SiteRegistry(sitesDir).check()).resolves.toEqual(expect.arrayContaining(['local', 'jsc-example']));
+  });
 });
 
 describe('LaunchGlidein input', () => {
