@@ -137,10 +137,14 @@ describe('crash matrix: the worker process is killed, a new one finishes the lif
     await killWorker();
     worker = startWorker();
     // The monitor's heartbeat times out and it is retried on the new worker; the glidein was never touched.
+    // Shown by the monitor activity itself: its pending attempt runs on the new worker and has heartbeated a check.
+    const newWorker = `${worker!.child.pid}@`;
     await until('a monitor check by the new worker', async () => {
-      const events = (await handle.fetchHistory()).events ?? [];
-      return events.some((e) => e.activityTaskTimedOutEventAttributes) || events.filter((e) => e.activityTaskStartedEventAttributes).length > 0;
-    }, 60_000);
+      const pending = (await handle.describe()).raw.pendingActivities?.find((a) => a.activityType?.name === 'monitorGlidein');
+      if (!pending?.lastWorkerIdentity?.startsWith(newWorker)) return false;
+      const data = pending.heartbeatDetails?.payloads?.[0]?.data;
+      return !!data && (JSON.parse(Buffer.from(data).toString('utf8')) as { checks?: number }).checks! >= 1;
+    }, 90_000);
     expect(await footprint(id)).toEqual(before);
     await handle.signal(drainSignal);
     expect((await handle.result()).endReason).toBe('drained');

@@ -64,6 +64,12 @@ describe('operating LaunchGlidein with the temporal CLI', () => {
     const result = JSON.parse(await temporal('workflow', 'result', '--workflow-id', id, '--output', 'json'));
     expect(JSON.stringify(result)).toContain('drained');
     expect(await footprint(id)).toEqual(EMPTY);
+    // After teardown the query says so: nothing held, phase done. The payload holds an empty list (the SDK's
+    // client reads []); the temporal CLI (v1.5.1) prints any empty list in a query result as null.
+    const after = await status(id);
+    expect(after.phase).toBe('done');
+    expect(after.held ?? []).toEqual([]);
+    expect((await env.client.workflow.getHandle(id).query<GlideinStatus>('status')).held).toEqual([]);
 
     const history = JSON.parse(await temporal('workflow', 'show', '--workflow-id', id, '--output', 'json'));
     const scheduled = history.events
@@ -85,8 +91,13 @@ describe('operating LaunchGlidein with the temporal CLI', () => {
     const id = `e2e-cancel-${Date.now()}`;
     await temporal('workflow', 'start', '--type', 'LaunchGlidein', '--task-queue', TASK_QUEUE, '--workflow-id', id, '--input', '{"site":"local","lifetime":"1h"}');
     await untilPhase(id, 'monitoring');
-    await temporal('workflow', 'cancel', '--workflow-id', id);
     const describe = async () => JSON.parse(await temporal('workflow', 'describe', '--workflow-id', id, '--output', 'json'));
+    // The memo is there while it runs, not only once it has closed: the Web UI shows phase and what is held.
+    const memo = (await describe()).workflowExecutionInfo.memo?.fields ?? {};
+    // The CLI prints a JSON payload as its value; a payload it cannot read as JSON stays { metadata, data }.
+    const decoded = Object.fromEntries(Object.entries(memo).map(([k, v]: [string, any]) => [k, typeof v?.data === 'string' ? JSON.parse(Buffer.from(v.data, 'base64').toString('utf8')) : v]));
+    expect(decoded).toMatchObject({ phase: 'monitoring', held: 'tunnel, cvmfs, container, glidein' });
+    await temporal('workflow', 'cancel', '--workflow-id', id);
     const until = Date.now() + 60_000;
     let d = await describe();
     while (d.workflowExecutionInfo.status !== 'WORKFLOW_EXECUTION_STATUS_CANCELED' && Date.now() < until) {
