@@ -72,7 +72,6 @@ export class SshConnection implements Executor {
 
   async run(argv: readonly string[], opts: RunOptions = {}): Promise<CommandResult> {
     const line = commandLine(argv, opts.env);
-    const deadline = opts.timeoutMs ? Date.now() + opts.timeoutMs : undefined;
     const signal = composeSignal(opts.signal, opts.timeoutMs);
     try {
       const client = await this.connected(signal);
@@ -84,7 +83,8 @@ export class SshConnection implements Executor {
       }
     } catch (err) {
       if (signal?.aborted && !(err instanceof ExecutorError && err.permanent)) {
-        const timedOut = deadline !== undefined && Date.now() >= deadline && !opts.signal?.aborted;
+        // AbortSignal.timeout aborts with a TimeoutError (its timer may fire a millisecond before a Date.now() deadline).
+        const timedOut = !opts.signal?.aborted && (signal.reason as { name?: string } | undefined)?.name === 'TimeoutError';
         throw timedOut
           ? new ExecutorError(`${argv[0]} on ${this.target} timed out after ${opts.timeoutMs} ms`, 'timeout')
           : new ExecutorError(`${argv[0]} on ${this.target} aborted`, 'aborted');
