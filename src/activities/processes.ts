@@ -67,11 +67,28 @@ export async function spawnDetached(exec: Executor, argv: string[], files: Spawn
   const awaited = files.awaitLog ? [files.awaitLog.marker, String(files.awaitLog.seconds), '0'] : ['', '0', String(settle)];
   const timeoutMs = files.awaitLog ? files.awaitLog.seconds * 1000 + 30_000 : settle > 0 ? settle * 100 + 30_000 : opts.timeoutMs;
   const result = await runChecked(exec, `starting ${argv[0]}`, ['sh', '-c', SPAWN_DETACHED, 'sh', files.log, files.pidFile, ...awaited, ...argv], { ...opts, timeoutMs });
-  const words = result.stdout.trim().split(/\s+/);
-  const ref = { pid: Number(words[1]), startTime: words[2] };
-  if (words[0] === 'started') return { started: ref };
-  if (words[0] === 'waiting') return { stillWaiting: ref };
-  return { exitedAtOnce: Number(words[1]) };
+  return parseSpawn(result.stdout);
+}
+
+/** SPAWN_DETACHED's answer: `started <pid> <starttime>`, `waiting <pid> <starttime>` or `exited <pid>`; anything else is refused. */
+export function parseSpawn(stdout: string): SpawnResult {
+  const words = stdout.trim().split(/\s+/);
+  if ((words[0] === 'started' || words[0] === 'waiting') && words.length === 3 && /^[1-9]\d{0,9}$/.test(words[1]) && /^\d{1,20}$/.test(words[2])) {
+    const ref = { pid: Number(words[1]), startTime: words[2] };
+    return words[0] === 'started' ? { started: ref } : { stillWaiting: ref };
+  }
+  if (words[0] === 'exited' && words.length === 2 && /^[1-9]\d{0,9}$/.test(words[1])) return { exitedAtOnce: Number(words[1]) };
+  throw new Error(`the spawn on the site answered ${JSON.stringify(stdout.slice(0, 200))}, not started/waiting/exited`);
+}
+
+/**
+ * The process a spawn left running, if any: a `waiting` spawn (its log marker did not show in time) still
+ * runs, and what it does decides (for a tunnel, whether its port listens), as for any other.
+ */
+export function spawnedProcess(result: SpawnResult): ProcessRef | undefined {
+  if ('started' in result) return result.started;
+  if ('stillWaiting' in result) return result.stillWaiting;
+  return undefined;
 }
 
 /** Sends a signal to the recorded process group; returns false if the recorded process is gone. */

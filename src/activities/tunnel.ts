@@ -14,7 +14,7 @@ import { Semaphore } from '../remote/semaphore';
 import type { SiteProfile } from '../site/profile';
 import type { ActivityDeps } from './deps';
 import { PermanentFault, asStep } from './failures';
-import { inspect, isTunnelProcess, signalRecorded, sleep, spawnDetached, tailFile } from './processes';
+import { inspect, isTunnelProcess, signalRecorded, sleep, spawnDetached, spawnedProcess, tailFile } from './processes';
 import { heartbeat, siteAccess, type SiteAccess } from './site-access';
 import { FailureType, type FailureTypeName } from '../common/failure-types';
 
@@ -146,11 +146,11 @@ export function createTunnelActivities(deps: ActivityDeps) {
             access.opts({ forwardAgent: reverse }),
           );
           // `waiting`: the marker did not show in time but the process lives; the port decides, as for any tunnel.
-          const spawnedProcess = 'started' in spawned ? spawned.started : 'stillWaiting' in spawned ? spawned.stillWaiting : undefined;
+          const child = spawnedProcess(spawned);
           const deadline = Date.now() + 30_000;
           for (;;) {
             const now = await tunnelState(access);
-            if (now.alive && now.listening && spawnedProcess) return { socksPort: port, process: now.process ?? spawnedProcess, reused: false };
+            if (now.alive && now.listening && child) return { socksPort: port, process: now.process ?? child, reused: false };
             if (!now.alive || Date.now() > deadline) {
               await signalRecorded(host, 'TERM', paths.tunnelPid, access.opts());
               const log = (await tailFile(host, paths.tunnelLog, 40, access.opts())).split('\n').filter((l) => !l.startsWith('debug')).slice(-5).join('\n');

@@ -7,7 +7,7 @@ import { ActivityFailure, ApplicationFailure, CancelledFailure, RetryState, Time
 import { resumeStateSchema } from '../../src/common/carried-state';
 import { FailureType } from '../../src/common/failure-types';
 import { holdResource } from '../../src/common/held';
-import { isTunnelProcess } from '../../src/activities/processes';
+import { isTunnelProcess, parseSpawn, spawnedProcess } from '../../src/activities/processes';
 import type { HeldResource } from '../../src/common/types';
 import { glideinIdFor, legacyGlideinIdFor } from '../../src/common/request';
 import { sha256Hex } from '../../src/common/sha256';
@@ -155,5 +155,21 @@ describe("a glidein's tunnel, as opening, monitoring and closing all judge it", 
     ['no pid file', { pidFile: 'tunnel.pid', alive: false }, false],
   ])('%s: %s', (_what, proc, expected) => {
     expect(isTunnelProcess(proc)).toBe(expected);
+  });
+});
+
+describe('what a detached spawn answers', () => {
+  it('reads started, waiting and exited, and a waiting spawn still names its running process', () => {
+    expect(parseSpawn('started 4242 123456\n')).toEqual({ started: { pid: 4242, startTime: '123456' } });
+    expect(parseSpawn('waiting 4242 123456')).toEqual({ stillWaiting: { pid: 4242, startTime: '123456' } });
+    expect(parseSpawn('exited 4242')).toEqual({ exitedAtOnce: 4242 });
+    // A reverse tunnel whose "remote forward success" did not show in time may still come up: its port decides.
+    expect(spawnedProcess(parseSpawn('waiting 4242 123456'))).toEqual({ pid: 4242, startTime: '123456' });
+    expect(spawnedProcess(parseSpawn('started 4242 123456'))).toEqual({ pid: 4242, startTime: '123456' });
+    expect(spawnedProcess(parseSpawn('exited 4242'))).toBeUndefined();
+  });
+
+  it.each(['', 'started', 'started 0 1', 'started -1 5', 'started 12 x', 'started 12 34 extra', 'waiting 1e3 5', 'exited', 'exited $(id)', 'pwned 1 2'])('refuses the answer %j', (answer) => {
+    expect(() => parseSpawn(answer)).toThrow('not started/waiting/exited');
   });
 });
