@@ -13,7 +13,6 @@ import {
   allHandlersFinished,
   condition,
   continueAsNew,
-  isCancellation,
   log,
   patched,
   proxyActivities,
@@ -27,7 +26,7 @@ import type { GlideinActivities } from '../activities';
 import { instanceName } from '../common/naming';
 import { MAX_TUNNEL_REPAIRS, resumeStateSchema } from '../common/carried-state';
 import { FailureType } from '../common/failure-types';
-import { closingFailureType, failureType } from './failure-type';
+import { decideClose, decideEnd, messageOf } from './outcome';
 import { holdResource } from '../common/held';
 import { glideinIdFor, InvalidRequestError, legacyGlideinIdFor, parseGlideinRequest, type GlideinRequest } from '../common/request';
 import type { GlideinRef, HeldResource, ShutdownMode, StepName, StepOutcome, UndoOutcome } from '../common/types';
@@ -198,52 +197,43 @@ export async function LaunchGlidein(input: LaunchGlideinInput): Promise<LaunchRe
     if (root.consideredCancelled && !status.shutdown) failure = new CancelledFailure('cancelled at a continue-as-new');
   }
 
-  const cancelled = owned ? root.consideredCancelled && !status.shutdown : failure !== undefined && isCancellation(failure) && !status.shutdown;
-  const conflict = failureType(failure) === FailureType.GlideinIdConflict;
-  const shutdownMode: ShutdownMode = status.shutdown ?? (status.endReason === 'lifetime' ? 'drain' : 'stop');
-  if (cancelled) status.endReason = 'cancelled';
-  else if (status.shutdown && (failure === undefined || isCancellation(failure))) status.endReason ??= status.shutdown === 'drain' ? 'drained' : 'stopped';
-  else if (failure) status.endReason = `failed: ${messageOf(failure)}`;
+  const end = decideEnd({ failure, shutdown: status.shutdown, endReason: status.endReason, cancelRequested: root.consideredCancelled, owned });
+  status.endReason = end.endReason;
 
-  if (conflict) {
+  if (end.conflict) {
     // Everything "held" is another workflow's: release nothing.
     log.warn('the glidein belongs to another workflow; nothing is released', { glideinId: ref.glideinId });
     status.held = [];
   } else {
-    await teardown(shutdownMode);
+    await teardown(end.teardownMode);
   }
 
   const result: LaunchResult = { site: ref.site, glideinId: ref.glideinId, endReason: status.endReason ?? 'done', registration: status.registration, steps: status.steps };
-  const teardownFailed = status.held.length > 0;
   // How it ended and what teardown did, on the closed execution (Web UI, `temporal workflow describe`), whatever
   // the close: a cancelled workflow has no result to carry it.
   if (patched('memo-end-reason')) {
     upsertMemo({
       endReason: result.endReason,
-      teardown: conflict
+      teardown: end.conflict
         ? ['skipped: the glidein belongs to another workflow']
         : status.steps.filter((s) => TEARDOWN_STEPS.has(s.step)).map((s) => `${s.step}: ${s.status === 'ok' ? s.detail : `failed: ${s.error}`}`),
       stillHeld: heldKinds(),
     });
   }
-  if (cancelled) {
-    setPhase('cancelled');
+  const close = decideClose(end, status.held.map((h) => h.kind));
+  setPhase(close.phase);
+  if (close.phase === 'cancelled') {
     throw failure ?? new CancelledFailure('cancelled'); // closes as cancelled; the memo, the status query and the history show the teardown
   }
-  // A stop or drain interrupts what runs with a cancellation: that is how it ends, not why it failed.
-  const fault = failure !== undefined && !(isCancellation(failure) && status.shutdown) ? failure : undefined;
-  if (fault || teardownFailed) {
-    setPhase('failed');
-    const what = fault ? messageOf(fault) : 'teardown left resources held';
+  if (close.phase === 'failed') {
     throw ApplicationFailure.create({
-      message: `LaunchGlidein ${ref.glideinId} at ${ref.site} failed: ${what}${teardownFailed ? `; still held after teardown: ${heldKinds()}` : ''}`,
-      type: closingFailureType(fault, teardownFailed),
+      message: `LaunchGlidein ${ref.glideinId} at ${ref.site} failed: ${close.message}`,
+      type: close.failureType,
       nonRetryable: true,
       details: [result],
-      cause: fault instanceof Error ? fault : undefined,
+      cause: end.fault instanceof Error ? end.fault : undefined,
     });
   }
-  setPhase('done');
   return result;
 
   /** Moves the work directory aside once nothing is held any more; a failure here is only logged. */
@@ -377,14 +367,6 @@ export async function LaunchGlidein(input: LaunchGlideinInput): Promise<LaunchRe
         return step('releaseNode', () => undo.releaseNode(ref), describe);
     }
   }
-}
-
-function messageOf(err: unknown): string {
-  if (err instanceof Error) {
-    const cause = (err as { cause?: unknown }).cause;
-    return cause instanceof Error && cause.message && !err.message.includes(cause.message) ? `${err.message}: ${cause.message}` : err.message;
-  }
-  return String(err);
 }
 
 type Accepted = { request: GlideinRequest; resume?: ResumeState; legacyCap?: number } | { refused: string; site?: string };
