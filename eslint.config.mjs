@@ -4,16 +4,37 @@ import tseslint from 'typescript-eslint';
 import { builtinModules } from 'node:module';
 
 /** SDK packages that load Node code or the core bridge: never at run time in workflow code. */
-const TEMPORAL_OUTSIDE_WORKFLOWS = ['@temporalio/activity', '@temporalio/worker', '@temporalio/client', '@temporalio/testing'];
+const TEMPORAL_OUTSIDE_WORKFLOWS = [
+  '@temporalio/activity',
+  '@temporalio/worker',
+  '@temporalio/client',
+  '@temporalio/testing',
+];
 
 export default tseslint.config(
-  { ignores: ['lib/**', 'node_modules/**', 'coverage/**', 'test/standins/**', '**/*.mjs', '*.config.js', '.scratch/**', 'bench/.build/**'] },
+  {
+    ignores: [
+      'lib/**',
+      'node_modules/**',
+      'coverage/**',
+      'test/standins/**',
+      '**/*.mjs',
+      '*.config.js',
+      '.scratch/**',
+      'bench/.build/**',
+    ],
+  },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {
     files: ['**/*.ts'],
     // The lint-rules test lints snippets as src/workflows/probe.ts, a file that never exists.
-    languageOptions: { parserOptions: { projectService: { allowDefaultProject: ['src/workflows/probe.ts'] }, tsconfigRootDir: import.meta.dirname } },
+    languageOptions: {
+      parserOptions: {
+        projectService: { allowDefaultProject: ['src/workflows/probe.ts'] },
+        tsconfigRootDir: import.meta.dirname,
+      },
+    },
     rules: {
       '@typescript-eslint/no-floating-promises': 'error',
       '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
@@ -36,13 +57,36 @@ export default tseslint.config(
         'error',
         {
           paths: [
-            ...[...builtinModules, ...builtinModules.map((m) => `node:${m}`)].map((name) => ({ name, message: 'workflows run in a sandbox without Node built-ins' })),
+            ...[...builtinModules, ...builtinModules.map((m) => `node:${m}`)].map((name) => ({
+              name,
+              message: 'workflows run in a sandbox without Node built-ins',
+            })),
             ...['ssh2', 'pino', 'yaml'].map((name) => ({ name, message: 'workflows do no I/O' })),
-            ...TEMPORAL_OUTSIDE_WORKFLOWS.map((name) => ({ name, allowTypeImports: true, message: 'workflows import only types from the SDK outside @temporalio/workflow and @temporalio/common' })),
+            ...TEMPORAL_OUTSIDE_WORKFLOWS.map((name) => ({
+              name,
+              allowTypeImports: true,
+              message: 'workflows import only types from the SDK outside @temporalio/workflow and @temporalio/common',
+            })),
           ],
           patterns: [
-            { group: ['**/activities', '**/activities/*', '**/remote', '**/remote/*', '**/site/load*', '**/worker', '**/worker.*'], allowTypeImports: true, message: 'workflows import only types from activities' },
-            { group: TEMPORAL_OUTSIDE_WORKFLOWS.map((name) => `${name}/*`), allowTypeImports: true, message: 'workflows import only types from the SDK outside @temporalio/workflow and @temporalio/common' },
+            {
+              group: [
+                '**/activities',
+                '**/activities/*',
+                '**/remote',
+                '**/remote/*',
+                '**/site/load*',
+                '**/worker',
+                '**/worker.*',
+              ],
+              allowTypeImports: true,
+              message: 'workflows import only types from activities',
+            },
+            {
+              group: TEMPORAL_OUTSIDE_WORKFLOWS.map((name) => `${name}/*`),
+              allowTypeImports: true,
+              message: 'workflows import only types from the SDK outside @temporalio/workflow and @temporalio/common',
+            },
           ],
         },
       ],

@@ -49,10 +49,19 @@ export class ActivityLifecycle {
   }
 
   /** One activity, with retries like the workflow's (maxAttempts, 1 s initial, ×2). */
-  async call<K extends keyof GlideinActivities>(name: K, args: Parameters<GlideinActivities[K]>, maxAttempts = 4): Promise<Awaited<ReturnType<GlideinActivities[K]>>> {
+  async call<K extends keyof GlideinActivities>(
+    name: K,
+    args: Parameters<GlideinActivities[K]>,
+    maxAttempts = 4,
+  ): Promise<Awaited<ReturnType<GlideinActivities[K]>>> {
     for (let attempt = 1; ; attempt++) {
       const env = new MockActivityEnvironment(
-        { activityType: name, activityId: String(++this.seq), attempt, workflowExecution: { workflowId: this.ref.glideinId, runId: 'bench' } },
+        {
+          activityType: name,
+          activityId: String(++this.seq),
+          attempt,
+          workflowExecution: { workflowId: this.ref.glideinId, runId: 'bench' },
+        },
         { logger: quietLogger },
       );
       const t0 = Date.now();
@@ -65,7 +74,9 @@ export class ActivityLifecycle {
         const nonRetryable = err instanceof ApplicationFailure && err.nonRetryable;
         if (nonRetryable || attempt >= maxAttempts) throw err;
         this.outcome.retries++;
-        this.outcome.retried.push(`${name}: ${(err instanceof Error ? err.message : String(err)).split('\n')[0].slice(0, 200)}`);
+        this.outcome.retried.push(
+          `${name}: ${(err instanceof Error ? err.message : String(err)).split('\n')[0].slice(0, 200)}`,
+        );
         await sleep(Math.min(30_000, 1000 * 2 ** (attempt - 1)));
       }
     }
@@ -86,7 +97,11 @@ export class ActivityLifecycle {
   /** One monitor round of `checks` checks `intervalMs` apart. */
   async monitor(checks: number, intervalMs: number): Promise<void> {
     const now = Date.now();
-    const report = await this.call('monitorGlidein', [this.ref, { deadline: now + 3_600_000, roundEnd: now + (checks - 1) * intervalMs, intervalMs }], 1);
+    const report = await this.call(
+      'monitorGlidein',
+      [this.ref, { deadline: now + 3_600_000, roundEnd: now + (checks - 1) * intervalMs, intervalMs }],
+      1,
+    );
     if (report.end !== 'round-complete') throw new Error(`monitor ended with ${report.end}: ${report.detail ?? ''}`);
   }
 

@@ -20,10 +20,17 @@ function main(): void {
   const found = benchProcesses('bench-', tunnelPorts).length;
   let mounts = 0;
   for (const entry of fs.existsSync(SITE_PATHS.workDir) ? fs.readdirSync(SITE_PATHS.workDir) : []) {
-    if (entry.startsWith('bench-cvmfsexec-')) mounts += cleanUpBench({ idPrefix: 'bench-', ports: tunnelPorts, cvmfsexecDir: path.join(SITE_PATHS.workDir, entry) }).mounts;
+    if (entry.startsWith('bench-cvmfsexec-'))
+      mounts += cleanUpBench({
+        idPrefix: 'bench-',
+        ports: tunnelPorts,
+        cvmfsexecDir: path.join(SITE_PATHS.workDir, entry),
+      }).mounts;
   }
   cleanUpBench({ idPrefix: 'bench-', ports: tunnelPorts });
-  console.log(`removed ${found} processes, ${mounts} mounts; ${benchProcesses('bench-', tunnelPorts).length} benchmark processes left`);
+  console.log(
+    `removed ${found} processes, ${mounts} mounts; ${benchProcesses('bench-', tunnelPorts).length} benchmark processes left`,
+  );
 }
 
 main();

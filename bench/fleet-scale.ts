@@ -53,7 +53,10 @@ import {
   type Stats,
 } from './lib';
 
-const FLEET = (process.env.BENCH_FLEET ?? '100,500,1000').split(',').map((s) => Number(s.trim())).filter((n) => n > 0);
+const FLEET = (process.env.BENCH_FLEET ?? '100,500,1000')
+  .split(',')
+  .map((s) => Number(s.trim()))
+  .filter((n) => n > 0);
 const INTERVAL = process.env.BENCH_FLEET_INTERVAL ?? '60s';
 const REPORT = process.env.BENCH_FLEET_REPORT ?? '10m';
 const WINDOW_S = envInt('BENCH_FLEET_WINDOW', 180);
@@ -137,7 +140,8 @@ function scrape(port: number): Promise<Histograms> {
 /** Histograms summed over their labels (except le); only the latency ones we report. */
 function parseHistograms(text: string): Histograms {
   const out: Histograms = new Map();
-  const wanted = /^(temporal_(?:workflow_task_schedule_to_start_latency|workflow_task_execution_latency|workflow_task_replay_latency|activity_schedule_to_start_latency|activity_execution_latency))(_bucket|_sum|_count)\{?([^}]*)\}? ([\d.e+-]+|\+Inf)$/;
+  const wanted =
+    /^(temporal_(?:workflow_task_schedule_to_start_latency|workflow_task_execution_latency|workflow_task_replay_latency|activity_schedule_to_start_latency|activity_execution_latency))(_bucket|_sum|_count)\{?([^}]*)\}? ([\d.e+-]+|\+Inf)$/;
   for (const line of text.split('\n')) {
     const m = wanted.exec(line);
     if (!m) continue;
@@ -158,18 +162,28 @@ function parseHistograms(text: string): Histograms {
   return out;
 }
 
-function histogramDelta(a: Histograms, b: Histograms): Record<string, { count: number; meanMs: number; p50Ms: number; p99Ms: number }> {
+function histogramDelta(
+  a: Histograms,
+  b: Histograms,
+): Record<string, { count: number; meanMs: number; p50Ms: number; p99Ms: number }> {
   const out: Record<string, { count: number; meanMs: number; p50Ms: number; p99Ms: number }> = {};
   for (const [name, hb] of b) {
     const ha = a.get(name) ?? { buckets: [], sum: 0, count: 0 };
     const count = hb.count - ha.count;
-    const buckets = hb.buckets.map(([le, c]) => [le, c - (ha.buckets.find((x) => x[0] === le)?.[1] ?? 0)] as [number, number]);
+    const buckets = hb.buckets.map(
+      ([le, c]) => [le, c - (ha.buckets.find((x) => x[0] === le)?.[1] ?? 0)] as [number, number],
+    );
     const q = (p: number) => {
       const target = p * count;
       const hit = buckets.find(([, c]) => c >= target);
       return hit ? hit[0] : NaN;
     };
-    out[name.replace(/^temporal_/, '')] = { count, meanMs: count ? (hb.sum - ha.sum) / count : NaN, p50Ms: q(0.5), p99Ms: q(0.99) };
+    out[name.replace(/^temporal_/, '')] = {
+      count,
+      meanMs: count ? (hb.sum - ha.sum) / count : NaN,
+      p50Ms: q(0.5),
+      p99Ms: q(0.99),
+    };
   }
   return out;
 }
@@ -181,14 +195,26 @@ function histogramDelta(a: Histograms, b: Histograms): Record<string, { count: n
  * prebuilt workflow bundle: bench/fleet-worker.ts and what it imports go to bench/.build.
  */
 async function buildWorker(): Promise<string> {
-  const built = spawnSync(process.execPath, [require.resolve('typescript/bin/tsc'), '-p', path.join(ROOT, 'tsconfig.bench.json')], { cwd: ROOT, encoding: 'utf8' });
+  const built = spawnSync(
+    process.execPath,
+    [require.resolve('typescript/bin/tsc'), '-p', path.join(ROOT, 'tsconfig.bench.json')],
+    { cwd: ROOT, encoding: 'utf8' },
+  );
   if (built.status !== 0) throw new Error(`compiling the fleet worker failed:\n${built.stdout}${built.stderr}`);
-  const { code } = await bundleWorkflowCode({ workflowsPath: require.resolve('../src/workflows'), logger: { trace() {}, debug() {}, info() {}, warn() {}, error() {}, log() {} } });
+  const { code } = await bundleWorkflowCode({
+    workflowsPath: require.resolve('../src/workflows'),
+    logger: { trace() {}, debug() {}, info() {}, warn() {}, error() {}, log() {} },
+  });
   writeFileSync(path.join(BUILD_DIR, 'src', 'workflow-bundle.js'), code);
   return path.join(BUILD_DIR, 'bench', 'fleet-worker.js');
 }
 
-function startWorker(env: TestWorkflowEnvironment, sitesDir: string, taskQueue: string, slots: number | undefined): Promise<ChildProcess> {
+function startWorker(
+  env: TestWorkflowEnvironment,
+  sitesDir: string,
+  taskQueue: string,
+  slots: number | undefined,
+): Promise<ChildProcess> {
   const child = fork(workerScript, [], {
     execArgv: [],
     cwd: ROOT,
@@ -203,7 +229,9 @@ function startWorker(env: TestWorkflowEnvironment, sitesDir: string, taskQueue: 
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });
   return new Promise((resolve, reject) => {
-    child.once('message', (m: { type: string }) => (m.type === 'ready' ? resolve(child) : reject(new Error(`worker said ${m.type}`))));
+    child.once('message', (m: { type: string }) =>
+      m.type === 'ready' ? resolve(child) : reject(new Error(`worker said ${m.type}`)),
+    );
     child.once('exit', (code) => reject(new Error(`the fleet worker exited with ${code}`)));
   });
 }
@@ -237,7 +265,12 @@ async function countWhere(env: TestWorkflowEnvironment, query: string): Promise<
   return (await env.client.workflow.count(query)).count;
 }
 
-async function runFleet(env: TestWorkflowEnvironment, n: number, cvmfsexecDir: string, log: (s: string) => void): Promise<FleetResult> {
+async function runFleet(
+  env: TestWorkflowEnvironment,
+  n: number,
+  cvmfsexecDir: string,
+  log: (s: string) => void,
+): Promise<FleetResult> {
   const tag = Date.now().toString(36);
   const prefix = `bench-fleet-${tag}-`;
   const ports = freePorts(n, 23_000);
@@ -272,8 +305,15 @@ async function runFleet(env: TestWorkflowEnvironment, n: number, cvmfsexecDir: s
     const setupServerCpu = new CpuWindow(() => serverPids());
     const t0 = performance.now();
     for (let k = 0; k < n; k++) {
-      handles.push(await env.client.workflow.start(LaunchGlidein, { taskQueue, workflowId: `${prefix}${k}`, args: [{ site: `bench-fleet-${k}`, lifetime: '6h' }] }));
-      if ((k + 1) % START_RATE === 0) await sleep(Math.max(0, (k + 1) * (1000 / START_RATE) - (performance.now() - t0)));
+      handles.push(
+        await env.client.workflow.start(LaunchGlidein, {
+          taskQueue,
+          workflowId: `${prefix}${k}`,
+          args: [{ site: `bench-fleet-${k}`, lifetime: '6h' }],
+        }),
+      );
+      if ((k + 1) % START_RATE === 0)
+        await sleep(Math.max(0, (k + 1) * (1000 / START_RATE) - (performance.now() - t0)));
     }
     log(`  started ${n} workflows in ${((performance.now() - t0) / 1000).toFixed(0)} s`);
     let monitoring = 0;
@@ -328,7 +368,11 @@ async function runFleet(env: TestWorkflowEnvironment, n: number, cvmfsexecDir: s
     const m1 = await scrape(METRICS_PORT);
     const cpu = win.read();
     const serverCpu = serverWin.read();
-    const { stats: ws, connects } = await ask<{ stats: WorkerStats; connects: Record<string, number> }>(child, { type: 'stats', from, to }, 'stats');
+    const { stats: ws, connects } = await ask<{ stats: WorkerStats; connects: Record<string, number> }>(
+      child,
+      { type: 'stats', from, to },
+      'stats',
+    );
     const memDrop = memBefore - meminfo('MemAvailable') / 1024;
     const newSessions = sshdSessions().filter((p) => !sessionsBefore.has(p));
     const own = benchProcesses(prefix, ports).map((p) => p.pid);
@@ -339,7 +383,12 @@ async function runFleet(env: TestWorkflowEnvironment, n: number, cvmfsexecDir: s
     result.window = {
       seconds: cpu.seconds,
       cpu: { workerPct: cpu.processPct, serverPct: serverCpu.processPct, machinePct: cpu.machinePct },
-      workerRssMb: { ready: rssReady, start: rss[0], end: rss[rss.length - 1], max: Math.max(...rss.filter((x) => !Number.isNaN(x))) },
+      workerRssMb: {
+        ready: rssReady,
+        start: rss[0],
+        end: rss[rss.length - 1],
+        max: Math.max(...rss.filter((x) => !Number.isNaN(x))),
+      },
       memAvailableDropMb: memDrop,
       memPerGlideinMb: per(sitePss) + Math.max(0, workerGrowth) + Math.max(0, serverGrowth),
       sitePssPerGlideinMb: per(sitePss),
@@ -353,14 +402,20 @@ async function runFleet(env: TestWorkflowEnvironment, n: number, cvmfsexecDir: s
       connects,
       expectedChecks: Math.round((monitoring * (to - from)) / (parseDuration(INTERVAL) + (ws.checkMs.median || 0))),
     };
-    if (result.window.extraOpenTunnels > 0) log(`  note: ${result.window.extraOpenTunnels} openTunnel runs beyond one per glidein (retries, e.g. tunnel ssh refused by the login sshd's MaxStartups, or tunnels reopened)`);
-    log(`  window ${cpu.seconds.toFixed(0)} s: machine ${cpu.machinePct.toFixed(0)}% busy, worker ${cpu.processPct.toFixed(0)}% of a core, ${ws.checks} checks (expected ~${result.window.expectedChecks}), late within round p50 ${num(ws.lateWithinRound.median, 0)} ms p99 ${num(ws.lateWithinRound.p99, 0)} ms`);
+    if (result.window.extraOpenTunnels > 0)
+      log(
+        `  note: ${result.window.extraOpenTunnels} openTunnel runs beyond one per glidein (retries, e.g. tunnel ssh refused by the login sshd's MaxStartups, or tunnels reopened)`,
+      );
+    log(
+      `  window ${cpu.seconds.toFixed(0)} s: machine ${cpu.machinePct.toFixed(0)}% busy, worker ${cpu.processPct.toFixed(0)}% of a core, ${ws.checks} checks (expected ~${result.window.expectedChecks}), late within round p50 ${num(ws.lateWithinRound.median, 0)} ms p99 ${num(ws.lateWithinRound.p99, 0)} ms`,
+    );
 
     // Stop and tear down.
     const t1 = performance.now();
     for (let k = 0; k < handles.length; k++) {
       await handles[k].signal(stopSignal).catch(() => undefined);
-      if ((k + 1) % START_RATE === 0) await sleep(Math.max(0, (k + 1) * (1000 / START_RATE) - (performance.now() - t1)));
+      if ((k + 1) % START_RATE === 0)
+        await sleep(Math.max(0, (k + 1) * (1000 / START_RATE) - (performance.now() - t1)));
     }
     let running = n;
     while (performance.now() - t1 < SETUP_TIMEOUT_S * 1000) {
@@ -371,7 +426,9 @@ async function runFleet(env: TestWorkflowEnvironment, n: number, cvmfsexecDir: s
     const completed = await countWhere(env, `${idQuery} AND ExecutionStatus = "Completed"`);
     const leftovers = benchProcesses(prefix, ports).length;
     result.teardown = { seconds: (performance.now() - t1) / 1000, completed, notCompleted: n - completed, leftovers };
-    log(`  teardown ${result.teardown.seconds.toFixed(0)} s: ${completed}/${n} completed, ${leftovers} leftover processes`);
+    log(
+      `  teardown ${result.teardown.seconds.toFixed(0)} s: ${completed}/${n} completed, ${leftovers} leftover processes`,
+    );
   } finally {
     if (child.connected) child.send({ type: 'shutdown' });
     await Promise.race([new Promise((r) => child.once('exit', r)), sleep(30_000)]);
@@ -385,7 +442,9 @@ async function main(): Promise<void> {
   workerScript = await buildWorker();
   await joinLocalSite();
   const before = machineState();
-  console.log(`fleet scale: one worker process, N glideins, monitor.interval ${INTERVAL}, reportEvery ${REPORT}, window ${WINDOW_S} s; ${describeMachine(before)}\n`);
+  console.log(
+    `fleet scale: one worker process, N glideins, monitor.interval ${INTERVAL}, reportEvery ${REPORT}, window ${WINDOW_S} s; ${describeMachine(before)}\n`,
+  );
   const cvmfsexecDir = await benchCvmfsexec('fleet');
   let env: TestWorkflowEnvironment | undefined;
   const results: FleetResult[] = [];
@@ -404,7 +463,13 @@ async function main(): Promise<void> {
       const r = await runFleet(env, n, cvmfsexecDir, (s) => console.log(s));
       results.push(r);
       // Written after every N: a long run that is interrupted keeps what it measured.
-      writeResults(NAME, { bench: 'fleet-scale', partial: true, machine: { before, now: machineState() }, settings: settings(), results });
+      writeResults(NAME, {
+        bench: 'fleet-scale',
+        partial: true,
+        machine: { before, now: machineState() },
+        settings: settings(),
+        results,
+      });
       report([r], before, machineState(), false);
       if (r.window && r.window.memPerGlideinMb > 0) perGlideinMb = r.window.memPerGlideinMb;
     }
@@ -418,15 +483,41 @@ async function main(): Promise<void> {
 }
 
 function settings() {
-  return { fleet: FLEET, interval: INTERVAL, reportEvery: REPORT, windowSeconds: WINDOW_S, startRate: START_RATE, activitySlots: SLOTS ?? PRODUCTION_SLOTS };
+  return {
+    fleet: FLEET,
+    interval: INTERVAL,
+    reportEvery: REPORT,
+    windowSeconds: WINDOW_S,
+    startRate: START_RATE,
+    activitySlots: SLOTS ?? PRODUCTION_SLOTS,
+  };
 }
 
-function report(results: FleetResult[], before: ReturnType<typeof machineState>, after: ReturnType<typeof machineState>, final: boolean): void {
+function report(
+  results: FleetResult[],
+  before: ReturnType<typeof machineState>,
+  after: ReturnType<typeof machineState>,
+  final: boolean,
+): void {
   const ran = results.filter((r) => r.window);
   console.log();
   console.log(
     table(
-      ['N', 'setup s', 'setup /min', 'machine CPU %', 'worker CPU % (1 core)', 'server CPU %', 'worker RSS MB ready/max', 'MB per glidein', 'checks done/expected', 'check ms p50/p99', 'late in round p50/p99 ms', 'new round after p50/max ms', 'query ms p50/p99'],
+      [
+        'N',
+        'setup s',
+        'setup /min',
+        'machine CPU %',
+        'worker CPU % (1 core)',
+        'server CPU %',
+        'worker RSS MB ready/max',
+        'MB per glidein',
+        'checks done/expected',
+        'check ms p50/p99',
+        'late in round p50/p99 ms',
+        'new round after p50/max ms',
+        'query ms p50/p99',
+      ],
       ran.map((r) => {
         const w = r.window!;
         return [
@@ -448,27 +539,76 @@ function report(results: FleetResult[], before: ReturnType<typeof machineState>,
     ),
   );
   console.log();
-  console.log('During setup (all workflows starting): CPU, and the SDK histograms (mean / p50 / p99 ms; p50/p99 are bucket bounds):');
+  console.log(
+    'During setup (all workflows starting): CPU, and the SDK histograms (mean / p50 / p99 ms; p50/p99 are bucket bounds):',
+  );
   console.log(
     table(
-      ['N', 'machine CPU %', 'worker CPU %', 'server CPU %', 'WFT schedule→start', 'WFT execution', 'activity schedule→start', 'workflow tasks'],
+      [
+        'N',
+        'machine CPU %',
+        'worker CPU %',
+        'server CPU %',
+        'WFT schedule→start',
+        'WFT execution',
+        'activity schedule→start',
+        'workflow tasks',
+      ],
       ran.map((r) => {
         const m = r.setup!.metrics;
         const h = (k: string) => (m[k] ? `${num(m[k].meanMs, 1)}/${num(m[k].p50Ms, 0)}/${num(m[k].p99Ms, 0)}` : '-');
-        return [r.n, num(r.setup!.cpu.machinePct, 0), num(r.setup!.cpu.workerPct, 0), num(r.setup!.cpu.serverPct, 0), h('workflow_task_schedule_to_start_latency'), h('workflow_task_execution_latency'), h('activity_schedule_to_start_latency'), m.workflow_task_execution_latency?.count ?? 0];
+        return [
+          r.n,
+          num(r.setup!.cpu.machinePct, 0),
+          num(r.setup!.cpu.workerPct, 0),
+          num(r.setup!.cpu.serverPct, 0),
+          h('workflow_task_schedule_to_start_latency'),
+          h('workflow_task_execution_latency'),
+          h('activity_schedule_to_start_latency'),
+          m.workflow_task_execution_latency?.count ?? 0,
+        ];
       }),
     ),
   );
   console.log();
-  console.log('While monitoring (the window): SDK histograms as above, monitor command times in the worker (incl. waiting for a channel), memory, teardown:');
+  console.log(
+    'While monitoring (the window): SDK histograms as above, monitor command times in the worker (incl. waiting for a channel), memory, teardown:',
+  );
   console.log(
     table(
-      ['N', 'WFT schedule→start', 'WFT execution', 'activity schedule→start', 'inspect p50/p99', 'condor_status p50/p99', 'site MB/glidein', 'processes/glidein', 'teardown s', 'completed', 'leftovers'],
+      [
+        'N',
+        'WFT schedule→start',
+        'WFT execution',
+        'activity schedule→start',
+        'inspect p50/p99',
+        'condor_status p50/p99',
+        'site MB/glidein',
+        'processes/glidein',
+        'teardown s',
+        'completed',
+        'leftovers',
+      ],
       ran.map((r) => {
         const m = r.window!.metrics;
         const h = (k: string) => (m[k] ? `${num(m[k].meanMs, 1)}/${num(m[k].p50Ms, 0)}/${num(m[k].p99Ms, 0)}` : '-');
-        const c = (k: string) => (r.window!.worker.commandMs[k] ? `${num(r.window!.worker.commandMs[k].median, 0)}/${num(r.window!.worker.commandMs[k].p99, 0)}` : '-');
-        return [r.n, h('workflow_task_schedule_to_start_latency'), h('workflow_task_execution_latency'), h('activity_schedule_to_start_latency'), c('monitor inspect'), c('monitor apptainer exec condor_status'), num(r.window!.sitePssPerGlideinMb, 1), num(r.window!.processesPerGlidein, 1), num(r.teardown?.seconds, 0), `${r.teardown?.completed ?? '-'}/${r.n}`, r.teardown?.leftovers ?? '-'];
+        const c = (k: string) =>
+          r.window!.worker.commandMs[k]
+            ? `${num(r.window!.worker.commandMs[k].median, 0)}/${num(r.window!.worker.commandMs[k].p99, 0)}`
+            : '-';
+        return [
+          r.n,
+          h('workflow_task_schedule_to_start_latency'),
+          h('workflow_task_execution_latency'),
+          h('activity_schedule_to_start_latency'),
+          c('monitor inspect'),
+          c('monitor apptainer exec condor_status'),
+          num(r.window!.sitePssPerGlideinMb, 1),
+          num(r.window!.processesPerGlidein, 1),
+          num(r.teardown?.seconds, 0),
+          `${r.teardown?.completed ?? '-'}/${r.n}`,
+          r.teardown?.leftovers ?? '-',
+        ];
       }),
     ),
   );

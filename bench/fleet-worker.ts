@@ -20,8 +20,16 @@ import { stats, TimedExecutor, type CommandTiming } from './lib';
 
 const env = process.env;
 /** Finer histogram buckets (ms) than the SDK's defaults for the latencies the benchmark reports. */
-const BUCKETS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10_000, 30_000, 60_000, 120_000, 300_000, 600_000];
-const LATENCIES = ['workflow_task_schedule_to_start_latency', 'workflow_task_execution_latency', 'workflow_task_replay_latency', 'activity_schedule_to_start_latency', 'activity_execution_latency'];
+const BUCKETS = [
+  1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10_000, 30_000, 60_000, 120_000, 300_000, 600_000,
+];
+const LATENCIES = [
+  'workflow_task_schedule_to_start_latency',
+  'workflow_task_execution_latency',
+  'workflow_task_replay_latency',
+  'activity_schedule_to_start_latency',
+  'activity_execution_latency',
+];
 const epoch = (t: number) => performance.timeOrigin + t;
 
 interface Check {
@@ -58,7 +66,13 @@ function onCommand(t: CommandTiming): void {
   const round = rounds.get(t.workflowId)?.at(-1);
   if (!round) return;
   // A check is the inspect (first command) through the condor_status (last).
-  if (t.what === 'inspect') round.checks.push({ id: t.workflowId, start: epoch(t.start), end: epoch(t.end), firstOfRound: round.checks.length === 0 });
+  if (t.what === 'inspect')
+    round.checks.push({
+      id: t.workflowId,
+      start: epoch(t.start),
+      end: epoch(t.end),
+      firstOfRound: round.checks.length === 0,
+    });
   else if (round.checks.length) round.checks[round.checks.length - 1].end = epoch(t.end);
 }
 
@@ -68,7 +82,16 @@ async function main(): Promise<void> {
     telemetryOptions: {
       // Core warns when a monitor round cancelled by TRY_CANCEL completes after its workflow closed: expected here.
       logging: { filter: { core: 'ERROR', other: 'ERROR' }, forward: {} },
-      ...(env.BENCH_METRICS_ADDRESS ? { metrics: { prometheus: { bindAddress: env.BENCH_METRICS_ADDRESS, histogramBucketOverrides: Object.fromEntries(LATENCIES.map((m) => [m, BUCKETS])) } } } : {}),
+      ...(env.BENCH_METRICS_ADDRESS
+        ? {
+            metrics: {
+              prometheus: {
+                bindAddress: env.BENCH_METRICS_ADDRESS,
+                histogramBucketOverrides: Object.fromEntries(LATENCIES.map((m) => [m, BUCKETS])),
+              },
+            },
+          }
+        : {}),
     },
   });
   const connection = await NativeConnection.connect({ address: env.BENCH_TEMPORAL_ADDRESS! });
@@ -83,7 +106,9 @@ async function main(): Promise<void> {
     },
   };
   const activities = createActivities(deps);
-  for (const [name, fn] of Object.entries(activities) as Array<[keyof typeof activities, (...a: unknown[]) => Promise<unknown>]>) {
+  for (const [name, fn] of Object.entries(activities) as Array<
+    [keyof typeof activities, (...a: unknown[]) => Promise<unknown>]
+  >) {
     (activities as Record<string, unknown>)[name] = (...args: unknown[]) => {
       activityRuns.set(name, (activityRuns.get(name) ?? 0) + 1);
       return fn(...args);
@@ -116,7 +141,12 @@ async function main(): Promise<void> {
   });
 
   process.on('message', (m: { type: string; from?: number; to?: number }) => {
-    if (m.type === 'stats') process.send?.({ type: 'stats', stats: windowStats(m.from ?? 0, m.to ?? Date.now()), connects: ssh.connectCounts() });
+    if (m.type === 'stats')
+      process.send?.({
+        type: 'stats',
+        stats: windowStats(m.from ?? 0, m.to ?? Date.now()),
+        connects: ssh.connectCounts(),
+      });
     if (m.type === 'shutdown') worker.shutdown();
   });
   process.on('disconnect', () => worker.shutdown()); // the benchmark went away

@@ -16,7 +16,20 @@ import { LaunchGlidein } from '../src/workflows';
 import { statusQuery, stopSignal } from '../src/workflows/messages';
 import { createTestEnv, createTestWorker } from '../test/helpers/temporal';
 import { joinLocalSite, leaveLocalSite } from '../test/site/local-site';
-import { benchCvmfsexec, benchSites, cleanUpBench, describeMachine, envInt, freePorts, machineState, num, ROOT, stats, table, writeResults } from './lib';
+import {
+  benchCvmfsexec,
+  benchSites,
+  cleanUpBench,
+  describeMachine,
+  envInt,
+  freePorts,
+  machineState,
+  num,
+  ROOT,
+  stats,
+  table,
+  writeResults,
+} from './lib';
 
 const MONITOR_SECONDS = envInt('BENCH_MONITOR_SECONDS', 60);
 const MAX_HISTORY = envInt('BENCH_MAX_HISTORY', 150);
@@ -54,9 +67,13 @@ interface RunCount {
 }
 
 const type = (e: JsonEvent) => e.eventType.replace(/^EVENT_TYPE_/, '');
-const isMonitorScheduled = (e: JsonEvent) => type(e) === 'ACTIVITY_TASK_SCHEDULED' && e.activityTaskScheduledEventAttributes?.activityType?.name === 'monitorGlidein';
+const isMonitorScheduled = (e: JsonEvent) =>
+  type(e) === 'ACTIVITY_TASK_SCHEDULED' &&
+  e.activityTaskScheduledEventAttributes?.activityType?.name === 'monitorGlidein';
 const isShutdown = (e: JsonEvent) =>
-  type(e) === 'WORKFLOW_EXECUTION_CANCEL_REQUESTED' || (type(e) === 'WORKFLOW_EXECUTION_SIGNALED' && ['drain', 'stop'].includes(e.workflowExecutionSignaledEventAttributes?.signalName ?? ''));
+  type(e) === 'WORKFLOW_EXECUTION_CANCEL_REQUESTED' ||
+  (type(e) === 'WORKFLOW_EXECUTION_SIGNALED' &&
+    ['drain', 'stop'].includes(e.workflowExecutionSignaledEventAttributes?.signalName ?? ''));
 
 function countRun(events: JsonEvent[], runId?: string): RunCount {
   const firstMonitor = events.findIndex(isMonitorScheduled);
@@ -68,7 +85,8 @@ function countRun(events: JsonEvent[], runId?: string): RunCount {
   const teardown = shutdown >= 0 ? events.length - shutdown : 0;
   const monitoring = events.length - setup - teardown;
   // A round is one monitorGlidein scheduled and completed before the shutdown.
-  const rounds = events.filter((e, i) => isMonitorScheduled(e) && (shutdown < 0 || i < shutdown)).length - (shutdown >= 0 ? 1 : 0);
+  const rounds =
+    events.filter((e, i) => isMonitorScheduled(e) && (shutdown < 0 || i < shutdown)).length - (shutdown >= 0 ? 1 : 0);
   const completeRounds = Math.max(0, rounds);
   const scheduled = events.map((e, i) => (isMonitorScheduled(e) ? i : -1)).filter((i) => i >= 0);
   const roundGaps = scheduled.slice(1).map((i, k) => i - scheduled[k]);
@@ -83,7 +101,10 @@ function countRun(events: JsonEvent[], runId?: string): RunCount {
     eventsPerRound: completeRounds > 0 ? monitoring / completeRounds : NaN,
     roundGaps,
     beforeFirstRound: firstMonitor,
-    afterLastRound: closedBy === 'WORKFLOW_EXECUTION_CONTINUED_AS_NEW' && lastScheduled >= 0 ? events.length - lastScheduled - 6 : NaN,
+    afterLastRound:
+      closedBy === 'WORKFLOW_EXECUTION_CONTINUED_AS_NEW' && lastScheduled >= 0
+        ? events.length - lastScheduled - 6
+        : NaN,
     closedBy,
   };
 }
@@ -94,7 +115,10 @@ function fileHistories(): Array<{ name: string; count: RunCount }> {
     .readdirSync(dir)
     .filter((f) => f.endsWith('.json'))
     .sort()
-    .map((f) => ({ name: f, count: countRun((JSON.parse(fs.readFileSync(path.join(dir, f), 'utf8')) as { events: JsonEvent[] }).events) }));
+    .map((f) => ({
+      name: f,
+      count: countRun((JSON.parse(fs.readFileSync(path.join(dir, f), 'utf8')) as { events: JsonEvent[] }).events),
+    }));
 }
 
 async function main(): Promise<void> {
@@ -116,14 +140,20 @@ async function main(): Promise<void> {
   let env: TestWorkflowEnvironment | undefined;
   const id = `bench-hist-${tag}`;
   try {
-    console.log(`history size: one LaunchGlidein, monitor.interval=1s, reportEvery=${ROUND_MS / 1000}s, monitor.historyEvents=${MAX_HISTORY}, ~${MONITOR_SECONDS} s of monitoring; ${describeMachine(before)}\n`);
+    console.log(
+      `history size: one LaunchGlidein, monitor.interval=1s, reportEvery=${ROUND_MS / 1000}s, monitor.historyEvents=${MAX_HISTORY}, ~${MONITOR_SECONDS} s of monitoring; ${describeMachine(before)}\n`,
+    );
     env = await createTestEnv();
     const w = await createTestWorker(env, sitesDir, `bench-hist-${tag}`);
     const client = env.client;
     const runs: RunCount[] = [];
     try {
       await w.worker.runUntil(async () => {
-        const handle = await client.workflow.start(LaunchGlidein, { taskQueue: w.taskQueue, workflowId: id, args: [{ site: SITE, lifetime: '1h' }] });
+        const handle = await client.workflow.start(LaunchGlidein, {
+          taskQueue: w.taskQueue,
+          workflowId: id,
+          args: [{ site: SITE, lifetime: '1h' }],
+        });
         for (let i = 0; (await handle.query(statusQuery)).phase !== 'monitoring'; i++) {
           if (i > 600) throw new Error('the glidein never reached monitoring');
           await new Promise((r) => setTimeout(r, 100));
@@ -137,7 +167,9 @@ async function main(): Promise<void> {
         let runId: string | undefined = (await handle.describe()).runId;
         const chain: Array<{ runId: string; events: JsonEvent[] }> = [];
         while (runId) {
-          const history: Parameters<typeof historyToJSON>[0] = await client.workflow.getHandle(id, runId).fetchHistory();
+          const history: Parameters<typeof historyToJSON>[0] = await client.workflow
+            .getHandle(id, runId)
+            .fetchHistory();
           const events: JsonEvent[] = (JSON.parse(historyToJSON(history)) as { events: JsonEvent[] }).events;
           chain.unshift({ runId, events });
           runId = events[0]?.workflowExecutionStartedEventAttributes?.continuedExecutionRunId || undefined;
@@ -159,41 +191,78 @@ async function main(): Promise<void> {
     const maxRun = Math.max(...runs.map((r) => r.events));
 
     console.log();
-    console.log(table(
-      ['run', 'events', 'setup', 'monitoring', 'teardown', 'monitor rounds', 'events/round', 'closed by'],
-      runs.map((r, i) => [i + 1, r.events, r.setup, r.monitoring, r.teardown, r.monitorRounds, num(r.eventsPerRound, 1), r.closedBy.replace('WORKFLOW_EXECUTION_', '')]),
-    ));
+    console.log(
+      table(
+        ['run', 'events', 'setup', 'monitoring', 'teardown', 'monitor rounds', 'events/round', 'closed by'],
+        runs.map((r, i) => [
+          i + 1,
+          r.events,
+          r.setup,
+          r.monitoring,
+          r.teardown,
+          r.monitorRounds,
+          num(r.eventsPerRound, 1),
+          r.closedBy.replace('WORKFLOW_EXECUTION_', ''),
+        ]),
+      ),
+    );
     console.log();
-    console.log(table(
-      ['recorded history (test/histories)', 'events', 'setup', 'monitoring', 'teardown'],
-      files.map((f) => [f.name, f.count.events, f.count.setup, f.count.monitoring, f.count.teardown]),
-    ));
+    console.log(
+      table(
+        ['recorded history (test/histories)', 'events', 'setup', 'monitoring', 'teardown'],
+        files.map((f) => [f.name, f.count.events, f.count.setup, f.count.monitoring, f.count.teardown]),
+      ),
+    );
     console.log();
-    console.log(table(
-      ['figure', 'value'],
-      [
-        ['setup + teardown events (this run)', setupTeardown],
-        ['events per monitor round (steady state, median)', num(perRound, 1)],
-        ['events a continued run adds besides its rounds', num(perRunOverhead, 0)],
-        [`events per hour of monitoring, reportEvery ${ROUND_MS / 1000}s (this bench)`, num(perHourBench, 0)],
-        ['events per hour of monitoring, reportEvery 10m (default)', num(perHourDefault, 0)],
-        [`largest run (monitor.historyEvents ${MAX_HISTORY})`, maxRun],
-        ['runs in the chain', runs.length],
-        ['hours until the default cap (5000 events) at reportEvery 10m', num((5000 - runs[0].setup) / perHourDefault, 0)],
-      ],
-    ));
+    console.log(
+      table(
+        ['figure', 'value'],
+        [
+          ['setup + teardown events (this run)', setupTeardown],
+          ['events per monitor round (steady state, median)', num(perRound, 1)],
+          ['events a continued run adds besides its rounds', num(perRunOverhead, 0)],
+          [`events per hour of monitoring, reportEvery ${ROUND_MS / 1000}s (this bench)`, num(perHourBench, 0)],
+          ['events per hour of monitoring, reportEvery 10m (default)', num(perHourDefault, 0)],
+          [`largest run (monitor.historyEvents ${MAX_HISTORY})`, maxRun],
+          ['runs in the chain', runs.length],
+          [
+            'hours until the default cap (5000 events) at reportEvery 10m',
+            num((5000 - runs[0].setup) / perHourDefault, 0),
+          ],
+        ],
+      ),
+    );
     const met = setupTeardown <= TARGET && files.every((f) => f.count.setup + f.count.teardown <= TARGET);
-    const capped = runs.slice(0, -1).every((r) => r.closedBy === 'WORKFLOW_EXECUTION_CONTINUED_AS_NEW' && r.events <= MAX_HISTORY + perRound + 3);
-    console.log(`\ntarget ≤ ${TARGET} events for setup + teardown: ${met ? 'met' : 'MISSED'} (${setupTeardown} here; recorded: ${files.map((f) => f.count.setup + f.count.teardown).join(', ')})`);
-    console.log(`continue-as-new capped every run but the last at ≤ monitor.historyEvents + one round: ${capped && runs.length > 1 ? 'yes' : 'NO'} (largest ${maxRun})`);
+    const capped = runs
+      .slice(0, -1)
+      .every((r) => r.closedBy === 'WORKFLOW_EXECUTION_CONTINUED_AS_NEW' && r.events <= MAX_HISTORY + perRound + 3);
+    console.log(
+      `\ntarget ≤ ${TARGET} events for setup + teardown: ${met ? 'met' : 'MISSED'} (${setupTeardown} here; recorded: ${files.map((f) => f.count.setup + f.count.teardown).join(', ')})`,
+    );
+    console.log(
+      `continue-as-new capped every run but the last at ≤ monitor.historyEvents + one round: ${capped && runs.length > 1 ? 'yes' : 'NO'} (largest ${maxRun})`,
+    );
     const after = machineState();
     console.log(`machine after: ${describeMachine(after)}`);
     const file = writeResults('history-size', {
       bench: 'history-size',
       machine: { before, after },
-      settings: { monitorInterval: '1s', reportEvery: `${ROUND_MS / 1000}s`, historyEvents: MAX_HISTORY, monitorSeconds: MONITOR_SECONDS },
+      settings: {
+        monitorInterval: '1s',
+        reportEvery: `${ROUND_MS / 1000}s`,
+        historyEvents: MAX_HISTORY,
+        monitorSeconds: MONITOR_SECONDS,
+      },
       target: { setupTeardownEvents: TARGET, met, cappedByContinueAsNew: capped && runs.length > 1 },
-      summary: { setupTeardown, eventsPerRound: perRound, perRunOverhead, eventsPerHourAtBenchRound: perHourBench, eventsPerHourAtDefaultRound: perHourDefault, largestRun: maxRun, runs: runs.length },
+      summary: {
+        setupTeardown,
+        eventsPerRound: perRound,
+        perRunOverhead,
+        eventsPerHourAtBenchRound: perHourBench,
+        eventsPerHourAtDefaultRound: perHourDefault,
+        largestRun: maxRun,
+        runs: runs.length,
+      },
       runs,
       recorded: files,
     });

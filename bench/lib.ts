@@ -12,7 +12,14 @@ import { parse, stringify } from 'yaml';
 import { Context } from '@temporalio/activity';
 import type { CommandResult, Executor, RunOptions } from '../src/remote/executor';
 import { ROOT } from '../test/helpers/temporal-cli';
-import { allProcesses, localSite, SITE_PATHS, siteMounts, siteProcesses, type SiteProcess } from '../test/site/local-site';
+import {
+  allProcesses,
+  localSite,
+  SITE_PATHS,
+  siteMounts,
+  siteProcesses,
+  type SiteProcess,
+} from '../test/site/local-site';
 
 export { ROOT };
 export const RESULTS_DIR = path.join(ROOT, 'bench', 'results');
@@ -61,8 +68,14 @@ export function num(x: number | undefined | null, digits = 1): string {
 export function table(headers: readonly string[], rows: ReadonlyArray<ReadonlyArray<string | number>>): string {
   const cells = [headers.map(String), ...rows.map((r) => r.map(String))];
   const widths = headers.map((_, c) => Math.max(...cells.map((r) => (r[c] ?? '').length)));
-  const numeric = headers.map((_, c) => rows.length > 0 && rows.every((r) => /^[-+]?[\d.,]+%?$|^-$/.test(String(r[c] ?? ''))));
-  const line = (r: readonly string[]) => r.map((cell, c) => (numeric[c] ? cell.padStart(widths[c]) : cell.padEnd(widths[c]))).join('  ').trimEnd();
+  const numeric = headers.map(
+    (_, c) => rows.length > 0 && rows.every((r) => /^[-+]?[\d.,]+%?$|^-$/.test(String(r[c] ?? ''))),
+  );
+  const line = (r: readonly string[]) =>
+    r
+      .map((cell, c) => (numeric[c] ? cell.padStart(widths[c]) : cell.padEnd(widths[c])))
+      .join('  ')
+      .trimEnd();
   return [line(cells[0]), widths.map((w) => '-'.repeat(w)).join('  '), ...cells.slice(1).map(line)].join('\n');
 }
 
@@ -179,7 +192,7 @@ export class CpuWindow {
     for (const [pid, before] of this.startProc) used += (cpuMs(pid) ?? before) - before;
     const m = machineCpuMs();
     const machinePct = ((m.busy - this.startMachine.busy) / Math.max(1, m.total - this.startMachine.total)) * 100;
-    return { seconds, processPct: (used / 10 / Math.max(seconds, 1e-3)), machinePct };
+    return { seconds, processPct: used / 10 / Math.max(seconds, 1e-3), machinePct };
   }
 }
 
@@ -258,7 +271,8 @@ export function benchProcesses(idPrefix = 'bench-', ports: readonly number[] = [
     (p) =>
       p.cmdline.includes(`[glidein-${idPrefix}`) ||
       (portRe !== undefined && p.argv[0] === 'ssh' && portRe.test(p.cmdline)) ||
-      (p.cmdline.includes('condor_master') && environ(p.pid).some((v) => v.startsWith(`_CONDOR_GLIDEIN_NAME=${idPrefix}`))),
+      (p.cmdline.includes('condor_master') &&
+        environ(p.pid).some((v) => v.startsWith(`_CONDOR_GLIDEIN_NAME=${idPrefix}`))),
   );
 }
 
@@ -266,7 +280,12 @@ export function benchProcesses(idPrefix = 'bench-', ports: readonly number[] = [
  * Whatever a benchmark left behind (after a crash or a failed teardown): its processes killed, its mounts
  * unmounted, its cvmfsexec directory and glidein directories removed. Returns what it found.
  */
-export function cleanUpBench(opts: { idPrefix: string; ports?: readonly number[]; cvmfsexecDir?: string; sitesDir?: string }): { processes: number; mounts: number } {
+export function cleanUpBench(opts: {
+  idPrefix: string;
+  ports?: readonly number[];
+  cvmfsexecDir?: string;
+  sitesDir?: string;
+}): { processes: number; mounts: number } {
   const procs = benchProcesses(opts.idPrefix, opts.ports ?? []);
   for (const p of procs) {
     try {
@@ -277,21 +296,25 @@ export function cleanUpBench(opts: { idPrefix: string; ports?: readonly number[]
   }
   let mounts = 0;
   if (opts.cvmfsexecDir) {
-    for (const m of siteMounts().filter((x) => x.target.startsWith(`${opts.cvmfsexecDir}/`)).sort((a, b) => b.target.length - a.target.length)) {
+    for (const m of siteMounts()
+      .filter((x) => x.target.startsWith(`${opts.cvmfsexecDir}/`))
+      .sort((a, b) => b.target.length - a.target.length)) {
       spawnSync('umount', ['-l', m.target], { stdio: 'ignore' });
       mounts++;
     }
     fs.rmSync(opts.cvmfsexecDir, { recursive: true, force: true });
   }
   for (const entry of safeReaddir(SITE_PATHS.workDir)) {
-    if (entry.startsWith(opts.idPrefix)) fs.rmSync(path.join(SITE_PATHS.workDir, entry), { recursive: true, force: true });
+    if (entry.startsWith(opts.idPrefix))
+      fs.rmSync(path.join(SITE_PATHS.workDir, entry), { recursive: true, force: true });
   }
   const instances = path.join(SITE_PATHS.home, '.apptainer', 'instances');
   for (const sub of ['app', 'logs']) {
     for (const host of safeReaddir(path.join(instances, sub))) {
       for (const user of safeReaddir(path.join(instances, sub, host))) {
         for (const entry of safeReaddir(path.join(instances, sub, host, user))) {
-          if (entry.startsWith(`glidein-${opts.idPrefix}`)) fs.rmSync(path.join(instances, sub, host, user, entry), { recursive: true, force: true });
+          if (entry.startsWith(`glidein-${opts.idPrefix}`))
+            fs.rmSync(path.join(instances, sub, host, user, entry), { recursive: true, force: true });
         }
       }
     }
@@ -340,7 +363,8 @@ export function commandName(argv: readonly string[]): string {
     return 'sh-script';
   }
   const base = path.basename(argv[0]);
-  if (base === 'apptainer' || base === 'singularity') return `${base} ${argv[1] === 'instance' ? `instance ${argv[2]}` : argv[1]}${argv[1] === 'exec' ? ` ${path.basename(argv[3] ?? '')}` : ''}`;
+  if (base === 'apptainer' || base === 'singularity')
+    return `${base} ${argv[1] === 'instance' ? `instance ${argv[2]}` : argv[1]}${argv[1] === 'exec' ? ` ${path.basename(argv[3] ?? '')}` : ''}`;
   return base;
 }
 
@@ -388,7 +412,15 @@ export class TimedExecutor implements Executor {
 /** Wraps every activity function so its wall time (in this worker) is reported, tagged like the commands. */
 export function timedActivities<T extends Record<string, (...args: any[]) => Promise<unknown>>>( // eslint-disable-line @typescript-eslint/no-explicit-any
   activities: T,
-  sink: (t: { workflowId?: string; runId?: string; activityId?: string; activityType: string; start: number; end: number; ok: boolean }) => void,
+  sink: (t: {
+    workflowId?: string;
+    runId?: string;
+    activityId?: string;
+    activityType: string;
+    start: number;
+    end: number;
+    ok: boolean;
+  }) => void,
 ): T {
   const out: Record<string, unknown> = {};
   for (const [name, fn] of Object.entries(activities)) {
@@ -401,7 +433,15 @@ export function timedActivities<T extends Record<string, (...args: any[]) => Pro
         ok = true;
         return r;
       } finally {
-        sink({ workflowId: info.workflowExecution?.workflowId, runId: info.workflowExecution?.runId, activityId: info.activityId, activityType: name, start, end: performance.now(), ok });
+        sink({
+          workflowId: info.workflowExecution?.workflowId,
+          runId: info.workflowExecution?.runId,
+          activityId: info.activityId,
+          activityType: name,
+          start,
+          end: performance.now(),
+          ok,
+        });
       }
     };
   }
@@ -420,17 +460,26 @@ export const LOGIN_TARGET = {
 /** OpenSSH client options for the operator's key and known_hosts (no user config). */
 export function opensshOptions(): string[] {
   return [
-    '-F', '/dev/null',
-    '-i', SITE_PATHS.operatorKey,
-    '-o', 'IdentitiesOnly=yes',
-    '-o', `UserKnownHostsFile=${SITE_PATHS.operatorKnownHosts}`,
-    '-o', 'StrictHostKeyChecking=yes',
-    '-o', 'BatchMode=yes',
+    '-F',
+    '/dev/null',
+    '-i',
+    SITE_PATHS.operatorKey,
+    '-o',
+    'IdentitiesOnly=yes',
+    '-o',
+    `UserKnownHostsFile=${SITE_PATHS.operatorKnownHosts}`,
+    '-o',
+    'StrictHostKeyChecking=yes',
+    '-o',
+    'BatchMode=yes',
   ];
 }
 
 /** Waits until the machine is quiet (load < 1, no jest) for at most maxMs; returns the state it ended in. */
-export async function waitForQuiet(maxMs: number, log: (s: string) => void = () => undefined): Promise<MachineState & { quiet: boolean }> {
+export async function waitForQuiet(
+  maxMs: number,
+  log: (s: string) => void = () => undefined,
+): Promise<MachineState & { quiet: boolean }> {
   const until = Date.now() + maxMs;
   for (;;) {
     const m = machineState();

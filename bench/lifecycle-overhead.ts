@@ -30,7 +30,23 @@ import { LaunchGlidein } from '../src/workflows';
 import { GlideinId, GlideinPhase, GlideinSite, statusQuery, stopSignal } from '../src/workflows/messages';
 import { createTestEnv, temporalCli, workflowBundle } from '../test/helpers/temporal';
 import { joinLocalSite, leaveLocalSite } from '../test/site/local-site';
-import { benchCvmfsexec, benchSites, cleanUpBench, describeMachine, envInt, freePorts, machineState, num, ROOT, stats, table, TimedExecutor, timedActivities, writeResults, type CommandTiming } from './lib';
+import {
+  benchCvmfsexec,
+  benchSites,
+  cleanUpBench,
+  describeMachine,
+  envInt,
+  freePorts,
+  machineState,
+  num,
+  ROOT,
+  stats,
+  table,
+  TimedExecutor,
+  timedActivities,
+  writeResults,
+  type CommandTiming,
+} from './lib';
 import { writeManualPlan } from './manual-plan';
 
 const RUNS = envInt('BENCH_RUNS', 5);
@@ -91,7 +107,8 @@ function runScript(plan: string): Promise<{ wallMs: number; out: string }> {
     child.on('error', reject);
     child.on('close', (code) => {
       const wallMs = performance.now() - t0;
-      if (code !== 0) reject(new Error(`manual-lifecycle.sh exited ${code}: ${err.trim().split('\n').slice(-5).join(' | ')}`));
+      if (code !== 0)
+        reject(new Error(`manual-lifecycle.sh exited ${code}: ${err.trim().split('\n').slice(-5).join(' | ')}`));
       else resolve({ wallMs, out });
     });
   });
@@ -128,7 +145,9 @@ async function main(): Promise<void> {
   let env: TestWorkflowEnvironment | undefined;
   const pool = new SshPool();
   try {
-    console.log(`lifecycle A (LaunchGlidein on a dev server${EAGER ? ' with eager activity execution' : ''}) vs B (bash + OpenSSH ControlMaster), ${RUNS} runs each (+${WARMUP} warm-up), interleaved; ${describeMachine(before)}\n`);
+    console.log(
+      `lifecycle A (LaunchGlidein on a dev server${EAGER ? ' with eager activity execution' : ''}) vs B (bash + OpenSSH ControlMaster), ${RUNS} runs each (+${WARMUP} warm-up), interleaved; ${describeMachine(before)}\n`,
+    );
     env = EAGER
       ? await TestWorkflowEnvironment.createLocal({
           server: {
@@ -147,7 +166,10 @@ async function main(): Promise<void> {
       ssh: pool,
       executorsFor: (p) => {
         const e = sshExecutors({ sites: registry, ssh: pool }, p);
-        return { login: new TimedExecutor(e.login, (t) => commands.push(t)), node: new TimedExecutor(e.node, (t) => commands.push(t)) };
+        return {
+          login: new TimedExecutor(e.login, (t) => commands.push(t)),
+          node: new TimedExecutor(e.node, (t) => commands.push(t)),
+        };
       },
     };
     const taskQueue = `bench-lo-${tag}`;
@@ -161,18 +183,32 @@ async function main(): Promise<void> {
 
     const runA = async (id: string): Promise<RunA> => {
       const t0 = performance.now();
-      const handle = await client.workflow.start(LaunchGlidein, { taskQueue, workflowId: id, args: [{ site: SITE, lifetime: '10m' }] });
+      const handle = await client.workflow.start(LaunchGlidein, {
+        taskQueue,
+        workflowId: id,
+        args: [{ site: SITE, lifetime: '10m' }],
+      });
       for (let i = 0; ; i++) {
         const s = await handle.query(statusQuery);
         if (s.phase === 'monitoring') break;
-        if (s.phase === 'failed' || s.phase === 'done' || i > 3000) throw new Error(`${id} did not reach monitoring: ${s.phase} ${JSON.stringify(s.steps.filter((x) => x.status === 'failed'))}`);
+        if (s.phase === 'failed' || s.phase === 'done' || i > 3000)
+          throw new Error(
+            `${id} did not reach monitoring: ${s.phase} ${JSON.stringify(s.steps.filter((x) => x.status === 'failed'))}`,
+          );
         await new Promise((r) => setTimeout(r, 20));
       }
       const tMon = performance.now();
       await handle.signal(stopSignal);
       const result = await handle.result();
       const t1 = performance.now();
-      return { id, totalMs: t1 - t0, toMonitoringMs: tMon - t0, stopToResultMs: t1 - tMon, steps: splitSteps(id, result.steps, activities, commands), commands: commands.filter((c) => c.workflowId === id).length };
+      return {
+        id,
+        totalMs: t1 - t0,
+        toMonitoringMs: tMon - t0,
+        stopToResultMs: t1 - tMon,
+        steps: splitSteps(id, result.steps, activities, commands),
+        commands: commands.filter((c) => c.workflowId === id).length,
+      };
     };
     const runB = async (id: string): Promise<RunB> => {
       const plan = writeManualPlan(profile, id, controlSocket, planDir);
@@ -194,7 +230,9 @@ async function main(): Promise<void> {
         const warm = i < WARMUP;
         const ra = await runA(`bench-lo-a-${tag}-${i}`);
         const rb = await runB(`bench-lo-b-${tag}-${i}`);
-        console.log(`${warm ? 'warm-up' : `run ${i - WARMUP + 1}`}: A ${num(ra.totalMs, 0)} ms (to monitoring ${num(ra.toMonitoringMs, 0)}, stop→result ${num(ra.stopToResultMs, 0)}), B ${num(rb.totalMs, 0)} ms`);
+        console.log(
+          `${warm ? 'warm-up' : `run ${i - WARMUP + 1}`}: A ${num(ra.totalMs, 0)} ms (to monitoring ${num(ra.toMonitoringMs, 0)}, stop→result ${num(ra.stopToResultMs, 0)}), B ${num(rb.totalMs, 0)} ms`,
+        );
         if (!warm) {
           a.push(ra);
           b.push(rb);
@@ -205,17 +243,26 @@ async function main(): Promise<void> {
     report(a, b, before, after, commands);
   } finally {
     pool.close();
-    spawn('ssh', ['-F', '/dev/null', '-S', controlSocket, '-O', 'exit', 'x'], { stdio: 'ignore' }).on('error', () => undefined);
+    spawn('ssh', ['-F', '/dev/null', '-S', controlSocket, '-O', 'exit', 'x'], { stdio: 'ignore' }).on(
+      'error',
+      () => undefined,
+    );
     await env?.teardown();
     const left = cleanUpBench({ idPrefix: 'bench-lo-', ports: [port], cvmfsexecDir, sitesDir });
-    if (left.processes || left.mounts) console.log(`clean-up removed ${left.processes} leftover processes, ${left.mounts} mounts`);
+    if (left.processes || left.mounts)
+      console.log(`clean-up removed ${left.processes} leftover processes, ${left.mounts} mounts`);
     fs.rmSync(planDir, { recursive: true, force: true });
     await leaveLocalSite();
   }
 }
 
 /** Joins a run's steps (workflow time) with the activities' wall time and their commands, by activity type. */
-function splitSteps(id: string, steps: StepOutcome[], activities: ActivityTiming[], commands: CommandTiming[]): StepSplit[] {
+function splitSteps(
+  id: string,
+  steps: StepOutcome[],
+  activities: ActivityTiming[],
+  commands: CommandTiming[],
+): StepSplit[] {
   const activityOf = (step: string) => (step === 'monitor' ? 'monitorGlidein' : step);
   return steps
     .filter((s) => s.step !== 'monitor' && s.durationMs !== undefined)
@@ -225,11 +272,25 @@ function splitSteps(id: string, steps: StepOutcome[], activities: ActivityTiming
       const cmds = commands.filter((c) => c.workflowId === id && c.activityType === type);
       const activityMs = acts.reduce((t, x) => t + (x.end - x.start), 0);
       const commandMs = cmds.reduce((t, c) => t + (c.end - c.start), 0);
-      return { step: s.step, stepMs: s.durationMs!, activityMs, commandMs, commands: cmds.length, orchestrationMs: s.durationMs! - activityMs, waitMs: activityMs - commandMs };
+      return {
+        step: s.step,
+        stepMs: s.durationMs!,
+        activityMs,
+        commandMs,
+        commands: cmds.length,
+        orchestrationMs: s.durationMs! - activityMs,
+        waitMs: activityMs - commandMs,
+      };
     });
 }
 
-function report(a: RunA[], b: RunB[], before: ReturnType<typeof machineState>, after: ReturnType<typeof machineState>, commands: CommandTiming[]): void {
+function report(
+  a: RunA[],
+  b: RunB[],
+  before: ReturnType<typeof machineState>,
+  after: ReturnType<typeof machineState>,
+  commands: CommandTiming[],
+): void {
   const sa = stats(a.map((r) => r.totalMs));
   const sb = stats(b.map((r) => r.totalMs));
   const ratios = stats(a.map((r, i) => r.totalMs / b[i].totalMs));
@@ -238,9 +299,30 @@ function report(a: RunA[], b: RunB[], before: ReturnType<typeof machineState>, a
     table(
       ['', 'N', 'median ms', 'min ms', 'max ms', 'spread (max-min) ms'],
       [
-        ['A LaunchGlidein (start → monitoring → stop → result)', sa.n, num(sa.median, 0), num(sa.min, 0), num(sa.max, 0), num(sa.max - sa.min, 0)],
-        ['B manual-lifecycle.sh (ControlMaster)', sb.n, num(sb.median, 0), num(sb.min, 0), num(sb.max, 0), num(sb.max - sb.min, 0)],
-        ['ratio A/B (per pair)', ratios.n, num(ratios.median, 3), num(ratios.min, 3), num(ratios.max, 3), num(ratios.max - ratios.min, 3)],
+        [
+          'A LaunchGlidein (start → monitoring → stop → result)',
+          sa.n,
+          num(sa.median, 0),
+          num(sa.min, 0),
+          num(sa.max, 0),
+          num(sa.max - sa.min, 0),
+        ],
+        [
+          'B manual-lifecycle.sh (ControlMaster)',
+          sb.n,
+          num(sb.median, 0),
+          num(sb.min, 0),
+          num(sb.max, 0),
+          num(sb.max - sb.min, 0),
+        ],
+        [
+          'ratio A/B (per pair)',
+          ratios.n,
+          num(ratios.median, 3),
+          num(ratios.min, 3),
+          num(ratios.max, 3),
+          num(ratios.max - ratios.min, 3),
+        ],
       ],
     ),
   );
@@ -251,14 +333,33 @@ function report(a: RunA[], b: RunB[], before: ReturnType<typeof machineState>, a
     const xs = a.flatMap((r) => r.steps.filter((s) => s.step === step));
     const med = (f: (s: StepSplit) => number) => stats(xs.map(f)).median;
     const bStep = stats(b.map((r) => r.steps[step]).filter((x) => x !== undefined)).median;
-    return { step, stepMs: med((s) => s.stepMs), activityMs: med((s) => s.activityMs), commandMs: med((s) => s.commandMs), commands: med((s) => s.commands), waitMs: med((s) => s.waitMs), orchestrationMs: med((s) => s.orchestrationMs), bMs: bStep };
+    return {
+      step,
+      stepMs: med((s) => s.stepMs),
+      activityMs: med((s) => s.activityMs),
+      commandMs: med((s) => s.commandMs),
+      commands: med((s) => s.commands),
+      waitMs: med((s) => s.waitMs),
+      orchestrationMs: med((s) => s.orchestrationMs),
+      bMs: bStep,
+    };
   });
   console.log();
-  console.log('A per step (medians over runs; ms): step = activity in the worker + orchestration; activity = site commands + its own polls/sleeps');
+  console.log(
+    'A per step (medians over runs; ms): step = activity in the worker + orchestration; activity = site commands + its own polls/sleeps',
+  );
   console.log(
     table(
       ['step', 'step (wf time)', 'commands', 'in commands', 'polls/sleeps', 'orchestration', 'B step'],
-      per.map((p) => [p.step, num(p.stepMs, 0), num(p.commands, 0), num(p.commandMs, 1), num(p.waitMs, 1), num(p.orchestrationMs, 1), num(p.bMs, 0)]),
+      per.map((p) => [
+        p.step,
+        num(p.stepMs, 0),
+        num(p.commands, 0),
+        num(p.commandMs, 1),
+        num(p.waitMs, 1),
+        num(p.orchestrationMs, 1),
+        num(p.bMs, 0),
+      ]),
     ),
   );
   const allOrch = stats(a.flatMap((r) => r.steps.map((s) => s.orchestrationMs)));
@@ -273,7 +374,7 @@ function report(a: RunA[], b: RunB[], before: ReturnType<typeof machineState>, a
       ['A, per run (medians)', 'ms'],
       [
         ['site commands (sum)', num(sumCmd.median, 0)],
-        ['activities\' own polls and sleeps (sum)', num(sumWait.median, 0)],
+        ["activities' own polls and sleeps (sum)", num(sumWait.median, 0)],
         ['orchestration inside steps (sum)', num(sumOrch.median, 0)],
         ['outside steps (start, query polling, monitor until stop, signal, result)', num(outside.median, 0)],
         ['orchestration per step, median over all steps and runs', num(allOrch.median, 1)],
@@ -284,7 +385,9 @@ function report(a: RunA[], b: RunB[], before: ReturnType<typeof machineState>, a
   );
   const ratioMet = ratios.median <= 1.0;
   const orchMet = allOrch.median <= ORCHESTRATION_TARGET_MS;
-  console.log(`\ntarget ratio A/B ≤ 1.0: ${ratioMet ? 'met' : 'MISSED'} (${num(ratios.median, 3)}); orchestration ≤ ${ORCHESTRATION_TARGET_MS} ms per step (median): ${orchMet ? 'met' : 'MISSED'} (${num(allOrch.median, 1)} ms)`);
+  console.log(
+    `\ntarget ratio A/B ≤ 1.0: ${ratioMet ? 'met' : 'MISSED'} (${num(ratios.median, 3)}); orchestration ≤ ${ORCHESTRATION_TARGET_MS} ms per step (median): ${orchMet ? 'met' : 'MISSED'} (${num(allOrch.median, 1)} ms)`,
+  );
   console.log(`machine after: ${describeMachine(after)}`);
   const file = writeResults(EAGER ? 'lifecycle-overhead-eager' : 'lifecycle-overhead', {
     bench: 'lifecycle-overhead',
@@ -292,7 +395,14 @@ function report(a: RunA[], b: RunB[], before: ReturnType<typeof machineState>, a
     machine: { before, after },
     runs: a.length,
     target: { ratio: 1.0, ratioMet, orchestrationMsPerStep: ORCHESTRATION_TARGET_MS, orchestrationMet: orchMet },
-    summary: { a: sa, b: sb, ratio: ratios, orchestrationPerStep: allOrch, perRun: { commandMs: sumCmd, waitMs: sumWait, orchestrationMs: sumOrch, outsideStepsMs: outside }, commandMs: cmdA },
+    summary: {
+      a: sa,
+      b: sb,
+      ratio: ratios,
+      orchestrationPerStep: allOrch,
+      perRun: { commandMs: sumCmd, waitMs: sumWait, orchestrationMs: sumOrch, outsideStepsMs: outside },
+      commandMs: cmdA,
+    },
     perStep: per,
     a,
     b,

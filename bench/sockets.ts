@@ -30,7 +30,14 @@ export function tcpSockets(): TcpSocket[] {
     .map((f) => {
       const [lip, lport] = f[1].split(':');
       const [rip, rport] = f[2].split(':');
-      return { localIp: ipv4(lip), localPort: parseInt(lport, 16), remoteIp: ipv4(rip), remotePort: parseInt(rport, 16), state: f[3], inode: Number(f[9]) };
+      return {
+        localIp: ipv4(lip),
+        localPort: parseInt(lport, 16),
+        remoteIp: ipv4(rip),
+        remotePort: parseInt(rport, 16),
+        state: f[3],
+        inode: Number(f[9]),
+      };
     });
 }
 
@@ -57,22 +64,38 @@ export function socketInodes(pid: number): Set<number> {
 export function clientPorts(pids: readonly number[], ip: string, port: number, sockets = tcpSockets()): number[] {
   const inodes = new Set<number>();
   for (const pid of pids) for (const i of socketInodes(pid)) inodes.add(i);
-  return sockets.filter((s) => inodes.has(s.inode) && s.remoteIp === ip && s.remotePort === port && s.state === '01').map((s) => s.localPort);
+  return sockets
+    .filter((s) => inodes.has(s.inode) && s.remoteIp === ip && s.remotePort === port && s.state === '01')
+    .map((s) => s.localPort);
 }
 
 /**
  * For connections to a login sshd at loginIp:loginPort from the given client ports: the local ports of the
  * connections that the serving sshd processes opened onwards to jumpIp:jumpPort (ssh -J / forwardOut).
  */
-export function jumpedPorts(clientPortsToLogin: readonly number[], loginIp: string, loginPort: number, jumpIp: string, jumpPort: number): number[] {
+export function jumpedPorts(
+  clientPortsToLogin: readonly number[],
+  loginIp: string,
+  loginPort: number,
+  jumpIp: string,
+  jumpPort: number,
+): number[] {
   const sockets = tcpSockets();
-  const serverInodes = new Set(sockets.filter((s) => s.localIp === loginIp && s.localPort === loginPort && clientPortsToLogin.includes(s.remotePort)).map((s) => s.inode));
+  const serverInodes = new Set(
+    sockets
+      .filter((s) => s.localIp === loginIp && s.localPort === loginPort && clientPortsToLogin.includes(s.remotePort))
+      .map((s) => s.inode),
+  );
   if (serverInodes.size === 0) return [];
   const out: number[] = [];
   for (const p of allProcesses().filter((x) => x.cmdline.startsWith('sshd: '))) {
     const inodes = socketInodes(p.pid);
     if (![...serverInodes].some((i) => inodes.has(i))) continue;
-    out.push(...sockets.filter((s) => inodes.has(s.inode) && s.remoteIp === jumpIp && s.remotePort === jumpPort).map((s) => s.localPort));
+    out.push(
+      ...sockets
+        .filter((s) => inodes.has(s.inode) && s.remoteIp === jumpIp && s.remotePort === jumpPort)
+        .map((s) => s.localPort),
+    );
   }
   return out;
 }
@@ -93,11 +116,15 @@ export function parseSshdLog(text: string): SshdEvent[] {
   for (const line of text.split('\n')) {
     let m: RegExpExecArray | null;
     if ((m = /^Connection from \S+ port (\d+) on /.exec(line))) out.push({ kind: 'connection', port: Number(m[1]) });
-    else if ((m = /^Accepted publickey for \S+ from \S+ port (\d+) ssh2: \S+ (\S+)/.exec(line))) out.push({ kind: 'auth', port: Number(m[1]), key: m[2] });
-    else if ((m = /^Starting session: \S+ for \S+ from \S+ port (\d+) id (\d+)/.exec(line))) out.push({ kind: 'session-start', port: Number(m[1]), id: Number(m[2]) });
-    else if ((m = /^Close session: user \S+ from \S+ port (\d+) id (\d+)/.exec(line))) out.push({ kind: 'session-close', port: Number(m[1]), id: Number(m[2]) });
+    else if ((m = /^Accepted publickey for \S+ from \S+ port (\d+) ssh2: \S+ (\S+)/.exec(line)))
+      out.push({ kind: 'auth', port: Number(m[1]), key: m[2] });
+    else if ((m = /^Starting session: \S+ for \S+ from \S+ port (\d+) id (\d+)/.exec(line)))
+      out.push({ kind: 'session-start', port: Number(m[1]), id: Number(m[2]) });
+    else if ((m = /^Close session: user \S+ from \S+ port (\d+) id (\d+)/.exec(line)))
+      out.push({ kind: 'session-close', port: Number(m[1]), id: Number(m[2]) });
     else if (/^no more sessions/.test(line)) out.push({ kind: 'no-more-sessions' });
-    else if ((m = /^Disconnected from user \S+ \S+ port (\d+)/.exec(line))) out.push({ kind: 'disconnect', port: Number(m[1]) });
+    else if ((m = /^Disconnected from user \S+ \S+ port (\d+)/.exec(line)))
+      out.push({ kind: 'disconnect', port: Number(m[1]) });
   }
   return out;
 }

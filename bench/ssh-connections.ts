@@ -23,10 +23,25 @@ import { SshPool } from '../src/remote/ssh';
 import { SiteRegistry } from '../src/site/load';
 import { ENDPOINTS, joinLocalSite, leaveLocalSite, SITE_DIR, SITE_PATHS } from '../test/site/local-site';
 import { ActivityLifecycle, Barrier } from './activity-lifecycle';
-import { benchCvmfsexec, benchProcesses, benchSites, cleanUpBench, describeMachine, freePorts, machineState, table, TimedExecutor, writeResults, type CommandTiming } from './lib';
+import {
+  benchCvmfsexec,
+  benchProcesses,
+  benchSites,
+  cleanUpBench,
+  describeMachine,
+  freePorts,
+  machineState,
+  table,
+  TimedExecutor,
+  writeResults,
+  type CommandTiming,
+} from './lib';
 import { clientPorts, fingerprint, jumpedPorts, parseSshdLog, summarizeConnections } from './sockets';
 
-const COUNTS = (process.env.BENCH_LIFECYCLES ?? '1,10,100').split(',').map((s) => Number(s.trim())).filter((n) => n > 0);
+const COUNTS = (process.env.BENCH_LIFECYCLES ?? '1,10,100')
+  .split(',')
+  .map((s) => Number(s.trim()))
+  .filter((n) => n > 0);
 const MAX_SESSIONS = 10;
 const LOGS = { login: path.join(SITE_DIR, 'login', 'sshd.log'), worker: path.join(SITE_DIR, 'worker', 'sshd.log') };
 
@@ -102,7 +117,9 @@ async function runOnce(n: number): Promise<RunResult> {
     },
   };
   const acts = createActivities(deps);
-  const lifecycles = ports.map((_, k) => new ActivityLifecycle(acts, { site: `bench-conn-${k}`, glideinId: `bench-conn-${tag}-${k}` }));
+  const lifecycles = ports.map(
+    (_, k) => new ActivityLifecycle(acts, { site: `bench-conn-${k}`, glideinId: `bench-conn-${tag}-${k}` }),
+  );
 
   const logStart = { login: logSize(LOGS.login), worker: logSize(LOGS.worker) };
   const ourLogin = new Set<number>();
@@ -110,10 +127,19 @@ async function runOnce(n: number): Promise<RunResult> {
   const tunnelPorts = new Set<number>();
   const observe = () => {
     for (const p of clientPorts([process.pid], ENDPOINTS.login.host, ENDPOINTS.login.port)) ourLogin.add(p);
-    for (const p of jumpedPorts([...ourLogin], ENDPOINTS.login.host, ENDPOINTS.login.port, ENDPOINTS.worker.host, ENDPOINTS.worker.port)) ourJumped.add(p);
+    for (const p of jumpedPorts(
+      [...ourLogin],
+      ENDPOINTS.login.host,
+      ENDPOINTS.login.port,
+      ENDPOINTS.worker.host,
+      ENDPOINTS.worker.port,
+    ))
+      ourJumped.add(p);
   };
   const observeTunnels = () => {
-    const pids = benchProcesses('bench-conn-', ports).filter((p) => p.argv[0] === 'ssh').map((p) => p.pid);
+    const pids = benchProcesses('bench-conn-', ports)
+      .filter((p) => p.argv[0] === 'ssh')
+      .map((p) => p.pid);
     for (const p of clientPorts(pids, ENDPOINTS.login.host, ENDPOINTS.login.port)) tunnelPorts.add(p);
   };
   const sampler = setInterval(observe, 1000);
@@ -160,14 +186,17 @@ async function runOnce(n: number): Promise<RunResult> {
   const connects = pool.connectCounts();
   pool.close();
   const left = cleanUpBench({ idPrefix: `bench-conn-${tag}`, ports, cvmfsexecDir, sitesDir });
-  if (left.processes || left.mounts) console.log(`  (clean-up removed ${left.processes} leftover processes, ${left.mounts} mounts)`);
+  if (left.processes || left.mounts)
+    console.log(`  (clean-up removed ${left.processes} leftover processes, ${left.mounts} mounts)`);
 
   const siteKey = fingerprint(`${SITE_PATHS.siteKey}.pub`);
   const count = (file: string, ours: Set<number>, tunnels: Set<number>): SideCount & { tunnels: number } => {
     const events = parseSshdLog(readFrom(file, file === LOGS.login ? logStart.login : logStart.worker));
     const conns = summarizeConnections(events);
     const mine = [...conns.values()].filter((c) => ours.has(c.port));
-    const tunnelConns = [...conns.values()].filter((c) => tunnels.has(c.port) || (c.key === siteKey && !ours.has(c.port)));
+    const tunnelConns = [...conns.values()].filter(
+      (c) => tunnels.has(c.port) || (c.key === siteKey && !ours.has(c.port)),
+    );
     return {
       connectionsInLog: conns.size,
       ours: mine.length,
@@ -187,13 +216,18 @@ async function runOnce(n: number): Promise<RunResult> {
     ok: outcomes.filter((o) => o.ok).length,
     failed: outcomes.filter((o) => !o.ok).length,
     retries: outcomes.reduce((a, o) => a + o.retries, 0),
-    retried: countBy(outcomes.flatMap((o) => o.retried.map((r) => r.replace(/bench-conn-[a-z0-9-]+/g, '<id>').replace(/\d+/g, 'N')))),
+    retried: countBy(
+      outcomes.flatMap((o) => o.retried.map((r) => r.replace(/bench-conn-[a-z0-9-]+/g, '<id>').replace(/\d+/g, 'N'))),
+    ),
     errors: outcomes.flatMap((o) => o.errors.map((e) => `${o.glideinId}: ${e}`)).slice(0, 20),
     wallSeconds: wall / 1000,
     phaseSeconds: { setup: phase.setup / 1000, monitor: phase.monitor / 1000, teardown: phase.teardown / 1000 },
     client: {
       connects,
-      channels: { login: timings.filter((t) => !t.target.includes('via')).length, node: timings.filter((t) => t.target.includes('via')).length },
+      channels: {
+        login: timings.filter((t) => !t.target.includes('via')).length,
+        node: timings.filter((t) => t.target.includes('via')).length,
+      },
     },
     login: withoutTunnels(login),
     worker: withoutTunnels(worker),
@@ -214,14 +248,18 @@ function withoutTunnels({ tunnels: _tunnels, ...side }: SideCount & { tunnels: n
 async function main(): Promise<void> {
   await joinLocalSite();
   const before = machineState();
-  console.log(`connections and channels on the site's sshds, one SshPool, N concurrent lifecycles; ${describeMachine(before)}\n`);
+  console.log(
+    `connections and channels on the site's sshds, one SshPool, N concurrent lifecycles; ${describeMachine(before)}\n`,
+  );
   const results: RunResult[] = [];
   try {
     for (const n of COUNTS) {
       console.log(`N=${n}: running…`);
       const r = await runOnce(n);
       results.push(r);
-      console.log(`  ${r.ok}/${n} lifecycles ok, ${r.retries} retries, ${r.wallSeconds.toFixed(1)} s (setup ${r.phaseSeconds.setup.toFixed(1)}, monitor ${r.phaseSeconds.monitor.toFixed(1)}, teardown ${r.phaseSeconds.teardown.toFixed(1)})`);
+      console.log(
+        `  ${r.ok}/${n} lifecycles ok, ${r.retries} retries, ${r.wallSeconds.toFixed(1)} s (setup ${r.phaseSeconds.setup.toFixed(1)}, monitor ${r.phaseSeconds.monitor.toFixed(1)}, teardown ${r.phaseSeconds.teardown.toFixed(1)})`,
+      );
       for (const e of r.errors.slice(0, 5)) console.log(`  error: ${e}`);
       for (const [why, times] of Object.entries(r.retried)) console.log(`  retried ${times}×: ${why}`);
     }
@@ -232,7 +270,18 @@ async function main(): Promise<void> {
   console.log();
   console.log(
     table(
-      ['N', 'ok', 'worker→login conns (client/sshd)', 'worker→node conns (client/sshd)', 'exec channels login/node (client)', 'sessions login/node (sshd)', 'max concurrent sessions per conn', '"no more sessions"', 'tunnel conns (ssh -D)', 'other conns in logs'],
+      [
+        'N',
+        'ok',
+        'worker→login conns (client/sshd)',
+        'worker→node conns (client/sshd)',
+        'exec channels login/node (client)',
+        'sessions login/node (sshd)',
+        'max concurrent sessions per conn',
+        '"no more sessions"',
+        'tunnel conns (ssh -D)',
+        'other conns in logs',
+      ],
       results.map((r) => {
         const loginKey = Object.keys(r.client.connects).find((k) => !k.includes('>')) ?? '';
         const nodeKey = Object.keys(r.client.connects).find((k) => k.includes('>')) ?? '';
@@ -251,11 +300,24 @@ async function main(): Promise<void> {
       }),
     ),
   );
-  const oneEach = results.every((r) => r.login.ours === 1 && r.worker.ours === 1 && Object.values(r.client.connects).every((c) => c === 1));
-  const underMax = results.every((r) => Math.max(r.login.maxConcurrentSessions, r.worker.maxConcurrentSessions) <= MAX_SESSIONS && r.login.noMoreSessions + r.worker.noMoreSessions === 0);
-  console.log(`\ntarget 1 connection per host per worker process: ${oneEach ? 'met' : 'MISSED'}; never more than MaxSessions (${MAX_SESSIONS}) at once: ${underMax ? 'met' : 'MISSED'}`);
+  const oneEach = results.every(
+    (r) => r.login.ours === 1 && r.worker.ours === 1 && Object.values(r.client.connects).every((c) => c === 1),
+  );
+  const underMax = results.every(
+    (r) =>
+      Math.max(r.login.maxConcurrentSessions, r.worker.maxConcurrentSessions) <= MAX_SESSIONS &&
+      r.login.noMoreSessions + r.worker.noMoreSessions === 0,
+  );
+  console.log(
+    `\ntarget 1 connection per host per worker process: ${oneEach ? 'met' : 'MISSED'}; never more than MaxSessions (${MAX_SESSIONS}) at once: ${underMax ? 'met' : 'MISSED'}`,
+  );
   console.log(`machine after: ${describeMachine(after)}`);
-  const file = writeResults('ssh-connections', { bench: 'ssh-connections', machine: { before, after }, target: { oneConnectionPerHost: oneEach, underMaxSessions: underMax, maxSessions: MAX_SESSIONS }, results });
+  const file = writeResults('ssh-connections', {
+    bench: 'ssh-connections',
+    machine: { before, after },
+    target: { oneConnectionPerHost: oneEach, underMaxSessions: underMax, maxSessions: MAX_SESSIONS },
+    results,
+  });
   console.log(`wrote ${file}`);
 }
 

@@ -13,7 +13,18 @@ import * as fs from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { SshPool } from '../src/remote/ssh';
 import { joinLocalSite, leaveLocalSite } from '../test/site/local-site';
-import { describeMachine, envInt, LOGIN_TARGET, machineState, num, opensshOptions, stats, table, writeResults, type Stats } from './lib';
+import {
+  describeMachine,
+  envInt,
+  LOGIN_TARGET,
+  machineState,
+  num,
+  opensshOptions,
+  stats,
+  table,
+  writeResults,
+  type Stats,
+} from './lib';
 
 const N = envInt('BENCH_N', 200);
 const N_NEW = envInt('BENCH_N_NEW', 30);
@@ -32,7 +43,9 @@ for ((i = 0; i < n; i++)); do
   echo "$s $e"
 done`;
   return new Promise((resolve, reject) => {
-    const child = spawn('bash', ['-c', script, 'bash', String(n), 'ssh', ...sshArgs], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn('bash', ['-c', script, 'bash', String(n), 'ssh', ...sshArgs], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let out = '';
     let err = '';
     child.stdout.on('data', (d: Buffer) => (out += d));
@@ -41,7 +54,10 @@ done`;
     child.on('close', (code) => {
       const lines = out.trim().split('\n').filter(Boolean);
       const failed = lines.filter((l) => l.startsWith('fail'));
-      if (code !== 0 || failed.length) return reject(new Error(`ssh loop: exit ${code}, ${failed.length} failed: ${err.trim().split('\n').slice(-3).join(' ')}`));
+      if (code !== 0 || failed.length)
+        return reject(
+          new Error(`ssh loop: exit ${code}, ${failed.length} failed: ${err.trim().split('\n').slice(-3).join(' ')}`),
+        );
       resolve(lines.map((l) => l.split(' ').map(Number)).map(([s, e]) => (e - s) * 1000));
     });
   });
@@ -67,7 +83,18 @@ async function sshPoolRoundTrips(n: number): Promise<{ samples: number[]; connec
 
 async function controlMasterRoundTrips(n: number): Promise<number[]> {
   const socket = `/tmp/bench-cm-${process.pid}.sock`;
-  const master = await bashLoopOnce(['ssh', ...opensshOptions(), '-M', '-S', socket, '-o', 'ControlPersist=120', '-N', '-f', ...dest]);
+  const master = await bashLoopOnce([
+    'ssh',
+    ...opensshOptions(),
+    '-M',
+    '-S',
+    socket,
+    '-o',
+    'ControlPersist=120',
+    '-N',
+    '-f',
+    ...dest,
+  ]);
   if (master !== 0) throw new Error(`the ControlMaster did not start (exit ${master})`);
   try {
     await bashLoop(WARMUP, ['-F', '/dev/null', '-S', socket, '-o', 'BatchMode=yes', ...dest]);
@@ -90,7 +117,9 @@ async function main(): Promise<void> {
   await joinLocalSite();
   const before = machineState();
   try {
-    console.log(`ssh round trips of \`true\` on the login node ${LOGIN_TARGET.host}:${LOGIN_TARGET.port} as ${LOGIN_TARGET.user}; ${describeMachine(before)}\n`);
+    console.log(
+      `ssh round trips of \`true\` on the login node ${LOGIN_TARGET.host}:${LOGIN_TARGET.port} as ${LOGIN_TARGET.user}; ${describeMachine(before)}\n`,
+    );
     const a = await sshPoolRoundTrips(N);
     const b = await controlMasterRoundTrips(N);
     await bashLoop(2, [...opensshOptions(), ...dest]); // warm the sshd
@@ -102,10 +131,19 @@ async function main(): Promise<void> {
       ['b', 'OpenSSH, ControlMaster (ssh -S <socket> host true)', stats(b)],
       ['c', 'OpenSSH, a new connection per command', stats(c)],
     ];
-    console.log(table(['', 'how', 'N', 'median ms', 'p90 ms', 'min ms', 'max ms'], rows.map(([k, how, s]) => [k, how, s.n, num(s.median, 2), num(s.p90, 2), num(s.min, 2), num(s.max, 2)])));
+    console.log(
+      table(
+        ['', 'how', 'N', 'median ms', 'p90 ms', 'min ms', 'max ms'],
+        rows.map(([k, how, s]) => [k, how, s.n, num(s.median, 2), num(s.p90, 2), num(s.min, 2), num(s.max, 2)]),
+      ),
+    );
     const met = rows[0][2].median <= TARGET_MS;
-    console.log(`\ntarget (a) median ≤ ${TARGET_MS} ms: ${met ? 'met' : 'MISSED'} (${num(rows[0][2].median, 2)} ms); (a) opened ${a.connects} connection(s)`);
-    console.log(`(b)/(a) median ratio ${num(rows[1][2].median / rows[0][2].median, 1)}×, (c)/(a) ${num(rows[2][2].median / rows[0][2].median, 0)}×`);
+    console.log(
+      `\ntarget (a) median ≤ ${TARGET_MS} ms: ${met ? 'met' : 'MISSED'} (${num(rows[0][2].median, 2)} ms); (a) opened ${a.connects} connection(s)`,
+    );
+    console.log(
+      `(b)/(a) median ratio ${num(rows[1][2].median / rows[0][2].median, 1)}×, (c)/(a) ${num(rows[2][2].median / rows[0][2].median, 0)}×`,
+    );
     console.log(`machine after: ${describeMachine(after)}`);
     const file = writeResults('ssh-roundtrip', {
       bench: 'ssh-roundtrip',

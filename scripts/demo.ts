@@ -34,8 +34,19 @@ async function main(): Promise<void> {
   say(`starting the Temporal dev server (${cli}) on 127.0.0.1:${PORT}, Web UI on http://127.0.0.1:${UI_PORT}`);
   const server = spawn(
     cli,
-    ['server', 'start-dev', '--ip', '127.0.0.1', '--port', String(PORT), '--ui-port', String(UI_PORT), '--log-level', 'error',
-      ...Object.entries(SEARCH_ATTRIBUTES).flatMap(([name, type]) => ['--search-attribute', `${name}=${type}`])],
+    [
+      'server',
+      'start-dev',
+      '--ip',
+      '127.0.0.1',
+      '--port',
+      String(PORT),
+      '--ui-port',
+      String(UI_PORT),
+      '--log-level',
+      'error',
+      ...Object.entries(SEARCH_ATTRIBUTES).flatMap(([name, type]) => ['--search-attribute', `${name}=${type}`]),
+    ],
     { stdio: ['ignore', 'ignore', 'inherit'] },
   );
   const cleanups: Array<() => Promise<void> | void> = [() => stopProcess(server)];
@@ -72,7 +83,9 @@ async function main(): Promise<void> {
 
     if (serve) {
       say('serving. From another shell, for example:');
-      say(`  temporal workflow start --type LaunchGlidein --task-queue ${DEFAULT_TASK_QUEUE} --workflow-id glidein-local-1 --input '{"site":"${site.name}"}'`);
+      say(
+        `  temporal workflow start --type LaunchGlidein --task-queue ${DEFAULT_TASK_QUEUE} --workflow-id glidein-local-1 --input '{"site":"${site.name}"}'`,
+      );
       say('  temporal workflow query --workflow-id glidein-local-1 --type status');
       say('  temporal workflow signal --workflow-id glidein-local-1 --name drain');
       say(`(the temporal CLI is ${cli}). Ctrl-C stops everything.`);
@@ -87,7 +100,11 @@ async function main(): Promise<void> {
     cleanups.push(() => connection.close());
     const client = new Client({ connection });
     const workflowId = `glidein-${site.name}-demo-${Date.now()}`;
-    const handle = await client.workflow.start(LaunchGlidein, { taskQueue: DEFAULT_TASK_QUEUE, workflowId, args: [{ site: site.name, lifetime: '1h' }] });
+    const handle = await client.workflow.start(LaunchGlidein, {
+      taskQueue: DEFAULT_TASK_QUEUE,
+      workflowId,
+      args: [{ site: site.name, lifetime: '1h' }],
+    });
     say(`started LaunchGlidein ${workflowId}`);
     say(`watch it: http://127.0.0.1:${UI_PORT}/namespaces/default/workflows/${workflowId}`);
 
@@ -95,14 +112,19 @@ async function main(): Promise<void> {
     const printSteps = (status: GlideinStatus) => {
       for (; printed < status.steps.length && status.steps[printed].status !== 'running'; printed++) {
         const s = status.steps[printed];
-        say(`  ${s.status === 'ok' ? '✓' : '✗'} ${s.step.padEnd(19)} ${String(s.durationMs ?? 0).padStart(5)} ms  ${s.detail ?? s.error ?? ''}`);
+        say(
+          `  ${s.status === 'ok' ? '✓' : '✗'} ${s.step.padEnd(19)} ${String(s.durationMs ?? 0).padStart(5)} ms  ${s.detail ?? s.error ?? ''}`,
+        );
       }
     };
     let drained = false;
     let registeredAt = 0;
     const done = handle.result();
     let finished = false;
-    done.then(() => (finished = true), () => (finished = true));
+    done.then(
+      () => (finished = true),
+      () => (finished = true),
+    );
     while (!finished) {
       const status = await handle.query(statusQuery);
       printSteps(status);
@@ -133,13 +155,17 @@ async function startSite(): Promise<{ name: string; leave: () => Promise<void> }
   const wanted = process.env.DEMO_SITE;
   if (wanted !== 'local') {
     try {
-      say('starting JSC in a box: namespaces gl-login, gl-worker, gl-kit, gl-pool with JSC\'s firewall, Slurm, sshd, tinyproxy as KIT, collector');
+      say(
+        "starting JSC in a box: namespaces gl-login, gl-worker, gl-kit, gl-pool with JSC's firewall, Slurm, sshd, tinyproxy as KIT, collector",
+      );
       await joinJscBox();
       say('site: jsc-box (sites/jsc-box.yaml): the worker node comes from a Slurm job and reaches only the login node');
       return { name: 'jsc-box', leave: async () => void (await leaveJscBox()) };
     } catch (err) {
       if (wanted === 'jsc-box') throw err;
-      say(`JSC in a box is not possible here (${err instanceof Error ? err.message.split('\n')[0] : String(err)}); using the loopback site`);
+      say(
+        `JSC in a box is not possible here (${err instanceof Error ? err.message.split('\n')[0] : String(err)}); using the loopback site`,
+      );
     }
   }
   say('starting the local test site (sshd login + worker node, tinyproxy as KIT, collector stand-in)');

@@ -31,11 +31,20 @@ async function main(): Promise<void> {
   await joinLocalSite();
   const env = await createTestEnv();
   try {
-    const record = async (name: string, sitesDir: string, drive: (h: WorkflowHandle<typeof LaunchGlidein>) => Promise<void>, site = 'local') => {
+    const record = async (
+      name: string,
+      sitesDir: string,
+      drive: (h: WorkflowHandle<typeof LaunchGlidein>) => Promise<void>,
+      site = 'local',
+    ) => {
       const w = await createTestWorker(env, sitesDir, `record-${name}`);
       try {
         await w.worker.runUntil(async () => {
-          const handle = await env.client.workflow.start(LaunchGlidein, { taskQueue: w.taskQueue, workflowId: `history-${name}`, args: [{ site, lifetime: '10m' }] });
+          const handle = await env.client.workflow.start(LaunchGlidein, {
+            taskQueue: w.taskQueue,
+            workflowId: `history-${name}`,
+            args: [{ site, lifetime: '10m' }],
+          });
           await drive(handle);
           await handle.result().catch(() => undefined);
           writeFileSync(path.join(OUT, `${name}.json`), historyToJSON(await handle.fetchHistory()) + '\n');
@@ -49,7 +58,11 @@ async function main(): Promise<void> {
       await untilMonitoring(h);
       await h.signal(drainSignal);
     });
-    await record('failure-compensation', localSiteWith((p) => p.cvmfs.repositories.push('nosuch.example.org')), async () => undefined);
+    await record(
+      'failure-compensation',
+      localSiteWith((p) => p.cvmfs.repositories.push('nosuch.example.org')),
+      async () => undefined,
+    );
     await record('cancellation', SITES_DIR, async (h) => {
       await untilMonitoring(h);
       await h.cancel();

@@ -24,7 +24,11 @@ export function createLogger(destination?: DestinationStream): Logger {
   const log = destination ? pino(options, destination) : pino(options);
   // Child bindings are serialised once, at child(), past both the hook and formatters.bindings (which pino applies
   // to the root's bindings only); children inherit this from the root.
-  const child = log.child as unknown as (this: Logger, bindings: pino.Bindings, childOptions?: pino.ChildLoggerOptions) => Logger;
+  const child = log.child as unknown as (
+    this: Logger,
+    bindings: pino.Bindings,
+    childOptions?: pino.ChildLoggerOptions,
+  ) => Logger;
   log.child = function (this: Logger, bindings: pino.Bindings, childOptions?: pino.ChildLoggerOptions) {
     return child.call(this, redactDeep(bindings) as pino.Bindings, childOptions);
   } as unknown as typeof log.child;
@@ -36,7 +40,8 @@ export const logger = createLogger();
 function redactArgs(args: unknown[]): unknown[] {
   const [first, ...rest] = args;
   // pino logs a leading Error as `{ err }` with its message as the line's msg: keep that shape, redacted.
-  if (first instanceof Error) return [{ err: redactDeep(first) }, ...(rest.length > 0 ? rest.map(redactArg) : [redact(first.message)])];
+  if (first instanceof Error)
+    return [{ err: redactDeep(first) }, ...(rest.length > 0 ? rest.map(redactArg) : [redact(first.message)])];
   return args.map(redactArg);
 }
 
@@ -44,7 +49,13 @@ function redactArg(arg: unknown): unknown {
   return typeof arg === 'string' ? redact(arg) : redactDeep(arg);
 }
 
-const LEVELS: Record<LogLevel, 'trace' | 'debug' | 'info' | 'warn' | 'error'> = { TRACE: 'trace', DEBUG: 'debug', INFO: 'info', WARN: 'warn', ERROR: 'error' };
+const LEVELS: Record<LogLevel, 'trace' | 'debug' | 'info' | 'warn' | 'error'> = {
+  TRACE: 'trace',
+  DEBUG: 'debug',
+  INFO: 'info',
+  WARN: 'warn',
+  ERROR: 'error',
+};
 
 /** The Runtime logger's sink: the SDK's `meta` (errors under `error`, `failure`, ...) becomes this line's fields. */
 export function runtimeLogSink(entry: LogEntry, target: Logger = logger): void {

@@ -34,7 +34,8 @@ export interface WorkerConfig {
 function positiveInt(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
   const raw = env[name];
   if (raw === undefined || raw === '') return fallback;
-  if (!/^[1-9][0-9]{0,6}$/.test(raw)) throw new Error(`${name}: expected a positive whole number, got ${JSON.stringify(raw)}`);
+  if (!/^[1-9][0-9]{0,6}$/.test(raw))
+    throw new Error(`${name}: expected a positive whole number, got ${JSON.stringify(raw)}`);
   return Number(raw);
 }
 
@@ -51,7 +52,10 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): WorkerConfi
 
 /** The worker options that size it for a fleet (see the top of this file). */
 export function fleetOptions(config: WorkerConfig) {
-  return { maxConcurrentActivityTaskExecutions: config.maxConcurrentActivities, maxCachedWorkflows: config.workflowCacheSize };
+  return {
+    maxConcurrentActivityTaskExecutions: config.maxConcurrentActivities,
+    maxCachedWorkflows: config.workflowCacheSize,
+  };
 }
 
 /** The prebuilt bundle (`npm run build` writes lib/workflow-bundle.js) when there is one, else the sources. */
@@ -79,7 +83,10 @@ export async function createWorker(config: WorkerConfig, connection: NativeConne
  * LaunchGlidein upserts GlideinSite, GlideinId and GlideinPhase; on a namespace without them every workflow task
  * would fail. Check before polling, and say what to run (or create them when CREATE_SEARCH_ATTRIBUTES=true).
  */
-export async function ensureSearchAttributes(config: WorkerConfig, create = process.env.CREATE_SEARCH_ATTRIBUTES === 'true'): Promise<void> {
+export async function ensureSearchAttributes(
+  config: WorkerConfig,
+  create = process.env.CREATE_SEARCH_ATTRIBUTES === 'true',
+): Promise<void> {
   const connection = await Connection.connect({ address: config.address });
   try {
     const { customAttributes } = await connection.operatorService.listSearchAttributes({ namespace: config.namespace });
@@ -88,14 +95,21 @@ export async function ensureSearchAttributes(config: WorkerConfig, create = proc
     if (create) {
       await connection.operatorService.addSearchAttributes({
         namespace: config.namespace,
-        searchAttributes: Object.fromEntries(missing.map((name) => [name, temporal.api.enums.v1.IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD])),
+        searchAttributes: Object.fromEntries(
+          missing.map((name) => [name, temporal.api.enums.v1.IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD]),
+        ),
       });
       logger.info({ created: missing, namespace: config.namespace }, 'created search attributes');
       return;
     }
     throw new Error(
       `namespace "${config.namespace}" lacks the search attribute(s) ${missing.join(', ')} that LaunchGlidein sets. Create them once:\n` +
-        missing.map((name) => `  temporal operator search-attribute create --namespace ${config.namespace} --name ${name} --type Keyword`).join('\n') +
+        missing
+          .map(
+            (name) =>
+              `  temporal operator search-attribute create --namespace ${config.namespace} --name ${name} --type Keyword`,
+          )
+          .join('\n') +
         '\n(or start the worker with CREATE_SEARCH_ATTRIBUTES=true)',
     );
   } finally {

@@ -15,9 +15,19 @@ import { heartbeat, pathsFor, siteAccess } from './site-access';
 import { FailureType } from '../common/failure-types';
 
 /** The holder job does nothing but hold the node; the glidein's processes join it over ssh. */
-export const HOLDER_SCRIPT = '#!/bin/sh\n# jsc-glidein holder job: keeps the node allocated for the glidein.\nexec sleep infinity\n';
+export const HOLDER_SCRIPT =
+  '#!/bin/sh\n# jsc-glidein holder job: keeps the node allocated for the glidein.\nexec sleep infinity\n';
 
-const ACTIVE = new Set(['PENDING', 'CONFIGURING', 'RUNNING', 'RESIZING', 'SUSPENDED', 'REQUEUED', 'REQUEUE_HOLD', 'REQUEUE_FED']);
+const ACTIVE = new Set([
+  'PENDING',
+  'CONFIGURING',
+  'RUNNING',
+  'RESIZING',
+  'SUSPENDED',
+  'REQUEUED',
+  'REQUEUE_HOLD',
+  'REQUEUE_FED',
+]);
 
 export function slurmTime(ms: number): string {
   const total = Math.max(60, Math.floor(ms / 1000));
@@ -40,14 +50,16 @@ export function sbatchArgv(profile: SiteProfile, glideinId: string): string[] {
   if (wn.via !== 'slurm') throw new Error('not a Slurm site');
   const dir = pathsFor(profile, glideinId).dir;
   return [
-    'sbatch', '--parsable',
+    'sbatch',
+    '--parsable',
     `--job-name=${glideinId}`,
     `--partition=${wn.partition}`,
     ...(wn.account ? [`--account=${wn.account}`] : []),
     ...(wn.qos ? [`--qos=${wn.qos}`] : []),
     ...(wn.reservation ? [`--reservation=${wn.reservation}`] : []),
     `--time=${slurmTime(parseDuration(wn.timeLimit))}`,
-    '--nodes=1', '--ntasks=1',
+    '--nodes=1',
+    '--ntasks=1',
     `--chdir=${dir}`,
     `--output=${dir}/slurm-%j.out`,
   ];
@@ -62,7 +74,12 @@ export interface SlurmJob {
 
 /** `squeue --me --name=<glidein id> -h -o '%i|%T|%N|%L'`: this glidein's jobs in the queue, COMPLETING ones included. */
 export async function findJobs(login: Executor, glideinId: string, opts: RunOptions): Promise<SlurmJob[]> {
-  const result = await runChecked(login, 'squeue', ['squeue', '--me', '--noheader', `--name=${glideinId}`, '--format=%i|%T|%N|%L'], opts);
+  const result = await runChecked(
+    login,
+    'squeue',
+    ['squeue', '--me', '--noheader', `--name=${glideinId}`, '--format=%i|%T|%N|%L'],
+    opts,
+  );
   return result.stdout
     .split('\n')
     .map((l) => l.trim().split('|'))
@@ -77,7 +94,8 @@ export function createAllocationActivities(deps: ActivityDeps) {
       return asStep('allocateNode', async () => {
         const access = await siteAccess(deps, { site: ref.site, glideinId: ref.glideinId }, 'claim');
         const { login, profile, paths } = access;
-        const holding = async () => (await findJobs(login, ref.glideinId, access.opts())).filter((j) => ACTIVE.has(j.state));
+        const holding = async () =>
+          (await findJobs(login, ref.glideinId, access.opts())).filter((j) => ACTIVE.has(j.state));
         let jobs = await holding();
         const reused = jobs.length > 0;
         if (!reused) {
@@ -85,8 +103,15 @@ export function createAllocationActivities(deps: ActivityDeps) {
           const result = await login.run(sbatchArgv(profile, ref.glideinId), access.opts({ stdin: HOLDER_SCRIPT }));
           if (result.code !== 0) {
             const why = lastLines(result.stderr, 3);
-            if (/invalid (partition|account|qos)|Invalid (partition|account|qos)|not available|Requested time limit is invalid|access denied/i.test(why)) {
-              throw new PermanentFault(`workerNode: sbatch refused the holder job on ${login.target}: ${why}`, FailureType.AllocationRefused);
+            if (
+              /invalid (partition|account|qos)|Invalid (partition|account|qos)|not available|Requested time limit is invalid|access denied/i.test(
+                why,
+              )
+            ) {
+              throw new PermanentFault(
+                `workerNode: sbatch refused the holder job on ${login.target}: ${why}`,
+                FailureType.AllocationRefused,
+              );
             }
             throw new Error(`sbatch on ${login.target} failed: ${why}`);
           }
@@ -95,14 +120,24 @@ export function createAllocationActivities(deps: ActivityDeps) {
         const started = Date.now();
         for (;;) {
           const job = jobs[0];
-          if (!job) throw new Error(`the holder job ${ref.glideinId} is no longer in the queue on ${login.target} (cancelled or failed; see ${paths.dir}/slurm-*.out)`);
+          if (!job)
+            throw new Error(
+              `the holder job ${ref.glideinId} is no longer in the queue on ${login.target} (cancelled or failed; see ${paths.dir}/slurm-*.out)`,
+            );
           if (job.state === 'RUNNING' && job.node) {
-            if (!hostname.safeParse(job.node).success) throw new PermanentFault(`squeue named the node ${JSON.stringify(job.node)}, which is not a host name`, FailureType.AllocationRefused);
+            if (!hostname.safeParse(job.node).success)
+              throw new PermanentFault(
+                `squeue named the node ${JSON.stringify(job.node)}, which is not a host name`,
+                FailureType.AllocationRefused,
+              );
             return { jobId: job.jobId, node: job.node, timeLeftMs: job.timeLeftMs, reused };
           }
           if (Date.now() - started > queueTimeoutMs) {
             await login.run(['scancel', job.jobId], access.opts());
-            throw new PermanentFault(`the holder job ${job.jobId} waited in state ${job.state} longer than workerNode.queueTimeout; cancelled`, FailureType.QueueTimeout);
+            throw new PermanentFault(
+              `the holder job ${job.jobId} waited in state ${job.state} longer than workerNode.queueTimeout; cancelled`,
+              FailureType.QueueTimeout,
+            );
           }
           heartbeat({ jobId: job.jobId, state: job.state });
           await sleep(pollMs, access.opts().signal);
@@ -120,11 +155,14 @@ export function createAllocationActivities(deps: ActivityDeps) {
         const ids = jobs.filter((j) => j.state !== 'COMPLETING').map((j) => j.jobId);
         if (ids.length > 0) await runChecked(login, 'scancel', ['scancel', ...ids], access.opts());
         for (let i = 0; i < 120; i++) {
-          if ((await findJobs(login, ref.glideinId, access.opts())).length === 0) return { detail: ids.length ? `cancelled job ${ids.join(', ')}` : 'the job had ended' };
+          if ((await findJobs(login, ref.glideinId, access.opts())).length === 0)
+            return { detail: ids.length ? `cancelled job ${ids.join(', ')}` : 'the job had ended' };
           heartbeat({ cancelling: ids });
           await sleep(pollMs, access.opts().signal);
         }
-        throw new Error(`job ${jobs.map((j) => j.jobId).join(', ')} of ${ref.glideinId} is still in the queue after scancel`);
+        throw new Error(
+          `job ${jobs.map((j) => j.jobId).join(', ')} of ${ref.glideinId} is still in the queue after scancel`,
+        );
       });
     },
   };

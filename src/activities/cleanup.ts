@@ -42,11 +42,21 @@ export function createCleanupActivities(deps: ActivityDeps) {
         const keepMinutes = String(Math.ceil(parseDuration(profile.glidein.keepLogs) / 60_000));
         const outcomes: string[] = [];
         for (const host of directoryHosts(access)) {
-          const result = await runChecked(host, 'moving the work directory aside', ['sh', '-c', RETIRE_GLIDEIN, 'sh', paths.dir, claimLine(), done, keepMinutes], access.opts());
+          const result = await runChecked(
+            host,
+            'moving the work directory aside',
+            ['sh', '-c', RETIRE_GLIDEIN, 'sh', paths.dir, claimLine(), done, keepMinutes],
+            access.opts(),
+          );
           const answer = result.stdout.trim();
-          if (answer === 'theirs') throw new PermanentFault(`the glidein directory ${paths.dir} on ${host.target} is claimed by another workflow; left alone`, FailureType.GlideinIdConflict);
+          if (answer === 'theirs')
+            throw new PermanentFault(
+              `the glidein directory ${paths.dir} on ${host.target} is claimed by another workflow; left alone`,
+              FailureType.GlideinIdConflict,
+            );
           forgetOwnership(host, paths.dir);
-          if (answer.startsWith('moved ')) outcomes.push(`logs kept in ${answer.slice(6)} on ${host.target} for ${profile.glidein.keepLogs}`);
+          if (answer.startsWith('moved '))
+            outcomes.push(`logs kept in ${answer.slice(6)} on ${host.target} for ${profile.glidein.keepLogs}`);
         }
         return { detail: outcomes.join('; ') || 'no work directory left' };
       });

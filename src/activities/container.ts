@@ -18,7 +18,10 @@ export interface ContainerRuntime {
 
 export function containerRuntime(profile: SiteProfile): ContainerRuntime {
   const { runtime, executable } = profile.container;
-  return { executable: executable ?? runtime, envPrefix: runtime === 'apptainer' ? 'APPTAINERENV_' : 'SINGULARITYENV_' };
+  return {
+    executable: executable ?? runtime,
+    envPrefix: runtime === 'apptainer' ? 'APPTAINERENV_' : 'SINGULARITYENV_',
+  };
 }
 
 export function cvmfsMountRoot(profile: SiteProfile): string {
@@ -26,8 +29,20 @@ export function cvmfsMountRoot(profile: SiteProfile): string {
 }
 
 export function instanceStartArgv(profile: SiteProfile, instance: string, workDir: string): string[] {
-  const binds = [`${cvmfsMountRoot(profile)}:/cvmfs`, `${profile.proxychains.library}:${profile.proxychains.library}:ro`, `${workDir}:${workDir}`, ...profile.container.binds];
-  return [containerRuntime(profile).executable, 'instance', 'start', ...binds.flatMap((b) => ['--bind', b]), profile.container.image, instance];
+  const binds = [
+    `${cvmfsMountRoot(profile)}:/cvmfs`,
+    `${profile.proxychains.library}:${profile.proxychains.library}:ro`,
+    `${workDir}:${workDir}`,
+    ...profile.container.binds,
+  ];
+  return [
+    containerRuntime(profile).executable,
+    'instance',
+    'start',
+    ...binds.flatMap((b) => ['--bind', b]),
+    profile.container.image,
+    instance,
+  ];
 }
 
 interface InstanceListing {
@@ -36,7 +51,12 @@ interface InstanceListing {
 
 /** The running instance of that name, from `instance list --json`. */
 export async function findInstance(exec: Executor, profile: SiteProfile, instance: string, opts: RunOptions) {
-  const result = await runChecked(exec, 'listing container instances', [containerRuntime(profile).executable, 'instance', 'list', '--json', instance], opts);
+  const result = await runChecked(
+    exec,
+    'listing container instances',
+    [containerRuntime(profile).executable, 'instance', 'list', '--json', instance],
+    opts,
+  );
   let listing: InstanceListing;
   try {
     listing = JSON.parse(result.stdout || '{}') as InstanceListing;
@@ -54,13 +74,21 @@ export function createContainerActivities(deps: ActivityDeps) {
         const { profile, node, instance } = access;
         const running = await findInstance(node, profile, instance, access.opts());
         if (running) return { instance, pid: running.pid, reused: true };
-        const result = await node.run(instanceStartArgv(profile, instance, access.paths.dir), access.opts({ timeoutMs: 120_000 }));
+        const result = await node.run(
+          instanceStartArgv(profile, instance, access.paths.dir),
+          access.opts({ timeoutMs: 120_000 }),
+        );
         if (result.code !== 0) {
           const why = lastLines(result.stderr || result.stdout, 3);
           if (/could not open image|no such file|mount source .* doesn't exist/i.test(why)) {
-            throw new PermanentFault(`container.image ${profile.container.image} could not start as ${instance} on ${node.target}: ${why}`, FailureType.ContainerStartFailed);
+            throw new PermanentFault(
+              `container.image ${profile.container.image} could not start as ${instance} on ${node.target}: ${why}`,
+              FailureType.ContainerStartFailed,
+            );
           }
-          throw new Error(`${containerRuntime(profile).executable} instance start ${instance} (image ${profile.container.image}) failed on ${node.target}: ${why}`);
+          throw new Error(
+            `${containerRuntime(profile).executable} instance start ${instance} (image ${profile.container.image}) failed on ${node.target}: ${why}`,
+          );
         }
         const started = await findInstance(node, profile, instance, access.opts());
         if (!started) throw new Error(`instance ${instance} reported started but is not listed on ${node.target}`);
@@ -74,7 +102,10 @@ export function createContainerActivities(deps: ActivityDeps) {
         const { profile, node, instance } = access;
         const running = await findInstance(node, profile, instance, access.opts());
         if (!running) return { detail: `no instance ${instance} running` };
-        const result = await node.run([containerRuntime(profile).executable, 'instance', 'stop', instance], access.opts({ timeoutMs: 60_000 }));
+        const result = await node.run(
+          [containerRuntime(profile).executable, 'instance', 'stop', instance],
+          access.opts({ timeoutMs: 60_000 }),
+        );
         if (result.code !== 0 && (await findInstance(node, profile, instance, access.opts()))) {
           throw new Error(`instance stop ${instance} failed on ${node.target}: ${lastLines(result.stderr, 3)}`);
         }

@@ -22,7 +22,12 @@ export function leaseRoot(profile: SiteProfile): string {
 
 /** The repositories this glidein holds a lease on, in the profile's order (others, from an older profile, last). */
 export async function leasedRepositories(access: SiteAccess): Promise<string[]> {
-  const result = await runChecked(access.node, 'listing the mount leases', ['sh', '-c', LIST_LEASES, 'sh', leaseRoot(access.profile), access.ref.glideinId], access.opts());
+  const result = await runChecked(
+    access.node,
+    'listing the mount leases',
+    ['sh', '-c', LIST_LEASES, 'sh', leaseRoot(access.profile), access.ref.glideinId],
+    access.opts(),
+  );
   const held = result.stdout.split('\n').filter(Boolean);
   const order = access.profile.cvmfs.repositories;
   const rank = (r: string) => (order.includes(r) ? order.indexOf(r) : order.length);
@@ -48,12 +53,23 @@ export function createCvmfsActivities(deps: ActivityDeps) {
         const outcome: Required<MountOutcome> = { mounted: [], alreadyMounted: [], shared: [] };
         for (const repo of profile.cvmfs.repositories) {
           heartbeat({ mounting: repo });
-          const argv = ['sh', '-c', MOUNT_LEASE, 'sh', leaseRoot(profile), repo, ref.glideinId, `${profile.cvmfs.cvmfsexecDir}/mountrepo`, `${root}/${repo}`];
+          const argv = [
+            'sh',
+            '-c',
+            MOUNT_LEASE,
+            'sh',
+            leaseRoot(profile),
+            repo,
+            ref.glideinId,
+            `${profile.cvmfs.cvmfsexecDir}/mountrepo`,
+            `${root}/${repo}`,
+          ];
           const result = await node.run(argv, access.opts({ timeoutMs: 360_000 }));
           if (result.code !== 0) {
             const why = lastLines(result.stderr || result.stdout, 3);
             const message = `mountrepo ${repo} failed on ${node.target}: ${why}`;
-            if (/catalog|not found|no such|Failed to initialize/i.test(why)) throw new PermanentFault(`cvmfs.repositories: ${message}`, FailureType.CvmfsMountFailed);
+            if (/catalog|not found|no such|Failed to initialize/i.test(why))
+              throw new PermanentFault(`cvmfs.repositories: ${message}`, FailureType.CvmfsMountFailed);
             throw new Error(message);
           }
           const [state, holders] = result.stdout.trim().split(/\s+/);
@@ -74,13 +90,26 @@ export function createCvmfsActivities(deps: ActivityDeps) {
         const stillUsed: string[] = [];
         for (const repo of (await leasedRepositories(access)).reverse()) {
           heartbeat({ unmounting: repo });
-          const argv = ['sh', '-c', MOUNT_RELEASE, 'sh', leaseRoot(profile), repo, ref.glideinId, `${profile.cvmfs.cvmfsexecDir}/umountrepo`, `${root}/${repo}`];
+          const argv = [
+            'sh',
+            '-c',
+            MOUNT_RELEASE,
+            'sh',
+            leaseRoot(profile),
+            repo,
+            ref.glideinId,
+            `${profile.cvmfs.cvmfsexecDir}/umountrepo`,
+            `${root}/${repo}`,
+          ];
           const result = await runChecked(node, `umountrepo ${repo}`, argv, access.opts({ timeoutMs: 120_000 }));
           const [state, holders] = result.stdout.trim().split(/\s+/);
           if (state === 'unmounted') unmounted.push(repo);
           if (state === 'still-used') stillUsed.push(`${repo} (${holders} other glidein${holders === '1' ? '' : 's'})`);
         }
-        const parts = [unmounted.length ? `unmounted ${unmounted.join(', ')}` : '', stillUsed.length ? `left for others: ${stillUsed.join(', ')}` : ''].filter(Boolean);
+        const parts = [
+          unmounted.length ? `unmounted ${unmounted.join(', ')}` : '',
+          stillUsed.length ? `left for others: ${stillUsed.join(', ')}` : '',
+        ].filter(Boolean);
         return { detail: parts.join('; ') || 'nothing of ours mounted' };
       });
     },

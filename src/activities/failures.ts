@@ -66,7 +66,11 @@ function redactFailure(err: Error, depth: number): Error {
       category: err.category ?? undefined,
     });
   } else if (err instanceof CancelledFailure) {
-    out = new CancelledFailure(redact(err.message), err.details ? (redactDeep(err.details) as unknown[]) : undefined, cause);
+    out = new CancelledFailure(
+      redact(err.message),
+      err.details ? (redactDeep(err.details) as unknown[]) : undefined,
+      cause,
+    );
   } else {
     // The converter sends any other error as its name, message, stack and cause.
     out = new Error(redact(err.message), { cause });

@@ -26,7 +26,12 @@ export interface Retirement {
  * With a retirement the glidein also retires and ends by itself, like a GlideinWMS pilot, even if nothing
  * orchestrates it any more: no new jobs after GLIDEIN_ToRetire, every daemon down after GLIDEIN_ToDie.
  */
-export function condorConfig(profile: SiteProfile, glideinId: string, paths: GlideinPaths, retirement?: Retirement): Record<string, string> {
+export function condorConfig(
+  profile: SiteProfile,
+  glideinId: string,
+  paths: GlideinPaths,
+  retirement?: Retirement,
+): Record<string, string> {
   const lifetime: Record<string, string> = retirement
     ? {
         GLIDEIN_ToRetire: String(retirement.retireAt),
@@ -52,10 +57,16 @@ export function condorConfig(profile: SiteProfile, glideinId: string, paths: Gli
   };
 }
 
-export function glideinEnv(profile: SiteProfile, glideinId: string, paths: GlideinPaths, retirement?: Retirement): Record<string, string> {
+export function glideinEnv(
+  profile: SiteProfile,
+  glideinId: string,
+  paths: GlideinPaths,
+  retirement?: Retirement,
+): Record<string, string> {
   const prefix = containerRuntime(profile).envPrefix;
   const env: Record<string, string> = preloadEnv(profile, paths.proxychainsConf, true);
-  for (const [knob, value] of Object.entries(condorConfig(profile, glideinId, paths, retirement))) env[`${prefix}_CONDOR_${knob}`] = value;
+  for (const [knob, value] of Object.entries(condorConfig(profile, glideinId, paths, retirement)))
+    env[`${prefix}_CONDOR_${knob}`] = value;
   return env;
 }
 
@@ -81,7 +92,12 @@ export function createGlideinActivities(deps: ActivityDeps) {
         const { profile, node, paths } = access;
         const state = await glideinState(access);
         if (state.alive) return { process: state.recorded!, reused: true };
-        await runChecked(node, 'creating the HTCondor local directory', ['mkdir', '-p', paths.condorLocal], access.opts());
+        await runChecked(
+          node,
+          'creating the HTCondor local directory',
+          ['mkdir', '-p', paths.condorLocal],
+          access.opts(),
+        );
         // A glidein that cannot start (missing binary, bad config) dies at once: the spawn watches it for a moment.
         const spawned = await spawnDetached(
           node,
@@ -91,10 +107,17 @@ export function createGlideinActivities(deps: ActivityDeps) {
         );
         if (!('started' in spawned)) {
           const log = await tailFile(node, paths.glideinLog, 8, access.opts());
-          if (/executable file not found|no such file or directory|not found in \$PATH|exec: .*: not found/i.test(log)) {
-            throw new PermanentFault(`glidein.startCommand ${profile.glidein.startCommand[0]} cannot be run in ${access.instance} on ${node.target}: ${log.split('\n').pop()}`, FailureType.GlideinStartFailed);
+          if (
+            /executable file not found|no such file or directory|not found in \$PATH|exec: .*: not found/i.test(log)
+          ) {
+            throw new PermanentFault(
+              `glidein.startCommand ${profile.glidein.startCommand[0]} cannot be run in ${access.instance} on ${node.target}: ${log.split('\n').pop()}`,
+              FailureType.GlideinStartFailed,
+            );
           }
-          throw new Error(`the glidein (${profile.glidein.startCommand.join(' ')}) exited right after starting in ${access.instance} on ${node.target}: ${log || 'no output'}`);
+          throw new Error(
+            `the glidein (${profile.glidein.startCommand.join(' ')}) exited right after starting in ${access.instance} on ${node.target}: ${log || 'no output'}`,
+          );
         }
         return { process: spawned.started, reused: false };
       });
@@ -116,10 +139,19 @@ export function createGlideinActivities(deps: ActivityDeps) {
           const until = Date.now() + waitMs;
           let send: typeof signal | undefined = signal;
           for (;;) {
-            const outcome = await signalAndWait(node, send, paths.glideinPid, Math.min(STOP_WAIT_SLICE_MS, until - Date.now()), access.opts());
+            const outcome = await signalAndWait(
+              node,
+              send,
+              paths.glideinPid,
+              Math.min(STOP_WAIT_SLICE_MS, until - Date.now()),
+              access.opts(),
+            );
             send = undefined;
             if (outcome.state === 'ended' || outcome.state === 'running') pid = outcome.pid;
-            if (outcome.state !== 'running') return pid === undefined ? { detail: 'no glidein running' } : { detail: `glidein pid ${pid} ended (${how}, SIG${signal})` };
+            if (outcome.state !== 'running')
+              return pid === undefined
+                ? { detail: 'no glidein running' }
+                : { detail: `glidein pid ${pid} ended (${how}, SIG${signal})` };
             heartbeat({ stopping: pid, signal });
             if (Date.now() >= until) break;
           }

@@ -32,14 +32,24 @@ const SHARED_MAX_AGE_MS = 30_000;
  * never counted missing on another's word: when the shared query fails (that glidein's tunnel may be down) or
  * does not list this glidein (its answer may predate the registration), the glidein asks for itself.
  */
-export async function registrationCheck(lookup: SharedLookup<Map<string, Registration>>, access: SiteAccess, intervalMs: number, progress: () => unknown): Promise<RegistrationCheck> {
+export async function registrationCheck(
+  lookup: SharedLookup<Map<string, Registration>>,
+  access: SiteAccess,
+  intervalMs: number,
+  progress: () => unknown,
+): Promise<RegistrationCheck> {
   const { profile, ref } = access;
   const signal = access.opts().signal;
   const key = `${profile.collector.host}:${profile.collector.port}`;
   // Waiting on a query another activity runs: heartbeat meanwhile (its executor heartbeats for that one only).
   const timer = setInterval(() => heartbeat(progress()), 1_000);
   try {
-    const { value } = await lookup.get(key, Math.min(intervalMs / 2, SHARED_MAX_AGE_MS), () => queryCollectorRegistrations(access), signal);
+    const { value } = await lookup.get(
+      key,
+      Math.min(intervalMs / 2, SHARED_MAX_AGE_MS),
+      () => queryCollectorRegistrations(access),
+      signal,
+    );
     const mine = value.get(ref.glideinId);
     if (mine) return { registered: mine };
   } catch (err) {
@@ -66,8 +76,14 @@ export function createMonitorActivities(deps: ActivityDeps) {
         for (;;) {
           // One round trip to the worker node; a reverse tunnel's ssh lives on the login node: one more there.
           const reverse = profile.tunnel.mode === 'reverse';
-          const snap = await inspect(access.node, reverse ? [paths.glideinPid] : [paths.tunnelPid, paths.glideinPid], access.opts());
-          const tunnelProc = reverse ? (await inspect(access.login, [paths.tunnelPid], access.opts())).processes.get(paths.tunnelPid) : snap.processes.get(paths.tunnelPid);
+          const snap = await inspect(
+            access.node,
+            reverse ? [paths.glideinPid] : [paths.tunnelPid, paths.glideinPid],
+            access.opts(),
+          );
+          const tunnelProc = reverse
+            ? (await inspect(access.login, [paths.tunnelPid], access.opts())).processes.get(paths.tunnelPid)
+            : snap.processes.get(paths.tunnelPid);
           const tunnel = isTunnelProcess(tunnelProc) && snap.listening.has(profile.tunnel.socksPort);
           const glidein = !!snap.processes.get(paths.glideinPid)?.alive;
           let registered = false;
@@ -79,19 +95,38 @@ export function createMonitorActivities(deps: ActivityDeps) {
             const detail = ghost
               ? `the glidein process ended but the collector still lists it as ${ghost.name} (a ghost until its ad expires): ${log || 'no output'}`
               : `the glidein process ended: ${log || 'no output'}`;
-            return { end: 'glidein-exited', checks: checks + 1, last: { at: new Date().toISOString(), tunnel, glidein, registered: false, detail }, detail, ghost: ghost?.name };
+            return {
+              end: 'glidein-exited',
+              checks: checks + 1,
+              last: { at: new Date().toISOString(), tunnel, glidein, registered: false, detail },
+              detail,
+              ghost: ghost?.name,
+            };
           }
           if (!tunnel) {
-            return { end: 'tunnel-down', checks: checks + 1, last: { at: new Date().toISOString(), tunnel, glidein, registered }, detail: `the SOCKS tunnel on port ${profile.tunnel.socksPort} is down` };
+            return {
+              end: 'tunnel-down',
+              checks: checks + 1,
+              last: { at: new Date().toISOString(), tunnel, glidein, registered },
+              detail: `the SOCKS tunnel on port ${profile.tunnel.socksPort} is down`,
+            };
           }
           const check = await registrationCheck(siteAds, access, round.intervalMs, () => ({ checks, last }));
           registered = !!check.registered;
-          const detail = check.registered ? `${check.registered.name} ${check.registered.state}/${check.registered.activity}` : check.error ?? 'not in the collector';
+          const detail = check.registered
+            ? `${check.registered.name} ${check.registered.state}/${check.registered.activity}`
+            : (check.error ?? 'not in the collector');
           misses = registered ? 0 : misses + 1;
           checks++;
           last = { at: new Date().toISOString(), tunnel, glidein, registered, detail };
           heartbeat({ checks, last });
-          if (misses >= allowedMisses) return { end: 'unregistered', checks, last, detail: `not in the collector for ${misses} checks: ${detail}` };
+          if (misses >= allowedMisses)
+            return {
+              end: 'unregistered',
+              checks,
+              last,
+              detail: `not in the collector for ${misses} checks: ${detail}`,
+            };
           const now = Date.now();
           if (now >= round.deadline) return { end: 'deadline', checks, last };
           if (now >= round.roundEnd) return { end: 'round-complete', checks, last };

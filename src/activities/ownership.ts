@@ -37,7 +37,10 @@ export function claimLine(): string {
   let owner = { namespace: 'default', workflowId: '(no activity context)' };
   try {
     const info = Context.current().info;
-    owner = { namespace: info.workflowNamespace ?? info.namespace, workflowId: info.workflowExecution?.workflowId ?? `(activity ${info.activityId})` };
+    owner = {
+      namespace: info.workflowNamespace ?? info.namespace,
+      workflowId: info.workflowExecution?.workflowId ?? `(activity ${info.activityId})`,
+    };
   } catch {
     // outside an activity (unit tests): one fixed owner
   }
@@ -51,11 +54,21 @@ const MAX_CONFIRMED = 50_000;
 export type Ownership = 'ours' | 'absent';
 
 /** Claims (or checks the claim on) a glidein's directory on one host; throws GlideinIdConflict if it is not ours. */
-export async function ensureOwnership(exec: Executor, dir: string, mode: 'claim' | 'verify', opts: RunOptions): Promise<Ownership> {
+export async function ensureOwnership(
+  exec: Executor,
+  dir: string,
+  mode: 'claim' | 'verify',
+  opts: RunOptions,
+): Promise<Ownership> {
   const claim = claimLine();
   const key = `${exec.target}\u0000${dir}\u0000${claim}`;
   if (confirmed.has(key)) return 'ours';
-  const result = await runChecked(exec, 'checking who owns the glidein directory', ['sh', '-c', CLAIM_GLIDEIN, 'sh', dir, claim, mode], opts);
+  const result = await runChecked(
+    exec,
+    'checking who owns the glidein directory',
+    ['sh', '-c', CLAIM_GLIDEIN, 'sh', dir, claim, mode],
+    opts,
+  );
   const answer = result.stdout.trim();
   if (answer === 'ours') {
     if (confirmed.size >= MAX_CONFIRMED) confirmed.clear();
@@ -77,4 +90,3 @@ export async function ensureOwnership(exec: Executor, dir: string, mode: 'claim'
 export function forgetOwnership(exec: Executor, dir: string): void {
   confirmed.delete(`${exec.target}\u0000${dir}\u0000${claimLine()}`);
 }
-

@@ -46,7 +46,12 @@ export function parseInspect(stdout: string): SiteSnapshot {
 
 /** One round trip: the state of every given pid file and the listening TCP ports of the node. */
 export async function inspect(exec: Executor, pidFiles: string[], opts: RunOptions): Promise<SiteSnapshot> {
-  const result = await runChecked(exec, 'inspecting processes', ['sh', '-c', INSPECT_PROCESSES, 'sh', ...pidFiles], opts);
+  const result = await runChecked(
+    exec,
+    'inspecting processes',
+    ['sh', '-c', INSPECT_PROCESSES, 'sh', ...pidFiles],
+    opts,
+  );
   return parseInspect(result.stdout);
 }
 
@@ -62,22 +67,44 @@ export interface SpawnOptions {
 }
 
 /** Starts argv detached in its own session, output appended to `log`, and records it in `pidFile`. */
-export async function spawnDetached(exec: Executor, argv: string[], files: SpawnOptions, opts: RunOptions): Promise<SpawnResult> {
+export async function spawnDetached(
+  exec: Executor,
+  argv: string[],
+  files: SpawnOptions,
+  opts: RunOptions,
+): Promise<SpawnResult> {
   const settle = files.awaitLog ? 0 : tenths(files.settleMs ?? 0);
-  const awaited = files.awaitLog ? [files.awaitLog.marker, String(files.awaitLog.seconds), '0'] : ['', '0', String(settle)];
-  const timeoutMs = files.awaitLog ? files.awaitLog.seconds * 1000 + 30_000 : settle > 0 ? settle * 100 + 30_000 : opts.timeoutMs;
-  const result = await runChecked(exec, `starting ${argv[0]}`, ['sh', '-c', SPAWN_DETACHED, 'sh', files.log, files.pidFile, ...awaited, ...argv], { ...opts, timeoutMs });
+  const awaited = files.awaitLog
+    ? [files.awaitLog.marker, String(files.awaitLog.seconds), '0']
+    : ['', '0', String(settle)];
+  const timeoutMs = files.awaitLog
+    ? files.awaitLog.seconds * 1000 + 30_000
+    : settle > 0
+      ? settle * 100 + 30_000
+      : opts.timeoutMs;
+  const result = await runChecked(
+    exec,
+    `starting ${argv[0]}`,
+    ['sh', '-c', SPAWN_DETACHED, 'sh', files.log, files.pidFile, ...awaited, ...argv],
+    { ...opts, timeoutMs },
+  );
   return parseSpawn(result.stdout);
 }
 
 /** SPAWN_DETACHED's answer: `started <pid> <starttime>`, `waiting <pid> <starttime>` or `exited <pid>`; anything else is refused. */
 export function parseSpawn(stdout: string): SpawnResult {
   const words = stdout.trim().split(/\s+/);
-  if ((words[0] === 'started' || words[0] === 'waiting') && words.length === 3 && /^[1-9]\d{0,9}$/.test(words[1]) && /^\d{1,20}$/.test(words[2])) {
+  if (
+    (words[0] === 'started' || words[0] === 'waiting') &&
+    words.length === 3 &&
+    /^[1-9]\d{0,9}$/.test(words[1]) &&
+    /^\d{1,20}$/.test(words[2])
+  ) {
     const ref = { pid: Number(words[1]), startTime: words[2] };
     return words[0] === 'started' ? { started: ref } : { stillWaiting: ref };
   }
-  if (words[0] === 'exited' && words.length === 2 && /^[1-9]\d{0,9}$/.test(words[1])) return { exitedAtOnce: Number(words[1]) };
+  if (words[0] === 'exited' && words.length === 2 && /^[1-9]\d{0,9}$/.test(words[1]))
+    return { exitedAtOnce: Number(words[1]) };
   throw new Error(`the spawn on the site answered ${JSON.stringify(stdout.slice(0, 200))}, not started/waiting/exited`);
 }
 
@@ -92,8 +119,18 @@ export function spawnedProcess(result: SpawnResult): ProcessRef | undefined {
 }
 
 /** Sends a signal to the recorded process group; returns false if the recorded process is gone. */
-export async function signalRecorded(exec: Executor, signal: 'TERM' | 'QUIT' | 'KILL', pidFile: string, opts: RunOptions): Promise<boolean> {
-  const result = await runChecked(exec, `sending SIG${signal}`, ['sh', '-c', SIGNAL_RECORDED, 'sh', signal, pidFile], opts);
+export async function signalRecorded(
+  exec: Executor,
+  signal: 'TERM' | 'QUIT' | 'KILL',
+  pidFile: string,
+  opts: RunOptions,
+): Promise<boolean> {
+  const result = await runChecked(
+    exec,
+    `sending SIG${signal}`,
+    ['sh', '-c', SIGNAL_RECORDED, 'sh', signal, pidFile],
+    opts,
+  );
   return result.stdout.startsWith('signalled');
 }
 
@@ -103,9 +140,20 @@ export type WaitOutcome = { state: 'no-pidfile' | 'gone' } | { state: 'ended' | 
  * One round trip: sends `signal` (none if undefined) to the recorded process group, then waits on the site up
  * to `waitMs` for the process to end. `gone`: it was not running (nothing sent).
  */
-export async function signalAndWait(exec: Executor, signal: 'TERM' | 'QUIT' | 'KILL' | undefined, pidFile: string, waitMs: number, opts: RunOptions): Promise<WaitOutcome> {
+export async function signalAndWait(
+  exec: Executor,
+  signal: 'TERM' | 'QUIT' | 'KILL' | undefined,
+  pidFile: string,
+  waitMs: number,
+  opts: RunOptions,
+): Promise<WaitOutcome> {
   const wait = tenths(waitMs);
-  const result = await runChecked(exec, signal ? `sending SIG${signal}` : 'waiting for a process to end', ['sh', '-c', SIGNAL_RECORDED, 'sh', signal ?? '', pidFile, String(wait)], { ...opts, timeoutMs: wait * 100 + 30_000 });
+  const result = await runChecked(
+    exec,
+    signal ? `sending SIG${signal}` : 'waiting for a process to end',
+    ['sh', '-c', SIGNAL_RECORDED, 'sh', signal ?? '', pidFile, String(wait)],
+    { ...opts, timeoutMs: wait * 100 + 30_000 },
+  );
   const [state, pid] = result.stdout.trim().split(/\s+/);
   if (state === 'ended' || state === 'running') return { state, pid: Number(pid) };
   if (state === 'no-pidfile' || state === 'gone') return { state };

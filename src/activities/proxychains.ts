@@ -15,7 +15,8 @@ import { siteAccess, type SiteAccess } from './site-access';
 import { FailureType } from '../common/failure-types';
 
 export function renderProxychainsConf(profile: SiteProfile, kitAddress: string, glideinId: string): string {
-  if (isIP(kitAddress) !== 4) throw new Error(`proxychains needs a numeric IPv4 address for the KIT proxy, got ${kitAddress}`);
+  if (isIP(kitAddress) !== 4)
+    throw new Error(`proxychains needs a numeric IPv4 address for the KIT proxy, got ${kitAddress}`);
   return [
     `# proxychains-ng configuration for glidein ${glideinId} at site ${profile.name}, written by jsc-glidein.`,
     '# Chain: worker node -> SOCKS tunnel to the login node -> KIT HTTP CONNECT proxy -> target.',
@@ -55,7 +56,10 @@ export function parseChainReport(output: string): ChainReport {
     .pop();
   if (!line) return { ok: false };
   if (/\bOK\s*$/.test(line)) return { ok: true, line: line.trim() };
-  const hops = line.split(/\s+\.\.\.\s+|\s+<--/).slice(1).filter((p) => /^\S+:\d+$/.test(p.trim()));
+  const hops = line
+    .split(/\s+\.\.\.\s+|\s+<--/)
+    .slice(1)
+    .filter((p) => /^\S+:\d+$/.test(p.trim()));
   const failedHop: Hop = (['tunnel', 'kit', 'target'] as const)[Math.min(Math.max(hops.length - 1, 0), 2)];
   return { ok: false, failedHop, line: line.trim() };
 }
@@ -67,7 +71,9 @@ export async function resolveKitAddress(access: SiteAccess): Promise<string> {
   const result = await access.login.run(['getent', 'ahostsv4', host], access.opts({ timeoutMs: 15_000 }));
   const address = result.stdout.split(/\s+/)[0];
   if (result.code !== 0 || isIP(address) !== 4) {
-    throw new Error(`kitProxy.host ${host} does not resolve to an IPv4 address on the login node ${access.login.target}`);
+    throw new Error(
+      `kitProxy.host ${host} does not resolve to an IPv4 address on the login node ${access.login.target}`,
+    );
   }
   return address;
 }
@@ -75,7 +81,12 @@ export async function resolveKitAddress(access: SiteAccess): Promise<string> {
 export async function writeProxychainsConf(access: SiteAccess): Promise<string> {
   const kit = await resolveKitAddress(access);
   const conf = renderProxychainsConf(access.profile, kit, access.ref.glideinId);
-  await runChecked(access.node, 'writing proxychains.conf', ['sh', '-c', WRITE_FILE, 'sh', access.paths.dir, access.paths.proxychainsConf], access.opts({ stdin: conf }));
+  await runChecked(
+    access.node,
+    'writing proxychains.conf',
+    ['sh', '-c', WRITE_FILE, 'sh', access.paths.dir, access.paths.proxychainsConf],
+    access.opts({ stdin: conf }),
+  );
   return kit;
 }
 
@@ -102,7 +113,12 @@ function hopName(hop: Hop | undefined, profile: SiteProfile, target: string): st
   }
 }
 
-export async function probeChain(exec: Executor, argv: string[], env: Record<string, string> | undefined, opts: RunOptions): Promise<ChainReport & { output: string }> {
+export async function probeChain(
+  exec: Executor,
+  argv: string[],
+  env: Record<string, string> | undefined,
+  opts: RunOptions,
+): Promise<ChainReport & { output: string }> {
   const result = await exec.run(argv, { ...opts, env });
   const output = `${result.stderr}\n${result.stdout}`;
   const report = parseChainReport(output);
@@ -119,10 +135,22 @@ export function createProxychainsActivities(deps: ActivityDeps) {
         await writeProxychainsConf(access);
         const check = profile.outboundCheck ?? profile.collector;
         const target = `${check.host}:${check.port}`;
-        const argv = [profile.proxychains.executable, '-f', access.paths.proxychainsConf, 'bash', '-c', TCP_PROBE, 'probe', check.host, String(check.port)];
+        const argv = [
+          profile.proxychains.executable,
+          '-f',
+          access.paths.proxychainsConf,
+          'bash',
+          '-c',
+          TCP_PROBE,
+          'probe',
+          check.host,
+          String(check.port),
+        ];
         const report = await probeChain(access.node, argv, undefined, access.opts({ timeoutMs: 30_000 }));
         if (!report.ok) {
-          throw new Error(`no outbound connection to ${target}: ${hopName(report.failedHop, profile, target)} failed${report.line ? ` (${report.line})` : ''}`);
+          throw new Error(
+            `no outbound connection to ${target}: ${hopName(report.failedHop, profile, target)} failed${report.line ? ` (${report.line})` : ''}`,
+          );
         }
         return { chain: report.line ?? 'OK', target };
       });
@@ -136,15 +164,33 @@ export function createProxychainsActivities(deps: ActivityDeps) {
         await writeProxychainsConf(access);
         const target = `${profile.collector.host}:${profile.collector.port}`;
         const runtime = containerRuntime(profile);
-        const argv = [runtime.executable, 'exec', `instance://${access.instance}`, 'bash', '-c', TCP_PROBE, 'probe', profile.collector.host, String(profile.collector.port)];
-        const report = await probeChain(access.node, argv, preloadEnv(profile, access.paths.proxychainsConf, false), access.opts({ timeoutMs: 30_000 }));
+        const argv = [
+          runtime.executable,
+          'exec',
+          `instance://${access.instance}`,
+          'bash',
+          '-c',
+          TCP_PROBE,
+          'probe',
+          profile.collector.host,
+          String(profile.collector.port),
+        ];
+        const report = await probeChain(
+          access.node,
+          argv,
+          preloadEnv(profile, access.paths.proxychainsConf, false),
+          access.opts({ timeoutMs: 30_000 }),
+        );
         if (!report.line) {
           throw new PermanentFault(
             `the proxychains library ${profile.proxychains.library} was not pre-loaded in container ${access.instance}: the probe's connection bypassed the chain (output: ${report.output.trim().slice(0, 300) || 'none'})`,
             FailureType.PreloadFailed,
           );
         }
-        if (!report.ok) throw new Error(`the pre-loaded chain did not reach ${target}: ${hopName(report.failedHop, profile, target)} failed (${report.line})`);
+        if (!report.ok)
+          throw new Error(
+            `the pre-loaded chain did not reach ${target}: ${hopName(report.failedHop, profile, target)} failed (${report.line})`,
+          );
         return { chain: report.line };
       });
     },

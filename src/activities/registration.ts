@@ -24,16 +24,26 @@ export function condorStatusArgv(profile: SiteProfile, instance: string, glidein
 
 /** Every glidein we launched that reports to this collector (GlideinLaunchId, from condorConfig), by its id. */
 export function collectorStatusArgv(profile: SiteProfile, instance: string): string[] {
-  return statusArgv(profile, instance, 'GlideinLaunchId =!= undefined', ['GlideinLaunchId', 'Name', 'State', 'Activity']);
+  return statusArgv(profile, instance, 'GlideinLaunchId =!= undefined', [
+    'GlideinLaunchId',
+    'Name',
+    'State',
+    'Activity',
+  ]);
 }
 
 function statusArgv(profile: SiteProfile, instance: string, constraint: string, attributes: string[]): string[] {
   return [
-    containerRuntime(profile).executable, 'exec', `instance://${instance}`,
+    containerRuntime(profile).executable,
+    'exec',
+    `instance://${instance}`,
     ...profile.glidein.statusCommand,
-    '-pool', `${profile.collector.host}:${profile.collector.port}`,
-    '-constraint', constraint,
-    '-af', ...attributes,
+    '-pool',
+    `${profile.collector.host}:${profile.collector.port}`,
+    '-constraint',
+    constraint,
+    '-af',
+    ...attributes,
   ];
 }
 
@@ -64,8 +74,12 @@ export type RegistrationCheck = { registered: Registration } | { registered: und
 
 export async function queryRegistration(access: SiteAccess): Promise<RegistrationCheck> {
   const { profile, node } = access;
-  const result = await node.run(condorStatusArgv(profile, access.instance, access.ref.glideinId), access.opts({ env: preloadEnv(profile, access.paths.proxychainsConf, true), timeoutMs: 30_000 }));
-  if (result.code !== 0) return { registered: undefined, error: `condor_status exited with ${result.code}: ${lastLines(result.stderr, 2)}` };
+  const result = await node.run(
+    condorStatusArgv(profile, access.instance, access.ref.glideinId),
+    access.opts({ env: preloadEnv(profile, access.paths.proxychainsConf, true), timeoutMs: 30_000 }),
+  );
+  if (result.code !== 0)
+    return { registered: undefined, error: `condor_status exited with ${result.code}: ${lastLines(result.stderr, 2)}` };
   const ads = parseAutoformat(result.stdout);
   return { registered: ads[0] };
 }
@@ -73,8 +87,14 @@ export async function queryRegistration(access: SiteAccess): Promise<Registratio
 /** Our glideins in the collector, asked from inside this glidein's container; throws when condor_status fails. */
 export async function queryCollectorRegistrations(access: SiteAccess): Promise<Map<string, Registration>> {
   const { profile, node } = access;
-  const result = await node.run(collectorStatusArgv(profile, access.instance), access.opts({ env: preloadEnv(profile, access.paths.proxychainsConf, true), timeoutMs: 30_000 }));
-  if (result.code !== 0) throw new Error(`condor_status for our glideins at ${profile.collector.host}:${profile.collector.port} exited with ${result.code}: ${lastLines(result.stderr, 2)}`);
+  const result = await node.run(
+    collectorStatusArgv(profile, access.instance),
+    access.opts({ env: preloadEnv(profile, access.paths.proxychainsConf, true), timeoutMs: 30_000 }),
+  );
+  if (result.code !== 0)
+    throw new Error(
+      `condor_status for our glideins at ${profile.collector.host}:${profile.collector.port} exited with ${result.code}: ${lastLines(result.stderr, 2)}`,
+    );
   return parseLaunchedAds(result.stdout);
 }
 
@@ -102,7 +122,10 @@ export function createRegistrationActivities(deps: ActivityDeps) {
           if (!glidein.alive) {
             // The glidein's own log can echo its IDTOKEN or proxy; redacted here as well as in asStep.
             const log = redact(await tailFile(access.node, access.paths.glideinLog, 8, access.opts()));
-            throw ApplicationFailure.nonRetryable(`confirmRegistration: the glidein exited before it registered with ${access.profile.collector.host}:${access.profile.collector.port}: ${log || 'no output'}`, FailureType.GlideinExited);
+            throw ApplicationFailure.nonRetryable(
+              `confirmRegistration: the glidein exited before it registered with ${access.profile.collector.host}:${access.profile.collector.port}: ${log || 'no output'}`,
+              FailureType.GlideinExited,
+            );
           }
           if (Date.now() - progress.firstAttemptAt > timeoutMs) {
             throw ApplicationFailure.nonRetryable(

@@ -46,7 +46,6 @@ export function pathsFor(profile: SiteProfile, glideinId: string): GlideinPaths 
   };
 }
 
-
 export function sshExecutors(deps: ActivityDeps, profile: SiteProfile, node?: string): SiteExecutors {
   const loginTarget: SshTarget = {
     host: profile.login.host,
@@ -61,9 +60,29 @@ export function sshExecutors(deps: ActivityDeps, profile: SiteProfile, node?: st
     case 'login':
       return { login, node: login };
     case 'jump':
-      return { login, node: deps.ssh.executor({ ...loginTarget, host: wn.host, port: wn.port, user: wn.user ?? profile.login.user, jump: loginTarget }) };
+      return {
+        login,
+        node: deps.ssh.executor({
+          ...loginTarget,
+          host: wn.host,
+          port: wn.port,
+          user: wn.user ?? profile.login.user,
+          jump: loginTarget,
+        }),
+      };
     case 'slurm':
-      return { login, node: node ? deps.ssh.executor({ ...loginTarget, host: node, port: wn.port, user: wn.user ?? profile.login.user, jump: loginTarget }) : new NoNodeYet() };
+      return {
+        login,
+        node: node
+          ? deps.ssh.executor({
+              ...loginTarget,
+              host: node,
+              port: wn.port,
+              user: wn.user ?? profile.login.user,
+              jump: loginTarget,
+            })
+          : new NoNodeYet(),
+      };
   }
 }
 
@@ -71,7 +90,9 @@ export function sshExecutors(deps: ActivityDeps, profile: SiteProfile, node?: st
 class NoNodeYet implements Executor {
   readonly target = 'the worker node (not allocated yet)';
   run(argv: readonly string[]): Promise<never> {
-    return Promise.reject(new PermanentFault(`${argv[0]}: no worker node is allocated for this glidein yet`, FailureType.NoNodeAllocated));
+    return Promise.reject(
+      new PermanentFault(`${argv[0]}: no worker node is allocated for this glidein yet`, FailureType.NoNodeAllocated),
+    );
   }
 }
 
@@ -80,8 +101,13 @@ class NoNodeYet implements Executor {
  * caller), then the glidein's directory is claimed for this workflow (`claim`: steps that acquire) or its claim
  * checked (`verify`: monitoring and the inverses) on each host that keeps part of it, before any other command.
  */
-export async function siteAccess(deps: ActivityDeps, ref: GlideinRef, ownership: 'claim' | 'verify' = 'verify'): Promise<SiteAccess> {
-  const bad = (field: string, what: string, value: unknown) => new PermanentFault(`${field}: ${JSON.stringify(value)} is not ${what}`, FailureType.InvalidRequest);
+export async function siteAccess(
+  deps: ActivityDeps,
+  ref: GlideinRef,
+  ownership: 'claim' | 'verify' = 'verify',
+): Promise<SiteAccess> {
+  const bad = (field: string, what: string, value: unknown) =>
+    new PermanentFault(`${field}: ${JSON.stringify(value)} is not ${what}`, FailureType.InvalidRequest);
   if (!siteName.safeParse(ref?.site).success) throw bad('site', 'a site name', ref?.site);
   if (!glideinId.safeParse(ref.glideinId).success) throw bad('glideinId', 'a glidein id', ref.glideinId);
   if (ref.node !== undefined && !hostname.safeParse(ref.node).success) throw bad('node', 'a host name', ref.node);
@@ -98,16 +124,23 @@ export async function siteAccess(deps: ActivityDeps, ref: GlideinRef, ownership:
     instance: instanceName(ref.glideinId),
     opts: (extra = {}) => ({ timeoutMs: 60_000, signal, ...extra }),
   };
-  await Promise.all(directoryHosts(access).map((host) => ensureOwnership(host, access.paths.dir, ownership, access.opts())));
+  await Promise.all(
+    directoryHosts(access).map((host) => ensureOwnership(host, access.paths.dir, ownership, access.opts())),
+  );
   return access;
 }
 
 /** The hosts that keep part of a glidein's directory: the worker node, and the login node where it runs the tunnel or Slurm. */
 export function directoryHosts(access: SiteAccess): Executor[] {
   const hosts: Executor[] = [];
-  if (!(access.node instanceof Heartbeating && access.node.inner instanceof NoNodeYet) && !(access.node instanceof NoNodeYet)) hosts.push(access.node);
+  if (
+    !(access.node instanceof Heartbeating && access.node.inner instanceof NoNodeYet) &&
+    !(access.node instanceof NoNodeYet)
+  )
+    hosts.push(access.node);
   const { profile } = access;
-  if (access.login !== access.node && (profile.tunnel.mode === 'reverse' || profile.workerNode.via === 'slurm')) hosts.push(access.login);
+  if (access.login !== access.node && (profile.tunnel.mode === 'reverse' || profile.workerNode.via === 'slurm'))
+    hosts.push(access.login);
   return hosts;
 }
 
@@ -126,7 +159,9 @@ class Heartbeating implements Executor {
   }
   async run(argv: readonly string[], options?: RunOptions) {
     const context = activityContext();
-    const timer = context ? setInterval(() => context.heartbeat(lastDetails.get(context)), HEARTBEAT_WHILE_RUNNING_MS) : undefined;
+    const timer = context
+      ? setInterval(() => context.heartbeat(lastDetails.get(context)), HEARTBEAT_WHILE_RUNNING_MS)
+      : undefined;
     try {
       return await this.inner.run(argv, options);
     } finally {

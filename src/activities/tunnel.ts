@@ -24,12 +24,18 @@ const REMOTE_FORWARD_READY = 'remote forward success';
 function common(profile: SiteProfile): string[] {
   const t = profile.tunnel;
   return [
-    '-o', 'BatchMode=yes',
-    '-o', 'ExitOnForwardFailure=yes',
-    '-o', `ServerAliveInterval=${Math.max(1, Math.round(parseDuration(t.serverAliveInterval) / 1000))}`,
-    '-o', 'ServerAliveCountMax=3',
-    '-o', 'StrictHostKeyChecking=yes',
-    '-o', `UserKnownHostsFile=${t.knownHostsFile}`,
+    '-o',
+    'BatchMode=yes',
+    '-o',
+    'ExitOnForwardFailure=yes',
+    '-o',
+    `ServerAliveInterval=${Math.max(1, Math.round(parseDuration(t.serverAliveInterval) / 1000))}`,
+    '-o',
+    'ServerAliveCountMax=3',
+    '-o',
+    'StrictHostKeyChecking=yes',
+    '-o',
+    `UserKnownHostsFile=${t.knownHostsFile}`,
   ];
 }
 
@@ -38,35 +44,57 @@ export function workerNodeAddress(profile: SiteProfile, node: string | undefined
   const wn = profile.workerNode;
   if (wn.via === 'jump') return { host: wn.host, port: wn.port };
   if (wn.via === 'slurm' && node) return { host: node, port: wn.port };
-  throw new PermanentFault('a reverse tunnel needs a worker node to start into (workerNode.via "jump", or an allocated Slurm node)', FailureType.NoNodeAllocated);
+  throw new PermanentFault(
+    'a reverse tunnel needs a worker node to start into (workerNode.via "jump", or an allocated Slurm node)',
+    FailureType.NoNodeAllocated,
+  );
 }
 
 export function tunnelArgv(profile: SiteProfile, node?: string): string[] {
   const t = profile.tunnel;
   if (t.mode === 'forward') {
     return [
-      'ssh', '-F', '/dev/null', '-N',
-      '-D', `127.0.0.1:${t.socksPort}`,
+      'ssh',
+      '-F',
+      '/dev/null',
+      '-N',
+      '-D',
+      `127.0.0.1:${t.socksPort}`,
       ...common(profile),
-      '-o', 'IdentitiesOnly=yes',
-      '-i', t.identityFile,
-      '-p', String(t.loginPort),
-      '-l', profile.login.user,
-      '--', t.loginHost,
+      '-o',
+      'IdentitiesOnly=yes',
+      '-i',
+      t.identityFile,
+      '-p',
+      String(t.loginPort),
+      '-l',
+      profile.login.user,
+      '--',
+      t.loginHost,
     ];
   }
   const target = workerNodeAddress(profile, node);
   const wn = profile.workerNode;
   return [
-    'ssh', '-F', '/dev/null', '-N', '-v',
-    '-R', `127.0.0.1:${t.socksPort}`,
+    'ssh',
+    '-F',
+    '/dev/null',
+    '-N',
+    '-v',
+    '-R',
+    `127.0.0.1:${t.socksPort}`,
     ...common(profile),
-    '-o', 'ForwardAgent=no',
+    '-o',
+    'ForwardAgent=no',
     // Only the forwarded agent: never a key file that happens to lie in the site account's ~/.ssh.
-    '-o', 'IdentityFile=none',
-    '-p', String(target.port),
-    '-l', (wn.via !== 'login' ? wn.user : undefined) ?? profile.login.user,
-    '--', target.host,
+    '-o',
+    'IdentityFile=none',
+    '-p',
+    String(target.port),
+    '-l',
+    (wn.via !== 'login' ? wn.user : undefined) ?? profile.login.user,
+    '--',
+    target.host,
   ];
 }
 
@@ -87,13 +115,25 @@ export async function tunnelState(access: SiteAccess): Promise<TunnelState> {
   const proc = snap.processes.get(access.paths.tunnelPid);
   const ours = isTunnelProcess(proc);
   const ports = host === access.node ? snap.listening : (await inspect(access.node, [], access.opts())).listening;
-  return { alive: ours, listening: ports.has(access.profile.tunnel.socksPort), process: ours ? proc?.recorded : undefined };
+  return {
+    alive: ours,
+    listening: ports.has(access.profile.tunnel.socksPort),
+    process: ours ? proc?.recorded : undefined,
+  };
 }
 
 const PERMANENT_SSH_ERRORS: Array<[RegExp, FailureTypeName, string]> = [
-  [/Host key verification failed|REMOTE HOST IDENTIFICATION HAS CHANGED|No .* host key is known/i, FailureType.TunnelHostKeyRejected, 'add the verified host key to tunnel.knownHostsFile on the site'],
-  [/Permission denied|Too many authentication failures/i, FailureType.TunnelAuthRejected, 'check the key (tunnel.identityFile, or the worker\'s login key for a reverse tunnel) and its authorized_keys entry'],
-  [/Could not resolve hostname/i, FailureType.TunnelHostUnknown, 'check the tunnel\'s host name'],
+  [
+    /Host key verification failed|REMOTE HOST IDENTIFICATION HAS CHANGED|No .* host key is known/i,
+    FailureType.TunnelHostKeyRejected,
+    'add the verified host key to tunnel.knownHostsFile on the site',
+  ],
+  [
+    /Permission denied|Too many authentication failures/i,
+    FailureType.TunnelAuthRejected,
+    "check the key (tunnel.identityFile, or the worker's login key for a reverse tunnel) and its authorized_keys entry",
+  ],
+  [/Could not resolve hostname/i, FailureType.TunnelHostUnknown, "check the tunnel's host name"],
 ];
 
 /** The sshd a tunnel's ssh connects to: the login node (forward) or the worker node (reverse). */
@@ -131,9 +171,13 @@ export function createTunnelActivities(deps: ActivityDeps) {
         const reverse = profile.tunnel.mode === 'reverse';
         const state = await tunnelState(access);
         if (state.alive && state.listening) return { socksPort: port, process: state.process!, reused: true };
-        if (state.alive) await signalRecorded(host, 'TERM', paths.tunnelPid, access.opts()); // alive but not forwarding: replace it
+        if (state.alive)
+          await signalRecorded(host, 'TERM', paths.tunnelPid, access.opts()); // alive but not forwarding: replace it
         else if (state.listening) {
-          throw new PermanentFault(`tunnel.socksPort ${port} on the worker node ${access.node.target} is taken by a process that is not this glidein's tunnel`, FailureType.TunnelPortInUse);
+          throw new PermanentFault(
+            `tunnel.socksPort ${port} on the worker node ${access.node.target} is taken by a process that is not this glidein's tunnel`,
+            FailureType.TunnelPortInUse,
+          );
         }
         await runChecked(host, 'creating the work directory', ['mkdir', '-p', paths.dir], access.opts());
         const release = await startSlot(profile, ref.node, access.opts().signal);
@@ -142,7 +186,11 @@ export function createTunnelActivities(deps: ActivityDeps) {
             host,
             tunnelArgv(profile, ref.node),
             // A reverse tunnel authenticates with the agent of this very channel: keep it open until the forward is up.
-            { log: paths.tunnelLog, pidFile: paths.tunnelPid, ...(reverse ? { awaitLog: { marker: REMOTE_FORWARD_READY, seconds: 20 } } : {}) },
+            {
+              log: paths.tunnelLog,
+              pidFile: paths.tunnelPid,
+              ...(reverse ? { awaitLog: { marker: REMOTE_FORWARD_READY, seconds: 20 } } : {}),
+            },
             access.opts({ forwardAgent: reverse }),
           );
           // `waiting`: the marker did not show in time but the process lives; the port decides, as for any tunnel.
@@ -150,15 +198,28 @@ export function createTunnelActivities(deps: ActivityDeps) {
           const deadline = Date.now() + 30_000;
           for (;;) {
             const now = await tunnelState(access);
-            if (now.alive && now.listening && child) return { socksPort: port, process: now.process ?? child, reused: false };
+            if (now.alive && now.listening && child)
+              return { socksPort: port, process: now.process ?? child, reused: false };
             if (!now.alive || Date.now() > deadline) {
               await signalRecorded(host, 'TERM', paths.tunnelPid, access.opts());
-              const log = (await tailFile(host, paths.tunnelLog, 40, access.opts())).split('\n').filter((l) => !l.startsWith('debug')).slice(-5).join('\n');
-              const from = reverse ? `${access.login.target} into ${access.node.target}` : `${host.target} to ${tunnelArgv(profile).at(-1)}`;
+              const log = (await tailFile(host, paths.tunnelLog, 40, access.opts()))
+                .split('\n')
+                .filter((l) => !l.startsWith('debug'))
+                .slice(-5)
+                .join('\n');
+              const from = reverse
+                ? `${access.login.target} into ${access.node.target}`
+                : `${host.target} to ${tunnelArgv(profile).at(-1)}`;
               for (const [pattern, type, fix] of PERMANENT_SSH_ERRORS) {
-                if (pattern.test(log)) throw new PermanentFault(`the tunnel ssh from ${from} failed: ${log.split('\n').pop()}; ${fix}`, type);
+                if (pattern.test(log))
+                  throw new PermanentFault(
+                    `the tunnel ssh from ${from} failed: ${log.split('\n').pop()}; ${fix}`,
+                    type,
+                  );
               }
-              throw new Error(`the tunnel ssh from ${from} ${now.alive ? 'did not listen on' : 'exited before listening on'} 127.0.0.1:${port} of the worker node: ${log || 'no output'}`);
+              throw new Error(
+                `the tunnel ssh from ${from} ${now.alive ? 'did not listen on' : 'exited before listening on'} 127.0.0.1:${port} of the worker node: ${log || 'no output'}`,
+              );
             }
             heartbeat({ waitingFor: 'tunnel' });
             await sleep(pollMs, access.opts().signal);
@@ -173,7 +234,8 @@ export function createTunnelActivities(deps: ActivityDeps) {
       return asStep('closeTunnel', async () => {
         const access = await siteAccess(deps, ref);
         const host = tunnelHost(access);
-        const alive = async () => (await inspect(host, [access.paths.tunnelPid], access.opts())).processes.get(access.paths.tunnelPid);
+        const alive = async () =>
+          (await inspect(host, [access.paths.tunnelPid], access.opts())).processes.get(access.paths.tunnelPid);
         const first = await alive();
         if (!isTunnelProcess(first)) return { detail: 'no tunnel running' };
         const pid = first.recorded?.pid;

@@ -6,18 +6,38 @@
 import { z } from 'zod';
 import { glideinId, hostname, port, repositoryName, absolutePath, siteName } from './validation';
 
-const ms = (max: number) => z.number().int('expected whole milliseconds').min(0, 'expected a non-negative number').max(max, `expected at most ${max}`);
+const ms = (max: number) =>
+  z
+    .number()
+    .int('expected whole milliseconds')
+    .min(0, 'expected a non-negative number')
+    .max(max, `expected at most ${max}`);
 const DAY = 86_400_000;
 const text = (max: number) => z.string().max(max, `expected at most ${max} characters`);
-const isoTime = z.string().regex(/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,3})?Z$/, 'expected an ISO 8601 UTC time');
+const isoTime = z
+  .string()
+  .regex(/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,3})?Z$/, 'expected an ISO 8601 UTC time');
 
 export const MAX_TUNNEL_REPAIRS = 5;
 /** Setup, at most MAX_TUNNEL_REPAIRS reopened tunnels, teardown: a carried step list is never longer. */
 export const MAX_CARRIED_STEPS = 64;
 
 export const STEP_NAMES = [
-  'planLaunch', 'allocateNode', 'openTunnel', 'verifyOutbound', 'mountCvmfs', 'startContainer', 'preloadProxychains',
-  'startGlidein', 'confirmRegistration', 'monitor', 'stopGlidein', 'stopContainer', 'unmountCvmfs', 'closeTunnel', 'releaseNode',
+  'planLaunch',
+  'allocateNode',
+  'openTunnel',
+  'verifyOutbound',
+  'mountCvmfs',
+  'startContainer',
+  'preloadProxychains',
+  'startGlidein',
+  'confirmRegistration',
+  'monitor',
+  'stopGlidein',
+  'stopContainer',
+  'unmountCvmfs',
+  'closeTunnel',
+  'releaseNode',
   'cleanupGlidein',
 ] as const;
 
@@ -43,7 +63,10 @@ export const heldResourceSchema = z.discriminatedUnion('kind', [
   z.strictObject({ kind: z.literal('allocation'), jobName: glideinId, jobId: slurmJobId.optional() }),
   z.strictObject({ kind: z.literal('tunnel'), socksPort: z.union([z.literal(0), port]) }),
   z.strictObject({ kind: z.literal('cvmfs'), repositories: z.array(repositoryName).max(64) }),
-  z.strictObject({ kind: z.literal('container'), instance: z.string().regex(/^glidein-[a-z0-9][a-z0-9-]{0,70}$/, 'expected glidein-<id>') }),
+  z.strictObject({
+    kind: z.literal('container'),
+    instance: z.string().regex(/^glidein-[a-z0-9][a-z0-9-]{0,70}$/, 'expected glidein-<id>'),
+  }),
   z.strictObject({ kind: z.literal('glidein') }),
 ]);
 
@@ -73,7 +96,10 @@ export const carriedStatusSchema = z.strictObject({
   held: z
     .array(heldResourceSchema)
     .max(5)
-    .refine((held) => new Set(held.map((h) => h.kind)).size === held.length, 'expected each kind of resource at most once'),
+    .refine(
+      (held) => new Set(held.map((h) => h.kind)).size === held.length,
+      'expected each kind of resource at most once',
+    ),
   registration: z.strictObject({ name: text(512), state: text(64), activity: text(64) }).optional(),
   allocation: z.strictObject({ jobId: slurmJobId, node: hostname }).optional(),
   lastCheck: lastCheckSchema.optional(),
@@ -88,7 +114,11 @@ export const resumeStateSchema = z.strictObject({
   workflowId: z.string().min(1).max(1_000).optional(),
   plan: launchPlanSchema,
   status: carriedStatusSchema,
-  tunnelRepairs: z.number().int().min(0).max(MAX_TUNNEL_REPAIRS + 1),
+  tunnelRepairs: z
+    .number()
+    .int()
+    .min(0)
+    .max(MAX_TUNNEL_REPAIRS + 1),
 });
 
 export type CarriedResumeState = z.output<typeof resumeStateSchema>;

@@ -11,7 +11,8 @@ export function isDuration(text: string): boolean {
 
 /** Milliseconds in a duration string; throws on anything else (callers validate first). */
 export function parseDuration(text: string): number {
-  if (!isDuration(text)) throw new Error(`not a duration: ${JSON.stringify(text)} (expected e.g. "30s", "5m", "2h", "1h30m")`);
+  if (!isDuration(text))
+    throw new Error(`not a duration: ${JSON.stringify(text)} (expected e.g. "30s", "5m", "2h", "1h30m")`);
   let total = 0;
   for (const [, n, unit] of text.matchAll(PART)) total += Number(n) * UNIT_MS[unit];
   return total;

@@ -12,12 +12,23 @@ const CERT_LABEL = '[A-Z0-9 ]*CERTIFICATE[A-Z0-9 ]*?';
 /** [pattern, replacement, a substring without which the pattern cannot match: most texts skip most patterns]. */
 const PATTERNS: Array<[RegExp, string, string?]> = [
   // A BEGIN line with no END (a truncated log tail) redacts to the end of the text: what follows is the key.
-  [new RegExp(`${DASHES}BEGIN ${PRIVATE_LABEL} ?-{4,5}[\\s\\S]*?(?:${DASHES}END ${PRIVATE_LABEL} ?-{4,5}|$)`, 'g'), '[redacted private key]', 'PRIVATE KEY'],
-  [new RegExp(`${DASHES}BEGIN ${CERT_LABEL} ?-{4,5}[\\s\\S]*?(?:${DASHES}END ${CERT_LABEL} ?-{4,5}|$)`, 'g'), '[redacted certificate]', 'CERTIFICATE'],
+  [
+    new RegExp(`${DASHES}BEGIN ${PRIVATE_LABEL} ?-{4,5}[\\s\\S]*?(?:${DASHES}END ${PRIVATE_LABEL} ?-{4,5}|$)`, 'g'),
+    '[redacted private key]',
+    'PRIVATE KEY',
+  ],
+  [
+    new RegExp(`${DASHES}BEGIN ${CERT_LABEL} ?-{4,5}[\\s\\S]*?(?:${DASHES}END ${CERT_LABEL} ?-{4,5}|$)`, 'g'),
+    '[redacted certificate]',
+    'CERTIFICATE',
+  ],
   [/\b(eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,})\b/g, '[redacted token]', 'eyJ'],
   // Also catches prefixed names (IDTOKEN=, access_token=) and JSON-ish "token": "..."; the bounded prefix keeps the
   // scan linear on long hyphenated words.
-  [/\b([\w-]{0,40}(?:password|passwd|passphrase|token|secret|bearer|api[_-]?key)["']?\s*[=:]\s*)(?!\[redacted)\S+/gi, '$1[redacted]'],
+  [
+    /\b([\w-]{0,40}(?:password|passwd|passphrase|token|secret|bearer|api[_-]?key)["']?\s*[=:]\s*)(?!\[redacted)\S+/gi,
+    '$1[redacted]',
+  ],
   // "Bearer <opaque token>"; the length floor spares prose such as "bearer token".
   [/\b(bearer\s+)(?!\[redacted)[A-Za-z0-9._~+/-]{20,}=*/gi, '$1[redacted]'],
   [/\b([a-z][a-z0-9+.-]{0,30}:\/\/[^\s:/@]+:)[^\s@/]+@/gi, '$1[redacted]@', '://'],
@@ -35,7 +46,8 @@ export function redact(text: string): string {
   for (const [pattern, replacement, needle] of PATTERNS) {
     if (needle === undefined || out.includes(needle)) out = out.replace(pattern, replacement);
     if (replacement === '[redacted certificate]') {
-      for (const [end, endReplacement, endNeedle] of ORPHAN_ENDS) if (out.includes(endNeedle)) out = redactOrphanEnds(out, end, endReplacement);
+      for (const [end, endReplacement, endNeedle] of ORPHAN_ENDS)
+        if (out.includes(endNeedle)) out = redactOrphanEnds(out, end, endReplacement);
     }
   }
   return out;
@@ -90,7 +102,12 @@ interface Walk {
  * bounded.
  */
 export function redactDeep(value: unknown, options: RedactDeepOptions = {}): unknown {
-  return walk(value, 0, 0, { maxDepth: options.maxDepth ?? 8, maxEntries: options.maxEntries ?? 100, maxCauses: options.maxCauses ?? 5, path: new Set() });
+  return walk(value, 0, 0, {
+    maxDepth: options.maxDepth ?? 8,
+    maxEntries: options.maxEntries ?? 100,
+    maxCauses: options.maxCauses ?? 5,
+    path: new Set(),
+  });
 }
 
 function walk(value: unknown, depth: number, causes: number, w: Walk): unknown {
@@ -103,16 +120,43 @@ function walk(value: unknown, depth: number, causes: number, w: Walk): unknown {
   w.path.add(value);
   try {
     if (isErrorLike(value)) return describeError(value, depth, causes, w);
-    if (Array.isArray(value)) return entries(value.map((v, i) => [i, v] as const), depth, causes, w, true);
-    if (value instanceof Map) return entries([...value.entries()].map(([k, v]) => [String(k), v] as const), depth, causes, w, false);
-    if (value instanceof Set) return entries([...value].map((v, i) => [i, v] as const), depth, causes, w, true);
+    if (Array.isArray(value))
+      return entries(
+        value.map((v, i) => [i, v] as const),
+        depth,
+        causes,
+        w,
+        true,
+      );
+    if (value instanceof Map)
+      return entries(
+        [...value.entries()].map(([k, v]) => [String(k), v] as const),
+        depth,
+        causes,
+        w,
+        false,
+      );
+    if (value instanceof Set)
+      return entries(
+        [...value].map((v, i) => [i, v] as const),
+        depth,
+        causes,
+        w,
+        true,
+      );
     return entries(ownEntries(value), depth, causes, w, false);
   } finally {
     w.path.delete(value);
   }
 }
 
-function entries(list: ReadonlyArray<readonly [string | number, unknown]>, depth: number, causes: number, w: Walk, asArray: boolean): unknown {
+function entries(
+  list: ReadonlyArray<readonly [string | number, unknown]>,
+  depth: number,
+  causes: number,
+  w: Walk,
+  asArray: boolean,
+): unknown {
   const kept = list.slice(0, w.maxEntries);
   const more = list.length - kept.length;
   if (asArray) {

@@ -32,7 +32,13 @@ export function parseGlideinRequest(input: unknown): GlideinRequest {
  */
 export function glideinIdFor(workflowId: string): string {
   if (/^[a-z0-9][a-z0-9-]{0,62}$/.test(workflowId) && !workflowId.includes('--')) return workflowId;
-  const base = workflowId.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-+|-+$/g, '').slice(0, 45).replace(/-+$/, '') || 'glidein';
+  const base =
+    workflowId
+      .toLowerCase()
+      .replace(/[^a-z0-9]+/g, '-')
+      .replace(/^-+|-+$/g, '')
+      .slice(0, 45)
+      .replace(/-+$/, '') || 'glidein';
   return `${base}--${sha256Hex(workflowId).slice(0, 16)}`;
 }
 
@@ -42,7 +48,12 @@ export function glideinIdFor(workflowId: string): string {
  */
 export function legacyGlideinIdFor(workflowId: string): string {
   if (/^[a-z0-9][a-z0-9-]{0,62}$/.test(workflowId)) return workflowId;
-  const base = workflowId.toLowerCase().replace(/[^a-z0-9-]+/g, '-').replace(/^-+|-+$/g, '').slice(0, 48) || 'glidein';
+  const base =
+    workflowId
+      .toLowerCase()
+      .replace(/[^a-z0-9-]+/g, '-')
+      .replace(/^-+|-+$/g, '')
+      .slice(0, 48) || 'glidein';
   return `${base}-${fnv1a(workflowId)}`;
 }
 

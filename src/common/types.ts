@@ -49,12 +49,7 @@ export interface Registration {
   activity: string;
 }
 
-export type MonitorEnd =
-  | 'round-complete'
-  | 'deadline'
-  | 'glidein-exited'
-  | 'tunnel-down'
-  | 'unregistered';
+export type MonitorEnd = 'round-complete' | 'deadline' | 'glidein-exited' | 'tunnel-down' | 'unregistered';
 
 export interface MonitorReport {
   end: MonitorEnd;

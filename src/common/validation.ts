@@ -14,10 +14,16 @@ export const hostname = z
     'expected a hostname or IPv4 address (letters, digits, dots and inner hyphens)',
   );
 
-export const port = z.number().int('expected a whole number').min(1, 'expected a port 1-65535').max(65535, 'expected a port 1-65535');
+export const port = z
+  .number()
+  .int('expected a whole number')
+  .min(1, 'expected a port 1-65535')
+  .max(65535, 'expected a port 1-65535');
 
 /** A POSIX account name as useradd accepts it. */
-export const username = z.string().regex(/^[a-z_][a-z0-9_-]{0,31}$/, 'expected a user name (lowercase letters, digits, _ and -, not starting with -)');
+export const username = z
+  .string()
+  .regex(/^[a-z_][a-z0-9_-]{0,31}$/, 'expected a user name (lowercase letters, digits, _ and -, not starting with -)');
 
 /** An absolute path of plain characters: no '..' segment, no whitespace, quotes or shell metacharacters. */
 export const absolutePath = z
@@ -35,16 +41,27 @@ export const repositoryName = z
 /** Glidein ids name directories, container instances and HTCondor attributes on the site. */
 export const glideinId = z
   .string()
-  .regex(/^[a-z0-9][a-z0-9-]{0,62}$/, 'expected 1-63 lowercase letters, digits and hyphens, starting with a letter or digit');
+  .regex(
+    /^[a-z0-9][a-z0-9-]{0,62}$/,
+    'expected 1-63 lowercase letters, digits and hyphens, starting with a letter or digit',
+  );
 
-export const siteName = z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, 'expected a site name of lowercase letters, digits and hyphens');
+export const siteName = z
+  .string()
+  .regex(/^[a-z0-9][a-z0-9-]{0,62}$/, 'expected a site name of lowercase letters, digits and hyphens');
 
 export const duration = (opts: { min?: number; max?: number } = {}) =>
   z
     .string()
     .refine(isDuration, 'expected a duration such as "30s", "5m", "2h" or "1h30m"')
-    .refine((d) => !isDuration(d) || opts.min === undefined || parseDuration(d) >= opts.min, `expected at least ${opts.min} ms`)
-    .refine((d) => !isDuration(d) || opts.max === undefined || parseDuration(d) <= opts.max, `expected at most ${opts.max} ms`);
+    .refine(
+      (d) => !isDuration(d) || opts.min === undefined || parseDuration(d) >= opts.min,
+      `expected at least ${opts.min} ms`,
+    )
+    .refine(
+      (d) => !isDuration(d) || opts.max === undefined || parseDuration(d) <= opts.max,
+      `expected at most ${opts.max} ms`,
+    );
 
 /** A command-line word from configuration: printable, no control characters. Quoted before use. */
 export const argWord = z
@@ -57,7 +74,12 @@ export const argWord = z
 export function formatIssues(error: z.ZodError): string {
   return error.issues
     .map((issue) => {
-      const where = issue.path.length ? issue.path.map((p) => (typeof p === 'number' ? `[${p}]` : String(p))).join('.').replace(/\.\[/g, '[') : '(top level)';
+      const where = issue.path.length
+        ? issue.path
+            .map((p) => (typeof p === 'number' ? `[${p}]` : String(p)))
+            .join('.')
+            .replace(/\.\[/g, '[')
+        : '(top level)';
       return `${where}: ${issue.message}`;
     })
     .join('\n');

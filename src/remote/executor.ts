@@ -58,7 +58,12 @@ export class CommandFailedError extends Error {
 }
 
 /** Run and demand exit 0. */
-export async function runChecked(executor: Executor, what: string, argv: readonly string[], options?: RunOptions): Promise<CommandResult> {
+export async function runChecked(
+  executor: Executor,
+  what: string,
+  argv: readonly string[],
+  options?: RunOptions,
+): Promise<CommandResult> {
   const result = await executor.run(argv, options);
   if (result.code !== 0) throw new CommandFailedError(what, executor.target, result);
   return result;

@@ -28,7 +28,8 @@ export class KeyAgent extends BaseAgent<ParsedKey> {
     super();
     const parsed = utils.parseKey(privateKey);
     const key = Array.isArray(parsed) ? parsed[0] : parsed;
-    if (!key || key instanceof Error) throw new Error(`the identity file is not a usable private key${key instanceof Error ? `: ${key.message}` : ''}`);
+    if (!key || key instanceof Error)
+      throw new Error(`the identity file is not a usable private key${key instanceof Error ? `: ${key.message}` : ''}`);
     this.key = key;
   }
 
@@ -39,7 +40,8 @@ export class KeyAgent extends BaseAgent<ParsedKey> {
   sign(pubKey: ParsedKey, data: Buffer, options: { hash?: string } | SignCallback, cb?: SignCallback): void {
     const callback = (typeof options === 'function' ? options : cb)!;
     const hash = typeof options === 'object' ? options.hash : undefined;
-    if (!pubKey.getPublicSSH().equals(this.key.getPublicSSH())) return callback(new Error('the agent holds no such key'));
+    if (!pubKey.getPublicSSH().equals(this.key.getPublicSSH()))
+      return callback(new Error('the agent holds no such key'));
     const signature = this.key.sign(data, hash);
     if (signature instanceof Error) callback(signature);
     else callback(undefined, signature);
@@ -52,7 +54,12 @@ export class KeyAgent extends BaseAgent<ParsedKey> {
   /** One request in, one reply out (both without the length prefix). */
   answer(type: number, body: Buffer): Buffer {
     if (type === REQUEST_IDENTITIES) {
-      return Buffer.concat([Buffer.from([IDENTITIES_ANSWER]), u32(1), sshString(this.key.getPublicSSH()), sshString(Buffer.from(this.key.comment || 'jsc-glidein'))]);
+      return Buffer.concat([
+        Buffer.from([IDENTITIES_ANSWER]),
+        u32(1),
+        sshString(this.key.getPublicSSH()),
+        sshString(Buffer.from(this.key.comment || 'jsc-glidein')),
+      ]);
     }
     if (type === SIGN_REQUEST) {
       const reader = new Reader(body);
@@ -66,7 +73,10 @@ export class KeyAgent extends BaseAgent<ParsedKey> {
       else if (this.key.type === 'ssh-rsa' && flags & RSA_SHA2_256) [algorithm, hash] = ['rsa-sha2-256', 'sha256'];
       const raw = this.key.sign(data, hash);
       if (raw instanceof Error) return Buffer.from([FAILURE]);
-      return Buffer.concat([Buffer.from([SIGN_RESPONSE]), sshString(Buffer.concat([sshString(Buffer.from(algorithm)), sshString(raw)]))]);
+      return Buffer.concat([
+        Buffer.from([SIGN_RESPONSE]),
+        sshString(Buffer.concat([sshString(Buffer.from(algorithm)), sshString(raw)])),
+      ]);
     }
     return Buffer.from([FAILURE]);
   }

@@ -30,7 +30,12 @@ function matchesPattern(pattern: string, name: string): boolean {
   }
   if (!/[*?]/.test(pattern)) return pattern === name;
   // Wildcards as OpenSSH allows them (jwc*.juwels for a cluster's nodes that share a host key).
-  const regex = new RegExp(`^${pattern.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.')}$`);
+  const regex = new RegExp(
+    `^${pattern
+      .replace(/[.+^${}()|[\]\\]/g, '\\$&')
+      .replace(/\*/g, '.*')
+      .replace(/\?/g, '.')}$`,
+  );
   return regex.test(name);
 }
 

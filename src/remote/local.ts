@@ -7,7 +7,8 @@ export class LocalExecutor implements Executor {
 
   run(argv: readonly string[], options: RunOptions = {}): Promise<CommandResult> {
     if (argv.length === 0) return Promise.reject(new Error('empty command'));
-    if (options.signal?.aborted) return Promise.reject(new ExecutorError(`command ${argv[0]} aborted before it started`, 'aborted'));
+    if (options.signal?.aborted)
+      return Promise.reject(new ExecutorError(`command ${argv[0]} aborted before it started`, 'aborted'));
     return new Promise((resolve, reject) => {
       const child = spawn(argv[0], argv.slice(1), {
         env: { ...process.env, ...options.env },
@@ -28,7 +29,10 @@ export class LocalExecutor implements Executor {
         }
       };
       const timer = options.timeoutMs
-        ? setTimeout(() => kill(new ExecutorError(`${argv[0]} timed out after ${options.timeoutMs} ms`, 'timeout')), options.timeoutMs)
+        ? setTimeout(
+            () => kill(new ExecutorError(`${argv[0]} timed out after ${options.timeoutMs} ms`, 'timeout')),
+            options.timeoutMs,
+          )
         : undefined;
       const onAbort = () => kill(new ExecutorError(`${argv[0]} aborted`, 'aborted'));
       options.signal?.addEventListener('abort', onAbort, { once: true });

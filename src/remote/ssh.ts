@@ -39,7 +39,12 @@ export interface SshOptions {
   log?: (event: string, fields: Record<string, unknown>) => void;
 }
 
-const DEFAULTS = { maxChannels: 5, connectTimeoutMs: 20_000, keepaliveIntervalMs: 15_000, backoffMs: { initial: 500, max: 30_000 } };
+const DEFAULTS = {
+  maxChannels: 5,
+  connectTimeoutMs: 20_000,
+  keepaliveIntervalMs: 15_000,
+  backoffMs: { initial: 500, max: 30_000 },
+};
 
 export function describeTarget(t: SshTarget): string {
   const here = `${t.user}@${t.host}:${t.port}`;
@@ -84,7 +89,8 @@ export class SshConnection implements Executor {
     } catch (err) {
       if (signal?.aborted && !(err instanceof ExecutorError && err.permanent)) {
         // AbortSignal.timeout aborts with a TimeoutError (its timer may fire a millisecond before a Date.now() deadline).
-        const timedOut = !opts.signal?.aborted && (signal.reason as { name?: string } | undefined)?.name === 'TimeoutError';
+        const timedOut =
+          !opts.signal?.aborted && (signal.reason as { name?: string } | undefined)?.name === 'TimeoutError';
         throw timedOut
           ? new ExecutorError(`${argv[0]} on ${this.target} timed out after ${opts.timeoutMs} ms`, 'timeout')
           : new ExecutorError(`${argv[0]} on ${this.target} aborted`, 'aborted');
@@ -104,7 +110,12 @@ export class SshConnection implements Executor {
       let settled = false;
       const timer = setTimeout(() => {
         settled = true;
-        reject(new ExecutorError(`cannot reach ${host}:${port} through ${this.target}: no answer within ${timeoutMs} ms`, 'connect'));
+        reject(
+          new ExecutorError(
+            `cannot reach ${host}:${port} through ${this.target}: no answer within ${timeoutMs} ms`,
+            'connect',
+          ),
+        );
       }, timeoutMs);
       client.forwardOut('127.0.0.1', 0, host, port, (err, stream) => {
         clearTimeout(timer);
@@ -113,7 +124,8 @@ export class SshConnection implements Executor {
           return;
         }
         settled = true;
-        if (err) reject(new ExecutorError(`cannot reach ${host}:${port} through ${this.target}: ${err.message}`, 'connect'));
+        if (err)
+          reject(new ExecutorError(`cannot reach ${host}:${port} through ${this.target}: ${err.message}`, 'connect'));
         else resolve(stream);
       });
     });
@@ -161,7 +173,9 @@ export class SshConnection implements Executor {
     const agent = new KeyAgent(privateKey);
     let sock: Duplex;
     try {
-      sock = this.via ? await this.via.forward(spec.host, spec.port) : await openSocket(spec.host, spec.port, this.options.connectTimeoutMs);
+      sock = this.via
+        ? await this.via.forward(spec.host, spec.port)
+        : await openSocket(spec.host, spec.port, this.options.connectTimeoutMs);
     } catch (err) {
       this.noteFailure();
       if (err instanceof ExecutorError) throw err;
@@ -191,13 +205,27 @@ export class SshConnection implements Executor {
       // exchange comes without an error, so a close settles the wait too. The first error settles it; the
       // listener stays, as ssh2 may emit more (a timeout, then "Connection lost") and an unheard one throws.
       await new Promise<void>((resolve, reject) => {
-        const onError = (err: Error & { level?: string }) => reject(this.classify(err, offered, known.keys.map((k) => k.type)));
+        const onError = (err: Error & { level?: string }) =>
+          reject(
+            this.classify(
+              err,
+              offered,
+              known.keys.map((k) => k.type),
+            ),
+          );
         client.on('error', onError);
         client.once('ready', () => {
           client.off('error', onError);
           resolve();
         });
-        client.once('close', () => reject(new ExecutorError(`cannot connect to ${this.target}: the connection closed during the handshake`, 'connect')));
+        client.once('close', () =>
+          reject(
+            new ExecutorError(
+              `cannot connect to ${this.target}: the connection closed during the handshake`,
+              'connect',
+            ),
+          ),
+        );
         client.connect(config);
       });
     } catch (err) {
@@ -232,7 +260,11 @@ export class SshConnection implements Executor {
       );
     }
     if (err.level === 'client-authentication') {
-      return new ExecutorError(`${this.target} refused the key ${this.spec.identityFile} for user ${this.spec.user}`, 'auth', true);
+      return new ExecutorError(
+        `${this.target} refused the key ${this.spec.identityFile} for user ${this.spec.user}`,
+        'auth',
+        true,
+      );
     }
     return new ExecutorError(`cannot connect to ${this.target}: ${err.message}`, 'connect');
   }
@@ -243,7 +275,13 @@ export class SshConnection implements Executor {
     this.nextAttemptAt = Date.now() + Math.min(max, initial * 2 ** (this.failures - 1));
   }
 
-  private exec(client: Client, line: string, stdin: string | undefined, signal: AbortSignal | undefined, agentForward: boolean): Promise<CommandResult> {
+  private exec(
+    client: Client,
+    line: string,
+    stdin: string | undefined,
+    signal: AbortSignal | undefined,
+    agentForward: boolean,
+  ): Promise<CommandResult> {
     return new Promise((resolve, reject) => {
       // ssh2 honours a per-channel agentForward (auth-agent-req) though its typings do not list it.
       const execOptions = { agentForward } as unknown as ExecOptions;
@@ -275,7 +313,8 @@ export class SshConnection implements Executor {
           clearTimeout(gaveUp);
           signal?.removeEventListener('abort', onAbort);
           if (signal?.aborted) reject(new ExecutorError('aborted', 'aborted'));
-          else if (code === null && signalName === null) reject(new ExecutorError(`the channel on ${this.target} closed before the command exited`, 'channel'));
+          else if (code === null && signalName === null)
+            reject(new ExecutorError(`the channel on ${this.target} closed before the command exited`, 'channel'));
           else resolve({ code, signal: signalName, stdout: stdout.toString(), stderr: stderr.toString() });
         });
         stream.end(stdin ?? '');
@@ -330,7 +369,12 @@ function signalChannel(stream: ClientChannel, name: string): void {
     _client?: { _protocol?: { signal?: (id: number, signal: string) => void } };
   };
   const protocol = channel._client?._protocol;
-  if (!channel.outgoing || (channel.outgoing.state !== 'open' && channel.outgoing.state !== 'eof') || typeof protocol?.signal !== 'function') return;
+  if (
+    !channel.outgoing ||
+    (channel.outgoing.state !== 'open' && channel.outgoing.state !== 'eof') ||
+    typeof protocol?.signal !== 'function'
+  )
+    return;
   try {
     protocol.signal(channel.outgoing.id, name);
   } catch {
@@ -347,7 +391,11 @@ async function readIdentity(file: string): Promise<Buffer> {
   try {
     privateKey = await readFile(file);
   } catch (err) {
-    throw new ExecutorError(`identity file ${file} cannot be read (${unreadable(err)}): give the path of a private key readable by the worker's user`, 'auth', true);
+    throw new ExecutorError(
+      `identity file ${file} cannot be read (${unreadable(err)}): give the path of a private key readable by the worker's user`,
+      'auth',
+      true,
+    );
   }
   // ssh2's messages name the format or the cipher, never key material.
   const parsed = utils.parseKey(privateKey);
@@ -370,7 +418,11 @@ async function readIdentity(file: string): Promise<Buffer> {
     );
   }
   if (!key.isPrivateKey()) {
-    throw new ExecutorError(`identity file ${file} holds a public key: give the path of the private key (the file without .pub)`, 'auth', true);
+    throw new ExecutorError(
+      `identity file ${file} holds a public key: give the path of the private key (the file without .pub)`,
+      'auth',
+      true,
+    );
   }
   return privateKey;
 }

@@ -31,7 +31,10 @@ export class SiteRegistry {
 
   get(name: string): Promise<SiteProfile> {
     const checked = siteName.safeParse(name);
-    if (!checked.success) return Promise.reject(new SiteProfileError(`site: ${checked.error.issues[0].message}, got ${JSON.stringify(name)}`));
+    if (!checked.success)
+      return Promise.reject(
+        new SiteProfileError(`site: ${checked.error.issues[0].message}, got ${JSON.stringify(name)}`),
+      );
     let profile = this.cache.get(name);
     if (!profile) {
       profile = this.load(name);
@@ -50,14 +53,21 @@ export class SiteRegistry {
     try {
       names = await this.names();
     } catch (err) {
-      throw new SiteProfileError(`SITES_DIR: the sites directory ${this.dir} cannot be read (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
+      throw new SiteProfileError(
+        `SITES_DIR: the sites directory ${this.dir} cannot be read (${(err as NodeJS.ErrnoException).code ?? String(err)})`,
+      );
     }
-    if (names.length === 0) throw new SiteProfileError(`SITES_DIR: the sites directory ${this.dir} holds no <site>.yaml profile`);
+    if (names.length === 0)
+      throw new SiteProfileError(`SITES_DIR: the sites directory ${this.dir} holds no <site>.yaml profile`);
     return names;
   }
 
   private async names(): Promise<string[]> {
-    return (await readdir(this.dir)).filter((f) => f.endsWith('.yaml')).map((f) => f.slice(0, -'.yaml'.length)).filter((n) => siteName.safeParse(n).success).sort();
+    return (await readdir(this.dir))
+      .filter((f) => f.endsWith('.yaml'))
+      .map((f) => f.slice(0, -'.yaml'.length))
+      .filter((n) => siteName.safeParse(n).success)
+      .sort();
   }
 
   private async load(name: string): Promise<SiteProfile> {
@@ -69,10 +79,15 @@ export class SiteRegistry {
       text = await readFile(file, 'utf8');
     } catch {
       const known = await this.names().catch(() => []);
-      throw new SiteProfileError(`site: no profile named "${name}" on this worker (it has ${known.length ? known.map((n) => `"${n}"`).join(', ') : 'none'})`);
+      throw new SiteProfileError(
+        `site: no profile named "${name}" on this worker (it has ${known.length ? known.map((n) => `"${n}"`).join(', ') : 'none'})`,
+      );
     }
     const profile = parseSiteProfile(text, shown);
-    if (profile.name !== name) throw new SiteProfileError(`site profile ${shown}: name: expected "${name}" (the file's name), got "${profile.name}"`);
+    if (profile.name !== name)
+      throw new SiteProfileError(
+        `site profile ${shown}: name: expected "${name}" (the file's name), got "${profile.name}"`,
+      );
     return profile;
   }
 }

@@ -3,7 +3,16 @@
  * never appears here (identityFile is a path, resolved by the worker or by ssh on the site).
  */
 import { z } from 'zod';
-import { absolutePath, argWord, duration, hostname, port, repositoryName, siteName, username } from '../common/validation';
+import {
+  absolutePath,
+  argWord,
+  duration,
+  hostname,
+  port,
+  repositoryName,
+  siteName,
+  username,
+} from '../common/validation';
 import { parseDuration } from '../common/duration';
 
 const DEFAULT_LIBRARY = '/usr/lib/x86_64-linux-gnu/libproxychains.so.4';
@@ -21,7 +30,9 @@ const login = z.strictObject({
 });
 
 /** Slurm partition, account, QOS and reservation names. */
-const slurmName = z.string().regex(/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$/, 'expected a Slurm name (letters, digits, _ . -)');
+const slurmName = z
+  .string()
+  .regex(/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$/, 'expected a Slurm name (letters, digits, _ . -)');
 
 const workerNode = z.discriminatedUnion('via', [
   /** Commands run on the login node itself. */
@@ -99,63 +110,83 @@ const glidein = z.strictObject({
   config: z.record(knob, argWord).default({}),
 });
 
-export const siteProfileSchema = z.strictObject({
-  name: siteName,
-  description: argWord.pipe(z.string().max(500)).optional(),
-  login,
-  workerNode,
-  tunnel,
-  kitProxy: endpoint,
-  /** Where verify-outbound connects through the chain; defaults to the collector. */
-  outboundCheck: endpoint.optional(),
-  collector: endpoint,
-  cvmfs: z.strictObject({
-    cvmfsexecDir: absolutePath,
-    repositories: z.array(repositoryName).min(1, 'expected at least one repository'),
-  }),
-  container: z.strictObject({
-    runtime: z.enum(['apptainer', 'singularity']),
-    executable: z.union([absolutePath, z.enum(['apptainer', 'singularity'])]).optional(),
-    image: absolutePath,
-    binds: z
-      .array(
-        z
-          .string()
-          .max(2048)
-          .regex(/^\/[A-Za-z0-9._+@%=,/-]*(?::\/[A-Za-z0-9._+@%=,/-]*(?::(?:ro|rw))?)?$/, 'expected src[:dst[:ro|rw]] with absolute paths')
-          .refine((b) => !b.split(/[:/]/).includes('..'), 'expected paths without ".." segments'),
-      )
-      .default([]),
-  }),
-  proxychains: z
-    .strictObject({
-      /** The library as seen inside the container; it is bind-mounted there from the same path on the node. */
-      library: absolutePath.default(DEFAULT_LIBRARY),
-      executable: z.union([absolutePath, z.literal('proxychains4')]).default('proxychains4'),
-      /** Destinations that bypass the chain (the glidein's own daemons talk over loopback). */
-      localnet: z.array(z.string().regex(/^\d{1,3}(?:\.\d{1,3}){3}(?::\d{1,5})?\/\d{1,3}(?:\.\d{1,3}){3}$/, 'expected address[:port]/netmask, e.g. 127.0.0.0/255.0.0.0')).default(['127.0.0.0/255.0.0.0']),
-    })
-    .default({ library: DEFAULT_LIBRARY, executable: 'proxychains4', localnet: ['127.0.0.0/255.0.0.0'] }),
-  glidein,
-  monitor: z
-    .strictObject({
-      /** How often the glidein, the tunnel and the registration are checked. */
-      interval: duration({ min: 1_000, max: 3_600_000 }).default('60s'),
-      /** How often the monitor reports back to the workflow (status query, continue-as-new point). */
-      reportEvery: duration({ min: 1_000, max: 86_400_000 }).default('10m'),
-      /**
-       * Continue-as-new once a run's history reaches this many events (at the end of a monitor round, and never
-       * before this run's first round: no value can make it loop). Worker-side, so no workflow input reaches it.
-       */
-      historyEvents: z.number().int('expected a whole number').min(50, 'expected at least 50').max(50_000, 'expected at most 50000').default(5_000),
-    })
-    .default({ interval: '60s', reportEvery: '10m', historyEvents: 5_000 }),
-  /** Per-glidein state lives in <workDir>/<glideinId>/ on the site. */
-  workDir: absolutePath,
-}).refine((p) => !(p.tunnel.mode === 'reverse' && p.workerNode.via === 'login'), {
-  message: 'expected workerNode.via "jump" or "slurm" for a reverse tunnel (it runs from the login node into the worker node)',
-  path: ['tunnel', 'mode'],
-});
+export const siteProfileSchema = z
+  .strictObject({
+    name: siteName,
+    description: argWord.pipe(z.string().max(500)).optional(),
+    login,
+    workerNode,
+    tunnel,
+    kitProxy: endpoint,
+    /** Where verify-outbound connects through the chain; defaults to the collector. */
+    outboundCheck: endpoint.optional(),
+    collector: endpoint,
+    cvmfs: z.strictObject({
+      cvmfsexecDir: absolutePath,
+      repositories: z.array(repositoryName).min(1, 'expected at least one repository'),
+    }),
+    container: z.strictObject({
+      runtime: z.enum(['apptainer', 'singularity']),
+      executable: z.union([absolutePath, z.enum(['apptainer', 'singularity'])]).optional(),
+      image: absolutePath,
+      binds: z
+        .array(
+          z
+            .string()
+            .max(2048)
+            .regex(
+              /^\/[A-Za-z0-9._+@%=,/-]*(?::\/[A-Za-z0-9._+@%=,/-]*(?::(?:ro|rw))?)?$/,
+              'expected src[:dst[:ro|rw]] with absolute paths',
+            )
+            .refine((b) => !b.split(/[:/]/).includes('..'), 'expected paths without ".." segments'),
+        )
+        .default([]),
+    }),
+    proxychains: z
+      .strictObject({
+        /** The library as seen inside the container; it is bind-mounted there from the same path on the node. */
+        library: absolutePath.default(DEFAULT_LIBRARY),
+        executable: z.union([absolutePath, z.literal('proxychains4')]).default('proxychains4'),
+        /** Destinations that bypass the chain (the glidein's own daemons talk over loopback). */
+        localnet: z
+          .array(
+            z
+              .string()
+              .regex(
+                /^\d{1,3}(?:\.\d{1,3}){3}(?::\d{1,5})?\/\d{1,3}(?:\.\d{1,3}){3}$/,
+                'expected address[:port]/netmask, e.g. 127.0.0.0/255.0.0.0',
+              ),
+          )
+          .default(['127.0.0.0/255.0.0.0']),
+      })
+      .default({ library: DEFAULT_LIBRARY, executable: 'proxychains4', localnet: ['127.0.0.0/255.0.0.0'] }),
+    glidein,
+    monitor: z
+      .strictObject({
+        /** How often the glidein, the tunnel and the registration are checked. */
+        interval: duration({ min: 1_000, max: 3_600_000 }).default('60s'),
+        /** How often the monitor reports back to the workflow (status query, continue-as-new point). */
+        reportEvery: duration({ min: 1_000, max: 86_400_000 }).default('10m'),
+        /**
+         * Continue-as-new once a run's history reaches this many events (at the end of a monitor round, and never
+         * before this run's first round: no value can make it loop). Worker-side, so no workflow input reaches it.
+         */
+        historyEvents: z
+          .number()
+          .int('expected a whole number')
+          .min(50, 'expected at least 50')
+          .max(50_000, 'expected at most 50000')
+          .default(5_000),
+      })
+      .default({ interval: '60s', reportEvery: '10m', historyEvents: 5_000 }),
+    /** Per-glidein state lives in <workDir>/<glideinId>/ on the site. */
+    workDir: absolutePath,
+  })
+  .refine((p) => !(p.tunnel.mode === 'reverse' && p.workerNode.via === 'login'), {
+    message:
+      'expected workerNode.via "jump" or "slurm" for a reverse tunnel (it runs from the login node into the worker node)',
+    path: ['tunnel', 'mode'],
+  });
 
 export type SiteProfile = z.output<typeof siteProfileSchema>;
 
@@ -194,7 +225,12 @@ export function planFor(profile: SiteProfile, glideinId: string, lifetime: strin
     collector: `${profile.collector.host}:${profile.collector.port}`,
     historyEvents: profile.monitor.historyEvents,
     ...(profile.workerNode.via === 'slurm'
-      ? { slurm: { timeLimitMs: parseDuration(profile.workerNode.timeLimit), queueTimeoutMs: parseDuration(profile.workerNode.queueTimeout) } }
+      ? {
+          slurm: {
+            timeLimitMs: parseDuration(profile.workerNode.timeLimit),
+            queueTimeoutMs: parseDuration(profile.workerNode.queueTimeout),
+          },
+        }
       : {}),
   };
 }

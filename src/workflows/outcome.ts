@@ -35,10 +35,13 @@ export interface End {
 
 export function decideEnd(facts: EndFacts): End {
   const { failure, shutdown, owned } = facts;
-  const cancelled = owned ? facts.cancelRequested && !shutdown : failure !== undefined && isCancellation(failure) && !shutdown;
+  const cancelled = owned
+    ? facts.cancelRequested && !shutdown
+    : failure !== undefined && isCancellation(failure) && !shutdown;
   let endReason = facts.endReason;
   if (cancelled) endReason = 'cancelled';
-  else if (shutdown && (failure === undefined || isCancellation(failure))) endReason ??= shutdown === 'drain' ? 'drained' : 'stopped';
+  else if (shutdown && (failure === undefined || isCancellation(failure)))
+    endReason ??= shutdown === 'drain' ? 'drained' : 'stopped';
   else if (failure) endReason = `failed: ${messageOf(failure)}`;
   return {
     cancelled,
@@ -50,9 +53,7 @@ export function decideEnd(facts: EndFacts): End {
 }
 
 export type Close =
-  | { phase: 'cancelled' }
-  | { phase: 'failed'; failureType: string; message: string }
-  | { phase: 'done' };
+  { phase: 'cancelled' } | { phase: 'failed'; failureType: string; message: string } | { phase: 'done' };
 
 /** How the execution closes once teardown has run (or been skipped); `stillHeld` names what it could not release. */
 export function decideClose(end: End, stillHeld: string[]): Close {
@@ -71,7 +72,9 @@ export function decideClose(end: End, stillHeld: string[]): Close {
 export function messageOf(err: unknown): string {
   if (err instanceof Error) {
     const cause = (err as { cause?: unknown }).cause;
-    return cause instanceof Error && cause.message && !err.message.includes(cause.message) ? `${err.message}: ${cause.message}` : err.message;
+    return cause instanceof Error && cause.message && !err.message.includes(cause.message)
+      ? `${err.message}: ${cause.message}`
+      : err.message;
   }
   return String(err);
 }

@@ -23,7 +23,16 @@ import { MOUNT_LEASE } from '../../src/remote/scripts';
 import { SshPool } from '../../src/remote/ssh';
 import { SiteRegistry } from '../../src/site/load';
 import { localSiteWith } from '../helpers/sites';
-import { collectorAds, kitProxyLog, localSite, SITE_PATHS, siteMounts, siteProcesses, waitFor, type SiteProcess } from '../site/local-site';
+import {
+  collectorAds,
+  kitProxyLog,
+  localSite,
+  SITE_PATHS,
+  siteMounts,
+  siteProcesses,
+  waitFor,
+  type SiteProcess,
+} from '../site/local-site';
 
 const SOCKS_PORT = 1190;
 const site = localSite();
@@ -78,7 +87,9 @@ function environ(pid: number): string[] {
 
 /** Processes of user glidein that are this glidein's: its id in their command line or environment. */
 function glideinProcesses(ref: GlideinRef): SiteProcess[] {
-  return siteProcesses().filter((p) => p.cmdline.includes(ref.glideinId) || environ(p.pid).some((v) => v.includes(ref.glideinId)));
+  return siteProcesses().filter(
+    (p) => p.cmdline.includes(ref.glideinId) || environ(p.pid).some((v) => v.includes(ref.glideinId)),
+  );
 }
 
 /** `ssh -D 127.0.0.1:1190` processes: this file's tunnels. */
@@ -97,7 +108,9 @@ function instancePids(ref: GlideinRef): number[] {
 /** condor_master processes started for this glidein (HTCondor's GLIDEIN_NAME is the glidein id). */
 function masterPids(ref: GlideinRef): number[] {
   return siteProcesses()
-    .filter((p) => p.cmdline.includes('condor_master') && environ(p.pid).includes(`_CONDOR_GLIDEIN_NAME=${ref.glideinId}`))
+    .filter(
+      (p) => p.cmdline.includes('condor_master') && environ(p.pid).includes(`_CONDOR_GLIDEIN_NAME=${ref.glideinId}`),
+    )
     .map((p) => p.pid);
 }
 
@@ -121,7 +134,10 @@ function ourMounts(): string[] {
 async function leases(ref: GlideinRef): Promise<string[]> {
   const dir = path.join(CVMFSEXEC, '.leases', os.hostname());
   if (!fs.existsSync(dir)) return [];
-  return fs.readdirSync(dir).filter((repo) => fs.existsSync(path.join(dir, repo, ref.glideinId))).sort();
+  return fs
+    .readdirSync(dir)
+    .filter((repo) => fs.existsSync(path.join(dir, repo, ref.glideinId)))
+    .sort();
 }
 
 /** Start time of a process, field 22 of /proc/<pid>/stat. */
@@ -140,7 +156,12 @@ function alive(pid: number): boolean {
 
 /** Best effort: the inverse activities, then force whatever is left, and the glidein's directory. */
 async function cleanUp(ref: GlideinRef): Promise<void> {
-  for (const step of [() => run(activities.stopGlidein, ref, 'stop'), () => run(activities.stopContainer, ref), () => run(activities.unmountCvmfs, ref), () => run(activities.closeTunnel, ref)]) {
+  for (const step of [
+    () => run(activities.stopGlidein, ref, 'stop'),
+    () => run(activities.stopContainer, ref),
+    () => run(activities.unmountCvmfs, ref),
+    () => run(activities.closeTunnel, ref),
+  ]) {
     await step().catch(() => undefined);
   }
   for (const pid of [...glideinProcesses(ref).map((p) => p.pid), ...tunnelPids()]) {
@@ -172,7 +193,10 @@ describe('every step twice', () => {
     expect(listening(SOCKS_PORT)).toBe(true);
 
     const outbound = await run(activities.verifyOutbound, ref);
-    expect(outbound).toMatchObject({ target: '127.0.0.4:9618', chain: expect.stringMatching(/127\.0\.0\.1:1190.*127\.0\.0\.3:80.*127\.0\.0\.4:9618.*OK/) });
+    expect(outbound).toMatchObject({
+      target: '127.0.0.4:9618',
+      chain: expect.stringMatching(/127\.0\.0\.1:1190.*127\.0\.0\.3:80.*127\.0\.0\.4:9618.*OK/),
+    });
     expect(kitProxyLog().slice(kitLogStart)).toMatch(/CONNECT 127\.0\.0\.4:9618/);
 
     // /cvmfs: each repository mounted once, under this file's dist/cvmfs.
@@ -182,7 +206,9 @@ describe('every step twice', () => {
     expect(mountsAgain).toEqual({ mounted: REPOS, alreadyMounted: [], shared: [] }); // ours from the first run
     expect(ourMounts().sort()).toEqual(REPOS.map((r) => `${DIST}/${r}`).sort());
     // The mounts are FUSE mounts of user glidein (no allow_other): look inside as glidein.
-    expect(await site.ssh('worker', ['test', '-x', `${DIST}/cms.cern.ch/glidein/sbin/condor_master`])).toMatchObject({ code: 0 });
+    expect(await site.ssh('worker', ['test', '-x', `${DIST}/cms.cern.ch/glidein/sbin/condor_master`])).toMatchObject({
+      code: 0,
+    });
 
     // The container: one instance.
     const container = await run(activities.startContainer, ref);
@@ -200,23 +226,35 @@ describe('every step twice', () => {
     expect(glidein.reused).toBe(false);
     expect(glideinAgain).toEqual({ process: glidein.process, reused: true });
     expect(masterPids(ref)).toEqual([glidein.process.pid]);
-    expect(environ(glidein.process.pid)).toContain(`_APPTAINER_STANDIN_INSTANCE=${instanceName(ref.glideinId)}:${container.pid}`);
+    expect(environ(glidein.process.pid)).toContain(
+      `_APPTAINER_STANDIN_INSTANCE=${instanceName(ref.glideinId)}:${container.pid}`,
+    );
 
     // Registered once, through the chain.
     const registration = await run(activities.confirmRegistration, ref, 30_000);
-    expect(registration).toMatchObject({ name: expect.stringContaining(ref.glideinId), state: 'Unclaimed', activity: 'Idle' });
+    expect(registration).toMatchObject({
+      name: expect.stringContaining(ref.glideinId),
+      state: 'Unclaimed',
+      activity: 'Idle',
+    });
     const ads = await collectorAds(`GlideinLaunchId == "${ref.glideinId}"`);
     expect(ads.map((ad) => ad.Name)).toEqual([registration.name]);
     expect(ads[0]).toMatchObject({ GlideinSite: 'local' });
 
     // Every release twice: the second finds nothing to do.
-    expect(await run(activities.stopGlidein, ref, 'stop')).toEqual({ detail: `glidein pid ${glidein.process.pid} ended (graceful shutdown, SIGTERM)` });
+    expect(await run(activities.stopGlidein, ref, 'stop')).toEqual({
+      detail: `glidein pid ${glidein.process.pid} ended (graceful shutdown, SIGTERM)`,
+    });
     expect(await run(activities.stopGlidein, ref, 'stop')).toEqual({ detail: 'no glidein running' });
     expect(masterPids(ref)).toEqual([]);
     expect(await collectorAds(`GlideinLaunchId == "${ref.glideinId}"`)).toEqual([]);
 
-    expect(await run(activities.stopContainer, ref)).toEqual({ detail: `stopped instance ${instanceName(ref.glideinId)} (pid ${container.pid})` });
-    expect(await run(activities.stopContainer, ref)).toEqual({ detail: `no instance ${instanceName(ref.glideinId)} running` });
+    expect(await run(activities.stopContainer, ref)).toEqual({
+      detail: `stopped instance ${instanceName(ref.glideinId)} (pid ${container.pid})`,
+    });
+    expect(await run(activities.stopContainer, ref)).toEqual({
+      detail: `no instance ${instanceName(ref.glideinId)} running`,
+    });
     expect(instancePids(ref)).toEqual([]);
 
     expect(await run(activities.unmountCvmfs, ref)).toEqual({ detail: `unmounted ${[...REPOS].reverse().join(', ')}` });
@@ -232,7 +270,13 @@ describe('every step twice', () => {
     expect(glideinProcesses(ref)).toEqual([]);
     expect(ourMounts()).toEqual([]);
     expect(await collectorAds(`GlideinLaunchId == "${ref.glideinId}"`)).toEqual([]);
-    const instances = await site.ssh('worker', [SITE_PATHS.apptainer, 'instance', 'list', '--json', instanceName(ref.glideinId)]);
+    const instances = await site.ssh('worker', [
+      SITE_PATHS.apptainer,
+      'instance',
+      'list',
+      '--json',
+      instanceName(ref.glideinId),
+    ]);
     expect(JSON.parse(instances.stdout)).toEqual({ instances: [] });
   });
 });
@@ -243,10 +287,22 @@ describe('releasing leaves alone what is not the glidein', () => {
     let sleeper: number | undefined;
     try {
       const tag = `${600 + Math.random()}`.slice(0, 10);
-      const started = await site.ssh('worker', ['sh', '-c', 'mkdir -p "$1" && { sleep "$2" </dev/null >/dev/null 2>&1 & echo $!; }', 'sh', glideinDir(ref), tag]);
+      const started = await site.ssh('worker', [
+        'sh',
+        '-c',
+        'mkdir -p "$1" && { sleep "$2" </dev/null >/dev/null 2>&1 & echo $!; }',
+        'sh',
+        glideinDir(ref),
+        tag,
+      ]);
       expect(started).toMatchObject({ code: 0 });
       sleeper = Number(started.stdout.trim());
-      await waitFor('the sleep to run', () => alive(sleeper!) && siteProcesses().some((p) => p.pid === sleeper && p.argv.includes(tag)), 5_000, 20);
+      await waitFor(
+        'the sleep to run',
+        () => alive(sleeper!) && siteProcesses().some((p) => p.pid === sleeper && p.argv.includes(tag)),
+        5_000,
+        20,
+      );
       const pidFile = path.join(glideinDir(ref), 'tunnel.pid');
       const actual = startTime(sleeper);
 
@@ -273,11 +329,21 @@ describe('releasing leaves alone what is not the glidein', () => {
     const oasis = `${DIST}/oasis.opensciencegrid.org`;
     const cms = `${DIST}/cms.cern.ch`;
     try {
-      expect(await site.ssh('worker', [path.join(CVMFSEXEC, 'mountrepo'), 'oasis.opensciencegrid.org'])).toMatchObject({ code: 0 });
+      expect(await site.ssh('worker', [path.join(CVMFSEXEC, 'mountrepo'), 'oasis.opensciencegrid.org'])).toMatchObject({
+        code: 0,
+      });
       expect(ourMounts()).toEqual([oasis]);
 
-      expect(await run(activities.mountCvmfs, ref)).toEqual({ mounted: ['cms.cern.ch'], alreadyMounted: ['oasis.opensciencegrid.org'], shared: [] });
-      expect(await run(activities.mountCvmfs, ref)).toEqual({ mounted: ['cms.cern.ch'], alreadyMounted: ['oasis.opensciencegrid.org'], shared: [] });
+      expect(await run(activities.mountCvmfs, ref)).toEqual({
+        mounted: ['cms.cern.ch'],
+        alreadyMounted: ['oasis.opensciencegrid.org'],
+        shared: [],
+      });
+      expect(await run(activities.mountCvmfs, ref)).toEqual({
+        mounted: ['cms.cern.ch'],
+        alreadyMounted: ['oasis.opensciencegrid.org'],
+        shared: [],
+      });
       expect(ourMounts().sort()).toEqual([cms, oasis]);
       expect(await leases(ref)).toEqual(['cms.cern.ch', 'oasis.opensciencegrid.org']); // a lease on each, but only cms is ours to unmount
 
@@ -308,7 +374,12 @@ describe('glideins sharing one node share its cvmfs mounts', () => {
       expect(await leases(b)).toEqual([...REPOS].sort());
 
       const first = await run(activities.unmountCvmfs, a);
-      expect(first.detail).toBe(`left for others: ${[...REPOS].reverse().map((r) => `${r} (1 other glidein)`).join(', ')}`);
+      expect(first.detail).toBe(
+        `left for others: ${[...REPOS]
+          .reverse()
+          .map((r) => `${r} (1 other glidein)`)
+          .join(', ')}`,
+      );
       expect(ourMounts().sort()).toEqual(REPOS.map((r) => `${DIST}/${r}`).sort());
       expect(await site.ssh('worker', ['ls', `${DIST}/cms.cern.ch`])).toMatchObject({ code: 0 }); // still usable by b
       expect(await leases(a)).toEqual([]);
@@ -329,13 +400,25 @@ describe('glideins sharing one node share its cvmfs mounts', () => {
     fs.writeFileSync(slow, `#!/bin/sh\nsleep 2\nexec "${CVMFSEXEC}/mountrepo" "$@"\n`, { mode: 0o755 });
     try {
       const root = leaseRoot({ cvmfs: { cvmfsexecDir: CVMFSEXEC } } as any);
-      const crashed = site.ssh('worker', ['sh', '-c', MOUNT_LEASE, 'sh', root, 'cms.cern.ch', ref.glideinId, slow, `${DIST}/cms.cern.ch`]);
+      const crashed = site.ssh('worker', [
+        'sh',
+        '-c',
+        MOUNT_LEASE,
+        'sh',
+        root,
+        'cms.cern.ch',
+        ref.glideinId,
+        slow,
+        `${DIST}/cms.cern.ch`,
+      ]);
       await waitFor('the first attempt to hold the lease', async () => (await leases(ref)).includes('cms.cern.ch'));
       const retried = await run(activities.mountCvmfs, ref);
       expect(await crashed).toMatchObject({ code: 0, stdout: 'mounted\n' });
       expect(retried).toEqual({ mounted: REPOS, alreadyMounted: [], shared: [] });
       expect(ourMounts().sort()).toEqual(REPOS.map((r) => `${DIST}/${r}`).sort());
-      expect(await run(activities.unmountCvmfs, ref)).toEqual({ detail: `unmounted ${[...REPOS].reverse().join(', ')}` });
+      expect(await run(activities.unmountCvmfs, ref)).toEqual({
+        detail: `unmounted ${[...REPOS].reverse().join(', ')}`,
+      });
       expect(ourMounts()).toEqual([]);
     } finally {
       fs.rmSync(slow, { force: true });

@@ -33,7 +33,13 @@ function profiles(tag: string, firstPort: number, inFlight: number): string[] {
     const name = `starts-${tag}-${i}`;
     const p = structuredClone(base);
     p.name = name;
-    p.tunnel = { ...p.tunnel, socksPort: firstPort + i, loginPort: STRICT.port, knownHostsFile: knownHosts, startsInFlight: inFlight };
+    p.tunnel = {
+      ...p.tunnel,
+      socksPort: firstPort + i,
+      loginPort: STRICT.port,
+      knownHostsFile: knownHosts,
+      startsInFlight: inFlight,
+    };
     fs.writeFileSync(path.join(sitesDir, `${name}.yaml`), stringify(p));
     return name;
   });
@@ -42,29 +48,41 @@ function profiles(tag: string, firstPort: number, inFlight: number): string[] {
 async function openAll(names: string[]): Promise<{ refs: GlideinRef[]; results: PromiseSettledResult<TunnelInfo>[] }> {
   const activities = createActivities({ sites: new SiteRegistry(sitesDir), ssh, pollMs: 50 });
   const refs = names.map((site) => ({ site, glideinId: `${site}-${Date.now()}` }));
-  const results = await Promise.allSettled(refs.map((ref) => new MockActivityEnvironment().run(activities.openTunnel, ref) as Promise<TunnelInfo>));
+  const results = await Promise.allSettled(
+    refs.map((ref) => new MockActivityEnvironment().run(activities.openTunnel, ref) as Promise<TunnelInfo>),
+  );
   return { refs, results };
 }
 
 async function closeAll(refs: GlideinRef[]): Promise<void> {
   const activities = createActivities({ sites: new SiteRegistry(sitesDir), ssh, pollMs: 50 });
-  await Promise.all(refs.map((ref) => new MockActivityEnvironment().run(activities.closeTunnel, ref).catch(() => undefined)));
+  await Promise.all(
+    refs.map((ref) => new MockActivityEnvironment().run(activities.closeTunnel, ref).catch(() => undefined)),
+  );
 }
 
-const drops = () => (fs.existsSync(sshdLog) ? fs.readFileSync(sshdLog, 'utf8').match(/drop connection #\d+/g)?.length ?? 0 : 0);
+const drops = () =>
+  fs.existsSync(sshdLog) ? (fs.readFileSync(sshdLog, 'utf8').match(/drop connection #\d+/g)?.length ?? 0) : 0;
 
 beforeAll(async () => {
   fs.chmodSync(dir, 0o755);
   fs.mkdirSync(sitesDir);
   // The site account's known_hosts, plus the strict sshd (same host key as the login node's).
   const pub = fs.readFileSync(path.join(SITE_PATHS.loginDir, 'host_ed25519.pub'), 'utf8');
-  fs.writeFileSync(knownHosts, `${fs.readFileSync(SITE_PATHS.siteKnownHosts, 'utf8')}${hostKeyEntry(STRICT, pub)}\n`, { mode: 0o644 });
+  fs.writeFileSync(knownHosts, `${fs.readFileSync(SITE_PATHS.siteKnownHosts, 'utf8')}${hostKeyEntry(STRICT, pub)}\n`, {
+    mode: 0o644,
+  });
   const started = spawnSync('/usr/sbin/sshd', [
-    '-f', path.join(SITE_PATHS.loginDir, 'sshd_config'),
-    '-o', `Port=${STRICT.port}`,
-    '-o', `PidFile=${sshdPid}`,
-    '-o', 'MaxStartups=2:100:2',
-    '-E', sshdLog,
+    '-f',
+    path.join(SITE_PATHS.loginDir, 'sshd_config'),
+    '-o',
+    `Port=${STRICT.port}`,
+    '-o',
+    `PidFile=${sshdPid}`,
+    '-o',
+    'MaxStartups=2:100:2',
+    '-E',
+    sshdLog,
   ]);
   expect(started.status).toBe(0);
   await waitFor('the strict sshd', () => portAccepts(STRICT));
@@ -80,12 +98,18 @@ afterAll(async () => {
 test('eight tunnels opened at once, two starting at a time: all come up first time, sshd drops nothing', async () => {
   const { refs, results } = await openAll(profiles('gated', 1300, 2));
   try {
-    expect(results.map((r) => (r.status === 'fulfilled' ? 'up' : String(r.reason)))).toEqual(Array(GLIDEINS).fill('up'));
-    expect(results.map((r) => (r as PromiseFulfilledResult<TunnelInfo>).value.reused)).toEqual(Array(GLIDEINS).fill(false));
+    expect(results.map((r) => (r.status === 'fulfilled' ? 'up' : String(r.reason)))).toEqual(
+      Array(GLIDEINS).fill('up'),
+    );
+    expect(results.map((r) => (r as PromiseFulfilledResult<TunnelInfo>).value.reused)).toEqual(
+      Array(GLIDEINS).fill(false),
+    );
     expect(drops()).toBe(0);
     // Eight tunnel processes on the worker node, each its own port, into the strict sshd.
     const tunnels = siteProcesses().filter((p) => p.argv[0] === 'ssh' && p.cmdline.includes(`-p ${STRICT.port} `));
-    expect(tunnels.map((p) => p.cmdline.match(/-D 127\.0\.0\.1:(\d+)/)?.[1]).sort()).toEqual(Array.from({ length: GLIDEINS }, (_, i) => String(1300 + i)));
+    expect(tunnels.map((p) => p.cmdline.match(/-D 127\.0\.0\.1:(\d+)/)?.[1]).sort()).toEqual(
+      Array.from({ length: GLIDEINS }, (_, i) => String(1300 + i)),
+    );
   } finally {
     await closeAll(refs);
   }

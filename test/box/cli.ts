@@ -11,14 +11,19 @@ function printStatus(status: BoxStatus): void {
   for (const s of status.services) {
     const where = s.endpoint ? `${s.endpoint.host}:${s.endpoint.port}` : 'unix socket';
     const state = s.ready ? 'up' : s.pids.length > 0 ? 'running, not ready' : 'down';
-    console.log(`${s.service.padEnd(12)} ${s.node.padEnd(7)} ${where.padEnd(16)} ${state.padEnd(20)} pids ${s.pids.join(',') || '-'}`);
+    console.log(
+      `${s.service.padEnd(12)} ${s.node.padEnd(7)} ${where.padEnd(16)} ${state.padEnd(20)} pids ${s.pids.join(',') || '-'}`,
+    );
   }
   if (status.workerNode !== undefined) console.log(`worker node jwc01: ${status.workerNode}`);
   console.log(`jobs: ${status.jobs.length === 0 ? 'none' : ''}`);
-  for (const j of status.jobs) console.log(`  ${j.id} ${j.user} ${j.state} ${j.nodes || '-'} left ${j.timeLeft} ${j.name}`);
+  for (const j of status.jobs)
+    console.log(`  ${j.id} ${j.user} ${j.state} ${j.nodes || '-'} left ${j.timeLeft} ${j.name}`);
   console.log(`mounts under ${BOX_DIR}: ${status.mounts.length === 0 ? 'none' : ''}`);
   for (const m of status.mounts) console.log(`  [${m.where}] ${m.target} (${m.fstype}, ${m.source})`);
-  console.log(`processes of glidein, slurmstepd and sessions in the box: ${status.processes.length === 0 ? 'none' : ''}`);
+  console.log(
+    `processes of glidein, slurmstepd and sessions in the box: ${status.processes.length === 0 ? 'none' : ''}`,
+  );
   for (const p of status.processes) console.log(`  ${String(p.pid).padStart(7)} [${p.node}] ${p.cmdline}`);
 }
 
@@ -27,9 +32,13 @@ async function main(command: string | undefined): Promise<number> {
     case 'up': {
       const started = Date.now();
       await startJscBox();
-      console.log(`JSC in a box is up in ${BOX_DIR} (profile sites/jsc-box.yaml), ${((Date.now() - started) / 1000).toFixed(1)} s`);
+      console.log(
+        `JSC in a box is up in ${BOX_DIR} (profile sites/jsc-box.yaml), ${((Date.now() - started) / 1000).toFixed(1)} s`,
+      );
       console.log(`  operator key ${BOX_PATHS.operatorKey}, known_hosts ${BOX_PATHS.operatorKnownHosts}`);
-      console.log(`  ssh -F /dev/null -i ${BOX_PATHS.operatorKey} -o UserKnownHostsFile=${BOX_PATHS.operatorKnownHosts} glidein@10.77.0.2`);
+      console.log(
+        `  ssh -F /dev/null -i ${BOX_PATHS.operatorKey} -o UserKnownHostsFile=${BOX_PATHS.operatorKnownHosts} glidein@10.77.0.2`,
+      );
       printStatus(await boxStatus());
       return 0;
     }

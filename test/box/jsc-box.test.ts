@@ -81,7 +81,9 @@ beforeAll(async () => {
     [proxychainsConf, conf],
     [verboseConf, conf.replace('quiet_mode\n', '')],
   ]) {
-    const r = await box.ssh('worker', ['bash', '-c', 'mkdir -p "$1" && cat >"$2"', 'bash', testDir, file], { input: text });
+    const r = await box.ssh('worker', ['bash', '-c', 'mkdir -p "$1" && cat >"$2"', 'bash', testDir, file], {
+      input: text,
+    });
     expect(r).toMatchObject({ code: 0 });
   }
 }, 90_000);
@@ -124,18 +126,36 @@ describe('starting the box', () => {
 
 describe('the firewall: nft fences in the nodes', () => {
   test('the worker node reaches only the login node', async () => {
-    expect(await connectFrom('gl-worker', BOX_ENDPOINTS.login.host, 22)).toMatchObject({ code: 0, stdout: 'connected\n' });
+    expect(await connectFrom('gl-worker', BOX_ENDPOINTS.login.host, 22)).toMatchObject({
+      code: 0,
+      stdout: 'connected\n',
+    });
     // Rejected by the fence (EHOSTUNREACH from admin-prohibited), not refused by a closed port.
-    expect(await connectFrom('gl-worker', BOX_ENDPOINTS.collector.host, BOX_ENDPOINTS.collector.port)).toMatchObject({ code: 1, stdout: 'errno 113\n' });
-    expect(await connectFrom('gl-worker', BOX_ENDPOINTS.kit.host, BOX_ENDPOINTS.kit.port)).toMatchObject({ code: 1, stdout: 'errno 113\n' });
+    expect(await connectFrom('gl-worker', BOX_ENDPOINTS.collector.host, BOX_ENDPOINTS.collector.port)).toMatchObject({
+      code: 1,
+      stdout: 'errno 113\n',
+    });
+    expect(await connectFrom('gl-worker', BOX_ENDPOINTS.kit.host, BOX_ENDPOINTS.kit.port)).toMatchObject({
+      code: 1,
+      stdout: 'errno 113\n',
+    });
     const counters = await inNamespace('gl-worker', ['nft', 'list', 'chain', 'inet', 'jscbox', 'output']);
     expect(counters.stdout).toMatch(/counter packets [1-9]\d* bytes \d+ reject with icmpx admin-prohibited/);
   });
 
   test('the login node reaches the worker node and outside only ports 80 and 443', async () => {
-    expect(await connectFrom('gl-login', BOX_ENDPOINTS.kit.host, BOX_ENDPOINTS.kit.port)).toMatchObject({ code: 0, stdout: 'connected\n' });
-    expect(await connectFrom('gl-login', BOX_ENDPOINTS.worker.host, 22)).toMatchObject({ code: 0, stdout: 'connected\n' });
-    expect(await connectFrom('gl-login', BOX_ENDPOINTS.collector.host, BOX_ENDPOINTS.collector.port)).toMatchObject({ code: 1, stdout: 'errno 113\n' });
+    expect(await connectFrom('gl-login', BOX_ENDPOINTS.kit.host, BOX_ENDPOINTS.kit.port)).toMatchObject({
+      code: 0,
+      stdout: 'connected\n',
+    });
+    expect(await connectFrom('gl-login', BOX_ENDPOINTS.worker.host, 22)).toMatchObject({
+      code: 0,
+      stdout: 'connected\n',
+    });
+    expect(await connectFrom('gl-login', BOX_ENDPOINTS.collector.host, BOX_ENDPOINTS.collector.port)).toMatchObject({
+      code: 1,
+      stdout: 'errno 113\n',
+    });
   });
 
   test('the host keeps its own ruleset and reaches the collector directly', async () => {
@@ -153,7 +173,9 @@ describe('the operator: ssh to the login node, and through it to the worker node
   });
 
   test('a login node whose host key is not in known_hosts is refused', async () => {
-    const argv = box.sshArgv('login', ['true']).map((a) => (a.startsWith('UserKnownHostsFile=') ? 'UserKnownHostsFile=/dev/null' : a));
+    const argv = box
+      .sshArgv('login', ['true'])
+      .map((a) => (a.startsWith('UserKnownHostsFile=') ? 'UserKnownHostsFile=/dev/null' : a));
     const r = await runCommand(argv);
     expect(r.code).toBe(255);
     expect(r.stderr).toMatch(/Host key verification failed/);
@@ -190,16 +212,43 @@ describe('Slurm as glidein on the login node', () => {
     );
     console.log(`job ${jobId} RUNNING after ${Date.now() - started} ms: ${line}`);
     expect(line).toMatch(new RegExp(`^${jobId}\\|RUNNING\\|${WORKER_NODE_NAME}\\|(\\d+:)?\\d+:\\d+$`));
-    expect((await slurmJobs()).find((j) => j.id === jobId)).toMatchObject({ user: 'glidein', state: 'RUNNING', nodes: WORKER_NODE_NAME, partition: 'batch', account: 'cms', name: 'x' });
+    expect((await slurmJobs()).find((j) => j.id === jobId)).toMatchObject({
+      user: 'glidein',
+      state: 'RUNNING',
+      nodes: WORKER_NODE_NAME,
+      partition: 'batch',
+      account: 'cms',
+      name: 'x',
+    });
     expect(boxProcesses().some((p) => p.node === 'worker' && p.cmdline === 'sleep 300')).toBe(true);
-    expect(boxProcesses().some((p) => p.node === 'worker' && p.cmdline.startsWith(`slurmstepd: [${jobId}.batch]`))).toBe(true);
+    expect(
+      boxProcesses().some((p) => p.node === 'worker' && p.cmdline.startsWith(`slurmstepd: [${jobId}.batch]`)),
+    ).toBe(true);
 
-    const step = await box.ssh('login', ['srun', `--jobid=${jobId}`, '--overlap', '-N1', '-n1', 'bash', '-c', 'hostname; id -un; printf "%s\\n" "$SLURM_JOB_ID"']);
+    const step = await box.ssh('login', [
+      'srun',
+      `--jobid=${jobId}`,
+      '--overlap',
+      '-N1',
+      '-n1',
+      'bash',
+      '-c',
+      'hostname; id -un; printf "%s\\n" "$SLURM_JOB_ID"',
+    ]);
     expect(step).toMatchObject({ code: 0, stdout: `${WORKER_NODE_NAME}\nglidein\n${jobId}\n` });
 
     expect(await box.ssh('login', ['scancel', jobId])).toMatchObject({ code: 0 });
-    await waitFor(`job ${jobId} to leave the queue`, async () => !(await slurmJobs()).some((j) => j.id === jobId), 30_000, 200);
-    await waitFor('the job processes to end', () => !boxProcesses().some((p) => p.cmdline === 'sleep 300' || p.cmdline.startsWith(`slurmstepd: [${jobId}`)), 15_000);
+    await waitFor(
+      `job ${jobId} to leave the queue`,
+      async () => !(await slurmJobs()).some((j) => j.id === jobId),
+      30_000,
+      200,
+    );
+    await waitFor(
+      'the job processes to end',
+      () => !boxProcesses().some((p) => p.cmdline === 'sleep 300' || p.cmdline.startsWith(`slurmstepd: [${jobId}`)),
+      15_000,
+    );
   });
 });
 
@@ -216,17 +265,28 @@ describe('the proxy chain from the worker node: SOCKS tunnel to the login node, 
     expect(boxProcesses().find((p) => p.pid === ownTunnels()[0])).toMatchObject({ node: 'worker' });
     expect(await connectFrom('gl-worker', '127.0.0.1', SOCKS_PORT)).toMatchObject({ code: 0 });
     const fingerprint = (await runCommand(['ssh-keygen', '-l', '-f', `${box.paths.siteKey}.pub`])).stdout.split(' ')[1];
-    expect(sshdLog('login')).toMatch(new RegExp(`Accepted publickey for glidein from 10\\.77\\.0\\.10 .*${fingerprint.replace(/[+/]/g, '\\$&')}`));
+    expect(sshdLog('login')).toMatch(
+      new RegExp(`Accepted publickey for glidein from 10\\.77\\.0\\.10 .*${fingerprint.replace(/[+/]/g, '\\$&')}`),
+    );
   });
 
   test('proxychains4 through the tunnel and KIT reaches the collector (KIT logs the CONNECT); a direct connection does not', async () => {
     const before = kitLog().length;
-    const chained = await bashOn('worker', 'exec proxychains4 -q -f "$1" python3 -c "$2" "$3" "$4"', [proxychainsConf, QUERY, BOX_ENDPOINTS.collector.host, String(BOX_ENDPOINTS.collector.port)]);
+    const chained = await bashOn('worker', 'exec proxychains4 -q -f "$1" python3 -c "$2" "$3" "$4"', [
+      proxychainsConf,
+      QUERY,
+      BOX_ENDPOINTS.collector.host,
+      String(BOX_ENDPOINTS.collector.port),
+    ]);
     expect(chained).toMatchObject({ code: 0 });
     expect(JSON.parse(chained.stdout)).toMatchObject({ ok: true });
     expect(kitLog().slice(before)).toContain(`CONNECT ${COLLECTOR}`);
 
-    const direct = await bashOn('worker', 'exec python3 -c "$1" "$2" "$3"', [QUERY, BOX_ENDPOINTS.collector.host, String(BOX_ENDPOINTS.collector.port)]);
+    const direct = await bashOn('worker', 'exec python3 -c "$1" "$2" "$3"', [
+      QUERY,
+      BOX_ENDPOINTS.collector.host,
+      String(BOX_ENDPOINTS.collector.port),
+    ]);
     expect(direct.code).not.toBe(0);
     expect(direct.stderr).toMatch(/No route to host/);
   });
@@ -239,7 +299,13 @@ describe('the proxy chain from the worker node: SOCKS tunnel to the login node, 
       's.sendall((json.dumps({"command": "UPDATE_STARTD_AD", "ad": {"Name": sys.argv[3], "MyType": "Machine", "ClassAdLifetime": 60}}) + "\\n").encode())',
       'print(s.makefile().readline().strip())',
     ].join('\n');
-    const r = await bashOn('worker', 'exec proxychains4 -q -f "$1" python3 -c "$2" "$3" "$4" "$5"', [proxychainsConf, update, BOX_ENDPOINTS.collector.host, String(BOX_ENDPOINTS.collector.port), name]);
+    const r = await bashOn('worker', 'exec proxychains4 -q -f "$1" python3 -c "$2" "$3" "$4" "$5"', [
+      proxychainsConf,
+      update,
+      BOX_ENDPOINTS.collector.host,
+      String(BOX_ENDPOINTS.collector.port),
+      name,
+    ]);
     expect(r).toMatchObject({ code: 0 });
     expect(JSON.parse(r.stdout)).toMatchObject({ ok: true });
     expect(await boxCollectorAds(`Name == "${name}"`)).toEqual([expect.objectContaining({ Name: name })]);
@@ -249,14 +315,26 @@ describe('the proxy chain from the worker node: SOCKS tunnel to the login node, 
   test('without the KIT proxy the chained connection fails at the KIT hop, and works again when it is back', async () => {
     await setKitProxy(false);
     try {
-      const r = await bashOn('worker', 'exec proxychains4 -f "$1" python3 -c "$2" "$3" "$4"', [verboseConf, QUERY, BOX_ENDPOINTS.collector.host, String(BOX_ENDPOINTS.collector.port)]);
+      const r = await bashOn('worker', 'exec proxychains4 -f "$1" python3 -c "$2" "$3" "$4"', [
+        verboseConf,
+        QUERY,
+        BOX_ENDPOINTS.collector.host,
+        String(BOX_ENDPOINTS.collector.port),
+      ]);
       expect(r.code).not.toBe(0);
       // proxychains names the hop that failed: the SOCKS hop is fine, the http hop (KIT) is not.
-      expect(r.stderr).toMatch(/Strict chain {2}\.\.\. {2}127\.0\.0\.1:1181 {2}\.\.\. {2}10\.77\.0\.3:80 <--socket error or timeout!/);
+      expect(r.stderr).toMatch(
+        /Strict chain {2}\.\.\. {2}127\.0\.0\.1:1181 {2}\.\.\. {2}10\.77\.0\.3:80 <--socket error or timeout!/,
+      );
     } finally {
       await setKitProxy(true);
     }
-    const again = await bashOn('worker', 'exec proxychains4 -q -f "$1" python3 -c "$2" "$3" "$4"', [proxychainsConf, QUERY, BOX_ENDPOINTS.collector.host, String(BOX_ENDPOINTS.collector.port)]);
+    const again = await bashOn('worker', 'exec proxychains4 -q -f "$1" python3 -c "$2" "$3" "$4"', [
+      proxychainsConf,
+      QUERY,
+      BOX_ENDPOINTS.collector.host,
+      String(BOX_ENDPOINTS.collector.port),
+    ]);
     expect(again).toMatchObject({ code: 0 });
   });
 });
@@ -273,13 +351,24 @@ describe('stopJscBox', () => {
       return;
     }
     // Something of everything to clean up: a running job, a FUSE mount on the worker node, the tunnel.
-    const job = await bashOn('login', 'sbatch --parsable --job-name=teardown --partition=batch --time=10 --output=/dev/null --wrap "exec sleep 301"');
+    const job = await bashOn(
+      'login',
+      'sbatch --parsable --job-name=teardown --partition=batch --time=10 --output=/dev/null --wrap "exec sleep 301"',
+    );
     expect(job).toMatchObject({ code: 0 });
     await waitFor('the teardown job to run', () => boxProcesses().some((p) => p.cmdline === 'sleep 301'), 30_000, 200);
     expect(await box.ssh('worker', [box.paths.mountrepo, 'cms.cern.ch'])).toMatchObject({ code: 0 });
     // The mount lives in the worker node's mount namespace, not the host's.
-    expect(boxMounts()).toEqual([expect.objectContaining({ where: 'worker', fstype: 'fuse', target: path.join(box.paths.cvmfsDist, 'cms.cern.ch') })]);
-    expect(boxProcesses().filter((p) => p.argv[0] === 'bindfs' || p.argv[0] === 'ssh').length).toBeGreaterThanOrEqual(2);
+    expect(boxMounts()).toEqual([
+      expect.objectContaining({
+        where: 'worker',
+        fstype: 'fuse',
+        target: path.join(box.paths.cvmfsDist, 'cms.cern.ch'),
+      }),
+    ]);
+    expect(boxProcesses().filter((p) => p.argv[0] === 'bindfs' || p.argv[0] === 'ssh').length).toBeGreaterThanOrEqual(
+      2,
+    );
 
     expect(await leaveJscBox()).toEqual([]);
     left = true;
@@ -300,7 +389,11 @@ describe('stopJscBox', () => {
           const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
           if (/^\d+ \(.*\) Z/.test(stat)) return undefined;
           const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
-          return { cmd: fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0/g, ' '), uid: Number(/^Uid:\s+(\d+)/m.exec(status)?.[1]), net: fs.readlinkSync(`/proc/${pid}/ns/net`) };
+          return {
+            cmd: fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0/g, ' '),
+            uid: Number(/^Uid:\s+(\d+)/m.exec(status)?.[1]),
+            net: fs.readlinkSync(`/proc/${pid}/ns/net`),
+          };
         } catch {
           return undefined;
         }
@@ -312,8 +405,15 @@ describe('stopJscBox', () => {
     // Processes of glidein may remain only in the host's network namespace (the loopback site's).
     const hostNet = fs.readlinkSync('/proc/self/ns/net');
     expect(procs.filter((p) => p.uid === uid && p.net !== hostNet)).toEqual([]);
-    expect(fs.readFileSync('/proc/mounts', 'utf8').split('\n').filter((l) => l.split(' ')[1]?.startsWith(BOX_DIR + '/'))).toEqual([]);
+    expect(
+      fs
+        .readFileSync('/proc/mounts', 'utf8')
+        .split('\n')
+        .filter((l) => l.split(' ')[1]?.startsWith(BOX_DIR + '/')),
+    ).toEqual([]);
     // No address of the box's subnet is left on the host.
-    expect((await runCommand(['ip', '-o', 'addr', 'show'])).stdout).not.toContain(`${BOX_NODES.login.address.split('.').slice(0, 3).join('.')}.`);
+    expect((await runCommand(['ip', '-o', 'addr', 'show'])).stdout).not.toContain(
+      `${BOX_NODES.login.address.split('.').slice(0, 3).join('.')}.`,
+    );
   });
 });

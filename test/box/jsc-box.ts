@@ -82,10 +82,34 @@ export interface BoxNodeSpec {
 }
 
 export const BOX_NODES: Readonly<Record<BoxNode, BoxNodeSpec>> = {
-  login: { namespace: 'gl-login', hostname: LOGIN_NODE_NAME, address: '10.77.0.2', veth: 'glv-login', standsFor: 'JSC login node' },
-  worker: { namespace: 'gl-worker', hostname: WORKER_NODE_NAME, address: '10.77.0.10', veth: 'glv-worker', standsFor: 'JSC worker node' },
-  kit: { namespace: 'gl-kit', hostname: 'kitproxy', address: '10.77.0.3', veth: 'glv-kit', standsFor: 'KIT reverse proxy' },
-  pool: { namespace: 'gl-pool', hostname: 'cmspool', address: '10.77.0.4', veth: 'glv-pool', standsFor: 'CMS Global Pool collector' },
+  login: {
+    namespace: 'gl-login',
+    hostname: LOGIN_NODE_NAME,
+    address: '10.77.0.2',
+    veth: 'glv-login',
+    standsFor: 'JSC login node',
+  },
+  worker: {
+    namespace: 'gl-worker',
+    hostname: WORKER_NODE_NAME,
+    address: '10.77.0.10',
+    veth: 'glv-worker',
+    standsFor: 'JSC worker node',
+  },
+  kit: {
+    namespace: 'gl-kit',
+    hostname: 'kitproxy',
+    address: '10.77.0.3',
+    veth: 'glv-kit',
+    standsFor: 'KIT reverse proxy',
+  },
+  pool: {
+    namespace: 'gl-pool',
+    hostname: 'cmspool',
+    address: '10.77.0.4',
+    veth: 'glv-pool',
+    standsFor: 'CMS Global Pool collector',
+  },
 };
 const NODE_LIST = Object.keys(BOX_NODES) as BoxNode[];
 export const BOX_NAMESPACES: readonly BoxNamespace[] = NODE_LIST.map((n) => BOX_NODES[n].namespace);
@@ -157,7 +181,10 @@ export const SLURM_ENV: Readonly<Record<string, string>> = { SLURM_CONF: BOX_PAT
 /** Runs argv on the host; throws with its stderr when it fails. */
 async function run(argv: readonly string[], what: string, opts: RunOptions = {}): Promise<string> {
   const r = await runCommand(argv, opts);
-  if (r.code !== 0) throw new Error(`${what}: \`${commandLine(argv)}\` exited with ${r.code ?? r.signal}: ${r.stderr.trim() || r.stdout.trim()}`);
+  if (r.code !== 0)
+    throw new Error(
+      `${what}: \`${commandLine(argv)}\` exited with ${r.code ?? r.signal}: ${r.stderr.trim() || r.stdout.trim()}`,
+    );
   return r.stdout;
 }
 
@@ -220,7 +247,10 @@ export type BoxProcess = SiteProcess & { node: BoxNode };
 export function boxProcesses(): BoxProcess[] {
   const user = lookupUser(BOX_USER);
   return nodeProcesses().filter(
-    (p) => (user !== undefined && p.uid === user.uid) || p.cmdline.startsWith('slurmstepd') || p.cmdline.startsWith(`sshd: ${BOX_USER}`),
+    (p) =>
+      (user !== undefined && p.uid === user.uid) ||
+      p.cmdline.startsWith('slurmstepd') ||
+      p.cmdline.startsWith(`sshd: ${BOX_USER}`),
   );
 }
 
@@ -327,7 +357,11 @@ export interface SlurmJobInfo {
 
 /** Every job in the queue (all users), from squeue on the login node. */
 export async function slurmJobs(): Promise<SlurmJobInfo[]> {
-  const r = await inNamespace(BOX_NODES.login.namespace, ['squeue', '--all', '--noheader', '--format=%i|%u|%T|%N|%L|%P|%a|%r|%j'], { timeoutMs: 15_000 });
+  const r = await inNamespace(
+    BOX_NODES.login.namespace,
+    ['squeue', '--all', '--noheader', '--format=%i|%u|%T|%N|%L|%P|%a|%r|%j'],
+    { timeoutMs: 15_000 },
+  );
   if (r.code !== 0) throw new Error(`squeue on the login node failed: ${r.stderr.trim()}`);
   return r.stdout
     .split('\n')
@@ -341,7 +375,11 @@ export async function slurmJobs(): Promise<SlurmJobInfo[]> {
 
 /** sinfo's state of the worker node (idle, allocated, mixed, down*, drained, ...), or undefined. */
 export async function workerNodeState(): Promise<string | undefined> {
-  const r = await inNamespace(BOX_NODES.login.namespace, ['sinfo', '--noheader', '--Node', `--nodes=${WORKER_NODE_NAME}`, '--format=%T'], { timeoutMs: 10_000 });
+  const r = await inNamespace(
+    BOX_NODES.login.namespace,
+    ['sinfo', '--noheader', '--Node', `--nodes=${WORKER_NODE_NAME}`, '--format=%T'],
+    { timeoutMs: 10_000 },
+  );
   return r.code === 0 && r.stdout.trim() !== '' ? r.stdout.trim() : undefined;
 }
 
@@ -454,7 +492,13 @@ const SERVICE_LIST = Object.keys(SERVICES) as BoxService[];
 function servicePids(service: BoxService): number[] {
   const spec = SERVICES[service];
   return nodeProcesses()
-    .filter((p) => p.node === spec.node && p.argv.some((a) => a.includes(spec.signature)) && (service !== 'slurmctld' || p.argv[0].endsWith('slurmctld')) && (service !== 'slurmd' || p.argv[0].endsWith('slurmd')))
+    .filter(
+      (p) =>
+        p.node === spec.node &&
+        p.argv.some((a) => a.includes(spec.signature)) &&
+        (service !== 'slurmctld' || p.argv[0].endsWith('slurmctld')) &&
+        (service !== 'slurmd' || p.argv[0].endsWith('slurmd')),
+    )
     .map((p) => p.pid);
 }
 
@@ -467,7 +511,10 @@ async function startService(service: BoxService): Promise<boolean> {
   if (service === 'munge') fs.rmSync(BOX_PATHS.mungeSocket, { force: true });
   const argv = onNodeArgv(spec.node, spec.argv);
   if (spec.daemonizes) {
-    await run(argv, `starting ${service} on ${BOX_NODES[spec.node].namespace}`, { env: { ...process.env, ...SLURM_ENV }, timeoutMs: 20_000 });
+    await run(argv, `starting ${service} on ${BOX_NODES[spec.node].namespace}`, {
+      env: { ...process.env, ...SLURM_ENV },
+      timeoutMs: 20_000,
+    });
   } else {
     launchDetached(argv, spec.logFile);
   }
@@ -678,8 +725,16 @@ function buildLayout(user: UserEntry): void {
   installStandin('cms-el9.sif', P.image, 0o644);
   installStandin('condor/condor_master', path.join(P.cvmfsStore, 'cms.cern.ch', 'glidein', 'sbin', 'condor_master'));
   installStandin('condor/condor_status', P.condorStatus);
-  writeFile(path.join(P.cvmfsStore, 'cms.cern.ch', 'README'), 'cms.cern.ch in JSC in a box: the glidein stand-ins are under glidein/.\n', 0o644);
-  writeFile(path.join(P.cvmfsStore, 'oasis.opensciencegrid.org', 'mis', 'README'), 'oasis.opensciencegrid.org in JSC in a box.\n', 0o644);
+  writeFile(
+    path.join(P.cvmfsStore, 'cms.cern.ch', 'README'),
+    'cms.cern.ch in JSC in a box: the glidein stand-ins are under glidein/.\n',
+    0o644,
+  );
+  writeFile(
+    path.join(P.cvmfsStore, 'oasis.opensciencegrid.org', 'mis', 'README'),
+    'oasis.opensciencegrid.org in JSC in a box.\n',
+    0o644,
+  );
 }
 
 async function writeKeysAndConfigs(user: UserEntry): Promise<void> {
@@ -691,12 +746,21 @@ async function writeKeysAndConfigs(user: UserEntry): Promise<void> {
   const login = BOX_ENDPOINTS.login;
   const worker = BOX_ENDPOINTS.worker;
   // The operator verifies the worker node by the name it jumps to (squeue's node name).
-  writeFile(P.operatorKnownHosts, `${hostKeyEntry(login, loginPub)}\n${hostKeyEntry({ host: WORKER_NODE_NAME, port: 22 }, workerPub)}\n`, 0o644);
+  writeFile(
+    P.operatorKnownHosts,
+    `${hostKeyEntry(login, loginPub)}\n${hostKeyEntry({ host: WORKER_NODE_NAME, port: 22 }, workerPub)}\n`,
+    0o644,
+  );
   // On the site: the login node (forward tunnel from the worker node), and the worker node by name and address
   // (a reverse tunnel from the login node), as a site-wide ssh_known_hosts would have them.
   writeFile(
     P.siteKnownHosts,
-    [hostKeyEntry(login, loginPub), hostKeyEntry({ host: WORKER_NODE_NAME, port: 22 }, workerPub), hostKeyEntry(worker, workerPub), ''].join('\n'),
+    [
+      hostKeyEntry(login, loginPub),
+      hostKeyEntry({ host: WORKER_NODE_NAME, port: 22 }, workerPub),
+      hostKeyEntry(worker, workerPub),
+      '',
+    ].join('\n'),
     0o644,
     user,
   );
@@ -706,7 +770,8 @@ async function writeKeysAndConfigs(user: UserEntry): Promise<void> {
     writeFile(path.join(dir, 'sshd_config'), sshdConfig(node), 0o644);
   }
   writeFile(P.slurmConf, slurmConfig(), 0o644);
-  if (!fs.existsSync(P.mungeKey)) await run(['mungekey', '--create', `--keyfile=${P.mungeKey}`], 'creating the munge key');
+  if (!fs.existsSync(P.mungeKey))
+    await run(['mungekey', '--create', `--keyfile=${P.mungeKey}`], 'creating the munge key');
   fs.chmodSync(P.mungeKey, 0o600);
 
   const proxyUser = proxyAccount();
@@ -751,7 +816,10 @@ async function buildNetwork(): Promise<void> {
   for (const node of NODE_LIST) {
     const { namespace: ns, veth, address } = BOX_NODES[node];
     if (!(await linkExists(veth))) {
-      await run(['ip', 'link', 'add', veth, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns], `creating the veth pair of ${ns}`);
+      await run(
+        ['ip', 'link', 'add', veth, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns],
+        `creating the veth pair of ${ns}`,
+      );
     }
     await run(['ip', 'link', 'set', veth, 'master', BOX_BRIDGE, 'up'], `attaching ${veth} to ${BOX_BRIDGE}`);
     await run(['ip', '-n', ns, 'addr', 'replace', `${address}/24`, 'dev', 'eth0'], `addressing ${ns}`);
@@ -804,7 +872,12 @@ async function waitForWorkerNode(): Promise<void> {
       if (state === undefined) return false;
       if (/^(idle|mixed|allocated|completing)$/.test(state)) return true;
       if (!resumed && /down|drain|fail/.test(state) && !state.endsWith('*')) {
-        await inNamespace(BOX_NODES.login.namespace, ['scontrol', 'update', `nodename=${WORKER_NODE_NAME}`, 'state=resume']);
+        await inNamespace(BOX_NODES.login.namespace, [
+          'scontrol',
+          'update',
+          `nodename=${WORKER_NODE_NAME}`,
+          'state=resume',
+        ]);
         resumed = true;
       }
       return false;
@@ -818,11 +891,21 @@ async function waitForWorkerNode(): Promise<void> {
 async function selfTestJob(): Promise<void> {
   const r = await inNamespace(
     BOX_NODES.login.namespace,
-    ['srun', `--partition=${SLURM_PARTITION}`, '--job-name=jsc-box-selftest', '--time=1', '--nodes=1', '--ntasks=1', 'hostname'],
+    [
+      'srun',
+      `--partition=${SLURM_PARTITION}`,
+      '--job-name=jsc-box-selftest',
+      '--time=1',
+      '--nodes=1',
+      '--ntasks=1',
+      'hostname',
+    ],
     { timeoutMs: 60_000 },
   );
   if (r.code !== 0 || r.stdout.trim() !== WORKER_NODE_NAME) {
-    throw new Error(`the box's self-test job failed (exit ${r.code ?? r.signal}): ${r.stderr.trim() || r.stdout.trim()}`);
+    throw new Error(
+      `the box's self-test job failed (exit ${r.code ?? r.signal}): ${r.stderr.trim() || r.stdout.trim()}`,
+    );
   }
 }
 
@@ -892,10 +975,22 @@ function operatorSshOptions(): string[] {
 export function jscBox(): JscBox {
   const login = `${BOX_USER}@${BOX_ENDPOINTS.login.host}`;
   const sshArgv = (node: 'login' | 'worker', remote: readonly string[]): string[] => {
-    if (node === 'login') return ['ssh', ...operatorSshOptions(), '-p', String(BOX_ENDPOINTS.login.port), login, commandLine(remote)];
+    if (node === 'login')
+      return ['ssh', ...operatorSshOptions(), '-p', String(BOX_ENDPOINTS.login.port), login, commandLine(remote)];
     // The worker node by its Slurm name, through the login node (which resolves jwc01) as a jump host.
-    const jump = ['ssh', ...operatorSshOptions(), '-W', '%h:%p', '-p', String(BOX_ENDPOINTS.login.port), login].join(' ');
-    return ['ssh', ...operatorSshOptions(), '-o', `ProxyCommand=${jump}`, '-p', '22', `${BOX_USER}@${WORKER_NODE_NAME}`, commandLine(remote)];
+    const jump = ['ssh', ...operatorSshOptions(), '-W', '%h:%p', '-p', String(BOX_ENDPOINTS.login.port), login].join(
+      ' ',
+    );
+    return [
+      'ssh',
+      ...operatorSshOptions(),
+      '-o',
+      `ProxyCommand=${jump}`,
+      '-p',
+      '22',
+      `${BOX_USER}@${WORKER_NODE_NAME}`,
+      commandLine(remote),
+    ];
   };
   return {
     dir: BOX_DIR,
@@ -924,7 +1019,9 @@ export async function startJscBox(): Promise<JscBox> {
     await buildNetwork();
     for (const node of NODE_LIST) await startAnchor(node);
     // Slurm in order: munged, then slurmctld listening, then slurmd (whose first registration then succeeds).
-    const others = Promise.all((['login-sshd', 'worker-sshd', 'kit', 'collector'] as const).map((s) => startService(s)));
+    const others = Promise.all(
+      (['login-sshd', 'worker-sshd', 'kit', 'collector'] as const).map((s) => startService(s)),
+    );
     let slurmStarted = await startService('munge');
     slurmStarted = (await startService('slurmctld')) || slurmStarted;
     slurmStarted = (await startService('slurmd')) || slurmStarted;
@@ -946,7 +1043,12 @@ export async function stopJscBox(): Promise<void> {
     // Never this process or its ancestors (a shell whose command line names the box dir).
     const parents = new Map(allProcesses().map((p) => [p.pid, p.ppid]));
     const self = new Set<number>();
-    for (let pid: number | undefined = process.pid; pid !== undefined && pid > 1 && !self.has(pid); pid = parents.get(pid)) self.add(pid);
+    for (
+      let pid: number | undefined = process.pid;
+      pid !== undefined && pid > 1 && !self.has(pid);
+      pid = parents.get(pid)
+    )
+      self.add(pid);
     const hostNet = processNamespace(process.pid, 'net');
     const user = lookupUser(BOX_USER);
     const victims = () =>
@@ -966,10 +1068,14 @@ export async function stopJscBox(): Promise<void> {
     await killAndWait([...new Set([...nodeProcesses().map((p) => p.pid), ...victims()])], 5000);
     const left = [...new Set([...nodeProcesses().map((p) => p.pid), ...victims()])];
     if (left.length > 0) await killAndWait(left, 2000);
-    for (const m of boxMounts().filter((x) => x.where === 'host').sort((a, b) => b.target.length - a.target.length)) unmount(m.target);
+    for (const m of boxMounts()
+      .filter((x) => x.where === 'host')
+      .sort((a, b) => b.target.length - a.target.length))
+      unmount(m.target);
     // With the mounts gone, so are the leases on them.
     const leases = path.join(BOX_PATHS.cvmfsexecDir, '.leases');
-    for (const node of fs.existsSync(leases) ? fs.readdirSync(leases) : []) fs.rmSync(path.join(leases, node), { recursive: true, force: true });
+    for (const node of fs.existsSync(leases) ? fs.readdirSync(leases) : [])
+      fs.rmSync(path.join(leases, node), { recursive: true, force: true });
     for (const node of NODE_LIST) {
       if (await linkExists(BOX_NODES[node].veth)) await runCommand(['ip', 'link', 'del', BOX_NODES[node].veth]);
     }
@@ -1022,7 +1128,10 @@ export async function boxStatus(): Promise<BoxStatus> {
 export function boxLeaseHolders(): number[] {
   let holders: number[] = [];
   try {
-    holders = fs.readdirSync(BOX_PATHS.leases).filter((f) => /^\d+$/.test(f)).map(Number);
+    holders = fs
+      .readdirSync(BOX_PATHS.leases)
+      .filter((f) => /^\d+$/.test(f))
+      .map(Number);
   } catch {
     return [];
   }

@@ -30,4 +30,10 @@ export const HOSTILE_TYPES: Array<[string, unknown]> = [
 ];
 
 /** Strings that carry control characters or exceed any limit: refused even where free text is allowed. */
-export const ALWAYS_REFUSED = new Set(['a newline', 'a carriage return', 'a NUL byte', 'an escape sequence', 'an oversized value']);
+export const ALWAYS_REFUSED = new Set([
+  'a newline',
+  'a carriage return',
+  'a NUL byte',
+  'an escape sequence',
+  'an oversized value',
+]);

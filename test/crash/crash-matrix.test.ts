@@ -32,7 +32,12 @@ async function killWorker(): Promise<void> {
   await w?.stop('SIGKILL');
 }
 
-async function until<T>(what: string, probe: () => Promise<T | undefined | false>, timeoutMs = 120_000, everyMs = 50): Promise<T> {
+async function until<T>(
+  what: string,
+  probe: () => Promise<T | undefined | false>,
+  timeoutMs = 120_000,
+  everyMs = 50,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const v = await probe().catch(() => undefined);
@@ -48,7 +53,8 @@ async function completed(handle: WorkflowHandle): Promise<string[]> {
   const scheduled = new Map<string, string>();
   const done: string[] = [];
   for (const e of events) {
-    if (e.activityTaskScheduledEventAttributes) scheduled.set(String(e.eventId), e.activityTaskScheduledEventAttributes.activityType?.name ?? '');
+    if (e.activityTaskScheduledEventAttributes)
+      scheduled.set(String(e.eventId), e.activityTaskScheduledEventAttributes.activityType?.name ?? '');
     const c = e.activityTaskCompletedEventAttributes;
     if (c) done.push(scheduled.get(String(c.scheduledEventId)) ?? '?');
   }
@@ -75,7 +81,13 @@ async function recoverAndDrain(id: string, handle: WorkflowHandle, sitesDir?: st
   });
   expect(status.steps.filter((s) => s.status === 'failed')).toEqual([]);
   const held = await footprint(id);
-  expect([held.tunnels.length, held.glideins.length, held.instances.length, held.mounts.length, held.ads.length]).toEqual([1, 1, 1, 2, 1]);
+  expect([
+    held.tunnels.length,
+    held.glideins.length,
+    held.instances.length,
+    held.mounts.length,
+    held.ads.length,
+  ]).toEqual([1, 1, 1, 2, 1]);
   await handle.signal(drainSignal);
   expect((await handle.result()).endReason).toBe('drained');
   await killWorker();
@@ -93,12 +105,24 @@ afterAll(async () => {
 }, 60_000);
 
 describe('crash matrix: the worker process is killed, a new one finishes the lifecycle', () => {
-  it.each([['openTunnel'], ['verifyOutbound'], ['mountCvmfs'], ['startContainer'], ['preloadProxychains'], ['startGlidein'], ['confirmRegistration']])(
+  it.each([
+    ['openTunnel'],
+    ['verifyOutbound'],
+    ['mountCvmfs'],
+    ['startContainer'],
+    ['preloadProxychains'],
+    ['startGlidein'],
+    ['confirmRegistration'],
+  ])(
     'killed right after %s completed: recovers to exactly one of everything, drains to nothing',
     async (boundary) => {
       const id = `wf-crash-${boundary.toLowerCase()}-${Date.now()}`;
       worker = startWorker();
-      const handle = await env.client.workflow.start(LaunchGlidein, { taskQueue: TASK_QUEUE, workflowId: id, args: [{ site: 'local', lifetime: '10m' }] });
+      const handle = await env.client.workflow.start(LaunchGlidein, {
+        taskQueue: TASK_QUEUE,
+        workflowId: id,
+        args: [{ site: 'local', lifetime: '10m' }],
+      });
       await until(`${boundary} to complete`, async () => (await completed(handle)).includes(boundary));
       await killWorker();
       atMostOne(await footprint(id));
@@ -113,7 +137,11 @@ describe('crash matrix: the worker process is killed, a new one finishes the lif
     async (boundary) => {
       const id = `wf-crash-td-${boundary.toLowerCase()}-${Date.now()}`;
       worker = startWorker();
-      const handle = await env.client.workflow.start(LaunchGlidein, { taskQueue: TASK_QUEUE, workflowId: id, args: [{ site: 'local', lifetime: '10m' }] });
+      const handle = await env.client.workflow.start(LaunchGlidein, {
+        taskQueue: TASK_QUEUE,
+        workflowId: id,
+        args: [{ site: 'local', lifetime: '10m' }],
+      });
       await until('monitoring', async () => (await handle.query(statusQuery)).phase === 'monitoring');
       await handle.signal(drainSignal);
       await until(`${boundary} to complete`, async () => (await completed(handle)).includes(boundary));
@@ -130,7 +158,11 @@ describe('crash matrix: the worker process is killed, a new one finishes the lif
   it('killed in the middle of monitoring: the new worker resumes monitoring the same glidein, no duplicates', async () => {
     const id = `wf-crash-monitor-${Date.now()}`;
     worker = startWorker();
-    const handle = await env.client.workflow.start(LaunchGlidein, { taskQueue: TASK_QUEUE, workflowId: id, args: [{ site: 'local', lifetime: '10m' }] });
+    const handle = await env.client.workflow.start(LaunchGlidein, {
+      taskQueue: TASK_QUEUE,
+      workflowId: id,
+      args: [{ site: 'local', lifetime: '10m' }],
+    });
     await until('monitoring', async () => (await handle.query(statusQuery)).phase === 'monitoring');
     const before = await footprint(id);
     await new Promise((r) => setTimeout(r, 1_000)); // the monitor activity is running now
@@ -139,12 +171,18 @@ describe('crash matrix: the worker process is killed, a new one finishes the lif
     // The monitor's heartbeat times out and it is retried on the new worker; the glidein was never touched.
     // Shown by the monitor activity itself: its pending attempt runs on the new worker and has heartbeated a check.
     const newWorker = `${worker!.child.pid}@`;
-    await until('a monitor check by the new worker', async () => {
-      const pending = (await handle.describe()).raw.pendingActivities?.find((a) => a.activityType?.name === 'monitorGlidein');
-      if (!pending?.lastWorkerIdentity?.startsWith(newWorker)) return false;
-      const data = pending.heartbeatDetails?.payloads?.[0]?.data;
-      return !!data && (JSON.parse(Buffer.from(data).toString('utf8')) as { checks?: number }).checks! >= 1;
-    }, 90_000);
+    await until(
+      'a monitor check by the new worker',
+      async () => {
+        const pending = (await handle.describe()).raw.pendingActivities?.find(
+          (a) => a.activityType?.name === 'monitorGlidein',
+        );
+        if (!pending?.lastWorkerIdentity?.startsWith(newWorker)) return false;
+        const data = pending.heartbeatDetails?.payloads?.[0]?.data;
+        return !!data && (JSON.parse(Buffer.from(data).toString('utf8')) as { checks?: number }).checks! >= 1;
+      },
+      90_000,
+    );
     expect(await footprint(id)).toEqual(before);
     await handle.signal(drainSignal);
     expect((await handle.result()).endReason).toBe('drained');
@@ -156,10 +194,20 @@ describe('crash matrix: the worker process is killed, a new one finishes the lif
    * Killed while an activity is running, at a point the site shows: the retry on the new worker (after the
    * heartbeat timeout) must find what the dead attempt did, or is still doing, and never do it twice.
    */
-  async function crashMidActivity(opts: { name: string; activity: string; sitesDir?: string; at: string; reached: (id: string, handle: WorkflowHandle) => Promise<boolean> }) {
+  async function crashMidActivity(opts: {
+    name: string;
+    activity: string;
+    sitesDir?: string;
+    at: string;
+    reached: (id: string, handle: WorkflowHandle) => Promise<boolean>;
+  }) {
     const id = `wf-crash-mid-${opts.name}-${Date.now()}`;
     worker = startWorker(opts.sitesDir);
-    const handle = await env.client.workflow.start(LaunchGlidein, { taskQueue: TASK_QUEUE, workflowId: id, args: [{ site: 'local', lifetime: '10m' }] });
+    const handle = await env.client.workflow.start(LaunchGlidein, {
+      taskQueue: TASK_QUEUE,
+      workflowId: id,
+      args: [{ site: 'local', lifetime: '10m' }],
+    });
     await until(opts.at, () => opts.reached(id, handle), 120_000, 15);
     await killWorker();
     expect(await completed(handle)).not.toContain(opts.activity); // killed in the middle, not after it
@@ -210,8 +258,12 @@ describe('crash matrix: the worker process is killed, a new one finishes the lif
       });
       // It completed in a later attempt than the one that was killed.
       const events = (await handle.fetchHistory()).events ?? [];
-      const scheduled = events.find((e) => e.activityTaskScheduledEventAttributes?.activityType?.name === 'confirmRegistration');
-      const started = events.find((e) => String(e.activityTaskStartedEventAttributes?.scheduledEventId) === String(scheduled?.eventId));
+      const scheduled = events.find(
+        (e) => e.activityTaskScheduledEventAttributes?.activityType?.name === 'confirmRegistration',
+      );
+      const started = events.find(
+        (e) => String(e.activityTaskStartedEventAttributes?.scheduledEventId) === String(scheduled?.eventId),
+      );
       expect(started?.activityTaskStartedEventAttributes?.attempt).toBeGreaterThan(1);
     } finally {
       fs.rmSync(sitesDir, { recursive: true, force: true });

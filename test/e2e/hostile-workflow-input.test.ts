@@ -61,7 +61,10 @@ afterAll(async () => {
 });
 
 async function temporal(...args: string[]): Promise<string> {
-  const { stdout } = await run(temporalCli(), [...args, '--address', env.address, '--namespace', 'default'], { timeout: 60_000, maxBuffer: 64 << 20 });
+  const { stdout } = await run(temporalCli(), [...args, '--address', env.address, '--namespace', 'default'], {
+    timeout: 60_000,
+    maxBuffer: 64 << 20,
+  });
   return stdout;
 }
 
@@ -69,14 +72,28 @@ async function temporal(...args: string[]): Promise<string> {
 async function startWithCli(id: string, input: unknown): Promise<void> {
   const file = path.join(scratch, `${id}.json`);
   writeFileSync(file, JSON.stringify(input));
-  await temporal('workflow', 'start', '--type', 'LaunchGlidein', '--task-queue', TASK_QUEUE, '--workflow-id', id, '--input-file', file);
+  await temporal(
+    'workflow',
+    'start',
+    '--type',
+    'LaunchGlidein',
+    '--task-queue',
+    TASK_QUEUE,
+    '--workflow-id',
+    id,
+    '--input-file',
+    file,
+  );
 }
 
 async function failureOf(id: string): Promise<ApplicationFailure> {
-  const err = await env.client.workflow.getHandle(id).result().then(
-    () => undefined,
-    (e) => e,
-  );
+  const err = await env.client.workflow
+    .getHandle(id)
+    .result()
+    .then(
+      () => undefined,
+      (e) => e,
+    );
   expect(err).toBeInstanceOf(WorkflowFailedError);
   return (err as WorkflowFailedError).cause as ApplicationFailure;
 }
@@ -108,7 +125,12 @@ function resumeFor(glideinId: string, extra: { status?: Record<string, unknown>;
       glideinId,
       phase: 'monitoring',
       steps: [],
-      held: [{ kind: 'tunnel', socksPort: 1080 }, { kind: 'cvmfs', repositories: ['cms.cern.ch'] }, { kind: 'container', instance: `glidein-${glideinId}` }, { kind: 'glidein' }],
+      held: [
+        { kind: 'tunnel', socksPort: 1080 },
+        { kind: 'cvmfs', repositories: ['cms.cern.ch'] },
+        { kind: 'container', instance: `glidein-${glideinId}` },
+        { kind: 'glidein' },
+      ],
       deadline: 1,
       ...status,
     },
@@ -118,12 +140,38 @@ function resumeFor(glideinId: string, extra: { status?: Record<string, unknown>;
 }
 
 const HOSTILE: Array<[string, (id: string) => unknown, RegExp]> = [
-  ['resume with a traversal glidein id', () => ({ site: 'local', resume: resumeFor('../../../../../../tmp/x') }), /resume/],
+  [
+    'resume with a traversal glidein id',
+    () => ({ site: 'local', resume: resumeFor('../../../../../../tmp/x') }),
+    /resume/,
+  ],
   ['resume naming its own glidein, in a first run', (id) => ({ site: 'local', resume: resumeFor(id) }), /resume/],
-  ['resume naming its own workflow, in a first run', (id) => ({ site: 'local', resume: { ...resumeFor(id), workflowId: id } }), /resume/],
-  ['resume holding an unknown kind', (id) => ({ site: 'local', resume: resumeFor(id, { status: { held: [{ kind: 'rootfs', path: '/' }] } }) }), /resume/],
-  ['resume with a huge held array', (id) => ({ site: 'local', resume: resumeFor(id, { status: { held: Array.from({ length: 50_000 }, () => ({ kind: 'glidein' })) } }) }), /resume/],
-  ['resume with a hostile node', (id) => ({ site: 'local', resume: resumeFor(id, { status: { allocation: { jobId: '1', node: '-oProxyCommand=touch /tmp/pwned' } } }) }), /resume/],
+  [
+    'resume naming its own workflow, in a first run',
+    (id) => ({ site: 'local', resume: { ...resumeFor(id), workflowId: id } }),
+    /resume/,
+  ],
+  [
+    'resume holding an unknown kind',
+    (id) => ({ site: 'local', resume: resumeFor(id, { status: { held: [{ kind: 'rootfs', path: '/' }] } }) }),
+    /resume/,
+  ],
+  [
+    'resume with a huge held array',
+    (id) => ({
+      site: 'local',
+      resume: resumeFor(id, { status: { held: Array.from({ length: 50_000 }, () => ({ kind: 'glidein' })) } }),
+    }),
+    /resume/,
+  ],
+  [
+    'resume with a hostile node',
+    (id) => ({
+      site: 'local',
+      resume: resumeFor(id, { status: { allocation: { jobId: '1', node: '-oProxyCommand=touch /tmp/pwned' } } }),
+    }),
+    /resume/,
+  ],
   ['resume as a string', () => ({ site: 'local', resume: 'x' }), /resume/],
   ['resume as a number', () => ({ site: 'local', resume: 42 }), /resume/],
   ['resume as an array', () => ({ site: 'local', resume: [] }), /resume/],
@@ -142,31 +190,58 @@ const HOSTILE: Array<[string, (id: string) => unknown, RegExp]> = [
 ];
 
 describe('the whole workflow input, through the temporal CLI', () => {
-  it.each(HOSTILE)('refuses %s as InvalidRequest, with no activity and no connection to the site', async (name, input, field) => {
-    const id = `hostile-${name.replace(/[^a-z0-9]+/gi, '-').toLowerCase()}-${Date.now()}`;
-    const logs = { login: sshdLog('login').length, worker: sshdLog('worker').length };
-    await startWithCli(id, input(id));
-    const failure = await failureOf(id);
-    expect(failure.type).toBe(FailureType.InvalidRequest);
-    expect(failure.message).toMatch(field);
-    expect(await activitiesScheduled(id)).toBe(0);
-    expect(sshdLog('login').slice(logs.login)).not.toMatch(/Connection from/);
-    expect(sshdLog('worker').slice(logs.worker)).not.toMatch(/Connection from/);
-    // Refused glideins are findable in the Web UI's list like any failed one.
-    const listed = await temporal('workflow', 'list', '--query', `WorkflowId = "${id}" AND GlideinPhase = "failed"`, '--output', 'json');
-    expect(listed).toContain(id);
-  });
+  it.each(HOSTILE)(
+    'refuses %s as InvalidRequest, with no activity and no connection to the site',
+    async (name, input, field) => {
+      const id = `hostile-${name.replace(/[^a-z0-9]+/gi, '-').toLowerCase()}-${Date.now()}`;
+      const logs = { login: sshdLog('login').length, worker: sshdLog('worker').length };
+      await startWithCli(id, input(id));
+      const failure = await failureOf(id);
+      expect(failure.type).toBe(FailureType.InvalidRequest);
+      expect(failure.message).toMatch(field);
+      expect(await activitiesScheduled(id)).toBe(0);
+      expect(sshdLog('login').slice(logs.login)).not.toMatch(/Connection from/);
+      expect(sshdLog('worker').slice(logs.worker)).not.toMatch(/Connection from/);
+      // Refused glideins are findable in the Web UI's list like any failed one.
+      const listed = await temporal(
+        'workflow',
+        'list',
+        '--query',
+        `WorkflowId = "${id}" AND GlideinPhase = "failed"`,
+        '--output',
+        'json',
+      );
+      expect(listed).toContain(id);
+    },
+  );
 
   it('a forged resume naming a running glidein, with a past deadline, leaves that glidein as it was', async () => {
     const victim = `victim-${Date.now()}`;
-    await temporal('workflow', 'start', '--type', 'LaunchGlidein', '--task-queue', TASK_QUEUE, '--workflow-id', victim, '--input', '{"site":"local","lifetime":"1h"}');
+    await temporal(
+      'workflow',
+      'start',
+      '--type',
+      'LaunchGlidein',
+      '--task-queue',
+      TASK_QUEUE,
+      '--workflow-id',
+      victim,
+      '--input',
+      '{"site":"local","lifetime":"1h"}',
+    );
     const handle = env.client.workflow.getHandle(victim);
     for (let i = 0; (await handle.query(statusQuery)).phase !== 'monitoring'; i++) {
       if (i > 300) throw new Error(`${victim} never reached monitoring: ${worker.log().slice(-2000)}`);
       await new Promise((r) => setTimeout(r, 200));
     }
     const before = await footprint(victim);
-    expect([before.tunnels.length, before.glideins.length, before.instances.length, before.ads.length, before.workDir]).toEqual([1, 1, 1, 1, true]);
+    expect([
+      before.tunnels.length,
+      before.glideins.length,
+      before.instances.length,
+      before.ads.length,
+      before.workDir,
+    ]).toEqual([1, 1, 1, 1, true]);
 
     const attacker = `attacker-${Date.now()}`;
     await startWithCli(attacker, { site: 'local', resume: resumeFor(victim) });
@@ -183,7 +258,18 @@ describe('the whole workflow input, through the temporal CLI', () => {
 
   it("a glidein that prints a token and a private key: neither reaches the history or the worker's log", async () => {
     const id = `leaky-${Date.now()}`;
-    await temporal('workflow', 'start', '--type', 'LaunchGlidein', '--task-queue', TASK_QUEUE, '--workflow-id', id, '--input', '{"site":"leaky"}');
+    await temporal(
+      'workflow',
+      'start',
+      '--type',
+      'LaunchGlidein',
+      '--task-queue',
+      TASK_QUEUE,
+      '--workflow-id',
+      id,
+      '--input',
+      '{"site":"leaky"}',
+    );
     const failure = await failureOf(id);
     expect(failure.message).toMatch(/glidein/i);
     const history = historyText(await env.client.workflow.getHandle(id).fetchHistory());
@@ -195,7 +281,10 @@ describe('the whole workflow input, through the temporal CLI', () => {
   });
 
   it('no line of the worker log has an empty error', () => {
-    const lines = worker.log().split('\n').filter((l) => l.startsWith('{'));
+    const lines = worker
+      .log()
+      .split('\n')
+      .filter((l) => l.startsWith('{'));
     expect(lines.length).toBeGreaterThan(0);
     const empty = lines.filter((l) => /"(error|err|failure)":\{\}/.test(l));
     expect(empty).toEqual([]);

@@ -15,7 +15,17 @@ import { LaunchGlidein } from '../../src/workflows';
 import { statusQuery, stopSignal, type GlideinStatus } from '../../src/workflows/messages';
 import { expectNoSecretsInHistories, startWorkerProcess, type WorkerProcess } from '../helpers/worker-process';
 import { createTestEnv, ROOT, temporalCli } from '../helpers/temporal';
-import { boxCollectorAds, boxMounts, boxProcesses, BOX_PATHS, joinJscBox, kitLog, leaveJscBox, setKitProxy, slurmJobs } from '../box/jsc-box';
+import {
+  boxCollectorAds,
+  boxMounts,
+  boxProcesses,
+  BOX_PATHS,
+  joinJscBox,
+  kitLog,
+  leaveJscBox,
+  setKitProxy,
+  slurmJobs,
+} from '../box/jsc-box';
 
 const run = promisify(execFile);
 const TASK_QUEUE = `box-${process.pid}`;
@@ -40,12 +50,16 @@ function sitesDir(): string {
 }
 
 async function temporal(...args: string[]): Promise<string> {
-  const { stdout } = await run(temporalCli(), [...args, '--address', env.address, '--namespace', 'default'], { timeout: 120_000 });
+  const { stdout } = await run(temporalCli(), [...args, '--address', env.address, '--namespace', 'default'], {
+    timeout: 120_000,
+  });
   return stdout;
 }
 
 async function status(id: string): Promise<GlideinStatus | undefined> {
-  const out = await temporal('workflow', 'query', '--workflow-id', id, '--type', 'status', '--output', 'json').catch(() => undefined);
+  const out = await temporal('workflow', 'query', '--workflow-id', id, '--type', 'status', '--output', 'json').catch(
+    () => undefined,
+  );
   if (!out) return undefined;
   const parsed = JSON.parse(out);
   return (parsed.queryResult ?? parsed)[0] as GlideinStatus;
@@ -56,7 +70,8 @@ async function until<T>(what: string, probe: () => Promise<T | undefined | false
   for (;;) {
     const v = await probe();
     if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}; worker log:\n${worker.log().slice(-4000)}`);
+    if (Date.now() > deadline)
+      throw new Error(`timed out waiting for ${what}; worker log:\n${worker.log().slice(-4000)}`);
     await new Promise((r) => setTimeout(r, 500));
   }
 }
@@ -74,8 +89,12 @@ async function footprint(id: string) {
     jobs: (await slurmJobs()).filter((j) => j.name === id).map((j) => `${j.state}@${j.nodes}`),
     tunnels: procs.filter((p) => p.argv[0] === 'ssh' && / -[DR] 127\.0\.0\.1:1080 /.test(p.cmdline)).map((p) => p.node),
     glideins: procs.filter((p) => p.cmdline.includes('condor_master')).map((p) => p.node),
-    instances: procs.filter((p) => p.cmdline.includes(`[glidein-${id}]`) || p.cmdline.includes(`[${id}]`)).map((p) => p.node),
-    mounts: boxMounts().filter((m) => m.target.includes('/dist/cvmfs/')).map((m) => m.where),
+    instances: procs
+      .filter((p) => p.cmdline.includes(`[glidein-${id}]`) || p.cmdline.includes(`[${id}]`))
+      .map((p) => p.node),
+    mounts: boxMounts()
+      .filter((m) => m.target.includes('/dist/cvmfs/'))
+      .map((m) => m.where),
     ads: (await boxCollectorAds(`GlideinLaunchId == "${id}"`)).map((ad) => String(ad.UpdatesPeerAddress ?? '')),
   };
 }
@@ -102,7 +121,18 @@ describe('LaunchGlidein in JSC in a box, driven by the temporal CLI', () => {
   ])('%s (%s): Slurm job, chain through KIT, registration; drain leaves the box as it was', async (site) => {
     const id = `box-${site.replace('jsc-box', 'f').replace('f-reverse', 'r')}-${Date.now()}`;
     const kitBefore = kitLog().length;
-    await temporal('workflow', 'start', '--type', 'LaunchGlidein', '--task-queue', TASK_QUEUE, '--workflow-id', id, '--input', JSON.stringify({ site }));
+    await temporal(
+      'workflow',
+      'start',
+      '--type',
+      'LaunchGlidein',
+      '--task-queue',
+      TASK_QUEUE,
+      '--workflow-id',
+      id,
+      '--input',
+      JSON.stringify({ site }),
+    );
     const monitoring = await until('registration', async () => {
       const s = await status(id);
       return s?.phase === 'monitoring' && s;
@@ -124,9 +154,18 @@ describe('LaunchGlidein in JSC in a box, driven by the temporal CLI', () => {
     const result = JSON.parse(await temporal('workflow', 'result', '--workflow-id', id, '--output', 'json'));
     expect(JSON.stringify(result)).toContain('drained');
     const steps = (await status(id))!.steps.map((s) => `${s.step}:${s.status}`);
-    expect(steps.slice(-6)).toEqual(['stopGlidein:ok', 'stopContainer:ok', 'unmountCvmfs:ok', 'closeTunnel:ok', 'cleanupGlidein:ok', 'releaseNode:ok']);
+    expect(steps.slice(-6)).toEqual([
+      'stopGlidein:ok',
+      'stopContainer:ok',
+      'unmountCvmfs:ok',
+      'closeTunnel:ok',
+      'cleanupGlidein:ok',
+      'releaseNode:ok',
+    ]);
     const history = JSON.parse(await temporal('workflow', 'show', '--workflow-id', id, '--output', 'json'));
-    const activities = history.events.filter((e: any) => e.activityTaskScheduledEventAttributes).map((e: any) => e.activityTaskScheduledEventAttributes.activityType.name);
+    const activities = history.events
+      .filter((e: any) => e.activityTaskScheduledEventAttributes)
+      .map((e: any) => e.activityTaskScheduledEventAttributes.activityType.name);
     expect(activities[1]).toBe('allocateNode');
     expect(activities.at(-1)).toBe('releaseNode');
     expect(activities.at(-2)).toBe('cleanupGlidein');
@@ -135,11 +174,22 @@ describe('LaunchGlidein in JSC in a box, driven by the temporal CLI', () => {
 
   it('the worker process killed right after allocateNode: a new worker finds the same Slurm job, never submits a second', async () => {
     const id = `box-crash-${Date.now()}`;
-    const handle = await env.client.workflow.start('LaunchGlidein', { taskQueue: TASK_QUEUE, workflowId: id, args: [{ site: 'jsc-box' }] });
+    const handle = await env.client.workflow.start('LaunchGlidein', {
+      taskQueue: TASK_QUEUE,
+      workflowId: id,
+      args: [{ site: 'jsc-box' }],
+    });
     await until('allocateNode to complete', async () => {
       const events = (await handle.fetchHistory()).events ?? [];
-      const allocation = events.find((e) => e.activityTaskScheduledEventAttributes?.activityType?.name === 'allocateNode');
-      return !!allocation && events.some((e) => String(e.activityTaskCompletedEventAttributes?.scheduledEventId) === String(allocation.eventId));
+      const allocation = events.find(
+        (e) => e.activityTaskScheduledEventAttributes?.activityType?.name === 'allocateNode',
+      );
+      return (
+        !!allocation &&
+        events.some(
+          (e) => String(e.activityTaskCompletedEventAttributes?.scheduledEventId) === String(allocation.eventId),
+        )
+      );
     });
     await worker.stop('SIGKILL');
     expect((await footprint(id)).jobs).toEqual(['RUNNING@jwc01']);
@@ -147,7 +197,13 @@ describe('LaunchGlidein in JSC in a box, driven by the temporal CLI', () => {
     worker = startWorkerProcess(env, TASK_QUEUE, { SITES_DIR: sites });
     await until('monitoring after the restart', async () => (await status(id))?.phase === 'monitoring');
     const held = await footprint(id);
-    expect([held.jobs, held.tunnels, held.glideins, held.instances, held.mounts]).toEqual([['RUNNING@jwc01'], ['worker'], ['worker'], ['worker'], ['worker', 'worker']]);
+    expect([held.jobs, held.tunnels, held.glideins, held.instances, held.mounts]).toEqual([
+      ['RUNNING@jwc01'],
+      ['worker'],
+      ['worker'],
+      ['worker'],
+      ['worker', 'worker'],
+    ]);
     await handle.signal('drain');
     expect(JSON.stringify(await handle.result())).toContain('drained');
     expect(await footprint(id)).toEqual(NOTHING);
@@ -155,7 +211,11 @@ describe('LaunchGlidein in JSC in a box, driven by the temporal CLI', () => {
 
   it('the same through the TypeScript client: start, status query, stop signal, result', async () => {
     const id = `box-client-${Date.now()}`;
-    const handle = await env.client.workflow.start(LaunchGlidein, { taskQueue: TASK_QUEUE, workflowId: id, args: [{ site: 'jsc-box', lifetime: '1h' }] });
+    const handle = await env.client.workflow.start(LaunchGlidein, {
+      taskQueue: TASK_QUEUE,
+      workflowId: id,
+      args: [{ site: 'jsc-box', lifetime: '1h' }],
+    });
     const monitoring = await until('monitoring', async () => {
       const s = await handle.query(statusQuery);
       return s.phase === 'monitoring' && s;
@@ -172,7 +232,11 @@ describe('LaunchGlidein in JSC in a box, driven by the temporal CLI', () => {
   it('drains before the Slurm walltime ends: the deadline is the time left minus drainGrace and a minute', async () => {
     const id = `box-walltime-${Date.now()}`;
     const started = Date.now();
-    const handle = await env.client.workflow.start(LaunchGlidein, { taskQueue: TASK_QUEUE, workflowId: id, args: [{ site: 'jsc-box-short', lifetime: '1h' }] });
+    const handle = await env.client.workflow.start(LaunchGlidein, {
+      taskQueue: TASK_QUEUE,
+      workflowId: id,
+      args: [{ site: 'jsc-box-short', lifetime: '1h' }],
+    });
     const monitoring = await until('monitoring', async () => {
       const s = await handle.query(statusQuery);
       return s.phase === 'monitoring' && s;
@@ -188,7 +252,18 @@ describe('LaunchGlidein in JSC in a box, driven by the temporal CLI', () => {
 
   it('cancel releases everything, the Slurm job last, and the workflow closes as cancelled', async () => {
     const id = `box-cancel-${Date.now()}`;
-    await temporal('workflow', 'start', '--type', 'LaunchGlidein', '--task-queue', TASK_QUEUE, '--workflow-id', id, '--input', '{"site":"jsc-box"}');
+    await temporal(
+      'workflow',
+      'start',
+      '--type',
+      'LaunchGlidein',
+      '--task-queue',
+      TASK_QUEUE,
+      '--workflow-id',
+      id,
+      '--input',
+      '{"site":"jsc-box"}',
+    );
     await until('monitoring', async () => (await status(id))?.phase === 'monitoring');
     await temporal('workflow', 'cancel', '--workflow-id', id);
     await closed(id, 'WORKFLOW_EXECUTION_STATUS_CANCELED');
@@ -199,14 +274,29 @@ describe('LaunchGlidein in JSC in a box, driven by the temporal CLI', () => {
     const id = `box-nokit-${Date.now()}`;
     await setKitProxy(false);
     try {
-      await temporal('workflow', 'start', '--type', 'LaunchGlidein', '--task-queue', TASK_QUEUE, '--workflow-id', id, '--input', '{"site":"jsc-box"}');
+      await temporal(
+        'workflow',
+        'start',
+        '--type',
+        'LaunchGlidein',
+        '--task-queue',
+        TASK_QUEUE,
+        '--workflow-id',
+        id,
+        '--input',
+        '{"site":"jsc-box"}',
+      );
       const d = await closed(id, 'WORKFLOW_EXECUTION_STATUS_FAILED');
       expect(d).toBeTruthy();
       const s = (await status(id))!;
       const verify = s.steps.find((x) => x.step === 'verifyOutbound');
       expect(verify?.status).toBe('failed');
       expect(verify?.error).toContain('the KIT proxy 10.77.0.3:80');
-      expect(s.steps.slice(-3).map((x) => `${x.step}:${x.status}`)).toEqual(['closeTunnel:ok', 'cleanupGlidein:ok', 'releaseNode:ok']);
+      expect(s.steps.slice(-3).map((x) => `${x.step}:${x.status}`)).toEqual([
+        'closeTunnel:ok',
+        'cleanupGlidein:ok',
+        'releaseNode:ok',
+      ]);
     } finally {
       await setKitProxy(true);
     }

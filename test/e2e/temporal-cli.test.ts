@@ -20,7 +20,9 @@ let env: TestWorkflowEnvironment;
 let worker: WorkerProcess;
 
 async function temporal(...args: string[]): Promise<string> {
-  const { stdout } = await run(temporalCli(), [...args, '--address', env.address, '--namespace', 'default'], { timeout: 60_000 });
+  const { stdout } = await run(temporalCli(), [...args, '--address', env.address, '--namespace', 'default'], {
+    timeout: 60_000,
+  });
   return stdout;
 }
 
@@ -30,12 +32,19 @@ async function status(workflowId: string): Promise<GlideinStatus> {
   return (parsed.queryResult ?? parsed)[0] as GlideinStatus;
 }
 
-async function untilPhase(workflowId: string, phase: GlideinStatus['phase'], timeoutMs = 90_000): Promise<GlideinStatus> {
+async function untilPhase(
+  workflowId: string,
+  phase: GlideinStatus['phase'],
+  timeoutMs = 90_000,
+): Promise<GlideinStatus> {
   const until = Date.now() + timeoutMs;
   for (;;) {
     const s = await status(workflowId).catch(() => undefined);
     if (s?.phase === phase) return s;
-    if (Date.now() > until) throw new Error(`${workflowId} not in ${phase} after ${timeoutMs} ms (now ${s?.phase}); worker log:\n${worker.log().slice(-3000)}`);
+    if (Date.now() > until)
+      throw new Error(
+        `${workflowId} not in ${phase} after ${timeoutMs} ms (now ${s?.phase}); worker log:\n${worker.log().slice(-3000)}`,
+      );
     await new Promise((r) => setTimeout(r, 500));
   }
 }
@@ -54,7 +63,18 @@ afterAll(async () => {
 describe('operating LaunchGlidein with the temporal CLI', () => {
   it('start reaches registration, query shows it, drain tears everything down', async () => {
     const id = `e2e-drain-${Date.now()}`;
-    await temporal('workflow', 'start', '--type', 'LaunchGlidein', '--task-queue', TASK_QUEUE, '--workflow-id', id, '--input', '{"site":"local"}');
+    await temporal(
+      'workflow',
+      'start',
+      '--type',
+      'LaunchGlidein',
+      '--task-queue',
+      TASK_QUEUE,
+      '--workflow-id',
+      id,
+      '--input',
+      '{"site":"local"}',
+    );
     const monitoring = await untilPhase(id, 'monitoring');
     expect(monitoring.registration?.name).toContain(id);
     const held = await footprint(id);
@@ -75,12 +95,20 @@ describe('operating LaunchGlidein with the temporal CLI', () => {
     const scheduled = history.events
       .filter((e: any) => e.activityTaskScheduledEventAttributes)
       .map((e: any) => e.activityTaskScheduledEventAttributes.activityType.name);
-    expect(scheduled.slice(-5)).toEqual(['stopGlidein', 'stopContainer', 'unmountCvmfs', 'closeTunnel', 'cleanupGlidein']);
+    expect(scheduled.slice(-5)).toEqual([
+      'stopGlidein',
+      'stopContainer',
+      'unmountCvmfs',
+      'closeTunnel',
+      'cleanupGlidein',
+    ]);
 
     // Keys are referenced by path, never carried: no line of either private key is in the history.
     const text = JSON.stringify(history);
     for (const keyFile of [SITE_PATHS.operatorKey, SITE_PATHS.siteKey]) {
-      const body = readFileSync(keyFile, 'utf8').split('\n').filter((l) => l && !l.startsWith('-----'));
+      const body = readFileSync(keyFile, 'utf8')
+        .split('\n')
+        .filter((l) => l && !l.startsWith('-----'));
       expect(body.length).toBeGreaterThan(0);
       for (const line of body) expect(text).not.toContain(line);
     }
@@ -89,13 +117,30 @@ describe('operating LaunchGlidein with the temporal CLI', () => {
 
   it('cancel tears everything down and the workflow closes as cancelled', async () => {
     const id = `e2e-cancel-${Date.now()}`;
-    await temporal('workflow', 'start', '--type', 'LaunchGlidein', '--task-queue', TASK_QUEUE, '--workflow-id', id, '--input', '{"site":"local","lifetime":"1h"}');
+    await temporal(
+      'workflow',
+      'start',
+      '--type',
+      'LaunchGlidein',
+      '--task-queue',
+      TASK_QUEUE,
+      '--workflow-id',
+      id,
+      '--input',
+      '{"site":"local","lifetime":"1h"}',
+    );
     await untilPhase(id, 'monitoring');
-    const describe = async () => JSON.parse(await temporal('workflow', 'describe', '--workflow-id', id, '--output', 'json'));
+    const describe = async () =>
+      JSON.parse(await temporal('workflow', 'describe', '--workflow-id', id, '--output', 'json'));
     // The memo is there while it runs, not only once it has closed: the Web UI shows phase and what is held.
     const memo = (await describe()).workflowExecutionInfo.memo?.fields ?? {};
     // The CLI prints a JSON payload as its value; a payload it cannot read as JSON stays { metadata, data }.
-    const decoded = Object.fromEntries(Object.entries(memo).map(([k, v]: [string, any]) => [k, typeof v?.data === 'string' ? JSON.parse(Buffer.from(v.data, 'base64').toString('utf8')) : v]));
+    const decoded = Object.fromEntries(
+      Object.entries(memo).map(([k, v]: [string, any]) => [
+        k,
+        typeof v?.data === 'string' ? JSON.parse(Buffer.from(v.data, 'base64').toString('utf8')) : v,
+      ]),
+    );
     expect(decoded).toMatchObject({ phase: 'monitoring', held: 'tunnel, cvmfs, container, glidein' });
     await temporal('workflow', 'cancel', '--workflow-id', id);
     const until = Date.now() + 60_000;
@@ -110,7 +155,18 @@ describe('operating LaunchGlidein with the temporal CLI', () => {
 
   it('refuses bad input with an error naming the field, without touching the site', async () => {
     const id = `e2e-bad-${Date.now()}`;
-    await temporal('workflow', 'start', '--type', 'LaunchGlidein', '--task-queue', TASK_QUEUE, '--workflow-id', id, '--input', '{"site":"local; rm -rf /"}');
+    await temporal(
+      'workflow',
+      'start',
+      '--type',
+      'LaunchGlidein',
+      '--task-queue',
+      TASK_QUEUE,
+      '--workflow-id',
+      id,
+      '--input',
+      '{"site":"local; rm -rf /"}',
+    );
     const err = await temporal('workflow', 'result', '--workflow-id', id).then(
       () => '',
       (e) => `${e.stdout}${e.stderr}`,

@@ -10,7 +10,9 @@ const run = promisify(execFile);
 describe('worker start-up', () => {
   let bare: TestWorkflowEnvironment;
   beforeAll(async () => {
-    bare = await TestWorkflowEnvironment.createLocal({ server: { executable: { type: 'existing-path', path: temporalCli() } } });
+    bare = await TestWorkflowEnvironment.createLocal({
+      server: { executable: { type: 'existing-path', path: temporalCli() } },
+    });
   }, 120_000);
   afterAll(async () => {
     await bare?.teardown();
@@ -20,21 +22,37 @@ describe('worker start-up', () => {
     run(process.execPath, [require.resolve('ts-node/dist/bin'), path.join(ROOT, 'src', 'worker.ts')], {
       cwd: ROOT,
       timeout: 60_000,
-      env: { ...process.env, TEMPORAL_ADDRESS: bare.address, TASK_QUEUE: 'startup', LOG_LEVEL: 'fatal', TS_NODE_TRANSPILE_ONLY: 'true', ...extra },
+      env: {
+        ...process.env,
+        TEMPORAL_ADDRESS: bare.address,
+        TASK_QUEUE: 'startup',
+        LOG_LEVEL: 'fatal',
+        TS_NODE_TRANSPILE_ONLY: 'true',
+        ...extra,
+      },
     });
 
   it('refuses a namespace without the search attributes, printing the commands that create them', async () => {
-    const err = await worker().then(() => undefined, (e) => e);
+    const err = await worker().then(
+      () => undefined,
+      (e) => e,
+    );
     expect(err?.code).toBe(1);
     expect(err.stderr).toContain('lacks the search attribute(s) GlideinSite, GlideinId, GlideinPhase');
-    expect(err.stderr).toContain('temporal operator search-attribute create --namespace default --name GlideinPhase --type Keyword');
+    expect(err.stderr).toContain(
+      'temporal operator search-attribute create --namespace default --name GlideinPhase --type Keyword',
+    );
   });
 
   it('creates them when told to, and then runs', async () => {
     const started = worker({ CREATE_SEARCH_ATTRIBUTES: 'true' });
-    const attributes = async () => (await bare.connection.operatorService.listSearchAttributes({ namespace: 'default' })).customAttributes ?? {};
-    for (let i = 0; i < 100 && !('GlideinPhase' in (await attributes())); i++) await new Promise((r) => setTimeout(r, 300));
-    expect(Object.keys(await attributes())).toEqual(expect.arrayContaining(['GlideinSite', 'GlideinId', 'GlideinPhase']));
+    const attributes = async () =>
+      (await bare.connection.operatorService.listSearchAttributes({ namespace: 'default' })).customAttributes ?? {};
+    for (let i = 0; i < 100 && !('GlideinPhase' in (await attributes())); i++)
+      await new Promise((r) => setTimeout(r, 300));
+    expect(Object.keys(await attributes())).toEqual(
+      expect.arrayContaining(['GlideinSite', 'GlideinId', 'GlideinPhase']),
+    );
     started.child.kill('SIGINT');
     await started.catch(() => undefined);
   });

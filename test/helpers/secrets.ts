@@ -7,7 +7,13 @@ import type { Client } from '@temporalio/client';
 import { BOX_PATHS } from '../box/jsc-box';
 import { SITE_PATHS } from '../site/local-site';
 
-const SECRET_FILES = [SITE_PATHS.operatorKey, SITE_PATHS.siteKey, BOX_PATHS.operatorKey, BOX_PATHS.siteKey, BOX_PATHS.mungeKey];
+const SECRET_FILES = [
+  SITE_PATHS.operatorKey,
+  SITE_PATHS.siteKey,
+  BOX_PATHS.operatorKey,
+  BOX_PATHS.siteKey,
+  BOX_PATHS.mungeKey,
+];
 
 /** Fragments that must never appear: each base64 line of each key that exists, and PEM armour. */
 export function secretFragments(): string[] {
@@ -22,7 +28,10 @@ export function secretFragments(): string[] {
     const text = content.toString('latin1');
     if (text.includes('-----BEGIN')) {
       // The first base64 line of an OpenSSH key is its header and public key, alike in every key: not a secret.
-      const lines = text.split('\n').filter((l) => l && !l.startsWith('-----')).map((l) => l.trim());
+      const lines = text
+        .split('\n')
+        .filter((l) => l && !l.startsWith('-----'))
+        .map((l) => l.trim());
       fragments.push(...lines.slice(1).filter((l) => l.length >= 16));
     } else {
       fragments.push(content.toString('base64').slice(0, 24), content.toString('hex').slice(0, 32)); // a binary key
@@ -44,7 +53,8 @@ export async function findSecretsInHistories(client: Client): Promise<{ scanned:
   for await (const execution of client.workflow.list()) {
     const history = await client.workflow.getHandle(execution.workflowId, execution.runId).fetchHistory();
     scanned++;
-    for (const fragment of leaksIn(historyText(history), fragments)) leaks.push({ workflowId: execution.workflowId, fragment });
+    for (const fragment of leaksIn(historyText(history), fragments))
+      leaks.push({ workflowId: execution.workflowId, fragment });
   }
   return { scanned, leaks };
 }
@@ -53,7 +63,8 @@ export async function findSecretsInHistories(client: Client): Promise<{ scanned:
 export function historyText(history: unknown): string {
   return JSON.stringify(history, function (key, value) {
     if (value instanceof Uint8Array) return Buffer.from(value).toString('utf8');
-    if (value && typeof value === 'object' && value.type === 'Buffer' && Array.isArray(value.data)) return Buffer.from(value.data).toString('utf8');
+    if (value && typeof value === 'object' && value.type === 'Buffer' && Array.isArray(value.data))
+      return Buffer.from(value.data).toString('utf8');
     return value;
   });
 }

@@ -6,7 +6,10 @@ export const ROOT = path.resolve(__dirname, '..', '..');
 
 export function temporalCli(): string {
   if (process.env.TEMPORAL_CLI) return process.env.TEMPORAL_CLI;
-  const cli = execFileSync(path.join(ROOT, 'scripts', 'ensure-temporal'), { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] }).trim();
+  const cli = execFileSync(path.join(ROOT, 'scripts', 'ensure-temporal'), {
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'inherit'],
+  }).trim();
   process.env.TEMPORAL_CLI = cli;
   return cli;
 }

@@ -1,6 +1,12 @@
 /** A real Temporal dev server (the official CLI, built offline by scripts/ensure-temporal) and a worker on it. */
 import { TestWorkflowEnvironment } from '@temporalio/testing';
-import { DefaultLogger, Runtime, Worker, bundleWorkflowCode, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
+import {
+  DefaultLogger,
+  Runtime,
+  Worker,
+  bundleWorkflowCode,
+  type WorkflowBundleWithSourceMap,
+} from '@temporalio/worker';
 import { createActivities, type GlideinActivities } from '../../src/activities';
 import { SshPool } from '../../src/remote/ssh';
 import { SiteRegistry } from '../../src/site/load';
@@ -41,7 +47,12 @@ export interface TestWorkerOptions {
   wrap?: (activities: GlideinActivities) => GlideinActivities;
 }
 
-export async function createTestWorker(env: TestWorkflowEnvironment, sitesDir: string, taskQueue: string, options: TestWorkerOptions = {}): Promise<TestWorker> {
+export async function createTestWorker(
+  env: TestWorkflowEnvironment,
+  sitesDir: string,
+  taskQueue: string,
+  options: TestWorkerOptions = {},
+): Promise<TestWorker> {
   const ssh = new SshPool();
   const activities = createActivities({ sites: new SiteRegistry(sitesDir), ssh });
   const worker = await Worker.create({

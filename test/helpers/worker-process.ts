@@ -13,11 +13,22 @@ export interface WorkerProcess {
   stop(signal?: NodeJS.Signals): Promise<void>;
 }
 
-export function startWorkerProcess(env: TestWorkflowEnvironment, taskQueue: string, extraEnv: Record<string, string> = {}): WorkerProcess {
+export function startWorkerProcess(
+  env: TestWorkflowEnvironment,
+  taskQueue: string,
+  extraEnv: Record<string, string> = {},
+): WorkerProcess {
   let output = '';
   const child = spawn(process.execPath, [require.resolve('ts-node/dist/bin'), path.join(ROOT, 'src', 'worker.ts')], {
     cwd: ROOT,
-    env: { ...process.env, TEMPORAL_ADDRESS: env.address, TASK_QUEUE: taskQueue, LOG_LEVEL: 'warn', TS_NODE_TRANSPILE_ONLY: 'true', ...extraEnv },
+    env: {
+      ...process.env,
+      TEMPORAL_ADDRESS: env.address,
+      TASK_QUEUE: taskQueue,
+      LOG_LEVEL: 'warn',
+      TS_NODE_TRANSPILE_ONLY: 'true',
+      ...extraEnv,
+    },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   child.stdout?.on('data', (d) => (output += d));

@@ -18,7 +18,13 @@ import { SshPool, type SshTarget } from '../../src/remote/ssh';
 import { SITE_PATHS, siteProcesses, sshdLog, waitFor, type SiteProcess } from '../site/local-site';
 import { rejection, timed } from '../helpers/promises';
 
-const LOGIN: SshTarget = { host: '127.0.0.1', port: 2201, user: 'glidein', identityFile: SITE_PATHS.operatorKey, knownHostsFile: SITE_PATHS.operatorKnownHosts };
+const LOGIN: SshTarget = {
+  host: '127.0.0.1',
+  port: 2201,
+  user: 'glidein',
+  identityFile: SITE_PATHS.operatorKey,
+  knownHostsFile: SITE_PATHS.operatorKnownHosts,
+};
 const WORKER: SshTarget = { ...LOGIN, host: '127.0.0.2', port: 2202, jump: LOGIN };
 
 const runId = `exec-${process.pid}-${Date.now()}`;
@@ -80,7 +86,10 @@ interface TcpSocket {
 
 function hexAddress(hex: string): { address: string; port: number } {
   const [ip, port] = hex.split(':');
-  const bytes = ip.match(/../g)!.map((b) => parseInt(b, 16)).reverse();
+  const bytes = ip
+    .match(/../g)!
+    .map((b) => parseInt(b, 16))
+    .reverse();
   return { address: bytes.join('.'), port: parseInt(port, 16) };
 }
 
@@ -94,7 +103,13 @@ function tcpSockets(): TcpSocket[] {
     .map((f) => {
       const local = hexAddress(f[1]);
       const remote = hexAddress(f[2]);
-      return { localPort: local.port, remoteAddress: remote.address, remotePort: remote.port, established: f[3] === '01', inode: Number(f[9]) };
+      return {
+        localPort: local.port,
+        remoteAddress: remote.address,
+        remotePort: remote.port,
+        established: f[3] === '01',
+        inode: Number(f[9]),
+      };
     });
 }
 
@@ -119,7 +134,9 @@ function socketInodes(pid: number | 'self'): Set<number> {
 function myConnections(target: { host: string; port: number }): number[] {
   const mine = socketInodes('self');
   return tcpSockets()
-    .filter((s) => s.established && mine.has(s.inode) && s.remoteAddress === target.host && s.remotePort === target.port)
+    .filter(
+      (s) => s.established && mine.has(s.inode) && s.remoteAddress === target.host && s.remotePort === target.port,
+    )
     .map((s) => s.localPort);
 }
 
@@ -132,7 +149,10 @@ function serverSession(server: { host: string; port: number }, clientPort: numbe
 
 /** The process of user glidein holding the client side of a connection from `clientPort` to `server`. */
 function clientOwner(server: { host: string; port: number }, clientPort: number): SiteProcess | undefined {
-  const socket = tcpSockets().find((s) => s.established && s.localPort === clientPort && s.remoteAddress === server.host && s.remotePort === server.port);
+  const socket = tcpSockets().find(
+    (s) =>
+      s.established && s.localPort === clientPort && s.remoteAddress === server.host && s.remotePort === server.port,
+  );
   if (!socket) return undefined;
   return siteProcesses().find((p) => socketInodes(p.pid).has(socket.inode));
 }
@@ -150,7 +170,9 @@ function logged(text: string, server: { host: string; port: number }): { connect
   const connections = [...text.matchAll(/^Connection from 127\.0\.0\.1 port (\d+) on ([\d.]+) port (\d+)/gm)]
     .filter((m) => m[2] === server.host && Number(m[3]) === server.port)
     .map((m) => Number(m[1]));
-  const logins = [...text.matchAll(/^Accepted publickey for glidein from 127\.0\.0\.1 port (\d+) /gm)].map((m) => Number(m[1]));
+  const logins = [...text.matchAll(/^Accepted publickey for glidein from 127\.0\.0\.1 port (\d+) /gm)].map((m) =>
+    Number(m[1]),
+  );
   return { connections, logins };
 }
 
@@ -178,7 +200,7 @@ function hostileArguments(markerFile: string): string[] {
     '~',
     '$HOME ${HOME} $0 $@',
     '\\',
-    '\\\'',
+    "\\'",
     "'",
     '"',
     '',
@@ -212,7 +234,12 @@ describe('LocalExecutor', () => {
       env: { GREETING: `hello $(id) 'world'`, PATH_SEEN: 'yes' },
       stdin: 'first line\nsecond line\n',
     });
-    expect(r).toEqual({ code: 0, signal: null, stdout: `hello $(id) 'world'|yes|first line\nsecond line\n`, stderr: '' });
+    expect(r).toEqual({
+      code: 0,
+      signal: null,
+      stdout: `hello $(id) 'world'|yes|first line\nsecond line\n`,
+      stderr: '',
+    });
     expect((await local.run(['sh', '-c', 'printf %s "$HOME"'])).stdout).toBe(process.env.HOME);
   });
 
@@ -233,7 +260,9 @@ describe('LocalExecutor', () => {
   test('a timeout kills the command and what it started (kind timeout)', async () => {
     const tag = `${20 + Math.random()}`.slice(0, 10);
     const done = marker(localScratch);
-    const { value: err, ms } = await timed(() => rejection(local.run(['sh', '-c', 'sleep "$1"; touch "$2"', 'sh', tag, done], { timeoutMs: 300 })));
+    const { value: err, ms } = await timed(() =>
+      rejection(local.run(['sh', '-c', 'sleep "$1"; touch "$2"', 'sh', tag, done], { timeoutMs: 300 })),
+    );
     expect(err).toBeInstanceOf(ExecutorError);
     expect(err).toMatchObject({ kind: 'timeout', permanent: false });
     expect(err.message).toMatch(/timed out after 300 ms/);
@@ -271,12 +300,23 @@ describe('SshConnection to the login node', () => {
     expect(await login.run(['touch', m])).toMatchObject({ code: 0 });
     expect(fs.statSync(m).uid).toBe(fs.statSync(SITE_PATHS.workDir).uid);
 
-    expect(await login.run(['sh', '-c', 'echo partial; echo "it broke" >&2; exit 7'])).toEqual({ code: 7, signal: null, stdout: 'partial\n', stderr: 'it broke\n' });
-    expect(await login.run(['ls', path.join(siteScratch, 'nothing-here')])).toMatchObject({ code: 2, stderr: expect.stringContaining('No such file') });
+    expect(await login.run(['sh', '-c', 'echo partial; echo "it broke" >&2; exit 7'])).toEqual({
+      code: 7,
+      signal: null,
+      stdout: 'partial\n',
+      stderr: 'it broke\n',
+    });
+    expect(await login.run(['ls', path.join(siteScratch, 'nothing-here')])).toMatchObject({
+      code: 2,
+      stderr: expect.stringContaining('No such file'),
+    });
     const killed: CommandResult = await login.run(['sh', '-c', 'kill -TERM $$']);
     expect(killed.code).toBeNull();
     expect(killed.signal).toMatch(/^(SIG)?TERM$/);
-    expect(await login.run(['cat'], { stdin: 'through stdin\n' })).toMatchObject({ code: 0, stdout: 'through stdin\n' });
+    expect(await login.run(['cat'], { stdin: 'through stdin\n' })).toMatchObject({
+      code: 0,
+      stdout: 'through stdin\n',
+    });
   });
 
   test('hostile arguments and environment values arrive byte for byte, and nothing in them runs', async () => {
@@ -287,8 +327,17 @@ describe('SshConnection to the login node', () => {
     expect(r).toMatchObject({ code: 0, stderr: '' });
     expect(r.stdout.split('\0').slice(0, -1)).toEqual(args);
 
-    const env = { PLAIN: 'value', SPACED: ' two  words ', QUOTED: `it's "quoted"`, SUBST: `$(touch ${m}) \`touch ${m}\``, LINES: 'a\nb\n', EMPTY: '' };
-    const e = await login.run(['sh', '-c', 'printf "%s\\0" "$PLAIN" "$SPACED" "$QUOTED" "$SUBST" "$LINES" "$EMPTY"'], { env });
+    const env = {
+      PLAIN: 'value',
+      SPACED: ' two  words ',
+      QUOTED: `it's "quoted"`,
+      SUBST: `$(touch ${m}) \`touch ${m}\``,
+      LINES: 'a\nb\n',
+      EMPTY: '',
+    };
+    const e = await login.run(['sh', '-c', 'printf "%s\\0" "$PLAIN" "$SPACED" "$QUOTED" "$SUBST" "$LINES" "$EMPTY"'], {
+      env,
+    });
     expect(e).toMatchObject({ code: 0, stderr: '' });
     expect(e.stdout.split('\0').slice(0, -1)).toEqual(Object.values(env));
     expect(fs.existsSync(m)).toBe(false);
@@ -300,7 +349,9 @@ describe('SshConnection to the login node', () => {
     const login = pool().executor(LOGIN);
     // Each command prints its number and when it started and ended on the node.
     const script = 'date +%s.%N; sleep 0.3; echo "$1"; date +%s.%N';
-    const results = await Promise.all(Array.from({ length: 25 }, (_, n) => login.run(['sh', '-c', script, 'sh', String(n)])));
+    const results = await Promise.all(
+      Array.from({ length: 25 }, (_, n) => login.run(['sh', '-c', script, 'sh', String(n)])),
+    );
     expect(results.map((r) => r.code)).toEqual(Array(25).fill(0));
     expect(results.map((r) => r.stdout.split('\n')[1])).toEqual(Array.from({ length: 25 }, (_, n) => `${n}`));
     expect(login.connects).toBe(1);
@@ -325,7 +376,13 @@ describe('host keys', () => {
     fs.writeFileSync(file, content);
     return file;
   };
-  const pub = (node: 'login' | 'worker') => fs.readFileSync(path.join(SITE_PATHS.dir, node, 'host_ed25519.pub'), 'utf8').trim().split(/\s+/).slice(0, 2).join(' ');
+  const pub = (node: 'login' | 'worker') =>
+    fs
+      .readFileSync(path.join(SITE_PATHS.dir, node, 'host_ed25519.pub'), 'utf8')
+      .trim()
+      .split(/\s+/)
+      .slice(0, 2)
+      .join(' ');
 
   test('a known_hosts without the host refuses to connect: permanent host-key error naming the file and the fix, nothing runs', async () => {
     // The worker node's entry is there; the login node's is not.
@@ -352,7 +409,10 @@ describe('host keys', () => {
     // The worker node's key written under the login node's name: what a changed key or a man in the middle looks like.
     const file = knownHosts('wrong-login-key', `[127.0.0.1]:2201 ${pub('worker')}\n`);
     // (Not runCommand: it writes stdin, and ssh-keygen may exit before reading it: EPIPE.)
-    const keygen = spawnSync('ssh-keygen', ['-l', '-f', path.join(SITE_PATHS.dir, 'login', 'host_ed25519.pub')], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+    const keygen = spawnSync('ssh-keygen', ['-l', '-f', path.join(SITE_PATHS.dir, 'login', 'host_ed25519.pub')], {
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     const offered = keygen.stdout.split(' ')[1];
     expect(offered).toMatch(/^SHA256:/);
     const login = pool().executor({ ...LOGIN, knownHostsFile: file });
@@ -370,7 +430,9 @@ describe('host keys', () => {
     // The client hung up in the key exchange (SSH disconnect reason 3), before authenticating, and keeps no connection.
     const hungUp = await waitFor('sshd to log the client hanging up in the key exchange', () => {
       const text = logSince('login', logOffset);
-      return logged(text, LOGIN).connections.find((p) => new RegExp(`^Received disconnect from 127\\.0\\.0\\.1 port ${p}:3:.*\\[preauth\\]`, 'm').test(text));
+      return logged(text, LOGIN).connections.find((p) =>
+        new RegExp(`^Received disconnect from 127\\.0\\.0\\.1 port ${p}:3:.*\\[preauth\\]`, 'm').test(text),
+      );
     });
     expect(logged(logSince('login', logOffset), LOGIN).logins).not.toContain(hungUp);
     await waitFor('the refused connection to close', () => myConnections(LOGIN).length === 0, 3_000, 20);
@@ -384,14 +446,20 @@ describe('SshConnection through a jump host', () => {
     const ssh = pool();
     const worker = ssh.executor(WORKER);
     expect(worker.target).toBe('glidein@127.0.0.2:2202 (via 127.0.0.1:2201)');
-    expect(await worker.run(['sh', '-c', 'id -un; uname -n'])).toMatchObject({ code: 0, stdout: `glidein\n${os.hostname()}\n` });
+    expect(await worker.run(['sh', '-c', 'id -un; uname -n'])).toMatchObject({
+      code: 0,
+      stdout: `glidein\n${os.hostname()}\n`,
+    });
 
     const onWorker = await sshConnection(worker);
     expect(onWorker.server).toBe('127.0.0.2:2202');
     const login = ssh.executor(LOGIN);
     const onLogin = await sshConnection(login);
     expect(onLogin.server).toBe('127.0.0.1:2201');
-    expect(ssh.connectCounts()).toEqual({ 'glidein@127.0.0.1:2201': 1, 'glidein@127.0.0.1:2201>glidein@127.0.0.2:2202': 1 });
+    expect(ssh.connectCounts()).toEqual({
+      'glidein@127.0.0.1:2201': 1,
+      'glidein@127.0.0.1:2201>glidein@127.0.0.2:2202': 1,
+    });
 
     // This process holds one connection, to the login node; none to the worker node.
     expect(myConnections(LOGIN)).toContain(onLogin.clientPort);
@@ -423,7 +491,12 @@ describe('SshConnection after a drop', () => {
     const session = serverSession(LOGIN, first.clientPort);
     expect(session?.cmdline).toMatch(/^sshd: glidein/);
     process.kill(session!.pid, 'SIGKILL');
-    await waitFor('the client to notice the dropped connection', () => events.includes('ssh connection closed'), 10_000, 20);
+    await waitFor(
+      'the client to notice the dropped connection',
+      () => events.includes('ssh connection closed'),
+      10_000,
+      20,
+    );
     expect(myConnections(LOGIN)).not.toContain(first.clientPort);
 
     const logOffset = sshdLog('login').length;

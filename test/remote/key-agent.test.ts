@@ -47,7 +47,11 @@ describe('KeyAgent', () => {
         buffered = buffered.subarray(4 + buffered.readUInt32BE(0));
       }
     });
-    const extension = Buffer.concat([Buffer.from([0, 0, 0, 24]), Buffer.from('session-bind@openssh.com'), Buffer.alloc(40, 7)]);
+    const extension = Buffer.concat([
+      Buffer.from([0, 0, 0, 24]),
+      Buffer.from('session-bind@openssh.com'),
+      Buffer.alloc(40, 7),
+    ]);
     sock.write(Buffer.concat([frame(27, extension), frame(11)]));
     await new Promise((r) => setTimeout(r, 300));
     sock.destroy();
@@ -58,7 +62,11 @@ describe('KeyAgent', () => {
   it('refuses to sign for a key it does not hold, and refuses a file that is not a key', () => {
     const agent = new KeyAgent(readFileSync(keyFile));
     const other = generateKeyPairSync('ed25519').publicKey.export({ format: 'der', type: 'spki' });
-    const request = Buffer.concat([Buffer.from([0, 0, 0, other.length]), other, Buffer.from([0, 0, 0, 1, 65, 0, 0, 0, 0])]);
+    const request = Buffer.concat([
+      Buffer.from([0, 0, 0, other.length]),
+      other,
+      Buffer.from([0, 0, 0, 1, 65, 0, 0, 0, 0]),
+    ]);
     expect(agent.answer(13, request)[0]).toBe(5);
     writeFileSync(path.join(dir, 'junk'), 'not a key');
     expect(() => new KeyAgent(readFileSync(path.join(dir, 'junk')))).toThrow('not a usable private key');

@@ -20,7 +20,10 @@ function processesRunning(argv: string[]): number[] {
     .filter((e) => /^\d+$/.test(e))
     .filter((pid) => {
       try {
-        return fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8') === want && !/^\d+ \(.*\) Z/s.test(fs.readFileSync(`/proc/${pid}/stat`, 'utf8'));
+        return (
+          fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8') === want &&
+          !/^\d+ \(.*\) Z/s.test(fs.readFileSync(`/proc/${pid}/stat`, 'utf8'))
+        );
       } catch {
         return false;
       }
@@ -36,7 +39,11 @@ test('killed at any moment, the spawn leaves no process its pid file does not na
     const pidFile = path.join(dir, `p${k}.pid`);
     fs.writeFileSync(pidFile, '1 1\n'); // an old record, replaced by the spawn
     const argv = ['sleep', `3${k}.5`];
-    const parent = spawn('sh', ['-c', SPAWN_DETACHED, 'sh', path.join(dir, `p${k}.log`), pidFile, '', '0', '0', ...argv], { stdio: 'ignore' });
+    const parent = spawn(
+      'sh',
+      ['-c', SPAWN_DETACHED, 'sh', path.join(dir, `p${k}.log`), pidFile, '', '0', '0', ...argv],
+      { stdio: 'ignore' },
+    );
     const exited = new Promise((r) => parent.once('exit', r));
     await sleep(k * 2);
     parent.kill('SIGKILL'); // a no-op once it has finished by itself

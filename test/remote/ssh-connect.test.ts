@@ -17,7 +17,13 @@ import { SshPool, type SshTarget } from '../../src/remote/ssh';
 import { SITE_PATHS, waitFor } from '../site/local-site';
 import { rejection, timed } from '../helpers/promises';
 
-const LOGIN: SshTarget = { host: '127.0.0.1', port: 2201, user: 'glidein', identityFile: SITE_PATHS.operatorKey, knownHostsFile: SITE_PATHS.operatorKnownHosts };
+const LOGIN: SshTarget = {
+  host: '127.0.0.1',
+  port: 2201,
+  user: 'glidein',
+  identityFile: SITE_PATHS.operatorKey,
+  knownHostsFile: SITE_PATHS.operatorKnownHosts,
+};
 
 const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'ssh-connect-test-'));
 let files = 0;
@@ -94,7 +100,12 @@ async function proxy(plan: Plan = () => 0): Promise<Proxy> {
 
 /** The login node through `p`, with a known_hosts that names the login node's key at the proxy's port. */
 function throughProxy(p: Proxy, overrides: Partial<SshTarget> = {}): SshTarget {
-  const key = fs.readFileSync(path.join(SITE_PATHS.dir, 'login', 'host_ed25519.pub'), 'utf8').trim().split(/\s+/).slice(0, 2).join(' ');
+  const key = fs
+    .readFileSync(path.join(SITE_PATHS.dir, 'login', 'host_ed25519.pub'), 'utf8')
+    .trim()
+    .split(/\s+/)
+    .slice(0, 2)
+    .join(' ');
   return { ...LOGIN, port: p.port, knownHostsFile: scratchFile(`[127.0.0.1]:${p.port} ${key}\n`), ...overrides };
 }
 
@@ -130,7 +141,9 @@ describe('one connect attempt, shared by concurrent callers', () => {
 
   test("a caller that times out in the backoff wait after a failed attempt does not fail the others' reconnect", async () => {
     const p = await proxy((n) => (n === 1 ? 'drop' : 0));
-    const login = pool({ backoffMs: { initial: 1_000, max: 1_000 }, connectTimeoutMs: 5_000 }).executor(throughProxy(p));
+    const login = pool({ backoffMs: { initial: 1_000, max: 1_000 }, connectTimeoutMs: 5_000 }).executor(
+      throughProxy(p),
+    );
     const dropped = await rejection(login.run(['true']));
     expect(dropped).toMatchObject({ name: 'ExecutorError', kind: 'connect', permanent: false });
     expect(p.accepted).toBe(1);
@@ -164,39 +177,57 @@ describe('one connect attempt, shared by concurrent callers', () => {
 describe('unusable identity files are refused before any connection', () => {
   const encrypted = () => {
     const file = path.join(scratch, `encrypted-${++files}`);
-    const keygen = spawnSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', 'secret', '-C', 'test', '-f', file], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+    const keygen = spawnSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', 'secret', '-C', 'test', '-f', file], {
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     expect(keygen.status).toBe(0);
     return file;
   };
   const cases: [string, () => string, RegExp][] = [
-    ['garbage', () => scratchFile('not a key: hunter2 s3cr3t-t0ken\n'), /is not a private key ssh2 can read \(Unsupported key format\): give the path of an OpenSSH private key/],
-    ['an encrypted key without its passphrase', encrypted, /is encrypted with a passphrase, and this worker has no way yet to unlock it/],
-    ['a public key', () => scratchFile(fs.readFileSync(`${SITE_PATHS.operatorKey}.pub`)), /holds a public key: give the path of the private key/],
+    [
+      'garbage',
+      () => scratchFile('not a key: hunter2 s3cr3t-t0ken\n'),
+      /is not a private key ssh2 can read \(Unsupported key format\): give the path of an OpenSSH private key/,
+    ],
+    [
+      'an encrypted key without its passphrase',
+      encrypted,
+      /is encrypted with a passphrase, and this worker has no way yet to unlock it/,
+    ],
+    [
+      'a public key',
+      () => scratchFile(fs.readFileSync(`${SITE_PATHS.operatorKey}.pub`)),
+      /holds a public key: give the path of the private key/,
+    ],
   ];
 
-  test.each(cases)('%s: permanent auth error naming the file and the fix, no TCP connection, none on asking again', async (_what, make, fix) => {
-    const identityFile = make();
-    const content = fs.readFileSync(identityFile, 'utf8');
-    const p = await proxy();
-    const login = pool().executor(throughProxy(p, { identityFile }));
-    for (let attempt = 0; attempt < 2; attempt++) {
-      const err = await rejection(login.run(['true']));
-      expect(err).toBeInstanceOf(ExecutorError);
-      expect(err).toMatchObject({ kind: 'auth', permanent: true });
-      expect(err.message).toContain(`identity file ${identityFile} `);
-      expect(err.message).toMatch(fix);
-      // Never the key material: no line of the file, nor any longer piece of one.
-      for (const line of content.split('\n').filter((l) => l.length > 8)) {
-        for (let i = 0; i + 8 <= line.length; i += 8) expect(err.message).not.toContain(line.slice(i, i + 8 + 4));
+  test.each(cases)(
+    '%s: permanent auth error naming the file and the fix, no TCP connection, none on asking again',
+    async (_what, make, fix) => {
+      const identityFile = make();
+      const content = fs.readFileSync(identityFile, 'utf8');
+      const p = await proxy();
+      const login = pool().executor(throughProxy(p, { identityFile }));
+      for (let attempt = 0; attempt < 2; attempt++) {
+        const err = await rejection(login.run(['true']));
+        expect(err).toBeInstanceOf(ExecutorError);
+        expect(err).toMatchObject({ kind: 'auth', permanent: true });
+        expect(err.message).toContain(`identity file ${identityFile} `);
+        expect(err.message).toMatch(fix);
+        // Never the key material: no line of the file, nor any longer piece of one.
+        for (const line of content.split('\n').filter((l) => l.length > 8)) {
+          for (let i = 0; i + 8 <= line.length; i += 8) expect(err.message).not.toContain(line.slice(i, i + 8 + 4));
+        }
+        expect(login.connects).toBe(0);
+        expect(p.accepted).toBe(0);
       }
-      expect(login.connects).toBe(0);
-      expect(p.accepted).toBe(0);
-    }
-    // The proxy does count: the operator's key connects through it.
-    const good = pool().executor(throughProxy(p));
-    expect(await good.run(['true'])).toMatchObject({ code: 0 });
-    expect(p.accepted).toBe(1);
-  });
+      // The proxy does count: the operator's key connects through it.
+      const good = pool().executor(throughProxy(p));
+      expect(await good.run(['true'])).toMatchObject({ code: 0 });
+      expect(p.accepted).toBe(1);
+    },
+  );
 });
 
 describe('an unreadable known_hosts file', () => {
@@ -206,20 +237,23 @@ describe('an unreadable known_hosts file', () => {
     ['under a file', () => path.join(scratchFile(''), 'known_hosts'), 'ENOTDIR'],
   ];
 
-  test.each(cases)('%s: permanent host-key error naming the file and the fix, no TCP connection', async (_what, make, why) => {
-    const knownHostsFile = make();
-    const p = await proxy();
-    const login = pool().executor({ ...throughProxy(p), knownHostsFile });
-    for (let attempt = 0; attempt < 2; attempt++) {
-      const err = await rejection(login.run(['true']));
-      expect(err).toBeInstanceOf(ExecutorError);
-      expect(err).toMatchObject({ kind: 'host-key', permanent: true });
-      expect(err.message).toBe(
-        `known_hosts file ${knownHostsFile} cannot be read (${why}): refusing to connect to [127.0.0.1]:${p.port}. ` +
-          `Make it a file readable by the worker's user that holds the host's verified key.`,
-      );
-      expect(login.connects).toBe(0);
-      expect(p.accepted).toBe(0);
-    }
-  });
+  test.each(cases)(
+    '%s: permanent host-key error naming the file and the fix, no TCP connection',
+    async (_what, make, why) => {
+      const knownHostsFile = make();
+      const p = await proxy();
+      const login = pool().executor({ ...throughProxy(p), knownHostsFile });
+      for (let attempt = 0; attempt < 2; attempt++) {
+        const err = await rejection(login.run(['true']));
+        expect(err).toBeInstanceOf(ExecutorError);
+        expect(err).toMatchObject({ kind: 'host-key', permanent: true });
+        expect(err.message).toBe(
+          `known_hosts file ${knownHostsFile} cannot be read (${why}): refusing to connect to [127.0.0.1]:${p.port}. ` +
+            `Make it a file readable by the worker's user that holds the host's verified key.`,
+        );
+        expect(login.connects).toBe(0);
+        expect(p.accepted).toBe(0);
+      }
+    },
+  );
 });

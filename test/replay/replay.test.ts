@@ -13,7 +13,12 @@ const FILES = readdirSync(DIR).filter((f) => f.endsWith('.json'));
 
 describe('replay of recorded histories', () => {
   it('has the recorded lifecycles', () => {
-    expect(FILES.sort()).toEqual(['cancellation.json', 'failure-compensation.json', 'happy-drain.json', 'slurm-drain.json']);
+    expect(FILES.sort()).toEqual([
+      'cancellation.json',
+      'failure-compensation.json',
+      'happy-drain.json',
+      'slurm-drain.json',
+    ]);
   });
 
   it.each(FILES)('replays %s deterministically', async (file) => {

@@ -9,7 +9,9 @@ import { SITE_DIR, SITE_PATHS, siteStatus, startLocalSite, stopLocalSite, type S
 function printStatus(status: SiteStatus): void {
   for (const s of status.services) {
     const state = s.accepting ? 'up' : s.pids.length > 0 ? 'running, not accepting' : 'down';
-    console.log(`${s.service.padEnd(10)} ${`${s.endpoint.host}:${s.endpoint.port}`.padEnd(16)} ${state.padEnd(24)} pids ${s.pids.join(',') || '-'}`);
+    console.log(
+      `${s.service.padEnd(10)} ${`${s.endpoint.host}:${s.endpoint.port}`.padEnd(16)} ${state.padEnd(24)} pids ${s.pids.join(',') || '-'}`,
+    );
   }
   console.log(`mounts under ${SITE_DIR}: ${status.mounts.length === 0 ? 'none' : ''}`);
   for (const m of status.mounts) console.log(`  ${m.target} (${m.fstype}, ${m.source})`);

@@ -42,7 +42,12 @@ const cmsMount = path.join(cvmfsDist, 'cms.cern.ch');
 const COLLECTOR = `${site.endpoints.collector.host}:${site.endpoints.collector.port}`;
 
 /** Runs a constant bash script on a node; values reach it only as positional parameters. */
-function bashOn(node: SiteNode, script: string, args: readonly string[], env: readonly string[] = []): Promise<CommandResult> {
+function bashOn(
+  node: SiteNode,
+  script: string,
+  args: readonly string[],
+  env: readonly string[] = [],
+): Promise<CommandResult> {
   return site.ssh(node, ['env', ...env, 'bash', '-c', script, 'bash', ...args]);
 }
 
@@ -70,7 +75,12 @@ beforeAll(async () => {
     input: proxychainsConfig(SOCKS_PORT),
   });
   expect(r).toMatchObject({ code: 0 });
-  const copy = await bashOn('worker', 'mkdir -p "$1/dist/cvmfs" && cp "$2" "$3" "$1/" && ln -s "$4" "$1/store"', [cvmfsexec, P.mountrepo, P.umountrepo, P.cvmfsStore]);
+  const copy = await bashOn('worker', 'mkdir -p "$1/dist/cvmfs" && cp "$2" "$3" "$1/" && ln -s "$4" "$1/store"', [
+    cvmfsexec,
+    P.mountrepo,
+    P.umountrepo,
+    P.cvmfsStore,
+  ]);
   expect(copy).toMatchObject({ code: 0 });
 });
 
@@ -83,14 +93,19 @@ afterAll(async () => {
 });
 
 describe('the login and worker nodes', () => {
-  test.each(['login', 'worker'] as const)('the %s node accepts the operator key and runs commands as glidein in its home', async (node) => {
-    const r = await site.ssh(node, ['bash', '-c', 'id -un; printf "%s\\n" "$HOME"']);
-    expect(r).toMatchObject({ code: 0, stdout: `glidein\n${P.home}\n` });
-    expect(sshdLog(node)).toMatch(/Accepted publickey for glidein from 127\.0\.0\.1/);
-  });
+  test.each(['login', 'worker'] as const)(
+    'the %s node accepts the operator key and runs commands as glidein in its home',
+    async (node) => {
+      const r = await site.ssh(node, ['bash', '-c', 'id -un; printf "%s\\n" "$HOME"']);
+      expect(r).toMatchObject({ code: 0, stdout: `glidein\n${P.home}\n` });
+      expect(sshdLog(node)).toMatch(/Accepted publickey for glidein from 127\.0\.0\.1/);
+    },
+  );
 
   test('a node whose host key is not in known_hosts is refused', async () => {
-    const argv = site.sshArgv('login', ['true']).map((a) => (a.startsWith('UserKnownHostsFile=') ? 'UserKnownHostsFile=/dev/null' : a));
+    const argv = site
+      .sshArgv('login', ['true'])
+      .map((a) => (a.startsWith('UserKnownHostsFile=') ? 'UserKnownHostsFile=/dev/null' : a));
     const r = await runCommand(argv);
     expect(r.code).toBe(255);
     expect(r.stderr).toMatch(/Host key verification failed/);
@@ -116,16 +131,22 @@ describe('the proxy chain: SOCKS tunnel from the worker node to the login node, 
 
   test('proxychains4 through the tunnel and the KIT proxy reaches the collector, and KIT logs the CONNECT', async () => {
     const before = kitProxyLog().length;
-    const r = await bashOn('worker', 'exec proxychains4 -q -f "$1" bash -c "exec 3<>/dev/tcp/127.0.0.4/9618"', [proxychainsConf]);
+    const r = await bashOn('worker', 'exec proxychains4 -q -f "$1" bash -c "exec 3<>/dev/tcp/127.0.0.4/9618"', [
+      proxychainsConf,
+    ]);
     expect(r).toMatchObject({ code: 0 });
     expect(kitProxyLog().slice(before)).toContain(`CONNECT ${COLLECTOR}`);
   });
 
   test('without a SOCKS tunnel the strict chain fails', async () => {
     const conf = path.join(testDir, 'no-tunnel.conf');
-    const r = await site.ssh('worker', ['bash', '-c', 'cat >"$1" && proxychains4 -q -f "$1" bash -c "exec 3<>/dev/tcp/127.0.0.4/9618"', 'bash', conf], {
-      input: proxychainsConfig(SOCKS_PORT + 1),
-    });
+    const r = await site.ssh(
+      'worker',
+      ['bash', '-c', 'cat >"$1" && proxychains4 -q -f "$1" bash -c "exec 3<>/dev/tcp/127.0.0.4/9618"', 'bash', conf],
+      {
+        input: proxychainsConfig(SOCKS_PORT + 1),
+      },
+    );
     expect(r.code).not.toBe(0);
   });
 });
@@ -133,14 +154,19 @@ describe('the proxy chain: SOCKS tunnel from the worker node to the login node, 
 describe('cvmfsexec stand-in', () => {
   test('mountrepo mounts a repository read-only with FUSE as glidein, refuses a second mount, and umountrepo -a unmounts it', async () => {
     const mount = await site.ssh('worker', [mountrepo, 'cms.cern.ch']);
-    expect(mount).toMatchObject({ code: 0, stdout: `CernVM-FS: loading Fuse module... done\nCernVM-FS: mounted cvmfs on ${cmsMount}\n` });
+    expect(mount).toMatchObject({
+      code: 0,
+      stdout: `CernVM-FS: loading Fuse module... done\nCernVM-FS: mounted cvmfs on ${cmsMount}\n`,
+    });
     const m = siteMounts().find((x) => x.target === cmsMount);
     expect(m).toMatchObject({ fstype: 'fuse' });
     expect(m?.source).toMatch(/\/store\/cms\.cern\.ch$/);
     expect(m?.options.split(',')).toContain('ro');
     expect(siteProcesses().some((p) => p.argv[0] === 'bindfs' && p.argv.includes(cmsMount))).toBe(true);
 
-    const look = await bashOn('worker', 'test -x "$1/glidein/sbin/condor_master" && ! touch "$1/x" 2>/dev/null', [cmsMount]);
+    const look = await bashOn('worker', 'test -x "$1/glidein/sbin/condor_master" && ! touch "$1/x" 2>/dev/null', [
+      cmsMount,
+    ]);
     expect(look).toMatchObject({ code: 0 });
 
     const again = await site.ssh('worker', [mountrepo, 'cms.cern.ch']);
@@ -177,7 +203,8 @@ describe('apptainer stand-in', () => {
     expect(dup).toMatchObject({ code: 255, stderr: `FATAL:   instance ${name} already exists\n` });
 
     const list = await site.ssh('worker', [A, 'instance', 'list', '--json', name]);
-    const instances = (JSON.parse(list.stdout) as { instances: { instance: string; pid: number; img: string }[] }).instances;
+    const instances = (JSON.parse(list.stdout) as { instances: { instance: string; pid: number; img: string }[] })
+      .instances;
     expect(instances).toHaveLength(1);
     expect(instances[0]).toMatchObject({ instance: name, img: P.image });
     const initPid = instances[0].pid;
@@ -201,15 +228,27 @@ describe('apptainer stand-in', () => {
     ]);
     expect(env).toMatchObject({ code: 0, stdout: `bar qux ${name} cms-el9.sif ${P.image}\n` });
     const missingCmd = await site.ssh('worker', [A, 'exec', `instance://${name}`, 'no-such-command']);
-    expect(missingCmd).toMatchObject({ code: 255, stderr: 'FATAL:   "no-such-command": executable file not found in $PATH\n' });
+    expect(missingCmd).toMatchObject({
+      code: 255,
+      stderr: 'FATAL:   "no-such-command": executable file not found in $PATH\n',
+    });
 
     // A payload exec'd into the instance keeps the pid of `apptainer exec` ($!), and dies with the instance.
-    const bg = await bashOn('worker', '"$1" exec "instance://$2" sleep 300 >/dev/null 2>&1 </dev/null & echo $!', [A, name]);
+    const bg = await bashOn('worker', '"$1" exec "instance://$2" sleep 300 >/dev/null 2>&1 </dev/null & echo $!', [
+      A,
+      name,
+    ]);
     const payloadPid = Number(bg.stdout.trim());
-    await waitFor('the payload to run sleep', () => siteProcesses().find((p) => p.pid === payloadPid)?.argv[0] === 'sleep');
+    await waitFor(
+      'the payload to run sleep',
+      () => siteProcesses().find((p) => p.pid === payloadPid)?.argv[0] === 'sleep',
+    );
 
     const stop = await site.ssh('worker', [A, 'instance', 'stop', name]);
-    expect(stop).toMatchObject({ code: 0, stderr: `INFO:    Stopping ${name} instance of ${P.image} (PID=${initPid})\n` });
+    expect(stop).toMatchObject({
+      code: 0,
+      stderr: `INFO:    Stopping ${name} instance of ${P.image} (PID=${initPid})\n`,
+    });
     expect(processAlive(initPid)).toBe(false);
     expect(processAlive(payloadPid)).toBe(false);
     const after = await site.ssh('worker', [A, 'instance', 'list', '--json', name]);
@@ -236,10 +275,26 @@ describe('a glidein in the container registers only through KIT', () => {
     '_CONDOR_GLIDEIN_Site="local"',
     '_CONDOR_GLIDEIN_Id=7',
   ];
-  const preload = [`APPTAINERENV_LD_PRELOAD=${PROXYCHAINS_LIBRARY}`, `APPTAINERENV_PROXYCHAINS_CONF_FILE=${proxychainsConf}`];
+  const preload = [
+    `APPTAINERENV_LD_PRELOAD=${PROXYCHAINS_LIBRARY}`,
+    `APPTAINERENV_PROXYCHAINS_CONF_FILE=${proxychainsConf}`,
+  ];
 
   async function startMaster(glideinName: string, env: readonly string[]): Promise<number> {
-    const r = await bashOn('worker', START_MASTER, [testDir, `${glideinName}.log`, P.apptainer, 'exec', `instance://${instance}`, '/cvmfs/cms.cern.ch/glidein/sbin/condor_master', '-f'], env);
+    const r = await bashOn(
+      'worker',
+      START_MASTER,
+      [
+        testDir,
+        `${glideinName}.log`,
+        P.apptainer,
+        'exec',
+        `instance://${instance}`,
+        '/cvmfs/cms.cern.ch/glidein/sbin/condor_master',
+        '-f',
+      ],
+      env,
+    );
     expect(r).toMatchObject({ code: 0 });
     return Number(r.stdout.trim());
   }
@@ -249,7 +304,9 @@ describe('a glidein in the container registers only through KIT', () => {
   beforeAll(async () => {
     if (tunnelPids().length === 0) throw new Error('the SOCKS tunnel of the proxy-chain tests is not running');
     expect(await site.ssh('worker', [mountrepo, 'cms.cern.ch'])).toMatchObject({ code: 0 });
-    expect(await site.ssh('worker', [P.apptainer, 'instance', 'start', '-B', `${cvmfsDist}:/cvmfs`, P.image, instance])).toMatchObject({ code: 0 });
+    expect(
+      await site.ssh('worker', [P.apptainer, 'instance', 'start', '-B', `${cvmfsDist}:/cvmfs`, P.image, instance]),
+    ).toMatchObject({ code: 0 });
   });
 
   afterAll(async () => {
@@ -267,7 +324,14 @@ describe('a glidein in the container registers only through KIT', () => {
       const ads = await collectorAds(`Name == "${adName}"`);
       return ads.length > 0 && ads;
     });
-    expect(ad).toMatchObject({ MyType: 'Machine', State: 'Unclaimed', Activity: 'Idle', GLIDEIN_Site: 'local', GLIDEIN_Id: 7, UpdatesPeerAddress: '127.0.0.3' });
+    expect(ad).toMatchObject({
+      MyType: 'Machine',
+      State: 'Unclaimed',
+      Activity: 'Idle',
+      GLIDEIN_Site: 'local',
+      GLIDEIN_Id: 7,
+      UpdatesPeerAddress: '127.0.0.3',
+    });
     expect(kitProxyLog().slice(kitBefore)).toContain(`CONNECT ${COLLECTOR}`);
 
     // $! is the glidein itself: apptainer exec replaced itself with condor_master, with the preload.
@@ -308,12 +372,24 @@ describe('a glidein in the container registers only through KIT', () => {
     const pid = await startMaster(glideinName, condorEnv(glideinName));
 
     await waitFor('the collector to refuse the direct update', () =>
-      new RegExp(`PERMISSION DENIED .* from host 127\\.0\\.0\\.1 for command 0 \\(UPDATE_STARTD_AD\\).*\\(ad "${adName}"\\)`).test(collectorLog()),
+      new RegExp(
+        `PERMISSION DENIED .* from host 127\\.0\\.0\\.1 for command 0 \\(UPDATE_STARTD_AD\\).*\\(ad "${adName}"\\)`,
+      ).test(collectorLog()),
     );
-    await waitFor('condor_master to log the failed update', () => masterLog(glideinName).includes(`Failed to send update to collector ${COLLECTOR}`));
+    await waitFor('condor_master to log the failed update', () =>
+      masterLog(glideinName).includes(`Failed to send update to collector ${COLLECTOR}`),
+    );
     expect(processAlive(pid)).toBe(true);
     expect(await collectorAds(`Name == "${adName}"`)).toEqual([]);
-    const status = await runCommand([P.condorStatus, '-pool', COLLECTOR, '-af', 'Name', '-constraint', `Name == "${adName}"`]);
+    const status = await runCommand([
+      P.condorStatus,
+      '-pool',
+      COLLECTOR,
+      '-af',
+      'Name',
+      '-constraint',
+      `Name == "${adName}"`,
+    ]);
     expect(status).toMatchObject({ code: 0, stdout: '' });
 
     expect(await site.ssh('worker', ['kill', '-QUIT', String(pid)])).toMatchObject({ code: 0 });
@@ -326,7 +402,8 @@ describe('fault injection', () => {
   afterAll(() => startService('kit'));
 
   test('stopService takes the KIT proxy away (the chain fails) and startService brings it back', async () => {
-    const probe = () => bashOn('worker', 'exec proxychains4 -q -f "$1" bash -c "exec 3<>/dev/tcp/127.0.0.4/9618"', [proxychainsConf]);
+    const probe = () =>
+      bashOn('worker', 'exec proxychains4 -q -f "$1" bash -c "exec 3<>/dev/tcp/127.0.0.4/9618"', [proxychainsConf]);
     await stopService('kit');
     expect(await portAccepts(site.endpoints.kit)).toBe(false);
     expect((await probe()).code).not.toBe(0);

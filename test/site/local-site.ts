@@ -160,7 +160,12 @@ export function sleep(ms: number): Promise<void> {
 }
 
 /** Polls `probe` until it returns a value other than undefined/false, or throws naming `what`. */
-export async function waitFor<T>(what: string, probe: () => T | undefined | false | Promise<T | undefined | false>, timeoutMs = 15_000, everyMs = 100): Promise<T> {
+export async function waitFor<T>(
+  what: string,
+  probe: () => T | undefined | false | Promise<T | undefined | false>,
+  timeoutMs = 15_000,
+  everyMs = 100,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const value = await probe();
@@ -202,7 +207,8 @@ export function lookupUser(name: string): UserEntry | undefined {
 
 function siteUser(): UserEntry {
   const user = lookupUser(SITE_USER);
-  if (!user) throw new Error(`user ${SITE_USER} does not exist: build the site first (npx ts-node test/site/cli.ts up)`);
+  if (!user)
+    throw new Error(`user ${SITE_USER} does not exist: build the site first (npx ts-node test/site/cli.ts up)`);
   return user;
 }
 
@@ -261,12 +267,18 @@ export function siteMounts(): SiteMount[] {
 }
 
 /** Ads in the collector matching a ClassAd constraint (default: all), by a direct TCP query. */
-export function collectorAds(constraint = 'true', timeoutMs = 5000, ep: Endpoint = ENDPOINTS.collector): Promise<ClassAd[]> {
+export function collectorAds(
+  constraint = 'true',
+  timeoutMs = 5000,
+  ep: Endpoint = ENDPOINTS.collector,
+): Promise<ClassAd[]> {
   return new Promise((resolve, reject) => {
     const socket = net.connect({ host: ep.host, port: ep.port });
     let data = '';
     socket.setEncoding('utf8');
-    socket.setTimeout(timeoutMs, () => socket.destroy(new Error(`collector ${ep.host}:${ep.port} did not answer in ${timeoutMs} ms`)));
+    socket.setTimeout(timeoutMs, () =>
+      socket.destroy(new Error(`collector ${ep.host}:${ep.port} did not answer in ${timeoutMs} ms`)),
+    );
     socket.once('connect', () => socket.write(JSON.stringify({ command: 'QUERY_STARTD_ADS', constraint }) + '\n'));
     socket.on('data', (d: string) => (data += d));
     socket.once('error', (err) => reject(new Error(`collector ${ep.host}:${ep.port}: ${err.message}`)));
@@ -346,7 +358,11 @@ const SERVICES: Readonly<Record<SiteService, ServiceSpec>> = {
     endpoint: ENDPOINTS.kit,
     signature: path.join(SITE_PATHS.kitDir, 'tinyproxy.conf'),
     logFile: path.join(SITE_PATHS.kitDir, 'tinyproxy.out'),
-    launch: () => launchDetached(['tinyproxy', '-d', '-c', path.join(SITE_PATHS.kitDir, 'tinyproxy.conf')], path.join(SITE_PATHS.kitDir, 'tinyproxy.out')),
+    launch: () =>
+      launchDetached(
+        ['tinyproxy', '-d', '-c', path.join(SITE_PATHS.kitDir, 'tinyproxy.conf')],
+        path.join(SITE_PATHS.kitDir, 'tinyproxy.out'),
+      ),
   },
   collector: {
     endpoint: ENDPOINTS.collector,
@@ -413,7 +429,9 @@ export async function startService(service: SiteService): Promise<void> {
   if (pids.length > 0 && (await portAccepts(spec.endpoint))) return;
   if (pids.length > 0) await killAndWait(pids, 2000);
   if (await portAccepts(spec.endpoint)) {
-    throw new Error(`cannot start ${service}: ${spec.endpoint.host}:${spec.endpoint.port} is taken by a process that is not this site's; find it with \`ss -ltnp\``);
+    throw new Error(
+      `cannot start ${service}: ${spec.endpoint.host}:${spec.endpoint.port} is taken by a process that is not this site's; find it with \`ss -ltnp\``,
+    );
   }
   try {
     spec.launch();
@@ -422,7 +440,12 @@ export async function startService(service: SiteService): Promise<void> {
     if (!(await portAccepts(spec.endpoint)) || servicePids(service).length === 0) throw err;
   }
   try {
-    await waitFor(`${service} to accept connections on ${spec.endpoint.host}:${spec.endpoint.port}`, () => portAccepts(spec.endpoint, 200), 10_000, 50);
+    await waitFor(
+      `${service} to accept connections on ${spec.endpoint.host}:${spec.endpoint.port}`,
+      () => portAccepts(spec.endpoint, 200),
+      10_000,
+      50,
+    );
   } catch (err) {
     const tail = readText(spec.logFile).split('\n').slice(-10).join('\n');
     throw new Error(`${(err as Error).message}; last lines of ${spec.logFile}:\n${tail}`);
@@ -593,8 +616,16 @@ function buildLayout(user: UserEntry): void {
   installStandin('cms-el9.sif', P.image, 0o644);
   installStandin('condor/condor_master', path.join(P.cvmfsStore, 'cms.cern.ch', 'glidein', 'sbin', 'condor_master'));
   installStandin('condor/condor_status', P.condorStatus);
-  writeFile(path.join(P.cvmfsStore, 'cms.cern.ch', 'README'), 'cms.cern.ch in the local test site: the glidein stand-ins are under glidein/.\n', 0o644);
-  writeFile(path.join(P.cvmfsStore, 'oasis.opensciencegrid.org', 'mis', 'README'), 'oasis.opensciencegrid.org in the local test site.\n', 0o644);
+  writeFile(
+    path.join(P.cvmfsStore, 'cms.cern.ch', 'README'),
+    'cms.cern.ch in the local test site: the glidein stand-ins are under glidein/.\n',
+    0o644,
+  );
+  writeFile(
+    path.join(P.cvmfsStore, 'oasis.opensciencegrid.org', 'mis', 'README'),
+    'oasis.opensciencegrid.org in the local test site.\n',
+    0o644,
+  );
 }
 
 function writeKeysAndConfigs(user: UserEntry, proxyUser: UserEntry & { name: string; group: string }): void {
@@ -605,10 +636,19 @@ function writeKeysAndConfigs(user: UserEntry, proxyUser: UserEntry & { name: str
     login: keygen(path.join(P.loginDir, 'host_ed25519'), 'login-node'),
     worker: keygen(path.join(P.workerDir, 'host_ed25519'), 'worker-node'),
   };
-  writeFile(P.operatorKnownHosts, `${hostKeyEntry(ENDPOINTS.login, hostPubs.login)}\n${hostKeyEntry(ENDPOINTS.worker, hostPubs.worker)}\n`, 0o644);
+  writeFile(
+    P.operatorKnownHosts,
+    `${hostKeyEntry(ENDPOINTS.login, hostPubs.login)}\n${hostKeyEntry(ENDPOINTS.worker, hostPubs.worker)}\n`,
+    0o644,
+  );
   // The site's own known_hosts: the login node (for the forward tunnel from the worker node) and the worker node
   // (for the reverse tunnel from the login node), as a site-wide ssh_known_hosts would have them.
-  writeFile(P.siteKnownHosts, `${hostKeyEntry(ENDPOINTS.login, hostPubs.login)}\n${hostKeyEntry(ENDPOINTS.worker, hostPubs.worker)}\n`, 0o644, user);
+  writeFile(
+    P.siteKnownHosts,
+    `${hostKeyEntry(ENDPOINTS.login, hostPubs.login)}\n${hostKeyEntry(ENDPOINTS.worker, hostPubs.worker)}\n`,
+    0o644,
+    user,
+  );
   for (const node of ['login', 'worker'] as const) {
     writeFile(path.join(SITE_DIR, node, 'authorized_keys', SITE_USER), `${operatorPub}\n${sitePub}\n`, 0o644);
     writeFile(path.join(SITE_DIR, node, 'sshd_config'), sshdConfig(node), 0o644);
@@ -699,7 +739,8 @@ export async function stopLocalSite(): Promise<void> {
   for (const m of siteMounts().sort((a, b) => b.target.length - a.target.length)) unmount(m.target);
   // With the mounts gone, so are the leases on them.
   const leases = path.join(SITE_PATHS.cvmfsexecDir, '.leases');
-  for (const node of fs.existsSync(leases) ? fs.readdirSync(leases) : []) fs.rmSync(path.join(leases, node), { recursive: true, force: true });
+  for (const node of fs.existsSync(leases) ? fs.readdirSync(leases) : [])
+    fs.rmSync(path.join(leases, node), { recursive: true, force: true });
   // The root half of the site's ssh sessions ("sshd: glidein [priv]") ends with its user half; make sure.
   const sessions = allProcesses().filter((p) => p.state !== 'Z' && p.cmdline.startsWith(`sshd: ${SITE_USER}`));
   await killAndWait(
@@ -743,12 +784,16 @@ export function releaseSiteLease(pid = process.pid, leaseDir = LEASE_DIR): numbe
   fs.rmSync(path.join(leaseDir, String(pid)), { force: true });
   let holders: number[] = [];
   try {
-    holders = fs.readdirSync(leaseDir).filter((f) => /^\d+$/.test(f)).map(Number);
+    holders = fs
+      .readdirSync(leaseDir)
+      .filter((f) => /^\d+$/.test(f))
+      .map(Number);
   } catch {
     return [];
   }
   const live = holders.filter(alive);
-  for (const dead of holders.filter((p) => !live.includes(p))) fs.rmSync(path.join(leaseDir, String(dead)), { force: true });
+  for (const dead of holders.filter((p) => !live.includes(p)))
+    fs.rmSync(path.join(leaseDir, String(dead)), { force: true });
   return live;
 }
 

@@ -21,15 +21,41 @@ describe('command builders', () => {
     const argv = tunnelArgv(local);
     expect(argv.slice(0, 5)).toEqual(['ssh', '-F', '/dev/null', '-N', '-D']);
     expect(argv).toContain('127.0.0.1:1080');
-    expect(argv).toEqual(expect.arrayContaining(['ExitOnForwardFailure=yes', 'BatchMode=yes', 'StrictHostKeyChecking=yes', 'ServerAliveInterval=15']));
+    expect(argv).toEqual(
+      expect.arrayContaining([
+        'ExitOnForwardFailure=yes',
+        'BatchMode=yes',
+        'StrictHostKeyChecking=yes',
+        'ServerAliveInterval=15',
+      ]),
+    );
     expect(argv.slice(-2)).toEqual(['--', '127.0.0.1']);
     expect(argv[argv.indexOf('-i') + 1]).toBe('/tmp/glidein-local-site/site/home/.ssh/id_ed25519');
   });
 
   it('opens a reverse tunnel from the login node into the worker node, without a key on the site', () => {
-    const reverse = { ...local, tunnel: { mode: 'reverse' as const, socksPort: 1080, knownHostsFile: '/site/known_hosts', serverAliveInterval: '15s', startsInFlight: 3 } };
+    const reverse = {
+      ...local,
+      tunnel: {
+        mode: 'reverse' as const,
+        socksPort: 1080,
+        knownHostsFile: '/site/known_hosts',
+        serverAliveInterval: '15s',
+        startsInFlight: 3,
+      },
+    };
     const argv = tunnelArgv(reverse);
-    expect(argv).toEqual(expect.arrayContaining(['-R', '127.0.0.1:1080', 'ExitOnForwardFailure=yes', 'StrictHostKeyChecking=yes', 'UserKnownHostsFile=/site/known_hosts', 'ForwardAgent=no', 'IdentityFile=none']));
+    expect(argv).toEqual(
+      expect.arrayContaining([
+        '-R',
+        '127.0.0.1:1080',
+        'ExitOnForwardFailure=yes',
+        'StrictHostKeyChecking=yes',
+        'UserKnownHostsFile=/site/known_hosts',
+        'ForwardAgent=no',
+        'IdentityFile=none',
+      ]),
+    );
     expect(argv).not.toContain('-i');
     expect(argv.slice(-4)).toEqual(['-l', 'glidein', '--', '127.0.0.2']);
     expect(argv[argv.indexOf('-p') + 1]).toBe('2202');
@@ -38,7 +64,9 @@ describe('command builders', () => {
   it('starts the instance with /cvmfs, the proxychains library and the work directory bound', () => {
     const argv = instanceStartArgv(local, 'glidein-x', '/w/x');
     expect(argv.slice(0, 3)).toEqual([local.container.executable, 'instance', 'start']);
-    expect(argv).toEqual(expect.arrayContaining(['--bind', `${local.cvmfs.cvmfsexecDir}/dist/cvmfs:/cvmfs`, '--bind', '/w/x:/w/x']));
+    expect(argv).toEqual(
+      expect.arrayContaining(['--bind', `${local.cvmfs.cvmfsexecDir}/dist/cvmfs:/cvmfs`, '--bind', '/w/x:/w/x']),
+    );
     expect(argv.slice(-2)).toEqual([local.container.image, 'glidein-x']);
   });
 
@@ -59,7 +87,12 @@ describe('command builders', () => {
       APPTAINERENV_PROXYCHAINS_CONF_FILE: paths.proxychainsConf,
       APPTAINERENV__CONDOR_COLLECTOR_HOST: '127.0.0.4:9618',
     });
-    expect(glideinArgv(local, 'glidein-g1')).toEqual([local.container.executable, 'exec', 'instance://glidein-g1', ...local.glidein.startCommand]);
+    expect(glideinArgv(local, 'glidein-g1')).toEqual([
+      local.container.executable,
+      'exec',
+      'instance://glidein-g1',
+      ...local.glidein.startCommand,
+    ]);
   });
 
   it('tells HTCondor when to retire and when to be gone, like a GlideinWMS pilot', () => {
@@ -76,7 +109,18 @@ describe('command builders', () => {
 
   it('asks the collector for exactly this glidein', () => {
     const argv = condorStatusArgv(local, 'glidein-g1', 'g1');
-    expect(argv).toEqual(expect.arrayContaining(['-pool', '127.0.0.4:9618', '-constraint', 'GlideinLaunchId == "g1"', '-af', 'Name', 'State', 'Activity']));
+    expect(argv).toEqual(
+      expect.arrayContaining([
+        '-pool',
+        '127.0.0.4:9618',
+        '-constraint',
+        'GlideinLaunchId == "g1"',
+        '-af',
+        'Name',
+        'State',
+        'Activity',
+      ]),
+    );
   });
 });
 
@@ -92,8 +136,14 @@ describe('proxychains', () => {
   it.each([
     ['[proxychains] Strict chain  ...  127.0.0.1:1080  ...  127.0.0.3:80  ...  127.0.0.4:9618  ...  OK', { ok: true }],
     ['[proxychains] Strict chain  ...  127.0.0.1:1080 <--socket error or timeout!', { ok: false, failedHop: 'tunnel' }],
-    ['[proxychains] Strict chain  ...  127.0.0.1:1080  ...  127.0.0.3:80 <--socket error or timeout!', { ok: false, failedHop: 'kit' }],
-    ['[proxychains] Strict chain  ...  127.0.0.1:1080  ...  127.0.0.3:80  ...  127.0.0.4:9618 <--denied', { ok: false, failedHop: 'target' }],
+    [
+      '[proxychains] Strict chain  ...  127.0.0.1:1080  ...  127.0.0.3:80 <--socket error or timeout!',
+      { ok: false, failedHop: 'kit' },
+    ],
+    [
+      '[proxychains] Strict chain  ...  127.0.0.1:1080  ...  127.0.0.3:80  ...  127.0.0.4:9618 <--denied',
+      { ok: false, failedHop: 'target' },
+    ],
   ])('reads which hop failed from %s', (line, expected) => {
     expect(parseChainReport(`[proxychains] config file found: x\n${line}\n`)).toMatchObject(expected);
   });
@@ -105,15 +155,26 @@ describe('proxychains', () => {
 
 describe('parsers', () => {
   it('reads condor_status -af output', () => {
-    expect(parseAutoformat('slot1@g1@host Unclaimed Idle\n')).toEqual([{ name: 'slot1@g1@host', state: 'Unclaimed', activity: 'Idle' }]);
+    expect(parseAutoformat('slot1@g1@host Unclaimed Idle\n')).toEqual([
+      { name: 'slot1@g1@host', state: 'Unclaimed', activity: 'Idle' },
+    ]);
     expect(parseAutoformat('')).toEqual([]);
   });
 
   it('reads process and port inspection, telling a reused pid from ours', () => {
     const snap = parseInspect(
-      ['proc /w/tunnel.pid 100 555 555 ssh -N -D 127.0.0.1:1080', 'proc /w/glidein.pid 200 777 999 other', 'proc /w/none.pid - - - -', 'listen 0438', 'listen 0050'].join('\n'),
+      [
+        'proc /w/tunnel.pid 100 555 555 ssh -N -D 127.0.0.1:1080',
+        'proc /w/glidein.pid 200 777 999 other',
+        'proc /w/none.pid - - - -',
+        'listen 0438',
+        'listen 0050',
+      ].join('\n'),
     );
-    expect(snap.processes.get('/w/tunnel.pid')).toMatchObject({ alive: true, recorded: { pid: 100, startTime: '555' } });
+    expect(snap.processes.get('/w/tunnel.pid')).toMatchObject({
+      alive: true,
+      recorded: { pid: 100, startTime: '555' },
+    });
     expect(snap.processes.get('/w/glidein.pid')).toMatchObject({ alive: false });
     expect(snap.processes.get('/w/none.pid')).toMatchObject({ alive: false, recorded: undefined });
     expect([...snap.listening]).toEqual([1080, 80]);
@@ -127,7 +188,12 @@ describe('known_hosts', () => {
   it('finds plain, bracketed and hashed entries and honours @revoked', () => {
     const salt = Buffer.from('0123456789abcdef0123');
     const hashed = `|1|${salt.toString('base64')}|${createHmac('sha1', salt).update('[10.0.0.1]:2222').digest('base64')}`;
-    const text = [`login.example ssh-rsa ${b64}`, `[login.example]:2201 ssh-ed25519 ${b64}`, `${hashed} ssh-ed25519 ${b64}`, `@revoked bad.example ssh-rsa ${b64}`].join('\n');
+    const text = [
+      `login.example ssh-rsa ${b64}`,
+      `[login.example]:2201 ssh-ed25519 ${b64}`,
+      `${hashed} ssh-ed25519 ${b64}`,
+      `@revoked bad.example ssh-rsa ${b64}`,
+    ].join('\n');
     expect(findHostKeys(text, 'login.example', 22).keys.map((k) => k.type)).toEqual(['ssh-rsa']);
     expect(findHostKeys(text, 'login.example', 2201).keys.map((k) => k.type)).toEqual(['ssh-ed25519']);
     expect(findHostKeys(text, '10.0.0.1', 2222).keys).toHaveLength(1);

@@ -1,13 +1,32 @@
 /** Every failure that leaves an activity is redacted, whichever way it was raised, and keeps its type and retryability. */
-import { ApplicationFailure, CancelledFailure, DefaultFailureConverter, defaultPayloadConverter } from '@temporalio/common';
+import {
+  ApplicationFailure,
+  CancelledFailure,
+  DefaultFailureConverter,
+  defaultPayloadConverter,
+} from '@temporalio/common';
 import { asStep, PermanentFault, toFailure } from '../../src/activities/failures';
 import { redact, redactDeep } from '../../src/common/redact';
 
-const KEY_LINES = ['b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZW', 'QyNTUxOQAAACBzZWNyZXQta2V5LWJvZHktbGluZS10d28tbm90LWEtcmVhbC1rZXkAAA'];
+const KEY_LINES = [
+  'b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZW',
+  'QyNTUxOQAAACBzZWNyZXQta2V5LWJvZHktbGluZS10d28tbm90LWEtcmVhbC1rZXkAAA',
+];
 const KEY = `-----BEGIN OPENSSH PRIVATE KEY-----\n${KEY_LINES.join('\n')}\n-----END OPENSSH PRIVATE KEY-----`;
 const JWT = 'eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJnbGlkZWluQGpzYyJ9.c2lnbmF0dXJlLW9mLXRoZS10b2tlbg';
-const CERT_LINES = ['MIIBszCCAVmgAwIBAgIUQmFzZTY0Q2VydGlmaWNhdGVCb2R5TGluZU9uZTAKBggqhkjO', 'PQQDAjAiMSAwHgYDVQQDDBdwcm94eS1jZXJ0aWZpY2F0ZS1saW5lLXR3bzAeFw0yNTA'];
-const SECRETS = [...KEY_LINES, ...CERT_LINES, 'PRIVATE KEY-----', JWT, 'eyJzdWIiOiJnbGlkZWluQGpzYyJ9', 'token=abc', 'hunter2'];
+const CERT_LINES = [
+  'MIIBszCCAVmgAwIBAgIUQmFzZTY0Q2VydGlmaWNhdGVCb2R5TGluZU9uZTAKBggqhkjO',
+  'PQQDAjAiMSAwHgYDVQQDDBdwcm94eS1jZXJ0aWZpY2F0ZS1saW5lLXR3bzAeFw0yNTA',
+];
+const SECRETS = [
+  ...KEY_LINES,
+  ...CERT_LINES,
+  'PRIVATE KEY-----',
+  JWT,
+  'eyJzdWIiOiJnbGlkZWluQGpzYyJ9',
+  'token=abc',
+  'hunter2',
+];
 
 /** The failure as Temporal would record it, payloads decoded, so a leak anywhere in it shows as text. */
 function recorded(err: Error): string {
@@ -31,8 +50,13 @@ describe('toFailure', () => {
     const failure = toFailure('confirmRegistration', original) as ApplicationFailure;
     expect(failure).toBeInstanceOf(ApplicationFailure);
     expect(failure).toMatchObject({ type: 'GlideinExited', nonRetryable: true });
-    expect(failure.message).toBe('confirmRegistration: the glidein exited: [redacted private key]\nIDTOKEN=[redacted token]');
-    expect(failure.details).toEqual([{ stderr: '[redacted private key]', env: ['token=[redacted]'], nested: { IDTOKEN: '[redacted]' } }, 'password: [redacted]']);
+    expect(failure.message).toBe(
+      'confirmRegistration: the glidein exited: [redacted private key]\nIDTOKEN=[redacted token]',
+    );
+    expect(failure.details).toEqual([
+      { stderr: '[redacted private key]', env: ['token=[redacted]'], nested: { IDTOKEN: '[redacted]' } },
+      'password: [redacted]',
+    ]);
     expect(failure.cause?.message).toBe('ssh said [redacted private key]');
     expect(failure.cause?.cause).toBeInstanceOf(ApplicationFailure);
     expect(failure.cause?.cause).toMatchObject({ type: 'Inner', message: 'token=[redacted]' });
@@ -58,8 +82,18 @@ describe('toFailure', () => {
   });
 
   it('redacts permanent faults and other errors, keeping their types', () => {
-    const permanent = toFailure('startGlidein', new PermanentFault(`image missing; proxy ${CERT_LINES.join('\n')}\n-----END CERTIFICATE-----`, 'ContainerStartFailed')) as ApplicationFailure;
-    expect(permanent).toMatchObject({ type: 'ContainerStartFailed', nonRetryable: true, message: 'startGlidein: image missing; proxy [redacted certificate]' });
+    const permanent = toFailure(
+      'startGlidein',
+      new PermanentFault(
+        `image missing; proxy ${CERT_LINES.join('\n')}\n-----END CERTIFICATE-----`,
+        'ContainerStartFailed',
+      ),
+    ) as ApplicationFailure;
+    expect(permanent).toMatchObject({
+      type: 'ContainerStartFailed',
+      nonRetryable: true,
+      message: 'startGlidein: image missing; proxy [redacted certificate]',
+    });
     const other = toFailure('startGlidein', new Error(`spawn failed: IDTOKEN=${JWT}`)) as ApplicationFailure;
     expect(other).toMatchObject({ type: 'StepError', nonRetryable: false });
     expectNoSecrets(recorded(permanent) + recorded(other));
@@ -67,9 +101,15 @@ describe('toFailure', () => {
 
   it('asStep converts whatever the body throws', async () => {
     const thrown = ApplicationFailure.nonRetryable(`the glidein exited: ${KEY}`, 'GlideinExited');
-    const err = await asStep('confirmRegistration', () => Promise.reject(thrown)).catch((e: unknown) => e as ApplicationFailure);
+    const err = await asStep('confirmRegistration', () => Promise.reject(thrown)).catch(
+      (e: unknown) => e as ApplicationFailure,
+    );
     expect(err).toBeInstanceOf(ApplicationFailure);
-    expect(err).toMatchObject({ type: 'GlideinExited', nonRetryable: true, message: 'the glidein exited: [redacted private key]' });
+    expect(err).toMatchObject({
+      type: 'GlideinExited',
+      nonRetryable: true,
+      message: 'the glidein exited: [redacted private key]',
+    });
   });
 });
 
@@ -78,17 +118,33 @@ describe('redact', () => {
     const proxy = `-----BEGIN CERTIFICATE-----\n${CERT_LINES.join('\n')}\n-----END CERTIFICATE-----\n-----BEGIN RSA PRIVATE KEY-----\n${KEY_LINES.join('\n')}\n-----END RSA PRIVATE KEY-----\n`;
     expect(redact(`proxy:\n${proxy}done`)).toBe('proxy:\n[redacted certificate]\n[redacted private key]\ndone');
     expect(redact(`tail: -----BEGIN OPENSSH PRIVATE KEY-----\n${KEY_LINES[0]}`)).toBe('tail: [redacted private key]');
-    expect(redact(`tail: ${KEY_LINES[1]}\n-----END OPENSSH PRIVATE KEY-----\nexit 1`)).toBe('tail: [redacted private key]\nexit 1');
-    expect(redact('---- BEGIN SSH2 ENCRYPTED PRIVATE KEY ----\nAAAA\n---- END SSH2 ENCRYPTED PRIVATE KEY ----')).toBe('[redacted private key]');
-    expect(redact('https://user:hunter2@host/x access_token=abc123 Authorization: Bearer abcdefghijklmnopqrstuvwxyz0123')).toBe(
-      'https://user:[redacted]@host/x access_token=[redacted] Authorization: Bearer [redacted]',
+    expect(redact(`tail: ${KEY_LINES[1]}\n-----END OPENSSH PRIVATE KEY-----\nexit 1`)).toBe(
+      'tail: [redacted private key]\nexit 1',
     );
-    expect(redact('uses a bearer token; password authentication refused; tokenFile: /x/token')).toBe('uses a bearer token; password authentication refused; tokenFile: /x/token');
+    expect(redact('---- BEGIN SSH2 ENCRYPTED PRIVATE KEY ----\nAAAA\n---- END SSH2 ENCRYPTED PRIVATE KEY ----')).toBe(
+      '[redacted private key]',
+    );
+    expect(
+      redact('https://user:hunter2@host/x access_token=abc123 Authorization: Bearer abcdefghijklmnopqrstuvwxyz0123'),
+    ).toBe('https://user:[redacted]@host/x access_token=[redacted] Authorization: Bearer [redacted]');
+    expect(redact('uses a bearer token; password authentication refused; tokenFile: /x/token')).toBe(
+      'uses a bearer token; password authentication refused; tokenFile: /x/token',
+    );
   });
 
   it('redactDeep copies values with every string redacted and leaves the input alone', () => {
-    const input = { a: [`token=abc`, 1, true, null], b: new Map([['k', 'password=hunter2']]), when: new Date(0), bytes: new Uint8Array([1]) };
-    expect(redactDeep(input)).toEqual({ a: ['token=[redacted]', 1, true, null], b: { k: 'password=[redacted]' }, when: new Date(0), bytes: new Uint8Array([1]) });
+    const input = {
+      a: [`token=abc`, 1, true, null],
+      b: new Map([['k', 'password=hunter2']]),
+      when: new Date(0),
+      bytes: new Uint8Array([1]),
+    };
+    expect(redactDeep(input)).toEqual({
+      a: ['token=[redacted]', 1, true, null],
+      b: { k: 'password=[redacted]' },
+      when: new Date(0),
+      bytes: new Uint8Array([1]),
+    });
     expect(input.a[0]).toBe('token=abc');
     const shared = { x: 'y' };
     expect(redactDeep({ one: shared, two: shared })).toEqual({ one: { x: 'y' }, two: { x: 'y' } }); // shared is not a cycle

@@ -20,7 +20,16 @@ type Leaf = { path: string; keys: Array<string | number>; value: unknown };
 function leaves(value: unknown, keys: Array<string | number> = []): Leaf[] {
   if (Array.isArray(value)) return value.flatMap((v, i) => leaves(v, [...keys, i]));
   if (value && typeof value === 'object') return Object.entries(value).flatMap(([k, v]) => leaves(v, [...keys, k]));
-  return [{ path: keys.map((k) => (typeof k === 'number' ? `[${k}]` : `.${k}`)).join('').replace(/^\./, ''), keys, value }];
+  return [
+    {
+      path: keys
+        .map((k) => (typeof k === 'number' ? `[${k}]` : `.${k}`))
+        .join('')
+        .replace(/^\./, ''),
+      keys,
+      value,
+    },
+  ];
 }
 
 function setAt(obj: any, keys: Array<string | number>, value: unknown): void {
@@ -44,7 +53,8 @@ describe.each(['local', 'jsc-box', 'jsc-example'])('site profile %s against the 
     const leaf = field as Leaf;
     let checked = 0;
     for (const [what, value] of [...HOSTILE_STRINGS, ...HOSTILE_TYPES]) {
-      const lenient = (FREE_TEXT.test(where) || ARGV_WORDS.test(where)) && typeof value === 'string' && !ALWAYS_REFUSED.has(what);
+      const lenient =
+        (FREE_TEXT.test(where) || ARGV_WORDS.test(where)) && typeof value === 'string' && !ALWAYS_REFUSED.has(what);
       const sameType = typeof value === typeof leaf.value && typeof value !== 'string'; // 42 is a fine port
       if (lenient || sameType) continue;
       const profile = structuredClone(original);
@@ -56,20 +66,30 @@ describe.each(['local', 'jsc-box', 'jsc-example'])('site profile %s against the 
         message = (err as Error).message;
       }
       // An array element may be reported by its index or by the array; a discriminator by its parent.
-      const named = [where, where.replace(/\[\d+\]$/, ''), where.split('.').slice(0, -1).join('.')].some((p) => p && message.includes(`${p}:`));
-      if (!message || !named) throw new Error(`${where} = ${what} (${JSON.stringify(value).slice(0, 40)}) was ${message ? `refused without naming the field: ${message}` : 'accepted'}`);
+      const named = [where, where.replace(/\[\d+\]$/, ''), where.split('.').slice(0, -1).join('.')].some(
+        (p) => p && message.includes(`${p}:`),
+      );
+      if (!message || !named)
+        throw new Error(
+          `${where} = ${what} (${JSON.stringify(value).slice(0, 40)}) was ${message ? `refused without naming the field: ${message}` : 'accepted'}`,
+        );
       checked++;
     }
     expect(checked).toBeGreaterThan(0);
   });
 
-  it.each(objects(original).map((k) => [k.join('.') || '(top level)', k]))('%s: refuses an unknown field, naming where', (_p, keys) => {
-    const profile = structuredClone(original);
-    let at = profile;
-    for (const k of keys as string[]) at = at[k];
-    at.sneaky = 'x';
-    expect(() => parseSiteProfile(stringify(profile), `${site}.yaml`)).toThrow(`${(keys as string[]).join('.') || '(top level)'}: Unrecognized key: "sneaky"`);
-  });
+  it.each(objects(original).map((k) => [k.join('.') || '(top level)', k]))(
+    '%s: refuses an unknown field, naming where',
+    (_p, keys) => {
+      const profile = structuredClone(original);
+      let at = profile;
+      for (const k of keys as string[]) at = at[k];
+      at.sneaky = 'x';
+      expect(() => parseSiteProfile(stringify(profile), `${site}.yaml`)).toThrow(
+        `${(keys as string[]).join('.') || '(top level)'}: Unrecognized key: "sneaky"`,
+      );
+    },
+  );
 });
 
 describe('LaunchGlidein input against the hostile corpus', () => {

@@ -3,7 +3,14 @@
  * states a continued run accepts, and which failure type a failed run closes with.
  */
 import { createHash } from 'node:crypto';
-import { ActivityFailure, ApplicationFailure, CancelledFailure, RetryState, TimeoutFailure, TimeoutType } from '@temporalio/common';
+import {
+  ActivityFailure,
+  ApplicationFailure,
+  CancelledFailure,
+  RetryState,
+  TimeoutFailure,
+  TimeoutType,
+} from '@temporalio/common';
 import { resumeStateSchema } from '../../src/common/carried-state';
 import { FailureType } from '../../src/common/failure-types';
 import { holdResource } from '../../src/common/held';
@@ -30,7 +37,22 @@ describe('glideinIdFor', () => {
     const derived = glideinIdFor('COLLIDE');
     expect(glideinIdFor(derived)).not.toBe(derived);
     const seen = new Map<string, string>();
-    const ids = ['COLLIDE', 'collide', derived, 'Collide', 'collide-', '-collide', 'coll ide', 'coll/ide', 'x'.repeat(64), 'x'.repeat(65), 'x'.repeat(66), '', 'é', 'e'];
+    const ids = [
+      'COLLIDE',
+      'collide',
+      derived,
+      'Collide',
+      'collide-',
+      '-collide',
+      'coll ide',
+      'coll/ide',
+      'x'.repeat(64),
+      'x'.repeat(65),
+      'x'.repeat(66),
+      '',
+      'é',
+      'e',
+    ];
     for (let i = 0; i < 2000; i++) ids.push(`wf ${i}`, `wf-${i}`, `WF-${i}`);
     for (const id of ids) {
       const g = glideinIdFor(id);
@@ -41,7 +63,16 @@ describe('glideinIdFor', () => {
   });
 
   it('hashes with SHA-256 as Node does, in the sandbox without crypto', () => {
-    for (const text of ['', 'abc', 'COLLIDE', 'é€𝄞', 'x'.repeat(55), 'x'.repeat(56), 'x'.repeat(64), 'x'.repeat(1000)]) {
+    for (const text of [
+      '',
+      'abc',
+      'COLLIDE',
+      'é€𝄞',
+      'x'.repeat(55),
+      'x'.repeat(56),
+      'x'.repeat(64),
+      'x'.repeat(1000),
+    ]) {
       expect(sha256Hex(text)).toBe(createHash('sha256').update(text, 'utf8').digest('hex'));
     }
   });
@@ -70,7 +101,12 @@ function carried(): any {
       glideinId: 'glidein-local-1',
       phase: 'monitoring',
       steps: [{ step: 'openTunnel', status: 'ok', startedAt: NOW, durationMs: 120, detail: 'opened' }],
-      held: [{ kind: 'tunnel', socksPort: 1080 }, { kind: 'cvmfs', repositories: ['cms.cern.ch'] }, { kind: 'container', instance: 'glidein-glidein-local-1' }, { kind: 'glidein' }],
+      held: [
+        { kind: 'tunnel', socksPort: 1080 },
+        { kind: 'cvmfs', repositories: ['cms.cern.ch'] },
+        { kind: 'container', instance: 'glidein-glidein-local-1' },
+        { kind: 'glidein' },
+      ],
       deadline: Date.parse(NOW) + 3_600_000,
     },
     tunnelRepairs: 0,
@@ -83,7 +119,11 @@ describe('the carried state of a continued run', () => {
   });
 
   it.each<[string, (s: any) => void, string]>([
-    ['a glidein id that leaves the work directory', (s) => (s.status.glideinId = '../../../../tmp/x'), 'status.glideinId'],
+    [
+      'a glidein id that leaves the work directory',
+      (s) => (s.status.glideinId = '../../../../tmp/x'),
+      'status.glideinId',
+    ],
     ['a plan glidein id that leaves the work directory', (s) => (s.plan.glideinId = '../x'), 'plan.glideinId'],
     ['a relative work directory', (s) => (s.plan.workDir = 'tmp/x'), 'plan.workDir'],
     ['a phase other than monitoring', (s) => (s.status.phase = 'teardown'), 'status.phase'],
@@ -94,8 +134,16 @@ describe('the carried state of a continued run', () => {
     ['a history cap below 50', (s) => (s.plan.historyEvents = 1), 'plan.historyEvents'],
     ['a history cap that is not a number', (s) => (s.plan.historyEvents = 'many'), 'plan.historyEvents'],
     ['more tunnel repairs than are allowed', (s) => (s.tunnelRepairs = 99), 'tunnelRepairs'],
-    ['a forged Slurm job id', (s) => s.status.held.push({ kind: 'allocation', jobName: 'glidein-local-1', jobId: '1; scancel -u all' }), 'status.held'],
-    ['a step of no known name', (s) => s.status.steps.push({ step: 'rmRf', status: 'ok', startedAt: NOW }), 'status.steps'],
+    [
+      'a forged Slurm job id',
+      (s) => s.status.held.push({ kind: 'allocation', jobName: 'glidein-local-1', jobId: '1; scancel -u all' }),
+      'status.held',
+    ],
+    [
+      'a step of no known name',
+      (s) => s.status.steps.push({ step: 'rmRf', status: 'ok', startedAt: NOW }),
+      'status.steps',
+    ],
   ])('refuses %s, naming the field', (_what, spoil, field) => {
     const state = carried();
     spoil(state);
@@ -107,11 +155,21 @@ describe('the carried state of a continued run', () => {
 });
 
 describe('the failure type a failed run closes with', () => {
-  const timeout = () => new ActivityFailure('activity timed out', 'mountCvmfs', '1', RetryState.TIMEOUT, 'worker', new TimeoutFailure('heartbeat timeout', undefined, TimeoutType.HEARTBEAT));
+  const timeout = () =>
+    new ActivityFailure(
+      'activity timed out',
+      'mountCvmfs',
+      '1',
+      RetryState.TIMEOUT,
+      'worker',
+      new TimeoutFailure('heartbeat timeout', undefined, TimeoutType.HEARTBEAT),
+    );
 
   it('is the first typed failure in the cause chain', () => {
     const inner = ApplicationFailure.nonRetryable('no such repository', FailureType.CvmfsMountFailed);
-    expect(failureType(new ActivityFailure('failed', 'mountCvmfs', '1', RetryState.NON_RETRYABLE_FAILURE, 'w', inner))).toBe('CvmfsMountFailed');
+    expect(
+      failureType(new ActivityFailure('failed', 'mountCvmfs', '1', RetryState.NON_RETRYABLE_FAILURE, 'w', inner)),
+    ).toBe('CvmfsMountFailed');
   });
 
   it('is ActivityTimedOut when an activity timed out, not a generic StepError', () => {
@@ -120,7 +178,9 @@ describe('the failure type a failed run closes with', () => {
 
   it('keeps the fault’s type when teardown also failed, and is TeardownIncomplete when teardown was the only trouble', () => {
     expect(closingFailureType(timeout(), true)).toBe(FailureType.ActivityTimedOut);
-    expect(closingFailureType(ApplicationFailure.nonRetryable('gone', FailureType.GlideinUnregistered), true)).toBe(FailureType.GlideinUnregistered);
+    expect(closingFailureType(ApplicationFailure.nonRetryable('gone', FailureType.GlideinUnregistered), true)).toBe(
+      FailureType.GlideinUnregistered,
+    );
     expect(closingFailureType(undefined, true)).toBe(FailureType.TeardownIncomplete);
   });
 
@@ -140,16 +200,32 @@ describe('what a lifecycle holds', () => {
     holdResource(held, { kind: 'allocation', jobName: 'g-1', jobId: '42' });
     holdResource(held, { kind: 'tunnel', socksPort: 1080 });
     holdResource(held, { kind: 'cvmfs', repositories: ['cms.cern.ch'] });
-    expect(held).toEqual([{ kind: 'allocation', jobName: 'g-1', jobId: '42' }, { kind: 'tunnel', socksPort: 1080 }, { kind: 'cvmfs', repositories: ['cms.cern.ch'] }]);
+    expect(held).toEqual([
+      { kind: 'allocation', jobName: 'g-1', jobId: '42' },
+      { kind: 'tunnel', socksPort: 1080 },
+      { kind: 'cvmfs', repositories: ['cms.cern.ch'] },
+    ]);
   });
 });
 
 describe("a glidein's tunnel, as opening, monitoring and closing all judge it", () => {
   const recorded = { pid: 4242, startTime: '123456' };
   it.each<[string, Parameters<typeof isTunnelProcess>[0], boolean]>([
-    ['a live ssh -D', { pidFile: 'tunnel.pid', recorded, alive: true, cmdline: 'ssh -N -D 127.0.0.1:1080 glidein@login' }, true],
-    ['a live ssh -R (the reverse tunnel)', { pidFile: 'tunnel.pid', recorded, alive: true, cmdline: '/usr/bin/ssh -v -N -R 1080 worker' }, true],
-    ['a live process that is not ssh, under the recorded pid and start time', { pidFile: 'tunnel.pid', recorded, alive: true, cmdline: 'sleep 600' }, false],
+    [
+      'a live ssh -D',
+      { pidFile: 'tunnel.pid', recorded, alive: true, cmdline: 'ssh -N -D 127.0.0.1:1080 glidein@login' },
+      true,
+    ],
+    [
+      'a live ssh -R (the reverse tunnel)',
+      { pidFile: 'tunnel.pid', recorded, alive: true, cmdline: '/usr/bin/ssh -v -N -R 1080 worker' },
+      true,
+    ],
+    [
+      'a live process that is not ssh, under the recorded pid and start time',
+      { pidFile: 'tunnel.pid', recorded, alive: true, cmdline: 'sleep 600' },
+      false,
+    ],
     ['an ssh without a forward', { pidFile: 'tunnel.pid', recorded, alive: true, cmdline: 'ssh login uptime' }, false],
     ['a dead tunnel', { pidFile: 'tunnel.pid', recorded, alive: false, cmdline: 'ssh -N -D 1080 login' }, false],
     ['no pid file', { pidFile: 'tunnel.pid', alive: false }, false],
@@ -169,7 +245,18 @@ describe('what a detached spawn answers', () => {
     expect(spawnedProcess(parseSpawn('exited 4242'))).toBeUndefined();
   });
 
-  it.each(['', 'started', 'started 0 1', 'started -1 5', 'started 12 x', 'started 12 34 extra', 'waiting 1e3 5', 'exited', 'exited $(id)', 'pwned 1 2'])('refuses the answer %j', (answer) => {
+  it.each([
+    '',
+    'started',
+    'started 0 1',
+    'started -1 5',
+    'started 12 x',
+    'started 12 34 extra',
+    'waiting 1e3 5',
+    'exited',
+    'exited $(id)',
+    'pwned 1 2',
+  ])('refuses the answer %j', (answer) => {
     expect(() => parseSpawn(answer)).toThrow('not started/waiting/exited');
   });
 });

@@ -52,7 +52,13 @@ const { ESLint } = require('eslint');
 let found: Record<string, string[]>;
 
 beforeAll(() => {
-  found = JSON.parse(execFileSync(process.execPath, ['-e', LINT, root, JSON.stringify([...REFUSED, ...ALLOWED])], { cwd: root, encoding: 'utf8', timeout: 60_000 }));
+  found = JSON.parse(
+    execFileSync(process.execPath, ['-e', LINT, root, JSON.stringify([...REFUSED, ...ALLOWED])], {
+      cwd: root,
+      encoding: 'utf8',
+      timeout: 60_000,
+    }),
+  );
 }, 90_000);
 
 async function restrictions(code: string): Promise<string[]> {

@@ -3,7 +3,10 @@ import { ApplicationFailure } from '@temporalio/common';
 import type { LogEntry } from '@temporalio/worker';
 import { createLogger, runtimeLogSink } from '../../src/logger';
 
-const KEY_LINES = ['b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZW', 'QyNTUxOQAAACBzZWNyZXQta2V5LWJvZHktbGluZS10d28tbm90LWEtcmVhbC1rZXkAAA'];
+const KEY_LINES = [
+  'b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZW',
+  'QyNTUxOQAAACBzZWNyZXQta2V5LWJvZHktbGluZS10d28tbm90LWEtcmVhbC1rZXkAAA',
+];
 const KEY = `-----BEGIN OPENSSH PRIVATE KEY-----\n${KEY_LINES.join('\n')}\n-----END OPENSSH PRIVATE KEY-----\n`;
 const JWT = 'eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJnbGlkZWluQGpzYyJ9.c2lnbmF0dXJlLW9mLXRoZS10b2tlbg';
 const SECRETS = [...KEY_LINES, 'PRIVATE KEY-----', JWT, 'eyJzdWIiOiJnbGlkZWluQGpzYyJ9', 'token=abc', 'hunter2'];
@@ -26,10 +29,18 @@ function expectNoSecrets(line: string) {
 describe('logger', () => {
   it('writes an error the SDK logs under `error` with its message, type and stack, not as {}', () => {
     const { log, lines, last } = capture();
-    runtimeLogSink(entry('Activity failed', { error: new Error('boom'), workflowId: 'glidein-jsc-1', activityType: 'startGlidein' }), log);
+    runtimeLogSink(
+      entry('Activity failed', { error: new Error('boom'), workflowId: 'glidein-jsc-1', activityType: 'startGlidein' }),
+      log,
+    );
     expect(lines).toHaveLength(1);
     const line = last();
-    expect(line).toMatchObject({ msg: 'Activity failed', level: 40, workflowId: 'glidein-jsc-1', service: 'jsc-glidein' });
+    expect(line).toMatchObject({
+      msg: 'Activity failed',
+      level: 40,
+      workflowId: 'glidein-jsc-1',
+      service: 'jsc-glidein',
+    });
     expect(line.error).toMatchObject({ message: 'boom', type: 'Error', name: 'Error' });
     expect(line.error.stack).toContain('Error: boom');
     expect(line.error.stack).toContain('logger.test.ts');
@@ -37,10 +48,25 @@ describe('logger', () => {
 
   it('keeps nested errors, an ApplicationFailure type and its cause chain', () => {
     const { log, last } = capture();
-    const failure = ApplicationFailure.create({ message: 'the glidein exited', type: 'GlideinExited', nonRetryable: true, details: [{ polls: 3 }], cause: new TypeError('inner') });
-    runtimeLogSink(entry('Workflow failed', { failure, activity: { attempts: [{ error: new RangeError('deep') }] } }, 'ERROR'), log);
+    const failure = ApplicationFailure.create({
+      message: 'the glidein exited',
+      type: 'GlideinExited',
+      nonRetryable: true,
+      details: [{ polls: 3 }],
+      cause: new TypeError('inner'),
+    });
+    runtimeLogSink(
+      entry('Workflow failed', { failure, activity: { attempts: [{ error: new RangeError('deep') }] } }, 'ERROR'),
+      log,
+    );
     const line = last();
-    expect(line.failure).toMatchObject({ name: 'ApplicationFailure', type: 'GlideinExited', message: 'the glidein exited', nonRetryable: true, details: [{ polls: 3 }] });
+    expect(line.failure).toMatchObject({
+      name: 'ApplicationFailure',
+      type: 'GlideinExited',
+      message: 'the glidein exited',
+      nonRetryable: true,
+      details: [{ polls: 3 }],
+    });
     expect(line.failure.cause).toMatchObject({ type: 'TypeError', message: 'inner' });
     expect(line.failure.cause.stack).toContain('TypeError: inner');
     expect(line.failure).not.toHaveProperty('failure');
@@ -75,7 +101,11 @@ describe('logger', () => {
     cyclic.self = cyclic;
     log.info(
       {
-        glidein: { tail: `starting\n${KEY}exited`, env: ['X=1', `IDTOKEN=${JWT}`], url: 'https://collector/?token=abc' },
+        glidein: {
+          tail: `starting\n${KEY}exited`,
+          env: ['X=1', `IDTOKEN=${JWT}`],
+          url: 'https://collector/?token=abc',
+        },
         error: new Error(`ssh refused: ${KEY}`),
         credentials: { IDTOKEN: 'opaque-value-not-jwt-shaped' },
         cyclic,
@@ -98,9 +128,18 @@ describe('logger', () => {
 
   it('redacts a Runtime log entry and child logger bindings too', () => {
     const { log, lines } = capture();
-    runtimeLogSink(entry(`Activity failed: ${KEY}`, { error: ApplicationFailure.nonRetryable(`tail: IDTOKEN=${JWT}`, 'GlideinExited'), workflowId: 'w' }), log);
+    runtimeLogSink(
+      entry(`Activity failed: ${KEY}`, {
+        error: ApplicationFailure.nonRetryable(`tail: IDTOKEN=${JWT}`, 'GlideinExited'),
+        workflowId: 'w',
+      }),
+      log,
+    );
     log.child({ site: 'jsc', note: 'password=hunter2' }).info('child');
-    log.child({ site: 'jsc' }).child({ glidein: { env: `IDTOKEN=${JWT}` } }).info('grandchild');
+    log
+      .child({ site: 'jsc' })
+      .child({ glidein: { env: `IDTOKEN=${JWT}` } })
+      .info('grandchild');
     expect(lines).toHaveLength(3);
     for (const line of lines) expectNoSecrets(line);
     expect(JSON.parse(lines[1])).toMatchObject({ site: 'jsc', note: 'password=[redacted]', msg: 'child' });

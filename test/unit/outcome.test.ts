@@ -2,32 +2,125 @@
  * Every way a LaunchGlidein run ends, crossed with a teardown that released everything or left something held:
  * the end reason, how teardown stops the glidein, and how the execution closes (phase and failure type).
  */
-import { ActivityFailure, ApplicationFailure, CancelledFailure, RetryState, TimeoutFailure, TimeoutType } from '@temporalio/common';
+import {
+  ActivityFailure,
+  ApplicationFailure,
+  CancelledFailure,
+  RetryState,
+  TimeoutFailure,
+  TimeoutType,
+} from '@temporalio/common';
 import { FailureType } from '../../src/common/failure-types';
 import { decideClose, decideEnd, messageOf, type EndFacts } from '../../src/workflows/outcome';
 
 /** What an activity cancelled by a stop, drain or cancel throws into the workflow. */
-const interrupted = () => new ActivityFailure('activity cancelled', 'monitorGlidein', '7', RetryState.CANCEL_REQUESTED, 'w', new CancelledFailure('cancelled'));
-const stepFailed = (type: string) => new ActivityFailure('activity failed', 'mountCvmfs', '3', RetryState.NON_RETRYABLE_FAILURE, 'w', ApplicationFailure.nonRetryable(`mountCvmfs: cvmfs.repositories: no such repository`, type));
-const timedOut = () => new ActivityFailure('activity timed out', 'startContainer', '5', RetryState.TIMEOUT, 'w', new TimeoutFailure('heartbeat', undefined, TimeoutType.HEARTBEAT));
+const interrupted = () =>
+  new ActivityFailure(
+    'activity cancelled',
+    'monitorGlidein',
+    '7',
+    RetryState.CANCEL_REQUESTED,
+    'w',
+    new CancelledFailure('cancelled'),
+  );
+const stepFailed = (type: string) =>
+  new ActivityFailure(
+    'activity failed',
+    'mountCvmfs',
+    '3',
+    RetryState.NON_RETRYABLE_FAILURE,
+    'w',
+    ApplicationFailure.nonRetryable(`mountCvmfs: cvmfs.repositories: no such repository`, type),
+  );
+const timedOut = () =>
+  new ActivityFailure(
+    'activity timed out',
+    'startContainer',
+    '5',
+    RetryState.TIMEOUT,
+    'w',
+    new TimeoutFailure('heartbeat', undefined, TimeoutType.HEARTBEAT),
+  );
 
-type Case = [string, Partial<EndFacts>, { endReason?: string | RegExp; mode: 'drain' | 'stop'; ok: string; held: string }];
+type Case = [
+  string,
+  Partial<EndFacts>,
+  { endReason?: string | RegExp; mode: 'drain' | 'stop'; ok: string; held: string },
+];
 const owned = (f: Partial<EndFacts>): EndFacts => ({ failure: undefined, cancelRequested: false, owned: true, ...f });
 
 // [how it ended, facts, { end reason, teardown mode, close when teardown released all, close when it left a container }]
 const CASES: Case[] = [
-  ['lifetime reached', { endReason: 'lifetime' }, { endReason: 'lifetime', mode: 'drain', ok: 'done', held: 'failed TeardownIncomplete' }],
-  ['the glidein exited by itself', { endReason: 'glidein exited: idle' }, { endReason: 'glidein exited: idle', mode: 'stop', ok: 'done', held: 'failed TeardownIncomplete' }],
-  ['drained by signal', { shutdown: 'drain', failure: interrupted() }, { endReason: 'drained', mode: 'drain', ok: 'done', held: 'failed TeardownIncomplete' }],
-  ['stopped by signal', { shutdown: 'stop', failure: interrupted() }, { endReason: 'stopped', mode: 'stop', ok: 'done', held: 'failed TeardownIncomplete' }],
-  ['a stop carried into the next run (nothing ran)', { shutdown: 'stop' }, { endReason: 'stopped', mode: 'stop', ok: 'done', held: 'failed TeardownIncomplete' }],
-  ['cancelled', { cancelRequested: true, failure: interrupted() }, { endReason: 'cancelled', mode: 'stop', ok: 'cancelled', held: 'cancelled' }],
-  ['cancelled at a continue-as-new', { cancelRequested: true, failure: new CancelledFailure('cancelled at a continue-as-new') }, { endReason: 'cancelled', mode: 'stop', ok: 'cancelled', held: 'cancelled' }],
-  ['cancelled after a stop: the stop wins', { cancelRequested: true, shutdown: 'stop', failure: interrupted() }, { endReason: 'stopped', mode: 'stop', ok: 'done', held: 'failed TeardownIncomplete' }],
-  ['a step failed', { failure: stepFailed(FailureType.CvmfsMountFailed) }, { endReason: /^failed: activity failed: mountCvmfs: cvmfs.repositories/, mode: 'stop', ok: 'failed CvmfsMountFailed', held: 'failed CvmfsMountFailed' }],
-  ['an activity timed out', { failure: timedOut() }, { endReason: /^failed: activity timed out/, mode: 'stop', ok: 'failed ActivityTimedOut', held: 'failed ActivityTimedOut' }],
-  ['the glidein left the collector', { failure: ApplicationFailure.nonRetryable('gone', FailureType.GlideinUnregistered) }, { endReason: 'failed: gone', mode: 'stop', ok: 'failed GlideinUnregistered', held: 'failed GlideinUnregistered' }],
-  ['a step failed during a drain', { shutdown: 'drain', failure: stepFailed(FailureType.GlideinStartFailed) }, { endReason: /^failed: /, mode: 'drain', ok: 'failed GlideinStartFailed', held: 'failed GlideinStartFailed' }],
+  [
+    'lifetime reached',
+    { endReason: 'lifetime' },
+    { endReason: 'lifetime', mode: 'drain', ok: 'done', held: 'failed TeardownIncomplete' },
+  ],
+  [
+    'the glidein exited by itself',
+    { endReason: 'glidein exited: idle' },
+    { endReason: 'glidein exited: idle', mode: 'stop', ok: 'done', held: 'failed TeardownIncomplete' },
+  ],
+  [
+    'drained by signal',
+    { shutdown: 'drain', failure: interrupted() },
+    { endReason: 'drained', mode: 'drain', ok: 'done', held: 'failed TeardownIncomplete' },
+  ],
+  [
+    'stopped by signal',
+    { shutdown: 'stop', failure: interrupted() },
+    { endReason: 'stopped', mode: 'stop', ok: 'done', held: 'failed TeardownIncomplete' },
+  ],
+  [
+    'a stop carried into the next run (nothing ran)',
+    { shutdown: 'stop' },
+    { endReason: 'stopped', mode: 'stop', ok: 'done', held: 'failed TeardownIncomplete' },
+  ],
+  [
+    'cancelled',
+    { cancelRequested: true, failure: interrupted() },
+    { endReason: 'cancelled', mode: 'stop', ok: 'cancelled', held: 'cancelled' },
+  ],
+  [
+    'cancelled at a continue-as-new',
+    { cancelRequested: true, failure: new CancelledFailure('cancelled at a continue-as-new') },
+    { endReason: 'cancelled', mode: 'stop', ok: 'cancelled', held: 'cancelled' },
+  ],
+  [
+    'cancelled after a stop: the stop wins',
+    { cancelRequested: true, shutdown: 'stop', failure: interrupted() },
+    { endReason: 'stopped', mode: 'stop', ok: 'done', held: 'failed TeardownIncomplete' },
+  ],
+  [
+    'a step failed',
+    { failure: stepFailed(FailureType.CvmfsMountFailed) },
+    {
+      endReason: /^failed: activity failed: mountCvmfs: cvmfs.repositories/,
+      mode: 'stop',
+      ok: 'failed CvmfsMountFailed',
+      held: 'failed CvmfsMountFailed',
+    },
+  ],
+  [
+    'an activity timed out',
+    { failure: timedOut() },
+    {
+      endReason: /^failed: activity timed out/,
+      mode: 'stop',
+      ok: 'failed ActivityTimedOut',
+      held: 'failed ActivityTimedOut',
+    },
+  ],
+  [
+    'the glidein left the collector',
+    { failure: ApplicationFailure.nonRetryable('gone', FailureType.GlideinUnregistered) },
+    { endReason: 'failed: gone', mode: 'stop', ok: 'failed GlideinUnregistered', held: 'failed GlideinUnregistered' },
+  ],
+  [
+    'a step failed during a drain',
+    { shutdown: 'drain', failure: stepFailed(FailureType.GlideinStartFailed) },
+    { endReason: /^failed: /, mode: 'drain', ok: 'failed GlideinStartFailed', held: 'failed GlideinStartFailed' },
+  ],
 ];
 
 function closeOf(facts: EndFacts, held: string[]): string {
@@ -58,7 +151,9 @@ describe.each(CASES)('a run that ends: %s', (_how, facts, expected) => {
 
 describe('special ends', () => {
   it('a glidein of another workflow: nothing is released and the run fails as GlideinIdConflict', () => {
-    const end = decideEnd(owned({ failure: ApplicationFailure.nonRetryable('claimed by another workflow', FailureType.GlideinIdConflict) }));
+    const end = decideEnd(
+      owned({ failure: ApplicationFailure.nonRetryable('claimed by another workflow', FailureType.GlideinIdConflict) }),
+    );
     expect(end.conflict).toBe(true);
     expect(decideClose(end, [])).toMatchObject({ phase: 'failed', failureType: FailureType.GlideinIdConflict });
   });

@@ -36,8 +36,8 @@ describe('quoting argv for a remote shell', () => {
   });
 
   it('sets environment variables through env, values quoted, names checked', () => {
-    const line = commandLine(['sh', '-c', 'printf "%s\\0" "$X"'], { X: '$(id) `id` \'q\'' });
-    expect(shellWords(line)).toEqual(['$(id) `id` \'q\'']);
+    const line = commandLine(['sh', '-c', 'printf "%s\\0" "$X"'], { X: "$(id) `id` 'q'" });
+    expect(shellWords(line)).toEqual(["$(id) `id` 'q'"]);
     expect(() => commandLine(['true'], { 'A;B': '1' })).toThrow('environment variable name');
   });
 

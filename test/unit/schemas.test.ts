@@ -22,15 +22,39 @@ describe('site profiles', () => {
   });
 
   it.each([
-    ['a hostname that is an ssh option', (p: any) => (p.login.host = '-oProxyCommand=touch /tmp/pwned'), 'login.host: expected a hostname'],
+    [
+      'a hostname that is an ssh option',
+      (p: any) => (p.login.host = '-oProxyCommand=touch /tmp/pwned'),
+      'login.host: expected a hostname',
+    ],
     ['a port out of range', (p: any) => (p.tunnel.socksPort = 70000), 'tunnel.socksPort: expected a port 1-65535'],
     ['a port of the wrong type', (p: any) => (p.kitProxy.port = '80'), 'kitProxy.port:'],
-    ['a relative key path', (p: any) => (p.login.identityFile = 'keys/id'), 'login.identityFile: expected an absolute path'],
+    [
+      'a relative key path',
+      (p: any) => (p.login.identityFile = 'keys/id'),
+      'login.identityFile: expected an absolute path',
+    ],
     ['path traversal', (p: any) => (p.workDir = '/tmp/../etc'), 'workDir: expected a path without ".." segments'],
-    ['shell metacharacters in a path', (p: any) => (p.container.image = '/tmp/x;rm -rf ~'), 'container.image: expected an absolute path'],
-    ['a bad repository name', (p: any) => (p.cvmfs.repositories = ['cms.cern.ch', '../etc']), 'cvmfs.repositories[1]: expected a CernVM-FS repository name'],
-    ['no repositories', (p: any) => (p.cvmfs.repositories = []), 'cvmfs.repositories: expected at least one repository'],
-    ['a control character in the start command', (p: any) => (p.glidein.startCommand = ['/bin/x\n/bin/evil']), 'glidein.startCommand[0]: expected printable characters'],
+    [
+      'shell metacharacters in a path',
+      (p: any) => (p.container.image = '/tmp/x;rm -rf ~'),
+      'container.image: expected an absolute path',
+    ],
+    [
+      'a bad repository name',
+      (p: any) => (p.cvmfs.repositories = ['cms.cern.ch', '../etc']),
+      'cvmfs.repositories[1]: expected a CernVM-FS repository name',
+    ],
+    [
+      'no repositories',
+      (p: any) => (p.cvmfs.repositories = []),
+      'cvmfs.repositories: expected at least one repository',
+    ],
+    [
+      'a control character in the start command',
+      (p: any) => (p.glidein.startCommand = ['/bin/x\n/bin/evil']),
+      'glidein.startCommand[0]: expected printable characters',
+    ],
     ['a bad duration', (p: any) => (p.glidein.lifetime = '2 hours'), 'glidein.lifetime: expected a duration'],
     ['an unknown field', (p: any) => (p.tunnel.sockPort = 1), 'tunnel: Unrecognized key'],
     ['an HTCondor knob with a space', (p: any) => (p.glidein.config = { 'A B': '1' }), 'glidein.config'],
@@ -39,7 +63,9 @@ describe('site profiles', () => {
   });
 
   it('names the file and says what is wrong with YAML syntax', () => {
-    expect(() => parseSiteProfile('name: [unclosed', 'sites/broken.yaml')).toThrow(/sites\/broken\.yaml: not valid YAML/);
+    expect(() => parseSiteProfile('name: [unclosed', 'sites/broken.yaml')).toThrow(
+      /sites\/broken\.yaml: not valid YAML/,
+    );
   });
 
   it('refuses a site name that could leave the sites directory', async () => {
@@ -47,7 +73,7 @@ describe('site profiles', () => {
     await expect(new SiteRegistry(sitesDir).get('nosuchsite')).rejects.toThrow('site: no profile named "nosuchsite"');
   });
 
-  it('names the profiles it has for an unknown site, and none of the worker\'s paths', async () => {
+  it("names the profiles it has for an unknown site, and none of the worker's paths", async () => {
     const err: Error = await new SiteRegistry(sitesDir).get('nosuchsite').catch((e) => e);
     expect(err.message).toContain('"local"');
     expect(err.message).toContain('"jsc-example"');
@@ -56,8 +82,12 @@ describe('site profiles', () => {
   });
 
   it('refuses a sites directory that is missing or empty at start-up, naming SITES_DIR', async () => {
-    await expect(new SiteRegistry('/nonexistent/sites').check()).rejects.toThrow(/^SITES_DIR: the sites directory \/nonexistent\/sites cannot be read \(ENOENT\)/);
-    await expect(new SiteRegistry(path.join(__dirname, '..', 'corpus')).check()).rejects.toThrow('holds no <site>.yaml profile');
+    await expect(new SiteRegistry('/nonexistent/sites').check()).rejects.toThrow(
+      /^SITES_DIR: the sites directory \/nonexistent\/sites cannot be read \(ENOENT\)/,
+    );
+    await expect(new SiteRegistry(path.join(__dirname, '..', 'corpus')).check()).rejects.toThrow(
+      'holds no <site>.yaml profile',
+    );
     await expect(new SiteRegistry(sitesDir).check()).resolves.toEqual(expect.arrayContaining(['local', 'jsc-example']));
   });
 });
@@ -72,7 +102,10 @@ describe('LaunchGlidein input', () => {
     [{ site: 'Local Site' }, 'site: expected a site name'],
     [{ site: 'local', lifetime: 'forever' }, 'lifetime: expected a duration'],
     [{ site: 'local', lifetime: '1s' }, 'lifetime: expected at least 10000 ms'],
-    [{ site: 'local', privateKey: '-----BEGIN OPENSSH PRIVATE KEY-----' }, '(top level): Unrecognized key: "privateKey"'],
+    [
+      { site: 'local', privateKey: '-----BEGIN OPENSSH PRIVATE KEY-----' },
+      '(top level): Unrecognized key: "privateKey"',
+    ],
     [{ site: 7 }, 'site: Invalid input: expected string'],
   ])('refuses %j with an error naming the field', (input, message) => {
     expect(() => parseGlideinRequest(input)).toThrow(message);

@@ -9,12 +9,19 @@ describe('secrets', () => {
     const keyLine = readFileSync(SITE_PATHS.operatorKey, 'utf8').split('\n')[2];
     expect(fragments).toContain(keyLine);
     expect(leaksIn(JSON.stringify({ events: [{ input: `x${keyLine}y` }] }), fragments)).toHaveLength(1);
-    expect(leaksIn(JSON.stringify({ events: [{ input: 'identityFile: /tmp/glidein-local-site/operator/id_ed25519' }] }), fragments)).toEqual([]);
+    expect(
+      leaksIn(
+        JSON.stringify({ events: [{ input: 'identityFile: /tmp/glidein-local-site/operator/id_ed25519' }] }),
+        fragments,
+      ),
+    ).toEqual([]);
   });
 
   it('redacts key material, certificates, tokens and passwords from messages and logs', () => {
     const key = readFileSync(SITE_PATHS.operatorKey, 'utf8');
-    const text = redact(`stderr: ${key}\nBearer token=abc.def password: hunter2 eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJjbXMifQ.c2lnbmF0dXJlc2lnbg`);
+    const text = redact(
+      `stderr: ${key}\nBearer token=abc.def password: hunter2 eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJjbXMifQ.c2lnbmF0dXJlc2lnbg`,
+    );
     expect(text).not.toContain(key.split('\n')[2]);
     expect(text).toContain('[redacted private key]');
     expect(text).not.toContain('hunter2');

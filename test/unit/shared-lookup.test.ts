@@ -35,7 +35,7 @@ describe('SharedLookup', () => {
     ]);
   });
 
-  it('reuses an answer within the caller\'s freshness window, counted from the query\'s start, and asks again after it', async () => {
+  it("reuses an answer within the caller's freshness window, counted from the query's start, and asks again after it", async () => {
     const lookup = new SharedLookup<string>(clock);
     const { query, pending } = manual<string>();
     const first = lookup.get('site', 500, query);
@@ -83,9 +83,11 @@ describe('SharedLookup', () => {
 
   it('a query that throws at once is a failure like any other', async () => {
     const lookup = new SharedLookup<string>(clock);
-    await expect(lookup.get('site', 500, () => {
-      throw new Error('boom');
-    })).rejects.toThrow('boom');
+    await expect(
+      lookup.get('site', 500, () => {
+        throw new Error('boom');
+      }),
+    ).rejects.toThrow('boom');
     expect((await lookup.get('site', 500, async () => 'fine')).value).toBe('fine');
   });
 
@@ -113,13 +115,26 @@ describe('collector-wide registration check', () => {
 
   it('asks the collector for every glidein we launched, with its launch id', () => {
     expect(collectorStatusArgv(profile, 'glidein-a')).toEqual([
-      'apptainer', 'exec', 'instance://glidein-a', 'condor_status', '-pool', '127.0.0.4:9618',
-      '-constraint', 'GlideinLaunchId =!= undefined', '-af', 'GlideinLaunchId', 'Name', 'State', 'Activity',
+      'apptainer',
+      'exec',
+      'instance://glidein-a',
+      'condor_status',
+      '-pool',
+      '127.0.0.4:9618',
+      '-constraint',
+      'GlideinLaunchId =!= undefined',
+      '-af',
+      'GlideinLaunchId',
+      'Name',
+      'State',
+      'Activity',
     ]);
   });
 
   it('reads the ads by launch id, skipping proxychains lines and ads without one', () => {
-    const ads = parseLaunchedAds('[proxychains] Strict chain ... OK\na slot1@a@h Unclaimed Idle\nundefined slot1@x@h Owner Idle\nb slot1@b@h Claimed Busy\n\n');
+    const ads = parseLaunchedAds(
+      '[proxychains] Strict chain ... OK\na slot1@a@h Unclaimed Idle\nundefined slot1@x@h Owner Idle\nb slot1@b@h Claimed Busy\n\n',
+    );
     expect([...ads.entries()]).toEqual([
       ['a', { name: 'slot1@a@h', state: 'Unclaimed', activity: 'Idle' }],
       ['b', { name: 'slot1@b@h', state: 'Claimed', activity: 'Busy' }],
@@ -127,7 +142,11 @@ describe('collector-wide registration check', () => {
   });
 
   /** A SiteAccess whose node answers condor_status: the collector-wide query and the glidein's own. */
-  function accessFor(glideinId: string, answer: (argv: readonly string[]) => CommandResult, calls: string[]): SiteAccess {
+  function accessFor(
+    glideinId: string,
+    answer: (argv: readonly string[]) => CommandResult,
+    calls: string[],
+  ): SiteAccess {
     const node: Executor = {
       target: `node of ${glideinId}`,
       async run(argv: readonly string[], _opts?: RunOptions) {
@@ -147,7 +166,12 @@ describe('collector-wide registration check', () => {
     } as unknown as SiteAccess;
   }
   const ok = (stdout: string): CommandResult => ({ code: 0, signal: null, stdout, stderr: '' });
-  const down: CommandResult = { code: 1, signal: null, stdout: '', stderr: 'Error: communication error\nCEDAR:6001:Failed to connect to <127.0.0.4:9618>' };
+  const down: CommandResult = {
+    code: 1,
+    signal: null,
+    stdout: '',
+    stderr: 'Error: communication error\nCEDAR:6001:Failed to connect to <127.0.0.4:9618>',
+  };
   const siteAds = 'a slot1@a@h Unclaimed Idle\nb slot1@b@h Claimed Busy\nc slot1@c@h Unclaimed Idle\n';
   const own = (argv: readonly string[]) => {
     const id = /GlideinLaunchId == "(.*)"/.exec(argv[argv.indexOf('-constraint') + 1])![1];
@@ -158,7 +182,9 @@ describe('collector-wide registration check', () => {
     const calls: string[] = [];
     const lookup = new SharedLookup<Map<string, Registration>>();
     const answer = (argv: readonly string[]) => (argv.includes('GlideinLaunchId') ? ok(siteAds) : own(argv));
-    const checks = await Promise.all(['a', 'b', 'c'].map((id) => registrationCheck(lookup, accessFor(id, answer, calls), 60_000, () => undefined)));
+    const checks = await Promise.all(
+      ['a', 'b', 'c'].map((id) => registrationCheck(lookup, accessFor(id, answer, calls), 60_000, () => undefined)),
+    );
     expect(calls).toEqual(['a:site']);
     expect(checks.map((c) => c.registered)).toEqual([
       { name: 'slot1@a@h', state: 'Unclaimed', activity: 'Idle' },
@@ -167,7 +193,7 @@ describe('collector-wide registration check', () => {
     ]);
   });
 
-  it('when the shared query fails in one glidein\'s container, every glidein asks for itself, and only the broken one misses', async () => {
+  it("when the shared query fails in one glidein's container, every glidein asks for itself, and only the broken one misses", async () => {
     const calls: string[] = [];
     const lookup = new SharedLookup<Map<string, Registration>>();
     const broken = () => down; // glidein a's chain is down: nothing it runs reaches the collector
@@ -186,7 +212,8 @@ describe('collector-wide registration check', () => {
   it('a glidein missing from the shared answer asks for itself before it counts as a miss', async () => {
     const calls: string[] = [];
     const lookup = new SharedLookup<Map<string, Registration>>();
-    const answer = (argv: readonly string[]) => (argv.includes('GlideinLaunchId') ? ok('a slot1@a@h Unclaimed Idle\n') : ok(''));
+    const answer = (argv: readonly string[]) =>
+      argv.includes('GlideinLaunchId') ? ok('a slot1@a@h Unclaimed Idle\n') : ok('');
     const [a, d] = await Promise.all([
       registrationCheck(lookup, accessFor('a', answer, calls), 60_000, () => undefined),
       registrationCheck(lookup, accessFor('d', answer, calls), 60_000, () => undefined),

@@ -61,55 +61,70 @@ async function deliver(handle: WorkflowHandle, end: End): Promise<void> {
   else await current.signal(end === 'stop' ? stopSignal : drainSignal);
 }
 
-const CASES: Array<[End, Moment]> = (['cancel', 'stop', 'drain'] as End[]).flatMap((end) => (['before', 'during', 'after'] as Moment[]).map((m): [End, Moment] => [end, m]));
+const CASES: Array<[End, Moment]> = (['cancel', 'stop', 'drain'] as End[]).flatMap((end) =>
+  (['before', 'during', 'after'] as Moment[]).map((m): [End, Moment] => [end, m]),
+);
 
 describe('shutdown at the continue-as-new boundary', () => {
-  it.each(CASES)('%s delivered %s a continue-as-new: teardown runs, the memo is written, the phase is final', async (end, moment) => {
-    const id = `wf-edge-${end}-${moment}-${Date.now()}`;
-    await withWorker(
-      SITES,
-      async (w) => {
-        const handle = await start(w, id, { site: 'local', lifetime: '10m' });
-        const firstRun = (await handle.describe()).runId;
-        if (moment === 'before') armed = { workflowId: id, when: 'round-start', act: () => deliver(handle, end) };
-        if (moment === 'during') armed = { workflowId: id, when: 'round-end', act: () => deliver(handle, end) };
-        if (moment === 'after') {
-          await waitFor('a continue-as-new', async () => (await env().client.workflow.getHandle(id).describe()).runId !== firstRun, 60_000);
-          await deliver(handle, end);
-        }
+  it.each(CASES)(
+    '%s delivered %s a continue-as-new: teardown runs, the memo is written, the phase is final',
+    async (end, moment) => {
+      const id = `wf-edge-${end}-${moment}-${Date.now()}`;
+      await withWorker(
+        SITES,
+        async (w) => {
+          const handle = await start(w, id, { site: 'local', lifetime: '10m' });
+          const firstRun = (await handle.describe()).runId;
+          if (moment === 'before') armed = { workflowId: id, when: 'round-start', act: () => deliver(handle, end) };
+          if (moment === 'during') armed = { workflowId: id, when: 'round-end', act: () => deliver(handle, end) };
+          if (moment === 'after') {
+            await waitFor(
+              'a continue-as-new',
+              async () => (await env().client.workflow.getHandle(id).describe()).runId !== firstRun,
+              60_000,
+            );
+            await deliver(handle, end);
+          }
 
-        const last = env().client.workflow.getHandle(id);
-        const outcome = await last.result().then(
-          (r) => r,
-          (e) => e,
-        );
-        if (end === 'cancel') {
-          expect(outcome).toBeInstanceOf(WorkflowFailedError);
-          expect((outcome as WorkflowFailedError).cause).toBeInstanceOf(CancelledFailure);
-        } else {
-          expect(outcome.endReason).toBe(end === 'stop' ? 'stopped' : 'drained');
-        }
-        const description = await last.describe();
-        expect(description.memo?.endReason).toBe(end === 'cancel' ? 'cancelled' : end === 'stop' ? 'stopped' : 'drained');
-        expect(description.memo?.stillHeld).toBe('nothing');
-        expect(description.searchAttributes[GlideinPhase.name]).toEqual([end === 'cancel' ? 'cancelled' : 'done']);
-        const status = await last.query(statusQuery);
-        expect(status.held).toEqual([]);
-        expect(status.steps.filter((s) => s.step === 'stopGlidein' || s.step === 'closeTunnel').map((s) => s.status)).toEqual(['ok', 'ok']);
+          const last = env().client.workflow.getHandle(id);
+          const outcome = await last.result().then(
+            (r) => r,
+            (e) => e,
+          );
+          if (end === 'cancel') {
+            expect(outcome).toBeInstanceOf(WorkflowFailedError);
+            expect((outcome as WorkflowFailedError).cause).toBeInstanceOf(CancelledFailure);
+          } else {
+            expect(outcome.endReason).toBe(end === 'stop' ? 'stopped' : 'drained');
+          }
+          const description = await last.describe();
+          expect(description.memo?.endReason).toBe(
+            end === 'cancel' ? 'cancelled' : end === 'stop' ? 'stopped' : 'drained',
+          );
+          expect(description.memo?.stillHeld).toBe('nothing');
+          expect(description.searchAttributes[GlideinPhase.name]).toEqual([end === 'cancel' ? 'cancelled' : 'done']);
+          const status = await last.query(statusQuery);
+          expect(status.held).toEqual([]);
+          expect(
+            status.steps.filter((s) => s.step === 'stopGlidein' || s.step === 'closeTunnel').map((s) => s.status),
+          ).toEqual(['ok', 'ok']);
 
-        // The moment was the one meant: during = in the first run, after its history passed the cap.
-        const runs = description.runId === firstRun ? 1 : 2;
-        if (moment === 'after') expect(runs).toBe(2);
-        else expect(runs).toBe(1);
-        if (moment === 'during') {
-          const events = (await env().client.workflow.getHandle(id, firstRun).fetchHistory()).events ?? [];
-          const delivered = events.findIndex((e) => e.workflowExecutionSignaledEventAttributes || e.workflowExecutionCancelRequestedEventAttributes);
-          expect(delivered).toBeGreaterThanOrEqual(50);
-        }
-      },
-      undefined,
-      { wrap },
-    );
-    expect(await footprint(id)).toEqual(EMPTY);
-  });
+          // The moment was the one meant: during = in the first run, after its history passed the cap.
+          const runs = description.runId === firstRun ? 1 : 2;
+          if (moment === 'after') expect(runs).toBe(2);
+          else expect(runs).toBe(1);
+          if (moment === 'during') {
+            const events = (await env().client.workflow.getHandle(id, firstRun).fetchHistory()).events ?? [];
+            const delivered = events.findIndex(
+              (e) => e.workflowExecutionSignaledEventAttributes || e.workflowExecutionCancelRequestedEventAttributes,
+            );
+            expect(delivered).toBeGreaterThanOrEqual(50);
+          }
+        },
+        undefined,
+        { wrap },
+      );
+      expect(await footprint(id)).toEqual(EMPTY);
+    },
+  );
 });

@@ -28,33 +28,38 @@ const UNDO: Record<string, string[]> = {
 };
 
 describe('cancel matrix', () => {
-  it.each(Object.keys(UNDO))('cancelled after %s: releases what was acquired, in reverse, and closes as cancelled', async (last) => {
-    const id = `wf-cancel-${last.toLowerCase()}-${Date.now()}`;
-    await withWorker(SITES_DIR, async (w) => {
-      const handle = await start(w, id);
-      await waitFor(`${last} to complete`, async () => (await completedSteps(handle)).includes(last));
-      await handle.cancel();
-      const err = await handle.result().catch((e) => e);
-      expect(err).toBeInstanceOf(WorkflowFailedError);
-      const cancelled = err.cause as CancelledFailure;
-      expect(cancelled).toBeInstanceOf(CancelledFailure);
-      // The closed execution's memo says how it ended and what teardown did.
-      const { memo } = await handle.describe();
-      expect(memo?.endReason).toBe('cancelled');
-      expect((memo?.teardown as string[]).map((t) => t.split(':')[0])).toEqual(expect.arrayContaining(UNDO[last]));
-      expect(memo?.stillHeld).toBe('nothing');
+  it.each(Object.keys(UNDO))(
+    'cancelled after %s: releases what was acquired, in reverse, and closes as cancelled',
+    async (last) => {
+      const id = `wf-cancel-${last.toLowerCase()}-${Date.now()}`;
+      await withWorker(SITES_DIR, async (w) => {
+        const handle = await start(w, id);
+        await waitFor(`${last} to complete`, async () => (await completedSteps(handle)).includes(last));
+        await handle.cancel();
+        const err = await handle.result().catch((e) => e);
+        expect(err).toBeInstanceOf(WorkflowFailedError);
+        const cancelled = err.cause as CancelledFailure;
+        expect(cancelled).toBeInstanceOf(CancelledFailure);
+        // The closed execution's memo says how it ended and what teardown did.
+        const { memo } = await handle.describe();
+        expect(memo?.endReason).toBe('cancelled');
+        expect((memo?.teardown as string[]).map((t) => t.split(':')[0])).toEqual(expect.arrayContaining(UNDO[last]));
+        expect(memo?.stillHeld).toBe('nothing');
 
-      const status = await handle.query(statusQuery);
-      expect(status.phase).toBe('cancelled');
-      expect(status.held).toEqual([]);
-      const steps = stepsOf(status);
-      const setupEnd = steps.findIndex((s) => ['stopGlidein', 'stopContainer', 'unmountCvmfs', 'closeTunnel', 'cleanupGlidein'].includes(s.split(':')[0]));
-      const teardown = steps.slice(setupEnd);
-      // The step running when the cancel arrived may have finished first; its inverse then runs too.
-      expect(teardown.every((s) => s.endsWith(':ok'))).toBe(true);
-      const undone = teardown.map((s) => s.split(':')[0]);
-      expect(undone.slice(-UNDO[last].length)).toEqual(UNDO[last]);
-    });
-    expect(await footprint(id)).toEqual(EMPTY);
-  });
+        const status = await handle.query(statusQuery);
+        expect(status.phase).toBe('cancelled');
+        expect(status.held).toEqual([]);
+        const steps = stepsOf(status);
+        const setupEnd = steps.findIndex((s) =>
+          ['stopGlidein', 'stopContainer', 'unmountCvmfs', 'closeTunnel', 'cleanupGlidein'].includes(s.split(':')[0]),
+        );
+        const teardown = steps.slice(setupEnd);
+        // The step running when the cancel arrived may have finished first; its inverse then runs too.
+        expect(teardown.every((s) => s.endsWith(':ok'))).toBe(true);
+        const undone = teardown.map((s) => s.split(':')[0]);
+        expect(undone.slice(-UNDO[last].length)).toEqual(UNDO[last]);
+      });
+      expect(await footprint(id)).toEqual(EMPTY);
+    },
+  );
 });

@@ -10,7 +10,12 @@ import { createTestEnv, createTestWorker, type TestWorker, type TestWorkerOption
 export interface Harness {
   env(): TestWorkflowEnvironment;
   /** Runs `body` with a worker for `sitesDir` on `taskQueue` (default: a fresh one). */
-  withWorker<T>(sitesDir: string, body: (w: TestWorker) => Promise<T>, taskQueue?: string, options?: TestWorkerOptions): Promise<T>;
+  withWorker<T>(
+    sitesDir: string,
+    body: (w: TestWorker) => Promise<T>,
+    taskQueue?: string,
+    options?: TestWorkerOptions,
+  ): Promise<T>;
   start(w: TestWorker, id: string, input?: Record<string, unknown>): Promise<WorkflowHandle<typeof LaunchGlidein>>;
 }
 
@@ -40,12 +45,20 @@ export function useDevServer(): Harness {
       }
     },
     start(w, id, input = { site: 'local', lifetime: '10m' }) {
-      return env.client.workflow.start(LaunchGlidein, { taskQueue: w.taskQueue, workflowId: id, args: [input as never] });
+      return env.client.workflow.start(LaunchGlidein, {
+        taskQueue: w.taskQueue,
+        workflowId: id,
+        args: [input as never],
+      });
     },
   };
 }
 
-export async function waitFor<T>(what: string, probe: () => Promise<T | undefined | false>, timeoutMs = 60_000): Promise<T> {
+export async function waitFor<T>(
+  what: string,
+  probe: () => Promise<T | undefined | false>,
+  timeoutMs = 60_000,
+): Promise<T> {
   const until = Date.now() + timeoutMs;
   for (;;) {
     const value = await probe();
@@ -55,20 +68,45 @@ export async function waitFor<T>(what: string, probe: () => Promise<T | undefine
   }
 }
 
-export async function waitForPhase(handle: WorkflowHandle, phase: GlideinStatus['phase'], timeoutMs = 60_000): Promise<GlideinStatus> {
+export async function waitForPhase(
+  handle: WorkflowHandle,
+  phase: GlideinStatus['phase'],
+  timeoutMs = 60_000,
+): Promise<GlideinStatus> {
   let last: GlideinStatus | undefined;
   try {
-    return await waitFor(`phase ${phase}`, async () => {
-      last = await handle.query(statusQuery);
-      return last.phase === phase && last;
-    }, timeoutMs);
+    return await waitFor(
+      `phase ${phase}`,
+      async () => {
+        last = await handle.query(statusQuery);
+        return last.phase === phase && last;
+      },
+      timeoutMs,
+    );
   } catch (err) {
     // Say where it stood: the phase and the steps so far.
-    throw new Error(`${(err as Error).message}; ${handle.workflowId} is in ${last?.phase}: ${last?.steps.map((s) => `${s.step}:${s.status}${s.error ? ` (${s.error})` : ''}`).join(', ')}`);
+    throw new Error(
+      `${(err as Error).message}; ${handle.workflowId} is in ${last?.phase}: ${last?.steps.map((s) => `${s.step}:${s.status}${s.error ? ` (${s.error})` : ''}`).join(', ')}`,
+    );
   }
 }
 
 export const stepsOf = (status: { steps: GlideinStatus['steps'] }) => status.steps.map((s) => `${s.step}:${s.status}`);
 /** Teardown after a full setup: the inverses in reverse, then the work directory moved aside. */
-export const TEARDOWN = ['stopGlidein:ok', 'stopContainer:ok', 'unmountCvmfs:ok', 'closeTunnel:ok', 'cleanupGlidein:ok'];
-export const SETUP = ['planLaunch:ok', 'openTunnel:ok', 'verifyOutbound:ok', 'mountCvmfs:ok', 'startContainer:ok', 'preloadProxychains:ok', 'startGlidein:ok', 'confirmRegistration:ok'];
+export const TEARDOWN = [
+  'stopGlidein:ok',
+  'stopContainer:ok',
+  'unmountCvmfs:ok',
+  'closeTunnel:ok',
+  'cleanupGlidein:ok',
+];
+export const SETUP = [
+  'planLaunch:ok',
+  'openTunnel:ok',
+  'verifyOutbound:ok',
+  'mountCvmfs:ok',
+  'startContainer:ok',
+  'preloadProxychains:ok',
+  'startGlidein:ok',
+  'confirmRegistration:ok',
+];

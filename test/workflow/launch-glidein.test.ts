@@ -87,50 +87,99 @@ describe('LaunchGlidein', () => {
 
   it.each([
     ['login.host', (p: any) => (p.login.host = '-oProxyCommand=touch /tmp/pwned'), 'login.host: expected a hostname'],
-    ['workDir', (p: any) => (p.workDir = '/tmp/glidein-local-site/site/work/../../../etc'), 'workDir: expected a path without ".." segments'],
-    ['cvmfs.repositories', (p: any) => (p.cvmfs.repositories = ['cms.cern.ch; reboot']), 'cvmfs.repositories[0]: expected a CernVM-FS repository name'],
-  ])('refuses a site profile with a hostile %s before any connection to the site, naming the field', async (_field, change, message) => {
-    const id = `wf-hostile-${Date.now()}`;
-    const loginLog = sshdLog('login').length;
-    await withWorker(localSiteWith(change), async (w) => {
-      const err = await (await start(w, id)).result().catch((e) => e);
-      expect(err).toBeInstanceOf(WorkflowFailedError);
-      expect(err.cause.type).toBe('InvalidSiteProfile');
-      expect(err.cause.message).toContain(message);
-      const status = await (await env().client.workflow.getHandle(id)).query(statusQuery);
-      expect(stepsOf(status)).toEqual(['planLaunch:failed']);
-    });
-    expect(sshdLog('login').slice(loginLog)).not.toMatch(/Connection from/);
-    expect(existsSync('/tmp/pwned')).toBe(false);
-  });
+    [
+      'workDir',
+      (p: any) => (p.workDir = '/tmp/glidein-local-site/site/work/../../../etc'),
+      'workDir: expected a path without ".." segments',
+    ],
+    [
+      'cvmfs.repositories',
+      (p: any) => (p.cvmfs.repositories = ['cms.cern.ch; reboot']),
+      'cvmfs.repositories[0]: expected a CernVM-FS repository name',
+    ],
+  ])(
+    'refuses a site profile with a hostile %s before any connection to the site, naming the field',
+    async (_field, change, message) => {
+      const id = `wf-hostile-${Date.now()}`;
+      const loginLog = sshdLog('login').length;
+      await withWorker(localSiteWith(change), async (w) => {
+        const err = await (await start(w, id)).result().catch((e) => e);
+        expect(err).toBeInstanceOf(WorkflowFailedError);
+        expect(err.cause.type).toBe('InvalidSiteProfile');
+        expect(err.cause.message).toContain(message);
+        const status = await (await env().client.workflow.getHandle(id)).query(statusQuery);
+        expect(stepsOf(status)).toEqual(['planLaunch:failed']);
+      });
+      expect(sshdLog('login').slice(loginLog)).not.toMatch(/Connection from/);
+      expect(existsSync('/tmp/pwned')).toBe(false);
+    },
+  );
 
   // Each case breaks one step for real; teardown must undo exactly what came before, in reverse.
   const FAULTS: Array<[string, (p: any) => void, string, string[]]> = [
     // A known_hosts on the site without the login node's key: the tunnel's ssh must refuse, never accept it.
-    ['openTunnel', (p) => (p.tunnel.knownHostsFile = '/dev/null'), 'TunnelHostKeyRejected', ['closeTunnel:ok', 'cleanupGlidein:ok']],
-    ['verifyOutbound', (p) => (p.kitProxy.port = 81), 'the KIT proxy 127.0.0.3:81', ['closeTunnel:ok', 'cleanupGlidein:ok']],
-    ['mountCvmfs', (p) => p.cvmfs.repositories.push('nosuch.example.org'), 'nosuch.example.org', ['unmountCvmfs:ok', 'closeTunnel:ok', 'cleanupGlidein:ok']],
-    ['startContainer', (p) => (p.container.image = '/tmp/glidein-local-site/site/images/missing.sif'), 'missing.sif', ['stopContainer:ok', 'unmountCvmfs:ok', 'closeTunnel:ok', 'cleanupGlidein:ok']],
-    ['preloadProxychains', (p) => (p.proxychains.library = '/usr/lib/x86_64-linux-gnu/libc.so.6'), 'was not pre-loaded', ['stopContainer:ok', 'unmountCvmfs:ok', 'closeTunnel:ok', 'cleanupGlidein:ok']],
-    ['startGlidein', (p) => (p.glidein.startCommand = ['/cvmfs/cms.cern.ch/glidein/sbin/no_such_master', '-f']), 'no_such_master', TEARDOWN],
-    ['confirmRegistration', (p) => ((p.glidein.config.UPDATE_COLLECTOR_WITH_TCP = 'False'), (p.glidein.registrationTimeout = '6s')), 'RegistrationTimeout', TEARDOWN],
+    [
+      'openTunnel',
+      (p) => (p.tunnel.knownHostsFile = '/dev/null'),
+      'TunnelHostKeyRejected',
+      ['closeTunnel:ok', 'cleanupGlidein:ok'],
+    ],
+    [
+      'verifyOutbound',
+      (p) => (p.kitProxy.port = 81),
+      'the KIT proxy 127.0.0.3:81',
+      ['closeTunnel:ok', 'cleanupGlidein:ok'],
+    ],
+    [
+      'mountCvmfs',
+      (p) => p.cvmfs.repositories.push('nosuch.example.org'),
+      'nosuch.example.org',
+      ['unmountCvmfs:ok', 'closeTunnel:ok', 'cleanupGlidein:ok'],
+    ],
+    [
+      'startContainer',
+      (p) => (p.container.image = '/tmp/glidein-local-site/site/images/missing.sif'),
+      'missing.sif',
+      ['stopContainer:ok', 'unmountCvmfs:ok', 'closeTunnel:ok', 'cleanupGlidein:ok'],
+    ],
+    [
+      'preloadProxychains',
+      (p) => (p.proxychains.library = '/usr/lib/x86_64-linux-gnu/libc.so.6'),
+      'was not pre-loaded',
+      ['stopContainer:ok', 'unmountCvmfs:ok', 'closeTunnel:ok', 'cleanupGlidein:ok'],
+    ],
+    [
+      'startGlidein',
+      (p) => (p.glidein.startCommand = ['/cvmfs/cms.cern.ch/glidein/sbin/no_such_master', '-f']),
+      'no_such_master',
+      TEARDOWN,
+    ],
+    [
+      'confirmRegistration',
+      (p) => ((p.glidein.config.UPDATE_COLLECTOR_WITH_TCP = 'False'), (p.glidein.registrationTimeout = '6s')),
+      'RegistrationTimeout',
+      TEARDOWN,
+    ],
   ];
 
-  it.each(FAULTS)('when %s fails, undoes the earlier steps in reverse and fails with the reason', async (failing, change, reason, undone) => {
-    const id = `wf-fail-${failing.toLowerCase()}-${Date.now()}`;
-    await withWorker(localSiteWith(change), async (w) => {
-      const handle = await start(w, id);
-      const err = await handle.result().catch((e) => e);
-      expect(err).toBeInstanceOf(WorkflowFailedError);
-      const failure = err.cause as ApplicationFailure;
-      expect(`${failure.type} ${failure.message}`).toContain(reason);
-      const status = await handle.query(statusQuery);
-      const steps = stepsOf(status);
-      expect(steps).toContain(`${failing}:failed`);
-      expect(steps.slice(steps.indexOf(`${failing}:failed`) + 1)).toEqual(undone);
-      expect(status.held).toEqual([]);
-      expect(status.phase).toBe('failed');
-    });
-    expect(await footprint(id)).toEqual(EMPTY);
-  });
+  it.each(FAULTS)(
+    'when %s fails, undoes the earlier steps in reverse and fails with the reason',
+    async (failing, change, reason, undone) => {
+      const id = `wf-fail-${failing.toLowerCase()}-${Date.now()}`;
+      await withWorker(localSiteWith(change), async (w) => {
+        const handle = await start(w, id);
+        const err = await handle.result().catch((e) => e);
+        expect(err).toBeInstanceOf(WorkflowFailedError);
+        const failure = err.cause as ApplicationFailure;
+        expect(`${failure.type} ${failure.message}`).toContain(reason);
+        const status = await handle.query(statusQuery);
+        const steps = stepsOf(status);
+        expect(steps).toContain(`${failing}:failed`);
+        expect(steps.slice(steps.indexOf(`${failing}:failed`) + 1)).toEqual(undone);
+        expect(status.held).toEqual([]);
+        expect(status.phase).toBe('failed');
+      });
+      expect(await footprint(id)).toEqual(EMPTY);
+    },
+  );
 });

@@ -42,10 +42,14 @@ describe('LaunchGlidein while monitoring', () => {
       const [glidein] = (await footprint(id)).glideins;
       kill([oldTunnel], 'SIGKILL');
 
-      const repaired = await waitFor('the tunnel to be reopened', async () => {
-        const s = await handle.query(statusQuery);
-        return stepsOf(s).filter((x) => x === 'openTunnel:ok').length === 2 && s;
-      }, 30_000);
+      const repaired = await waitFor(
+        'the tunnel to be reopened',
+        async () => {
+          const s = await handle.query(statusQuery);
+          return stepsOf(s).filter((x) => x === 'openTunnel:ok').length === 2 && s;
+        },
+        30_000,
+      );
       expect(repaired.phase).toBe('monitoring');
       const now = await footprint(id);
       expect(now.tunnels).toHaveLength(1);
@@ -60,26 +64,31 @@ describe('LaunchGlidein while monitoring', () => {
 
   it('continues-as-new while monitoring, carrying what it holds, and the new run still tears it all down', async () => {
     const id = `wf-can-${Date.now()}`;
-    await withWorker(fastMonitor((p) => ((p.monitor.reportEvery = '1s'), (p.monitor.historyEvents = 100))), async (w) => {
-      const handle = await start(w, id, { site: 'local', lifetime: '10m' });
-      const firstRun = (await handle.describe()).runId;
-      await waitFor('a continue-as-new', async () => (await handle.describe()).runId !== firstRun, 60_000);
-      const status = await waitForPhase(handle, 'monitoring');
-      expect(status.held.map((h) => h.kind)).toEqual(['tunnel', 'cvmfs', 'container', 'glidein']);
-      expect(stepsOf(status).slice(0, 8)).toEqual(SETUP); // the first run's steps are carried over
-      const held = await footprint(id);
-      expect([held.tunnels.length, held.glideins.length, held.instances.length, held.ads.length]).toEqual([1, 1, 1, 1]);
+    await withWorker(
+      fastMonitor((p) => ((p.monitor.reportEvery = '1s'), (p.monitor.historyEvents = 100))),
+      async (w) => {
+        const handle = await start(w, id, { site: 'local', lifetime: '10m' });
+        const firstRun = (await handle.describe()).runId;
+        await waitFor('a continue-as-new', async () => (await handle.describe()).runId !== firstRun, 60_000);
+        const status = await waitForPhase(handle, 'monitoring');
+        expect(status.held.map((h) => h.kind)).toEqual(['tunnel', 'cvmfs', 'container', 'glidein']);
+        expect(stepsOf(status).slice(0, 8)).toEqual(SETUP); // the first run's steps are carried over
+        const held = await footprint(id);
+        expect([held.tunnels.length, held.glideins.length, held.instances.length, held.ads.length]).toEqual([
+          1, 1, 1, 1,
+        ]);
 
-      const firstHistory = await handle.client.getHandle(id, firstRun).fetchHistory();
-      const events = firstHistory.events ?? [];
-      expect(events.length).toBeLessThanOrEqual(110);
-      expect(events[events.length - 1].workflowExecutionContinuedAsNewEventAttributes).toBeTruthy();
+        const firstHistory = await handle.client.getHandle(id, firstRun).fetchHistory();
+        const events = firstHistory.events ?? [];
+        expect(events.length).toBeLessThanOrEqual(110);
+        expect(events[events.length - 1].workflowExecutionContinuedAsNewEventAttributes).toBeTruthy();
 
-      await handle.signal(drainSignal);
-      const result = await handle.result();
-      expect(result.endReason).toBe('drained');
-      expect(stepsOf(result).slice(-TEARDOWN.length)).toEqual(TEARDOWN);
-    });
+        await handle.signal(drainSignal);
+        const result = await handle.result();
+        expect(result.endReason).toBe('drained');
+        expect(stepsOf(result).slice(-TEARDOWN.length)).toEqual(TEARDOWN);
+      },
+    );
     expect(await footprint(id)).toEqual(EMPTY);
   });
 
@@ -94,15 +103,24 @@ describe('LaunchGlidein while monitoring', () => {
       // sshd restarts: the listener goes, and every session with it (ours, the jump to the worker node, the tunnel's).
       await stopService('login');
       try {
-        kill(allProcesses().filter((p) => p.cmdline.startsWith('sshd: glidein')).map((p) => p.pid), 'SIGKILL');
+        kill(
+          allProcesses()
+            .filter((p) => p.cmdline.startsWith('sshd: glidein'))
+            .map((p) => p.pid),
+          'SIGKILL',
+        );
       } finally {
         await startService('login'); // never leave the shared test site without its login node
       }
 
-      const repaired = await waitFor('the tunnel to be reopened after the restart', async () => {
-        const s = await handle.query(statusQuery);
-        return stepsOf(s).filter((x) => x === 'openTunnel:ok').length === 2 && s.phase === 'monitoring' && s;
-      }, 60_000);
+      const repaired = await waitFor(
+        'the tunnel to be reopened after the restart',
+        async () => {
+          const s = await handle.query(statusQuery);
+          return stepsOf(s).filter((x) => x === 'openTunnel:ok').length === 2 && s.phase === 'monitoring' && s;
+        },
+        60_000,
+      );
       expect(repaired.held.map((h) => h.kind)).toEqual(['tunnel', 'cvmfs', 'container', 'glidein']);
       const after = await footprint(id);
       expect(after.glideins).toEqual(before.glideins); // the glidein was never restarted or doubled
@@ -121,25 +139,42 @@ describe('LaunchGlidein while monitoring', () => {
     const sites = fastMonitor((p) => (p.glidein.drainGrace = '4s'));
     const queue = `retire-${Date.now()}`;
     let deadline = 0;
-    await withWorker(sites, async (w) => {
-      const handle = await start(w, id, { site: 'local', lifetime: '12s' });
-      const status = await waitForPhase(handle, 'monitoring');
-      deadline = status.deadline!;
-      const [ad] = await collectorAds(`GlideinLaunchId == "${id}"`);
-      expect(ad.GLIDEIN_ToRetire).toBe(Math.floor(deadline / 1000));
-      expect(ad.GLIDEIN_ToDie).toBe(Math.floor(deadline / 1000) + 4);
-      expect(ad.State).toBe('Unclaimed');
-    }, queue);
+    await withWorker(
+      sites,
+      async (w) => {
+        const handle = await start(w, id, { site: 'local', lifetime: '12s' });
+        const status = await waitForPhase(handle, 'monitoring');
+        deadline = status.deadline!;
+        const [ad] = await collectorAds(`GlideinLaunchId == "${id}"`);
+        expect(ad.GLIDEIN_ToRetire).toBe(Math.floor(deadline / 1000));
+        expect(ad.GLIDEIN_ToDie).toBe(Math.floor(deadline / 1000) + 4);
+        expect(ad.State).toBe('Unclaimed');
+      },
+      queue,
+    );
     // No worker now. Past the retire time the slot takes no new jobs (Owner); past the die time it is gone.
-    await waitFor('the slot to retire', async () => (await collectorAds(`GlideinLaunchId == "${id}"`))[0]?.State === 'Owner', 30_000);
-    await waitFor('the glidein to end by itself', async () => (await footprint(id)).glideins.length === 0 && (await collectorAds(`GlideinLaunchId == "${id}"`)).length === 0, 30_000);
+    await waitFor(
+      'the slot to retire',
+      async () => (await collectorAds(`GlideinLaunchId == "${id}"`))[0]?.State === 'Owner',
+      30_000,
+    );
+    await waitFor(
+      'the glidein to end by itself',
+      async () =>
+        (await footprint(id)).glideins.length === 0 && (await collectorAds(`GlideinLaunchId == "${id}"`)).length === 0,
+      30_000,
+    );
     expect(Date.now()).toBeGreaterThanOrEqual(deadline);
     // A worker comes back: the lifecycle sees the glidein gone and tears the rest down.
-    await withWorker(sites, async () => {
-      const result = await env().client.workflow.getHandle(id).result();
-      expect(result.endReason).toMatch(/^glidein exited|^lifetime/);
-      expect(stepsOf(result).slice(-TEARDOWN.length)).toEqual(TEARDOWN);
-    }, queue);
+    await withWorker(
+      sites,
+      async () => {
+        const result = await env().client.workflow.getHandle(id).result();
+        expect(result.endReason).toMatch(/^glidein exited|^lifetime/);
+        expect(stepsOf(result).slice(-TEARDOWN.length)).toEqual(TEARDOWN);
+      },
+      queue,
+    );
     expect(await footprint(id)).toEqual(EMPTY);
   });
 
@@ -199,28 +234,44 @@ describe('LaunchGlidein while monitoring', () => {
     const id = `wf-stuck-${Date.now()}`;
     // A container runtime whose `instance stop` fails, as apptainer does when it cannot signal the instance.
     const stuck = `${SITE_PATHS.siteRoot}/bin/apptainer-nostop`;
-    writeFileSync(stuck, `#!/bin/sh\n[ "$1 $2" = "instance stop" ] && { echo "FATAL:   failed to stop instance $3" >&2; exit 255; }\nexec ${SITE_PATHS.apptainer} "$@"\n`);
+    writeFileSync(
+      stuck,
+      `#!/bin/sh\n[ "$1 $2" = "instance stop" ] && { echo "FATAL:   failed to stop instance $3" >&2; exit 255; }\nexec ${SITE_PATHS.apptainer} "$@"\n`,
+    );
     chmodSync(stuck, 0o755);
     try {
-      await withWorker(fastMonitor((p) => (p.container.executable = stuck)), async (w) => {
-        const handle = await start(w, id);
-        await waitForPhase(handle, 'monitoring');
-        await handle.signal(drainSignal);
-        const err = await handle.result().catch((e) => e);
-        expect(err).toBeInstanceOf(WorkflowFailedError);
-        const failure = err.cause as ApplicationFailure;
-        expect(failure.type).toBe('TeardownIncomplete');
-        expect(failure.message).toContain('still held after teardown: container');
-        const status = await handle.query(statusQuery);
-        expect(stepsOf(status).slice(-4)).toEqual(['stopGlidein:ok', 'stopContainer:failed', 'unmountCvmfs:ok', 'closeTunnel:ok']);
-        expect(status.held).toEqual([{ kind: 'container', instance: `glidein-${id}` }]);
-        const left = await footprint(id);
-        // The work directory stays (not retired to .done) while something in it is still held.
-        expect({ ...left, instances: [] }).toEqual({ ...EMPTY, workDir: true });
-        expect(left.instances).toHaveLength(1);
-      }, );
+      await withWorker(
+        fastMonitor((p) => (p.container.executable = stuck)),
+        async (w) => {
+          const handle = await start(w, id);
+          await waitForPhase(handle, 'monitoring');
+          await handle.signal(drainSignal);
+          const err = await handle.result().catch((e) => e);
+          expect(err).toBeInstanceOf(WorkflowFailedError);
+          const failure = err.cause as ApplicationFailure;
+          expect(failure.type).toBe('TeardownIncomplete');
+          expect(failure.message).toContain('still held after teardown: container');
+          const status = await handle.query(statusQuery);
+          expect(stepsOf(status).slice(-4)).toEqual([
+            'stopGlidein:ok',
+            'stopContainer:failed',
+            'unmountCvmfs:ok',
+            'closeTunnel:ok',
+          ]);
+          expect(status.held).toEqual([{ kind: 'container', instance: `glidein-${id}` }]);
+          const left = await footprint(id);
+          // The work directory stays (not retired to .done) while something in it is still held.
+          expect({ ...left, instances: [] }).toEqual({ ...EMPTY, workDir: true });
+          expect(left.instances).toHaveLength(1);
+        },
+      );
     } finally {
-      kill(siteProcesses().filter((p) => p.cmdline.includes(`[glidein-${id}]`)).map((p) => p.pid), 'SIGKILL');
+      kill(
+        siteProcesses()
+          .filter((p) => p.cmdline.includes(`[glidein-${id}]`))
+          .map((p) => p.pid),
+        'SIGKILL',
+      );
     }
   });
 });

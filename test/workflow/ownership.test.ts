@@ -37,7 +37,9 @@ describe('who owns a glidein on the site', () => {
       const a = await start(w, 'COLLIDE');
       await waitForPhase(a, 'monitoring');
       const before = await footprint(first);
-      expect([before.tunnels.length, before.glideins.length, before.instances.length, before.ads.length]).toEqual([1, 1, 1, 1]);
+      expect([before.tunnels.length, before.glideins.length, before.instances.length, before.ads.length]).toEqual([
+        1, 1, 1, 1,
+      ]);
       const claim = JSON.parse(readFileSync(`${SITE_PATHS.workDir}/${first}/${CLAIM_FILE}`, 'utf8'));
       expect(claim).toEqual({ namespace: 'default', workflowId: 'COLLIDE' });
 
@@ -64,7 +66,17 @@ describe('who owns a glidein on the site', () => {
       if (!/already/i.test(`${e.stderr}`)) throw e;
     });
     for (const name of ['GlideinSite', 'GlideinId', 'GlideinPhase']) {
-      await cli('operator', 'search-attribute', 'create', '--namespace', 'other', '--name', name, '--type', 'Keyword').catch((e) => {
+      await cli(
+        'operator',
+        'search-attribute',
+        'create',
+        '--namespace',
+        'other',
+        '--name',
+        name,
+        '--type',
+        'Keyword',
+      ).catch((e) => {
         if (!/already/i.test(`${e.stderr}`)) throw e;
       });
     }
@@ -77,7 +89,11 @@ describe('who owns a glidein on the site', () => {
       const err = await withWorker(
         SITES_DIR,
         async (w2) => {
-          const twin = await client.workflow.start(LaunchGlidein, { taskQueue: w2.taskQueue, workflowId: id, args: [{ site: 'local', lifetime: '10m' }] });
+          const twin = await client.workflow.start(LaunchGlidein, {
+            taskQueue: w2.taskQueue,
+            workflowId: id,
+            args: [{ site: 'local', lifetime: '10m' }],
+          });
           const e = await twin.result().catch((x) => x);
           const status = await twin.query(statusQuery);
           // Refused at its first step on the site, and nothing released: none of it was its own.

@@ -20,7 +20,11 @@ export async function footprint(glideinId: string): Promise<GlideinFootprint> {
     // The profile's SOCKS port; other tests of the site use other ports.
     tunnels: procs.filter((p) => p.argv[0] === 'ssh' && / -[DR] 127\.0\.0\.1:1080 /.test(p.cmdline)).map((p) => p.pid),
     // This glidein's condor_master, known by the name its configuration gives it (other tests run other glideins).
-    glideins: procs.filter((p) => p.cmdline.includes('condor_master') && environ(p.pid).includes(`_CONDOR_GLIDEIN_NAME=${glideinId}`)).map((p) => p.pid),
+    glideins: procs
+      .filter(
+        (p) => p.cmdline.includes('condor_master') && environ(p.pid).includes(`_CONDOR_GLIDEIN_NAME=${glideinId}`),
+      )
+      .map((p) => p.pid),
     instances: procs.filter((p) => p.cmdline.includes(`[${instanceName(glideinId)}]`)).map((p) => p.pid),
     mounts: siteMounts()
       .map((m) => m.target)
@@ -30,7 +34,14 @@ export async function footprint(glideinId: string): Promise<GlideinFootprint> {
   };
 }
 
-export const EMPTY: GlideinFootprint = { tunnels: [], glideins: [], instances: [], mounts: [], ads: [], workDir: false };
+export const EMPTY: GlideinFootprint = {
+  tunnels: [],
+  glideins: [],
+  instances: [],
+  mounts: [],
+  ads: [],
+  workDir: false,
+};
 
 function environ(pid: number): string[] {
   try {

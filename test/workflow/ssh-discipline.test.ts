@@ -20,7 +20,10 @@ function tenSites(): string {
   const base = parse(readFileSync(path.join(SITES_DIR, 'local.yaml'), 'utf8'));
   const dir = mkdtempSync(path.join(tmpdir(), 'glidein-ten-'));
   for (let i = 0; i < PARALLEL; i++) {
-    writeFileSync(path.join(dir, `local-p${i}.yaml`), stringify({ ...base, name: `local-p${i}`, tunnel: { ...base.tunnel, socksPort: 1101 + i } }));
+    writeFileSync(
+      path.join(dir, `local-p${i}.yaml`),
+      stringify({ ...base, name: `local-p${i}`, tunnel: { ...base.tunnel, socksPort: 1101 + i } }),
+    );
   }
   return dir;
 }
@@ -46,7 +49,8 @@ describe('SSH discipline', () => {
       });
     });
     // The operator's key logged in exactly once on each node (the tunnels log in to the login node with the site's key).
-    const logins = (log: string) => log.split('\n').filter((l) => l.includes('Accepted publickey') && l.includes(operator));
+    const logins = (log: string) =>
+      log.split('\n').filter((l) => l.includes('Accepted publickey') && l.includes(operator));
     expect(logins(sshdLog('login').slice(loginBefore))).toHaveLength(1);
     expect(logins(sshdLog('worker').slice(workerBefore))).toHaveLength(1);
     expect(sshdLog('login').slice(loginBefore)).not.toMatch(/no more sessions/);
