@@ -17,7 +17,7 @@ export default tseslint.config(
       'lib/**',
       'node_modules/**',
       'coverage/**',
-      'test/standins/**',
+      'sandbox/standins/**',
       '**/*.mjs',
       '*.config.js',
       '.scratch/**',
@@ -43,8 +43,25 @@ export default tseslint.config(
   },
   {
     // Tests mutate parsed YAML profiles freely to inject faults.
-    files: ['test/**/*.ts'],
+    files: ['test/**/*.ts', 'sandbox/**/*.ts'],
     rules: { '@typescript-eslint/no-explicit-any': 'off' },
+  },
+  {
+    // Production code never depends on the sandbox (the test sites) or on tests.
+    files: ['src/**/*.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            {
+              group: ['**/sandbox', '**/sandbox/*', '**/test/*'],
+              message: 'production code never imports the sandbox or tests',
+            },
+          ],
+        },
+      ],
+    },
   },
   {
     // Workflow code runs in Temporal's deterministic sandbox: no Node built-ins, no I/O libraries, and from activities
@@ -81,6 +98,10 @@ export default tseslint.config(
               ],
               allowTypeImports: true,
               message: 'workflows import only types from activities',
+            },
+            {
+              group: ['**/sandbox', '**/sandbox/*', '**/test/*'],
+              message: 'production code never imports the sandbox or tests',
             },
             {
               group: TEMPORAL_OUTSIDE_WORKFLOWS.map((name) => `${name}/*`),

@@ -7,7 +7,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { SITE_PATHS, siteProcesses } from '../test/site/local-site';
+import { SITE_PATHS, siteProcesses } from '../sandbox/local-site';
 import { benchProcesses, cleanUpBench } from './lib';
 
 function main(): void {

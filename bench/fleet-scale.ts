@@ -30,8 +30,8 @@ import { parseDuration } from '../src/common/duration';
 import { LaunchGlidein } from '../src/workflows';
 import { configFromEnv } from '../src/worker';
 import { statusQuery, stopSignal } from '../src/workflows/messages';
-import { createTestEnv } from '../test/helpers/temporal';
-import { allProcesses, joinLocalSite, leaveLocalSite } from '../test/site/local-site';
+import { createTestEnv } from '../sandbox/temporal';
+import { allProcesses, joinLocalSite, leaveLocalSite } from '../sandbox/local-site';
 import {
   benchCvmfsexec,
   benchProcesses,

@@ -14,8 +14,8 @@ import { historyToJSON } from '@temporalio/common/lib/proto-utils';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { LaunchGlidein } from '../src/workflows';
 import { statusQuery, stopSignal } from '../src/workflows/messages';
-import { createTestEnv, createTestWorker } from '../test/helpers/temporal';
-import { joinLocalSite, leaveLocalSite } from '../test/site/local-site';
+import { createTestEnv, createTestWorker } from '../sandbox/temporal';
+import { joinLocalSite, leaveLocalSite } from '../sandbox/local-site';
 import {
   benchCvmfsexec,
   benchSites,

@@ -11,7 +11,7 @@ import { performance } from 'node:perf_hooks';
 import { parse, stringify } from 'yaml';
 import { Context } from '@temporalio/activity';
 import type { CommandResult, Executor, RunOptions } from '../src/remote/executor';
-import { ROOT } from '../test/helpers/temporal-cli';
+import { ROOT } from '../sandbox/temporal-cli';
 import {
   allProcesses,
   localSite,
@@ -19,7 +19,7 @@ import {
   siteMounts,
   siteProcesses,
   type SiteProcess,
-} from '../test/site/local-site';
+} from '../sandbox/local-site';
 
 export { ROOT };
 export const RESULTS_DIR = path.join(ROOT, 'bench', 'results');

@@ -28,8 +28,8 @@ import { SshPool } from '../src/remote/ssh';
 import { SiteRegistry } from '../src/site/load';
 import { LaunchGlidein } from '../src/workflows';
 import { GlideinId, GlideinPhase, GlideinSite, statusQuery, stopSignal } from '../src/workflows/messages';
-import { createTestEnv, temporalCli, workflowBundle } from '../test/helpers/temporal';
-import { joinLocalSite, leaveLocalSite } from '../test/site/local-site';
+import { createTestEnv, temporalCli, workflowBundle } from '../sandbox/temporal';
+import { joinLocalSite, leaveLocalSite } from '../sandbox/local-site';
 import {
   benchCvmfsexec,
   benchSites,

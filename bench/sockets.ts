@@ -4,7 +4,7 @@
  */
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
-import { allProcesses } from '../test/site/local-site';
+import { allProcesses } from '../sandbox/local-site';
 
 export interface TcpSocket {
   localIp: string;

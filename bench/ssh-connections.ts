@@ -21,7 +21,7 @@ import { createActivities, type ActivityDeps } from '../src/activities';
 import { sshExecutors } from '../src/activities/site-access';
 import { SshPool } from '../src/remote/ssh';
 import { SiteRegistry } from '../src/site/load';
-import { ENDPOINTS, joinLocalSite, leaveLocalSite, SITE_DIR, SITE_PATHS } from '../test/site/local-site';
+import { ENDPOINTS, joinLocalSite, leaveLocalSite, SITE_DIR, SITE_PATHS } from '../sandbox/local-site';
 import { ActivityLifecycle, Barrier } from './activity-lifecycle';
 import {
   benchCvmfsexec,

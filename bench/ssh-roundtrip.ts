@@ -12,7 +12,7 @@ import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { SshPool } from '../src/remote/ssh';
-import { joinLocalSite, leaveLocalSite } from '../test/site/local-site';
+import { joinLocalSite, leaveLocalSite } from '../sandbox/local-site';
 import {
   describeMachine,
   envInt,

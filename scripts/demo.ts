@@ -12,14 +12,14 @@ import * as net from 'node:net';
 import * as path from 'node:path';
 import { Connection, Client } from '@temporalio/client';
 import { NativeConnection } from '@temporalio/worker';
-import { joinJscBox, leaveJscBox } from '../test/box/jsc-box';
-import { joinLocalSite, leaveLocalSite } from '../test/site/local-site';
+import { joinJscBox, leaveJscBox } from '../sandbox/jsc-box';
+import { joinLocalSite, leaveLocalSite } from '../sandbox/local-site';
 import { installRuntimeLogger, logger } from '../src/logger';
 import { SshPool } from '../src/remote/ssh';
 import { configFromEnv, createWorker, DEFAULT_TASK_QUEUE } from '../src/worker';
 import { LaunchGlidein } from '../src/workflows';
 import { drainSignal, SEARCH_ATTRIBUTES, statusQuery, type GlideinStatus } from '../src/workflows/messages';
-import { temporalCli } from '../test/helpers/temporal-cli';
+import { temporalCli } from '../sandbox/temporal-cli';
 
 const PORT = Number(process.env.TEMPORAL_PORT ?? 7233);
 const UI_PORT = Number(process.env.TEMPORAL_UI_PORT ?? 8233);

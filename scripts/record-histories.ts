@@ -12,10 +12,10 @@ import { historyToJSON } from '@temporalio/common/lib/proto-utils';
 import type { WorkflowHandle } from '@temporalio/client';
 import { LaunchGlidein } from '../src/workflows';
 import { drainSignal, statusQuery } from '../src/workflows/messages';
-import { joinJscBox, leaveJscBox } from '../test/box/jsc-box';
-import { joinLocalSite, leaveLocalSite } from '../test/site/local-site';
-import { createTestEnv, createTestWorker } from '../test/helpers/temporal';
-import { localSiteWith, SITES_DIR } from '../test/helpers/sites';
+import { joinJscBox, leaveJscBox } from '../sandbox/jsc-box';
+import { joinLocalSite, leaveLocalSite } from '../sandbox/local-site';
+import { createTestEnv, createTestWorker } from '../sandbox/temporal';
+import { localSiteWith, SITES_DIR } from '../sandbox/sites';
 
 const OUT = path.join(__dirname, '..', 'test', 'histories');
 

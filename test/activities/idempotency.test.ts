@@ -22,7 +22,7 @@ import type { GlideinRef } from '../../src/common/types';
 import { MOUNT_LEASE } from '../../src/remote/scripts';
 import { SshPool } from '../../src/remote/ssh';
 import { SiteRegistry } from '../../src/site/load';
-import { localSiteWith } from '../helpers/sites';
+import { localSiteWith } from '../../sandbox/sites';
 import {
   collectorAds,
   kitProxyLog,
@@ -32,7 +32,7 @@ import {
   siteProcesses,
   waitFor,
   type SiteProcess,
-} from '../site/local-site';
+} from '../../sandbox/local-site';
 
 const SOCKS_PORT = 1190;
 const site = localSite();

@@ -14,8 +14,8 @@ import { createActivities } from '../../src/activities';
 import type { GlideinRef, TunnelInfo } from '../../src/common/types';
 import { SshPool } from '../../src/remote/ssh';
 import { SiteRegistry } from '../../src/site/load';
-import { SITES_DIR } from '../helpers/sites';
-import { hostKeyEntry, portAccepts, SITE_PATHS, siteProcesses, waitFor } from '../site/local-site';
+import { SITES_DIR } from '../../sandbox/sites';
+import { hostKeyEntry, portAccepts, SITE_PATHS, siteProcesses, waitFor } from '../../sandbox/local-site';
 
 const STRICT = { host: '127.0.0.1', port: 2211 };
 const dir = fs.mkdtempSync(path.join(SITE_PATHS.workDir, `starts-${process.pid}-`));

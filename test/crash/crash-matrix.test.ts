@@ -11,9 +11,9 @@ import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import type { WorkflowHandle } from '@temporalio/client';
 import { LaunchGlidein } from '../../src/workflows';
 import { drainSignal, statusQuery } from '../../src/workflows/messages';
-import { localSiteWith } from '../helpers/sites';
-import { createTestEnv } from '../helpers/temporal';
-import { SITE_PATHS, siteMounts, siteProcesses } from '../site/local-site';
+import { localSiteWith } from '../../sandbox/sites';
+import { createTestEnv } from '../../sandbox/temporal';
+import { SITE_PATHS, siteMounts, siteProcesses } from '../../sandbox/local-site';
 import { expectNoSecretsInHistories, startWorkerProcess, type WorkerProcess } from '../helpers/worker-process';
 import { EMPTY, footprint, type GlideinFootprint } from '../workflow/site-state';
 

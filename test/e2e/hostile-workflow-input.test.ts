@@ -17,10 +17,10 @@ import { parse, stringify } from 'yaml';
 import { FailureType } from '../../src/common/failure-types';
 import { statusQuery } from '../../src/workflows/messages';
 import { historyText } from '../helpers/secrets';
-import { SITES_DIR } from '../helpers/sites';
-import { createTestEnv, temporalCli } from '../helpers/temporal';
+import { SITES_DIR } from '../../sandbox/sites';
+import { createTestEnv, temporalCli } from '../../sandbox/temporal';
 import { expectNoSecretsInHistories, startWorkerProcess, type WorkerProcess } from '../helpers/worker-process';
-import { SITE_PATHS, sshdLog } from '../site/local-site';
+import { SITE_PATHS, sshdLog } from '../../sandbox/local-site';
 import { EMPTY, footprint } from '../workflow/site-state';
 
 const run = promisify(execFile);

@@ -14,7 +14,7 @@ import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { LaunchGlidein } from '../../src/workflows';
 import { statusQuery, stopSignal, type GlideinStatus } from '../../src/workflows/messages';
 import { expectNoSecretsInHistories, startWorkerProcess, type WorkerProcess } from '../helpers/worker-process';
-import { createTestEnv, ROOT, temporalCli } from '../helpers/temporal';
+import { createTestEnv, ROOT, temporalCli } from '../../sandbox/temporal';
 import {
   boxCollectorAds,
   boxMounts,
@@ -25,7 +25,7 @@ import {
   leaveJscBox,
   setKitProxy,
   slurmJobs,
-} from '../box/jsc-box';
+} from '../../sandbox/jsc-box';
 
 const run = promisify(execFile);
 const TASK_QUEUE = `box-${process.pid}`;

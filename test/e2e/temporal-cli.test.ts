@@ -9,8 +9,8 @@ import { promisify } from 'node:util';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import type { GlideinStatus } from '../../src/workflows/messages';
 import { expectNoSecretsInHistories, startWorkerProcess, type WorkerProcess } from '../helpers/worker-process';
-import { createTestEnv, temporalCli } from '../helpers/temporal';
-import { SITE_PATHS } from '../site/local-site';
+import { createTestEnv, temporalCli } from '../../sandbox/temporal';
+import { SITE_PATHS } from '../../sandbox/local-site';
 import { EMPTY, footprint } from '../workflow/site-state';
 
 const run = promisify(execFile);

@@ -3,7 +3,7 @@ import { execFile } from 'node:child_process';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
-import { ROOT, temporalCli } from '../helpers/temporal';
+import { ROOT, temporalCli } from '../../sandbox/temporal';
 
 const run = promisify(execFile);
 

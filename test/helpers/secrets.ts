@@ -4,8 +4,8 @@
  */
 import { readFileSync } from 'node:fs';
 import type { Client } from '@temporalio/client';
-import { BOX_PATHS } from '../box/jsc-box';
-import { SITE_PATHS } from '../site/local-site';
+import { BOX_PATHS } from '../../sandbox/jsc-box';
+import { SITE_PATHS } from '../../sandbox/local-site';
 
 const SECRET_FILES = [
   SITE_PATHS.operatorKey,

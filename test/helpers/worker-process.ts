@@ -3,7 +3,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import * as path from 'node:path';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { findSecretsInHistories } from './secrets';
-import { ROOT } from './temporal';
+import { ROOT } from '../../sandbox/temporal';
 
 export interface WorkerProcess {
   child: ChildProcess;

@@ -15,7 +15,7 @@ import * as path from 'node:path';
 import { ExecutorError, type CommandResult, type Executor } from '../../src/remote/executor';
 import { LocalExecutor } from '../../src/remote/local';
 import { SshPool, type SshTarget } from '../../src/remote/ssh';
-import { SITE_PATHS, siteProcesses, sshdLog, waitFor, type SiteProcess } from '../site/local-site';
+import { SITE_PATHS, siteProcesses, sshdLog, waitFor, type SiteProcess } from '../../sandbox/local-site';
 import { rejection, timed } from '../helpers/promises';
 
 const LOGIN: SshTarget = {

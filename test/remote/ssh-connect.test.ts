@@ -14,7 +14,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { ExecutorError } from '../../src/remote/executor';
 import { SshPool, type SshTarget } from '../../src/remote/ssh';
-import { SITE_PATHS, waitFor } from '../site/local-site';
+import { SITE_PATHS, waitFor } from '../../sandbox/local-site';
 import { rejection, timed } from '../helpers/promises';
 
 const LOGIN: SshTarget = {

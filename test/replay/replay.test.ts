@@ -6,7 +6,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { historyFromJSON } from '@temporalio/common/lib/proto-utils';
 import { Worker } from '@temporalio/worker';
-import { workflowBundle } from '../helpers/temporal';
+import { workflowBundle } from '../../sandbox/temporal';
 
 const DIR = path.join(__dirname, '..', 'histories');
 const FILES = readdirSync(DIR).filter((f) => f.endsWith('.json'));

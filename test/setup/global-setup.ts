@@ -1,5 +1,5 @@
 /** Jest globalSetup: every suite runs against one local test site (see docs/TEST-SITE.md). */
-import { joinLocalSite } from '../site/local-site';
+import { joinLocalSite } from '../../sandbox/local-site';
 
 export default async function globalSetup(): Promise<void> {
   await joinLocalSite();

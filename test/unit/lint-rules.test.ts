@@ -22,6 +22,8 @@ const REFUSED = [
   "import { readFileSync } from 'fs';",
   "import { Client } from 'ssh2';",
   "import pino from 'pino';",
+  "import { SITE_PATHS } from '../../sandbox/local-site';",
+  "import { footprint } from '../../test/workflow/site-state';",
 ];
 const ALLOWED = [
   "import type { GlideinActivities } from '../activities';",

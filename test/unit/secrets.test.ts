@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { redact } from '../../src/common/redact';
 import { leaksIn, secretFragments } from '../helpers/secrets';
-import { SITE_PATHS } from '../site/local-site';
+import { SITE_PATHS } from '../../sandbox/local-site';
 
 describe('secrets', () => {
   it('the history scan knows every line of the test site keys and finds a planted one', () => {

@@ -11,7 +11,7 @@ import { WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';
 import { CancelledFailure } from '@temporalio/common';
 import type { GlideinActivities } from '../../src/activities';
 import { drainSignal, GlideinPhase, statusQuery, stopSignal } from '../../src/workflows/messages';
-import { localSiteWith } from '../helpers/sites';
+import { localSiteWith } from '../../sandbox/sites';
 import { useDevServer, waitFor } from './harness';
 import { EMPTY, footprint } from './site-state';
 

@@ -6,7 +6,7 @@
 import { WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';
 import { CancelledFailure } from '@temporalio/common';
 import { statusQuery } from '../../src/workflows/messages';
-import { SITES_DIR } from '../helpers/sites';
+import { SITES_DIR } from '../../sandbox/sites';
 import { stepsOf, useDevServer, waitFor } from './harness';
 import { EMPTY, footprint } from './site-state';
 

@@ -5,7 +5,7 @@ import type { WorkflowHandle } from '@temporalio/client';
 import { LaunchGlidein } from '../../src/workflows';
 import { statusQuery, type GlideinStatus } from '../../src/workflows/messages';
 import { findSecretsInHistories } from '../helpers/secrets';
-import { createTestEnv, createTestWorker, type TestWorker, type TestWorkerOptions } from '../helpers/temporal';
+import { createTestEnv, createTestWorker, type TestWorker, type TestWorkerOptions } from '../../sandbox/temporal';
 
 export interface Harness {
   env(): TestWorkflowEnvironment;

@@ -6,11 +6,11 @@
 import { WorkflowFailedError } from '@temporalio/client';
 import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
 import { drainSignal, statusQuery, stopSignal } from '../../src/workflows/messages';
-import { localSiteWith, SITES_DIR } from '../helpers/sites';
+import { localSiteWith, SITES_DIR } from '../../sandbox/sites';
 import { SETUP, stepsOf, TEARDOWN, useDevServer, waitForPhase } from './harness';
 import { EMPTY, footprint } from './site-state';
 import { existsSync } from 'node:fs';
-import { sshdLog } from '../site/local-site';
+import { sshdLog } from '../../sandbox/local-site';
 
 const { withWorker, start, env } = useDevServer();
 

@@ -7,8 +7,15 @@ import { hostname } from 'node:os';
 import { WorkflowFailedError } from '@temporalio/client';
 import type { ApplicationFailure } from '@temporalio/common';
 import { drainSignal, statusQuery } from '../../src/workflows/messages';
-import { localSiteWith } from '../helpers/sites';
-import { allProcesses, collectorAds, SITE_PATHS, siteProcesses, startService, stopService } from '../site/local-site';
+import { localSiteWith } from '../../sandbox/sites';
+import {
+  allProcesses,
+  collectorAds,
+  SITE_PATHS,
+  siteProcesses,
+  startService,
+  stopService,
+} from '../../sandbox/local-site';
 import { SETUP, stepsOf, TEARDOWN, useDevServer, waitFor, waitForPhase } from './harness';
 import { EMPTY, footprint } from './site-state';
 

@@ -15,9 +15,9 @@ import { FailureType } from '../../src/common/failure-types';
 import { glideinIdFor, legacyGlideinIdFor } from '../../src/common/request';
 import { LaunchGlidein } from '../../src/workflows';
 import { drainSignal, statusQuery } from '../../src/workflows/messages';
-import { SITES_DIR } from '../helpers/sites';
-import { temporalCli } from '../helpers/temporal';
-import { SITE_PATHS } from '../site/local-site';
+import { SITES_DIR } from '../../sandbox/sites';
+import { temporalCli } from '../../sandbox/temporal';
+import { SITE_PATHS } from '../../sandbox/local-site';
 import { useDevServer, waitForPhase } from './harness';
 import { EMPTY, footprint } from './site-state';
 

@@ -4,8 +4,8 @@
  */
 import { execFileSync } from 'node:child_process';
 import { drainSignal, statusQuery } from '../../src/workflows/messages';
-import { localSiteWith } from '../helpers/sites';
-import { SITE_PATHS, siteProcesses, sshdLog } from '../site/local-site';
+import { localSiteWith } from '../../sandbox/sites';
+import { SITE_PATHS, siteProcesses, sshdLog } from '../../sandbox/local-site';
 import { SETUP, stepsOf, TEARDOWN, useDevServer, waitForPhase } from './harness';
 import { EMPTY, footprint } from './site-state';
 

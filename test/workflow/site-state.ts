@@ -1,7 +1,7 @@
 /** What the local test site holds for one glidein: the facts workflow tests assert on. */
 import { instanceName } from '../../src/common/naming';
 import { existsSync, readFileSync } from 'node:fs';
-import { collectorAds, SITE_PATHS, siteMounts, siteProcesses } from '../site/local-site';
+import { collectorAds, SITE_PATHS, siteMounts, siteProcesses } from '../../sandbox/local-site';
 
 export interface GlideinFootprint {
   tunnels: number[];

@@ -8,8 +8,8 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { parse, stringify } from 'yaml';
 import { drainSignal } from '../../src/workflows/messages';
-import { SITES_DIR } from '../helpers/sites';
-import { SITE_PATHS, siteProcesses, sshdLog } from '../site/local-site';
+import { SITES_DIR } from '../../sandbox/sites';
+import { SITE_PATHS, siteProcesses, sshdLog } from '../../sandbox/local-site';
 import { useDevServer, waitForPhase } from './harness';
 
 const { withWorker, start } = useDevServer();

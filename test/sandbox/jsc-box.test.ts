@@ -7,7 +7,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { lookupUser, proxychainsConfig, runCommand, waitFor, type CommandResult } from '../site/local-site';
+import { lookupUser, proxychainsConfig, runCommand, waitFor, type CommandResult } from '../../sandbox/local-site';
 import {
   BOX_BRIDGE,
   BOX_DIR,
@@ -32,7 +32,7 @@ import {
   WORKER_NODE_NAME,
   type BoxNamespace,
   type JscBox,
-} from './jsc-box';
+} from '../../sandbox/jsc-box';
 
 const SOCKS_PORT = 1181;
 const COLLECTOR = `${BOX_ENDPOINTS.collector.host}:${BOX_ENDPOINTS.collector.port}`;

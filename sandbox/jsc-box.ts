@@ -18,7 +18,7 @@
  * visible to a Slurm step). `ip netns exec` is not used to start daemons: it remounts /sys without the
  * cgroup hierarchy, and slurmd then refuses to start ("No filesystem mounted on /sys/fs/cgroup").
  *
- * Users, keys, stand-ins, process and lease helpers come from the loopback site (test/site/local-site.ts);
+ * Users, keys, stand-ins, process and lease helpers come from the loopback site (sandbox/local-site.ts);
  * user `glidein` and its home are shared with it. See docs/TEST-SITE.md, section "JSC in a box".
  */
 import * as fs from 'node:fs';
@@ -55,8 +55,8 @@ import {
   type SiteMount,
   type SiteProcess,
   type UserEntry,
-} from '../site/local-site';
-import { commandLine } from '../../src/remote/quote';
+} from './local-site';
+import { commandLine } from '../src/remote/quote';
 
 export const BOX_DIR = '/tmp/glidein-jsc-box';
 export const BOX_USER = SITE_USER;
@@ -555,15 +555,15 @@ function requireRoot(): void {
   if (typeof process.getuid === 'function' && process.getuid() === 0) return;
   throw new Error(
     'JSC in a box needs root: it creates network namespaces (gl-login, gl-worker, gl-kit, gl-pool), a bridge and nft ' +
-      'fences, and runs sshd, Slurm and munge. Run it as root (`sudo npx ts-node test/box/cli.ts up`), or use the ' +
-      'loopback site sites/local.yaml instead (test/site, no namespaces).',
+      'fences, and runs sshd, Slurm and munge. Run it as root (`npx ts-node sandbox/cli.ts jsc-box up`), or use the ' +
+      'loopback site sites/local.yaml instead (sandbox/local-site.ts, no namespaces).',
   );
 }
 
 function notPermitted(what: string, detail: string): Error {
   return new Error(
     `JSC in a box cannot ${what} here (${detail.trim()}): it needs network namespaces (CAP_SYS_ADMIN and CAP_NET_ADMIN, ` +
-      'e.g. not in an unprivileged container). Use the loopback site sites/local.yaml instead (test/site, no namespaces).',
+      'e.g. not in an unprivileged container). Use the loopback site sites/local.yaml instead (sandbox/local-site.ts, no namespaces).',
   );
 }
 
@@ -571,7 +571,7 @@ function sshdConfig(node: 'login' | 'worker'): string {
   const dir = node === 'login' ? BOX_PATHS.loginDir : BOX_PATHS.workerDir;
   const ep = BOX_ENDPOINTS[node];
   return [
-    `# ${node} node (${BOX_NODES[node].hostname}) of JSC in a box (written by test/box/jsc-box.ts)`,
+    `# ${node} node (${BOX_NODES[node].hostname}) of JSC in a box (written by sandbox/jsc-box.ts)`,
     `Port ${ep.port}`,
     `ListenAddress ${ep.host}`,
     `HostKey ${path.join(dir, 'host_ed25519')}`,
@@ -601,7 +601,7 @@ function slurmConfig(): string {
   const login = BOX_NODES.login;
   const worker = BOX_NODES.worker;
   return [
-    '# Slurm of JSC in a box (written by test/box/jsc-box.ts): one controller on the login node, one worker node.',
+    '# Slurm of JSC in a box (written by sandbox/jsc-box.ts): one controller on the login node, one worker node.',
     'ClusterName=jscbox',
     `SlurmctldHost=${login.hostname}(${login.address})`,
     'AuthType=auth/munge',
@@ -634,7 +634,7 @@ function slurmConfig(): string {
 function tinyproxyConfig(user: string, group: string): string {
   const kit = BOX_ENDPOINTS.kit;
   return [
-    '# The KIT reverse proxy of JSC in a box: an HTTP CONNECT proxy (written by test/box/jsc-box.ts)',
+    '# The KIT reverse proxy of JSC in a box: an HTTP CONNECT proxy (written by sandbox/jsc-box.ts)',
     `User ${user}`,
     `Group ${group}`,
     `Port ${kit.port}`,

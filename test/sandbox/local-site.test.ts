@@ -24,7 +24,7 @@ import {
   waitFor,
   type CommandResult,
   type SiteNode,
-} from './local-site';
+} from '../../sandbox/local-site';
 
 const site = localSite();
 const P = site.paths;

@@ -1,7 +1,7 @@
 /**
  * The local test site: JSC's chain built on this machine's loopback from real parts (OpenSSH sshd as the
  * login and worker nodes, tinyproxy as the KIT proxy, proxychains4, FUSE mounts by bindfs) and stand-ins
- * for what cannot exist here (cvmfsexec, apptainer, HTCondor; see test/standins/). The layout and the
+ * for what cannot exist here (cvmfsexec, apptainer, HTCondor; see sandbox/standins/). The layout and the
  * addresses are those of sites/local.yaml. See docs/TEST-SITE.md.
  *
  * Everything runs as root except what runs on the site as user `glidein`, as it would at JSC.
@@ -10,11 +10,11 @@ import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
-import { commandLine } from '../../src/remote/quote';
+import { commandLine } from '../src/remote/quote';
 
 export const SITE_DIR = '/tmp/glidein-local-site';
 export const SITE_USER = 'glidein';
-export const STANDINS_DIR = path.resolve(__dirname, '..', 'standins');
+export const STANDINS_DIR = path.resolve(__dirname, 'standins');
 export const PROXYCHAINS_LIBRARY = '/usr/lib/x86_64-linux-gnu/libproxychains.so.4';
 
 export type SiteNode = 'login' | 'worker';
@@ -208,7 +208,7 @@ export function lookupUser(name: string): UserEntry | undefined {
 function siteUser(): UserEntry {
   const user = lookupUser(SITE_USER);
   if (!user)
-    throw new Error(`user ${SITE_USER} does not exist: build the site first (npx ts-node test/site/cli.ts up)`);
+    throw new Error(`user ${SITE_USER} does not exist: build the site first (npx ts-node sandbox/cli.ts local up)`);
   return user;
 }
 
@@ -465,7 +465,7 @@ function requireRoot(): void {
   if (typeof process.getuid === 'function' && process.getuid() === 0) return;
   throw new Error(
     'The local test site needs root: it creates user glidein, starts sshd on 127.0.0.1:2201 and 127.0.0.2:2202 and ' +
-      'tinyproxy on 127.0.0.3:80. Run it as root, e.g. `sudo npx ts-node test/site/cli.ts up` or `sudo npx jest test/site`.',
+      'tinyproxy on 127.0.0.3:80. Run it as root, e.g. `npx ts-node sandbox/cli.ts local up` or `npx jest test/sandbox`.',
   );
 }
 
@@ -525,7 +525,7 @@ function sshdConfig(node: SiteNode): string {
   const dir = path.join(SITE_DIR, node);
   const ep = ENDPOINTS[node];
   return [
-    `# ${node} node of the local test site (written by test/site/local-site.ts)`,
+    `# ${node} node of the local test site (written by sandbox/local-site.ts)`,
     `Port ${ep.port}`,
     `ListenAddress ${ep.host}`,
     `HostKey ${path.join(dir, 'host_ed25519')}`,
@@ -552,7 +552,7 @@ function sshdConfig(node: SiteNode): string {
 function tinyproxyConfig(user: string, group: string): string {
   const kit = ENDPOINTS.kit;
   return [
-    '# The KIT reverse proxy of the local test site: an HTTP CONNECT proxy (written by test/site/local-site.ts)',
+    '# The KIT reverse proxy of the local test site: an HTTP CONNECT proxy (written by sandbox/local-site.ts)',
     `User ${user}`,
     `Group ${group}`,
     `Port ${kit.port}`,

@@ -7,10 +7,10 @@ import {
   bundleWorkflowCode,
   type WorkflowBundleWithSourceMap,
 } from '@temporalio/worker';
-import { createActivities, type GlideinActivities } from '../../src/activities';
-import { SshPool } from '../../src/remote/ssh';
-import { SiteRegistry } from '../../src/site/load';
-import { GlideinId, GlideinPhase, GlideinSite } from '../../src/workflows/messages';
+import { createActivities, type GlideinActivities } from '../src/activities';
+import { SshPool } from '../src/remote/ssh';
+import { SiteRegistry } from '../src/site/load';
+import { GlideinId, GlideinPhase, GlideinSite } from '../src/workflows/messages';
 
 import { temporalCli } from './temporal-cli';
 
@@ -28,7 +28,7 @@ export function createTestEnv(): Promise<TestWorkflowEnvironment> {
 let bundle: Promise<WorkflowBundleWithSourceMap> | undefined;
 /** The workflow bundle, built once per test file. */
 export function workflowBundle(): Promise<WorkflowBundleWithSourceMap> {
-  bundle ??= bundleWorkflowCode({ workflowsPath: require.resolve('../../src/workflows'), logger: quietLogger });
+  bundle ??= bundleWorkflowCode({ workflowsPath: require.resolve('../src/workflows'), logger: quietLogger });
   return bundle;
 }
 

@@ -1,0 +1,107 @@
+/**
+ * The two test sites from the command line (as root):
+ *   npx ts-node sandbox/cli.ts local up        build the loopback site and start its daemons (idempotent)
+ *   npx ts-node sandbox/cli.ts local down      stop everything it runs (the directory stays)
+ *   npx ts-node sandbox/cli.ts local status    daemons, FUSE mounts and processes of user glidein
+ *   npx ts-node sandbox/cli.ts jsc-box up      build JSC in a box and start everything (idempotent)
+ *   npx ts-node sandbox/cli.ts jsc-box down    remove the namespaces, the bridge and every process (the directory stays)
+ *   npx ts-node sandbox/cli.ts jsc-box status  namespaces, daemons, Slurm, processes and mounts of the box
+ * (`npm run site -- up` and `npm run box -- up` are the same.) Each site is named after its profile in sites/.
+ */
+import { BOX_DIR, BOX_PATHS, boxStatus, startJscBox, stopJscBox, type BoxStatus } from './jsc-box';
+import { SITE_DIR, SITE_PATHS, siteStatus, startLocalSite, stopLocalSite, type SiteStatus } from './local-site';
+
+function printSiteStatus(status: SiteStatus): void {
+  for (const s of status.services) {
+    const state = s.accepting ? 'up' : s.pids.length > 0 ? 'running, not accepting' : 'down';
+    console.log(
+      `${s.service.padEnd(10)} ${`${s.endpoint.host}:${s.endpoint.port}`.padEnd(16)} ${state.padEnd(24)} pids ${s.pids.join(',') || '-'}`,
+    );
+  }
+  console.log(`mounts under ${SITE_DIR}: ${status.mounts.length === 0 ? 'none' : ''}`);
+  for (const m of status.mounts) console.log(`  ${m.target} (${m.fstype}, ${m.source})`);
+  console.log(`processes of user glidein: ${status.processes.length === 0 ? 'none' : ''}`);
+  for (const p of status.processes) console.log(`  ${String(p.pid).padStart(7)} ${p.cmdline}`);
+}
+
+function printBoxStatus(status: BoxStatus): void {
+  console.log(`namespaces: ${status.namespaces.join(' ') || 'none'}; bridge glbr0: ${status.bridge ? 'up' : 'absent'}`);
+  for (const s of status.services) {
+    const where = s.endpoint ? `${s.endpoint.host}:${s.endpoint.port}` : 'unix socket';
+    const state = s.ready ? 'up' : s.pids.length > 0 ? 'running, not ready' : 'down';
+    console.log(
+      `${s.service.padEnd(12)} ${s.node.padEnd(7)} ${where.padEnd(16)} ${state.padEnd(20)} pids ${s.pids.join(',') || '-'}`,
+    );
+  }
+  if (status.workerNode !== undefined) console.log(`worker node jwc01: ${status.workerNode}`);
+  console.log(`jobs: ${status.jobs.length === 0 ? 'none' : ''}`);
+  for (const j of status.jobs)
+    console.log(`  ${j.id} ${j.user} ${j.state} ${j.nodes || '-'} left ${j.timeLeft} ${j.name}`);
+  console.log(`mounts under ${BOX_DIR}: ${status.mounts.length === 0 ? 'none' : ''}`);
+  for (const m of status.mounts) console.log(`  [${m.where}] ${m.target} (${m.fstype}, ${m.source})`);
+  console.log(
+    `processes of glidein, slurmstepd and sessions in the box: ${status.processes.length === 0 ? 'none' : ''}`,
+  );
+  for (const p of status.processes) console.log(`  ${String(p.pid).padStart(7)} [${p.node}] ${p.cmdline}`);
+}
+
+const seconds = (since: number) => `${((Date.now() - since) / 1000).toFixed(1)} s`;
+
+async function local(command: string | undefined): Promise<number> {
+  switch (command) {
+    case 'up':
+      await startLocalSite();
+      console.log(`local test site is up in ${SITE_DIR} (profile sites/local.yaml)`);
+      console.log(`  operator key ${SITE_PATHS.operatorKey}, known_hosts ${SITE_PATHS.operatorKnownHosts}`);
+      printSiteStatus(await siteStatus());
+      return 0;
+    case 'down':
+      await stopLocalSite();
+      console.log(`local test site is down (${SITE_DIR} kept)`);
+      return 0;
+    case 'status':
+      printSiteStatus(await siteStatus());
+      return 0;
+    default:
+      return usage();
+  }
+}
+
+async function jscBox(command: string | undefined): Promise<number> {
+  const started = Date.now();
+  switch (command) {
+    case 'up':
+      await startJscBox();
+      console.log(`JSC in a box is up in ${BOX_DIR} (profile sites/jsc-box.yaml), ${seconds(started)}`);
+      console.log(`  operator key ${BOX_PATHS.operatorKey}, known_hosts ${BOX_PATHS.operatorKnownHosts}`);
+      console.log(
+        `  ssh -F /dev/null -i ${BOX_PATHS.operatorKey} -o UserKnownHostsFile=${BOX_PATHS.operatorKnownHosts} glidein@10.77.0.2`,
+      );
+      printBoxStatus(await boxStatus());
+      return 0;
+    case 'down':
+      await stopJscBox();
+      console.log(`JSC in a box is down (${BOX_DIR} kept), ${seconds(started)}`);
+      return 0;
+    case 'status':
+      printBoxStatus(await boxStatus());
+      return 0;
+    default:
+      return usage();
+  }
+}
+
+function usage(): number {
+  console.error('usage: npx ts-node sandbox/cli.ts local|jsc-box up|down|status');
+  return 2;
+}
+
+const [site, command] = process.argv.slice(2);
+const run = site === 'local' ? local : site === 'jsc-box' ? jscBox : async () => usage();
+run(command).then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    console.error(err instanceof Error ? err.message : String(err));
+    process.exit(1);
+  },
+);
