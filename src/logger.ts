@@ -63,10 +63,17 @@ export function runtimeLogSink(entry: LogEntry, target: Logger = logger): void {
   target[LEVELS[level]](meta ?? {}, message);
 }
 
+/** pino's level name as the SDK's: debug → DEBUG; unknown or unset → INFO. */
+export function runtimeLevel(level: string | undefined): LogLevel {
+  const upper = (level ?? 'info').toUpperCase();
+  return (['TRACE', 'DEBUG', 'INFO', 'WARN', 'ERROR'] as const).find((l) => l === upper) ?? 'INFO';
+}
+
 let installed = false;
 
 export function installRuntimeLogger(): void {
   if (installed) return;
   installed = true;
-  Runtime.install({ logger: new DefaultLogger('INFO', (entry) => runtimeLogSink(entry)) });
+  // The SDK's logs (workflow and activity `log`) at the level LOG_LEVEL asks for; LOG_LEVEL=debug shows every site command.
+  Runtime.install({ logger: new DefaultLogger(runtimeLevel(process.env.LOG_LEVEL), (entry) => runtimeLogSink(entry)) });
 }

@@ -10,8 +10,9 @@ import { lastLines, runChecked, type Executor, type RunOptions } from '../remote
 import type { SiteProfile } from '../site/profile';
 import type { ActivityDeps } from './deps';
 import { PermanentFault, asStep } from './failures';
-import { sleep } from './processes';
-import { heartbeat, pathsFor, siteAccess } from './site-access';
+
+import { heartbeat, sleep } from './kit';
+import { pathsFor, siteAccess } from './site-access';
 import { FailureType } from '../common/failure-types';
 
 /** The holder job does nothing but hold the node; the glidein's processes join it over ssh. */
@@ -140,7 +141,7 @@ export function createAllocationActivities(deps: ActivityDeps) {
             );
           }
           heartbeat({ jobId: job.jobId, state: job.state });
-          await sleep(pollMs, access.opts().signal);
+          await sleep(pollMs);
           jobs = await holding();
         }
       });
@@ -158,7 +159,7 @@ export function createAllocationActivities(deps: ActivityDeps) {
           if ((await findJobs(login, ref.glideinId, access.opts())).length === 0)
             return { detail: ids.length ? `cancelled job ${ids.join(', ')}` : 'the job had ended' };
           heartbeat({ cancelling: ids });
-          await sleep(pollMs, access.opts().signal);
+          await sleep(pollMs);
         }
         throw new Error(
           `job ${jobs.map((j) => j.jobId).join(', ')} of ${ref.glideinId} is still in the queue after scancel`,

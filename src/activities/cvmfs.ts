@@ -12,7 +12,8 @@ import type { SiteProfile } from '../site/profile';
 import type { ActivityDeps } from './deps';
 import { PermanentFault, asStep } from './failures';
 import { cvmfsMountRoot } from './container';
-import { heartbeat, siteAccess, type SiteAccess } from './site-access';
+import { heartbeat } from './kit';
+import { siteAccess, type SiteAccess } from './site-access';
 import { FailureType } from '../common/failure-types';
 
 /** Where a site's cvmfs leases live: beside the cvmfsexec it mounts with. */

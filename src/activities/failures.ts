@@ -2,7 +2,7 @@
  * How activity errors become Temporal failures: permanent faults (bad profile, refused host key or login, a
  * missing image) are non-retryable with a type an operator can search for; everything else retries.
  */
-import { Context } from '@temporalio/activity';
+import { cancellationSignal } from './kit';
 import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
 import { redact, redactDeep } from '../common/redact';
 import { CommandFailedError, ExecutorError, type TransportFailure } from '../remote/executor';
@@ -29,10 +29,11 @@ const TRANSPORT_FAILURES: Record<TransportFailure, FailureTypeName> = {
   aborted: FailureType.SshAborted,
 };
 
-export function toFailure(step: string, err: unknown): Error {
+/** What an activity step throws, as the failure Temporal records; `cancelled`: the activity was cancelled meanwhile. */
+export function toFailure(step: string, err: unknown, cancelled = false): Error {
   // Raised as a failure already (our own code, or a log tail in the message): redacted all the same.
   if (err instanceof ApplicationFailure || err instanceof CancelledFailure) return redactFailure(err, 0);
-  if (cancelled()) return new CancelledFailure(`${step} cancelled`);
+  if (cancelled) return new CancelledFailure(`${step} cancelled`);
   const message = redact(`${step}: ${err instanceof Error ? err.message : String(err)}`);
   if (err instanceof PermanentFault) return ApplicationFailure.nonRetryable(message, err.type);
   if (err instanceof SiteProfileError) return ApplicationFailure.nonRetryable(message, FailureType.InvalidSiteProfile);
@@ -85,14 +86,6 @@ export async function asStep<T>(step: string, body: () => Promise<T>): Promise<T
   try {
     return await body();
   } catch (err) {
-    throw toFailure(step, err);
-  }
-}
-
-function cancelled(): boolean {
-  try {
-    return Context.current().cancellationSignal.aborted;
-  } catch {
-    return false;
+    throw toFailure(step, err, cancellationSignal().aborted);
   }
 }

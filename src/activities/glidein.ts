@@ -12,7 +12,8 @@ import type { ActivityDeps } from './deps';
 import { PermanentFault, asStep } from './failures';
 import { inspect, signalAndWait, spawnDetached, tailFile } from './processes';
 import { preloadEnv } from './proxychains';
-import { heartbeat, siteAccess, type GlideinPaths, type SiteAccess } from './site-access';
+import { heartbeat } from './kit';
+import { siteAccess, type GlideinPaths, type SiteAccess } from './site-access';
 import { FailureType } from '../common/failure-types';
 
 /** When the glidein stops taking jobs and when it must be gone, in epoch seconds. */

@@ -7,10 +7,11 @@
 import type { GlideinRef, MonitorReport, Registration } from '../common/types';
 import type { ActivityDeps } from './deps';
 import { asStep } from './failures';
-import { inspect, isTunnelProcess, sleep, tailFile } from './processes';
+import { inspect, isTunnelProcess, tailFile } from './processes';
 import { queryCollectorRegistrations, queryRegistration, type RegistrationCheck } from './registration';
 import { SharedLookup } from './shared-lookup';
-import { heartbeat, siteAccess, type SiteAccess } from './site-access';
+import { heartbeat, heartbeatWhile, sleep } from './kit';
+import { siteAccess, type SiteAccess } from './site-access';
 
 export interface MonitorRound {
   /** Epoch ms: the glidein's lifetime ends here. */
@@ -42,20 +43,17 @@ export async function registrationCheck(
   const signal = access.opts().signal;
   const key = `${profile.collector.host}:${profile.collector.port}`;
   // Waiting on a query another activity runs: heartbeat meanwhile (its executor heartbeats for that one only).
-  const timer = setInterval(() => heartbeat(progress()), 1_000);
   try {
-    const { value } = await lookup.get(
-      key,
-      Math.min(intervalMs / 2, SHARED_MAX_AGE_MS),
-      () => queryCollectorRegistrations(access),
-      signal,
+    const { value } = await heartbeatWhile(
+      1_000,
+      () =>
+        lookup.get(key, Math.min(intervalMs / 2, SHARED_MAX_AGE_MS), () => queryCollectorRegistrations(access), signal),
+      progress,
     );
     const mine = value.get(ref.glideinId);
     if (mine) return { registered: mine };
   } catch (err) {
     if (signal?.aborted) throw err;
-  } finally {
-    clearInterval(timer);
   }
   return queryRegistration(access);
 }
@@ -68,7 +66,6 @@ export function createMonitorActivities(deps: ActivityDeps) {
       return asStep('monitor', async () => {
         const access = await siteAccess(deps, ref);
         const { paths, profile } = access;
-        const signal = access.opts().signal;
         const allowedMisses = round.missedRegistrations ?? 3;
         let misses = 0;
         let checks = 0;
@@ -133,7 +130,7 @@ export function createMonitorActivities(deps: ActivityDeps) {
           // Sleep in short slices with heartbeats, so a cancellation (drain, stop) reaches us quickly.
           const until = Math.min(now + round.intervalMs, round.deadline, round.roundEnd);
           while (Date.now() < until) {
-            await sleep(Math.min(1_000, until - Date.now()), signal);
+            await sleep(Math.min(1_000, until - Date.now()));
             heartbeat({ checks, last });
           }
         }

@@ -6,7 +6,7 @@
  * clusters or workers pointed at one site account, or two workflow ids that derive one glidein id, can then
  * never share (and later kill) each other's tunnel, container or glidein.
  */
-import { Context } from '@temporalio/activity';
+import { activityOwner } from './kit';
 import { FailureType } from '../common/failure-types';
 import { runChecked, type Executor, type RunOptions } from '../remote/executor';
 import { PermanentFault } from './failures';
@@ -34,17 +34,7 @@ if [ "$found" = "$claim" ]; then echo ours; else printf 'theirs %s\\n' "$found";
 
 /** This activity's workflow, as the claim records it: one line, whatever characters the workflow id holds. */
 export function claimLine(): string {
-  let owner = { namespace: 'default', workflowId: '(no activity context)' };
-  try {
-    const info = Context.current().info;
-    owner = {
-      namespace: info.workflowNamespace ?? info.namespace,
-      workflowId: info.workflowExecution?.workflowId ?? `(activity ${info.activityId})`,
-    };
-  } catch {
-    // outside an activity (unit tests): one fixed owner
-  }
-  return JSON.stringify(owner);
+  return JSON.stringify(activityOwner());
 }
 
 /** Claims seen to be ours, per host and directory: a claim never changes hands while its glidein lives. */

@@ -164,21 +164,6 @@ function tenths(ms: number): number {
   return Math.max(0, Math.ceil(ms / 100));
 }
 
-export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal?.aborted) return reject(signal.reason);
-    const timer = setTimeout(() => {
-      signal?.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    const onAbort = () => {
-      clearTimeout(timer);
-      reject(signal?.reason);
-    };
-    signal?.addEventListener('abort', onAbort, { once: true });
-  });
-}
-
 export async function tailFile(exec: Executor, file: string, lines: number, opts: RunOptions): Promise<string> {
   const result = await exec.run(['tail', '-n', String(lines), file], opts);
   return result.stdout.trim();

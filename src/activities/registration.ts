@@ -4,7 +4,7 @@
  * where the glidein works.
  */
 import { ApplicationFailure } from '@temporalio/common';
-import { Context } from '@temporalio/activity';
+import { activityInfo } from './kit';
 import { redact } from '../common/redact';
 import type { GlideinRef, Registration } from '../common/types';
 import { lastLines } from '../remote/executor';
@@ -13,9 +13,10 @@ import { containerRuntime } from './container';
 import type { ActivityDeps } from './deps';
 import { asStep } from './failures';
 import { glideinState } from './glidein';
-import { sleep, tailFile } from './processes';
+import { tailFile } from './processes';
 import { preloadEnv } from './proxychains';
-import { heartbeat, siteAccess, type SiteAccess } from './site-access';
+import { heartbeat, sleep } from './kit';
+import { siteAccess, type SiteAccess } from './site-access';
 import { FailureType } from '../common/failure-types';
 
 export function condorStatusArgv(profile: SiteProfile, instance: string, glideinId: string): string[] {
@@ -110,7 +111,7 @@ export function createRegistrationActivities(deps: ActivityDeps) {
     async confirmRegistration(ref: GlideinRef, timeoutMs: number): Promise<Registration> {
       return asStep('confirmRegistration', async () => {
         const access = await siteAccess(deps, ref);
-        const previous = Context.current().info.heartbeatDetails as ConfirmProgress | undefined;
+        const previous = activityInfo().heartbeatDetails as ConfirmProgress | undefined;
         const progress: ConfirmProgress = previous ?? { firstAttemptAt: Date.now(), polls: 0 };
         const pollMs = Math.min(2_000, Math.max(deps.pollMs ?? 1_000, 250));
         for (;;) {
@@ -135,7 +136,7 @@ export function createRegistrationActivities(deps: ActivityDeps) {
             );
           }
           heartbeat(progress);
-          await sleep(pollMs, access.opts().signal);
+          await sleep(pollMs);
         }
       });
     },

@@ -2,7 +2,7 @@
  * Resolves a GlideinRef into the site profile, the executors for the login and worker node, and the paths of
  * the glidein's state on the site (<workDir>/<glideinId>/). Every step starts here.
  */
-import { Context } from '@temporalio/activity';
+import { cancellationSignal, heartbeatWhile, log } from './kit';
 import { FailureType } from '../common/failure-types';
 import { instanceName } from '../common/naming';
 import { glideinId, hostname, siteName } from '../common/validation';
@@ -113,11 +113,11 @@ export async function siteAccess(
   if (ref.node !== undefined && !hostname.safeParse(ref.node).success) throw bad('node', 'a host name', ref.node);
   const profile = await deps.sites.get(ref.site);
   const executors = deps.executorsFor ? deps.executorsFor(profile) : sshExecutors(deps, profile, ref.node);
-  const signal = activitySignal();
-  const login = new Heartbeating(executors.login);
+  const signal = cancellationSignal();
+  const login = new Heartbeating(executors.login, ref);
   const access: SiteAccess = {
     login,
-    node: executors.node === executors.login ? login : new Heartbeating(executors.node),
+    node: executors.node === executors.login ? login : new Heartbeating(executors.node, ref),
     ref,
     profile,
     paths: pathsFor(profile, ref.glideinId),
@@ -145,8 +145,6 @@ export function directoryHosts(access: SiteAccess): Executor[] {
 }
 
 const HEARTBEAT_WHILE_RUNNING_MS = 5_000;
-const lastDetails = new WeakMap<object, unknown>();
-
 /**
  * Heartbeats (with the activity's latest details) while a site command runs, so that a slow command (an image
  * pulled by `instance start`, a repository's first mount) never looks like a lost worker, and the heartbeat
@@ -154,41 +152,28 @@ const lastDetails = new WeakMap<object, unknown>();
  */
 class Heartbeating implements Executor {
   readonly target: string;
-  constructor(readonly inner: Executor) {
+  constructor(
+    readonly inner: Executor,
+    private readonly ref: GlideinRef,
+  ) {
     this.target = inner.target;
   }
   async run(argv: readonly string[], options?: RunOptions) {
-    const context = activityContext();
-    const timer = context
-      ? setInterval(() => context.heartbeat(lastDetails.get(context)), HEARTBEAT_WHILE_RUNNING_MS)
-      : undefined;
+    const started = Date.now();
+    // Every site command's outcome goes to the worker's log (debug; transport failures as warnings), with the
+    // glidein and site beside the workflow and activity ids the SDK's activity logger adds. Never its output.
+    const fields = { site: this.ref.site, glideinId: this.ref.glideinId, host: this.target, command: argv[0] };
     try {
-      return await this.inner.run(argv, options);
-    } finally {
-      if (timer) clearInterval(timer);
+      const result = await heartbeatWhile(HEARTBEAT_WHILE_RUNNING_MS, () => this.inner.run(argv, options));
+      log.debug('site command', { ...fields, code: result.code, ms: Date.now() - started });
+      return result;
+    } catch (err) {
+      log.warn('site command failed', {
+        ...fields,
+        ms: Date.now() - started,
+        error: err instanceof Error ? err.message : String(err),
+      });
+      throw err;
     }
   }
-}
-
-function activityContext(): Context | undefined {
-  try {
-    return Context.current();
-  } catch {
-    return undefined;
-  }
-}
-
-function activitySignal(): AbortSignal | undefined {
-  try {
-    return Context.current().cancellationSignal;
-  } catch {
-    return undefined; // called outside an activity (unit tests)
-  }
-}
-
-export function heartbeat(details?: unknown): void {
-  const context = activityContext();
-  if (!context) return; // outside an activity
-  lastDetails.set(context, details);
-  context.heartbeat(details);
 }

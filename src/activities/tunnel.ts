@@ -14,8 +14,9 @@ import { Semaphore } from '../remote/semaphore';
 import type { SiteProfile } from '../site/profile';
 import type { ActivityDeps } from './deps';
 import { PermanentFault, asStep } from './failures';
-import { inspect, isTunnelProcess, signalRecorded, sleep, spawnDetached, spawnedProcess, tailFile } from './processes';
-import { heartbeat, siteAccess, type SiteAccess } from './site-access';
+import { inspect, isTunnelProcess, signalRecorded, spawnDetached, spawnedProcess, tailFile } from './processes';
+import { heartbeat, heartbeatWhile, sleep } from './kit';
+import { siteAccess, type SiteAccess } from './site-access';
 import { FailureType, type FailureTypeName } from '../common/failure-types';
 
 /** Printed by `ssh -v` once a remote forward is in place. */
@@ -154,12 +155,11 @@ export function createTunnelActivities(deps: ActivityDeps) {
       gate = new Semaphore(profile.tunnel.startsInFlight);
       starting.set(server, gate);
     }
-    const waiting = setInterval(() => heartbeat({ waitingFor: `a tunnel start slot for ${server}` }), 1_000);
-    try {
-      return await gate.acquire(signal);
-    } finally {
-      clearInterval(waiting);
-    }
+    return heartbeatWhile(
+      1_000,
+      () => gate.acquire(signal),
+      () => ({ waitingFor: `a tunnel start slot for ${server}` }),
+    );
   }
   return {
     async openTunnel(ref: GlideinRef): Promise<TunnelInfo> {
@@ -222,7 +222,7 @@ export function createTunnelActivities(deps: ActivityDeps) {
               );
             }
             heartbeat({ waitingFor: 'tunnel' });
-            await sleep(pollMs, access.opts().signal);
+            await sleep(pollMs);
           }
         } finally {
           release();
@@ -242,7 +242,7 @@ export function createTunnelActivities(deps: ActivityDeps) {
         await signalRecorded(host, 'TERM', access.paths.tunnelPid, access.opts());
         for (let i = 0; i < 50; i++) {
           if (!(await alive())?.alive) return { detail: `closed tunnel pid ${pid}` };
-          await sleep(pollMs, access.opts().signal);
+          await sleep(pollMs);
         }
         await signalRecorded(host, 'KILL', access.paths.tunnelPid, access.opts());
         return { detail: `killed tunnel pid ${pid}` };

@@ -1,7 +1,7 @@
 /** The worker's log lines: errors keep their message, type, stack and cause wherever they sit; nothing secret gets out. */
 import { ApplicationFailure } from '@temporalio/common';
 import type { LogEntry } from '@temporalio/worker';
-import { createLogger, runtimeLogSink } from '../../src/logger';
+import { createLogger, runtimeLevel, runtimeLogSink } from '../../src/logger';
 
 const KEY_LINES = [
   'b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZW',
@@ -143,5 +143,14 @@ describe('logger', () => {
     expect(lines).toHaveLength(3);
     for (const line of lines) expectNoSecrets(line);
     expect(JSON.parse(lines[1])).toMatchObject({ site: 'jsc', note: 'password=[redacted]', msg: 'child' });
+  });
+});
+
+describe('the SDK runtime log level', () => {
+  it('follows LOG_LEVEL as pino names levels, and is INFO otherwise', () => {
+    expect(runtimeLevel('debug')).toBe('DEBUG');
+    expect(runtimeLevel('WARN')).toBe('WARN');
+    expect(runtimeLevel(undefined)).toBe('INFO');
+    expect(runtimeLevel('verbose')).toBe('INFO');
   });
 });
