@@ -1,4 +1,5 @@
 /** Every failure that leaves an activity is redacted, whichever way it was raised, and keeps its type and retryability. */
+import { MockActivityEnvironment } from '@temporalio/testing';
 import {
   ApplicationFailure,
   CancelledFailure,
@@ -101,9 +102,10 @@ describe('toFailure', () => {
 
   it('asStep converts whatever the body throws', async () => {
     const thrown = ApplicationFailure.nonRetryable(`the glidein exited: ${KEY}`, 'GlideinExited');
-    const err = await asStep('confirmRegistration', () => Promise.reject(thrown)).catch(
-      (e: unknown) => e as ApplicationFailure,
-    );
+    // In an activity context, as every activity runs.
+    const err = await new MockActivityEnvironment()
+      .run(() => asStep('confirmRegistration', () => Promise.reject(thrown)))
+      .catch((e: unknown) => e as ApplicationFailure);
     expect(err).toBeInstanceOf(ApplicationFailure);
     expect(err).toMatchObject({
       type: 'GlideinExited',

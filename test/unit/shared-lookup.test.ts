@@ -1,5 +1,6 @@
+import { MockActivityEnvironment } from '@temporalio/testing';
 import { SharedLookup } from '../../src/activities/shared-lookup';
-import { registrationCheck } from '../../src/activities/monitor';
+import { registrationCheck as checkInActivity } from '../../src/activities/monitor';
 import { collectorStatusArgv, parseLaunchedAds } from '../../src/activities/registration';
 import type { SiteAccess } from '../../src/activities/site-access';
 import type { Registration } from '../../src/common/types';
@@ -14,6 +15,10 @@ function manual<V>() {
 }
 
 const tick = () => new Promise((r) => setImmediate(r));
+
+/** A registration check as a monitor activity runs it: in an activity context (it heartbeats while it waits). */
+const registrationCheck = (...args: Parameters<typeof checkInActivity>): ReturnType<typeof checkInActivity> =>
+  new MockActivityEnvironment().run(() => checkInActivity(...args));
 
 describe('SharedLookup', () => {
   let now = 1_000_000;
