@@ -25,23 +25,26 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import {
   acquireSiteLease,
+  buildSiteTree,
   allProcesses,
   alive,
   collectorAds,
   ensureUser,
   hostKeyEntry,
-  installStandin,
   keygen,
   killAndWait,
   launchDetached,
   lookupUser,
   mkdir,
   portAccepts,
+  readText,
   proxyAccount,
   releaseSiteLease,
   runCommand,
   SITE_PATHS,
   SITE_USER,
+  sshdConfigText,
+  tinyproxyConfigText,
   sleep,
   STANDINS_DIR,
   unescapeMount,
@@ -190,14 +193,6 @@ async function run(argv: readonly string[], what: string, opts: RunOptions = {})
 
 async function succeeds(argv: readonly string[]): Promise<boolean> {
   return (await runCommand(argv, { timeoutMs: 10_000 })).code === 0;
-}
-
-function readText(file: string): string {
-  try {
-    return fs.readFileSync(file, 'utf8');
-  } catch {
-    return '';
-  }
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -568,32 +563,14 @@ function notPermitted(what: string, detail: string): Error {
 }
 
 function sshdConfig(node: 'login' | 'worker'): string {
-  const dir = node === 'login' ? BOX_PATHS.loginDir : BOX_PATHS.workerDir;
-  const ep = BOX_ENDPOINTS[node];
-  return [
-    `# ${node} node (${BOX_NODES[node].hostname}) of JSC in a box (written by sandbox/jsc-box.ts)`,
-    `Port ${ep.port}`,
-    `ListenAddress ${ep.host}`,
-    `HostKey ${path.join(dir, 'host_ed25519')}`,
-    `PidFile ${path.join(dir, 'sshd.pid')}`,
-    `AuthorizedKeysFile ${path.join(dir, 'authorized_keys')}/%u`,
-    `AllowUsers ${BOX_USER}`,
-    'PermitRootLogin no',
-    'PasswordAuthentication no',
-    'KbdInteractiveAuthentication no',
-    'PubkeyAuthentication yes',
-    'UsePAM no',
-    'AllowTcpForwarding yes',
-    'AllowAgentForwarding yes',
-    'X11Forwarding no',
-    'PrintMotd no',
-    'StrictModes no',
-    'LogLevel VERBOSE',
+  return sshdConfigText({
+    title: `${node} node (${BOX_NODES[node].hostname}) of JSC in a box (written by sandbox/jsc-box.ts)`,
+    endpoint: BOX_ENDPOINTS[node],
+    dir: node === 'login' ? BOX_PATHS.loginDir : BOX_PATHS.workerDir,
+    user: BOX_USER,
     // Slurm's configuration is not in /etc/slurm: every session gets SLURM_CONF, as a login shell would at JSC.
-    `SetEnv SLURM_CONF=${BOX_PATHS.slurmConf}`,
-    'Subsystem sftp /usr/lib/openssh/sftp-server',
-    '',
-  ].join('\n');
+    extra: [`SetEnv SLURM_CONF=${BOX_PATHS.slurmConf}`],
+  });
 }
 
 function slurmConfig(): string {
@@ -632,23 +609,15 @@ function slurmConfig(): string {
 }
 
 function tinyproxyConfig(user: string, group: string): string {
-  const kit = BOX_ENDPOINTS.kit;
-  return [
-    '# The KIT reverse proxy of JSC in a box: an HTTP CONNECT proxy (written by sandbox/jsc-box.ts)',
-    `User ${user}`,
-    `Group ${group}`,
-    `Port ${kit.port}`,
-    `Listen ${kit.host}`,
-    `Bind ${kit.host}`,
-    'Timeout 600',
-    'MaxClients 100',
-    `Allow ${BOX_SUBNET}`,
-    'DisableViaHeader Yes',
-    'LogLevel Connect',
-    `LogFile "${BOX_PATHS.kitLog}"`,
-    `PidFile "${path.join(BOX_PATHS.kitDir, 'tinyproxy.pid')}"`,
-    '',
-  ].join('\n');
+  return tinyproxyConfigText({
+    title: 'The KIT reverse proxy of JSC in a box: an HTTP CONNECT proxy (written by sandbox/jsc-box.ts)',
+    user,
+    group,
+    kit: BOX_ENDPOINTS.kit,
+    allow: BOX_SUBNET,
+    dir: BOX_PATHS.kitDir,
+    log: BOX_PATHS.kitLog,
+  });
 }
 
 function hostsFile(node: BoxNode): string {
@@ -692,49 +661,13 @@ export function fenceRules(node: BoxNode): string | undefined {
 
 function buildLayout(user: UserEntry): void {
   const P = BOX_PATHS;
-  mkdir(BOX_DIR, 0o755);
-  mkdir(P.operatorDir, 0o700);
-  mkdir(P.siteRoot, 0o755);
-  mkdir(P.siteHome, 0o755, user);
-  mkdir(path.dirname(P.siteKey), 0o700, user);
-  mkdir(P.cvmfsexecDir, 0o755);
-  mkdir(path.dirname(P.cvmfsDist), 0o755, user);
-  mkdir(P.cvmfsDist, 0o755, user);
-  // The glideins' mount leases (src/remote/scripts.ts MOUNT_LEASE): the site account writes them.
-  mkdir(path.join(P.cvmfsexecDir, '.leases'), 0o755, user);
-  mkdir(path.join(P.cvmfsStore, 'cms.cern.ch', 'glidein', 'sbin'), 0o755);
-  mkdir(path.join(P.cvmfsStore, 'cms.cern.ch', 'glidein', 'bin'), 0o755);
-  mkdir(path.join(P.cvmfsStore, 'oasis.opensciencegrid.org', 'mis'), 0o755);
-  mkdir(path.dirname(P.apptainer), 0o755);
-  mkdir(path.dirname(P.image), 0o755);
-  mkdir(P.workDir, 0o755, user);
-  for (const dir of [P.loginDir, P.workerDir]) {
-    mkdir(dir, 0o755);
-    mkdir(path.join(dir, 'authorized_keys'), 0o755);
-  }
+  buildSiteTree({ ...P, root: BOX_DIR, home: P.siteHome, nodeDirs: [P.loginDir, P.workerDir] }, user, 'JSC in a box');
   for (const dir of [P.kitDir, P.poolDir, P.nodesDir, P.slurmDir, P.slurmState, P.slurmSpool]) mkdir(dir, 0o755);
   // munged insists on a world-executable socket directory and a private key.
   mkdir(P.mungeDir, 0o755);
   mkdir(P.mungeSocketDir, 0o755);
   // glidein's HOME is the loopback site's; it must exist for ssh sessions and for sbatch's default output.
   if (!fs.existsSync(SITE_PATHS.home)) mkdir(SITE_PATHS.home, 0o755, user);
-
-  installStandin('cvmfsexec/mountrepo', P.mountrepo);
-  installStandin('cvmfsexec/umountrepo', P.umountrepo);
-  installStandin('apptainer', P.apptainer);
-  installStandin('cms-el9.sif', P.image, 0o644);
-  installStandin('condor/condor_master', path.join(P.cvmfsStore, 'cms.cern.ch', 'glidein', 'sbin', 'condor_master'));
-  installStandin('condor/condor_status', P.condorStatus);
-  writeFile(
-    path.join(P.cvmfsStore, 'cms.cern.ch', 'README'),
-    'cms.cern.ch in JSC in a box: the glidein stand-ins are under glidein/.\n',
-    0o644,
-  );
-  writeFile(
-    path.join(P.cvmfsStore, 'oasis.opensciencegrid.org', 'mis', 'README'),
-    'oasis.opensciencegrid.org in JSC in a box.\n',
-    0o644,
-  );
 }
 
 async function writeKeysAndConfigs(user: UserEntry): Promise<void> {

@@ -294,7 +294,7 @@ export function collectorAds(
   });
 }
 
-function readText(file: string): string {
+export function readText(file: string): string {
   try {
     return fs.readFileSync(file, 'utf8');
   } catch {
@@ -522,16 +522,30 @@ export function hostKeyEntry(ep: Endpoint, pub: string): string {
 }
 
 function sshdConfig(node: SiteNode): string {
-  const dir = path.join(SITE_DIR, node);
-  const ep = ENDPOINTS[node];
+  return sshdConfigText({
+    title: `${node} node of the local test site (written by sandbox/local-site.ts)`,
+    endpoint: ENDPOINTS[node],
+    dir: path.join(SITE_DIR, node),
+    user: SITE_USER,
+  });
+}
+
+/** A node's sshd_config in a test site: keys only, forwarding and agent forwarding allowed, verbose log. */
+export function sshdConfigText(o: {
+  title: string;
+  endpoint: Endpoint;
+  dir: string;
+  user: string;
+  extra?: string[];
+}): string {
   return [
-    `# ${node} node of the local test site (written by sandbox/local-site.ts)`,
-    `Port ${ep.port}`,
-    `ListenAddress ${ep.host}`,
-    `HostKey ${path.join(dir, 'host_ed25519')}`,
-    `PidFile ${path.join(dir, 'sshd.pid')}`,
-    `AuthorizedKeysFile ${path.join(dir, 'authorized_keys')}/%u`,
-    `AllowUsers ${SITE_USER}`,
+    `# ${o.title}`,
+    `Port ${o.endpoint.port}`,
+    `ListenAddress ${o.endpoint.host}`,
+    `HostKey ${path.join(o.dir, 'host_ed25519')}`,
+    `PidFile ${path.join(o.dir, 'sshd.pid')}`,
+    `AuthorizedKeysFile ${path.join(o.dir, 'authorized_keys')}/%u`,
+    `AllowUsers ${o.user}`,
     'PermitRootLogin no',
     'PasswordAuthentication no',
     'KbdInteractiveAuthentication no',
@@ -544,28 +558,49 @@ function sshdConfig(node: SiteNode): string {
     // Keys and homes live under /tmp, which StrictModes would reject.
     'StrictModes no',
     'LogLevel VERBOSE',
+    ...(o.extra ?? []),
     'Subsystem sftp /usr/lib/openssh/sftp-server',
     '',
   ].join('\n');
 }
 
 function tinyproxyConfig(user: string, group: string): string {
-  const kit = ENDPOINTS.kit;
+  return tinyproxyConfigText({
+    title: 'The KIT reverse proxy of the local test site: an HTTP CONNECT proxy (written by sandbox/local-site.ts)',
+    user,
+    group,
+    kit: ENDPOINTS.kit,
+    allow: '127.0.0.0/8',
+    dir: SITE_PATHS.kitDir,
+    log: SITE_PATHS.kitLog,
+  });
+}
+
+/** tinyproxy as KIT's reverse proxy: CONNECT for `allow`, every connection logged. */
+export function tinyproxyConfigText(o: {
+  title: string;
+  user: string;
+  group: string;
+  kit: Endpoint;
+  allow: string;
+  dir: string;
+  log: string;
+}): string {
   return [
-    '# The KIT reverse proxy of the local test site: an HTTP CONNECT proxy (written by sandbox/local-site.ts)',
-    `User ${user}`,
-    `Group ${group}`,
-    `Port ${kit.port}`,
-    `Listen ${kit.host}`,
+    `# ${o.title}`,
+    `User ${o.user}`,
+    `Group ${o.group}`,
+    `Port ${o.kit.port}`,
+    `Listen ${o.kit.host}`,
     // Outgoing connections leave from this address: the collector accepts updates only from it.
-    `Bind ${kit.host}`,
+    `Bind ${o.kit.host}`,
     'Timeout 600',
     'MaxClients 100',
-    'Allow 127.0.0.0/8',
+    `Allow ${o.allow}`,
     'DisableViaHeader Yes',
     'LogLevel Connect',
-    `LogFile "${SITE_PATHS.kitLog}"`,
-    `PidFile "${path.join(SITE_PATHS.kitDir, 'tinyproxy.pid')}"`,
+    `LogFile "${o.log}"`,
+    `PidFile "${path.join(o.dir, 'tinyproxy.pid')}"`,
     '',
   ].join('\n');
 }
@@ -585,9 +620,33 @@ export function proxychainsConfig(socksPort: number, kit: Endpoint = ENDPOINTS.k
   ].join('\n');
 }
 
-function buildLayout(user: UserEntry): void {
-  const P = SITE_PATHS;
-  mkdir(SITE_DIR, 0o755);
+/** Where a test site keeps what the glideins use: the same tree in both sites, under different roots. */
+export interface SiteTree {
+  root: string;
+  operatorDir: string;
+  siteRoot: string;
+  home: string;
+  siteKey: string;
+  cvmfsexecDir: string;
+  cvmfsDist: string;
+  cvmfsStore: string;
+  apptainer: string;
+  image: string;
+  workDir: string;
+  mountrepo: string;
+  umountrepo: string;
+  condorStatus: string;
+  /** The nodes' sshd directories (host key, pid file, authorized_keys/). */
+  nodeDirs: string[];
+}
+
+/**
+ * Builds a site's tree: the site account's home, key directory, work directory and mount leases; cvmfsexec,
+ * apptainer, the image and the HTCondor stand-ins in a fake /cvmfs store; the nodes' sshd directories. `label`
+ * names the site in the repositories' READMEs.
+ */
+export function buildSiteTree(P: SiteTree, user: UserEntry, label: string): void {
+  mkdir(P.root, 0o755);
   mkdir(P.operatorDir, 0o700);
   mkdir(P.siteRoot, 0o755);
   mkdir(P.home, 0o755, user);
@@ -603,12 +662,10 @@ function buildLayout(user: UserEntry): void {
   mkdir(path.dirname(P.apptainer), 0o755);
   mkdir(path.dirname(P.image), 0o755);
   mkdir(P.workDir, 0o755, user);
-  for (const node of ['login', 'worker'] as const) {
-    mkdir(path.join(SITE_DIR, node), 0o755);
-    mkdir(path.join(SITE_DIR, node, 'authorized_keys'), 0o755);
+  for (const dir of P.nodeDirs) {
+    mkdir(dir, 0o755);
+    mkdir(path.join(dir, 'authorized_keys'), 0o755);
   }
-  mkdir(P.kitDir, 0o755);
-  mkdir(P.poolDir, 0o755);
 
   installStandin('cvmfsexec/mountrepo', P.mountrepo);
   installStandin('cvmfsexec/umountrepo', P.umountrepo);
@@ -618,14 +675,21 @@ function buildLayout(user: UserEntry): void {
   installStandin('condor/condor_status', P.condorStatus);
   writeFile(
     path.join(P.cvmfsStore, 'cms.cern.ch', 'README'),
-    'cms.cern.ch in the local test site: the glidein stand-ins are under glidein/.\n',
+    `cms.cern.ch in ${label}: the glidein stand-ins are under glidein/.\n`,
     0o644,
   );
   writeFile(
     path.join(P.cvmfsStore, 'oasis.opensciencegrid.org', 'mis', 'README'),
-    'oasis.opensciencegrid.org in the local test site.\n',
+    `oasis.opensciencegrid.org in ${label}.\n`,
     0o644,
   );
+}
+
+function buildLayout(user: UserEntry): void {
+  const P = SITE_PATHS;
+  buildSiteTree({ ...P, root: SITE_DIR, nodeDirs: [P.loginDir, P.workerDir] }, user, 'the local test site');
+  mkdir(P.kitDir, 0o755);
+  mkdir(P.poolDir, 0o755);
 }
 
 function writeKeysAndConfigs(user: UserEntry, proxyUser: UserEntry & { name: string; group: string }): void {
