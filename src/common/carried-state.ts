@@ -22,6 +22,16 @@ export const MAX_TUNNEL_REPAIRS = 5;
 /** Setup, at most MAX_TUNNEL_REPAIRS reopened tunnels, teardown: a carried step list is never longer. */
 export const MAX_CARRIED_STEPS = 64;
 
+/** The steps that release what setup took, in the order teardown runs them (each only if its resource is held). */
+export const TEARDOWN_STEP_NAMES = [
+  'stopGlidein',
+  'stopContainer',
+  'unmountCvmfs',
+  'closeTunnel',
+  'cleanupGlidein',
+  'releaseNode',
+] as const;
+
 export const STEP_NAMES = [
   'planLaunch',
   'allocateNode',
@@ -33,12 +43,7 @@ export const STEP_NAMES = [
   'startGlidein',
   'confirmRegistration',
   'monitor',
-  'stopGlidein',
-  'stopContainer',
-  'unmountCvmfs',
-  'closeTunnel',
-  'releaseNode',
-  'cleanupGlidein',
+  ...TEARDOWN_STEP_NAMES,
 ] as const;
 
 export const slurmJobId = z.string().regex(/^\d{1,12}(?:_\d{1,9})?$/, 'expected a Slurm job id such as 123456');

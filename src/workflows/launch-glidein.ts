@@ -24,7 +24,7 @@ import {
 } from '@temporalio/workflow';
 import type { GlideinActivities } from '../activities';
 import { instanceName } from '../common/naming';
-import { MAX_TUNNEL_REPAIRS, resumeStateSchema } from '../common/carried-state';
+import { MAX_TUNNEL_REPAIRS, resumeStateSchema, TEARDOWN_STEP_NAMES } from '../common/carried-state';
 import { FailureType } from '../common/failure-types';
 import { decideClose, decideEnd, messageOf } from './outcome';
 import { holdResource } from '../common/held';
@@ -81,14 +81,7 @@ export interface LaunchResult {
   steps: StepOutcome[];
 }
 
-const TEARDOWN_STEPS = new Set<StepName>([
-  'stopGlidein',
-  'stopContainer',
-  'unmountCvmfs',
-  'closeTunnel',
-  'releaseNode',
-  'cleanupGlidein',
-]);
+const TEARDOWN_STEPS = new Set<StepName>(TEARDOWN_STEP_NAMES);
 const DEFAULT_HISTORY_EVENTS = 5_000;
 
 const retry = (maximumAttempts: number): ActivityOptions['retry'] => ({
