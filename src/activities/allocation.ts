@@ -14,6 +14,7 @@ import { PermanentFault, asStep } from './failures';
 import { heartbeat, sleep } from './kit';
 import { pathsFor, siteAccess } from './site-access';
 import { FailureType } from '../common/failure-types';
+import { permanentCause } from './classify';
 
 /** The holder job does nothing but hold the node; the glidein's processes join it over ssh. */
 export const HOLDER_SCRIPT =
@@ -104,14 +105,11 @@ export function createAllocationActivities(deps: ActivityDeps) {
           const result = await login.run(sbatchArgv(profile, ref.glideinId), access.opts({ stdin: HOLDER_SCRIPT }));
           if (result.code !== 0) {
             const why = lastLines(result.stderr, 3);
-            if (
-              /invalid (partition|account|qos)|Invalid (partition|account|qos)|not available|Requested time limit is invalid|access denied/i.test(
-                why,
-              )
-            ) {
+            const permanent = permanentCause('sbatch', why);
+            if (permanent) {
               throw new PermanentFault(
                 `workerNode: sbatch refused the holder job on ${login.target}: ${why}`,
-                FailureType.AllocationRefused,
+                permanent.type,
               );
             }
             throw new Error(`sbatch on ${login.target} failed: ${why}`);

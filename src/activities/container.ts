@@ -8,7 +8,7 @@ import type { SiteProfile } from '../site/profile';
 import type { ActivityDeps } from './deps';
 import { PermanentFault, asStep } from './failures';
 import { siteAccess } from './site-access';
-import { FailureType } from '../common/failure-types';
+import { permanentCause } from './classify';
 
 export interface ContainerRuntime {
   executable: string;
@@ -80,10 +80,11 @@ export function createContainerActivities(deps: ActivityDeps) {
         );
         if (result.code !== 0) {
           const why = lastLines(result.stderr || result.stdout, 3);
-          if (/could not open image|no such file|mount source .* doesn't exist/i.test(why)) {
+          const permanent = permanentCause('instanceStart', why);
+          if (permanent) {
             throw new PermanentFault(
               `container.image ${profile.container.image} could not start as ${instance} on ${node.target}: ${why}`,
-              FailureType.ContainerStartFailed,
+              permanent.type,
             );
           }
           throw new Error(

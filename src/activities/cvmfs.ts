@@ -14,7 +14,7 @@ import { PermanentFault, asStep } from './failures';
 import { cvmfsMountRoot } from './container';
 import { heartbeat } from './kit';
 import { siteAccess, type SiteAccess } from './site-access';
-import { FailureType } from '../common/failure-types';
+import { permanentCause } from './classify';
 
 /** Where a site's cvmfs leases live: beside the cvmfsexec it mounts with. */
 export function leaseRoot(profile: SiteProfile): string {
@@ -69,8 +69,8 @@ export function createCvmfsActivities(deps: ActivityDeps) {
           if (result.code !== 0) {
             const why = lastLines(result.stderr || result.stdout, 3);
             const message = `mountrepo ${repo} failed on ${node.target}: ${why}`;
-            if (/catalog|not found|no such|Failed to initialize/i.test(why))
-              throw new PermanentFault(`cvmfs.repositories: ${message}`, FailureType.CvmfsMountFailed);
+            const permanent = permanentCause('mountrepo', why);
+            if (permanent) throw new PermanentFault(`cvmfs.repositories: ${message}`, permanent.type);
             throw new Error(message);
           }
           const [state, holders] = result.stdout.trim().split(/\s+/);

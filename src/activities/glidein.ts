@@ -14,7 +14,7 @@ import { inspect, signalAndWait, spawnDetached, tailFile } from './processes';
 import { preloadEnv } from './proxychains';
 import { heartbeat } from './kit';
 import { siteAccess, type GlideinPaths, type SiteAccess } from './site-access';
-import { FailureType } from '../common/failure-types';
+import { permanentCause } from './classify';
 
 /** When the glidein stops taking jobs and when it must be gone, in epoch seconds. */
 export interface Retirement {
@@ -108,12 +108,11 @@ export function createGlideinActivities(deps: ActivityDeps) {
         );
         if (!('started' in spawned)) {
           const log = await tailFile(node, paths.glideinLog, 8, access.opts());
-          if (
-            /executable file not found|no such file or directory|not found in \$PATH|exec: .*: not found/i.test(log)
-          ) {
+          const permanent = permanentCause('glideinStart', log);
+          if (permanent) {
             throw new PermanentFault(
               `glidein.startCommand ${profile.glidein.startCommand[0]} cannot be run in ${access.instance} on ${node.target}: ${log.split('\n').pop()}`,
-              FailureType.GlideinStartFailed,
+              permanent.type,
             );
           }
           throw new Error(

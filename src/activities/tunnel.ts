@@ -17,7 +17,8 @@ import { PermanentFault, asStep } from './failures';
 import { inspect, isTunnelProcess, signalRecorded, spawnDetached, spawnedProcess, tailFile } from './processes';
 import { heartbeat, heartbeatWhile, sleep } from './kit';
 import { siteAccess, type SiteAccess } from './site-access';
-import { FailureType, type FailureTypeName } from '../common/failure-types';
+import { FailureType } from '../common/failure-types';
+import { permanentCause } from './classify';
 
 /** Printed by `ssh -v` once a remote forward is in place. */
 const REMOTE_FORWARD_READY = 'remote forward success';
@@ -123,20 +124,6 @@ export async function tunnelState(access: SiteAccess): Promise<TunnelState> {
   };
 }
 
-const PERMANENT_SSH_ERRORS: Array<[RegExp, FailureTypeName, string]> = [
-  [
-    /Host key verification failed|REMOTE HOST IDENTIFICATION HAS CHANGED|No .* host key is known/i,
-    FailureType.TunnelHostKeyRejected,
-    'add the verified host key to tunnel.knownHostsFile on the site',
-  ],
-  [
-    /Permission denied|Too many authentication failures/i,
-    FailureType.TunnelAuthRejected,
-    "check the key (tunnel.identityFile, or the worker's login key for a reverse tunnel) and its authorized_keys entry",
-  ],
-  [/Could not resolve hostname/i, FailureType.TunnelHostUnknown, "check the tunnel's host name"],
-];
-
 /** The sshd a tunnel's ssh connects to: the login node (forward) or the worker node (reverse). */
 function tunnelServer(profile: SiteProfile, node: string | undefined): string {
   if (profile.tunnel.mode === 'forward') return `${profile.tunnel.loginHost}:${profile.tunnel.loginPort}`;
@@ -210,12 +197,12 @@ export function createTunnelActivities(deps: ActivityDeps) {
               const from = reverse
                 ? `${access.login.target} into ${access.node.target}`
                 : `${host.target} to ${tunnelArgv(profile).at(-1)}`;
-              for (const [pattern, type, fix] of PERMANENT_SSH_ERRORS) {
-                if (pattern.test(log))
-                  throw new PermanentFault(
-                    `the tunnel ssh from ${from} failed: ${log.split('\n').pop()}; ${fix}`,
-                    type,
-                  );
+              const permanent = permanentCause('tunnelSsh', log);
+              if (permanent) {
+                throw new PermanentFault(
+                  `the tunnel ssh from ${from} failed: ${log.split('\n').pop()}; ${permanent.fix}`,
+                  permanent.type,
+                );
               }
               throw new Error(
                 `the tunnel ssh from ${from} ${now.alive ? 'did not listen on' : 'exited before listening on'} 127.0.0.1:${port} of the worker node: ${log || 'no output'}`,
