@@ -73,23 +73,38 @@ export function lastLines(text: string, n: number): string {
   return text.trimEnd().split('\n').slice(-n).join('\n').trim();
 }
 
-/** Keeps the first `limit` characters of a stream's output; commands that flood stdout can't exhaust memory. */
+/** Keeps the first `limit` bytes of a stream's output (commands that flood stdout can't exhaust memory), decoded once. */
 export class OutputBuffer {
-  private chunks: string[] = [];
+  private chunks: Buffer[] = [];
   private size = 0;
   private truncated = false;
+  /** `limit`: bytes kept; the rest is dropped and the text says so. */
   constructor(private readonly limit = 1 << 20) {}
   push(chunk: Buffer | string): void {
-    if (this.size >= this.limit) {
-      this.truncated = true;
-      return;
-    }
-    const text = chunk.toString();
-    this.chunks.push(text);
-    this.size += text.length;
+    const bytes = typeof chunk === 'string' ? Buffer.from(chunk, 'utf8') : chunk;
+    const room = this.limit - this.size;
+    if (bytes.length > room) this.truncated = true;
+    if (room <= 0) return;
+    const kept = bytes.length > room ? bytes.subarray(0, room) : bytes;
+    this.chunks.push(kept);
+    this.size += kept.length;
   }
+  /** The output as text, decoded once: a character split across two chunks stays whole. */
   toString(): string {
-    const text = this.chunks.join('');
-    return this.truncated ? `${text.slice(0, this.limit)}\n[output truncated]` : text;
+    let all = Buffer.concat(this.chunks, this.size);
+    if (this.truncated) {
+      // Cut at a character boundary: back off over UTF-8 continuation bytes (10xxxxxx) and the lead byte before them.
+      let end = all.length;
+      let back = 0;
+      while (back < 3 && end - back - 1 >= 0 && (all[end - back - 1] & 0xc0) === 0x80) back++;
+      if (back > 0 || (end > 0 && all[end - 1] >= 0xc0)) {
+        const lead = all[end - back - 1];
+        const width = lead >= 0xf0 ? 4 : lead >= 0xe0 ? 3 : lead >= 0xc0 ? 2 : 1;
+        if (width > back + 1) end = end - back - 1;
+      }
+      all = all.subarray(0, end);
+    }
+    const text = all.toString('utf8');
+    return this.truncated ? `${text}\n[output truncated]` : text;
   }
 }
