@@ -10,7 +10,10 @@ const PRIVATE_LABEL = '[A-Z0-9 ]*PRIVATE KEY[A-Z0-9 ]*?';
 const CERT_LABEL = '[A-Z0-9 ]*CERTIFICATE[A-Z0-9 ]*?';
 
 /** [pattern, replacement, a substring without which the pattern cannot match: most texts skip most patterns]. */
-const PATTERNS: Array<[RegExp, string, string?]> = [
+type Rule = [RegExp, string, string?];
+
+/** Whole PEM blocks, first: what is left of a block after them is an orphan END line. */
+const BLOCKS: Rule[] = [
   // A BEGIN line with no END (a truncated log tail) redacts to the end of the text: what follows is the key.
   [
     new RegExp(`${DASHES}BEGIN ${PRIVATE_LABEL} ?-{4,5}[\\s\\S]*?(?:${DASHES}END ${PRIVATE_LABEL} ?-{4,5}|$)`, 'g'),
@@ -22,6 +25,10 @@ const PATTERNS: Array<[RegExp, string, string?]> = [
     '[redacted certificate]',
     'CERTIFICATE',
   ],
+];
+
+/** Tokens, passwords and credentials in URLs. */
+const SECRETS: Rule[] = [
   [/\b(eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,})\b/g, '[redacted token]', 'eyJ'],
   // Also catches prefixed names (IDTOKEN=, access_token=) and JSON-ish "token": "..."; the bounded prefix keeps the
   // scan linear on long hyphenated words.
@@ -35,20 +42,24 @@ const PATTERNS: Array<[RegExp, string, string?]> = [
 ];
 
 // END lines left once whole blocks are gone: a log tail that starts inside a block.
-const ORPHAN_ENDS: Array<[RegExp, string, string]> = [
+const ORPHAN_ENDS: Rule[] = [
   [new RegExp(`${DASHES}END ${PRIVATE_LABEL} ?-{4,5}`, 'g'), '[redacted private key]', 'PRIVATE KEY'],
   [new RegExp(`${DASHES}END ${CERT_LABEL} ?-{4,5}`, 'g'), '[redacted certificate]', 'CERTIFICATE'],
 ];
 const BASE64_RUN_AT_END = /[A-Za-z0-9+/=]{16,}\r?$/;
 
 export function redact(text: string): string {
+  let out = applyRules(text, BLOCKS);
+  for (const [end, replacement, needle] of ORPHAN_ENDS) {
+    if (out.includes(needle!)) out = redactOrphanEnds(out, end, replacement);
+  }
+  return applyRules(out, SECRETS);
+}
+
+function applyRules(text: string, rules: Rule[]): string {
   let out = text;
-  for (const [pattern, replacement, needle] of PATTERNS) {
+  for (const [pattern, replacement, needle] of rules) {
     if (needle === undefined || out.includes(needle)) out = out.replace(pattern, replacement);
-    if (replacement === '[redacted certificate]') {
-      for (const [end, endReplacement, endNeedle] of ORPHAN_ENDS)
-        if (out.includes(endNeedle)) out = redactOrphanEnds(out, end, endReplacement);
-    }
   }
   return out;
 }

@@ -403,9 +403,8 @@ async function readIdentity(file: string): Promise<Buffer> {
   const key: ParsedKey | Error | undefined = Array.isArray(parsed) ? (parsed as ParsedKey[])[0] : parsed;
   if (key instanceof Error && /passphrase/i.test(key.message)) {
     throw new ExecutorError(
-      `identity file ${file} is encrypted with a passphrase, and this worker has no way yet to unlock it (JSC asks for ` +
-        `passphrase-protected keys: unlocking one from a secret reference is the JSC-profile work still open); for now give a ` +
-        `key the site accepts without a passphrase, readable only by the worker's user`,
+      `identity file ${file} is encrypted with a passphrase, and this worker has no way yet to unlock it: give a key ` +
+        `the site accepts without a passphrase, readable only by the worker's user`,
       'auth',
       true,
     );
