@@ -108,3 +108,57 @@ export function hostKeyAlgorithms(keys: KnownKey[]): string[] {
   }
   return [...algorithms];
 }
+
+/**
+ * A host's keys from known_hosts as ssh2's host verifier, for one connect attempt; it remembers what the host
+ * offered, so that a mismatch can say which key came.
+ */
+export class HostKeyCheck {
+  private offered?: Buffer;
+
+  private constructor(
+    private readonly file: string,
+    private readonly known: KnownHostKeys,
+    /** The host's name in known_hosts. */
+    readonly name: string,
+  ) {}
+
+  /** The check for `host`; a host the file does not list is refused at once, as a permanent fault. */
+  static async load(file: string, host: string, port: number): Promise<HostKeyCheck> {
+    const known = await readHostKeys(file, host, port);
+    const name = knownHostsName(host, port);
+    if (known.keys.length === 0) {
+      throw new ExecutorError(
+        `host key of ${name} is not in ${file}: refusing to connect. Get the key's fingerprint from the site's ` +
+          `documentation or administrators and add the verified key to that file (ssh-keyscan -p ${port} ${host} shows what the host offers).`,
+        'host-key',
+        true,
+      );
+    }
+    return new HostKeyCheck(file, known, name);
+  }
+
+  /** Only these algorithms are negotiated, so that the host presents a key the file can vouch for. */
+  get algorithms(): string[] {
+    return hostKeyAlgorithms(this.known.keys);
+  }
+
+  /** ssh2's hostVerifier: a listed key that is not revoked. */
+  readonly verify = (key: Buffer): boolean => {
+    this.offered = key;
+    return !this.known.revoked.some((k) => k.blob.equals(key)) && this.known.keys.some((k) => k.blob.equals(key));
+  };
+
+  /** The permanent fault for a host whose key failed `verify`. */
+  mismatch(): ExecutorError {
+    const { offered, name, file } = this;
+    const what = offered ? `${blobType(offered)} ${fingerprint(offered)}` : 'an unverifiable key';
+    const knownTypes = this.known.keys.map((k) => k.type);
+    return new ExecutorError(
+      `host key of ${name} does not match ${file} (the host offered ${what}; the file has ${knownTypes.join(', ')}). ` +
+        `The key changed or someone is in the middle: confirm the new fingerprint with the site before replacing the entry (ssh-keygen -R '${name}' -f ${file}).`,
+      'host-key',
+      true,
+    );
+  }
+}
