@@ -182,7 +182,7 @@ export function decideFleet(input: FleetInputs): FleetDecision {
   );
   for (const slot of drain) {
     const known = memory.slots[slot];
-    memory.slots[slot] = { registered: false, ...known, drainRequested: true };
+    memory.slots[slot] = known ? { ...known, drainRequested: true } : { registered: false, drainRequested: true };
   }
 
   // Starts: what the target lacks, within the limits.

@@ -25,14 +25,16 @@ function round(over: Partial<FleetInputs>): ReturnType<typeof decideFleet> {
   return decideFleet({ now: T0, desired: 3, limits: LIMITS, slots: [], memory: emptyMemory(), ...over });
 }
 
-const run = (slot: number, state: 'starting' | 'running' | 'draining', extra: object = {}): SlotObservation => ({
+type Live = Extract<SlotObservation, { state: 'starting' | 'running' | 'draining' }>;
+type Closed = Extract<SlotObservation, { state: 'closed' }>;
+const run = (slot: number, state: Live['state'], extra: Partial<Live> = {}): Live => ({
   slot,
   state,
   runId: `run-${slot}`,
   startedAt: T0 - 1000 * (100 - slot),
   ...extra,
 });
-const closed = (slot: number, outcome: 'completed' | 'failed', runId = `run-${slot}`): SlotObservation => ({
+const closed = (slot: number, outcome: 'completed' | 'failed', runId = `run-${slot}`): Closed => ({
   slot,
   state: 'closed',
   runId,
