@@ -7,10 +7,11 @@ import {
   bundleWorkflowCode,
   type WorkflowBundleWithSourceMap,
 } from '@temporalio/worker';
+import { Client } from '@temporalio/client';
 import { createActivities, type GlideinActivities } from '../src/activities';
 import { SshPool } from '../src/remote/ssh';
 import { SiteRegistry } from '../src/site/load';
-import { GlideinId, GlideinPhase, GlideinSite } from '../src/workflows/messages';
+import { GlideinFleet, GlideinId, GlideinPhase, GlideinSite } from '../src/workflows/messages';
 
 import { temporalCli } from './temporal-cli';
 
@@ -20,7 +21,7 @@ export function createTestEnv(): Promise<TestWorkflowEnvironment> {
   return TestWorkflowEnvironment.createLocal({
     server: {
       executable: { type: 'existing-path', path: temporalCli() },
-      searchAttributes: [GlideinSite, GlideinId, GlideinPhase],
+      searchAttributes: [GlideinSite, GlideinId, GlideinPhase, GlideinFleet],
     },
   });
 }
@@ -54,7 +55,8 @@ export async function createTestWorker(
   options: TestWorkerOptions = {},
 ): Promise<TestWorker> {
   const ssh = new SshPool();
-  const activities = createActivities({ sites: new SiteRegistry(sitesDir), ssh });
+  const temporal = new Client({ connection: env.nativeConnection, namespace: options.namespace ?? 'default' });
+  const activities = createActivities({ sites: new SiteRegistry(sitesDir), ssh, temporal });
   const worker = await Worker.create({
     connection: env.nativeConnection,
     namespace: options.namespace,

@@ -1,5 +1,5 @@
 /**
- * The worker: runs LaunchGlidein and its activities, reaching sites over SSH from this machine.
+ * The worker: runs LaunchGlidein and GlideinFleet and their activities, reaching sites over SSH from this machine.
  *   TEMPORAL_ADDRESS   (default localhost:7233)   TEMPORAL_NAMESPACE (default "default")
  *   TASK_QUEUE         (default "glideins")        SITES_DIR          (default ./sites)
  *   MAX_CONCURRENT_ACTIVITIES (default 1200)       WORKFLOW_CACHE_SIZE (default 100)
@@ -9,7 +9,7 @@
  */
 import { existsSync } from 'node:fs';
 import * as path from 'node:path';
-import { Connection } from '@temporalio/client';
+import { Client, Connection } from '@temporalio/client';
 import { temporal } from '@temporalio/proto';
 import { NativeConnection, Worker } from '@temporalio/worker';
 import { createActivities } from './activities';
@@ -75,7 +75,8 @@ export async function createWorker(config: WorkerConfig, connection: NativeConne
     taskQueue: config.taskQueue,
     ...workflowSource(),
     ...fleetOptions(config),
-    activities: createActivities({ sites, ssh }),
+    // GlideinFleet observes its glideins through the worker's own connection.
+    activities: createActivities({ sites, ssh, temporal: new Client({ connection, namespace: config.namespace }) }),
   });
 }
 

@@ -1,4 +1,5 @@
 /** What activities are built from: injected, so tests can point them at another site or executor. */
+import type { Client } from '@temporalio/client';
 import type { Executor } from '../remote/executor';
 import type { SshPool } from '../remote/ssh';
 import type { SiteProfile } from '../site/profile';
@@ -9,6 +10,8 @@ export interface ActivityDeps {
   ssh: SshPool;
   /** Replaces the SSH executors (unit tests run the steps on this machine). */
   executorsFor?: (profile: SiteProfile) => SiteExecutors;
+  /** The worker's Temporal client: GlideinFleet observes its glideins through it. */
+  temporal?: Client;
   /** Poll period while waiting for something on the site (registration, a port, a process to end). */
   pollMs?: number;
 }

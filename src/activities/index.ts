@@ -4,6 +4,7 @@ import { createCleanupActivities } from './cleanup';
 import { createContainerActivities } from './container';
 import { createCvmfsActivities } from './cvmfs';
 import type { ActivityDeps } from './deps';
+import { createFleetActivities } from './fleet';
 import { createGlideinActivities } from './glidein';
 import { createMonitorActivities } from './monitor';
 import { createPlanActivities } from './plan';
@@ -23,6 +24,7 @@ export function createActivities(deps: ActivityDeps) {
     ...createRegistrationActivities(deps),
     ...createMonitorActivities(deps),
     ...createCleanupActivities(deps),
+    ...createFleetActivities(deps),
   };
 }
 

@@ -110,6 +110,38 @@ const glidein = z.strictObject({
   config: z.record(knob, argWord).default({}),
 });
 
+const count = (min: number, max: number) =>
+  z.number().int('expected a whole number').min(min, `expected at least ${min}`).max(max, `expected at most ${max}`);
+
+const FLEET_DEFAULTS = {
+  maxGlideins: 10,
+  maxStarting: 5,
+  startsPerMinute: 10,
+  maxFailedStarts: 3,
+  failureWindow: '30m',
+  probeAfter: '5m',
+  maxProbeDelay: '1h',
+  reconcileEvery: '30s',
+};
+
+/** What a GlideinFleet may do at this site: its share, its pace, and when failures stop it starting. */
+const fleet = z.strictObject({
+  /** Most glideins running or starting at once. */
+  maxGlideins: count(1, 10_000).default(FLEET_DEFAULTS.maxGlideins),
+  /** Most glideins in setup at once. */
+  maxStarting: count(1, 1_000).default(FLEET_DEFAULTS.maxStarting),
+  /** Starts in any rolling minute. */
+  startsPerMinute: count(1, 600).default(FLEET_DEFAULTS.startsPerMinute),
+  /** This many failed starts within failureWindow stop the fleet starting; then it probes one start at a time. */
+  maxFailedStarts: count(1, 1_000).default(FLEET_DEFAULTS.maxFailedStarts),
+  failureWindow: duration({ min: 1_000, max: 7 * 86_400_000 }).default(FLEET_DEFAULTS.failureWindow),
+  /** The first probe this long after the last failure, each next one twice as long, at most maxProbeDelay. */
+  probeAfter: duration({ min: 1_000, max: 86_400_000 }).default(FLEET_DEFAULTS.probeAfter),
+  maxProbeDelay: duration({ min: 1_000, max: 7 * 86_400_000 }).default(FLEET_DEFAULTS.maxProbeDelay),
+  /** How often the fleet looks at its glideins and acts. */
+  reconcileEvery: duration({ min: 1_000, max: 3_600_000 }).default(FLEET_DEFAULTS.reconcileEvery),
+});
+
 export const siteProfileSchema = z
   .strictObject({
     name: siteName,
@@ -181,6 +213,7 @@ export const siteProfileSchema = z
       .default({ interval: '60s', reportEvery: '10m', historyEvents: 5_000 }),
     /** Per-glidein state lives in <workDir>/<glideinId>/ on the site. */
     workDir: absolutePath,
+    fleet: fleet.default(FLEET_DEFAULTS),
   })
   .refine((p) => !(p.tunnel.mode === 'reverse' && p.workerNode.via === 'login'), {
     message:
@@ -232,5 +265,37 @@ export function planFor(profile: SiteProfile, glideinId: string, lifetime: strin
           },
         }
       : {}),
+  };
+}
+
+/** The part of a profile a GlideinFleet follows; recorded in history, so secret-free. */
+export interface FleetPlan {
+  site: string;
+  limits: {
+    maxGlideins: number;
+    maxStarting: number;
+    startsPerMinute: number;
+    maxFailedStarts: number;
+    failureWindowMs: number;
+    probeAfterMs: number;
+    maxProbeDelayMs: number;
+  };
+  reconcileEveryMs: number;
+}
+
+export function fleetPlanFor(profile: SiteProfile): FleetPlan {
+  const f = profile.fleet;
+  return {
+    site: profile.name,
+    limits: {
+      maxGlideins: f.maxGlideins,
+      maxStarting: f.maxStarting,
+      startsPerMinute: f.startsPerMinute,
+      maxFailedStarts: f.maxFailedStarts,
+      failureWindowMs: parseDuration(f.failureWindow),
+      probeAfterMs: parseDuration(f.probeAfter),
+      maxProbeDelayMs: Math.max(parseDuration(f.maxProbeDelay), parseDuration(f.probeAfter)),
+    },
+    reconcileEveryMs: parseDuration(f.reconcileEvery),
   };
 }

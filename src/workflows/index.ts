@@ -1,1 +1,2 @@
 export { LaunchGlidein } from './launch-glidein';
+export { GlideinFleet } from './fleet';

@@ -34,6 +34,13 @@ export const statusQuery = defineQuery<GlideinStatus>('status');
 export const GlideinSite = defineSearchAttributeKey('GlideinSite', SearchAttributeType.KEYWORD);
 export const GlideinId = defineSearchAttributeKey('GlideinId', SearchAttributeType.KEYWORD);
 export const GlideinPhase = defineSearchAttributeKey('GlideinPhase', SearchAttributeType.KEYWORD);
+/** On a fleet and on each glidein it started: one Web UI query lists a fleet's glideins. */
+export const GlideinFleet = defineSearchAttributeKey('GlideinFleet', SearchAttributeType.KEYWORD);
 
 /** For `temporal server start-dev --search-attribute …` and TestWorkflowEnvironment. */
-export const SEARCH_ATTRIBUTES = { GlideinSite: 'Keyword', GlideinId: 'Keyword', GlideinPhase: 'Keyword' } as const;
+export const SEARCH_ATTRIBUTES = {
+  GlideinSite: 'Keyword',
+  GlideinId: 'Keyword',
+  GlideinPhase: 'Keyword',
+  GlideinFleet: 'Keyword',
+} as const;

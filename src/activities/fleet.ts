@@ -1,0 +1,119 @@
+/**
+ * What a GlideinFleet learns from Temporal itself: its site's limits (the profile, loaded here in the worker), and
+ * each slot's LaunchGlidein as the server describes it (strongly consistent, unlike a visibility list), with the
+ * state of the schedule that runs the fleet. Read-only: starting and draining are the workflow's own commands.
+ */
+import { WorkflowFailedError, ScheduleNotFoundError, type Client } from '@temporalio/client';
+import {
+  ApplicationFailure,
+  defineSearchAttributeKey,
+  SearchAttributeType,
+  WorkflowNotFoundError,
+} from '@temporalio/common';
+import { FailureType } from '../common/failure-types';
+import { redact } from '../common/redact';
+import { fleetPlanFor, type FleetPlan } from '../site/profile';
+import type { SlotObservation } from '../workflows/fleet-rules';
+import type { ActivityDeps } from './deps';
+import { asStep, PermanentFault } from './failures';
+import { heartbeat } from './kit';
+
+export interface FleetObservationRequest {
+  fleet: string;
+  site: string;
+  slots: number[];
+  /** Runs whose end the fleet has not counted yet: for those that closed, the observation says why they ended. */
+  uncounted: Array<{ slot: number; runId: string }>;
+  scheduleId?: string;
+}
+
+export interface FleetObservation {
+  slots: SlotObservation[];
+  schedulePaused: boolean;
+  /** The fleet's schedule no longer exists: the fleet run ends (its glideins go on). */
+  scheduleGone: boolean;
+  /** Glideins the pool wants at this site, from the profile's demand probe (none yet: the count is static). */
+  demand?: number;
+}
+
+/** LaunchGlidein's phase (src/workflows/messages.ts), read here without importing workflow code. */
+const GLIDEIN_PHASE = defineSearchAttributeKey('GlideinPhase', SearchAttributeType.KEYWORD);
+const STARTING = new Set(['planning', 'setup', 'registering']);
+
+/** A running LaunchGlidein's phase (its GlideinPhase search attribute) as fleet capacity. */
+export function slotStateOf(phase: string | undefined): 'starting' | 'running' | 'draining' {
+  if (phase === undefined || STARTING.has(phase)) return 'starting';
+  return phase === 'monitoring' ? 'running' : 'draining';
+}
+
+export function createFleetActivities(deps: ActivityDeps) {
+  const client = (): Client => {
+    if (!deps.temporal)
+      throw new PermanentFault(
+        'this worker was started without a Temporal client, so it cannot run GlideinFleet',
+        FailureType.InvalidRequest,
+      );
+    return deps.temporal;
+  };
+  return {
+    async planFleet(site: string): Promise<FleetPlan> {
+      return asStep('planFleet', async () => fleetPlanFor(await deps.sites.get(site)));
+    },
+
+    async observeFleet(request: FleetObservationRequest): Promise<FleetObservation> {
+      return asStep('observeFleet', async () => {
+        const temporal = client();
+        const uncounted = new Map(request.uncounted.map((u) => [u.slot, u.runId]));
+        const slots = await Promise.all(
+          request.slots.map(async (slot): Promise<SlotObservation> => {
+            const workflowId = `glidein-${request.fleet}-${slot}`;
+            let described;
+            try {
+              described = await temporal.workflow.getHandle(workflowId).describe();
+            } catch (err) {
+              if (err instanceof WorkflowNotFoundError) return { slot, state: 'free' };
+              throw err;
+            }
+            const { runId } = described;
+            if (described.status.name === 'RUNNING') {
+              const phase = described.typedSearchAttributes.get(GLIDEIN_PHASE);
+              return { slot, state: slotStateOf(phase), runId, startedAt: described.startTime.getTime() };
+            }
+            const closedAt = (described.closeTime ?? described.startTime).getTime();
+            const outcome = described.status.name === 'COMPLETED' ? 'completed' : 'failed';
+            const reason =
+              outcome === 'failed' && uncounted.get(slot) === runId
+                ? await whyItEnded(temporal, workflowId, runId, described.status.name)
+                : undefined;
+            return { slot, state: 'closed', runId, closedAt, outcome, reason };
+          }),
+        );
+        heartbeat({ observed: slots.length });
+        let schedulePaused = false;
+        let scheduleGone = false;
+        if (request.scheduleId) {
+          try {
+            schedulePaused = (await temporal.schedule.getHandle(request.scheduleId).describe()).state.paused;
+          } catch (err) {
+            if (!(err instanceof ScheduleNotFoundError)) throw err;
+            scheduleGone = true;
+          }
+        }
+        return { slots, schedulePaused, scheduleGone };
+      });
+    },
+  };
+}
+
+/** The failure type and message of a closed run, shortened and redacted: it goes into the fleet's status. */
+async function whyItEnded(client: Client, workflowId: string, runId: string, status: string): Promise<string> {
+  try {
+    await client.workflow.getHandle(workflowId, runId, { followRuns: false }).result();
+    return status.toLowerCase();
+  } catch (err) {
+    const cause = err instanceof WorkflowFailedError ? err.cause : err;
+    const type = cause instanceof ApplicationFailure && cause.type ? `${cause.type}: ` : '';
+    const message = cause instanceof Error ? cause.message : String(cause);
+    return redact(`${type}${message}`).slice(0, 300) || status.toLowerCase();
+  }
+}

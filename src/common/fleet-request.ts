@@ -1,0 +1,72 @@
+/**
+ * The GlideinFleet input and what one run carries into the next: small, secret-free, validated in the workflow
+ * like every other input (a carried state only in a run continued from this same workflow).
+ */
+import { z } from 'zod';
+import { duration, siteName } from './validation';
+
+/** Fleet names become glidein ids `glidein-<fleet>-<slot>` (at most 63 characters). */
+export const fleetName = z
+  .string()
+  .regex(/^[a-z0-9](?:[a-z0-9]|-(?!-)){0,39}$/, 'expected 1-40 lowercase letters, digits and single hyphens');
+
+export const fleetRequestSchema = z.strictObject({
+  /** A profile name known to the worker: sites/<site>.yaml; its `fleet:` section sets the limits. */
+  site: siteName,
+  /** How many glideins to keep running (clamped to the profile's fleet.maxGlideins). */
+  count: z.number().int('expected a whole number').min(0, 'expected at least 0').max(10_000, 'expected at most 10000'),
+  /** Names the fleet's glideins (`glidein-<fleet>-<slot>`) and its GlideinFleet search attribute; default: site. */
+  fleet: fleetName.optional(),
+  /** Each glidein's lifetime; default: the profile's glidein.lifetime. */
+  lifetime: duration({ min: 10_000, max: 30 * 86_400_000 }).optional(),
+  /** The Temporal Schedule that runs this fleet: pausing it pauses starts, deleting it ends the fleet run. */
+  scheduleId: z
+    .string()
+    .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$/, 'expected a schedule id of letters, digits and ._-')
+    .optional(),
+});
+
+export type FleetRequest = z.output<typeof fleetRequestSchema>;
+
+const epochMs = z.number().int().min(0).max(8.64e15);
+const slotKey = z.string().regex(/^[1-9][0-9]{0,4}$/);
+const runId = z
+  .string()
+  .max(100)
+  .regex(/^[A-Za-z0-9-]*$/);
+const reason = z.string().max(2_000);
+
+/** FleetMemory (fleet-rules.ts), bounded so that no carried state can grow a run without limit. */
+export const fleetMemorySchema = z.strictObject({
+  starts: z.array(epochMs).max(10_000),
+  failures: z.array(z.strictObject({ at: epochMs, slot: z.number().int().min(1).max(99_999), reason })).max(10_000),
+  slots: z.record(
+    slotKey,
+    z.strictObject({
+      runId: runId.optional(),
+      registered: z.boolean(),
+      counted: z.boolean().optional(),
+      drainRequested: z.boolean().optional(),
+    }),
+  ),
+  backoff: z
+    .strictObject({
+      why: reason,
+      since: epochMs,
+      probeAt: epochMs,
+      delayMs: z.number().int().min(0).max(8.64e15),
+      probeSlot: z.number().int().min(1).max(99_999).optional(),
+    })
+    .optional(),
+});
+
+export const fleetCarriedSchema = z.strictObject({
+  /** The workflow that carried it: a run accepts only its own. */
+  workflowId: z.string().max(1_000),
+  desired: z.number().int().min(0).max(10_000),
+  paused: z.boolean(),
+  drainAll: z.boolean(),
+  memory: fleetMemorySchema,
+});
+
+export type FleetCarried = z.output<typeof fleetCarriedSchema>;
