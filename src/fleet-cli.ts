@@ -1,0 +1,120 @@
+/**
+ * The fleet command: a site's GlideinFleet on a Temporal Schedule.
+ *   npm run fleet -- create|update <schedule> --site <site> --count <n> [--fleet <name>] [--lifetime 24h] [--every 1m] [--note …]
+ *   npm run fleet -- pause|resume <schedule> [--note …]
+ *   npm run fleet -- count <schedule> <n>      the running fleet's count now, and the schedule's for later runs
+ *   npm run fleet -- drain <schedule>          drain the whole site: pause the schedule, drain every glidein
+ *   npm run fleet -- status <schedule>         the schedule and its running fleet's status
+ *   npm run fleet -- delete <schedule>         the fleet run ends; its glideins go on to their own ends
+ * Connection as the worker's: TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TASK_QUEUE.
+ */
+import { parseArgs } from 'node:util';
+import { Client, Connection } from '@temporalio/client';
+import { drainFleetSchedule, upsertFleetSchedule } from './fleet-schedule';
+import { fleetStatusQuery, setCountUpdate } from './workflows/fleet-messages';
+import { configFromEnv } from './worker';
+
+const USAGE = `usage: fleet create|update <schedule> --site <site> --count <n> [--fleet <name>] [--lifetime <d>] [--every <d>] [--note <text>]
+       fleet pause|resume <schedule> [--note <text>]
+       fleet count <schedule> <n>
+       fleet drain|status|delete <schedule>`;
+
+class UsageError extends Error {}
+
+export async function fleetCommand(argv: string[], client: Client, taskQueue: string): Promise<unknown> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      site: { type: 'string' },
+      count: { type: 'string' },
+      fleet: { type: 'string' },
+      lifetime: { type: 'string' },
+      every: { type: 'string', default: '1m' },
+      note: { type: 'string' },
+    },
+  });
+  const [verb, scheduleId, extra] = positionals;
+  if (!verb || !scheduleId) throw new UsageError(USAGE);
+  const handle = client.schedule.getHandle(scheduleId);
+  const wholeNumber = (text: string | undefined, what: string) => {
+    if (text === undefined || !/^\d{1,5}$/.test(text)) throw new UsageError(`${what}: expected a whole number`);
+    return Number(text);
+  };
+  switch (verb) {
+    case 'create':
+    case 'update': {
+      if (!values.site) throw new UsageError('--site: expected a site profile name');
+      const outcome = await upsertFleetSchedule(client, {
+        scheduleId,
+        taskQueue,
+        every: values.every!,
+        note: values.note,
+        request: {
+          site: values.site,
+          count: wholeNumber(values.count, '--count'),
+          ...(values.fleet ? { fleet: values.fleet } : {}),
+          ...(values.lifetime ? { lifetime: values.lifetime } : {}),
+        },
+      });
+      return { schedule: scheduleId, [outcome]: true };
+    }
+    case 'pause':
+      await handle.pause(values.note ?? 'paused: no new glideins start; running ones go on');
+      return { schedule: scheduleId, paused: true };
+    case 'resume':
+      await handle.unpause(values.note ?? 'resumed');
+      return { schedule: scheduleId, paused: false };
+    case 'count': {
+      const count = wholeNumber(extra, 'count');
+      await handle.update((previous) => {
+        const action = previous.action as { args?: Array<Record<string, unknown>> };
+        return { ...previous, action: { ...previous.action, args: [{ ...action.args?.[0], count }] } } as never;
+      });
+      const running = (await handle.describe()).info.runningActions;
+      for (const run of running)
+        await client.workflow.getHandle(run.workflow.workflowId).executeUpdate(setCountUpdate, { args: [count] });
+      return { schedule: scheduleId, count, fleetsUpdated: running.map((r) => r.workflow.workflowId) };
+    }
+    case 'drain':
+      return { schedule: scheduleId, paused: true, drainingFleets: await drainFleetSchedule(client, scheduleId) };
+    case 'status': {
+      const described = await handle.describe();
+      const fleets = await Promise.all(
+        described.info.runningActions.map((r) =>
+          client.workflow.getHandle(r.workflow.workflowId).query(fleetStatusQuery),
+        ),
+      );
+      return {
+        schedule: scheduleId,
+        paused: described.state.paused,
+        note: described.state.note,
+        skippedWhileRunning: described.info.numActionsSkippedOverlap,
+        fleets,
+      };
+    }
+    case 'delete':
+      await handle.delete();
+      return { schedule: scheduleId, deleted: true };
+    default:
+      throw new UsageError(`unknown command ${JSON.stringify(verb)}\n${USAGE}`);
+  }
+}
+
+async function main(): Promise<void> {
+  const config = configFromEnv();
+  const connection = await Connection.connect({ address: config.address });
+  try {
+    const client = new Client({ connection, namespace: config.namespace });
+    console.log(JSON.stringify(await fleetCommand(process.argv.slice(2), client, config.taskQueue), null, 2));
+  } finally {
+    await connection.close();
+  }
+}
+
+if (require.main === module) {
+  main().catch((err) => {
+    console.error(`fleet: ${err instanceof Error ? err.message : String(err)}`);
+    process.exit(err instanceof UsageError ? 2 : 1);
+  });
+}

@@ -1,0 +1,180 @@
+/**
+ * GlideinFleet on a real dev server against the local test site: real LaunchGlideins started, replaced, backed
+ * off and drained by the fleet, and a real Temporal Schedule running it. The local site holds one glidein at a
+ * time (its profile's SOCKS port is fixed), so these fleets count one.
+ */
+import { WorkflowHandle } from '@temporalio/client';
+import { GlideinFleet } from '../../src/workflows';
+import {
+  fleetStatusQuery,
+  pauseSignal,
+  resumeSignal,
+  setCountUpdate,
+  type FleetView,
+} from '../../src/workflows/fleet-messages';
+import { GlideinFleet as GlideinFleetAttribute } from '../../src/workflows/messages';
+import { slotId } from '../../src/workflows/fleet';
+import { upsertFleetSchedule } from '../../src/fleet-schedule';
+import { localSiteWith } from '../../sandbox/sites';
+import { useDevServer, waitFor } from './harness';
+import { EMPTY, footprint } from './site-state';
+
+const { withWorker, env } = useDevServer();
+
+const FLEET = {
+  maxGlideins: 1,
+  maxStarting: 1,
+  startsPerMinute: 10,
+  maxFailedStarts: 2,
+  failureWindow: '10m',
+  probeAfter: '4s',
+  maxProbeDelay: '8s',
+  reconcileEvery: '1s',
+};
+const SITES = localSiteWith((p) => {
+  p.fleet = FLEET;
+});
+const BROKEN = localSiteWith((p) => {
+  p.fleet = FLEET;
+  p.container.image = '/tmp/glidein-local-site/site/images/missing.sif';
+});
+
+const status = (h: WorkflowHandle) => h.query(fleetStatusQuery);
+const until = (h: WorkflowHandle, what: string, ok: (v: FleetView) => boolean, timeoutMs = 90_000) =>
+  waitFor(
+    what,
+    async () => {
+      const v = await status(h);
+      return ok(v) && v;
+    },
+    timeoutMs,
+  );
+
+function killGlidein(pids: number[]): void {
+  for (const pid of pids) process.kill(pid, 'SIGKILL');
+}
+
+describe('GlideinFleet', () => {
+  it('keeps its count: starts a glidein, replaces one killed on the site, holds starts while paused, drains at count 0', async () => {
+    const fleet = `f${Date.now() % 1_000_000}`;
+    const glidein = slotId(fleet, 1);
+    await withWorker(SITES, async (w) => {
+      const handle = await env().client.workflow.start(GlideinFleet, {
+        taskQueue: w.taskQueue,
+        workflowId: `fleet-${fleet}`,
+        args: [{ site: 'local', count: 1, fleet }],
+      });
+      const first = await until(handle, 'a running glidein', (v) => v.running === 1 && v.phase === 'steady');
+      expect((await footprint(glidein)).glideins).toHaveLength(1);
+      const described = await env().client.workflow.getHandle(glidein).describe();
+      expect(described.typedSearchAttributes.get(GlideinFleetAttribute)).toBe(fleet);
+      const firstRun = first.slots[0].runId;
+
+      // Paused: a glidein that dies is not replaced.
+      await handle.signal(pauseSignal);
+      killGlidein((await footprint(glidein)).glideins);
+      const paused = await until(
+        handle,
+        'the dead glidein gone, nothing started',
+        (v) => v.running + v.starting === 0 && v.draining === 0,
+      );
+      expect(paused.held).toBe('starts are paused');
+      expect(paused.phase).toBe('paused');
+
+      // Resumed: replaced, in the same slot, by a new run; one glidein on the site.
+      await handle.signal(resumeSignal);
+      await until(handle, 'a replacement', (v) => v.running === 1 && v.slots[0].runId !== firstRun);
+      expect((await footprint(glidein)).glideins).toHaveLength(1);
+      expect((await status(handle)).failedInWindow).toBe(0);
+
+      // Count 0: drained, gracefully, and nothing left on the site.
+      const after = await handle.executeUpdate(setCountUpdate, { args: [0] });
+      expect(after.desired).toBe(0);
+      await until(handle, 'drained', (v) => v.running + v.starting + v.draining === 0);
+      const result = await env().client.workflow.getHandle(glidein).result();
+      expect(result.endReason).toBe('drained');
+      await handle.cancel();
+    });
+    expect(await footprint(glidein)).toEqual(EMPTY);
+  });
+
+  it('backs off on a persistent failure: stops starting, says why, probes one start at a time, leaves nothing', async () => {
+    const fleet = `b${Date.now() % 1_000_000}`;
+    const glidein = slotId(fleet, 1);
+    await withWorker(BROKEN, async (w) => {
+      const handle = await env().client.workflow.start(GlideinFleet, {
+        taskQueue: w.taskQueue,
+        workflowId: `fleet-${fleet}`,
+        args: [{ site: 'local', count: 1, fleet }],
+      });
+      const backingOff = await until(handle, 'backing off', (v) => v.phase === 'backing-off');
+      expect(backingOff.backoff?.why).toMatch(/2 failed starts .*ContainerStartFailed|image/);
+      const attrs = (await handle.describe()).typedSearchAttributes;
+      expect(attrs.get(GlideinFleetAttribute)).toBe(fleet);
+      // Watch it for a while: without the back-off each failing start (a few seconds) would be followed by another.
+      await new Promise((r) => setTimeout(r, 20_000));
+      const runs = await countRuns(glidein);
+      // Two failed starts, then probes 4 s, 8 s, 8 s … apart, each taking its own setup and teardown time.
+      expect(runs).toBeGreaterThanOrEqual(3);
+      expect(runs).toBeLessThanOrEqual(6);
+      await handle.cancel();
+      await waitFor('the last probe to end', async () => (await countRuns(glidein, 'Running')) === 0, 60_000);
+    });
+    expect(await footprint(glidein)).toEqual(EMPTY);
+  });
+
+  it('runs from a Schedule: skips while the fleet runs, pauses starts with the schedule, ends when it is deleted', async () => {
+    const fleet = `s${Date.now() % 1_000_000}`;
+    const glidein = slotId(fleet, 1);
+    const scheduleId = `fleet-schedule-${fleet}`;
+    await withWorker(SITES, async (w) => {
+      const client = env().client;
+      expect(
+        await upsertFleetSchedule(client, {
+          scheduleId,
+          taskQueue: w.taskQueue,
+          every: '2s',
+          request: { site: 'local', count: 1, fleet },
+        }),
+      ).toBe('created');
+      // Creating it again updates it.
+      expect(
+        await upsertFleetSchedule(client, {
+          scheduleId,
+          taskQueue: w.taskQueue,
+          every: '2s',
+          request: { site: 'local', count: 1, fleet },
+        }),
+      ).toBe('updated');
+      const schedule = client.schedule.getHandle(scheduleId);
+      const fleetRun = await waitFor('the schedule to start the fleet', async () => {
+        const running = (await schedule.describe()).info.runningActions;
+        return running[0]?.workflow.workflowId;
+      });
+      const handle = client.workflow.getHandle(fleetRun);
+      await until(handle, 'a running glidein', (v) => v.running === 1);
+      await waitFor('a skipped action', async () => (await schedule.describe()).info.numActionsSkippedOverlap > 0);
+      expect((await schedule.describe()).info.runningActions).toHaveLength(1);
+
+      await schedule.pause('test');
+      await until(handle, 'the fleet paused by its schedule', (v) => v.schedulePaused && v.phase === 'paused');
+      expect((await footprint(glidein)).glideins).toHaveLength(1); // running glideins are left alone
+
+      await schedule.delete();
+      const result = await handle.result();
+      expect(result.endReason).toMatch(/deleted/);
+      expect((await footprint(glidein)).glideins).toHaveLength(1); // the glidein outlives the fleet run
+      const g = client.workflow.getHandle(glidein);
+      await g.signal('drain');
+      expect(((await g.result()) as { endReason: string }).endReason).toBe('drained');
+    });
+    expect(await footprint(glidein)).toEqual(EMPTY);
+  });
+});
+
+async function countRuns(workflowId: string, status?: string): Promise<number> {
+  let n = 0;
+  const query = `WorkflowId = '${workflowId}'${status ? ` AND ExecutionStatus = '${status}'` : ''}`;
+  for await (const _ of env().client.workflow.list({ query })) n++;
+  return n;
+}
