@@ -3,6 +3,8 @@
  * off and drained by the fleet, and a real Temporal Schedule running it. The local site holds one glidein at a
  * time (its profile's SOCKS port is fixed), so these fleets count one.
  */
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import { WorkflowHandle } from '@temporalio/client';
 import { GlideinFleet } from '../../src/workflows';
 import {
@@ -16,10 +18,12 @@ import { GlideinFleet as GlideinFleetAttribute } from '../../src/workflows/messa
 import { slotId } from '../../src/workflows/fleet';
 import { upsertFleetSchedule } from '../../src/fleet-schedule';
 import { localSiteWith } from '../../sandbox/sites';
+import { temporalCli } from '../../sandbox/temporal';
 import { useDevServer, waitFor } from './harness';
 import { EMPTY, footprint } from './site-state';
 
 const { withWorker, env } = useDevServer();
+const run = promisify(execFile);
 
 const FLEET = {
   maxGlideins: 1,
@@ -129,14 +133,27 @@ describe('GlideinFleet', () => {
     const scheduleId = `fleet-schedule-${fleet}`;
     await withWorker(SITES, async (w) => {
       const client = env().client;
-      expect(
-        await upsertFleetSchedule(client, {
-          scheduleId,
-          taskQueue: w.taskQueue,
-          every: '2s',
-          request: { site: 'local', count: 1, fleet },
-        }),
-      ).toBe('created');
+      // Created exactly as the README shows, with the temporal CLI.
+      await run(temporalCli(), [
+        'schedule',
+        'create',
+        '--schedule-id',
+        scheduleId,
+        '--interval',
+        '2s',
+        '--overlap-policy',
+        'Skip',
+        '--workflow-id',
+        `fleet-${fleet}`,
+        '--type',
+        'GlideinFleet',
+        '--task-queue',
+        w.taskQueue,
+        '--input',
+        JSON.stringify({ site: 'local', count: 1, fleet, scheduleId }),
+        '--address',
+        env().address,
+      ]);
       // Creating it again updates it.
       expect(
         await upsertFleetSchedule(client, {
