@@ -1,7 +1,8 @@
 /**
  * The main job on its embedded default: a Temporal dev server with its Web UI, the local test site and a
  * worker; then one glidein launched, each step printed as it completes, held for a while once registered,
- * drained, and torn down.
+ * drained, and torn down; then a GlideinFleet on a Temporal Schedule fills its count, and the whole site is
+ * drained the way an operator would.
  *
  *   npm run demo                 # launch, hold DEMO_HOLD seconds (default 15), drain, stop everything
  *   DEMO_SITE=local npm run demo # the loopback site instead of JSC in a box
@@ -20,11 +21,15 @@ import { configFromEnv, createWorker, DEFAULT_TASK_QUEUE } from '../src/worker';
 import { LaunchGlidein } from '../src/workflows';
 import { drainSignal, SEARCH_ATTRIBUTES, statusQuery, type GlideinStatus } from '../src/workflows/messages';
 import { temporalCli } from '../sandbox/temporal-cli';
+import { drainFleetSchedule, upsertFleetSchedule } from '../src/fleet-schedule';
+import { fleetStatusQuery } from '../src/workflows/fleet-messages';
 
 const PORT = Number(process.env.TEMPORAL_PORT ?? 7233);
 const UI_PORT = Number(process.env.TEMPORAL_UI_PORT ?? 8233);
 const HOLD_S = Number(process.env.DEMO_HOLD ?? 15);
 const serve = process.argv.includes('--serve');
+/** Glideins in the fleet part of the demo (0: no fleet). The test sites hold one glidein per node for now. */
+const FLEET = Number(process.env.DEMO_FLEET ?? 1);
 const say = (line: string) => console.log(`[demo] ${line}`);
 
 async function main(): Promise<void> {
@@ -142,8 +147,50 @@ async function main(): Promise<void> {
     const result = await done;
     printSteps({ ...(await handle.query(statusQuery)) });
     say(`finished: ${result.endReason}; everything acquired on the site has been released`);
+    if (FLEET > 0) await demoFleet(client, site.name);
   } finally {
     await cleanup();
+  }
+}
+
+/** A fleet on a schedule: created as an operator would, watched until full, then the whole site drained. */
+async function demoFleet(client: Client, site: string): Promise<void> {
+  const scheduleId = `fleet-${site}-demo`;
+  say(`fleet: creating schedule ${scheduleId} (GlideinFleet of ${FLEET} on ${site}, overlap SKIP)`);
+  await upsertFleetSchedule(client, {
+    scheduleId,
+    taskQueue: DEFAULT_TASK_QUEUE,
+    every: '1m',
+    request: { site, count: FLEET, fleet: `${site}-demo` },
+  });
+  const schedule = client.schedule.getHandle(scheduleId);
+  try {
+    let fleetId: string | undefined;
+    let shown = '';
+    const until = Date.now() + 600_000;
+    for (;;) {
+      if (Date.now() > until) throw new Error('the fleet did not fill within 10 minutes');
+      fleetId ??= (await schedule.describe()).info.runningActions[0]?.workflow.workflowId;
+      if (fleetId) {
+        const v = await client.workflow.getHandle(fleetId).query(fleetStatusQuery);
+        const line = `fleet ${v.fleet}: ${v.phase}, ${v.running} running, ${v.starting} starting of ${v.target}${v.held ? ` (${v.held})` : ''}`;
+        if (line !== shown) say((shown = line));
+        if (v.running >= FLEET) break;
+      }
+      await new Promise((r) => setTimeout(r, 1000));
+    }
+    say(
+      `fleet full; watch it: http://127.0.0.1:${UI_PORT}/namespaces/default/workflows?query=GlideinFleet%3D%22${site}-demo%22`,
+    );
+    await new Promise((r) => setTimeout(r, Math.min(HOLD_S, 10) * 1000));
+    say(`fleet: draining the whole site (npm run fleet -- drain ${scheduleId})`);
+    const fleets = await drainFleetSchedule(client, scheduleId);
+    for (const id of fleets) {
+      const result = await client.workflow.getHandle(id).result();
+      say(`fleet ${id} ended: ${result.endReason} after ${result.rounds} rounds`);
+    }
+  } finally {
+    await schedule.delete().catch(() => undefined);
   }
 }
 
