@@ -1,10 +1,12 @@
 /**
  * What LaunchGlidein carries into its next run by continue-as-new, validated on the way in like any other
  * input: a carried state names site paths, a Slurm job, a node, processes to signal and mounts to release, so
- * a forged or corrupted one must never reach an activity. Pure (zod only): it runs in the workflow sandbox.
+ * a forged or corrupted one must never reach an activity. Pure (zod and the step catalogue): it runs in the workflow
+ * sandbox.
  */
 import { z } from 'zod';
 import { glideinId, hostname, port, repositoryName, absolutePath, siteName } from './validation';
+import { STEP_NAMES } from '../workflows/steps';
 
 const ms = (max: number) =>
   z
@@ -21,30 +23,6 @@ const isoTime = z
 export const MAX_TUNNEL_REPAIRS = 5;
 /** Setup, at most MAX_TUNNEL_REPAIRS reopened tunnels, teardown: a carried step list is never longer. */
 export const MAX_CARRIED_STEPS = 64;
-
-/** The steps that release what setup took, in the order teardown runs them (each only if its resource is held). */
-export const TEARDOWN_STEP_NAMES = [
-  'stopGlidein',
-  'stopContainer',
-  'unmountCvmfs',
-  'closeTunnel',
-  'cleanupGlidein',
-  'releaseNode',
-] as const;
-
-export const STEP_NAMES = [
-  'planLaunch',
-  'allocateNode',
-  'openTunnel',
-  'verifyOutbound',
-  'mountCvmfs',
-  'startContainer',
-  'preloadProxychains',
-  'startGlidein',
-  'confirmRegistration',
-  'monitor',
-  ...TEARDOWN_STEP_NAMES,
-] as const;
 
 export const slurmJobId = z.string().regex(/^\d{1,12}(?:_\d{1,9})?$/, 'expected a Slurm job id such as 123456');
 
@@ -76,6 +54,7 @@ export const heldResourceSchema = z.discriminatedUnion('kind', [
 ]);
 
 const stepOutcomeSchema = z.strictObject({
+  // The step catalogue names every step a status can hold.
   step: z.enum(STEP_NAMES),
   status: z.enum(['running', 'ok', 'failed']),
   startedAt: isoTime,

@@ -1,5 +1,5 @@
 /** Domain types shared by the workflow, activities and clients. All of them are recorded in history: no secrets. */
-import type { STEP_NAMES } from './carried-state';
+import type { StepName } from '../workflows/steps';
 
 /** Names one glidein lifecycle on one site; every activity gets it and finds the rest in the site profile. */
 export interface GlideinRef {
@@ -17,8 +17,8 @@ export type HeldResource =
   | { kind: 'container'; instance: string }
   | { kind: 'glidein' };
 
-/** Every step of a lifecycle, in the order it runs (STEP_NAMES in carried-state.ts). */
-export type StepName = (typeof STEP_NAMES)[number];
+/** Every step of a lifecycle: the step catalogue's names (src/workflows/steps.ts). */
+export type { StepName };
 
 export interface StepOutcome {
   step: StepName;

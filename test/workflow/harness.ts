@@ -4,6 +4,7 @@ import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import type { WorkflowHandle } from '@temporalio/client';
 import { LaunchGlidein } from '../../src/workflows';
 import { statusQuery, type GlideinStatus } from '../../src/workflows/messages';
+import { setupOrder, teardownOrder } from '../../src/workflows/steps';
 import { findSecretsInHistories } from '../helpers/secrets';
 import { createTestEnv, createTestWorker, type TestWorker, type TestWorkerOptions } from '../../sandbox/temporal';
 
@@ -92,21 +93,7 @@ export async function waitForPhase(
 }
 
 export const stepsOf = (status: { steps: GlideinStatus['steps'] }) => status.steps.map((s) => `${s.step}:${s.status}`);
-/** Teardown after a full setup: the inverses in reverse, then the work directory moved aside. */
-export const TEARDOWN = [
-  'stopGlidein:ok',
-  'stopContainer:ok',
-  'unmountCvmfs:ok',
-  'closeTunnel:ok',
-  'cleanupGlidein:ok',
-];
-export const SETUP = [
-  'planLaunch:ok',
-  'openTunnel:ok',
-  'verifyOutbound:ok',
-  'mountCvmfs:ok',
-  'startContainer:ok',
-  'preloadProxychains:ok',
-  'startGlidein:ok',
-  'confirmRegistration:ok',
-];
+/** Setup on the loopback site (no Slurm): every step the catalogue runs there, each succeeding. */
+export const SETUP = setupOrder({ slurm: false }).map((step) => `${step}:ok`);
+/** Teardown after that setup: the inverses in reverse, with the work directory moved aside before the node would be. */
+export const TEARDOWN = teardownOrder(setupOrder({ slurm: false })).map((step) => `${step}:ok`);

@@ -1,0 +1,286 @@
+/**
+ * The saga of one LaunchGlidein run: plan, set up, monitor, and at the end release what is held and close. Every
+ * step is run as the catalogue (./steps.ts) declares it — its activity and options, its arguments, what it holds
+ * before it runs and what it learnt — and teardown gives back each held resource by its catalogued inverse, in
+ * reverse, shielded from cancellation, on success, failure, drain, stop and cancellation alike.
+ */
+import {
+  ApplicationFailure,
+  CancellationScope,
+  CancelledFailure,
+  log,
+  patched,
+  proxyActivities,
+  upsertMemo,
+  type ActivityOptions,
+} from '@temporalio/workflow';
+import type { GlideinActivities } from '../activities';
+import { MAX_TUNNEL_REPAIRS } from '../common/carried-state';
+import { FailureType } from '../common/failure-types';
+import type { HeldResource, ShutdownMode, StepName } from '../common/types';
+import type { LaunchPlan } from '../site/profile';
+import type { ResumeState } from './input';
+import type { GlideinStatus } from './messages';
+import { decideClose, decideEnd, messageOf } from './outcome';
+import type { GlideinLifecycle } from './state';
+import {
+  FINAL_STEPS,
+  INVERSE_OF,
+  monitorRoundMs,
+  SETUP_STEP_NAMES,
+  STEPS,
+  TEARDOWN_STEP_NAMES,
+  type ActivityOf,
+  type SetupContext,
+  type TeardownContext,
+} from './steps';
+
+export interface LaunchResult {
+  site: string;
+  glideinId: string;
+  endReason: string;
+  registration?: GlideinStatus['registration'];
+  steps: GlideinStatus['steps'];
+}
+
+const TEARDOWN_STEPS = new Set<StepName>(TEARDOWN_STEP_NAMES);
+
+/** The work directory's retirement: the final teardown step, run once only the resource it precedes is held. */
+const RETIRE = FINAL_STEPS[0];
+const RETIRE_BEFORE_KIND = (Object.keys(INVERSE_OF) as HeldResource['kind'][]).find(
+  (kind) => INVERSE_OF[kind] === RETIRE.before,
+);
+
+/** The activity of a step, with these options: typed to that activity alone. */
+export function activityFor<N extends StepName>(name: N, options: ActivityOptions): ActivityOf<N> {
+  const activities: Record<string, unknown> = proxyActivities<GlideinActivities>(options);
+  return activities[STEPS[name].activity] as ActivityOf<N>;
+}
+
+/** A catalogue entry as the saga runs it: the catalogue has typed each field against its own activity. */
+interface Declared<C> {
+  options: ActivityOptions | ((ctx: C) => ActivityOptions);
+  args?: (ctx: C) => unknown[];
+  describe?: (result: unknown) => string | undefined;
+}
+
+const optionsOf = <C>(step: Pick<Declared<C>, 'options'>, ctx: C): ActivityOptions =>
+  typeof step.options === 'function' ? step.options(ctx) : step.options;
+
+/** Runs a catalogued step with its options and arguments, recorded in the status. */
+function runStep<C extends SetupContext | TeardownContext>(
+  lifecycle: GlideinLifecycle,
+  name: StepName,
+  ctx: C,
+): Promise<unknown> {
+  const step = STEPS[name] as unknown as Declared<C>;
+  const activity = activityFor(name, optionsOf(step, ctx)) as (...args: unknown[]) => Promise<unknown>;
+  return lifecycle.step(name, () => activity(...(step.args?.(ctx) ?? [ctx.ref])), step.describe);
+}
+
+/**
+ * Plans (unless a continued run carries the plan), sets up and monitors, in the work scope that a stop or drain
+ * cancels. Returns what went wrong, or the state to continue-as-new with.
+ */
+export async function work(
+  lifecycle: GlideinLifecycle,
+  lifetime: string | undefined,
+): Promise<{ failure?: unknown; next?: ResumeState }> {
+  // A stop or drain that reached the previous run as it continued-as-new ends this one.
+  if (lifecycle.owned && lifecycle.status.shutdown) return {};
+  try {
+    const next = await lifecycle.work.run(async () => {
+      if (!lifecycle.plan) {
+        lifecycle.plan = await lifecycle.step(
+          'planLaunch',
+          () => activityFor('planLaunch', STEPS.planLaunch.options)(lifecycle.ref, lifetime),
+          STEPS.planLaunch.describe,
+        );
+        lifecycle.status.deadline = Date.now() + lifecycle.plan.lifetimeMs;
+        await setup(lifecycle, lifecycle.plan);
+      }
+      return monitor(lifecycle, lifecycle.plan);
+    });
+    return { next };
+  } catch (failure) {
+    return { failure };
+  }
+}
+
+/** Every setup step in catalogue order, each recorded as held before it runs. */
+async function setup(lifecycle: GlideinLifecycle, plan: LaunchPlan): Promise<void> {
+  lifecycle.setPhase('setup');
+  const ctx: SetupContext = { ref: lifecycle.ref, plan, status: lifecycle.status };
+  for (const name of SETUP_STEP_NAMES) {
+    const step = STEPS[name];
+    if (step.requires && !plan[step.requires]) continue;
+    if (step.enters) lifecycle.setPhase(step.enters);
+    const acquires = step.acquires as
+      | { before: (ctx: SetupContext) => HeldResource; after?: (r: unknown, ctx: SetupContext) => HeldResource }
+      | undefined;
+    if (acquires) lifecycle.hold(acquires.before(ctx));
+    const result = await runStep(lifecycle, name, ctx);
+    if (acquires?.after) lifecycle.hold(acquires.after(result, ctx));
+    (step.record as ((r: unknown, ctx: SetupContext) => void) | undefined)?.(result, ctx);
+  }
+}
+
+/** Monitors until the lifetime ends or a fault; returns a resume state when it is time to continue-as-new. */
+async function monitor(lifecycle: GlideinLifecycle, plan: LaunchPlan): Promise<ResumeState | undefined> {
+  const { ref, status } = lifecycle;
+  lifecycle.setPhase('monitoring');
+  const roundMs = monitorRoundMs(plan);
+  const watch = activityFor('monitor', STEPS.monitor.options(plan));
+  const reopen = activityFor('openTunnel', optionsOf(STEPS.openTunnel, { ref, plan, status }));
+  const deadline = status.deadline ?? Date.now() + plan.lifetimeMs;
+  for (let rounds = 0; ; rounds++) {
+    if (lifecycle.shouldContinueAsNew(rounds)) return lifecycle.resumeState(plan);
+    const report = await watch(ref, {
+      deadline,
+      roundEnd: Math.min(deadline, Date.now() + roundMs),
+      intervalMs: plan.monitorIntervalMs,
+    });
+    status.lastCheck = report.last;
+    switch (report.end) {
+      case 'round-complete':
+        continue;
+      case 'deadline':
+        status.endReason = 'lifetime';
+        return undefined;
+      case 'glidein-exited':
+        // Glideins end themselves (idle timeout, retirement): a normal end, reported as such.
+        status.endReason = `glidein exited: ${report.detail ?? ''}`.trim();
+        status.ghost = report.ghost;
+        if (report.ghost)
+          log.warn('ghost glidein: its process ended but the collector still lists it', {
+            glideinId: ref.glideinId,
+            ad: report.ghost,
+          });
+        return undefined;
+      case 'tunnel-down':
+        if (++lifecycle.tunnelRepairs > MAX_TUNNEL_REPAIRS)
+          throw ApplicationFailure.nonRetryable(
+            `the tunnel went down ${lifecycle.tunnelRepairs} times; giving up`,
+            FailureType.TunnelUnstable,
+          );
+        log.warn('tunnel down, reopening', { glideinId: ref.glideinId, repairs: lifecycle.tunnelRepairs });
+        // The tunnel is held already: reopening it changes nothing teardown needs to know.
+        await lifecycle.step(
+          'openTunnel',
+          () => reopen(ref),
+          (t) => `reopened after a drop: pid ${t.process.pid}`,
+        );
+        continue;
+      case 'unregistered':
+        throw ApplicationFailure.nonRetryable(
+          `glidein ${ref.glideinId} is running but no longer in the collector: ${report.detail}`,
+          FailureType.GlideinUnregistered,
+        );
+    }
+  }
+}
+
+/**
+ * Decides how the run ended (./outcome.ts), releases what is held unless it is another workflow's, writes the
+ * memo, and closes: returns the result, or throws the cancellation or the failure.
+ */
+export async function finish(lifecycle: GlideinLifecycle, failure: unknown): Promise<LaunchResult> {
+  const { ref, status } = lifecycle;
+  const end = decideEnd({
+    failure,
+    shutdown: status.shutdown,
+    endReason: status.endReason,
+    cancelRequested: lifecycle.root.consideredCancelled,
+    owned: lifecycle.owned,
+  });
+  status.endReason = end.endReason;
+
+  if (end.conflict) {
+    // Everything "held" is another workflow's: release nothing.
+    log.warn('the glidein belongs to another workflow; nothing is released', { glideinId: ref.glideinId });
+    status.held = [];
+  } else {
+    await teardown(lifecycle, end.teardownMode);
+  }
+
+  const result: LaunchResult = {
+    site: ref.site,
+    glideinId: ref.glideinId,
+    endReason: status.endReason ?? 'done',
+    registration: status.registration,
+    steps: status.steps,
+  };
+  // How it ended and what teardown did, on the closed execution (Web UI, `temporal workflow describe`), whatever
+  // the close: a cancelled workflow has no result to carry it.
+  if (patched('memo-end-reason')) {
+    upsertMemo({
+      endReason: result.endReason,
+      teardown: end.conflict
+        ? ['skipped: the glidein belongs to another workflow']
+        : status.steps
+            .filter((s) => TEARDOWN_STEPS.has(s.step))
+            .map((s) => `${s.step}: ${s.status === 'ok' ? s.detail : `failed: ${s.error}`}`),
+      stillHeld: lifecycle.heldKinds(),
+    });
+  }
+  const close = decideClose(
+    end,
+    status.held.map((h) => h.kind),
+  );
+  lifecycle.setPhase(close.phase);
+  if (close.phase === 'cancelled') {
+    throw failure ?? new CancelledFailure('cancelled'); // closes as cancelled; the memo, the status query and the history show the teardown
+  }
+  if (close.phase === 'failed') {
+    throw ApplicationFailure.create({
+      message: `LaunchGlidein ${ref.glideinId} at ${ref.site} failed: ${close.message}`,
+      type: close.failureType,
+      nonRetryable: true,
+      details: [result],
+      cause: end.fault instanceof Error ? end.fault : undefined,
+    });
+  }
+  return result;
+}
+
+/** Gives back every held resource by its inverse, last taken first, logging and going on past one that fails. */
+async function teardown(lifecycle: GlideinLifecycle, mode: ShutdownMode): Promise<void> {
+  const { ref, status } = lifecycle;
+  lifecycle.setPhase('teardown');
+  const ctx: TeardownContext = { ref, plan: lifecycle.plan, mode };
+  let retired = false;
+  const retireWhenClear = async () => {
+    // Nothing but planning ran: there is no directory to retire.
+    if (retired || !lifecycle.owned || !status.steps.some((s) => s.step !== 'planLaunch')) return;
+    if (status.held.some((r) => r.kind !== RETIRE_BEFORE_KIND)) return;
+    retired = true;
+    await retire(lifecycle, ctx);
+  };
+  await CancellationScope.nonCancellable(async () => {
+    for (const resource of [...status.held].reverse()) {
+      if (resource.kind === RETIRE_BEFORE_KIND) await retireWhenClear();
+      try {
+        await runStep(lifecycle, INVERSE_OF[resource.kind], ctx);
+        lifecycle.released(resource);
+      } catch (err) {
+        log.error('teardown step failed; continuing with the rest', {
+          glideinId: ref.glideinId,
+          resource: resource.kind,
+          error: messageOf(err),
+        });
+      }
+    }
+    await retireWhenClear();
+  });
+}
+
+/** Moves the work directory aside once nothing is held any more; a failure here is only logged. */
+async function retire(lifecycle: GlideinLifecycle, ctx: TeardownContext): Promise<void> {
+  await CancellationScope.nonCancellable(async () => {
+    try {
+      await runStep(lifecycle, RETIRE.name, ctx);
+    } catch (err) {
+      log.warn('the work directory was not cleaned up', { glideinId: ctx.ref.glideinId, error: messageOf(err) });
+    }
+  });
+}

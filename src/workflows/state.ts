@@ -1,0 +1,149 @@
+/**
+ * What one run of LaunchGlidein knows, and how it answers messages: the status (phase, steps, held resources), the
+ * shutdown asked for, and when to continue-as-new. The saga (./saga.ts) acts on the site; this only records.
+ */
+import {
+  CancellationScope,
+  log,
+  setHandler,
+  upsertMemo,
+  upsertSearchAttributes,
+  workflowInfo,
+} from '@temporalio/workflow';
+import { holdResource } from '../common/held';
+import { glideinIdFor, legacyGlideinIdFor } from '../common/request';
+import type { GlideinRef, HeldResource, ShutdownMode, StepName, StepOutcome } from '../common/types';
+import type { LaunchPlan } from '../site/profile';
+import type { Accepted, ResumeState } from './input';
+import {
+  drainSignal,
+  GlideinId,
+  GlideinPhase,
+  GlideinSite,
+  statusQuery,
+  stopSignal,
+  type GlideinStatus,
+  type Phase,
+} from './messages';
+import { messageOf } from './outcome';
+
+export const DEFAULT_HISTORY_EVENTS = 5_000;
+
+/** Phases in which a stop or drain has nothing left to stop. */
+const ENDING: readonly Phase[] = ['teardown', 'done', 'failed', 'cancelled'];
+
+export class GlideinLifecycle {
+  readonly owned: boolean;
+  readonly ref: GlideinRef;
+  readonly status: GlideinStatus;
+  /** Absent until planLaunch has run (a continued run carries it). */
+  plan?: LaunchPlan;
+  tunnelRepairs: number;
+  /** The workflow's own scope (built in the workflow function): cancelled when the workflow is. */
+  readonly root = CancellationScope.current();
+  /** Setup and monitoring run in it; a stop or drain cancels it. */
+  readonly work = new CancellationScope();
+  /** A history cap from the input, only in runs recorded before the owned lifecycle. */
+  private readonly legacyCap?: number;
+
+  constructor(accepted: Accepted, owned: boolean, workflowId: string) {
+    const { request, resume } = accepted;
+    this.owned = owned;
+    this.legacyCap = accepted.legacyCap;
+    this.ref = {
+      site: request.site,
+      glideinId: resume?.status.glideinId ?? (owned ? glideinIdFor(workflowId) : legacyGlideinIdFor(workflowId)),
+      node: resume?.status.allocation?.node,
+    };
+    this.status = resume?.status ?? {
+      site: this.ref.site,
+      glideinId: this.ref.glideinId,
+      phase: 'planning',
+      steps: [],
+      held: [],
+    };
+    this.plan = resume?.plan;
+    this.tunnelRepairs = resume?.tunnelRepairs ?? 0;
+  }
+
+  setHandlers(): void {
+    setHandler(statusQuery, () => this.status);
+    setHandler(drainSignal, () => this.requestShutdown('drain'));
+    setHandler(stopSignal, () => this.requestShutdown('stop'));
+  }
+
+  requestShutdown(mode: ShutdownMode): void {
+    const { status } = this;
+    if (ENDING.includes(status.phase)) return;
+    if (this.owned) {
+      // A drain never softens a stop; a repeated or carried request still cancels the work.
+      if (status.shutdown !== 'stop') status.shutdown = mode;
+    } else {
+      if (status.shutdown === 'stop') return;
+      status.shutdown = mode;
+    }
+    log.info('shutdown requested', { mode, glideinId: this.ref.glideinId });
+    this.work.cancel();
+  }
+
+  setPhase(phase: Phase): void {
+    this.status.phase = phase;
+    upsertSearchAttributes([
+      { key: GlideinPhase, value: phase },
+      { key: GlideinSite, value: this.ref.site },
+      { key: GlideinId, value: this.ref.glideinId },
+    ]);
+    // While it runs too, not only once it has closed: what it is doing and what it holds.
+    if (this.owned) upsertMemo({ phase, held: this.heldKinds() });
+  }
+
+  heldKinds(): string {
+    return this.status.held.map((h) => h.kind).join(', ') || 'nothing';
+  }
+
+  /** Records a resource before the step that takes it, or what its step learnt about it (one entry per kind). */
+  hold(resource: HeldResource): void {
+    holdResource(this.status.held, resource);
+  }
+
+  released(resource: HeldResource): void {
+    this.status.held.splice(this.status.held.indexOf(resource), 1);
+  }
+
+  /** Runs one step and records its outcome and duration for the status query. */
+  async step<T>(name: StepName, run: () => Promise<T>, describe?: (result: T) => string | undefined): Promise<T> {
+    const outcome: StepOutcome = { step: name, status: 'running', startedAt: new Date().toISOString() };
+    this.status.steps.push(outcome);
+    const started = Date.now();
+    try {
+      const result = await run();
+      outcome.status = 'ok';
+      outcome.detail = describe?.(result);
+      return result;
+    } catch (err) {
+      outcome.status = 'failed';
+      outcome.error = messageOf(err);
+      throw err;
+    } finally {
+      outcome.durationMs = Date.now() - started;
+    }
+  }
+
+  historyCap(): number {
+    return this.owned
+      ? (this.plan?.historyEvents ?? DEFAULT_HISTORY_EVENTS)
+      : (this.legacyCap ?? DEFAULT_HISTORY_EVENTS);
+  }
+
+  /** Time to continue-as-new, before monitoring round `round` of this run. */
+  shouldContinueAsNew(round: number): boolean {
+    const due = () => workflowInfo().continueAsNewSuggested || workflowInfo().historyLength >= this.historyCap();
+    // Every run monitors for at least one round before it continues-as-new: no cap can make it loop.
+    return this.owned ? round > 0 && due() : due();
+  }
+
+  /** What the next run continues from. */
+  resumeState(plan: LaunchPlan): ResumeState {
+    return { plan, status: this.status, tunnelRepairs: this.tunnelRepairs };
+  }
+}

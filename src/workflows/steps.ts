@@ -1,0 +1,330 @@
+/**
+ * The step catalogue: every step of a glidein lifecycle declared once — its activity, what it takes on the site and
+ * the step that gives it back, its activity options, and how its outcome reads in the status. The saga
+ * (./saga.ts), the step names the carried state accepts, the teardown order and the tests' expectations all derive
+ * from this table. Adding a step is one entry here (and its activity).
+ *
+ * Pure and deterministic: the workflow sandbox runs it, and carried-state.ts, clients and tests import it.
+ */
+import { ActivityCancellationType, type ActivityOptions } from '@temporalio/common';
+import type { GlideinActivities } from '../activities';
+import { instanceName } from '../common/naming';
+import type { GlideinRef, HeldResource, ShutdownMode } from '../common/types';
+import type { LaunchPlan } from '../site/profile';
+import type { GlideinStatus, Phase } from './messages';
+
+type ActivityName = keyof GlideinActivities;
+type ResultOf<A extends ActivityName> = Awaited<ReturnType<GlideinActivities[A]>>;
+type Kind = HeldResource['kind'];
+type Held<K extends Kind> = Extract<HeldResource, { kind: K }>;
+
+/** What a setup step's arguments, options and records are worked out from. */
+export interface SetupContext {
+  /** Mutable: allocateNode names the node every later step runs on. */
+  ref: GlideinRef;
+  plan: LaunchPlan;
+  status: GlideinStatus;
+}
+
+/** What a teardown step's arguments and options are worked out from. */
+export interface TeardownContext {
+  ref: GlideinRef;
+  /** Absent only when planning never finished, and then nothing is held. */
+  plan?: LaunchPlan;
+  mode: ShutdownMode;
+}
+
+type Options<C> = ActivityOptions | ((ctx: C) => ActivityOptions);
+
+/** Activities that take only the ref get it; any other says how its arguments are made, so none is forgotten. */
+type ArgsOf<A extends ActivityName, C> =
+  Parameters<GlideinActivities[A]> extends [GlideinRef]
+    ? { args?: undefined }
+    : { args: (ctx: C) => Parameters<GlideinActivities[A]> };
+
+interface StepBase<A extends ActivityName> {
+  activity: A;
+  /** The status's detail for a step that succeeded. */
+  describe?: (result: ResultOf<A>) => string | undefined;
+}
+
+/** Loads the plan; runs once per lifecycle, before the phase leaves planning. */
+type PlanStep<A extends ActivityName> = StepBase<A> & { stage: 'plan'; options: ActivityOptions };
+
+/**
+ * What a step takes on the site, recorded before it runs (its inverse looks at the site first, so a step that never
+ * got anywhere, or got half-way, is undone all the same) and again with what it learnt.
+ */
+type Acquisition<A extends ActivityName> = {
+  [K in Kind]: {
+    kind: K;
+    inverse: string;
+    before: (ctx: SetupContext) => Held<K>;
+    after?: (result: ResultOf<A>, ctx: SetupContext) => Held<K>;
+  };
+}[Kind];
+
+type SetupStep<A extends ActivityName> = StepBase<A> &
+  ArgsOf<A, SetupContext> & {
+    stage: 'setup';
+    options: Options<SetupContext>;
+    /** Runs only on sites whose plan has this. */
+    requires?: 'slurm';
+    /** The phase the lifecycle enters as this step starts. */
+    enters?: Phase;
+    acquires?: Acquisition<A>;
+    /** What else the status and later steps learn from its result. */
+    record?: (result: ResultOf<A>, ctx: SetupContext) => void;
+  };
+
+/** The monitor: rounds of one activity, not a recorded step; the name is the one its failures carry. */
+type MonitorStep<A extends ActivityName> = {
+  stage: 'monitor';
+  activity: A;
+  options: (plan: LaunchPlan) => ActivityOptions;
+};
+
+type TeardownStep<A extends ActivityName> = StepBase<A> &
+  ArgsOf<A, TeardownContext> & {
+    stage: 'teardown';
+    options: Options<TeardownContext>;
+    /** A step that is no resource's inverse runs once all else is released, just before this step. */
+    before?: string;
+  };
+
+const plan = <A extends ActivityName>(spec: Omit<PlanStep<A>, 'stage'>): PlanStep<A> => ({ stage: 'plan', ...spec });
+const setup = <A extends ActivityName>(spec: Omit<SetupStep<A>, 'stage'>): SetupStep<A> =>
+  ({ stage: 'setup', ...spec }) as SetupStep<A>;
+const monitor = <A extends ActivityName>(spec: Omit<MonitorStep<A>, 'stage'>): MonitorStep<A> => ({
+  stage: 'monitor',
+  ...spec,
+});
+const teardown = <A extends ActivityName>(spec: Omit<TeardownStep<A>, 'stage'>): TeardownStep<A> =>
+  ({ stage: 'teardown', ...spec }) as TeardownStep<A>;
+
+const retry = (maximumAttempts: number): ActivityOptions['retry'] => ({
+  initialInterval: '1s',
+  backoffCoefficient: 2,
+  maximumInterval: '30s',
+  maximumAttempts,
+});
+
+/** Setup steps wait for a cancelled attempt to finish, so teardown never races a half-started resource. */
+const setupOptions = (
+  startToCloseTimeout: number,
+  maximumAttempts = 4,
+  heartbeatTimeout?: number,
+): ActivityOptions => ({
+  startToCloseTimeout,
+  heartbeatTimeout,
+  retry: retry(maximumAttempts),
+  cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+});
+
+const ON_SITE = setupOptions(120_000, 4, 15_000);
+const UNDO: ActivityOptions = { startToCloseTimeout: 180_000, heartbeatTimeout: 15_000, retry: retry(5) };
+const undone = (r: { detail: string }) => r.detail;
+
+/** Plans recorded before monitor.reportEvery existed carry no round length: they used 10 minutes. */
+export const monitorRoundMs = (p: LaunchPlan): number => p.monitorRoundMs ?? 600_000;
+
+/** In lifecycle order: planning, setup, the monitor, then the steps that give back what setup took. */
+export const STEPS = {
+  planLaunch: plan({
+    activity: 'planLaunch',
+    options: setupOptions(30_000, 3),
+    describe: (p) => `lifetime ${p.lifetimeMs / 1000} s on ${p.site}`,
+  }),
+  allocateNode: setup({
+    activity: 'allocateNode',
+    requires: 'slurm',
+    options: ({ plan }) => setupOptions(plan.slurm!.queueTimeoutMs + 120_000, 4, 15_000),
+    args: ({ ref, plan }) => [ref, plan.slurm!.queueTimeoutMs],
+    acquires: {
+      kind: 'allocation',
+      inverse: 'releaseNode',
+      before: ({ ref }) => ({ kind: 'allocation', jobName: ref.glideinId }),
+      after: (a, { ref }) => ({ kind: 'allocation', jobName: ref.glideinId, jobId: a.jobId }),
+    },
+    record: (a, { ref, plan, status }) => {
+      ref.node = a.node;
+      status.allocation = { jobId: a.jobId, node: a.node };
+      // Drain in time for the glidein to finish before Slurm ends the job.
+      if (a.timeLeftMs !== undefined) {
+        status.deadline = Math.min(status.deadline ?? Infinity, Date.now() + a.timeLeftMs - plan.drainGraceMs - 60_000);
+      }
+    },
+    describe: (a) => `${a.reused ? 'found' : 'submitted'} job ${a.jobId}, running on ${a.node}`,
+  }),
+  openTunnel: setup({
+    activity: 'openTunnel',
+    // A tunnel start may queue behind others towards the same sshd (tunnel.startsInFlight), heartbeating while it
+    // waits: a fleet starting at once must not time out in that queue.
+    options: setupOptions(1_800_000, 4, 15_000),
+    acquires: {
+      kind: 'tunnel',
+      inverse: 'closeTunnel',
+      before: () => ({ kind: 'tunnel', socksPort: 0 }),
+      after: (t) => ({ kind: 'tunnel', socksPort: t.socksPort }),
+    },
+    describe: (t) => `${t.reused ? 'reused' : 'opened'} SOCKS 127.0.0.1:${t.socksPort}, pid ${t.process.pid}`,
+  }),
+  verifyOutbound: setup({
+    activity: 'verifyOutbound',
+    options: ON_SITE,
+    describe: (r) => `reached ${r.target}: ${r.chain}`,
+  }),
+  mountCvmfs: setup({
+    activity: 'mountCvmfs',
+    options: setupOptions(600_000, 3, 15_000),
+    acquires: {
+      kind: 'cvmfs',
+      inverse: 'unmountCvmfs',
+      before: ({ plan }) => ({ kind: 'cvmfs', repositories: plan.repositories }),
+    },
+    describe: (r) =>
+      `mounted ${r.mounted.join(', ') || 'nothing'}` +
+      (r.shared?.length ? ` (shared with other glideins: ${r.shared.join(', ')})` : '') +
+      (r.alreadyMounted.length ? `; already there: ${r.alreadyMounted.join(', ')}` : ''),
+  }),
+  startContainer: setup({
+    activity: 'startContainer',
+    options: ON_SITE,
+    acquires: {
+      kind: 'container',
+      inverse: 'stopContainer',
+      before: ({ ref }) => ({ kind: 'container', instance: instanceName(ref.glideinId) }),
+    },
+    describe: (r) => `${r.reused ? 'reused' : 'started'} instance ${r.instance}, pid ${r.pid}`,
+  }),
+  preloadProxychains: setup({
+    activity: 'preloadProxychains',
+    options: ON_SITE,
+    describe: (r) => r.chain,
+  }),
+  startGlidein: setup({
+    activity: 'startGlidein',
+    options: ON_SITE,
+    args: ({ ref, plan, status }) => {
+      // The glidein retires at the deadline and is gone one drain window later, by itself if need be.
+      const retireAt = Math.floor((status.deadline ?? Date.now() + plan.lifetimeMs) / 1000);
+      return [ref, { retireAt, dieAt: retireAt + Math.ceil(plan.drainGraceMs / 1000) }];
+    },
+    acquires: { kind: 'glidein', inverse: 'stopGlidein', before: () => ({ kind: 'glidein' }) },
+    describe: (r) => `${r.reused ? 'reused' : 'started'} pid ${r.process.pid}`,
+  }),
+  confirmRegistration: setup({
+    activity: 'confirmRegistration',
+    enters: 'registering',
+    options: ({ plan }) => setupOptions(plan.registrationTimeoutMs + 60_000, 3, 15_000),
+    args: ({ ref, plan }) => [ref, plan.registrationTimeoutMs],
+    record: (r, { status }) => {
+      status.registration = r;
+    },
+    describe: (r) => `${r.name} ${r.state}/${r.activity}`,
+  }),
+  monitor: monitor({
+    activity: 'monitorGlidein',
+    options: (plan) => ({
+      startToCloseTimeout: monitorRoundMs(plan) + plan.monitorIntervalMs + 120_000,
+      heartbeatTimeout: 10_000, // the monitor heartbeats every second while it waits
+      retry: { ...retry(10), maximumInterval: '60s' },
+      // Monitoring only reads the site: on drain or stop, teardown need not wait for it to notice.
+      cancellationType: ActivityCancellationType.TRY_CANCEL,
+    }),
+  }),
+  stopGlidein: teardown({
+    activity: 'stopGlidein',
+    // Long enough for the glidein's own grace: its running jobs finish on a drain.
+    options: ({ plan, mode }) => ({
+      startToCloseTimeout: ((mode === 'drain' ? plan?.drainGraceMs : plan?.stopGraceMs) ?? 600_000) + 120_000,
+      heartbeatTimeout: 15_000,
+      retry: retry(5),
+    }),
+    args: ({ ref, mode }) => [ref, mode],
+    describe: undone,
+  }),
+  stopContainer: teardown({ activity: 'stopContainer', options: UNDO, describe: undone }),
+  unmountCvmfs: teardown({ activity: 'unmountCvmfs', options: UNDO, describe: undone }),
+  closeTunnel: teardown({ activity: 'closeTunnel', options: UNDO, describe: undone }),
+  // The work directory is retired once all else is released, and before the Slurm job: its node keeps part of it.
+  cleanupGlidein: teardown({ activity: 'cleanupGlidein', options: UNDO, describe: undone, before: 'releaseNode' }),
+  releaseNode: teardown({ activity: 'releaseNode', options: UNDO, describe: undone }),
+};
+
+export type Steps = typeof STEPS;
+export type StepName = keyof Steps;
+type StepsIn<S extends Steps[StepName]['stage']> = {
+  [N in StepName]: Steps[N]['stage'] extends S ? N : never;
+}[StepName];
+export type SetupStepName = StepsIn<'setup'>;
+export type TeardownStepName = StepsIn<'teardown'>;
+/** The activity a step runs, exactly: a step's proxy type-checks no other. */
+export type ActivityOf<N extends StepName> = GlideinActivities[Steps[N]['activity']];
+
+/** Every step name, in lifecycle order: the names a status (and a carried one) may hold. */
+export const STEP_NAMES = Object.keys(STEPS) as StepName[];
+
+const namesIn = <N extends StepName>(stage: Steps[StepName]['stage']) =>
+  STEP_NAMES.filter((n) => STEPS[n].stage === stage) as N[];
+
+/** The setup steps in the order they run (each only if its site needs it). */
+export const SETUP_STEP_NAMES = namesIn<SetupStepName>('setup');
+const TEARDOWN_NAMES = namesIn<TeardownStepName>('teardown');
+
+/** Each kind of held resource, and the step that gives it back. */
+export const INVERSE_OF = inverses();
+
+function inverses(): Record<Kind, TeardownStepName> {
+  const found: Partial<Record<Kind, TeardownStepName>> = {};
+  for (const name of SETUP_STEP_NAMES) {
+    const acquires: { kind: Kind; inverse: string } | undefined = STEPS[name].acquires;
+    if (!acquires) continue;
+    if (!TEARDOWN_NAMES.includes(acquires.inverse as TeardownStepName))
+      throw new Error(
+        `step catalogue: ${name}.acquires.inverse names '${acquires.inverse}', which is not a teardown step ` +
+          `(declare it in STEPS with teardown(…))`,
+      );
+    if (found[acquires.kind])
+      throw new Error(
+        `step catalogue: ${name} acquires '${acquires.kind}', which ${found[acquires.kind]} already gives back`,
+      );
+    found[acquires.kind] = acquires.inverse as TeardownStepName;
+  }
+  return found as Record<Kind, TeardownStepName>;
+}
+
+/** The teardown steps that are no resource's inverse, with the step each runs before. */
+export const FINAL_STEPS = TEARDOWN_NAMES.filter((n) => !Object.values(INVERSE_OF).includes(n)).map((name) => {
+  const before = (STEPS[name] as { before?: string }).before;
+  if (before !== undefined && !TEARDOWN_NAMES.includes(before as TeardownStepName))
+    throw new Error(`step catalogue: ${name}.before names '${before}', which is not a teardown step`);
+  return { name, before: before as TeardownStepName | undefined };
+});
+
+/** The steps a lifecycle runs up to monitoring, on a site that does or does not allocate a node. */
+export function setupOrder(site: { slurm: boolean }): StepName[] {
+  const setupSteps = SETUP_STEP_NAMES.filter((n) => STEPS[n].requires !== 'slurm' || site.slurm);
+  return [...namesIn('plan'), ...setupSteps];
+}
+
+/**
+ * The teardown after the given steps succeeded: the inverses of what they took, in reverse, each final step just
+ * before the step it names (or last when that one does not run).
+ */
+export function teardownOrder(ran: readonly StepName[]): TeardownStepName[] {
+  const order = ran
+    .flatMap((n) => {
+      const acquires: { kind: Kind } | undefined = (STEPS[n] as { acquires?: { kind: Kind } }).acquires;
+      return acquires ? [INVERSE_OF[acquires.kind]] : [];
+    })
+    .reverse();
+  for (const { name, before } of FINAL_STEPS) {
+    const at = before === undefined ? -1 : order.indexOf(before);
+    order.splice(at < 0 ? order.length : at, 0, name);
+  }
+  return order;
+}
+
+/** Every teardown step in the order teardown runs them (each only if its resource is held). */
+export const TEARDOWN_STEP_NAMES = teardownOrder(SETUP_STEP_NAMES);
