@@ -14,8 +14,6 @@ import { heartbeat } from './kit';
 import { siteAccess } from './site-access';
 import { permanentCause } from './classify';
 
-export type { Retirement };
-
 /** The longest a stop waits on the site in one round trip (heartbeats go on meanwhile; see site-access). */
 const STOP_WAIT_SLICE_MS = 10_000;
 

@@ -9,7 +9,7 @@
 import { activityOwner } from './kit';
 import { FailureType } from '../common/failure-types';
 import { runChecked, type Executor, type RunOptions } from '../remote/executor';
-import { CLAIM_FILE, claimArgv, parseClaim, type ClaimMode } from '../site/scripts/ownership';
+import { CLAIM_FILE, claimArgv, parseClaim, type ClaimMode, type ClaimOutcome } from '../site/scripts/ownership';
 import { PermanentFault } from './failures';
 
 /** This activity's workflow, as the claim records it: one line, whatever characters the workflow id holds. */
@@ -34,7 +34,7 @@ export async function ensureOwnership(
   const key = `${exec.target}\u0000${dir}\u0000${claim}`;
   if (confirmed.has(key)) return 'ours';
   const result = await runChecked(exec, 'checking who owns the glidein directory', claimArgv(dir, claim, mode), opts);
-  let answer;
+  let answer: ClaimOutcome;
   try {
     answer = parseClaim(result.stdout);
   } catch {

@@ -241,7 +241,12 @@ export function parseSignal(stdout: string): SignalOutcome {
 }
 
 /** Sends a signal to the recorded process group; returns false if the recorded process is gone. */
-export async function signalRecorded(exec: Executor, signal: Signal, pidFile: string, opts: RunOptions) {
+export async function signalRecorded(
+  exec: Executor,
+  signal: Signal,
+  pidFile: string,
+  opts: RunOptions,
+): Promise<boolean> {
   const result = await runChecked(exec, `sending SIG${signal}`, signalArgv(signal, pidFile), opts);
   return result.stdout.startsWith('signalled');
 }
