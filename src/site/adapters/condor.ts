@@ -116,6 +116,8 @@ export function condorFor(profile: SiteProfile, container: ContainerRuntime, cha
       '-af',
       ...attributes,
     ]);
+  const query = (q: QueryContext, argv: string[]) =>
+    q.node.run(argv, { ...q.opts, env: chain.preloadEnv(q.confFile, true), timeoutMs: 30_000 });
   const condor: Condor = {
     startArgv: (instance) => container.execArgv(instance, profile.glidein.startCommand),
     startEnv(glideinId, paths, retirement) {
@@ -131,11 +133,7 @@ export function condorFor(profile: SiteProfile, container: ContainerRuntime, cha
       status(instance, 'GlideinLaunchId =!= undefined', ['GlideinLaunchId', 'Name', 'State', 'Activity']),
     statusEnv: (confFile) => chain.preloadEnv(confFile, true),
     async queryRegistration(q, glideinId) {
-      const result = await q.node.run(condor.statusArgv(q.instance, glideinId), {
-        ...q.opts,
-        env: condor.statusEnv(q.confFile),
-        timeoutMs: 30_000,
-      });
+      const result = await query(q, condor.statusArgv(q.instance, glideinId));
       if (result.code !== 0)
         return {
           registered: undefined,
@@ -144,11 +142,7 @@ export function condorFor(profile: SiteProfile, container: ContainerRuntime, cha
       return { registered: parseAutoformat(result.stdout)[0] };
     },
     async queryCollector(q) {
-      const result = await q.node.run(condor.collectorStatusArgv(q.instance), {
-        ...q.opts,
-        env: condor.statusEnv(q.confFile),
-        timeoutMs: 30_000,
-      });
+      const result = await query(q, condor.collectorStatusArgv(q.instance));
       if (result.code !== 0)
         throw new Error(
           `condor_status for our glideins at ${collector} exited with ${result.code}: ${lastLines(result.stderr, 2)}`,

@@ -67,13 +67,20 @@ export interface LeaseArgs {
   target: string;
 }
 
-export function mountLeaseArgv(a: LeaseArgs): string[] {
-  return ['sh', '-c', MOUNT_LEASE, 'sh', a.root, a.repo, a.glideinId, a.tool, a.target];
-}
+const leaseArgv = (script: string, a: LeaseArgs) => [
+  'sh',
+  '-c',
+  script,
+  'sh',
+  a.root,
+  a.repo,
+  a.glideinId,
+  a.tool,
+  a.target,
+];
 
-export function mountReleaseArgv(a: LeaseArgs): string[] {
-  return ['sh', '-c', MOUNT_RELEASE, 'sh', a.root, a.repo, a.glideinId, a.tool, a.target];
-}
+export const mountLeaseArgv = (a: LeaseArgs): string[] => leaseArgv(MOUNT_LEASE, a);
+export const mountReleaseArgv = (a: LeaseArgs): string[] => leaseArgv(MOUNT_RELEASE, a);
 
 export function listLeasesArgv(root: string, glideinId: string): string[] {
   return ['sh', '-c', LIST_LEASES, 'sh', root, glideinId];
