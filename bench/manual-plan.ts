@@ -1,30 +1,16 @@
 /**
  * The plan bench/manual-lifecycle.sh runs: every remote command line of a lifecycle, built by the project's
- * own builders (src/activities/*.ts) and quoted by its one quoting helper (commandLine), as bash variables.
+ * own builders (the site adapters, src/site/adapters/, and the site scripts, src/site/scripts/) and quoted by its one quoting helper (commandLine), as bash variables.
  * So the script issues exactly what the activities issue; only the orchestration differs.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { instanceName } from '../src/common/naming';
-import { containerRuntime, cvmfsMountRoot, instanceStartArgv } from '../src/activities/container';
-import { leaseRoot } from '../src/activities/cvmfs';
-import { GLIDEIN_SETTLE_MS, glideinArgv, glideinEnv } from '../src/activities/glidein';
-import { preloadEnv, renderProxychainsConf } from '../src/activities/proxychains';
-import { condorStatusArgv } from '../src/activities/registration';
-import { pathsFor } from '../src/activities/site-access';
-import { tunnelArgv } from '../src/activities/tunnel';
 import { commandLine, quoteArg } from '../src/remote/quote';
-import {
-  INSPECT_PROCESSES,
-  LIST_LEASES,
-  MOUNT_LEASE,
-  MOUNT_RELEASE,
-  SIGNAL_RECORDED,
-  SPAWN_DETACHED,
-  TCP_PROBE,
-  WRITE_FILE,
-} from '../src/remote/scripts';
+import { adaptersFor, GLIDEIN_SETTLE_MS } from '../src/site/adapters';
+import { pathsFor } from '../src/site/paths';
 import type { SiteProfile } from '../src/site/profile';
+import { inspectArgv, signalArgv, spawnArgv, writeFileArgv } from '../src/site/scripts';
 
 export interface ManualPlan {
   /** The bash file to pass to manual-lifecycle.sh. */
@@ -46,8 +32,7 @@ export function writeManualPlan(
     throw new Error('kitProxy.host must be an IPv4 address here (the activities would resolve it on the login node)');
   const paths = pathsFor(profile, glideinId);
   const instance = instanceName(glideinId);
-  const runtime = containerRuntime(profile);
-  const sh = (script: string, ...args: string[]) => commandLine(['sh', '-c', script, 'sh', ...args]);
+  const { chain, condor, container, cvmfs, tunnel, instanceStartArgv } = adaptersFor(profile);
   const collector = profile.collector;
   const check = profile.outboundCheck ?? collector;
   const login = profile.login;
@@ -68,8 +53,7 @@ export function writeManualPlan(
   ];
   const proxy = ['ssh', ...opts, '-W', '%h:%p', '-p', String(login.port), `${login.user}@${login.host}`].join(' ');
   const confFile = path.join(dir, `${glideinId}.proxychains.conf`);
-  fs.writeFileSync(confFile, renderProxychainsConf(profile, profile.kitProxy.host, glideinId));
-  const root = cvmfsMountRoot(profile);
+  fs.writeFileSync(confFile, chain.render(profile.kitProxy.host, glideinId));
   const repos = profile.cvmfs.repositories;
 
   const vars: Array<[string, string | string[]]> = [
@@ -83,88 +67,45 @@ export function writeManualPlan(
     ['CONF_FILE', confFile],
     ['REPOS', repos],
     // openTunnel
-    ['C_INSPECT_TUNNEL', sh(INSPECT_PROCESSES, paths.tunnelPid)],
+    ['C_INSPECT_TUNNEL', commandLine(inspectArgv([paths.tunnelPid]))],
     ['C_MKDIR', commandLine(['mkdir', '-p', paths.dir])],
-    ['C_SPAWN_TUNNEL', sh(SPAWN_DETACHED, paths.tunnelLog, paths.tunnelPid, '', '0', '0', ...tunnelArgv(profile))],
+    ['C_SPAWN_TUNNEL', commandLine(spawnArgv(tunnel.argv(), { log: paths.tunnelLog, pidFile: paths.tunnelPid }))],
     // verifyOutbound, preloadProxychains
-    ['C_WRITE_CONF', sh(WRITE_FILE, paths.dir, paths.proxychainsConf)],
-    [
-      'C_PROBE_OUTBOUND',
-      commandLine([
-        profile.proxychains.executable,
-        '-f',
-        paths.proxychainsConf,
-        'bash',
-        '-c',
-        TCP_PROBE,
-        'probe',
-        check.host,
-        String(check.port),
-      ]),
-    ],
+    ['C_WRITE_CONF', commandLine(writeFileArgv(paths.dir, paths.proxychainsConf))],
+    ['C_PROBE_OUTBOUND', commandLine(chain.probeArgv(paths.proxychainsConf, check.host, check.port))],
     [
       'C_PROBE_PRELOAD',
       commandLine(
-        [
-          runtime.executable,
-          'exec',
-          `instance://${instance}`,
-          'bash',
-          '-c',
-          TCP_PROBE,
-          'probe',
-          collector.host,
-          String(collector.port),
-        ],
-        preloadEnv(profile, paths.proxychainsConf, false),
+        chain.preloadProbeArgv(instance, collector.host, collector.port),
+        chain.preloadEnv(paths.proxychainsConf, false),
       ),
     ],
     // mountCvmfs, unmountCvmfs
-    [
-      'C_MOUNT_LEASE',
-      repos.map((r) =>
-        sh(MOUNT_LEASE, leaseRoot(profile), r, glideinId, `${profile.cvmfs.cvmfsexecDir}/mountrepo`, `${root}/${r}`),
-      ),
-    ],
-    ['C_LIST_LEASES', sh(LIST_LEASES, leaseRoot(profile), glideinId)],
-    [
-      'C_MOUNT_RELEASE',
-      repos.map((r) =>
-        sh(MOUNT_RELEASE, leaseRoot(profile), r, glideinId, `${profile.cvmfs.cvmfsexecDir}/umountrepo`, `${root}/${r}`),
-      ),
-    ],
+    ['C_MOUNT_LEASE', repos.map((r) => commandLine(cvmfs.mountArgv(r, glideinId)))],
+    ['C_LIST_LEASES', commandLine(cvmfs.heldArgv(glideinId))],
+    ['C_MOUNT_RELEASE', repos.map((r) => commandLine(cvmfs.releaseArgv(r, glideinId)))],
     // startContainer, stopContainer
-    ['C_INSTANCE_LIST', commandLine([runtime.executable, 'instance', 'list', '--json', instance])],
-    ['C_INSTANCE_START', commandLine(instanceStartArgv(profile, instance, paths.dir))],
-    ['C_INSTANCE_STOP', commandLine([runtime.executable, 'instance', 'stop', instance])],
+    ['C_INSTANCE_LIST', commandLine(container.listArgv(instance))],
+    ['C_INSTANCE_START', commandLine(instanceStartArgv(instance, paths.dir))],
+    ['C_INSTANCE_STOP', commandLine(container.stopArgv(instance))],
     // startGlidein, confirmRegistration, stopGlidein
-    ['C_INSPECT_GLIDEIN', sh(INSPECT_PROCESSES, paths.glideinPid)],
+    ['C_INSPECT_GLIDEIN', commandLine(inspectArgv([paths.glideinPid]))],
     ['C_MKDIR_CONDOR', commandLine(['mkdir', '-p', paths.condorLocal])],
     [
       'C_SPAWN_GLIDEIN',
       commandLine(
-        [
-          'sh',
-          '-c',
-          SPAWN_DETACHED,
-          'sh',
-          paths.glideinLog,
-          paths.glideinPid,
-          '',
-          '0',
-          String(GLIDEIN_SETTLE_MS / 100),
-          ...glideinArgv(profile, instance),
-        ],
-        glideinEnv(profile, glideinId, paths),
+        spawnArgv(condor.startArgv(instance), {
+          log: paths.glideinLog,
+          pidFile: paths.glideinPid,
+          settleMs: GLIDEIN_SETTLE_MS,
+        }),
+        condor.startEnv(glideinId, paths),
       ),
     ],
-    [
-      'C_CONDOR_STATUS',
-      commandLine(condorStatusArgv(profile, instance, glideinId), preloadEnv(profile, paths.proxychainsConf, true)),
-    ],
-    ['C_STOP_GLIDEIN_TERM', sh(SIGNAL_RECORDED, 'TERM', paths.glideinPid, '100')],
+    ['C_CONDOR_STATUS', commandLine(condor.statusArgv(instance, glideinId), condor.statusEnv(paths.proxychainsConf))],
+    ['C_STOP_GLIDEIN_TERM', commandLine(signalArgv('TERM', paths.glideinPid, 10_000))],
     // closeTunnel
-    ['C_SIGNAL_TUNNEL_TERM', sh(SIGNAL_RECORDED, 'TERM', paths.tunnelPid)],
+    ['C_SIGNAL_TUNNEL_TERM', commandLine(signalArgv('TERM', paths.tunnelPid))],
   ];
   const text = [
     `# Plan for bench/manual-lifecycle.sh: glidein ${glideinId} at site ${profile.name} (written by bench/manual-plan.ts).`,

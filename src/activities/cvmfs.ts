@@ -7,29 +7,22 @@
  */
 import type { GlideinRef, UndoOutcome } from '../common/types';
 import { lastLines, runChecked } from '../remote/executor';
-import { LIST_LEASES, MOUNT_LEASE, MOUNT_RELEASE } from '../remote/scripts';
-import type { SiteProfile } from '../site/profile';
 import type { ActivityDeps } from './deps';
 import { PermanentFault, asStep } from './failures';
-import { cvmfsMountRoot } from './container';
 import { heartbeat } from './kit';
 import { siteAccess, type SiteAccess } from './site-access';
 import { permanentCause } from './classify';
 
-/** Where a site's cvmfs leases live: beside the cvmfsexec it mounts with. */
-export function leaseRoot(profile: SiteProfile): string {
-  return `${profile.cvmfs.cvmfsexecDir}/.leases`;
-}
-
 /** The repositories this glidein holds a lease on, in the profile's order (others, from an older profile, last). */
-export async function leasedRepositories(access: SiteAccess): Promise<string[]> {
+async function leasedRepositories(access: SiteAccess): Promise<string[]> {
+  const { cvmfs } = access.adapters;
   const result = await runChecked(
     access.node,
     'listing the mount leases',
-    ['sh', '-c', LIST_LEASES, 'sh', leaseRoot(access.profile), access.ref.glideinId],
+    cvmfs.heldArgv(access.ref.glideinId),
     access.opts(),
   );
-  const held = result.stdout.split('\n').filter(Boolean);
+  const held = cvmfs.parseHeld(result.stdout);
   const order = access.profile.cvmfs.repositories;
   const rank = (r: string) => (order.includes(r) ? order.indexOf(r) : order.length);
   return held.sort((a, b) => rank(a) - rank(b) || a.localeCompare(b));
@@ -50,22 +43,11 @@ export function createCvmfsActivities(deps: ActivityDeps) {
       return asStep('mountCvmfs', async () => {
         const access = await siteAccess(deps, ref, 'claim');
         const { profile, node } = access;
-        const root = cvmfsMountRoot(profile);
+        const { cvmfs } = access.adapters;
         const outcome: Required<MountOutcome> = { mounted: [], alreadyMounted: [], shared: [] };
         for (const repo of profile.cvmfs.repositories) {
           heartbeat({ mounting: repo });
-          const argv = [
-            'sh',
-            '-c',
-            MOUNT_LEASE,
-            'sh',
-            leaseRoot(profile),
-            repo,
-            ref.glideinId,
-            `${profile.cvmfs.cvmfsexecDir}/mountrepo`,
-            `${root}/${repo}`,
-          ];
-          const result = await node.run(argv, access.opts({ timeoutMs: 360_000 }));
+          const result = await node.run(cvmfs.mountArgv(repo, ref.glideinId), access.opts({ timeoutMs: 360_000 }));
           if (result.code !== 0) {
             const why = lastLines(result.stderr || result.stdout, 3);
             const message = `mountrepo ${repo} failed on ${node.target}: ${why}`;
@@ -73,10 +55,10 @@ export function createCvmfsActivities(deps: ActivityDeps) {
             if (permanent) throw new PermanentFault(`cvmfs.repositories: ${message}`, permanent.type);
             throw new Error(message);
           }
-          const [state, holders] = result.stdout.trim().split(/\s+/);
-          if (state === 'external') outcome.alreadyMounted.push(repo);
+          const lease = cvmfs.parseMount(result.stdout);
+          if (lease.state === 'external') outcome.alreadyMounted.push(repo);
           else outcome.mounted.push(repo);
-          if (state === 'shared' && Number(holders) > 1) outcome.shared.push(repo);
+          if (lease.state === 'shared' && lease.holders > 1) outcome.shared.push(repo);
         }
         return outcome;
       });
@@ -85,27 +67,22 @@ export function createCvmfsActivities(deps: ActivityDeps) {
     async unmountCvmfs(ref: GlideinRef): Promise<UndoOutcome> {
       return asStep('unmountCvmfs', async () => {
         const access = await siteAccess(deps, ref);
-        const { profile, node } = access;
-        const root = cvmfsMountRoot(profile);
+        const { node } = access;
+        const { cvmfs } = access.adapters;
         const unmounted: string[] = [];
         const stillUsed: string[] = [];
         for (const repo of (await leasedRepositories(access)).reverse()) {
           heartbeat({ unmounting: repo });
-          const argv = [
-            'sh',
-            '-c',
-            MOUNT_RELEASE,
-            'sh',
-            leaseRoot(profile),
-            repo,
-            ref.glideinId,
-            `${profile.cvmfs.cvmfsexecDir}/umountrepo`,
-            `${root}/${repo}`,
-          ];
-          const result = await runChecked(node, `umountrepo ${repo}`, argv, access.opts({ timeoutMs: 120_000 }));
-          const [state, holders] = result.stdout.trim().split(/\s+/);
-          if (state === 'unmounted') unmounted.push(repo);
-          if (state === 'still-used') stillUsed.push(`${repo} (${holders} other glidein${holders === '1' ? '' : 's'})`);
+          const result = await runChecked(
+            node,
+            `umountrepo ${repo}`,
+            cvmfs.releaseArgv(repo, ref.glideinId),
+            access.opts({ timeoutMs: 120_000 }),
+          );
+          const release = cvmfs.parseRelease(result.stdout);
+          if (release.state === 'unmounted') unmounted.push(repo);
+          if (release.state === 'still-used')
+            stillUsed.push(`${repo} (${release.holders} other glidein${release.holders === 1 ? '' : 's'})`);
         }
         const parts = [
           unmounted.length ? `unmounted ${unmounted.join(', ')}` : '',

@@ -1,9 +1,9 @@
 /** What activities are built from: injected, so tests can point them at another site or executor. */
 import type { Client } from '@temporalio/client';
-import type { Executor } from '../remote/executor';
 import type { SshPool } from '../remote/ssh';
 import type { SiteProfile } from '../site/profile';
 import type { SiteRegistry } from '../site/load';
+import type { SiteExecutors } from '../site/adapters';
 
 export interface ActivityDeps {
   sites: SiteRegistry;
@@ -16,7 +16,4 @@ export interface ActivityDeps {
   pollMs?: number;
 }
 
-export interface SiteExecutors {
-  login: Executor;
-  node: Executor;
-}
+export type { SiteExecutors };

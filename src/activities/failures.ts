@@ -8,17 +8,9 @@ import { redact, redactDeep } from '../common/redact';
 import { CommandFailedError, ExecutorError, type TransportFailure } from '../remote/executor';
 import { SiteProfileError } from '../site/load';
 import { FailureType, type FailureTypeName } from '../common/failure-types';
+import { PermanentFault } from '../common/permanent-fault';
 
-/** A fault that retrying cannot fix. */
-export class PermanentFault extends Error {
-  override name = 'PermanentFault';
-  constructor(
-    message: string,
-    readonly type: FailureTypeName,
-  ) {
-    super(message);
-  }
-}
+export { PermanentFault };
 
 const TRANSPORT_FAILURES: Record<TransportFailure, FailureTypeName> = {
   'host-key': FailureType.HostKeyRejected,

@@ -7,11 +7,11 @@
 import type { GlideinRef, MonitorReport, Registration } from '../common/types';
 import type { ActivityDeps } from './deps';
 import { asStep } from './failures';
-import { inspect, isTunnelProcess, tailFile } from './processes';
-import { queryCollectorRegistrations, queryRegistration, type RegistrationCheck } from './registration';
+import type { RegistrationCheck } from '../site/adapters';
+import { tailFile } from '../site/scripts/processes';
 import { SharedLookup } from './shared-lookup';
 import { heartbeat, heartbeatWhile, sleep } from './kit';
-import { siteAccess, type SiteAccess } from './site-access';
+import { queryContext, siteAccess, type SiteAccess } from './site-access';
 
 export interface MonitorRound {
   /** Epoch ms: the glidein's lifetime ends here. */
@@ -40,14 +40,15 @@ export async function registrationCheck(
   progress: () => unknown,
 ): Promise<RegistrationCheck> {
   const { profile, ref } = access;
-  const signal = access.opts().signal;
+  const { condor } = access.adapters;
+  const query = queryContext(access);
+  const signal = query.opts.signal;
   const key = `${profile.collector.host}:${profile.collector.port}`;
   // Waiting on a query another activity runs: heartbeat meanwhile (its executor heartbeats for that one only).
   try {
     const { value } = await heartbeatWhile(
       1_000,
-      () =>
-        lookup.get(key, Math.min(intervalMs / 2, SHARED_MAX_AGE_MS), () => queryCollectorRegistrations(access), signal),
+      () => lookup.get(key, Math.min(intervalMs / 2, SHARED_MAX_AGE_MS), () => condor.queryCollector(query), signal),
       progress,
     );
     const mine = value.get(ref.glideinId);
@@ -55,7 +56,7 @@ export async function registrationCheck(
   } catch (err) {
     if (signal?.aborted) throw err;
   }
-  return queryRegistration(access);
+  return condor.queryRegistration(query, ref.glideinId);
 }
 
 export function createMonitorActivities(deps: ActivityDeps) {
@@ -71,24 +72,18 @@ export function createMonitorActivities(deps: ActivityDeps) {
         let checks = 0;
         let last: MonitorReport['last'];
         for (;;) {
-          // One round trip to the worker node; a reverse tunnel's ssh lives on the login node: one more there.
-          const reverse = profile.tunnel.mode === 'reverse';
-          const snap = await inspect(
-            access.node,
-            reverse ? [paths.glideinPid] : [paths.tunnelPid, paths.glideinPid],
-            access.opts(),
-          );
-          const tunnelProc = reverse
-            ? (await inspect(access.login, [paths.tunnelPid], access.opts())).processes.get(paths.tunnelPid)
-            : snap.processes.get(paths.tunnelPid);
-          const tunnel = isTunnelProcess(tunnelProc) && snap.listening.has(profile.tunnel.socksPort);
-          const glidein = !!snap.processes.get(paths.glideinPid)?.alive;
+          // The glidein's process in the same look as the tunnel's (one round trip, or two for a reverse tunnel).
+          const look = await access.adapters.tunnel.check(access, paths, access.opts(), [paths.glideinPid]);
+          const tunnel = look.alive && look.listening;
+          const glidein = !!look.node.processes.get(paths.glideinPid)?.alive;
           let registered = false;
           if (!glidein) {
             const log = await tailFile(access.node, paths.glideinLog, 5, access.opts());
             // A pilot killed without a chance to invalidate its ad stays listed until the ad expires: a ghost,
             // reported as such and never counted as alive.
-            const ghost = tunnel ? (await queryRegistration(access)).registered : undefined;
+            const ghost = tunnel
+              ? (await access.adapters.condor.queryRegistration(queryContext(access), ref.glideinId)).registered
+              : undefined;
             const detail = ghost
               ? `the glidein process ended but the collector still lists it as ${ghost.name} (a ghost until its ad expires): ${log || 'no output'}`
               : `the glidein process ended: ${log || 'no output'}`;

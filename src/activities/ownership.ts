@@ -9,28 +9,8 @@
 import { activityOwner } from './kit';
 import { FailureType } from '../common/failure-types';
 import { runChecked, type Executor, type RunOptions } from '../remote/executor';
+import { CLAIM_FILE, claimArgv, parseClaim, type ClaimMode, type ClaimOutcome } from '../site/scripts/ownership';
 import { PermanentFault } from './failures';
-
-/** The claim file, beside the pid files and logs it protects. */
-export const CLAIM_FILE = '.claim';
-
-/**
- * $1 directory, $2 the claim line, $3 `claim` (create the directory if need be) or `verify`. Prints `ours`,
- * `absent` (verify, and no directory: nothing of anyone's to protect) or `theirs <the claim found>`. An existing
- * directory without a claim (made before claims existed) is claimed by the first workflow that looks.
- */
-export const CLAIM_GLIDEIN = `dir=$1; claim=$2; mode=$3; f="$dir/${CLAIM_FILE}"
-if [ ! -f "$f" ]; then
-  if [ ! -d "$dir" ]; then
-    [ "$mode" = claim ] || { echo absent; exit 0; }
-    mkdir -p "$dir" || exit 1
-  fi
-  tmp="$f.$$"
-  printf '%s\\n' "$claim" > "$tmp" || exit 1
-  ln "$tmp" "$f" 2>/dev/null; rm -f "$tmp"
-fi
-found=$(cat "$f") || exit 1
-if [ "$found" = "$claim" ]; then echo ours; else printf 'theirs %s\\n' "$found"; fi`;
 
 /** This activity's workflow, as the claim records it: one line, whatever characters the workflow id holds. */
 export function claimLine(): string {
@@ -47,33 +27,33 @@ export type Ownership = 'ours' | 'absent';
 export async function ensureOwnership(
   exec: Executor,
   dir: string,
-  mode: 'claim' | 'verify',
+  mode: ClaimMode,
   opts: RunOptions,
 ): Promise<Ownership> {
   const claim = claimLine();
   const key = `${exec.target}\u0000${dir}\u0000${claim}`;
   if (confirmed.has(key)) return 'ours';
-  const result = await runChecked(
-    exec,
-    'checking who owns the glidein directory',
-    ['sh', '-c', CLAIM_GLIDEIN, 'sh', dir, claim, mode],
-    opts,
-  );
-  const answer = result.stdout.trim();
-  if (answer === 'ours') {
-    if (confirmed.size >= MAX_CONFIRMED) confirmed.clear();
-    confirmed.add(key);
-    return 'ours';
+  const result = await runChecked(exec, 'checking who owns the glidein directory', claimArgv(dir, claim, mode), opts);
+  let answer: ClaimOutcome;
+  try {
+    answer = parseClaim(result.stdout);
+  } catch {
+    throw new Error(
+      `unexpected answer from the ownership check on ${exec.target}: ${result.stdout.trim().slice(0, 200)}`,
+    );
   }
-  if (answer === 'absent') return 'absent';
-  if (answer.startsWith('theirs')) {
+  if (answer.state === 'theirs') {
     throw new PermanentFault(
       `the glidein directory ${dir} on ${exec.target} is claimed by another workflow (${dir}/${CLAIM_FILE}); nothing was touched. ` +
         'Another workflow id, namespace or Temporal cluster derives the same glidein id on this site account: start this one under another workflow id.',
       FailureType.GlideinIdConflict,
     );
   }
-  throw new Error(`unexpected answer from the ownership check on ${exec.target}: ${answer.slice(0, 200)}`);
+  if (answer.state === 'ours') {
+    if (confirmed.size >= MAX_CONFIRMED) confirmed.clear();
+    confirmed.add(key);
+  }
+  return answer.state;
 }
 
 /** Forgets a claim this process confirmed (its directory was retired). */

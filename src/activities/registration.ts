@@ -7,97 +7,12 @@ import { ApplicationFailure } from '@temporalio/common';
 import { activityInfo } from './kit';
 import { redact } from '../common/redact';
 import type { GlideinRef, Registration } from '../common/types';
-import { lastLines } from '../remote/executor';
-import type { SiteProfile } from '../site/profile';
-import { containerRuntime } from './container';
+import { inspect, tailFile } from '../site/scripts/processes';
 import type { ActivityDeps } from './deps';
 import { asStep } from './failures';
-import { glideinState } from './glidein';
-import { tailFile } from './processes';
-import { preloadEnv } from './proxychains';
 import { heartbeat, sleep } from './kit';
-import { siteAccess, type SiteAccess } from './site-access';
+import { queryContext, siteAccess } from './site-access';
 import { FailureType } from '../common/failure-types';
-
-export function condorStatusArgv(profile: SiteProfile, instance: string, glideinId: string): string[] {
-  return statusArgv(profile, instance, `GlideinLaunchId == "${glideinId}"`, ['Name', 'State', 'Activity']);
-}
-
-/** Every glidein we launched that reports to this collector (GlideinLaunchId, from condorConfig), by its id. */
-export function collectorStatusArgv(profile: SiteProfile, instance: string): string[] {
-  return statusArgv(profile, instance, 'GlideinLaunchId =!= undefined', [
-    'GlideinLaunchId',
-    'Name',
-    'State',
-    'Activity',
-  ]);
-}
-
-function statusArgv(profile: SiteProfile, instance: string, constraint: string, attributes: string[]): string[] {
-  return [
-    containerRuntime(profile).executable,
-    'exec',
-    `instance://${instance}`,
-    ...profile.glidein.statusCommand,
-    '-pool',
-    `${profile.collector.host}:${profile.collector.port}`,
-    '-constraint',
-    constraint,
-    '-af',
-    ...attributes,
-  ];
-}
-
-/** `-af Name State Activity`: one ad per line, values separated by spaces. */
-export function parseAutoformat(stdout: string): Registration[] {
-  return stdout
-    .split('\n')
-    .map((l) => l.trim())
-    .filter((l) => l && !l.startsWith('[proxychains]'))
-    .map((l) => {
-      const [name, state = 'undefined', activity = 'undefined'] = l.split(/\s+/);
-      return { name, state, activity };
-    });
-}
-
-/** `-af GlideinLaunchId Name State Activity`: the ads by launch id (ads without one are not ours). */
-export function parseLaunchedAds(stdout: string): Map<string, Registration> {
-  const ads = new Map<string, Registration>();
-  for (const line of stdout.split('\n')) {
-    const [id, name, state = 'undefined', activity = 'undefined'] = line.trim().split(/\s+/);
-    if (!id || !name || id === 'undefined' || id.startsWith('[proxychains]')) continue;
-    if (!ads.has(id)) ads.set(id, { name, state, activity });
-  }
-  return ads;
-}
-
-export type RegistrationCheck = { registered: Registration } | { registered: undefined; error?: string };
-
-export async function queryRegistration(access: SiteAccess): Promise<RegistrationCheck> {
-  const { profile, node } = access;
-  const result = await node.run(
-    condorStatusArgv(profile, access.instance, access.ref.glideinId),
-    access.opts({ env: preloadEnv(profile, access.paths.proxychainsConf, true), timeoutMs: 30_000 }),
-  );
-  if (result.code !== 0)
-    return { registered: undefined, error: `condor_status exited with ${result.code}: ${lastLines(result.stderr, 2)}` };
-  const ads = parseAutoformat(result.stdout);
-  return { registered: ads[0] };
-}
-
-/** Our glideins in the collector, asked from inside this glidein's container; throws when condor_status fails. */
-export async function queryCollectorRegistrations(access: SiteAccess): Promise<Map<string, Registration>> {
-  const { profile, node } = access;
-  const result = await node.run(
-    collectorStatusArgv(profile, access.instance),
-    access.opts({ env: preloadEnv(profile, access.paths.proxychainsConf, true), timeoutMs: 30_000 }),
-  );
-  if (result.code !== 0)
-    throw new Error(
-      `condor_status for our glideins at ${profile.collector.host}:${profile.collector.port} exited with ${result.code}: ${lastLines(result.stderr, 2)}`,
-    );
-  return parseLaunchedAds(result.stdout);
-}
 
 interface ConfirmProgress {
   firstAttemptAt: number;
@@ -115,12 +30,12 @@ export function createRegistrationActivities(deps: ActivityDeps) {
         const progress: ConfirmProgress = previous ?? { firstAttemptAt: Date.now(), polls: 0 };
         const pollMs = Math.min(2_000, Math.max(deps.pollMs ?? 1_000, 250));
         for (;;) {
-          const check = await queryRegistration(access);
+          const check = await access.adapters.condor.queryRegistration(queryContext(access), ref.glideinId);
           progress.polls++;
           if (check.registered) return check.registered;
           progress.lastError = check.error;
-          const glidein = await glideinState(access);
-          if (!glidein.alive) {
+          const look = await inspect(access.node, [access.paths.glideinPid], access.opts());
+          if (!look.processes.get(access.paths.glideinPid)?.alive) {
             // The glidein's own log can echo its IDTOKEN or proxy; redacted here as well as in asStep.
             const log = redact(await tailFile(access.node, access.paths.glideinLog, 8, access.opts()));
             throw ApplicationFailure.nonRetryable(

@@ -10,90 +10,29 @@ import { PermanentFault } from './failures';
 import { ensureOwnership } from './ownership';
 import type { GlideinRef } from '../common/types';
 import type { Executor, RunOptions } from '../remote/executor';
-import type { SshTarget } from '../remote/ssh';
+import { adaptersFor, NoNodeYet, type QueryContext, type SiteAdapters, type SiteExecutors } from '../site/adapters';
+import { pathsFor, type GlideinPaths } from '../site/paths';
 import type { SiteProfile } from '../site/profile';
-import type { ActivityDeps, SiteExecutors } from './deps';
+import type { ActivityDeps } from './deps';
 
-export interface GlideinPaths {
-  dir: string;
-  tunnelPid: string;
-  tunnelLog: string;
-  proxychainsConf: string;
-  glideinPid: string;
-  glideinLog: string;
-  condorLocal: string;
-}
+export { pathsFor, type GlideinPaths };
 
 export interface SiteAccess extends SiteExecutors {
   ref: GlideinRef;
   profile: SiteProfile;
+  /** The profile's choices: node access, tunnel shape, container runtime, cvmfs, chain, HTCondor. */
+  adapters: SiteAdapters;
+  /** False before Slurm has handed out a worker node: `node` then refuses every command. */
+  nodeAllocated: boolean;
   paths: GlideinPaths;
   instance: string;
   /** Options for every command of this activity: cancellation from the activity, a timeout. */
   opts(extra?: RunOptions): RunOptions;
 }
 
-export function pathsFor(profile: SiteProfile, glideinId: string): GlideinPaths {
-  const dir = `${profile.workDir}/${glideinId}`;
-  return {
-    dir,
-    tunnelPid: `${dir}/tunnel.pid`,
-    tunnelLog: `${dir}/tunnel.log`,
-    proxychainsConf: `${dir}/proxychains.conf`,
-    glideinPid: `${dir}/glidein.pid`,
-    glideinLog: `${dir}/glidein.log`,
-    condorLocal: `${dir}/condor`,
-  };
-}
-
+/** The login node's and the worker node's executors over the worker's SSH pool, as the profile reaches them. */
 export function sshExecutors(deps: ActivityDeps, profile: SiteProfile, node?: string): SiteExecutors {
-  const loginTarget: SshTarget = {
-    host: profile.login.host,
-    port: profile.login.port,
-    user: profile.login.user,
-    identityFile: profile.login.identityFile,
-    knownHostsFile: profile.login.knownHostsFile,
-  };
-  const login = deps.ssh.executor(loginTarget);
-  const wn = profile.workerNode;
-  switch (wn.via) {
-    case 'login':
-      return { login, node: login };
-    case 'jump':
-      return {
-        login,
-        node: deps.ssh.executor({
-          ...loginTarget,
-          host: wn.host,
-          port: wn.port,
-          user: wn.user ?? profile.login.user,
-          jump: loginTarget,
-        }),
-      };
-    case 'slurm':
-      return {
-        login,
-        node: node
-          ? deps.ssh.executor({
-              ...loginTarget,
-              host: node,
-              port: wn.port,
-              user: wn.user ?? profile.login.user,
-              jump: loginTarget,
-            })
-          : new NoNodeYet(),
-      };
-  }
-}
-
-/** Stands for the worker node before Slurm has handed one out: any command is a bug in the lifecycle. */
-class NoNodeYet implements Executor {
-  readonly target = 'the worker node (not allocated yet)';
-  run(argv: readonly string[]): Promise<never> {
-    return Promise.reject(
-      new PermanentFault(`${argv[0]}: no worker node is allocated for this glidein yet`, FailureType.NoNodeAllocated),
-    );
-  }
+  return adaptersFor(profile).nodeAccess.executors(deps.ssh, node);
 }
 
 /**
@@ -112,7 +51,8 @@ export async function siteAccess(
   if (!glideinId.safeParse(ref.glideinId).success) throw bad('glideinId', 'a glidein id', ref.glideinId);
   if (ref.node !== undefined && !hostname.safeParse(ref.node).success) throw bad('node', 'a host name', ref.node);
   const profile = await deps.sites.get(ref.site);
-  const executors = deps.executorsFor ? deps.executorsFor(profile) : sshExecutors(deps, profile, ref.node);
+  const adapters = adaptersFor(profile);
+  const executors = deps.executorsFor ? deps.executorsFor(profile) : adapters.nodeAccess.executors(deps.ssh, ref.node);
   const signal = cancellationSignal();
   const login = new Heartbeating(executors.login, ref);
   const access: SiteAccess = {
@@ -120,6 +60,8 @@ export async function siteAccess(
     node: executors.node === executors.login ? login : new Heartbeating(executors.node, ref),
     ref,
     profile,
+    adapters,
+    nodeAllocated: !(executors.node instanceof NoNodeYet),
     paths: pathsFor(profile, ref.glideinId),
     instance: instanceName(ref.glideinId),
     opts: (extra = {}) => ({ timeoutMs: 60_000, signal, ...extra }),
@@ -130,18 +72,14 @@ export async function siteAccess(
   return access;
 }
 
-/** The hosts that keep part of a glidein's directory: the worker node, and the login node where it runs the tunnel or Slurm. */
+/** Where this glidein's registration queries run: in its instance on the worker node, through its chain. */
+export function queryContext(access: SiteAccess): QueryContext {
+  return { node: access.node, instance: access.instance, confFile: access.paths.proxychainsConf, opts: access.opts() };
+}
+
+/** The hosts that keep part of a glidein's directory (see SiteAdapters.directoryHosts). */
 export function directoryHosts(access: SiteAccess): Executor[] {
-  const hosts: Executor[] = [];
-  if (
-    !(access.node instanceof Heartbeating && access.node.inner instanceof NoNodeYet) &&
-    !(access.node instanceof NoNodeYet)
-  )
-    hosts.push(access.node);
-  const { profile } = access;
-  if (access.login !== access.node && (profile.tunnel.mode === 'reverse' || profile.workerNode.via === 'slurm'))
-    hosts.push(access.login);
-  return hosts;
+  return access.adapters.directoryHosts(access, access.nodeAllocated);
 }
 
 const HEARTBEAT_WHILE_RUNNING_MS = 5_000;
@@ -153,7 +91,7 @@ const HEARTBEAT_WHILE_RUNNING_MS = 5_000;
 class Heartbeating implements Executor {
   readonly target: string;
   constructor(
-    readonly inner: Executor,
+    private readonly inner: Executor,
     private readonly ref: GlideinRef,
   ) {
     this.target = inner.target;

@@ -1,150 +1,41 @@
 /**
- * The SOCKS tunnel that carries the glidein's connections out of the worker node, in one of two shapes:
- *  - forward: `ssh -N -D 127.0.0.1:<port>` started on the worker node towards the login node (the seed's way;
- *    needs a key stored on the site);
- *  - reverse: `ssh -N -R 127.0.0.1:<port>` started on the login node into the worker node, authenticated by our
- *    key agent forwarded on that one channel (no key on the site). The port appears on the worker node.
- * Either way the process is recorded as "pid starttime" in tunnel.pid, reused while it lives and the port
- * listens on the worker node, and closing signals exactly that process.
+ * The SOCKS tunnel that carries the glidein's connections out of the worker node, in the shape the profile
+ * chooses (src/site/adapters/tunnel.ts: forward from the worker node, or reverse from the login node). Either way
+ * the process is recorded as "pid starttime" in tunnel.pid, reused while it lives and the port listens on the
+ * worker node, and closing signals exactly that process.
  */
-import { parseDuration } from '../common/duration';
-import type { GlideinRef, ProcessRef, TunnelInfo, UndoOutcome } from '../common/types';
-import { runChecked, type Executor } from '../remote/executor';
+import type { GlideinRef, TunnelInfo, UndoOutcome } from '../common/types';
+import { runChecked } from '../remote/executor';
 import { Semaphore } from '../remote/semaphore';
-import type { SiteProfile } from '../site/profile';
+import { isTunnelProcess } from '../site/adapters';
+import { inspect, signalRecorded, spawnDetached, spawnedProcess, tailFile } from '../site/scripts/processes';
 import type { ActivityDeps } from './deps';
 import { PermanentFault, asStep } from './failures';
-import { inspect, isTunnelProcess, signalRecorded, spawnDetached, spawnedProcess, tailFile } from './processes';
 import { heartbeat, heartbeatWhile, sleep } from './kit';
 import { siteAccess, type SiteAccess } from './site-access';
 import { FailureType } from '../common/failure-types';
 import { permanentCause } from './classify';
 
-/** Printed by `ssh -v` once a remote forward is in place. */
-const REMOTE_FORWARD_READY = 'remote forward success';
-
-function common(profile: SiteProfile): string[] {
-  const t = profile.tunnel;
-  return [
-    '-o',
-    'BatchMode=yes',
-    '-o',
-    'ExitOnForwardFailure=yes',
-    '-o',
-    `ServerAliveInterval=${Math.max(1, Math.round(parseDuration(t.serverAliveInterval) / 1000))}`,
-    '-o',
-    'ServerAliveCountMax=3',
-    '-o',
-    'StrictHostKeyChecking=yes',
-    '-o',
-    `UserKnownHostsFile=${t.knownHostsFile}`,
-  ];
-}
-
-/** The worker node's address and ssh port, as the login node reaches it. */
-export function workerNodeAddress(profile: SiteProfile, node: string | undefined): { host: string; port: number } {
-  const wn = profile.workerNode;
-  if (wn.via === 'jump') return { host: wn.host, port: wn.port };
-  if (wn.via === 'slurm' && node) return { host: node, port: wn.port };
-  throw new PermanentFault(
-    'a reverse tunnel needs a worker node to start into (workerNode.via "jump", or an allocated Slurm node)',
-    FailureType.NoNodeAllocated,
-  );
-}
-
-export function tunnelArgv(profile: SiteProfile, node?: string): string[] {
-  const t = profile.tunnel;
-  if (t.mode === 'forward') {
-    return [
-      'ssh',
-      '-F',
-      '/dev/null',
-      '-N',
-      '-D',
-      `127.0.0.1:${t.socksPort}`,
-      ...common(profile),
-      '-o',
-      'IdentitiesOnly=yes',
-      '-i',
-      t.identityFile,
-      '-p',
-      String(t.loginPort),
-      '-l',
-      profile.login.user,
-      '--',
-      t.loginHost,
-    ];
-  }
-  const target = workerNodeAddress(profile, node);
-  const wn = profile.workerNode;
-  return [
-    'ssh',
-    '-F',
-    '/dev/null',
-    '-N',
-    '-v',
-    '-R',
-    `127.0.0.1:${t.socksPort}`,
-    ...common(profile),
-    '-o',
-    'ForwardAgent=no',
-    // Only the forwarded agent: never a key file that happens to lie in the site account's ~/.ssh.
-    '-o',
-    'IdentityFile=none',
-    '-p',
-    String(target.port),
-    '-l',
-    (wn.via !== 'login' ? wn.user : undefined) ?? profile.login.user,
-    '--',
-    target.host,
-  ];
-}
-
-/** Where the tunnel's ssh runs: the worker node (forward) or the login node (reverse). */
-function tunnelHost(access: SiteAccess): Executor {
-  return access.profile.tunnel.mode === 'forward' ? access.node : access.login;
-}
-
-export interface TunnelState {
-  alive: boolean;
-  listening: boolean;
-  process?: ProcessRef;
-}
-
-export async function tunnelState(access: SiteAccess): Promise<TunnelState> {
-  const host = tunnelHost(access);
-  const snap = await inspect(host, [access.paths.tunnelPid], access.opts());
-  const proc = snap.processes.get(access.paths.tunnelPid);
-  const ours = isTunnelProcess(proc);
-  const ports = host === access.node ? snap.listening : (await inspect(access.node, [], access.opts())).listening;
-  return {
-    alive: ours,
-    listening: ports.has(access.profile.tunnel.socksPort),
-    process: ours ? proc?.recorded : undefined,
-  };
-}
-
-/** The sshd a tunnel's ssh connects to: the login node (forward) or the worker node (reverse). */
-function tunnelServer(profile: SiteProfile, node: string | undefined): string {
-  if (profile.tunnel.mode === 'forward') return `${profile.tunnel.loginHost}:${profile.tunnel.loginPort}`;
-  const target = workerNodeAddress(profile, node);
-  return `${target.host}:${target.port}`;
+/** The tunnel's liveness and whether its SOCKS port listens on the worker node. */
+function tunnelState(access: SiteAccess) {
+  return access.adapters.tunnel.check(access, access.paths, access.opts());
 }
 
 export function createTunnelActivities(deps: ActivityDeps) {
   const pollMs = deps.pollMs ?? 200;
   /** Tunnel starts in flight per sshd, in this worker process (tunnel.startsInFlight). */
   const starting = new Map<string, Semaphore>();
-  async function startSlot(profile: SiteProfile, node: string | undefined, signal?: AbortSignal): Promise<() => void> {
-    const server = tunnelServer(profile, node);
+  async function startSlot(access: SiteAccess): Promise<() => void> {
+    const server = access.adapters.tunnel.server(access.ref.node);
+    const limit = access.profile.tunnel.startsInFlight;
     let gate = starting.get(server);
-    if (!gate || gate.limit !== profile.tunnel.startsInFlight) {
-      gate = new Semaphore(profile.tunnel.startsInFlight);
+    if (!gate || gate.limit !== limit) {
+      gate = new Semaphore(limit);
       starting.set(server, gate);
     }
     return heartbeatWhile(
       1_000,
-      () => gate.acquire(signal),
+      () => gate.acquire(access.opts().signal),
       () => ({ waitingFor: `a tunnel start slot for ${server}` }),
     );
   }
@@ -152,10 +43,10 @@ export function createTunnelActivities(deps: ActivityDeps) {
     async openTunnel(ref: GlideinRef): Promise<TunnelInfo> {
       return asStep('openTunnel', async () => {
         const access = await siteAccess(deps, ref, 'claim');
-        const { profile, paths } = access;
-        const host = tunnelHost(access);
-        const port = profile.tunnel.socksPort;
-        const reverse = profile.tunnel.mode === 'reverse';
+        const { paths } = access;
+        const tunnel = access.adapters.tunnel;
+        const host = tunnel.host(access);
+        const port = tunnel.socksPort;
         const state = await tunnelState(access);
         if (state.alive && state.listening) return { socksPort: port, process: state.process!, reused: true };
         if (state.alive)
@@ -167,18 +58,17 @@ export function createTunnelActivities(deps: ActivityDeps) {
           );
         }
         await runChecked(host, 'creating the work directory', ['mkdir', '-p', paths.dir], access.opts());
-        const release = await startSlot(profile, ref.node, access.opts().signal);
+        const release = await startSlot(access);
         try {
           const spawned = await spawnDetached(
             host,
-            tunnelArgv(profile, ref.node),
-            // A reverse tunnel authenticates with the agent of this very channel: keep it open until the forward is up.
+            tunnel.argv(ref.node),
             {
               log: paths.tunnelLog,
               pidFile: paths.tunnelPid,
-              ...(reverse ? { awaitLog: { marker: REMOTE_FORWARD_READY, seconds: 20 } } : {}),
+              ...(tunnel.ready ? { awaitLog: tunnel.ready } : {}),
             },
-            access.opts({ forwardAgent: reverse }),
+            access.opts({ forwardAgent: tunnel.forwardAgent }),
           );
           // `waiting`: the marker did not show in time but the process lives; the port decides, as for any tunnel.
           const child = spawnedProcess(spawned);
@@ -194,9 +84,7 @@ export function createTunnelActivities(deps: ActivityDeps) {
                 .filter((l) => !l.startsWith('debug'))
                 .slice(-5)
                 .join('\n');
-              const from = reverse
-                ? `${access.login.target} into ${access.node.target}`
-                : `${host.target} to ${tunnelArgv(profile).at(-1)}`;
+              const from = tunnel.route(access);
               const permanent = permanentCause('tunnelSsh', log);
               if (permanent) {
                 throw new PermanentFault(
@@ -220,7 +108,7 @@ export function createTunnelActivities(deps: ActivityDeps) {
     async closeTunnel(ref: GlideinRef): Promise<UndoOutcome> {
       return asStep('closeTunnel', async () => {
         const access = await siteAccess(deps, ref);
-        const host = tunnelHost(access);
+        const host = access.adapters.tunnel.host(access);
         const alive = async () =>
           (await inspect(host, [access.paths.tunnelPid], access.opts())).processes.get(access.paths.tunnelPid);
         const first = await alive();

@@ -14,6 +14,7 @@ import {
   username,
 } from '../common/validation';
 import { parseDuration } from '../common/duration';
+import { nodeAccessFor } from './adapters/node-access';
 
 const DEFAULT_LIBRARY = '/usr/lib/x86_64-linux-gnu/libproxychains.so.4';
 
@@ -244,6 +245,7 @@ export interface LaunchPlan {
 }
 
 export function planFor(profile: SiteProfile, glideinId: string, lifetime: string | undefined): LaunchPlan {
+  const allocation = nodeAccessFor(profile).allocation;
   return {
     site: profile.name,
     glideinId,
@@ -257,14 +259,7 @@ export function planFor(profile: SiteProfile, glideinId: string, lifetime: strin
     workDir: `${profile.workDir}/${glideinId}`,
     collector: `${profile.collector.host}:${profile.collector.port}`,
     historyEvents: profile.monitor.historyEvents,
-    ...(profile.workerNode.via === 'slurm'
-      ? {
-          slurm: {
-            timeLimitMs: parseDuration(profile.workerNode.timeLimit),
-            queueTimeoutMs: parseDuration(profile.workerNode.queueTimeout),
-          },
-        }
-      : {}),
+    ...(allocation ? { slurm: { ...allocation.limits } } : {}),
   };
 }
 

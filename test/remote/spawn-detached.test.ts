@@ -7,7 +7,7 @@ import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { SPAWN_DETACHED } from '../../src/remote/scripts';
+import { SPAWN_DETACHED } from '../../src/site/scripts';
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'spawn-'));
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

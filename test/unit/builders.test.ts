@@ -1,15 +1,28 @@
 import * as path from 'node:path';
 import { SiteRegistry } from '../../src/site/load';
 import type { SiteProfile } from '../../src/site/profile';
-import { tunnelArgv } from '../../src/activities/tunnel';
-import { instanceStartArgv } from '../../src/activities/container';
-import { condorConfig, glideinArgv, glideinEnv } from '../../src/activities/glidein';
-import { condorStatusArgv, parseAutoformat } from '../../src/activities/registration';
-import { parseChainReport, renderProxychainsConf } from '../../src/activities/proxychains';
-import { parseInspect } from '../../src/activities/processes';
-import { pathsFor } from '../../src/activities/site-access';
+import {
+  adaptersFor,
+  condorConfig,
+  parseAutoformat,
+  parseChainReport,
+  renderProxychainsConf,
+  type Retirement,
+} from '../../src/site/adapters';
+import { pathsFor, type GlideinPaths } from '../../src/site/paths';
+import { parseInspect } from '../../src/site/scripts';
 import { findHostKeys, fingerprint, hostKeyAlgorithms } from '../../src/remote/known-hosts';
 import { createHmac } from 'node:crypto';
+
+// The builders as the site adapters give them for a profile.
+const tunnelArgv = (p: SiteProfile, node?: string) => adaptersFor(p).tunnel.argv(node);
+const instanceStartArgv = (p: SiteProfile, instance: string, workDir: string) =>
+  adaptersFor(p).instanceStartArgv(instance, workDir);
+const glideinEnv = (p: SiteProfile, id: string, paths: GlideinPaths, r?: Retirement) =>
+  adaptersFor(p).condor.startEnv(id, paths, r);
+const glideinArgv = (p: SiteProfile, instance: string) => adaptersFor(p).condor.startArgv(instance);
+const condorStatusArgv = (p: SiteProfile, instance: string, id: string) =>
+  adaptersFor(p).condor.statusArgv(instance, id);
 
 let local: SiteProfile;
 beforeAll(async () => {

@@ -14,7 +14,8 @@ import {
 import { resumeStateSchema } from '../../src/common/carried-state';
 import { FailureType } from '../../src/common/failure-types';
 import { holdResource } from '../../src/common/held';
-import { isTunnelProcess, parseSpawn, spawnedProcess } from '../../src/activities/processes';
+import { isTunnelProcess } from '../../src/site/adapters';
+import { parseSpawn, spawnedProcess } from '../../src/site/scripts';
 import type { HeldResource } from '../../src/common/types';
 import { glideinIdFor, legacyGlideinIdFor } from '../../src/common/request';
 import { sha256Hex } from '../../src/common/sha256';

@@ -1,7 +1,7 @@
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { SharedLookup } from '../../src/activities/shared-lookup';
 import { registrationCheck as checkInActivity } from '../../src/activities/monitor';
-import { collectorStatusArgv, parseLaunchedAds } from '../../src/activities/registration';
+import { adaptersFor, parseLaunchedAds } from '../../src/site/adapters';
 import type { SiteAccess } from '../../src/activities/site-access';
 import type { Registration } from '../../src/common/types';
 import type { CommandResult, Executor, RunOptions } from '../../src/remote/executor';
@@ -118,6 +118,8 @@ describe('collector-wide registration check', () => {
     proxychains: { library: '/lib/libproxychains.so.4', localnet: [] },
   } as unknown as SiteProfile;
 
+  const collectorStatusArgv = (p: SiteProfile, instance: string) => adaptersFor(p).condor.collectorStatusArgv(instance);
+
   it('asks the collector for every glidein we launched, with its launch id', () => {
     expect(collectorStatusArgv(profile, 'glidein-a')).toEqual([
       'apptainer',
@@ -165,6 +167,7 @@ describe('collector-wide registration check', () => {
       node,
       ref: { site: 'local', glideinId },
       profile,
+      adapters: adaptersFor(profile),
       paths: { proxychainsConf: `/w/${glideinId}/proxychains.conf` },
       instance: `glidein-${glideinId}`,
       opts: (extra = {}) => ({ timeoutMs: 60_000, ...extra }),

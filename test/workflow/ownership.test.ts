@@ -10,7 +10,7 @@ import { readFileSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { Client, WorkflowFailedError } from '@temporalio/client';
 import type { ApplicationFailure } from '@temporalio/common';
-import { CLAIM_FILE } from '../../src/activities/ownership';
+import { CLAIM_FILE } from '../../src/site/scripts';
 import { FailureType } from '../../src/common/failure-types';
 import { glideinIdFor, legacyGlideinIdFor } from '../../src/common/request';
 import { LaunchGlidein } from '../../src/workflows';

@@ -1,0 +1,62 @@
+/**
+ * How /cvmfs appears on the worker node (the cvmfs provider). Today one: cvmfsexec's `mountrepo <repo>` mounts
+ * each repository without root under <cvmfsexecDir>/dist/cvmfs, shared by the glideins of a node through leases
+ * (src/site/scripts/leases.ts). A site where /cvmfs is already mounted would be a second provider: the same
+ * interface, a container bind of /cvmfs itself, and mount/release commands that only look.
+ */
+import type { SiteProfile } from '../profile';
+import {
+  listLeasesArgv,
+  mountLeaseArgv,
+  mountReleaseArgv,
+  parseLeases,
+  parseMountLease,
+  parseMountRelease,
+  type LeaseOutcome,
+  type ReleaseOutcome,
+} from '../scripts/leases';
+
+export interface CvmfsProvider {
+  /** What the container binds to make /cvmfs appear in it (`src:/cvmfs`). */
+  readonly containerBind: string;
+  /** Take this glidein's lease on a repository, mounting it unless it is; the tool's output on stderr if it fails. */
+  mountArgv(repo: string, glideinId: string): string[];
+  parseMount(stdout: string): LeaseOutcome;
+  /** Drop this glidein's lease; the last holder unmounts what a holder mounted. */
+  releaseArgv(repo: string, glideinId: string): string[];
+  parseRelease(stdout: string): ReleaseOutcome;
+  /** The repositories this glidein holds a lease on, on the node. */
+  heldArgv(glideinId: string): string[];
+  parseHeld(stdout: string): string[];
+}
+
+/** Where cvmfsexec mounts the repositories. */
+export function cvmfsMountRoot(profile: SiteProfile): string {
+  return `${profile.cvmfs.cvmfsexecDir}/dist/cvmfs`;
+}
+
+/** Where a site's cvmfs leases live: beside the cvmfsexec it mounts with. */
+export function leaseRoot(profile: Pick<SiteProfile, 'cvmfs'>): string {
+  return `${profile.cvmfs.cvmfsexecDir}/.leases`;
+}
+
+export function cvmfsFor(profile: SiteProfile): CvmfsProvider {
+  const dir = profile.cvmfs.cvmfsexecDir;
+  const root = cvmfsMountRoot(profile);
+  const lease = (repo: string, glideinId: string, tool: string) => ({
+    root: leaseRoot(profile),
+    repo,
+    glideinId,
+    tool: `${dir}/${tool}`,
+    target: `${root}/${repo}`,
+  });
+  return {
+    containerBind: `${root}:/cvmfs`,
+    mountArgv: (repo, glideinId) => mountLeaseArgv(lease(repo, glideinId, 'mountrepo')),
+    parseMount: parseMountLease,
+    releaseArgv: (repo, glideinId) => mountReleaseArgv(lease(repo, glideinId, 'umountrepo')),
+    parseRelease: parseMountRelease,
+    heldArgv: (glideinId) => listLeasesArgv(leaseRoot(profile), glideinId),
+    parseHeld: parseLeases,
+  };
+}

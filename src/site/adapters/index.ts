@@ -1,0 +1,95 @@
+/**
+ * The points where sites differ, each one small adapter picked once per profile (after COBalD/TARDIS's site
+ * adapters): how commands reach the worker node, the tunnel's shape, the container runtime, how /cvmfs appears,
+ * the proxy chain and HTCondor. The activities talk to these and never branch on the profile's choices
+ * themselves; a new node access method or container runtime is a change to its adapter file and the schema.
+ */
+import type { Executor } from '../../remote/executor';
+import type { SiteProfile } from '../profile';
+import { condorFor, type Condor } from './condor';
+import { containerFor, type ContainerRuntime } from './container';
+import { cvmfsFor, type CvmfsProvider } from './cvmfs';
+import { nodeAccessFor, type NodeAccess, type SiteExecutors } from './node-access';
+import { proxyChainFor, type ProxyChain } from './proxychains';
+import { tunnelFor, type TunnelShape } from './tunnel';
+
+export interface SiteAdapters {
+  nodeAccess: NodeAccess;
+  tunnel: TunnelShape;
+  container: ContainerRuntime;
+  cvmfs: CvmfsProvider;
+  chain: ProxyChain;
+  condor: Condor;
+  /** `instance start` for the glidein's container: /cvmfs, the proxychains library, its work directory bound. */
+  instanceStartArgv(instance: string, workDir: string): string[];
+  /**
+   * The hosts that keep part of a glidein's directory: the worker node once there is one, and the login node
+   * where the tunnel's ssh or the node's allocation keeps files there.
+   */
+  directoryHosts(executors: SiteExecutors, nodeAllocated: boolean): Executor[];
+}
+
+/** A value made on first use, then kept. */
+function once<T>(make: () => T): () => T {
+  let made: { value: T } | undefined;
+  return () => (made ??= { value: make() }).value;
+}
+
+/**
+ * The adapters a profile chooses. Cheap (no I/O, nothing held) and each made on first use, so built for each
+ * activity from the profile as it is then, rather than cached beside a profile object a test may have changed.
+ */
+export function adaptersFor(profile: SiteProfile): SiteAdapters {
+  const nodeAccess = once(() => nodeAccessFor(profile));
+  const tunnel = once(() => tunnelFor(profile, nodeAccess()));
+  const container = once(() => containerFor(profile));
+  const cvmfs = once(() => cvmfsFor(profile));
+  const chain = once(() => proxyChainFor(profile, container()));
+  const condor = once(() => condorFor(profile, container(), chain()));
+  return {
+    get nodeAccess() {
+      return nodeAccess();
+    },
+    get tunnel() {
+      return tunnel();
+    },
+    get container() {
+      return container();
+    },
+    get cvmfs() {
+      return cvmfs();
+    },
+    get chain() {
+      return chain();
+    },
+    get condor() {
+      return condor();
+    },
+    instanceStartArgv(instance, workDir) {
+      const library = profile.proxychains.library;
+      return container().startArgv(instance, [
+        cvmfs().containerBind,
+        `${library}:${library}:ro`,
+        `${workDir}:${workDir}`,
+        ...profile.container.binds,
+      ]);
+    },
+    directoryHosts({ login, node }, nodeAllocated) {
+      const hosts: Executor[] = nodeAllocated ? [node] : [];
+      if (login !== node && (tunnel().directoryOnLogin || nodeAccess().directoryOnLogin)) hosts.push(login);
+      return hosts;
+    },
+  };
+}
+
+export type { Condor, QueryContext, RegistrationCheck, Retirement } from './condor';
+export { GLIDEIN_SETTLE_MS, condorConfig, parseAutoformat, parseLaunchedAds } from './condor';
+export type { ContainerRuntime, InstanceInfo } from './container';
+export type { CvmfsProvider } from './cvmfs';
+export { cvmfsMountRoot, leaseRoot } from './cvmfs';
+export type { NodeAccess, NodeAddress, SiteExecutors, SlurmAllocation, SlurmJob } from './node-access';
+export { NoNodeYet, parseSlurmTime, parseSqueue, slurmTime } from './node-access';
+export type { ChainReport, Hop, ProxyChain } from './proxychains';
+export { parseChainReport, renderProxychainsConf } from './proxychains';
+export type { TunnelCheck, TunnelShape } from './tunnel';
+export { isTunnelProcess } from './tunnel';

@@ -1,0 +1,212 @@
+/**
+ * How commands reach the worker node (`workerNode.via`): on the login node itself, through the login node as a
+ * jump host, or by ssh into a node a Slurm holder job hands out. The only place that tells the three apart: the
+ * executors, the worker node's address as the login node sees it, whether the login node keeps part of a glidein's
+ * directory, and, for Slurm, the batch system's commands and what their output means.
+ */
+import { parseDuration } from '../../common/duration';
+import { FailureType } from '../../common/failure-types';
+import { PermanentFault } from '../../common/permanent-fault';
+import type { Executor } from '../../remote/executor';
+import type { SshPool, SshTarget } from '../../remote/ssh';
+import { pathsFor } from '../paths';
+import type { SiteProfile } from '../profile';
+
+/** The login node and the worker node, as executors (the same one where commands run on the login node). */
+export interface SiteExecutors {
+  login: Executor;
+  node: Executor;
+}
+
+/** The worker node's sshd, as the login node reaches it (a reverse tunnel starts into it). */
+export interface NodeAddress {
+  host: string;
+  port: number;
+  user: string;
+}
+
+export interface NodeAccess {
+  /** The login node's executor and the worker node's; `node`: the node a Slurm allocation handed out. */
+  executors(ssh: SshPool, node?: string): SiteExecutors;
+  /** The worker node as the login node reaches it; undefined when there is none (yet) to reach. */
+  nodeAddress(node?: string): NodeAddress | undefined;
+  /** The login node keeps part of the glidein's directory (a batch job's output). */
+  readonly directoryOnLogin: boolean;
+  /** The allocation that hands out the worker node, where there is one. */
+  readonly allocation?: SlurmAllocation;
+}
+
+/** Stands for the worker node before Slurm has handed one out: any command is a bug in the lifecycle. */
+export class NoNodeYet implements Executor {
+  readonly target = 'the worker node (not allocated yet)';
+  run(argv: readonly string[]): Promise<never> {
+    return Promise.reject(
+      new PermanentFault(`${argv[0]}: no worker node is allocated for this glidein yet`, FailureType.NoNodeAllocated),
+    );
+  }
+}
+
+function loginTarget(profile: SiteProfile): SshTarget {
+  const { login } = profile;
+  return {
+    host: login.host,
+    port: login.port,
+    user: login.user,
+    identityFile: login.identityFile,
+    knownHostsFile: login.knownHostsFile,
+  };
+}
+
+/** Commands run on the login node itself. */
+function onLogin(profile: SiteProfile): NodeAccess {
+  return {
+    executors(ssh) {
+      const login = ssh.executor(loginTarget(profile));
+      return { login, node: login };
+    },
+    nodeAddress: () => undefined,
+    directoryOnLogin: false,
+  };
+}
+
+type Jump = Extract<SiteProfile['workerNode'], { via: 'jump' }>;
+
+/** One fixed worker node, reached by ssh through the login node. */
+function throughJumpHost(profile: SiteProfile, wn: Jump): NodeAccess {
+  const address = { host: wn.host, port: wn.port, user: wn.user ?? profile.login.user };
+  return {
+    executors(ssh) {
+      const jump = loginTarget(profile);
+      return { login: ssh.executor(jump), node: ssh.executor({ ...jump, ...address, jump }) };
+    },
+    nodeAddress: () => address,
+    directoryOnLogin: false,
+  };
+}
+
+type Slurm = Extract<SiteProfile['workerNode'], { via: 'slurm' }>;
+
+/** The node of a Slurm holder job, reached by ssh through the login node (pam_slurm_adopt puts us in the job). */
+function slurmBySsh(profile: SiteProfile, wn: Slurm): NodeAccess {
+  const address = (node: string) => ({ host: node, port: wn.port, user: wn.user ?? profile.login.user });
+  return {
+    executors(ssh, node) {
+      const jump = loginTarget(profile);
+      return {
+        login: ssh.executor(jump),
+        node: node ? ssh.executor({ ...jump, ...address(node), jump }) : new NoNodeYet(),
+      };
+    },
+    nodeAddress: (node) => (node ? address(node) : undefined),
+    // The job's output (slurm-<id>.out) and the directory sbatch runs in are on the login node's file system.
+    directoryOnLogin: true,
+    allocation: slurmAllocation(profile, wn),
+  };
+}
+
+export function nodeAccessFor(profile: SiteProfile): NodeAccess {
+  const wn = profile.workerNode;
+  switch (wn.via) {
+    case 'login':
+      return onLogin(profile);
+    case 'jump':
+      return throughJumpHost(profile, wn);
+    case 'slurm':
+      return slurmBySsh(profile, wn);
+  }
+}
+
+// --- Slurm -------------------------------------------------------------------------------------------------
+
+/** A holder job found in the queue (`squeue --format=%i|%T|%N|%L`). */
+export interface SlurmJob {
+  jobId: string;
+  state: string;
+  node: string;
+  timeLeftMs?: number;
+}
+
+/**
+ * The holder job: submitted from the login node (`sbatch --parsable`, the script on stdin), found again by its
+ * name (the glidein id) so that a retried allocation never submits a second job, and released with `scancel`.
+ */
+export interface SlurmAllocation {
+  /** The holder job's walltime and how long it may queue, for the plan. */
+  readonly limits: { timeLimitMs: number; queueTimeoutMs: number };
+  readonly holderScript: string;
+  submitArgv(glideinId: string): string[];
+  queueArgv(glideinId: string): string[];
+  parseQueue(stdout: string): SlurmJob[];
+  /** Still holding (or about to hold) a node: waiting, running, suspended, requeued. */
+  isActive(job: SlurmJob): boolean;
+  cancelArgv(jobIds: string[]): string[];
+}
+
+/** The holder job does nothing but hold the node; the glidein's processes join it over ssh. */
+export const HOLDER_SCRIPT =
+  '#!/bin/sh\n# jsc-glidein holder job: keeps the node allocated for the glidein.\nexec sleep infinity\n';
+
+const ACTIVE = new Set([
+  'PENDING',
+  'CONFIGURING',
+  'RUNNING',
+  'RESIZING',
+  'SUSPENDED',
+  'REQUEUED',
+  'REQUEUE_HOLD',
+  'REQUEUE_FED',
+]);
+
+/** sbatch's --time: [D-]HH:MM:SS, at least a minute. */
+export function slurmTime(ms: number): string {
+  const total = Math.max(60, Math.floor(ms / 1000));
+  const days = Math.floor(total / 86_400);
+  const pad = (n: number) => String(n).padStart(2, '0');
+  const hms = `${pad(Math.floor((total % 86_400) / 3600))}:${pad(Math.floor((total % 3600) / 60))}:${pad(total % 60)}`;
+  return days > 0 ? `${days}-${hms}` : hms;
+}
+
+/** squeue's %L: [D-]HH:MM:SS, MM:SS, or UNLIMITED / NOT_SET / INVALID. */
+export function parseSlurmTime(text: string): number | undefined {
+  const m = /^(?:(\d+)-)?(?:(\d+):)?(\d+):(\d+)$/.exec(text.trim());
+  if (!m) return undefined;
+  const [, d = '0', h = '0', min, s] = m;
+  return (((Number(d) * 24 + Number(h)) * 60 + Number(min)) * 60 + Number(s)) * 1000;
+}
+
+/** `squeue --me --name=<glidein id> --noheader --format=%i|%T|%N|%L`: one job a line, COMPLETING ones included. */
+export function parseSqueue(stdout: string): SlurmJob[] {
+  return stdout
+    .split('\n')
+    .map((l) => l.trim().split('|'))
+    .filter((f) => f.length === 4 && /^\d+$/.test(f[0]))
+    .map(([jobId, state, node, left]) => ({ jobId, state, node, timeLeftMs: parseSlurmTime(left) }));
+}
+
+function slurmAllocation(profile: SiteProfile, wn: Slurm): SlurmAllocation {
+  return {
+    limits: { timeLimitMs: parseDuration(wn.timeLimit), queueTimeoutMs: parseDuration(wn.queueTimeout) },
+    holderScript: HOLDER_SCRIPT,
+    submitArgv(glideinId) {
+      const dir = pathsFor(profile, glideinId).dir;
+      return [
+        'sbatch',
+        '--parsable',
+        `--job-name=${glideinId}`,
+        `--partition=${wn.partition}`,
+        ...(wn.account ? [`--account=${wn.account}`] : []),
+        ...(wn.qos ? [`--qos=${wn.qos}`] : []),
+        ...(wn.reservation ? [`--reservation=${wn.reservation}`] : []),
+        `--time=${slurmTime(parseDuration(wn.timeLimit))}`,
+        '--nodes=1',
+        '--ntasks=1',
+        `--chdir=${dir}`,
+        `--output=${dir}/slurm-%j.out`,
+      ];
+    },
+    queueArgv: (glideinId) => ['squeue', '--me', '--noheader', `--name=${glideinId}`, '--format=%i|%T|%N|%L'],
+    parseQueue: parseSqueue,
+    isActive: (job) => ACTIVE.has(job.state),
+    cancelArgv: (jobIds) => ['scancel', ...jobIds],
+  };
+}

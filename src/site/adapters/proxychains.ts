@@ -1,0 +1,99 @@
+/**
+ * The proxy chain every glidein connection takes: SOCKS tunnel to the login node, then KIT's HTTP CONNECT proxy,
+ * then the target. Renders proxychains.conf, pre-loads the library into processes started in the container, and
+ * reads proxychains' own chain report to say which hop failed.
+ */
+import { isIP } from 'node:net';
+import type { SiteProfile } from '../profile';
+import { tcpProbeArgv } from '../scripts/files';
+import type { ContainerRuntime } from './container';
+
+export type Hop = 'tunnel' | 'kit' | 'target';
+
+export interface ChainReport {
+  ok: boolean;
+  /** The first hop that failed, when proxychains got that far. */
+  failedHop?: Hop;
+  line?: string;
+}
+
+export interface ProxyChain {
+  /** proxychains.conf for this glidein, with the KIT proxy by numeric IPv4 address. */
+  render(kitAddress: string, glideinId: string): string;
+  /** The environment that pre-loads proxychains into a process started in the container. */
+  preloadEnv(confFile: string, quiet: boolean): Record<string, string>;
+  /** A TCP connection to host:port through the chain, from the worker node (proxychains4 -f …). */
+  probeArgv(confFile: string, host: string, port: number): string[];
+  /** The same, inside the container instance, routed only by the pre-loaded library (with preloadEnv). */
+  preloadProbeArgv(instance: string, host: string, port: number): string[];
+  /** The hop a report names, in an operator's words. */
+  hopName(hop: Hop | undefined, target: string): string;
+}
+
+export function renderProxychainsConf(profile: SiteProfile, kitAddress: string, glideinId: string): string {
+  if (isIP(kitAddress) !== 4)
+    throw new Error(`proxychains needs a numeric IPv4 address for the KIT proxy, got ${kitAddress}`);
+  return [
+    `# proxychains-ng configuration for glidein ${glideinId} at site ${profile.name}, written by jsc-glidein.`,
+    '# Chain: worker node -> SOCKS tunnel to the login node -> KIT HTTP CONNECT proxy -> target.',
+    'strict_chain',
+    'proxy_dns',
+    'remote_dns_subnet 224',
+    'tcp_read_time_out 15000',
+    'tcp_connect_time_out 8000',
+    ...profile.proxychains.localnet.map((net) => `localnet ${net}`),
+    '',
+    '[ProxyList]',
+    `socks5 127.0.0.1 ${profile.tunnel.socksPort}`,
+    `http ${kitAddress} ${profile.kitProxy.port}`,
+    '',
+  ].join('\n');
+}
+
+/**
+ * proxychains-ng reports each connection as one line, e.g.
+ *   [proxychains] Strict chain  ...  127.0.0.1:1080  ...  10.0.0.3:80  ...  10.0.0.4:9618  ...  OK
+ *   [proxychains] Strict chain  ...  127.0.0.1:1080  ...  10.0.0.3:80 <--socket error or timeout!
+ * The hop that failed is the last address printed before the error marker.
+ */
+export function parseChainReport(output: string): ChainReport {
+  const line = output
+    .split('\n')
+    .filter((l) => /\[proxychains\].*chain/i.test(l))
+    .pop();
+  if (!line) return { ok: false };
+  if (/\bOK\s*$/.test(line)) return { ok: true, line: line.trim() };
+  const hops = line
+    .split(/\s+\.\.\.\s+|\s+<--/)
+    .slice(1)
+    .filter((p) => /^\S+:\d+$/.test(p.trim()));
+  const failedHop: Hop = (['tunnel', 'kit', 'target'] as const)[Math.min(Math.max(hops.length - 1, 0), 2)];
+  return { ok: false, failedHop, line: line.trim() };
+}
+
+export function proxyChainFor(profile: SiteProfile, container: ContainerRuntime): ProxyChain {
+  const { proxychains } = profile;
+  return {
+    render: (kitAddress, glideinId) => renderProxychainsConf(profile, kitAddress, glideinId),
+    preloadEnv: (confFile, quiet) =>
+      container.env({
+        LD_PRELOAD: proxychains.library,
+        PROXYCHAINS_CONF_FILE: confFile,
+        ...(quiet ? { PROXYCHAINS_QUIET_MODE: '1' } : {}),
+      }),
+    probeArgv: (confFile, host, port) => [proxychains.executable, '-f', confFile, ...tcpProbeArgv(host, port)],
+    preloadProbeArgv: (instance, host, port) => container.execArgv(instance, tcpProbeArgv(host, port)),
+    hopName(hop, target) {
+      switch (hop) {
+        case 'tunnel':
+          return `the SOCKS tunnel to the login node (127.0.0.1:${profile.tunnel.socksPort} on the worker node)`;
+        case 'kit':
+          return `the KIT proxy ${profile.kitProxy.host}:${profile.kitProxy.port} (reached through the login node)`;
+        case 'target':
+          return `the target ${target} (the KIT proxy could not connect to it)`;
+        default:
+          return 'the chain (proxychains printed no chain report)';
+      }
+    },
+  };
+}

@@ -1,0 +1,184 @@
+/**
+ * The shape of the SOCKS tunnel (`tunnel.mode`), the only place that tells the two apart:
+ *  - forward: `ssh -N -D 127.0.0.1:<port>` started on the worker node towards the login node (the seed's way;
+ *    needs a key stored on the site);
+ *  - reverse: `ssh -N -R 127.0.0.1:<port>` started on the login node into the worker node, authenticated by our
+ *    key agent forwarded on that one channel (no key on the site). The port appears on the worker node.
+ * Either way the SOCKS port listens on the worker node, and the tunnel's ssh is recorded in tunnel.pid on the
+ * host it runs on.
+ */
+import { parseDuration } from '../../common/duration';
+import { FailureType } from '../../common/failure-types';
+import { PermanentFault } from '../../common/permanent-fault';
+import type { ProcessRef } from '../../common/types';
+import type { Executor, RunOptions } from '../../remote/executor';
+import type { GlideinPaths } from '../paths';
+import type { SiteProfile } from '../profile';
+import { inspect, type ProcessState, type SiteSnapshot } from '../scripts/processes';
+import type { NodeAccess, SiteExecutors } from './node-access';
+
+/** Printed by `ssh -v` once a remote forward is in place. */
+export const REMOTE_FORWARD_READY = 'remote forward success';
+
+export interface TunnelCheck {
+  /** The process tunnel.pid names runs, with its recorded start time, and is an ssh with a dynamic forward. */
+  alive: boolean;
+  /** The SOCKS port listens on the worker node. */
+  listening: boolean;
+  process?: ProcessRef;
+  /** The worker node's processes asked for alongside (`alsoOnNode`) and its listening ports. */
+  node: SiteSnapshot;
+}
+
+export interface TunnelShape {
+  readonly socksPort: number;
+  /** The ssh command line, run detached on `host()`; `node`: an allocated worker node. */
+  argv(node?: string): string[];
+  /** The host the tunnel's ssh runs on (and keeps its pid file and log on). */
+  host(executors: SiteExecutors): Executor;
+  /** The login node keeps part of the glidein's directory (the tunnel's pid file and log). */
+  readonly directoryOnLogin: boolean;
+  /** The sshd the tunnel's ssh connects to: where starts are gated (tunnel.startsInFlight). */
+  server(node?: string): string;
+  /** The spawn's channel forwards our key agent, and stays open until the log shows `ready`. */
+  readonly forwardAgent: boolean;
+  readonly ready?: { marker: string; seconds: number };
+  /** For messages: "<host> to <login>", "<login> into <node>". */
+  route(executors: SiteExecutors): string;
+  /**
+   * The tunnel's liveness and whether its port listens, and the worker node's pid files `alsoOnNode` in the same
+   * look: one round trip when the ssh runs on the worker node, one more to the login node when it runs there.
+   */
+  check(executors: SiteExecutors, paths: GlideinPaths, opts: RunOptions, alsoOnNode?: string[]): Promise<TunnelCheck>;
+}
+
+/**
+ * The one rule for "this glidein's tunnel is alive": the process its pid file names runs with the recorded
+ * start time and is an ssh with a dynamic forward. Opening, monitoring and closing all decide by it.
+ */
+export function isTunnelProcess(proc: ProcessState | undefined): proc is ProcessState & { recorded: ProcessRef } {
+  return !!proc?.alive && !!proc.recorded && /\bssh\b.*-[DR]/.test(proc.cmdline ?? '');
+}
+
+function sshOptions(tunnel: SiteProfile['tunnel']): string[] {
+  return [
+    '-o',
+    'BatchMode=yes',
+    '-o',
+    'ExitOnForwardFailure=yes',
+    '-o',
+    `ServerAliveInterval=${Math.max(1, Math.round(parseDuration(tunnel.serverAliveInterval) / 1000))}`,
+    '-o',
+    'ServerAliveCountMax=3',
+    '-o',
+    'StrictHostKeyChecking=yes',
+    '-o',
+    `UserKnownHostsFile=${tunnel.knownHostsFile}`,
+  ];
+}
+
+function checked(proc: ProcessState | undefined, node: SiteSnapshot, socksPort: number): TunnelCheck {
+  const alive = isTunnelProcess(proc);
+  return { alive, listening: node.listening.has(socksPort), process: alive ? proc?.recorded : undefined, node };
+}
+
+type Forward = Extract<SiteProfile['tunnel'], { mode: 'forward' }>;
+type Reverse = Extract<SiteProfile['tunnel'], { mode: 'reverse' }>;
+
+function forward(profile: SiteProfile, t: Forward): TunnelShape {
+  return {
+    socksPort: t.socksPort,
+    argv: () => [
+      'ssh',
+      '-F',
+      '/dev/null',
+      '-N',
+      '-D',
+      `127.0.0.1:${t.socksPort}`,
+      ...sshOptions(t),
+      '-o',
+      'IdentitiesOnly=yes',
+      '-i',
+      t.identityFile,
+      '-p',
+      String(t.loginPort),
+      '-l',
+      profile.login.user,
+      '--',
+      t.loginHost,
+    ],
+    host: (ex) => ex.node,
+    directoryOnLogin: false,
+    server: () => `${t.loginHost}:${t.loginPort}`,
+    forwardAgent: false,
+    route: (ex) => `${ex.node.target} to ${t.loginHost}`,
+    async check(ex, paths, opts, alsoOnNode = []) {
+      const node = await inspect(ex.node, [paths.tunnelPid, ...alsoOnNode], opts);
+      return checked(node.processes.get(paths.tunnelPid), node, t.socksPort);
+    },
+  };
+}
+
+function reverse(profile: SiteProfile, t: Reverse, nodeAccess: NodeAccess): TunnelShape {
+  const target = (node: string | undefined) => {
+    const address = nodeAccess.nodeAddress(node);
+    if (!address)
+      throw new PermanentFault(
+        'a reverse tunnel needs a worker node to start into (workerNode.via "jump", or an allocated Slurm node)',
+        FailureType.NoNodeAllocated,
+      );
+    return address;
+  };
+  return {
+    socksPort: t.socksPort,
+    argv(node) {
+      const to = target(node);
+      return [
+        'ssh',
+        '-F',
+        '/dev/null',
+        '-N',
+        '-v',
+        '-R',
+        `127.0.0.1:${t.socksPort}`,
+        ...sshOptions(t),
+        '-o',
+        'ForwardAgent=no',
+        // Only the forwarded agent: never a key file that happens to lie in the site account's ~/.ssh.
+        '-o',
+        'IdentityFile=none',
+        '-p',
+        String(to.port),
+        '-l',
+        to.user,
+        '--',
+        to.host,
+      ];
+    },
+    host: (ex) => ex.login,
+    directoryOnLogin: true,
+    server(node) {
+      const to = target(node);
+      return `${to.host}:${to.port}`;
+    },
+    // The tunnel authenticates with the agent of the spawning channel: keep it open until the forward is up.
+    forwardAgent: true,
+    ready: { marker: REMOTE_FORWARD_READY, seconds: 20 },
+    route: (ex) => `${ex.login.target} into ${ex.node.target}`,
+    async check(ex, paths, opts, alsoOnNode = []) {
+      const node = await inspect(ex.node, alsoOnNode, opts);
+      const login = await inspect(ex.login, [paths.tunnelPid], opts);
+      return checked(login.processes.get(paths.tunnelPid), node, t.socksPort);
+    },
+  };
+}
+
+export function tunnelFor(profile: SiteProfile, nodeAccess: NodeAccess): TunnelShape {
+  const t = profile.tunnel;
+  switch (t.mode) {
+    case 'forward':
+      return forward(profile, t);
+    case 'reverse':
+      return reverse(profile, t, nodeAccess);
+  }
+}

@@ -1,0 +1,25 @@
+/** Where a glidein's state lives on the site: one directory, `<workDir>/<glideinId>/`, that any worker can find. */
+import type { SiteProfile } from './profile';
+
+export interface GlideinPaths {
+  dir: string;
+  tunnelPid: string;
+  tunnelLog: string;
+  proxychainsConf: string;
+  glideinPid: string;
+  glideinLog: string;
+  condorLocal: string;
+}
+
+export function pathsFor(profile: SiteProfile, glideinId: string): GlideinPaths {
+  const dir = `${profile.workDir}/${glideinId}`;
+  return {
+    dir,
+    tunnelPid: `${dir}/tunnel.pid`,
+    tunnelLog: `${dir}/tunnel.log`,
+    proxychainsConf: `${dir}/proxychains.conf`,
+    glideinPid: `${dir}/glidein.pid`,
+    glideinLog: `${dir}/glidein.log`,
+    condorLocal: `${dir}/condor`,
+  };
+}

@@ -1,0 +1,33 @@
+/**
+ * The fixed shell programs the worker runs on a site, each beside its argv builder and the parser of its answer.
+ * Run as `sh -c <script> sh <args…>` (TCP_PROBE: `bash -c`): the scripts are constants, every value reaches them
+ * as a positional argument, quoted by commandLine(). This is how a step does "look, then act" in one round trip
+ * without ever building a shell string from input.
+ */
+import { LIST_LEASES, MOUNT_LEASE, MOUNT_RELEASE } from './leases';
+import { TCP_PROBE, WRITE_FILE } from './files';
+import { CLAIM_GLIDEIN, RETIRE_GLIDEIN } from './ownership';
+import { INSPECT_PROCESSES, SIGNAL_RECORDED, SPAWN_DETACHED } from './processes';
+
+export * from './files';
+export * from './leases';
+export * from './ownership';
+export * from './prelude';
+export * from './processes';
+
+/** Every site script by name (the syntax test runs `sh -n` over each; a fake site can recognise them). */
+export const SITE_SCRIPTS: Readonly<Record<string, string>> = {
+  SPAWN_DETACHED,
+  INSPECT_PROCESSES,
+  SIGNAL_RECORDED,
+  WRITE_FILE,
+  TCP_PROBE,
+  MOUNT_LEASE,
+  MOUNT_RELEASE,
+  LIST_LEASES,
+  CLAIM_GLIDEIN,
+  RETIRE_GLIDEIN,
+};
+
+/** Scripts that use bash features on purpose (run with `bash -c`). */
+export const BASH_SCRIPTS: ReadonlySet<string> = new Set(['TCP_PROBE']);

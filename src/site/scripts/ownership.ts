@@ -1,0 +1,74 @@
+/**
+ * Who owns a glidein's directory on the site, and its retirement: CLAIM_GLIDEIN writes or checks the claim
+ * (`<dir>/.claim`, one line naming the workflow, created with `ln` so that two racing creators cannot both win),
+ * RETIRE_GLIDEIN moves a torn-down glidein's directory aside if the claim is ours and prunes old ones.
+ */
+
+/** The claim file, beside the pid files and logs it protects. */
+export const CLAIM_FILE = '.claim';
+
+/**
+ * $1 directory, $2 the claim line, $3 `claim` (create the directory if need be) or `verify`. Prints `ours`,
+ * `absent` (verify, and no directory: nothing of anyone's to protect) or `theirs <the claim found>`. An existing
+ * directory without a claim (made before claims existed) is claimed by the first workflow that looks. Exits 1
+ * when the directory or the claim cannot be written or read.
+ */
+export const CLAIM_GLIDEIN = `dir=$1; claim=$2; mode=$3; f="$dir/${CLAIM_FILE}"
+if [ ! -f "$f" ]; then
+  if [ ! -d "$dir" ]; then
+    [ "$mode" = claim ] || { echo absent; exit 0; }
+    mkdir -p "$dir" || exit 1
+  fi
+  tmp="$f.$$"
+  printf '%s\\n' "$claim" > "$tmp" || exit 1
+  ln "$tmp" "$f" 2>/dev/null; rm -f "$tmp"
+fi
+found=$(cat "$f") || exit 1
+if [ "$found" = "$claim" ]; then echo ours; else printf 'theirs %s\\n' "$found"; fi`;
+
+export type ClaimMode = 'claim' | 'verify';
+export type ClaimOutcome = { state: 'ours' | 'absent' } | { state: 'theirs'; claim: string };
+
+export function claimArgv(dir: string, claim: string, mode: ClaimMode): string[] {
+  return ['sh', '-c', CLAIM_GLIDEIN, 'sh', dir, claim, mode];
+}
+
+export function parseClaim(stdout: string): ClaimOutcome {
+  const answer = stdout.trim();
+  if (answer === 'ours' || answer === 'absent') return { state: answer };
+  if (answer === 'theirs' || answer.startsWith('theirs ')) return { state: 'theirs', claim: answer.slice(7) };
+  throw new Error(`the ownership check answered ${JSON.stringify(answer.slice(0, 200))}`);
+}
+
+/**
+ * $1 directory, $2 the claim line, $3 the directory of finished glideins, $4 minutes to keep them. Moves this
+ * glidein's directory (logs and all) there under `<id>.<epoch seconds>` if the claim is ours, then removes
+ * finished directories older than the keep time. Prints `moved <dest>`, `absent` or `theirs`; exits 1 when the
+ * move fails.
+ */
+export const RETIRE_GLIDEIN = `dir=$1; claim=$2; done=$3; keep=$4
+if [ -d "$dir" ]; then
+  found=$(cat "$dir/${CLAIM_FILE}" 2>/dev/null)
+  if [ -n "$found" ] && [ "$found" != "$claim" ]; then echo theirs; exit 0; fi
+  mkdir -p "$done" || exit 1
+  dest="$done/$(basename "$dir").$(date +%s)"
+  mv "$dir" "$dest" && touch "$dest" || exit 1
+  echo "moved $dest"
+else
+  echo absent
+fi
+find "$done" -mindepth 1 -maxdepth 1 -mmin +"$keep" -exec rm -rf {} + 2>/dev/null
+exit 0`;
+
+export type RetireOutcome = { state: 'absent' | 'theirs' } | { state: 'moved'; to: string };
+
+export function retireArgv(dir: string, claim: string, doneDir: string, keepMinutes: number): string[] {
+  return ['sh', '-c', RETIRE_GLIDEIN, 'sh', dir, claim, doneDir, String(keepMinutes)];
+}
+
+export function parseRetire(stdout: string): RetireOutcome {
+  const answer = stdout.trim();
+  if (answer === 'absent' || answer === 'theirs') return { state: answer };
+  if (answer.startsWith('moved ')) return { state: 'moved', to: answer.slice(6) };
+  throw new Error(`the retirement script answered ${JSON.stringify(answer.slice(0, 200))}`);
+}
