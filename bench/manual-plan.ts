@@ -69,7 +69,10 @@ export function writeManualPlan(
     // openTunnel
     ['C_INSPECT_TUNNEL', commandLine(inspectArgv([paths.tunnelPid]))],
     ['C_MKDIR', commandLine(['mkdir', '-p', paths.dir])],
-    ['C_SPAWN_TUNNEL', commandLine(spawnArgv(tunnel.argv(), { log: paths.tunnelLog, pidFile: paths.tunnelPid }))],
+    [
+      'C_SPAWN_TUNNEL',
+      commandLine(spawnArgv(tunnel.argv(tunnel.ports.first), { log: paths.tunnelLog, pidFile: paths.tunnelPid })),
+    ],
     // verifyOutbound, preloadProxychains
     ['C_WRITE_CONF', commandLine(writeFileArgv(paths.dir, paths.proxychainsConf))],
     ['C_PROBE_OUTBOUND', commandLine(chain.probeArgv(paths.proxychainsConf, check.host, check.port))],

@@ -66,14 +66,16 @@ export function createMonitorActivities(deps: ActivityDeps) {
     async monitorGlidein(ref: GlideinRef, round: MonitorRound): Promise<MonitorReport> {
       return asStep('monitor', async () => {
         const access = await siteAccess(deps, ref);
-        const { paths, profile } = access;
+        const { paths } = access;
         const allowedMisses = round.missedRegistrations ?? 3;
         let misses = 0;
         let checks = 0;
         let last: MonitorReport['last'];
         for (;;) {
           // The glidein's process in the same look as the tunnel's (one round trip, or two for a reverse tunnel).
-          const look = await access.adapters.tunnel.check(access, paths, access.opts(), [paths.glideinPid]);
+          const look = await access.adapters.tunnel.check(access, paths, access.socksPort, access.opts(), [
+            paths.glideinPid,
+          ]);
           const tunnel = look.alive && look.listening;
           const glidein = !!look.node.processes.get(paths.glideinPid)?.alive;
           let registered = false;
@@ -100,7 +102,7 @@ export function createMonitorActivities(deps: ActivityDeps) {
               end: 'tunnel-down',
               checks: checks + 1,
               last: { at: new Date().toISOString(), tunnel, glidein, registered },
-              detail: `the SOCKS tunnel on port ${profile.tunnel.socksPort} is down`,
+              detail: `the SOCKS tunnel on port ${access.socksPort} is down`,
             };
           }
           const check = await registrationCheck(siteAds, access, round.intervalMs, () => ({ checks, last }));

@@ -29,7 +29,7 @@ async function resolveKitAddress(access: SiteAccess): Promise<string> {
 
 async function writeProxychainsConf(access: SiteAccess): Promise<string> {
   const kit = await resolveKitAddress(access);
-  const conf = access.adapters.chain.render(kit, access.ref.glideinId);
+  const conf = access.adapters.chain.render(kit, access.ref.glideinId, access.socksPort);
   await runChecked(
     access.node,
     'writing proxychains.conf',
@@ -66,7 +66,7 @@ export function createProxychainsActivities(deps: ActivityDeps) {
         const report = await probeChain(access.node, argv, undefined, access.opts({ timeoutMs: 30_000 }));
         if (!report.ok) {
           throw new Error(
-            `no outbound connection to ${target}: ${chain.hopName(report.failedHop, target)} failed${report.line ? ` (${report.line})` : ''}`,
+            `no outbound connection to ${target}: ${chain.hopName(report.failedHop, target, access.socksPort)} failed${report.line ? ` (${report.line})` : ''}`,
           );
         }
         return { chain: report.line ?? 'OK', target };
@@ -95,7 +95,7 @@ export function createProxychainsActivities(deps: ActivityDeps) {
         }
         if (!report.ok)
           throw new Error(
-            `the pre-loaded chain did not reach ${target}: ${chain.hopName(report.failedHop, target)} failed (${report.line})`,
+            `the pre-loaded chain did not reach ${target}: ${chain.hopName(report.failedHop, target, access.socksPort)} failed (${report.line})`,
           );
         return { chain: report.line };
       });

@@ -26,6 +26,8 @@ export interface SiteAccess extends SiteExecutors {
   nodeAllocated: boolean;
   paths: GlideinPaths;
   instance: string;
+  /** This glidein's SOCKS port: the one its tunnel leased (ref.socksPort), or the profile's only one. */
+  socksPort: number;
   /** Options for every command of this activity: cancellation from the activity, a timeout. */
   opts(extra?: RunOptions): RunOptions;
 }
@@ -52,6 +54,12 @@ export async function siteAccess(
   if (ref.node !== undefined && !hostname.safeParse(ref.node).success) throw bad('node', 'a host name', ref.node);
   const profile = await deps.sites.get(ref.site);
   const adapters = adaptersFor(profile);
+  const { first, last } = adapters.tunnel.ports;
+  if (
+    ref.socksPort !== undefined &&
+    !(Number.isInteger(ref.socksPort) && ref.socksPort >= first && ref.socksPort <= last)
+  )
+    throw bad('socksPort', `a port of tunnel.socksPorts ${first}-${last}`, ref.socksPort);
   const executors = deps.executorsFor ? deps.executorsFor(profile) : adapters.nodeAccess.executors(deps.ssh, ref.node);
   const signal = cancellationSignal();
   const login = new Heartbeating(executors.login, ref);
@@ -64,6 +72,7 @@ export async function siteAccess(
     nodeAllocated: !(executors.node instanceof NoNodeYet),
     paths: pathsFor(profile, ref.glideinId),
     instance: instanceName(ref.glideinId),
+    socksPort: ref.socksPort ?? first,
     opts: (extra = {}) => ({ timeoutMs: 60_000, signal, ...extra }),
   };
   await Promise.all(

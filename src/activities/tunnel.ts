@@ -9,6 +9,7 @@ import { runChecked } from '../remote/executor';
 import { Semaphore } from '../remote/semaphore';
 import { isTunnelProcess } from '../site/adapters';
 import { inspect, signalRecorded, spawnDetached, spawnedProcess, tailFile } from '../site/scripts/processes';
+import { parsePortLease, parsePortRelease, portLeaseArgv, portReleaseArgv } from '../site/scripts/ports';
 import type { ActivityDeps } from './deps';
 import { PermanentFault, asStep } from './failures';
 import { heartbeat, heartbeatWhile, sleep } from './kit';
@@ -17,8 +18,33 @@ import { FailureType } from '../common/failure-types';
 import { permanentCause } from './classify';
 
 /** The tunnel's liveness and whether its SOCKS port listens on the worker node. */
-function tunnelState(access: SiteAccess) {
-  return access.adapters.tunnel.check(access, access.paths, access.opts());
+function tunnelState(access: SiteAccess, port: number) {
+  return access.adapters.tunnel.check(access, access.paths, port, access.opts());
+}
+
+/** Where a site's SOCKS port leases live: in its work directory, per node. */
+const portLeaseRoot = (access: SiteAccess) => `${access.profile.workDir}/.ports`;
+
+/**
+ * This glidein's SOCKS port. With one port in the profile it is that one; with a range, the port it leases on its
+ * worker node, found again by a retry or a reopening.
+ */
+async function leasePort(access: SiteAccess): Promise<number> {
+  const { first, last } = access.adapters.tunnel.ports;
+  if (first === last) return first;
+  const result = await runChecked(
+    access.node,
+    'leasing a SOCKS port',
+    portLeaseArgv({ root: portLeaseRoot(access), glideinId: access.ref.glideinId, first, last }),
+    access.opts(),
+  );
+  const lease = parsePortLease(result.stdout);
+  if (lease.state === 'exhausted')
+    // Retried: ports come free as other glideins on the node end.
+    throw new Error(
+      `every port of tunnel.socksPorts ${first}-${last} on the worker node ${access.node.target} is leased by another glidein or in use`,
+    );
+  return lease.port;
 }
 
 export function createTunnelActivities(deps: ActivityDeps) {
@@ -46,14 +72,14 @@ export function createTunnelActivities(deps: ActivityDeps) {
         const { paths } = access;
         const tunnel = access.adapters.tunnel;
         const host = tunnel.host(access);
-        const port = tunnel.socksPort;
-        const state = await tunnelState(access);
+        const port = await leasePort(access);
+        const state = await tunnelState(access, port);
         if (state.alive && state.listening) return { socksPort: port, process: state.process!, reused: true };
         if (state.alive)
           await signalRecorded(host, 'TERM', paths.tunnelPid, access.opts()); // alive but not forwarding: replace it
         else if (state.listening) {
           throw new PermanentFault(
-            `tunnel.socksPort ${port} on the worker node ${access.node.target} is taken by a process that is not this glidein's tunnel`,
+            `SOCKS port ${port} on the worker node ${access.node.target} is taken by a process that is not this glidein's tunnel`,
             FailureType.TunnelPortInUse,
           );
         }
@@ -62,7 +88,7 @@ export function createTunnelActivities(deps: ActivityDeps) {
         try {
           const spawned = await spawnDetached(
             host,
-            tunnel.argv(ref.node),
+            tunnel.argv(port, ref.node),
             {
               log: paths.tunnelLog,
               pidFile: paths.tunnelPid,
@@ -74,7 +100,7 @@ export function createTunnelActivities(deps: ActivityDeps) {
           const child = spawnedProcess(spawned);
           const deadline = Date.now() + 30_000;
           for (;;) {
-            const now = await tunnelState(access);
+            const now = await tunnelState(access, port);
             if (now.alive && now.listening && child)
               return { socksPort: port, process: now.process ?? child, reused: false };
             if (!now.alive || Date.now() > deadline) {
@@ -108,20 +134,38 @@ export function createTunnelActivities(deps: ActivityDeps) {
     async closeTunnel(ref: GlideinRef): Promise<UndoOutcome> {
       return asStep('closeTunnel', async () => {
         const access = await siteAccess(deps, ref);
-        const host = access.adapters.tunnel.host(access);
-        const alive = async () =>
-          (await inspect(host, [access.paths.tunnelPid], access.opts())).processes.get(access.paths.tunnelPid);
-        const first = await alive();
-        if (!isTunnelProcess(first)) return { detail: 'no tunnel running' };
-        const pid = first.recorded?.pid;
-        await signalRecorded(host, 'TERM', access.paths.tunnelPid, access.opts());
-        for (let i = 0; i < 50; i++) {
-          if (!(await alive())?.alive) return { detail: `closed tunnel pid ${pid}` };
-          await sleep(pollMs);
-        }
-        await signalRecorded(host, 'KILL', access.paths.tunnelPid, access.opts());
-        return { detail: `killed tunnel pid ${pid}` };
+        const closed = await closeProcess(access);
+        const { first, last } = access.adapters.tunnel.ports;
+        if (first === last) return { detail: closed };
+        // The port goes back once nothing of ours listens on it.
+        const released = parsePortRelease(
+          (
+            await runChecked(
+              access.node,
+              'releasing the SOCKS port',
+              portReleaseArgv(portLeaseRoot(access), ref.glideinId),
+              access.opts(),
+            )
+          ).stdout,
+        );
+        return { detail: released.state === 'released' ? `${closed}; port ${released.port} released` : closed };
       });
     },
   };
+
+  async function closeProcess(access: SiteAccess): Promise<string> {
+    const host = access.adapters.tunnel.host(access);
+    const alive = async () =>
+      (await inspect(host, [access.paths.tunnelPid], access.opts())).processes.get(access.paths.tunnelPid);
+    const first = await alive();
+    if (!isTunnelProcess(first)) return 'no tunnel running';
+    const pid = first.recorded?.pid;
+    await signalRecorded(host, 'TERM', access.paths.tunnelPid, access.opts());
+    for (let i = 0; i < 50; i++) {
+      if (!(await alive())?.alive) return `closed tunnel pid ${pid}`;
+      await sleep(pollMs);
+    }
+    await signalRecorded(host, 'KILL', access.paths.tunnelPid, access.opts());
+    return `killed tunnel pid ${pid}`;
+  }
 }

@@ -7,6 +7,8 @@ export interface GlideinRef {
   glideinId: string;
   /** The allocated worker node, on sites where Slurm hands it out. */
   node?: string;
+  /** The SOCKS port this glidein's tunnel leased on its worker node (from the profile's tunnel.socksPorts). */
+  socksPort?: number;
 }
 
 /** Something on the site that teardown must give back, in the order it was taken. */

@@ -67,11 +67,43 @@ const workerNode = z.discriminatedUnion('via', [
  */
 const startsInFlight = z.number().int().min(1).max(10).default(3);
 
-const tunnel = z.discriminatedUnion('mode', [
+/**
+ * The SOCKS port on the worker node: one (`socksPort`: one glidein per node), or a range (`socksPorts: 1080-1179`)
+ * from which each glidein leases its own under the node's lock, so that many share a node or a login node.
+ */
+const socksPorts = {
+  socksPort: port.optional(),
+  socksPorts: z
+    .string()
+    .regex(/^\d{1,5}-\d{1,5}$/, 'expected a port range such as 1080-1179')
+    .refine((r) => {
+      const [first, last] = r.split('-').map(Number);
+      return first >= 1024 && last <= 65535 && first <= last && last - first < 1000;
+    }, 'expected first-last with 1024 <= first <= last <= 65535, at most 1000 ports')
+    .optional(),
+};
+
+/** `socksPort` is always the first (or only) port, for every reader; portRange() gives the whole range. */
+function withPortRange<T extends { socksPort?: number; socksPorts?: string }>(t: T, ctx: z.RefinementCtx) {
+  if ((t.socksPort === undefined) === (t.socksPorts === undefined)) {
+    ctx.addIssue({ code: 'custom', message: 'expected either socksPort or socksPorts', path: ['socksPort'] });
+    return z.NEVER;
+  }
+  return { ...t, socksPort: t.socksPort ?? Number(t.socksPorts!.split('-')[0]) };
+}
+
+/** The SOCKS ports a glidein may lease on its worker node: one port (first = last) or the profile's range. */
+export function portRange(t: { socksPort: number; socksPorts?: string }): { first: number; last: number } {
+  if (!t.socksPorts) return { first: t.socksPort, last: t.socksPort };
+  const [first, last] = t.socksPorts.split('-').map(Number);
+  return { first, last };
+}
+
+const tunnelModes = z.discriminatedUnion('mode', [
   /** The seed's tunnel: `ssh -D` started on the worker node towards the login node, with a key stored on the site. */
   z.strictObject({
     mode: z.literal('forward'),
-    socksPort: port,
+    ...socksPorts,
     /** The login node as the worker node reaches it. */
     loginHost: hostname,
     loginPort: port.default(22),
@@ -88,13 +120,15 @@ const tunnel = z.discriminatedUnion('mode', [
    */
   z.strictObject({
     mode: z.literal('reverse'),
-    socksPort: port,
+    ...socksPorts,
     /** On the login node: the worker nodes' host keys. */
     knownHostsFile: absolutePath,
     serverAliveInterval: duration({ min: 1_000, max: 600_000 }).default('15s'),
     startsInFlight,
   }),
 ]);
+
+const tunnel = tunnelModes.transform(withPortRange);
 
 const knob = z.string().regex(/^[A-Za-z_][A-Za-z0-9_.]{0,63}$/, 'expected an HTCondor configuration knob name');
 

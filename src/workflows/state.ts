@@ -54,6 +54,7 @@ export class GlideinLifecycle {
       site: request.site,
       glideinId: resume?.status.glideinId ?? (owned ? glideinIdFor(workflowId) : legacyGlideinIdFor(workflowId)),
       node: resume?.status.allocation?.node,
+      socksPort: heldSocksPort(resume?.status.held),
     };
     this.status = resume?.status ?? {
       site: this.ref.site,
@@ -146,4 +147,10 @@ export class GlideinLifecycle {
   resumeState(plan: LaunchPlan): ResumeState {
     return { plan, status: this.status, tunnelRepairs: this.tunnelRepairs };
   }
+}
+
+/** The port a carried tunnel holds (0 while its step had not returned yet: none). */
+function heldSocksPort(held: HeldResource[] | undefined): number | undefined {
+  const tunnel = held?.find((h) => h.kind === 'tunnel');
+  return tunnel?.kind === 'tunnel' && tunnel.socksPort > 0 ? tunnel.socksPort : undefined;
 }

@@ -167,6 +167,10 @@ export const STEPS = {
       before: () => ({ kind: 'tunnel', socksPort: 0 }),
       after: (t) => ({ kind: 'tunnel', socksPort: t.socksPort }),
     },
+    // Every later step reaches the chain through the port this glidein's tunnel leased.
+    record: (t, { ref }) => {
+      ref.socksPort = t.socksPort;
+    },
     describe: (t) => `${t.reused ? 'reused' : 'opened'} SOCKS 127.0.0.1:${t.socksPort}, pid ${t.process.pid}`,
   }),
   verifyOutbound: setup({

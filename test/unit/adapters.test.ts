@@ -97,8 +97,8 @@ describe('tunnel shape', () => {
     expect(a.tunnel.forwardAgent).toBe(true);
     expect(a.tunnel.ready).toEqual({ marker: 'remote forward success', seconds: 20 });
     expect(a.tunnel.route(ex)).toBe('login into node');
-    expect(a.tunnel.argv('wn042').slice(-2)).toEqual(['--', 'wn042']);
-    expect(() => a.tunnel.argv()).toThrow('needs a worker node');
+    expect(a.tunnel.argv(1080, 'wn042').slice(-2)).toEqual(['--', 'wn042']);
+    expect(() => a.tunnel.argv(1080)).toThrow('needs a worker node');
     // Its pid file and log are on the login node: that keeps part of the directory even off Slurm.
     const jump = adaptersFor({ ...local, tunnel: reverseTunnel });
     const jex = jump.nodeAccess.executors(fakePool());

@@ -19,7 +19,7 @@ export interface ChainReport {
 
 export interface ProxyChain {
   /** proxychains.conf for this glidein, with the KIT proxy by numeric IPv4 address. */
-  render(kitAddress: string, glideinId: string): string;
+  render(kitAddress: string, glideinId: string, socksPort?: number): string;
   /** The environment that pre-loads proxychains into a process started in the container. */
   preloadEnv(confFile: string, quiet: boolean): Record<string, string>;
   /** A TCP connection to host:port through the chain, from the worker node (proxychains4 -f …). */
@@ -27,10 +27,15 @@ export interface ProxyChain {
   /** The same, inside the container instance, routed only by the pre-loaded library (with preloadEnv). */
   preloadProbeArgv(instance: string, host: string, port: number): string[];
   /** The hop a report names, in an operator's words. */
-  hopName(hop: Hop | undefined, target: string): string;
+  hopName(hop: Hop | undefined, target: string, socksPort?: number): string;
 }
 
-export function renderProxychainsConf(profile: SiteProfile, kitAddress: string, glideinId: string): string {
+export function renderProxychainsConf(
+  profile: SiteProfile,
+  kitAddress: string,
+  glideinId: string,
+  socksPort = profile.tunnel.socksPort,
+): string {
   if (isIP(kitAddress) !== 4)
     throw new Error(`proxychains needs a numeric IPv4 address for the KIT proxy, got ${kitAddress}`);
   return [
@@ -44,7 +49,7 @@ export function renderProxychainsConf(profile: SiteProfile, kitAddress: string, 
     ...profile.proxychains.localnet.map((net) => `localnet ${net}`),
     '',
     '[ProxyList]',
-    `socks5 127.0.0.1 ${profile.tunnel.socksPort}`,
+    `socks5 127.0.0.1 ${socksPort}`,
     `http ${kitAddress} ${profile.kitProxy.port}`,
     '',
   ].join('\n');
@@ -74,7 +79,7 @@ export function parseChainReport(output: string): ChainReport {
 export function proxyChainFor(profile: SiteProfile, container: ContainerRuntime): ProxyChain {
   const { proxychains } = profile;
   return {
-    render: (kitAddress, glideinId) => renderProxychainsConf(profile, kitAddress, glideinId),
+    render: (kitAddress, glideinId, socksPort) => renderProxychainsConf(profile, kitAddress, glideinId, socksPort),
     preloadEnv: (confFile, quiet) =>
       container.env({
         LD_PRELOAD: proxychains.library,
@@ -83,10 +88,10 @@ export function proxyChainFor(profile: SiteProfile, container: ContainerRuntime)
       }),
     probeArgv: (confFile, host, port) => [proxychains.executable, '-f', confFile, ...tcpProbeArgv(host, port)],
     preloadProbeArgv: (instance, host, port) => container.execArgv(instance, tcpProbeArgv(host, port)),
-    hopName(hop, target) {
+    hopName(hop, target, socksPort = profile.tunnel.socksPort) {
       switch (hop) {
         case 'tunnel':
-          return `the SOCKS tunnel to the login node (127.0.0.1:${profile.tunnel.socksPort} on the worker node)`;
+          return `the SOCKS tunnel to the login node (127.0.0.1:${socksPort} on the worker node)`;
         case 'kit':
           return `the KIT proxy ${profile.kitProxy.host}:${profile.kitProxy.port} (reached through the login node)`;
         case 'target':

@@ -13,7 +13,7 @@ import { PermanentFault } from '../../common/permanent-fault';
 import type { ProcessRef } from '../../common/types';
 import type { Executor, RunOptions } from '../../remote/executor';
 import type { GlideinPaths } from '../paths';
-import type { SiteProfile } from '../profile';
+import { portRange, type SiteProfile } from '../profile';
 import { inspect, type ProcessState, type SiteSnapshot } from '../scripts/processes';
 import type { NodeAccess, SiteExecutors } from './node-access';
 
@@ -31,9 +31,10 @@ export interface TunnelCheck {
 }
 
 export interface TunnelShape {
-  readonly socksPort: number;
-  /** The ssh command line, run detached on `host()`; `node`: an allocated worker node. */
-  argv(node?: string): string[];
+  /** The SOCKS ports a glidein may lease on its worker node (one: first = last). */
+  readonly ports: { first: number; last: number };
+  /** The ssh command line for SOCKS port `port`, run detached on `host()`; `node`: an allocated worker node. */
+  argv(port: number, node?: string): string[];
   /** The host the tunnel's ssh runs on (and keeps its pid file and log on). */
   host(executors: SiteExecutors): Executor;
   /** The login node keeps part of the glidein's directory (the tunnel's pid file and log). */
@@ -49,7 +50,13 @@ export interface TunnelShape {
    * The tunnel's liveness and whether its port listens, and the worker node's pid files `alsoOnNode` in the same
    * look: one round trip when the ssh runs on the worker node, one more to the login node when it runs there.
    */
-  check(executors: SiteExecutors, paths: GlideinPaths, opts: RunOptions, alsoOnNode?: string[]): Promise<TunnelCheck>;
+  check(
+    executors: SiteExecutors,
+    paths: GlideinPaths,
+    port: number,
+    opts: RunOptions,
+    alsoOnNode?: string[],
+  ): Promise<TunnelCheck>;
 }
 
 /**
@@ -87,14 +94,14 @@ type Reverse = Extract<SiteProfile['tunnel'], { mode: 'reverse' }>;
 
 function forward(profile: SiteProfile, t: Forward): TunnelShape {
   return {
-    socksPort: t.socksPort,
-    argv: () => [
+    ports: portRange(t),
+    argv: (port) => [
       'ssh',
       '-F',
       '/dev/null',
       '-N',
       '-D',
-      `127.0.0.1:${t.socksPort}`,
+      `127.0.0.1:${port}`,
       ...sshOptions(t),
       '-o',
       'IdentitiesOnly=yes',
@@ -112,9 +119,9 @@ function forward(profile: SiteProfile, t: Forward): TunnelShape {
     server: () => `${t.loginHost}:${t.loginPort}`,
     forwardAgent: false,
     route: (ex) => `${ex.node.target} to ${t.loginHost}`,
-    async check(ex, paths, opts, alsoOnNode = []) {
+    async check(ex, paths, port, opts, alsoOnNode = []) {
       const node = await inspect(ex.node, [paths.tunnelPid, ...alsoOnNode], opts);
-      return checked(node.processes.get(paths.tunnelPid), node, t.socksPort);
+      return checked(node.processes.get(paths.tunnelPid), node, port);
     },
   };
 }
@@ -130,8 +137,8 @@ function reverse(profile: SiteProfile, t: Reverse, nodeAccess: NodeAccess): Tunn
     return address;
   };
   return {
-    socksPort: t.socksPort,
-    argv(node) {
+    ports: portRange(t),
+    argv(port, node) {
       const to = target(node);
       return [
         'ssh',
@@ -140,7 +147,7 @@ function reverse(profile: SiteProfile, t: Reverse, nodeAccess: NodeAccess): Tunn
         '-N',
         '-v',
         '-R',
-        `127.0.0.1:${t.socksPort}`,
+        `127.0.0.1:${port}`,
         ...sshOptions(t),
         '-o',
         'ForwardAgent=no',
@@ -165,10 +172,10 @@ function reverse(profile: SiteProfile, t: Reverse, nodeAccess: NodeAccess): Tunn
     forwardAgent: true,
     ready: { marker: REMOTE_FORWARD_READY, seconds: 20 },
     route: (ex) => `${ex.login.target} into ${ex.node.target}`,
-    async check(ex, paths, opts, alsoOnNode = []) {
+    async check(ex, paths, port, opts, alsoOnNode = []) {
       const node = await inspect(ex.node, alsoOnNode, opts);
       const login = await inspect(ex.login, [paths.tunnelPid], opts);
-      return checked(login.processes.get(paths.tunnelPid), node, t.socksPort);
+      return checked(login.processes.get(paths.tunnelPid), node, port);
     },
   };
 }

@@ -8,10 +8,12 @@ import { LIST_LEASES, MOUNT_LEASE, MOUNT_RELEASE } from './leases';
 import { TCP_PROBE, WRITE_FILE } from './files';
 import { CLAIM_GLIDEIN, RETIRE_GLIDEIN } from './ownership';
 import { INSPECT_PROCESSES, SIGNAL_RECORDED, SPAWN_DETACHED } from './processes';
+import { PORT_LEASE, PORT_RELEASE } from './ports';
 
 export * from './files';
 export * from './leases';
 export * from './ownership';
+export * from './ports';
 export * from './prelude';
 export * from './processes';
 
@@ -27,6 +29,8 @@ export const SITE_SCRIPTS: Readonly<Record<string, string>> = {
   LIST_LEASES,
   CLAIM_GLIDEIN,
   RETIRE_GLIDEIN,
+  PORT_LEASE,
+  PORT_RELEASE,
 };
 
 /** Scripts that use bash features on purpose (run with `bash -c`). */
