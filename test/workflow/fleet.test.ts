@@ -4,17 +4,22 @@
  * time (its profile's SOCKS port is fixed), so these fleets count one.
  */
 import { execFile } from 'node:child_process';
+import { existsSync, readdirSync } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import { promisify } from 'node:util';
 import { WorkflowHandle } from '@temporalio/client';
 import { GlideinFleet } from '../../src/workflows';
 import {
+  drainAllSignal,
   fleetStatusQuery,
   pauseSignal,
   resumeSignal,
   setCountUpdate,
   type FleetView,
 } from '../../src/workflows/fleet-messages';
-import { GlideinFleet as GlideinFleetAttribute } from '../../src/workflows/messages';
+import { GlideinFleet as GlideinFleetAttribute, statusQuery } from '../../src/workflows/messages';
+import { siteProcesses, SITE_PATHS } from '../../sandbox/local-site';
 import { slotId } from '../../src/workflows/fleet';
 import { upsertFleetSchedule } from '../../src/fleet-schedule';
 import { localSiteWith } from '../../sandbox/sites';
@@ -37,6 +42,11 @@ const FLEET = {
 };
 const SITES = localSiteWith((p) => {
   p.fleet = FLEET;
+});
+const SHARED = localSiteWith((p) => {
+  p.fleet = { ...FLEET, maxGlideins: 3, maxStarting: 3 };
+  delete p.tunnel.socksPort;
+  p.tunnel.socksPorts = '1180-1189';
 });
 const BROKEN = localSiteWith((p) => {
   p.fleet = FLEET;
@@ -100,6 +110,46 @@ describe('GlideinFleet', () => {
       await handle.cancel();
     });
     expect(await footprint(glidein)).toEqual(EMPTY);
+  });
+
+  it('fills a fleet of three on one worker node, each glidein with its own SOCKS port, and shrinks it newest first', async () => {
+    const fleet = `m${Date.now() % 1_000_000}`;
+    const ids = [1, 2, 3].map((slot) => slotId(fleet, slot));
+    await withWorker(SHARED, async (w) => {
+      const handle = await env().client.workflow.start(GlideinFleet, {
+        taskQueue: w.taskQueue,
+        workflowId: `fleet-${fleet}`,
+        args: [{ site: 'local', count: 3, fleet }],
+      });
+      await until(handle, 'three running glideins', (v) => v.running === 3, 180_000);
+      const ports = await Promise.all(ids.map(async (id) => socksPortOf(id)));
+      expect(new Set(ports).size).toBe(3);
+      for (const port of ports) expect(port).toBeGreaterThanOrEqual(1180);
+      expect(sharedTunnels().sort()).toEqual([...ports].sort());
+      for (const id of ids) expect((await footprint(id)).glideins).toHaveLength(1);
+      expect(leasedPorts().sort()).toEqual([...ports].map(String).sort());
+
+      // One killed on the site: replaced in its slot, with a port of its own again.
+      const before = (await status(handle)).slots.find((s) => s.slot === 2)!.runId;
+      killGlidein((await footprint(ids[1])).glideins);
+      await until(
+        handle,
+        'slot 2 replaced',
+        (v) => v.running === 3 && v.slots.find((s) => s.slot === 2)?.runId !== before,
+        120_000,
+      );
+      expect(sharedTunnels()).toHaveLength(3);
+
+      // Down to one: the two newest drain, gracefully.
+      await handle.executeUpdate(setCountUpdate, { args: [1] });
+      const one = await until(handle, 'one left', (v) => v.running === 1 && v.draining === 0, 120_000);
+      expect(one.slots.filter((s) => s.state === 'running')).toHaveLength(1);
+      await handle.signal(drainAllSignal);
+      expect((await handle.result()).endReason).toBe('drained');
+    });
+    for (const id of ids) expect(await footprint(id)).toEqual(EMPTY);
+    expect(sharedTunnels()).toEqual([]);
+    expect(leasedPorts()).toEqual([]);
   });
 
   it('backs off on a persistent failure: stops starting, says why, probes one start at a time, leaves nothing', async () => {
@@ -188,6 +238,26 @@ describe('GlideinFleet', () => {
     expect(await footprint(glidein)).toEqual(EMPTY);
   });
 });
+
+/** The SOCKS ports of the site's tunnels in the shared range. */
+function sharedTunnels(): number[] {
+  return siteProcesses()
+    .map((p) => / -[DR] 127\.0\.0\.1:(11[89]\d) /.exec(p.cmdline)?.[1])
+    .filter((p): p is string => !!p)
+    .map(Number);
+}
+
+/** The port leases on the (one) worker node of the local site. */
+function leasedPorts(): string[] {
+  const dir = path.join(SITE_PATHS.workDir, '.ports', os.hostname());
+  return existsSync(dir) ? readdirSync(dir).filter((f) => /^\d+$/.test(f)) : [];
+}
+
+async function socksPortOf(glideinId: string): Promise<number> {
+  const s = await env().client.workflow.getHandle(glideinId).query(statusQuery);
+  const tunnel = s.held.find((h) => h.kind === 'tunnel');
+  return tunnel?.kind === 'tunnel' ? tunnel.socksPort : 0;
+}
 
 async function countRuns(workflowId: string, status?: string): Promise<number> {
   let n = 0;
