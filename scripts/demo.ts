@@ -9,6 +9,9 @@
  *   npm run demo -- --serve      # keep server, site and worker up for the temporal CLI; Ctrl-C stops
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { parse, stringify } from 'yaml';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import { Connection, Client } from '@temporalio/client';
@@ -28,8 +31,8 @@ const PORT = Number(process.env.TEMPORAL_PORT ?? 7233);
 const UI_PORT = Number(process.env.TEMPORAL_UI_PORT ?? 8233);
 const HOLD_S = Number(process.env.DEMO_HOLD ?? 15);
 const serve = process.argv.includes('--serve');
-/** Glideins in the fleet part of the demo (0: no fleet). The test sites hold one glidein per node for now. */
-const FLEET = Number(process.env.DEMO_FLEET ?? 1);
+/** Glideins in the fleet part of the demo (0: no fleet); they share the worker node (JSC in a box: two CPUs). */
+const FLEET = Number(process.env.DEMO_FLEET ?? 2);
 const say = (line: string) => console.log(`[demo] ${line}`);
 
 async function main(): Promise<void> {
@@ -72,7 +75,7 @@ async function main(): Promise<void> {
     const ssh = new SshPool();
     const nativeConnection = await NativeConnection.connect({ address: `127.0.0.1:${PORT}` });
     const worker = await createWorker(
-      { ...configFromEnv({}), address: `127.0.0.1:${PORT}`, sitesDir: path.join(__dirname, '..', 'sites') },
+      { ...configFromEnv({}), address: `127.0.0.1:${PORT}`, sitesDir: demoSites() },
       nativeConnection,
       ssh,
     );
@@ -151,6 +154,23 @@ async function main(): Promise<void> {
   } finally {
     await cleanup();
   }
+}
+
+/**
+ * The test sites' profiles as the demo runs them: each glidein leases its own SOCKS port from a range, so that
+ * the fleet's glideins share the worker node, and the fleet may hold DEMO_FLEET of them.
+ */
+function demoSites(): string {
+  const dir = mkdtempSync(path.join(tmpdir(), 'demo-sites-'));
+  for (const name of ['local', 'jsc-box']) {
+    const profile = parse(readFileSync(path.join(__dirname, '..', 'sites', `${name}.yaml`), 'utf8'));
+    const first = profile.tunnel.socksPort as number;
+    delete profile.tunnel.socksPort;
+    profile.tunnel.socksPorts = `${first}-${first + 9}`;
+    profile.fleet = { ...profile.fleet, maxGlideins: Math.max(FLEET, 1), maxStarting: Math.max(FLEET, 1) };
+    writeFileSync(path.join(dir, `${name}.yaml`), stringify(profile));
+  }
+  return dir;
 }
 
 /** A fleet on a schedule: created as an operator would, watched until full, then the whole site drained. */
