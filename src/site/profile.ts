@@ -157,6 +157,7 @@ const FLEET_DEFAULTS = {
   probeAfter: '5m',
   maxProbeDelay: '1h',
   reconcileEvery: '30s',
+  historyEvents: 2_000,
 };
 
 /** What a GlideinFleet may do at this site: its share, its pace, and when failures stop it starting. */
@@ -175,6 +176,8 @@ const fleet = z.strictObject({
   maxProbeDelay: duration({ min: 1_000, max: 7 * 86_400_000 }).default(FLEET_DEFAULTS.maxProbeDelay),
   /** How often the fleet looks at its glideins and acts. */
   reconcileEvery: duration({ min: 1_000, max: 3_600_000 }).default(FLEET_DEFAULTS.reconcileEvery),
+  /** A fleet run continues-as-new at this many events, after at least one round (no value can make it loop). */
+  historyEvents: count(50, 50_000).default(FLEET_DEFAULTS.historyEvents),
 });
 
 export const siteProfileSchema = z
@@ -310,6 +313,7 @@ export interface FleetPlan {
     maxProbeDelayMs: number;
   };
   reconcileEveryMs: number;
+  historyEvents: number;
 }
 
 export function fleetPlanFor(profile: SiteProfile): FleetPlan {
@@ -326,5 +330,6 @@ export function fleetPlanFor(profile: SiteProfile): FleetPlan {
       maxProbeDelayMs: Math.max(parseDuration(f.maxProbeDelay), parseDuration(f.probeAfter)),
     },
     reconcileEveryMs: parseDuration(f.reconcileEvery),
+    historyEvents: f.historyEvents,
   };
 }

@@ -52,9 +52,6 @@ export interface FleetResult {
   rounds: number;
 }
 
-/** A fleet run continues-as-new after this many events (each round is a handful). */
-const HISTORY_EVENTS = 2_000;
-
 const planning = proxyActivities<Pick<GlideinActivities, 'planFleet'>>({
   startToCloseTimeout: 30_000,
   retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '30s', maximumAttempts: 5 },
@@ -162,7 +159,7 @@ export async function GlideinFleet(input: GlideinFleetInput): Promise<FleetResul
   const plan: FleetPlan = await planning.planFleet(request.site);
 
   for (; ; rounds++) {
-    if (rounds > 0 && (workflowInfo().continueAsNewSuggested || workflowInfo().historyLength >= HISTORY_EVENTS)) {
+    if (rounds > 0 && (workflowInfo().continueAsNewSuggested || workflowInfo().historyLength >= plan.historyEvents)) {
       await condition(allHandlersFinished);
       return continueAsNew<typeof GlideinFleet>({
         ...request,

@@ -152,6 +152,35 @@ describe('GlideinFleet', () => {
     expect(leasedPorts()).toEqual([]);
   });
 
+  it('continues-as-new with its memory: the same glidein goes on, and no second one starts', async () => {
+    const fleet = `c${Date.now() % 1_000_000}`;
+    const glidein = slotId(fleet, 1);
+    const sites = localSiteWith((p) => {
+      p.fleet = { ...FLEET, historyEvents: 50 };
+    });
+    await withWorker(sites, async (w) => {
+      const handle = await env().client.workflow.start(GlideinFleet, {
+        taskQueue: w.taskQueue,
+        workflowId: `fleet-${fleet}`,
+        args: [{ site: 'local', count: 1, fleet }],
+      });
+      const running = await until(handle, 'a running glidein', (v) => v.running === 1);
+      const glideinRun = running.slots[0].runId;
+      await waitFor(
+        'the fleet to continue-as-new',
+        async () => (await handle.describe()).runId !== handle.firstExecutionRunId,
+        90_000,
+      );
+      const after = await until(handle, 'a round of the new run', (v) => v.rounds > 0 && v.running === 1);
+      expect(after.slots[0].runId).toBe(glideinRun);
+      expect(await countRuns(glidein)).toBe(1);
+      await handle.executeUpdate(setCountUpdate, { args: [0] });
+      await until(handle, 'drained', (v) => v.running + v.starting + v.draining === 0);
+      await handle.cancel();
+    });
+    expect(await footprint(glidein)).toEqual(EMPTY);
+  });
+
   it('backs off on a persistent failure: stops starting, says why, probes one start at a time, leaves nothing', async () => {
     const fleet = `b${Date.now() % 1_000_000}`;
     const glidein = slotId(fleet, 1);
