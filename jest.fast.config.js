@@ -16,6 +16,5 @@ module.exports = {
   cacheDirectory: process.env.JEST_CACHE_DIR ?? path.join(os.tmpdir(), `jest-glidein-${os.userInfo().uid}`),
   maxWorkers: 2,
   testTimeout: 60000,
-  // Type-checking is `npm run typecheck`'s job; here each file is only transpiled.
-  transform: { '^.+\\.ts$': ['ts-jest', { isolatedModules: true }] },
+  transform: { '^.+\\.ts$': 'ts-jest' },
 };
