@@ -6,7 +6,7 @@
 import './runtime';
 import { randomUUID } from 'node:crypto';
 import type { WorkflowHandle } from '@temporalio/client';
-import type { TestWorkflowEnvironment } from '@temporalio/testing';
+import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { Worker } from '@temporalio/worker';
 import { createActivities, type GlideinActivities } from '../../src/activities';
 import type { GlideinRef } from '../../src/common/types';
@@ -37,7 +37,10 @@ export interface FakeHarness {
   withFakeSite<T>(profile: Record<string, any>, body: (run: FakeRun) => Promise<T>, wrap?: Wrap): Promise<T>;
 }
 
-/** Call at the top of a test file: a dev server and a worker for the file's tests. */
+/** The address of a dev server shared by every file of the run (test/fast/global-setup.ts), if there is one. */
+export const SHARED_SERVER_ENV = 'GLIDEIN_FAST_TEMPORAL';
+
+/** Call at the top of a test file: a dev server (the run's shared one, or its own) and a worker for the file's tests. */
 export function useFakeSiteServer(): FakeHarness {
   let env: TestWorkflowEnvironment;
   let worker: Worker;
@@ -73,7 +76,8 @@ export function useFakeSiteServer(): FakeHarness {
   ) as unknown as GlideinActivities;
 
   beforeAll(async () => {
-    env = await createTestEnv();
+    const shared = process.env[SHARED_SERVER_ENV];
+    env = shared ? await TestWorkflowEnvironment.createFromExistingServer({ address: shared }) : await createTestEnv();
     worker = await Worker.create({
       connection: env.nativeConnection,
       taskQueue,
