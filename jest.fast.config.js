@@ -16,6 +16,7 @@ module.exports = {
   testPathIgnorePatterns: ['/node_modules/', '<rootDir>/test/unit/secrets\\.test\\.ts$'],
   globalSetup: '<rootDir>/test/fast/global-setup.ts',
   globalTeardown: '<rootDir>/test/fast/global-teardown.ts',
+  testSequencer: '<rootDir>/test/fast/sequencer.js',
   cacheDirectory: process.env.JEST_CACHE_DIR ?? path.join(os.tmpdir(), `jest-glidein-${os.userInfo().uid}`),
   // Most of the workflow tests' time is waiting on the dev server: a third worker overlaps it with the CPU-bound suites.
   maxWorkers: 3,

@@ -523,7 +523,8 @@ export class FakeSite {
         return this.refuse(host, command, `a glidein configured for collector ${collector}`);
       this.ads.set(glideinId, {
         GlideinLaunchId: glideinId,
-        Name: `glidein_${proc.pid}@${host.nodeName}`,
+        // As the local site's stand-in names it: slot1@<GLIDEIN_NAME>@<host>.
+        Name: `slot1@${glideinId}@${host.nodeName}`,
         State: 'Unclaimed',
         Activity: 'Idle',
         GlideinSite: (options.env?.[`${prefix}_CONDOR_GlideinSite`] ?? '').replace(/"/g, ''),

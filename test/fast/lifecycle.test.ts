@@ -36,7 +36,7 @@ describe('LaunchGlidein on the fake site', () => {
       const held = site.footprint(WORK_DIR);
       expect(held.instances).toEqual([`glidein-${id}`]);
       expect(held.mounts).toHaveLength(2);
-      expect(site.adNames()).toEqual([expect.stringMatching(/^glidein_\d+@wn01$/)]);
+      expect(site.adNames()).toEqual([`slot1@${id}@wn01`]);
 
       await handle.signal(drainSignal);
       const result = await handle.result();
