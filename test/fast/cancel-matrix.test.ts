@@ -8,7 +8,10 @@ import { CancelledFailure } from '@temporalio/common';
 import type { GlideinActivities } from '../../src/activities';
 import { statusQuery } from '../../src/workflows/messages';
 import { EMPTY_FOOTPRINT, FAKE_SITE_DIR, fakeProfile } from '../../sandbox/fake-site';
-import { stepsOf } from '../workflow/harness';
+import { SH_SCRIPTS } from '../../sandbox/fake-site/scripts';
+
+const { MOUNT_LEASE } = SH_SCRIPTS;
+import { stepsOf, waitFor } from '../workflow/harness';
 import { glideinIdFor, useFakeSiteServer } from './harness';
 
 const { withFakeSite, env } = useFakeSiteServer();
@@ -71,4 +74,30 @@ describe('cancel matrix on the fake site', () => {
       wrap,
     );
   });
+
+  it('aborts a slow site command when cancelled mid-step, then releases the half-taken lease', async () => {
+    const id = glideinIdFor('cancel-mid-mount');
+    await withFakeSite(fakeProfile(), async ({ site, start }) => {
+      // A first mount that takes 30 s (cvmfs filling its cache): the cancellation must not wait it out.
+      site.faults.delays = [{ host: 'worker', match: (argv) => argv[2] === MOUNT_LEASE, ms: 30_000 }];
+      const handle = await start(id);
+      await waitFor('the mount to start', async () =>
+        (await handle.query(statusQuery)).steps.some((s) => s.step === 'mountCvmfs' && s.status === 'running'),
+      );
+      const cancelledAt = Date.now();
+      site.faults.delays = [];
+      await handle.cancel();
+      const err = await handle.result().catch((e) => e);
+      expect(err.cause).toBeInstanceOf(CancelledFailure);
+      expect(Date.now() - cancelledAt).toBeLessThan(20_000);
+      const steps = stepsOf(await handle.query(statusQuery));
+      expect(steps.slice(steps.indexOf('mountCvmfs:failed'))).toEqual([
+        'mountCvmfs:failed',
+        'unmountCvmfs:ok',
+        'closeTunnel:ok',
+        'cleanupGlidein:ok',
+      ]);
+      expect(site.footprint(WORK_DIR)).toEqual(EMPTY_FOOTPRINT);
+    });
+  }, 40_000);
 });
