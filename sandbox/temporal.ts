@@ -1,4 +1,5 @@
 /** A real Temporal dev server (the official CLI, built offline by scripts/ensure-temporal) and a worker on it. */
+import { readFile } from 'node:fs/promises';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import {
   DefaultLogger,
@@ -26,10 +27,16 @@ export function createTestEnv(): Promise<TestWorkflowEnvironment> {
   });
 }
 
+/** Names a bundle built once for a whole jest run (test/fast/global-setup.ts), as JSON; else each file builds its own. */
+export const PREBUILT_BUNDLE_ENV = 'GLIDEIN_WORKFLOW_BUNDLE';
+
 let bundle: Promise<WorkflowBundleWithSourceMap> | undefined;
-/** The workflow bundle, built once per test file. */
+/** The workflow bundle, built once per test file (or read from the run's prebuilt one). */
 export function workflowBundle(): Promise<WorkflowBundleWithSourceMap> {
-  bundle ??= bundleWorkflowCode({ workflowsPath: require.resolve('../src/workflows'), logger: quietLogger });
+  const prebuilt = process.env[PREBUILT_BUNDLE_ENV];
+  bundle ??= prebuilt
+    ? readFile(prebuilt, 'utf8').then((text) => JSON.parse(text) as WorkflowBundleWithSourceMap)
+    : bundleWorkflowCode({ workflowsPath: require.resolve('../src/workflows'), logger: quietLogger });
   return bundle;
 }
 
