@@ -1,9 +1,14 @@
-/** One command runs every suite; the site-backed suites share one local test site (globalSetup). */
+/**
+ * Every suite against the real parts; the site-backed suites share one local test site (globalSetup). The fast
+ * suite (test/fast, on the in-memory fake site) has its own config, jest.fast.config.js: `scripts/dev test` runs it
+ * after this one, as an unprivileged user.
+ */
 module.exports = {
   preset: 'ts-jest',
   testEnvironment: 'node',
   roots: ['<rootDir>/test'],
   testMatch: ['**/*.test.ts'],
+  testPathIgnorePatterns: ['/node_modules/', '<rootDir>/test/fast/'],
   globalSetup: '<rootDir>/test/setup/global-setup.ts',
   globalTeardown: '<rootDir>/test/setup/global-teardown.ts',
   maxWorkers: 1,

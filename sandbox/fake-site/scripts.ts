@@ -2,10 +2,10 @@
  * The site scripts the fake recognises, by identity with the constants the activities send: the one file of the
  * fake that knows where they live (when they move, only these imports change).
  */
-import { HOLDER_SCRIPT } from '../../src/activities/allocation';
-import { RETIRE_GLIDEIN } from '../../src/activities/cleanup';
-import { CLAIM_GLIDEIN } from '../../src/activities/ownership';
+import { HOLDER_SCRIPT } from '../../src/site/adapters/node-access';
 import {
+  CLAIM_GLIDEIN,
+  RETIRE_GLIDEIN,
   INSPECT_PROCESSES,
   LIST_LEASES,
   MOUNT_LEASE,
@@ -14,7 +14,7 @@ import {
   SPAWN_DETACHED,
   TCP_PROBE,
   WRITE_FILE,
-} from '../../src/remote/scripts';
+} from '../../src/site/scripts';
 
 /** Scripts run as `sh -c <script> sh <args…>`. */
 export const SH_SCRIPTS = {

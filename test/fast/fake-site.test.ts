@@ -3,7 +3,7 @@
  * by the activities' own parsers.
  */
 import { ApplicationFailure } from '@temporalio/common';
-import { parseInspect, parseSpawn } from '../../src/activities/processes';
+import { parseInspect, parseSpawn } from '../../src/site/scripts';
 import { EMPTY_FOOTPRINT, FAKE_SITE_DIR, fakeProfile, fakeSiteFor } from '../../sandbox/fake-site';
 import { SH_SCRIPTS } from '../../sandbox/fake-site/scripts';
 

@@ -3,12 +3,24 @@
  * apptainer 1.3, Slurm 23.02's squeue, HTCondor's condor_status -af, and the site scripts under dash): what they
  * must accept, and what they must refuse or read as "nothing there".
  */
-import { findJobs, parseSlurmTime, slurmTime } from '../../src/activities/allocation';
-import { findInstance } from '../../src/activities/container';
-import { parseInspect, parseSpawn, signalAndWait } from '../../src/activities/processes';
-import { parseChainReport } from '../../src/activities/proxychains';
-import { parseAutoformat, parseLaunchedAds } from '../../src/activities/registration';
-import type { Executor } from '../../src/remote/executor';
+import type { Executor, RunOptions } from '../../src/remote/executor';
+import { adaptersFor, parseChainReport } from '../../src/site/adapters';
+import { parseAutoformat, parseLaunchedAds } from '../../src/site/adapters/condor';
+import { parseSlurmTime, parseSqueue, slurmTime } from '../../src/site/adapters/node-access';
+import type { SiteProfile } from '../../src/site/profile';
+import { parseInspect, parseSpawn, signalAndWait } from '../../src/site/scripts';
+
+/** The instance of that name, as startContainer looks for it: the runtime's list command and its parse. */
+async function findInstance(exec: Executor, profile: SiteProfile, instance: string, opts: RunOptions) {
+  const container = adaptersFor(profile).container;
+  return container.parseList((await exec.run(container.listArgv(instance), opts)).stdout, instance);
+}
+
+/** This glidein's jobs, as allocateNode asks squeue for them. */
+async function findJobs(exec: Executor, glideinId: string, opts: RunOptions) {
+  const argv = ['squeue', '--me', '--noheader', `--name=${glideinId}`, '--format=%i|%T|%N|%L'];
+  return parseSqueue((await exec.run(argv, opts)).stdout);
+}
 
 /** An executor that prints `stdout` for any command, and remembers the argv. */
 function printing(stdout: string): Executor & { argv?: readonly string[] } {
