@@ -28,6 +28,22 @@ export const fleetRequestSchema = z.strictObject({
 
 export type FleetRequest = z.output<typeof fleetRequestSchema>;
 
+/** What a fleet may do at its site, from the profile's `fleet:` section (durations in ms). */
+export interface FleetLimits {
+  /** Most glideins running or starting at once: the site's share. */
+  maxGlideins: number;
+  /** Most glideins in setup at once. */
+  maxStarting: number;
+  /** Starts in any rolling minute. */
+  startsPerMinute: number;
+  /** This many failed starts within failureWindowMs stop the fleet starting. */
+  maxFailedStarts: number;
+  failureWindowMs: number;
+  /** Once stopped: one probe start this long after the last failure, doubled after each failed probe. */
+  probeAfterMs: number;
+  maxProbeDelayMs: number;
+}
+
 const epochMs = z.number().int().min(0).max(8.64e15);
 const slotKey = z.string().regex(/^[1-9][0-9]{0,4}$/);
 const runId = z

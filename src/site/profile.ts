@@ -14,6 +14,7 @@ import {
   username,
 } from '../common/validation';
 import { parseDuration } from '../common/duration';
+import type { FleetLimits } from '../common/fleet-request';
 import { nodeAccessFor } from './adapters/node-access';
 
 const DEFAULT_LIBRARY = '/usr/lib/x86_64-linux-gnu/libproxychains.so.4';
@@ -303,15 +304,7 @@ export function planFor(profile: SiteProfile, glideinId: string, lifetime: strin
 /** The part of a profile a GlideinFleet follows; recorded in history, so secret-free. */
 export interface FleetPlan {
   site: string;
-  limits: {
-    maxGlideins: number;
-    maxStarting: number;
-    startsPerMinute: number;
-    maxFailedStarts: number;
-    failureWindowMs: number;
-    probeAfterMs: number;
-    maxProbeDelayMs: number;
-  };
+  limits: FleetLimits;
   reconcileEveryMs: number;
   historyEvents: number;
 }

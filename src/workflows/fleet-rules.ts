@@ -11,22 +11,9 @@
  *   the profile's queueTimeout;
  * - a lower demand drains only glideins without a job.
  */
+import type { FleetLimits } from '../common/fleet-request';
 
-export interface FleetLimits {
-  /** Most glideins running or starting at once: the site's share. */
-  maxGlideins: number;
-  /** Most glideins in setup at once. */
-  maxStarting: number;
-  /** Starts in any rolling minute. */
-  startsPerMinute: number;
-  /** This many failed starts within failureWindowMs stop the fleet starting. */
-  maxFailedStarts: number;
-  failureWindowMs: number;
-  /** Once stopped: one probe start this long after the last failure, doubled after each failed probe. */
-  probeAfterMs: number;
-  maxProbeDelayMs: number;
-}
-
+export type { FleetLimits };
 /** A slot as observed: the LaunchGlidein running under its id (`<fleet>-<slot>`), if any. */
 export type SlotObservation =
   | { slot: number; state: 'free' }

@@ -28,6 +28,13 @@ import { useDevServer, waitFor } from './harness';
 import { EMPTY, footprint } from './site-state';
 
 const { withWorker, env } = useDevServer();
+/** A fleet of `count` on the local site, as `temporal workflow start --type GlideinFleet` would start it. */
+const startFleet = (taskQueue: string, fleet: string, count: number) =>
+  env().client.workflow.start(GlideinFleet, {
+    taskQueue,
+    workflowId: `fleet-${fleet}`,
+    args: [{ site: 'local', count, fleet }],
+  });
 const run = promisify(execFile);
 
 const FLEET = {
@@ -73,11 +80,7 @@ describe('GlideinFleet', () => {
     const fleet = `f${Date.now() % 1_000_000}`;
     const glidein = slotId(fleet, 1);
     await withWorker(SITES, async (w) => {
-      const handle = await env().client.workflow.start(GlideinFleet, {
-        taskQueue: w.taskQueue,
-        workflowId: `fleet-${fleet}`,
-        args: [{ site: 'local', count: 1, fleet }],
-      });
+      const handle = await startFleet(w.taskQueue, fleet, 1);
       const first = await until(handle, 'a running glidein', (v) => v.running === 1 && v.phase === 'steady');
       expect((await footprint(glidein)).glideins).toHaveLength(1);
       const described = await env().client.workflow.getHandle(glidein).describe();
@@ -116,11 +119,7 @@ describe('GlideinFleet', () => {
     const fleet = `m${Date.now() % 1_000_000}`;
     const ids = [1, 2, 3].map((slot) => slotId(fleet, slot));
     await withWorker(SHARED, async (w) => {
-      const handle = await env().client.workflow.start(GlideinFleet, {
-        taskQueue: w.taskQueue,
-        workflowId: `fleet-${fleet}`,
-        args: [{ site: 'local', count: 3, fleet }],
-      });
+      const handle = await startFleet(w.taskQueue, fleet, 3);
       await until(handle, 'three running glideins', (v) => v.running === 3, 180_000);
       const ports = await Promise.all(ids.map(async (id) => socksPortOf(id)));
       expect(new Set(ports).size).toBe(3);
@@ -159,11 +158,7 @@ describe('GlideinFleet', () => {
       p.fleet = { ...FLEET, historyEvents: 50 };
     });
     await withWorker(sites, async (w) => {
-      const handle = await env().client.workflow.start(GlideinFleet, {
-        taskQueue: w.taskQueue,
-        workflowId: `fleet-${fleet}`,
-        args: [{ site: 'local', count: 1, fleet }],
-      });
+      const handle = await startFleet(w.taskQueue, fleet, 1);
       const running = await until(handle, 'a running glidein', (v) => v.running === 1);
       const glideinRun = running.slots[0].runId;
       await waitFor(
@@ -185,11 +180,7 @@ describe('GlideinFleet', () => {
     const fleet = `b${Date.now() % 1_000_000}`;
     const glidein = slotId(fleet, 1);
     await withWorker(BROKEN, async (w) => {
-      const handle = await env().client.workflow.start(GlideinFleet, {
-        taskQueue: w.taskQueue,
-        workflowId: `fleet-${fleet}`,
-        args: [{ site: 'local', count: 1, fleet }],
-      });
+      const handle = await startFleet(w.taskQueue, fleet, 1);
       const backingOff = await until(handle, 'backing off', (v) => v.phase === 'backing-off');
       expect(backingOff.backoff?.why).toMatch(/2 failed starts .*ContainerStartFailed|image/);
       const attrs = (await handle.describe()).typedSearchAttributes;
