@@ -4,13 +4,16 @@
  *   failure-compensation.json  mountCvmfs fails on a repository that does not exist; tunnel and mounts undone
  *   cancellation.json        cancelled while monitoring; teardown; closed as cancelled
  *   slurm-drain.json         JSC in a box: Slurm holder job, registration through the fences, drain, release
- * Run after an intended workflow change: `npm run record-histories`. Needs root (the local site).
+ *   fleet-drain.json         GlideinFleet of one: starts its glidein, keeps it, count 0 drains it, drain-all ends it
+ * Run after an intended workflow change: `npm run record-histories` (all), or name the ones to re-record:
+ * `npm run record-histories -- fleet-drain`. Needs root (the local site).
  */
 import { writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { historyToJSON } from '@temporalio/common/lib/proto-utils';
 import type { WorkflowHandle } from '@temporalio/client';
-import { LaunchGlidein } from '../src/workflows';
+import { GlideinFleet, LaunchGlidein } from '../src/workflows';
+import { drainAllSignal, fleetStatusQuery, setCountUpdate } from '../src/workflows/fleet-messages';
 import { drainSignal, statusQuery } from '../src/workflows/messages';
 import { joinJscBox, leaveJscBox } from '../sandbox/jsc-box';
 import { joinLocalSite, leaveLocalSite } from '../sandbox/local-site';
@@ -27,6 +30,18 @@ async function untilMonitoring(handle: WorkflowHandle): Promise<void> {
   throw new Error('the glidein never reached monitoring');
 }
 
+const only = process.argv.slice(2);
+const wanted = (name: string) => only.length === 0 || only.includes(name);
+
+async function until<T>(what: string, probe: () => Promise<T | undefined | false>): Promise<T> {
+  for (let i = 0; i < 600; i++) {
+    const v = await probe();
+    if (v) return v;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
 async function main(): Promise<void> {
   await joinLocalSite();
   const env = await createTestEnv();
@@ -37,6 +52,7 @@ async function main(): Promise<void> {
       drive: (h: WorkflowHandle<typeof LaunchGlidein>) => Promise<void>,
       site = 'local',
     ) => {
+      if (!wanted(name)) return;
       const w = await createTestWorker(env, sitesDir, `record-${name}`);
       try {
         await w.worker.runUntil(async () => {
@@ -67,6 +83,34 @@ async function main(): Promise<void> {
       await untilMonitoring(h);
       await h.cancel();
     });
+    if (wanted('fleet-drain')) {
+      const sites = localSiteWith((p) => {
+        p.fleet = { ...p.fleet, maxGlideins: 1, maxStarting: 1, reconcileEvery: '1s' };
+      });
+      const w = await createTestWorker(env, sites, 'record-fleet-drain');
+      try {
+        await w.worker.runUntil(async () => {
+          const handle = await env.client.workflow.start(GlideinFleet, {
+            taskQueue: w.taskQueue,
+            workflowId: 'history-fleet-drain',
+            args: [{ site: 'local', count: 1, fleet: 'history', lifetime: '10m' }],
+          });
+          await until('a running glidein', async () => (await handle.query(fleetStatusQuery)).running === 1);
+          await handle.executeUpdate(setCountUpdate, { args: [0] });
+          await until('drained', async () => {
+            const v = await handle.query(fleetStatusQuery);
+            return v.running + v.starting + v.draining === 0;
+          });
+          await handle.signal(drainAllSignal);
+          await handle.result();
+          writeFileSync(path.join(OUT, 'fleet-drain.json'), historyToJSON(await handle.fetchHistory()) + '\n');
+          console.log('recorded fleet-drain.json');
+        });
+      } finally {
+        w.ssh.close();
+      }
+    }
+    if (!wanted('slurm-drain')) return;
     await joinJscBox();
     try {
       await record(
