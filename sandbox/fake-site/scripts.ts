@@ -6,6 +6,8 @@ import { HOLDER_SCRIPT } from '../../src/site/adapters/node-access';
 import {
   CLAIM_GLIDEIN,
   RETIRE_GLIDEIN,
+  PORT_LEASE,
+  PORT_RELEASE,
   INSPECT_PROCESSES,
   LIST_LEASES,
   MOUNT_LEASE,
@@ -27,6 +29,8 @@ export const SH_SCRIPTS = {
   LIST_LEASES,
   CLAIM_GLIDEIN,
   RETIRE_GLIDEIN,
+  PORT_LEASE,
+  PORT_RELEASE,
 } as const;
 
 export type ShScript = keyof typeof SH_SCRIPTS;

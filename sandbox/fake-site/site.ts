@@ -124,6 +124,8 @@ class FakeHost {
   readonly listening = new Set<number>([22]);
   readonly mounts = new Set<string>();
   readonly leases = new Map<string, Lease>();
+  /** SOCKS port leases: port → glidein id. */
+  readonly ports = new Map<number, string>();
   readonly instances = new Map<string, FakeInstance>();
   constructor(
     readonly name: HostName,
@@ -274,6 +276,7 @@ export class FakeSite {
     for (const host of all)
       for (const [key, lease] of host.leases)
         for (const holder of lease.holders) leases.push(`${host.nodeName}:${key}:${holder}`);
+    for (const host of all) for (const [port, holder] of host.ports) leases.push(`${host.nodeName}:port ${port}:${holder}`);
     return {
       processes: this.alive()
         .filter((p) => p.kind !== 'instance')
@@ -339,6 +342,10 @@ export class FakeSite {
           return this.claim(host, params, argv);
         case 'RETIRE_GLIDEIN':
           return this.retire(host, params, argv);
+        case 'PORT_LEASE':
+          return this.portLease(host, params, argv);
+        case 'PORT_RELEASE':
+          return this.portRelease(host, params, argv);
         case undefined:
           return this.refuse(host, argv, 'a shell script that is none of the site scripts');
       }
@@ -647,6 +654,32 @@ export class FakeSite {
     lease.ours = false;
     host.leases.delete(`${root}/${repo}`);
     return ok('not-mounted\n');
+  }
+
+  /** PORT_LEASE root id first last: this glidein's port again, or the lowest that is neither leased nor listening. */
+  private portLease(host: FakeHost, params: string[], argv: readonly string[]): CommandResult {
+    const [, id, first, last] = params;
+    if (params.length !== 4 || !/^\d+$/.test(first) || !/^\d+$/.test(last))
+      return this.refuse(host, argv, 'a port lease with malformed arguments');
+    for (const [port, holder] of host.ports) if (holder === id) return ok(`found ${port}\n`);
+    for (let port = Number(first); port <= Number(last); port++) {
+      if (host.ports.has(port) || host.listening.has(port)) continue;
+      host.ports.set(port, id);
+      return ok(`leased ${port}\n`);
+    }
+    return ok('exhausted\n');
+  }
+
+  /** PORT_RELEASE root id. */
+  private portRelease(host: FakeHost, params: string[], argv: readonly string[]): CommandResult {
+    const [, id] = params;
+    if (params.length !== 2) return this.refuse(host, argv, 'a port release with malformed arguments');
+    for (const [port, holder] of host.ports)
+      if (holder === id) {
+        host.ports.delete(port);
+        return ok(`released ${port}\n`);
+      }
+    return ok('not-held\n');
   }
 
   /** LIST_LEASES root id: the repositories, in the glob's (alphabetical) order. */

@@ -8,7 +8,7 @@ import { randomUUID } from 'node:crypto';
 import type { WorkflowHandle } from '@temporalio/client';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { Worker } from '@temporalio/worker';
-import { createActivities, type GlideinActivities } from '../../src/activities';
+import { createActivities, type ActivityDeps, type GlideinActivities } from '../../src/activities';
 import type { GlideinRef } from '../../src/common/types';
 import { SshPool } from '../../src/remote/ssh';
 import { SiteRegistry } from '../../src/site/load';
@@ -23,6 +23,8 @@ export interface FakeRun {
   site: FakeSite;
   /** The site's name in this test (its profile's name). */
   name: string;
+  /** The worker's task queue (a GlideinFleet started on it starts its glideins there too). */
+  taskQueue: string;
   start(id: string, input?: Record<string, unknown>): Promise<Handle>;
 }
 
@@ -50,7 +52,7 @@ export function useFakeSiteServer(): FakeHarness {
   const wraps = new Map<string, Wrap>();
   const taskQueue = `fast-${randomUUID()}`;
   const ssh = new SshPool();
-  const activities = createActivities({
+  const deps: ActivityDeps = {
     sites: new SiteRegistry(sitesDir),
     ssh,
     executorsFor: (profile: SiteProfile) => {
@@ -59,7 +61,8 @@ export function useFakeSiteServer(): FakeHarness {
       return site.executorsFor(profile);
     },
     pollMs: 100,
-  });
+  };
+  const activities = createActivities(deps);
   // Every activity takes the glidein's ref first: the site it names picks the test's wrap, if any.
   const routed = Object.fromEntries(
     Object.keys(activities).map((name) => [
@@ -78,6 +81,8 @@ export function useFakeSiteServer(): FakeHarness {
   beforeAll(async () => {
     const shared = process.env[SHARED_SERVER_ENV];
     env = shared ? await TestWorkflowEnvironment.createFromExistingServer({ address: shared }) : await createTestEnv();
+    // GlideinFleet observes its glideins through the worker's Temporal client.
+    deps.temporal = env.client;
     worker = await Worker.create({
       connection: env.nativeConnection,
       taskQueue,
@@ -106,7 +111,7 @@ export function useFakeSiteServer(): FakeHarness {
       const start: FakeRun['start'] = (id, input = { site: name, lifetime: '10m' }) =>
         env.client.workflow.start(LaunchGlidein, { taskQueue, workflowId: id, args: [input as never] });
       try {
-        return await body({ site, name, start });
+        return await body({ site, name, taskQueue, start });
       } finally {
         expect(site.unknown).toEqual([]);
       }

@@ -1,0 +1,103 @@
+/**
+ * GlideinFleet on a real dev server against the in-memory fake site: its real LaunchGlideins started, sharing one
+ * worker node with a SOCKS port each, replaced, drained; a persistent failure backing off. Asserts on the site
+ * (processes, port leases) and on the fleet's status.
+ */
+import './runtime';
+import type { WorkflowHandle } from '@temporalio/client';
+import { FAKE_SITE_DIR, fakeProfile } from '../../sandbox/fake-site';
+import { GlideinFleet } from '../../src/workflows';
+import { slotId } from '../../src/workflows/fleet';
+import { drainAllSignal, fleetStatusQuery, setCountUpdate, type FleetView } from '../../src/workflows/fleet-messages';
+import { waitFor } from '../workflow/harness';
+import { useFakeSiteServer } from './harness';
+
+const { withFakeSite, env } = useFakeSiteServer();
+const WORK_DIR = `${FAKE_SITE_DIR}/site/work`;
+
+function fleetProfile(fleet: Record<string, unknown> = {}): Record<string, any> {
+  const profile = fakeProfile();
+  delete profile.tunnel.socksPort;
+  profile.tunnel.socksPorts = '1080-1089';
+  profile.fleet = {
+    maxGlideins: 3,
+    maxStarting: 3,
+    startsPerMinute: 30,
+    maxFailedStarts: 2,
+    failureWindow: '10m',
+    probeAfter: '3s',
+    maxProbeDelay: '6s',
+    reconcileEvery: '1s',
+    ...fleet,
+  };
+  return profile;
+}
+
+let fleets = 0;
+const fleetName = () => `fast${Date.now().toString(36)}${++fleets}`;
+
+const until = (h: WorkflowHandle, what: string, ok: (v: FleetView) => boolean, timeoutMs = 60_000) =>
+  waitFor(
+    what,
+    async () => {
+      const v = await h.query(fleetStatusQuery);
+      return ok(v) && v;
+    },
+    timeoutMs,
+  );
+
+describe('GlideinFleet on the fake site', () => {
+  it('fills three on one node with a SOCKS port each, replaces one that exits, shrinks, and leaves nothing', async () => {
+    await withFakeSite(fleetProfile(), async ({ site, name, taskQueue }) => {
+      const fleet = fleetName();
+      const handle = await env().client.workflow.start(GlideinFleet, {
+        taskQueue,
+        workflowId: `fleet-${fleet}`,
+        args: [{ site: name, count: 3, fleet }],
+      });
+      await until(handle, 'three running', (v) => v.running === 3);
+      const ports = site.tunnels().map((t) => t.socksPort);
+      expect(new Set(ports).size).toBe(3);
+      expect(site.footprint(WORK_DIR).leases.filter((l) => l.includes(':port '))).toHaveLength(3);
+
+      const before = (await handle.query(fleetStatusQuery)).slots.find((s) => s.slot === 2)!.runId;
+      site.exitGlidein(slotId(fleet, 2));
+      await until(
+        handle,
+        'slot 2 replaced',
+        (v) => v.running === 3 && v.slots.find((s) => s.slot === 2)?.runId !== before,
+      );
+      expect(site.tunnels()).toHaveLength(3);
+
+      await handle.executeUpdate(setCountUpdate, { args: [1] });
+      await until(handle, 'one left', (v) => v.running === 1 && v.draining === 0);
+      await handle.signal(drainAllSignal);
+      expect((await handle.result()).endReason).toBe('drained');
+      const left = site.footprint(WORK_DIR);
+      expect(left.processes).toEqual([]);
+      expect(left.instances).toEqual([]);
+      expect(left.leases).toEqual([]);
+    });
+  });
+
+  it('backs off on a persistent failure: a bounded number of starts, the reason in its status', async () => {
+    await withFakeSite(fleetProfile({ maxGlideins: 1, maxStarting: 1 }), async ({ site, name, taskQueue }) => {
+      site.faults.instanceStartFails = { times: Infinity, output: 'FATAL:   could not open image: no such file' };
+      const fleet = fleetName();
+      const handle = await env().client.workflow.start(GlideinFleet, {
+        taskQueue,
+        workflowId: `fleet-${fleet}`,
+        args: [{ site: name, count: 1, fleet }],
+      });
+      const backingOff = await until(handle, 'backing off', (v) => v.phase === 'backing-off');
+      expect(backingOff.backoff?.why).toMatch(/2 failed starts/);
+      await new Promise((r) => setTimeout(r, 8_000));
+      const starts = site.commands.filter((c) => c.argv.includes('instance') && c.argv.includes('start')).length;
+      // Two failed starts, then a probe 3 s and one 6 s later at most; without the back-off, one every second or two.
+      expect(starts).toBeGreaterThanOrEqual(2);
+      expect(starts).toBeLessThanOrEqual(4);
+      await handle.signal(drainAllSignal);
+      await handle.result();
+    });
+  });
+});
