@@ -357,6 +357,14 @@ export class FakeSite {
         return ok('');
       case 'tail':
         return this.tail(host, args, argv);
+      case 'cat': {
+        // A fleet's demand probe as a test writes it: `cat <file>` on the login node.
+        if (args.length !== 1 || !isAbsolute(args[0])) break;
+        const text = host.files.get(args[0]);
+        if (text === undefined)
+          return { code: 1, signal: null, stdout: '', stderr: `cat: ${args[0]}: No such file or directory\n` };
+        return ok(text);
+      }
       case 'getent':
         return this.getent(args, argv, host);
       case 'proxychains4':

@@ -16,7 +16,8 @@ import { fleetPlanFor, type FleetPlan } from '../site/profile';
 import type { SlotObservation } from '../workflows/fleet-rules';
 import type { ActivityDeps } from './deps';
 import { asStep, PermanentFault } from './failures';
-import { heartbeat } from './kit';
+import { adaptersFor } from '../site/adapters';
+import { cancellationSignal, heartbeat } from './kit';
 
 export interface FleetObservationRequest {
   fleet: string;
@@ -32,8 +33,10 @@ export interface FleetObservation {
   schedulePaused: boolean;
   /** The fleet's schedule no longer exists: the fleet run ends (its glideins go on). */
   scheduleGone: boolean;
-  /** Glideins the pool wants at this site, from the profile's demand probe (none yet: the count is static). */
+  /** Glideins the pool wants at this site, from the profile's demand probe (fleet.demand); absent without one. */
   demand?: number;
+  /** Why the probe gave no number this round (the fleet keeps the last one it had). */
+  demandError?: string;
 }
 
 /** LaunchGlidein's phase (src/workflows/messages.ts), read here without importing workflow code. */
@@ -55,6 +58,27 @@ export function createFleetActivities(deps: ActivityDeps) {
       );
     return deps.temporal;
   };
+  /** The profile's demand probe on the login node: a whole number on the first line of its output. */
+  async function probeDemand(site: string): Promise<Pick<FleetObservation, 'demand' | 'demandError'>> {
+    const profile = await deps.sites.get(site);
+    const probe = profile.fleet.demand;
+    if (!probe) return {};
+    try {
+      const login = deps.executorsFor
+        ? deps.executorsFor(profile).login
+        : adaptersFor(profile).nodeAccess.executors(deps.ssh).login;
+      const result = await login.run(probe.command, { timeoutMs: 60_000, signal: cancellationSignal() });
+      const first = result.stdout.split('\n')[0].trim();
+      if (result.code === 0 && /^\d{1,6}$/.test(first)) return { demand: Number(first) };
+      return {
+        demandError: `fleet.demand ${probe.command[0]} exited with ${result.code} and printed ${JSON.stringify(first.slice(0, 80))}, not a whole number`,
+      };
+    } catch (err) {
+      return {
+        demandError: `fleet.demand ${probe.command[0]} failed: ${redact(err instanceof Error ? err.message : String(err))}`,
+      };
+    }
+  }
   return {
     async planFleet(site: string): Promise<FleetPlan> {
       return asStep('planFleet', async () => fleetPlanFor(await deps.sites.get(site)));
@@ -99,7 +123,8 @@ export function createFleetActivities(deps: ActivityDeps) {
             scheduleGone = true;
           }
         }
-        return { slots, schedulePaused, scheduleGone };
+        const demand = await probeDemand(request.site);
+        return { slots, schedulePaused, scheduleGone, ...demand };
       });
     },
   };

@@ -83,6 +83,8 @@ export const fleetCarriedSchema = z.strictObject({
   paused: z.boolean(),
   drainAll: z.boolean(),
   memory: fleetMemorySchema,
+  /** The demand probe's last number. */
+  demand: z.number().int().min(0).max(1_000_000).optional(),
 });
 
 export type FleetCarried = z.output<typeof fleetCarriedSchema>;

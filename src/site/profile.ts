@@ -179,6 +179,15 @@ const fleet = z.strictObject({
   reconcileEvery: duration({ min: 1_000, max: 3_600_000 }).default(FLEET_DEFAULTS.reconcileEvery),
   /** A fleet run continues-as-new at this many events, after at least one round (no value can make it loop). */
   historyEvents: count(50, 50_000).default(FLEET_DEFAULTS.historyEvents),
+  /**
+   * How many glideins the pool wants here: a command run on the login node each round that prints a whole number
+   * on its first line (for example a site script around `condor_q -global` counting idle jobs that match the
+   * site). The fleet's count is then at most that; without it the count is static. A probe that fails or prints
+   * anything else leaves the count as it was: a broken probe never drains a fleet.
+   */
+  demand: z
+    .strictObject({ command: z.array(argWord).min(1, 'expected the demand probe as a non-empty argv list') })
+    .optional(),
 });
 
 export const siteProfileSchema = z
@@ -258,7 +267,19 @@ export const siteProfileSchema = z
     message:
       'expected workerNode.via "jump" or "slurm" for a reverse tunnel (it runs from the login node into the worker node)',
     path: ['tunnel', 'mode'],
-  });
+  })
+  .refine(
+    // Glideins on one fixed node share its ports; a Slurm node is usually a glidein's own.
+    (p) => {
+      const { first, last } = portRange(p.tunnel);
+      return p.workerNode.via === 'slurm' || p.fleet.maxGlideins <= last - first + 1;
+    },
+    {
+      message:
+        'expected at most as many glideins as SOCKS ports on the worker node (tunnel.socksPorts); leave some spare for glideins that are still tearing down',
+      path: ['fleet', 'maxGlideins'],
+    },
+  );
 
 export type SiteProfile = z.output<typeof siteProfileSchema>;
 
@@ -307,6 +328,8 @@ export interface FleetPlan {
   limits: FleetLimits;
   reconcileEveryMs: number;
   historyEvents: number;
+  /** The profile has a demand probe (fleet.demand). */
+  demandProbe: boolean;
 }
 
 export function fleetPlanFor(profile: SiteProfile): FleetPlan {
@@ -324,5 +347,6 @@ export function fleetPlanFor(profile: SiteProfile): FleetPlan {
     },
     reconcileEveryMs: parseDuration(f.reconcileEvery),
     historyEvents: f.historyEvents,
+    demandProbe: f.demand !== undefined,
   };
 }

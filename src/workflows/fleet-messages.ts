@@ -18,6 +18,8 @@ export interface FleetView extends FleetStatus {
   rounds: number;
   lastRoundAt?: string;
   endReason?: string;
+  /** Why the demand probe gave no number in the last round (the fleet keeps the last number it had). */
+  demandError?: string;
 }
 
 export const fleetStatusQuery = defineQuery<FleetView>('status');

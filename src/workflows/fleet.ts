@@ -85,6 +85,9 @@ export async function GlideinFleet(input: GlideinFleetInput): Promise<FleetResul
   let drainAll = carried?.drainAll ?? false;
   let memory: FleetMemory = carried?.memory ?? emptyMemory();
   let schedulePaused = false;
+  /** The demand probe's last number: a round whose probe fails keeps it (a broken probe never drains the fleet). */
+  let demand = carried?.demand;
+  let demandError: string | undefined;
   let wake = false;
   let rounds = 0;
   let last: FleetDecision | undefined;
@@ -114,6 +117,7 @@ export async function GlideinFleet(input: GlideinFleetInput): Promise<FleetResul
     rounds,
     lastRoundAt,
     endReason,
+    demandError,
   });
   const setPhase = (next: FleetPhase) => {
     if (next === phase && phaseShown) return;
@@ -163,7 +167,7 @@ export async function GlideinFleet(input: GlideinFleetInput): Promise<FleetResul
       await condition(allHandlersFinished);
       return continueAsNew<typeof GlideinFleet>({
         ...request,
-        carried: { workflowId: info.workflowId, desired, paused, drainAll, memory },
+        carried: { workflowId: info.workflowId, desired, paused, drainAll, memory, demand },
       });
     }
     const observed = await watching.observeFleet({
@@ -180,10 +184,12 @@ export async function GlideinFleet(input: GlideinFleetInput): Promise<FleetResul
       break;
     }
     schedulePaused = observed.schedulePaused;
+    if (observed.demand !== undefined) demand = observed.demand;
+    demandError = observed.demandError;
     const decision = decideFleet({
       now: Date.now(),
       desired,
-      demand: observed.demand,
+      demand,
       startsPaused: paused || schedulePaused,
       drainAll,
       limits: plan.limits,

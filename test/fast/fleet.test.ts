@@ -36,15 +36,24 @@ function fleetProfile(fleet: Record<string, unknown> = {}): Record<string, any> 
 let fleets = 0;
 const fleetName = () => `fast${Date.now().toString(36)}${++fleets}`;
 
-const until = (h: WorkflowHandle, what: string, ok: (v: FleetView) => boolean, timeoutMs = 60_000) =>
-  waitFor(
-    what,
-    async () => {
-      const v = await h.query(fleetStatusQuery);
-      return ok(v) && v;
-    },
-    timeoutMs,
-  );
+/** Waits for the fleet's status to satisfy `ok`; on a timeout, says where it stood. */
+async function until(h: WorkflowHandle, what: string, ok: (v: FleetView) => boolean, timeoutMs = 40_000) {
+  let last: FleetView | undefined;
+  try {
+    return await waitFor(
+      what,
+      async () => {
+        last = await h.query(fleetStatusQuery);
+        return ok(last) && last;
+      },
+      timeoutMs,
+    );
+  } catch (err) {
+    throw new Error(`${(err as Error).message}; the fleet: ${JSON.stringify(last)}`);
+  }
+}
+
+const runningRuns = (v: FleetView) => v.slots.filter((s) => s.state === 'running').map((s) => s.runId);
 
 describe('GlideinFleet on the fake site', () => {
   it('fills three on one node with a SOCKS port each, replaces one that exits, shrinks, and leaves nothing', async () => {
@@ -60,13 +69,10 @@ describe('GlideinFleet on the fake site', () => {
       expect(new Set(ports).size).toBe(3);
       expect(site.footprint(WORK_DIR).leases.filter((l) => l.includes(':port '))).toHaveLength(3);
 
-      const before = (await handle.query(fleetStatusQuery)).slots.find((s) => s.slot === 2)!.runId;
+      // A new glidein in a free slot (slot 2 itself while its old one is still tearing down is not free).
+      const before = runningRuns(await handle.query(fleetStatusQuery));
       site.exitGlidein(slotId(fleet, 2));
-      await until(
-        handle,
-        'slot 2 replaced',
-        (v) => v.running === 3 && v.slots.find((s) => s.slot === 2)?.runId !== before,
-      );
+      await until(handle, 'a replacement', (v) => v.running === 3 && runningRuns(v).some((r) => !before.includes(r)));
       expect(site.tunnels()).toHaveLength(3);
 
       await handle.executeUpdate(setCountUpdate, { args: [1] });
@@ -77,6 +83,36 @@ describe('GlideinFleet on the fake site', () => {
       expect(left.processes).toEqual([]);
       expect(left.instances).toEqual([]);
       expect(left.leases).toEqual([]);
+    });
+  });
+
+  it('follows the demand probe within its count, and a broken probe keeps the last number, never drains', async () => {
+    const file = `${FAKE_SITE_DIR}/site/home/demand`;
+    const profile = fleetProfile();
+    profile.fleet.demand = { command: ['cat', file] };
+    await withFakeSite(profile, async ({ site, name, taskQueue }) => {
+      const wants = (n: number | undefined) =>
+        n === undefined ? site.hosts.login.files.delete(file) : site.hosts.login.files.set(file, `${n}\n`);
+      wants(1);
+      const fleet = fleetName();
+      const handle = await env().client.workflow.start(GlideinFleet, {
+        taskQueue,
+        workflowId: `fleet-${fleet}`,
+        args: [{ site: name, count: 3, fleet }],
+      });
+      await until(handle, 'one, as demanded', (v) => v.running === 1 && v.demand === 1);
+      wants(2);
+      await until(handle, 'two', (v) => v.running === 2 && v.target === 2);
+      wants(undefined);
+      const broken = await until(handle, 'the probe broken', (v) => v.demandError !== undefined);
+      expect(broken.demandError).toMatch(/fleet.demand cat exited with 1/);
+      await new Promise((r) => setTimeout(r, 2_500));
+      expect(await handle.query(fleetStatusQuery)).toMatchObject({ running: 2, target: 2, draining: 0 });
+      wants(0);
+      await until(handle, 'drained to the demand', (v) => v.running + v.starting + v.draining === 0 && v.target === 0);
+      await handle.signal(drainAllSignal);
+      await handle.result();
+      expect(site.footprint(WORK_DIR).processes).toEqual([]);
     });
   });
 

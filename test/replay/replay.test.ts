@@ -16,6 +16,7 @@ describe('replay of recorded histories', () => {
     expect(FILES.sort()).toEqual([
       'cancellation.json',
       'failure-compensation.json',
+      'fleet-drain.json',
       'happy-drain.json',
       'slurm-drain.json',
     ]);
