@@ -276,7 +276,8 @@ export class FakeSite {
     for (const host of all)
       for (const [key, lease] of host.leases)
         for (const holder of lease.holders) leases.push(`${host.nodeName}:${key}:${holder}`);
-    for (const host of all) for (const [port, holder] of host.ports) leases.push(`${host.nodeName}:port ${port}:${holder}`);
+    for (const host of all)
+      for (const [port, holder] of host.ports) leases.push(`${host.nodeName}:port ${port}:${holder}`);
     return {
       processes: this.alive()
         .filter((p) => p.kind !== 'instance')
