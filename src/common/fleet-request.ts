@@ -76,6 +76,49 @@ export const fleetMemorySchema = z.strictObject({
     .optional(),
 });
 
+/** A fleet's phase, as its status and its GlideinPhase search attribute say it. */
+export const FLEET_PHASES = [
+  'planning',
+  'filling',
+  'steady',
+  'backing-off',
+  'paused',
+  'draining',
+  'done',
+  'failed',
+] as const;
+
+const number = z.number().int().min(0).max(1_000_000);
+
+/** What the last round saw, so that a continued run reports it until its own first round. */
+export const fleetSeenSchema = z.strictObject({
+  status: z.strictObject({
+    desired: number,
+    demand: number.optional(),
+    target: number,
+    running: number,
+    starting: number,
+    draining: number,
+    failedInWindow: number,
+    held: reason.optional(),
+    backoff: z.strictObject({ why: reason, probeAt: z.string().max(40) }).optional(),
+  }),
+  slots: z
+    .array(
+      z.strictObject({
+        slot: z.number().int().min(1).max(99_999),
+        id: z.string().max(100),
+        state: z.enum(['free', 'starting', 'running', 'draining', 'closed']),
+        runId: runId.optional(),
+      }),
+    )
+    .max(100_000),
+  phase: z.enum(FLEET_PHASES),
+  lastRoundAt: z.string().max(40).optional(),
+});
+
+export type FleetSeen = z.output<typeof fleetSeenSchema>;
+
 export const fleetCarriedSchema = z.strictObject({
   /** The workflow that carried it: a run accepts only its own. */
   workflowId: z.string().max(1_000),
@@ -84,7 +127,8 @@ export const fleetCarriedSchema = z.strictObject({
   drainAll: z.boolean(),
   memory: fleetMemorySchema,
   /** The demand probe's last number. */
-  demand: z.number().int().min(0).max(1_000_000).optional(),
+  demand: number.optional(),
+  seen: fleetSeenSchema.optional(),
 });
 
 export type FleetCarried = z.output<typeof fleetCarriedSchema>;

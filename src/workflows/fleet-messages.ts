@@ -1,8 +1,9 @@
 /** GlideinFleet's query, update and signals: defined once, imported by clients, tests and the schedule command. */
 import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
+import type { FLEET_PHASES } from '../common/fleet-request';
 import type { FleetStatus } from './fleet-rules';
 
-export type FleetPhase = 'planning' | 'filling' | 'steady' | 'backing-off' | 'paused' | 'draining' | 'done' | 'failed';
+export type FleetPhase = (typeof FLEET_PHASES)[number];
 
 export interface FleetView extends FleetStatus {
   fleet: string;
@@ -14,7 +15,12 @@ export interface FleetView extends FleetStatus {
   schedulePaused: boolean;
   drainAll: boolean;
   /** Every slot the fleet knows, as last observed. */
-  slots: Array<{ slot: number; id: string; state: string; runId?: string }>;
+  slots: Array<{
+    slot: number;
+    id: string;
+    state: 'free' | 'starting' | 'running' | 'draining' | 'closed';
+    runId?: string;
+  }>;
   rounds: number;
   lastRoundAt?: string;
   endReason?: string;

@@ -39,7 +39,14 @@ import {
   type FleetPhase,
   type FleetView,
 } from './fleet-messages';
-import { decideFleet, emptyMemory, noteStarted, type FleetDecision, type FleetMemory } from './fleet-rules';
+import {
+  decideFleet,
+  emptyMemory,
+  noteStarted,
+  type FleetDecision,
+  type FleetMemory,
+  type FleetStatus,
+} from './fleet-rules';
 import { LaunchGlidein } from './launch-glidein';
 import { drainSignal, GlideinFleet as GlideinFleetAttribute, GlideinPhase, GlideinSite } from './messages';
 
@@ -90,10 +97,11 @@ export async function GlideinFleet(input: GlideinFleetInput): Promise<FleetResul
   let demandError: string | undefined;
   let wake = false;
   let rounds = 0;
-  let last: FleetDecision | undefined;
-  let lastRoundAt: string | undefined;
-  let slots: FleetView['slots'] = [];
-  let phase: FleetPhase = 'planning';
+  // What the last round saw; a continued run reports its predecessor's until its own first round.
+  let last: FleetStatus | undefined = carried?.seen?.status;
+  let lastRoundAt = carried?.seen?.lastRoundAt;
+  let slots: FleetView['slots'] = carried?.seen?.slots ?? [];
+  let phase: FleetPhase = carried?.seen?.phase ?? 'planning';
   let phaseShown = false;
   let endReason: string | undefined;
 
@@ -105,14 +113,14 @@ export async function GlideinFleet(input: GlideinFleetInput): Promise<FleetResul
     schedulePaused,
     drainAll,
     desired,
-    target: last?.status.target ?? 0,
-    running: last?.status.running ?? 0,
-    starting: last?.status.starting ?? 0,
-    draining: last?.status.draining ?? 0,
-    failedInWindow: last?.status.failedInWindow ?? memory.failures.length,
-    demand: last?.status.demand,
-    held: last?.status.held,
-    backoff: last?.status.backoff,
+    target: last?.target ?? 0,
+    running: last?.running ?? 0,
+    starting: last?.starting ?? 0,
+    draining: last?.draining ?? 0,
+    failedInWindow: last?.failedInWindow ?? memory.failures.length,
+    demand: last?.demand,
+    held: last?.held,
+    backoff: last?.backoff,
     slots,
     rounds,
     lastRoundAt,
@@ -159,7 +167,7 @@ export async function GlideinFleet(input: GlideinFleetInput): Promise<FleetResul
     wake = true;
   });
 
-  setPhase('planning');
+  setPhase(phase);
   const plan: FleetPlan = await planning.planFleet(request.site);
 
   for (; ; rounds++) {
@@ -167,7 +175,15 @@ export async function GlideinFleet(input: GlideinFleetInput): Promise<FleetResul
       await condition(allHandlersFinished);
       return continueAsNew<typeof GlideinFleet>({
         ...request,
-        carried: { workflowId: info.workflowId, desired, paused, drainAll, memory, demand },
+        carried: {
+          workflowId: info.workflowId,
+          desired,
+          paused,
+          drainAll,
+          memory,
+          demand,
+          seen: last && { status: last, slots, phase, lastRoundAt },
+        },
       });
     }
     const observed = await watching.observeFleet({
@@ -196,7 +212,7 @@ export async function GlideinFleet(input: GlideinFleetInput): Promise<FleetResul
       slots: observed.slots,
       memory,
     });
-    last = decision;
+    last = decision.status;
     memory = decision.memory;
     lastRoundAt = new Date().toISOString();
     slots = observed.slots

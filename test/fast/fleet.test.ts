@@ -6,6 +6,7 @@
 import './runtime';
 import type { WorkflowHandle } from '@temporalio/client';
 import { FAKE_SITE_DIR, fakeProfile } from '../../sandbox/fake-site';
+import type { GlideinActivities } from '../../src/activities';
 import { GlideinFleet } from '../../src/workflows';
 import { slotId } from '../../src/workflows/fleet';
 import { drainAllSignal, fleetStatusQuery, setCountUpdate, type FleetView } from '../../src/workflows/fleet-messages';
@@ -114,6 +115,42 @@ describe('GlideinFleet on the fake site', () => {
       await handle.result();
       expect(site.footprint(WORK_DIR).processes).toEqual([]);
     });
+  });
+
+  it('continues-as-new without losing a glidein or forgetting what it saw (its status never drops to zero)', async () => {
+    // Each observation takes a while, so that a continued run spends time before its first round.
+    const slowObservation = (a: GlideinActivities): GlideinActivities => ({
+      ...a,
+      async observeFleet(request) {
+        await new Promise((r) => setTimeout(r, 400));
+        return a.observeFleet(request);
+      },
+    });
+    await withFakeSite(
+      fleetProfile({ historyEvents: 50 }),
+      async ({ site, name, taskQueue }) => {
+        const fleet = fleetName();
+        const handle = await env().client.workflow.start(GlideinFleet, {
+          taskQueue,
+          workflowId: `fleet-${fleet}`,
+          args: [{ site: name, count: 2, fleet }],
+        });
+        const full = await until(handle, 'two running', (v) => v.running === 2);
+        const runs = runningRuns(full);
+        const fleetRuns = new Set<string>();
+        const deadline = Date.now() + 40_000;
+        for (let i = 0; fleetRuns.size < 3 && Date.now() < deadline; i++) {
+          expect((await handle.query(fleetStatusQuery)).running).toBe(2);
+          if (i % 10 === 0) fleetRuns.add((await handle.describe()).runId);
+        }
+        expect(fleetRuns.size).toBeGreaterThanOrEqual(3); // it did continue-as-new, twice
+        expect(runningRuns(await handle.query(fleetStatusQuery)).sort()).toEqual(runs.sort());
+        expect(site.tunnels()).toHaveLength(2);
+        await handle.signal(drainAllSignal);
+        expect((await handle.result()).endReason).toBe('drained');
+      },
+      slowObservation,
+    );
   });
 
   it('backs off on a persistent failure: a bounded number of starts, the reason in its status', async () => {

@@ -71,8 +71,9 @@ const until = (h: WorkflowHandle, what: string, ok: (v: FleetView) => boolean, t
     timeoutMs,
   );
 
-function killGlidein(pids: number[]): void {
-  for (const pid of pids) process.kill(pid, 'SIGKILL');
+/** Ends a glidein on the site the way HTCondor ends by itself (SIGTERM: it invalidates its ad first). */
+function endGlidein(pids: number[]): void {
+  for (const pid of pids) process.kill(pid, 'SIGTERM');
 }
 
 describe('GlideinFleet', () => {
@@ -89,7 +90,7 @@ describe('GlideinFleet', () => {
 
       // Paused: a glidein that dies is not replaced.
       await handle.signal(pauseSignal);
-      killGlidein((await footprint(glidein)).glideins);
+      endGlidein((await footprint(glidein)).glideins);
       const paused = await until(
         handle,
         'the dead glidein gone, nothing started',
@@ -132,7 +133,7 @@ describe('GlideinFleet', () => {
       // Replaced by a new glidein in a free slot (slot 2 itself is not free while its old glidein tears down).
       const runs = (v: FleetView) => v.slots.filter((s) => s.state === 'running').map((s) => s.runId);
       const before = runs(await status(handle));
-      killGlidein((await footprint(ids[1])).glideins);
+      endGlidein((await footprint(ids[1])).glideins);
       await until(handle, 'a replacement', (v) => v.running === 3 && runs(v).some((r) => !before.includes(r)), 120_000);
       expect(sharedTunnels()).toHaveLength(3);
 
