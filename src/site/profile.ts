@@ -150,7 +150,7 @@ const count = (min: number, max: number) =>
   z.number().int('expected a whole number').min(min, `expected at least ${min}`).max(max, `expected at most ${max}`);
 
 const FLEET_DEFAULTS = {
-  maxGlideins: 10,
+  maxGlideins: 1,
   maxStarting: 5,
   startsPerMinute: 10,
   maxFailedStarts: 3,
@@ -163,7 +163,7 @@ const FLEET_DEFAULTS = {
 
 /** What a GlideinFleet may do at this site: its share, its pace, and when failures stop it starting. */
 const fleet = z.strictObject({
-  /** Most glideins running or starting at once. */
+  /** Most glideins running or starting at once (default 1: a site says how many it takes, and has the ports for them). */
   maxGlideins: count(1, 10_000).default(FLEET_DEFAULTS.maxGlideins),
   /** Most glideins in setup at once. */
   maxStarting: count(1, 1_000).default(FLEET_DEFAULTS.maxStarting),
