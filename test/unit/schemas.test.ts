@@ -30,6 +30,25 @@ describe('site profiles', () => {
     ['a port out of range', (p: any) => (p.tunnel.socksPort = 70000), 'tunnel.socksPort: expected a port 1-65535'],
     ['a port of the wrong type', (p: any) => (p.kitProxy.port = '80'), 'kitProxy.port:'],
     [
+      'a SOCKS port range backwards',
+      (p: any) => {
+        delete p.tunnel.socksPort;
+        p.tunnel.socksPorts = '1090-1080';
+      },
+      'tunnel.socksPorts: expected first-last',
+    ],
+    [
+      'both a SOCKS port and a range',
+      (p: any) => (p.tunnel.socksPorts = '1080-1089'),
+      'tunnel.socksPort: expected either socksPort or socksPorts',
+    ],
+    [
+      'more glideins on a fixed node than SOCKS ports',
+      (p: any) => (p.fleet = { maxGlideins: 3 }),
+      'fleet.maxGlideins: expected at most as many glideins as SOCKS ports',
+    ],
+    ['a fleet knob that is not one', (p: any) => (p.fleet = { restartLoop: true }), 'fleet: Unrecognized key'],
+    [
       'a relative key path',
       (p: any) => (p.login.identityFile = 'keys/id'),
       'login.identityFile: expected an absolute path',
