@@ -42,6 +42,12 @@ export interface FleetLimits {
   /** Once stopped: one probe start this long after the last failure, doubled after each failed probe. */
   probeAfterMs: number;
   maxProbeDelayMs: number;
+  /**
+   * Most glideins on the site at once, draining ones included: they still hold a node's SOCKS port (and a Slurm
+   * job) until their teardown ends. On a fixed node it is the ports there; where Slurm hands each its own node,
+   * twice the share, so that replacements need not wait for a slow drain.
+   */
+  maxLive: number;
 }
 
 const epochMs = z.number().int().min(0).max(8.64e15);

@@ -93,6 +93,11 @@ function withPortRange<T extends { socksPort?: number; socksPorts?: string }>(t:
   return { ...t, socksPort: t.socksPort ?? Number(t.socksPorts!.split('-')[0]) };
 }
 
+function portCount(t: { socksPort: number; socksPorts?: string }): number {
+  const { first, last } = portRange(t);
+  return last - first + 1;
+}
+
 /** The SOCKS ports a glidein may lease on its worker node: one port (first = last) or the profile's range. */
 export function portRange(t: { socksPort: number; socksPorts?: string }): { first: number; last: number } {
   if (!t.socksPorts) return { first: t.socksPort, last: t.socksPort };
@@ -271,8 +276,7 @@ export const siteProfileSchema = z
   .refine(
     // Glideins on one fixed node share its ports; a Slurm node is usually a glidein's own.
     (p) => {
-      const { first, last } = portRange(p.tunnel);
-      return p.workerNode.via === 'slurm' || p.fleet.maxGlideins <= last - first + 1;
+      return p.workerNode.via === 'slurm' || p.fleet.maxGlideins <= portCount(p.tunnel);
     },
     {
       message:
@@ -344,6 +348,7 @@ export function fleetPlanFor(profile: SiteProfile): FleetPlan {
       failureWindowMs: parseDuration(f.failureWindow),
       probeAfterMs: parseDuration(f.probeAfter),
       maxProbeDelayMs: Math.max(parseDuration(f.maxProbeDelay), parseDuration(f.probeAfter)),
+      maxLive: profile.workerNode.via === 'slurm' ? 2 * f.maxGlideins : portCount(profile.tunnel),
     },
     reconcileEveryMs: parseDuration(f.reconcileEvery),
     historyEvents: f.historyEvents,

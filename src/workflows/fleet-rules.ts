@@ -5,6 +5,7 @@
  *
  * The rules answer what the anchors' users complained about:
  * - capacity is what is registered or starting, never a draining glidein (nor a ghost: LaunchGlidein ends one);
+ *   yet a draining one still holds its port and node, so all that lives stays within maxLive;
  * - a failing start backs off, then probes once at a time, with a growing delay: never a restart loop;
  * - lowering the count drains (the glidein finishes its jobs within its drain grace), queued and newest first;
  * - nothing is ever removed as stale: a glidein waiting in the Slurm queue is LaunchGlidein's to time out, after
@@ -185,6 +186,10 @@ export function decideFleet(input: FleetInputs): FleetDecision {
   if (lacking > 0) {
     if (input.startsPaused) limit(0, 'starts are paused');
     limit(limits.maxStarting - starting.length, `${starting.length} starting (limits.maxStarting)`);
+    limit(
+      limits.maxLive - live.length,
+      `${live.length} glideins on the site, draining ones included (limits.maxLive: their ports and nodes)`,
+    );
     limit(limits.startsPerMinute - memory.starts.length, `${memory.starts.length} starts in the last minute`);
     if (memory.backoff) {
       if (memory.backoff.probeSlot !== undefined) limit(0, `backing off, probe in slot ${memory.backoff.probeSlot}`);

@@ -17,6 +17,7 @@ const LIMITS: FleetLimits = {
   failureWindowMs: 600_000,
   probeAfterMs: 60_000,
   maxProbeDelayMs: 240_000,
+  maxLive: 20,
 };
 
 const T0 = Date.parse('2026-12-02T12:00:00Z');
@@ -74,6 +75,14 @@ describe('starting', () => {
     const d = round({ desired: 2, slots: [run(1, 'running'), closed(2, 'completed')], memory: started(1, 2) });
     expect(d.start).toEqual([2]);
     expect(d.status.failedInWindow).toBe(0);
+  });
+
+  it('waits for a draining glidein to free its port or node when the site holds no more (limits.maxLive)', () => {
+    const limits = { ...LIMITS, maxGlideins: 1, maxLive: 1 };
+    const d = round({ desired: 1, limits, slots: [run(1, 'draining')], memory: started(1) });
+    expect(d.start).toEqual([]);
+    expect(d.status.held).toMatch(/draining ones included/);
+    expect(round({ desired: 1, limits, slots: [closed(1, 'completed')], memory: started(1) }).start).toEqual([1]);
   });
 
   it('holds starts to limits.maxStarting and says so', () => {
