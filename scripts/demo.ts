@@ -31,8 +31,11 @@ const PORT = Number(process.env.TEMPORAL_PORT ?? 7233);
 const UI_PORT = Number(process.env.TEMPORAL_UI_PORT ?? 8233);
 const HOLD_S = Number(process.env.DEMO_HOLD ?? 15);
 const serve = process.argv.includes('--serve');
-/** Glideins in the fleet part of the demo (0: no fleet); they share the worker node (JSC in a box: two CPUs). */
-const FLEET = Number(process.env.DEMO_FLEET ?? 2);
+/**
+ * Glideins in the fleet part of the demo (0: no fleet): two sharing the loopback site's node, each with its own SOCKS
+ * port; one in JSC in a box, whose one Slurm node a holder job takes whole (as JSC's nodes are).
+ */
+const fleetSize = (site: string) => Number(process.env.DEMO_FLEET ?? (site === 'jsc-box' ? 1 : 2));
 const say = (line: string) => console.log(`[demo] ${line}`);
 
 async function main(): Promise<void> {
@@ -150,7 +153,7 @@ async function main(): Promise<void> {
     const result = await done;
     printSteps({ ...(await handle.query(statusQuery)) });
     say(`finished: ${result.endReason}; everything acquired on the site has been released`);
-    if (FLEET > 0) await demoFleet(client, site.name);
+    if (fleetSize(site.name) > 0) await demoFleet(client, site.name, fleetSize(site.name));
   } finally {
     await cleanup();
   }
@@ -167,21 +170,22 @@ function demoSites(): string {
     const first = profile.tunnel.socksPort as number;
     delete profile.tunnel.socksPort;
     profile.tunnel.socksPorts = `${first}-${first + 9}`;
-    profile.fleet = { ...profile.fleet, maxGlideins: Math.max(FLEET, 1), maxStarting: Math.max(FLEET, 1) };
+    const n = Math.max(fleetSize(name), 1);
+    profile.fleet = { ...profile.fleet, maxGlideins: n, maxStarting: n };
     writeFileSync(path.join(dir, `${name}.yaml`), stringify(profile));
   }
   return dir;
 }
 
 /** A fleet on a schedule: created as an operator would, watched until full, then the whole site drained. */
-async function demoFleet(client: Client, site: string): Promise<void> {
+async function demoFleet(client: Client, site: string, size: number): Promise<void> {
   const scheduleId = `fleet-${site}-demo`;
-  say(`fleet: creating schedule ${scheduleId} (GlideinFleet of ${FLEET} on ${site}, overlap SKIP)`);
+  say(`fleet: creating schedule ${scheduleId} (GlideinFleet of ${size} on ${site}, overlap SKIP)`);
   await upsertFleetSchedule(client, {
     scheduleId,
     taskQueue: DEFAULT_TASK_QUEUE,
     every: '1m',
-    request: { site, count: FLEET, fleet: `${site}-demo` },
+    request: { site, count: size, fleet: `${site}-demo` },
   });
   const schedule = client.schedule.getHandle(scheduleId);
   try {
@@ -195,7 +199,7 @@ async function demoFleet(client: Client, site: string): Promise<void> {
         const v = await client.workflow.getHandle(fleetId).query(fleetStatusQuery);
         const line = `fleet ${v.fleet}: ${v.phase}, ${v.running} running, ${v.starting} starting of ${v.target}${v.held ? ` (${v.held})` : ''}`;
         if (line !== shown) say((shown = line));
-        if (v.running >= FLEET) break;
+        if (v.running >= size) break;
       }
       await new Promise((r) => setTimeout(r, 1000));
     }

@@ -9,6 +9,7 @@ import { fleetRequestSchema, type FleetRequest } from './common/fleet-request';
 import { isDuration, parseDuration } from './common/duration';
 import { formatIssues } from './common/validation';
 import { drainAllSignal } from './workflows/fleet-messages';
+import { GlideinFleet } from './workflows/messages';
 
 export interface FleetScheduleOptions {
   scheduleId: string;
@@ -45,6 +46,9 @@ export async function upsertFleetSchedule(
     workflowId: `fleet-${args.fleet ?? args.site}`,
     taskQueue: options.taskQueue,
     args: [args],
+    // Visible from the start: a second run of the same fleet finds the first and yields to it.
+    typedSearchAttributes: [{ key: GlideinFleet, value: args.fleet ?? args.site }],
+    staticSummary: `GlideinFleet ${args.fleet ?? args.site}: ${args.count} glideins at ${args.site}`,
   };
   const handle = client.schedule.getHandle(options.scheduleId);
   try {
@@ -64,8 +68,11 @@ export async function upsertFleetSchedule(
     spec: { intervals: [{ every: everyMs(options.every) }] },
     action,
     policies: { overlap: ScheduleOverlapPolicy.SKIP, catchupWindow: '1m' },
-    state: { note: options.note ?? `GlideinFleet for site ${args.site}`, triggerImmediately: true },
+    state: { note: options.note ?? `GlideinFleet for site ${args.site}` },
   });
+  // The first run now rather than at the first interval, under the same SKIP as every other action (a trigger
+  // in the create request would start one beside the interval's).
+  await handle.trigger(ScheduleOverlapPolicy.SKIP);
   return 'created';
 }
 

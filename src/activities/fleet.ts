@@ -11,13 +11,15 @@ import {
   WorkflowNotFoundError,
 } from '@temporalio/common';
 import { FailureType } from '../common/failure-types';
+import { fleetName } from '../common/fleet-request';
+import { siteName } from '../common/validation';
 import { redact } from '../common/redact';
 import { fleetPlanFor, type FleetPlan } from '../site/profile';
 import type { SlotObservation } from '../workflows/fleet-rules';
 import type { ActivityDeps } from './deps';
 import { asStep, PermanentFault } from './failures';
 import { adaptersFor } from '../site/adapters';
-import { cancellationSignal, heartbeat } from './kit';
+import { activityInfo, cancellationSignal, heartbeat } from './kit';
 
 export interface FleetObservationRequest {
   fleet: string;
@@ -37,6 +39,8 @@ export interface FleetObservation {
   demand?: number;
   /** Why the probe gave no number this round (the fleet keeps the last one it had). */
   demandError?: string;
+  /** Another run of this fleet that runs longer than this one: this one yields (two would fight over the slots). */
+  yieldTo?: string;
 }
 
 /** LaunchGlidein's phase (src/workflows/messages.ts), read here without importing workflow code. */
@@ -86,6 +90,12 @@ export function createFleetActivities(deps: ActivityDeps) {
 
     async observeFleet(request: FleetObservationRequest): Promise<FleetObservation> {
       return asStep('observeFleet', async () => {
+        // It names workflow ids and a visibility query: checked again here, as every activity checks its input.
+        if (!fleetName.safeParse(request?.fleet).success || !siteName.safeParse(request.site).success)
+          throw new PermanentFault(
+            `fleet, site: ${JSON.stringify([request?.fleet, request?.site])} are not a fleet and a site name`,
+            FailureType.InvalidRequest,
+          );
         const temporal = client();
         const uncounted = new Map(request.uncounted.map((u) => [u.slot, u.runId]));
         const slots = await Promise.all(
@@ -124,10 +134,29 @@ export function createFleetActivities(deps: ActivityDeps) {
           }
         }
         const demand = await probeDemand(request.site);
-        return { slots, schedulePaused, scheduleGone, ...demand };
+        const yieldTo = await olderRunOf(temporal, request.fleet);
+        return { slots, schedulePaused, scheduleGone, ...demand, ...(yieldTo ? { yieldTo } : {}) };
       });
     },
   };
+}
+
+/**
+ * The run of this fleet that started first, when it is not this one. Every run of a fleet carries its GlideinFleet
+ * attribute from its start (the schedule's action) or its first task; all of them order the same way, so exactly
+ * one keeps the fleet.
+ */
+async function olderRunOf(client: Client, fleet: string): Promise<string | undefined> {
+  const self = activityInfo().workflowExecution?.workflowId;
+  const runs: Array<{ id: string; start: number }> = [];
+  const query = `WorkflowType = 'GlideinFleet' AND GlideinFleet = '${fleet}' AND ExecutionStatus = 'Running'`;
+  for await (const run of client.workflow.list({ query })) {
+    runs.push({ id: run.workflowId, start: run.startTime.getTime() });
+    if (runs.length >= 20) break;
+  }
+  runs.sort((a, b) => a.start - b.start || a.id.localeCompare(b.id));
+  const first = runs[0]?.id;
+  return first && first !== self && runs.some((r) => r.id === self) ? first : undefined;
 }
 
 /** The failure type and message of a closed run, shortened and redacted: it goes into the fleet's status. */

@@ -195,6 +195,10 @@ export async function GlideinFleet(input: GlideinFleetInput): Promise<FleetResul
         .map(([slot, s]) => ({ slot: Number(slot), runId: s.runId! })),
       scheduleId: request.scheduleId,
     });
+    if (observed.yieldTo) {
+      endReason = `fleet ${fleet} is already run by ${observed.yieldTo}; this run leaves it that`;
+      break;
+    }
     if (observed.scheduleGone) {
       endReason = `schedule ${request.scheduleId} was deleted; the fleet's glideins go on running`;
       break;
