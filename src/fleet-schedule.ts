@@ -9,7 +9,7 @@ import { fleetRequestSchema, type FleetRequest } from './common/fleet-request';
 import { isDuration, parseDuration } from './common/duration';
 import { formatIssues } from './common/validation';
 import { drainAllSignal } from './workflows/fleet-messages';
-import { GlideinFleet } from './workflows/messages';
+import { GlideinFleet } from './common/search-attributes';
 
 export interface FleetScheduleOptions {
   scheduleId: string;

@@ -4,15 +4,12 @@
  * state of the schedule that runs the fleet. Read-only: starting and draining are the workflow's own commands.
  */
 import { WorkflowFailedError, ScheduleNotFoundError, type Client } from '@temporalio/client';
-import {
-  ApplicationFailure,
-  defineSearchAttributeKey,
-  SearchAttributeType,
-  WorkflowNotFoundError,
-} from '@temporalio/common';
+import { ApplicationFailure, WorkflowNotFoundError } from '@temporalio/common';
 import { FailureType } from '../common/failure-types';
-import { fleetName } from '../common/fleet-request';
-import { siteName } from '../common/validation';
+import { z } from 'zod';
+import { fleetName, fleetRequestSchema, slotId } from '../common/fleet-request';
+import { GlideinPhase } from '../common/search-attributes';
+import { formatIssues, siteName } from '../common/validation';
 import { redact } from '../common/redact';
 import { fleetPlanFor, type FleetPlan } from '../site/profile';
 import type { SlotObservation } from '../workflows/fleet-rules';
@@ -21,14 +18,27 @@ import { asStep, PermanentFault } from './failures';
 import { adaptersFor } from '../site/adapters';
 import { activityInfo, cancellationSignal, heartbeat } from './kit';
 
-export interface FleetObservationRequest {
-  fleet: string;
-  site: string;
-  slots: number[];
+const slotNumber = z.number().int().min(1).max(99_999);
+const observationRequestSchema = z.strictObject({
+  fleet: fleetName,
+  site: siteName,
+  slots: z.array(slotNumber).max(20_000),
   /** Runs whose end the fleet has not counted yet: for those that closed, the observation says why they ended. */
-  uncounted: Array<{ slot: number; runId: string }>;
-  scheduleId?: string;
-}
+  uncounted: z
+    .array(
+      z.strictObject({
+        slot: slotNumber,
+        runId: z
+          .string()
+          .max(100)
+          .regex(/^[A-Za-z0-9-]+$/),
+      }),
+    )
+    .max(20_000),
+  scheduleId: fleetRequestSchema.shape.scheduleId,
+});
+
+export type FleetObservationRequest = z.output<typeof observationRequestSchema>;
 
 export interface FleetObservation {
   slots: SlotObservation[];
@@ -43,8 +53,6 @@ export interface FleetObservation {
   yieldTo?: string;
 }
 
-/** LaunchGlidein's phase (src/workflows/messages.ts), read here without importing workflow code. */
-const GLIDEIN_PHASE = defineSearchAttributeKey('GlideinPhase', SearchAttributeType.KEYWORD);
 const STARTING = new Set(['planning', 'setup', 'registering']);
 
 /** A running LaunchGlidein's phase (its GlideinPhase search attribute) as fleet capacity. */
@@ -75,7 +83,7 @@ export function createFleetActivities(deps: ActivityDeps) {
       const first = result.stdout.split('\n')[0].trim();
       if (result.code === 0 && /^\d{1,6}$/.test(first)) return { demand: Number(first) };
       return {
-        demandError: `fleet.demand ${probe.command[0]} exited with ${result.code} and printed ${JSON.stringify(first.slice(0, 80))}, not a whole number`,
+        demandError: `fleet.demand ${probe.command[0]} exited with ${result.code} and printed ${JSON.stringify(redact(first).slice(0, 80))}, not a whole number`,
       };
     } catch (err) {
       return {
@@ -91,16 +99,17 @@ export function createFleetActivities(deps: ActivityDeps) {
     async observeFleet(request: FleetObservationRequest): Promise<FleetObservation> {
       return asStep('observeFleet', async () => {
         // It names workflow ids and a visibility query: checked again here, as every activity checks its input.
-        if (!fleetName.safeParse(request?.fleet).success || !siteName.safeParse(request.site).success)
+        const checked = observationRequestSchema.safeParse(request);
+        if (!checked.success)
           throw new PermanentFault(
-            `fleet, site: ${JSON.stringify([request?.fleet, request?.site])} are not a fleet and a site name`,
+            `observeFleet input is invalid:\n${formatIssues(checked.error)}`,
             FailureType.InvalidRequest,
           );
         const temporal = client();
         const uncounted = new Map(request.uncounted.map((u) => [u.slot, u.runId]));
         const slots = await Promise.all(
           request.slots.map(async (slot): Promise<SlotObservation> => {
-            const workflowId = `glidein-${request.fleet}-${slot}`;
+            const workflowId = slotId(request.fleet, slot);
             let described;
             try {
               described = await temporal.workflow.getHandle(workflowId).describe();
@@ -110,7 +119,7 @@ export function createFleetActivities(deps: ActivityDeps) {
             }
             const { runId } = described;
             if (described.status.name === 'RUNNING') {
-              const phase = described.typedSearchAttributes.get(GLIDEIN_PHASE);
+              const phase = described.typedSearchAttributes.get(GlideinPhase);
               return { slot, state: slotStateOf(phase), runId, startedAt: described.startTime.getTime() };
             }
             const closedAt = (described.closeTime ?? described.startTime).getTime();

@@ -28,6 +28,11 @@ export const fleetRequestSchema = z.strictObject({
 
 export type FleetRequest = z.output<typeof fleetRequestSchema>;
 
+/** The workflow id of a fleet's slot: also the glidein id on the site (a safe name, kept as it is). */
+export function slotId(fleet: string, slot: number): string {
+  return `glidein-${fleet}-${slot}`;
+}
+
 /** What a fleet may do at its site, from the profile's `fleet:` section (durations in ms). */
 export interface FleetLimits {
   /** Most glideins running or starting at once: the site's share. */

@@ -27,7 +27,13 @@ import {
 import { WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
 import type { GlideinActivities } from '../activities';
 import { FailureType } from '../common/failure-types';
-import { fleetCarriedSchema, fleetRequestSchema, type FleetCarried, type FleetRequest } from '../common/fleet-request';
+import {
+  fleetCarriedSchema,
+  fleetRequestSchema,
+  slotId,
+  type FleetCarried,
+  type FleetRequest,
+} from '../common/fleet-request';
 import { formatIssues, siteName } from '../common/validation';
 import type { FleetPlan } from '../site/profile';
 import {
@@ -69,10 +75,7 @@ const watching = proxyActivities<Pick<GlideinActivities, 'observeFleet'>>({
   retry: { initialInterval: '2s', backoffCoefficient: 2, maximumInterval: '60s' },
 });
 
-/** The workflow id of a fleet's slot: also the glidein id on the site (a safe name, kept as it is). */
-export function slotId(fleet: string, slot: number): string {
-  return `glidein-${fleet}-${slot}`;
-}
+export { slotId };
 
 export async function GlideinFleet(input: GlideinFleetInput): Promise<FleetResult> {
   const info = workflowInfo();

@@ -1,6 +1,5 @@
 /** Signals, queries and search attributes of LaunchGlidein: defined once, imported by clients and tests. */
 import { defineQuery, defineSignal } from '@temporalio/workflow';
-import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/common';
 import type { HeldResource, MonitorReport, Registration, StepOutcome } from '../common/types';
 
 export type Phase = 'planning' | 'setup' | 'registering' | 'monitoring' | 'teardown' | 'done' | 'failed' | 'cancelled';
@@ -31,16 +30,4 @@ export const drainSignal = defineSignal('drain');
 export const stopSignal = defineSignal('stop');
 export const statusQuery = defineQuery<GlideinStatus>('status');
 
-export const GlideinSite = defineSearchAttributeKey('GlideinSite', SearchAttributeType.KEYWORD);
-export const GlideinId = defineSearchAttributeKey('GlideinId', SearchAttributeType.KEYWORD);
-export const GlideinPhase = defineSearchAttributeKey('GlideinPhase', SearchAttributeType.KEYWORD);
-/** On a fleet and on each glidein it started: one Web UI query lists a fleet's glideins. */
-export const GlideinFleet = defineSearchAttributeKey('GlideinFleet', SearchAttributeType.KEYWORD);
-
-/** For `temporal server start-dev --search-attribute …` and TestWorkflowEnvironment. */
-export const SEARCH_ATTRIBUTES = {
-  GlideinSite: 'Keyword',
-  GlideinId: 'Keyword',
-  GlideinPhase: 'Keyword',
-  GlideinFleet: 'Keyword',
-} as const;
+export { GlideinFleet, GlideinId, GlideinPhase, GlideinSite, SEARCH_ATTRIBUTES } from '../common/search-attributes';

@@ -18,7 +18,7 @@ export * from './prelude';
 export * from './processes';
 
 /** Every site script by name (the syntax test runs `sh -n` over each; a fake site can recognise them). */
-export const SITE_SCRIPTS: Readonly<Record<string, string>> = {
+export const SITE_SCRIPTS = {
   SPAWN_DETACHED,
   INSPECT_PROCESSES,
   SIGNAL_RECORDED,
@@ -31,7 +31,7 @@ export const SITE_SCRIPTS: Readonly<Record<string, string>> = {
   RETIRE_GLIDEIN,
   PORT_LEASE,
   PORT_RELEASE,
-};
+} as const satisfies Readonly<Record<string, string>>;
 
 /** Scripts that use bash features on purpose (run with `bash -c`). */
 export const BASH_SCRIPTS: ReadonlySet<string> = new Set(['TCP_PROBE']);
