@@ -602,7 +602,9 @@ function slurmConfig(): string {
     `SlurmdLogFile=${P.slurmdLog}`,
     `SlurmctldPidFile=${path.join(P.slurmDir, 'slurmctld.pid')}`,
     `SlurmdPidFile=${path.join(P.slurmDir, 'slurmd.pid')}`,
-    `NodeName=${worker.hostname} NodeAddr=${worker.address} CPUs=2 RealMemory=2000`,
+    // Four CPUs whatever the machine has (config_overrides): enough for a fleet's holder jobs to share the node.
+    'SlurmdParameters=config_overrides',
+    `NodeName=${worker.hostname} NodeAddr=${worker.address} CPUs=4 RealMemory=2000`,
     `PartitionName=${SLURM_PARTITION} Nodes=ALL Default=YES MaxTime=INFINITE State=UP`,
     '',
   ].join('\n');

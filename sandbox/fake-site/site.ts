@@ -239,6 +239,16 @@ export class FakeSite {
     return this.alive().filter((p) => p.kind === 'tunnel');
   }
 
+  /**
+   * `scancel` from outside (an operator, or the batch system at the time limit): the job leaves the queue. As in
+   * JSC in a box, the processes the glidein started on the node stay until its teardown ends them.
+   */
+  cancelJobOf(glideinId: string): void {
+    const jobs = [...this.jobs.values()].filter((j) => j.name === glideinId);
+    if (jobs.length === 0) throw new Error(`fake site: no job named ${glideinId}`);
+    for (const job of jobs) job.state = 'COMPLETING';
+  }
+
   /** Ends the glidein by itself: a graceful exit (its ad goes), or a kill (its ad stays: a ghost). */
   exitGlidein(glideinId: string, how: 'graceful' | 'killed' = 'graceful'): void {
     const proc = this.glidein(glideinId);
@@ -1011,25 +1021,21 @@ export class FakeSite {
   }
 
   private squeue(host: FakeHost, args: string[], argv: readonly string[]): CommandResult {
+    // By name (`--name=<id> --format=%i|%T|%N|%L`), or every job with its name (`--format=%i|%T|%N|%L|%j`).
     const name = /^--name=(.+)$/.exec(args[2] ?? '')?.[1];
-    if (
-      host.name !== 'login' ||
-      args.length !== 4 ||
-      args[0] !== '--me' ||
-      args[1] !== '--noheader' ||
-      !name ||
-      args[3] !== '--format=%i|%T|%N|%L'
-    )
+    const byName = args.length === 4 && !!name && args[3] === '--format=%i|%T|%N|%L';
+    const all = args.length === 3 && args[2] === '--format=%i|%T|%N|%L|%j';
+    if (host.name !== 'login' || args[0] !== '--me' || args[1] !== '--noheader' || !(byName || all))
       return this.refuse(host, argv, 'a squeue the fake does not know');
     const lines: string[] = [];
-    for (const job of [...this.jobs.values()].filter((j) => j.name === name)) {
+    for (const job of [...this.jobs.values()].filter((j) => all || j.name === name)) {
       if (job.state === 'PENDING' && job.pendingPolls-- <= 0) {
         job.state = 'RUNNING';
         job.node = this.hosts.worker.nodeName;
         job.startedAt = Date.now();
       }
       const left = job.timeLimitMs - (job.startedAt ? Date.now() - job.startedAt : 0);
-      lines.push(`${job.jobId}|${job.state}|${job.node}|${slurmLeft(left)}`);
+      lines.push(`${job.jobId}|${job.state}|${job.node}|${slurmLeft(left)}${all ? `|${job.name}` : ''}`);
       // A cancelled job is listed COMPLETING once, then leaves the queue.
       if (job.state === 'COMPLETING') this.jobs.delete(job.jobId);
     }

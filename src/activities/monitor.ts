@@ -7,7 +7,8 @@
 import type { GlideinRef, MonitorReport, Registration } from '../common/types';
 import type { ActivityDeps } from './deps';
 import { asStep } from './failures';
-import type { RegistrationCheck } from '../site/adapters';
+import type { RegistrationCheck, SlurmAllocation, SlurmJob } from '../site/adapters';
+import { runChecked } from '../remote/executor';
 import { tailFile } from '../site/scripts/processes';
 import { SharedLookup } from './shared-lookup';
 import { heartbeat, heartbeatWhile, sleep } from './kit';
@@ -59,9 +60,69 @@ export async function registrationCheck(
   return condor.queryRegistration(query, ref.glideinId);
 }
 
+/** Job states in which a holder job still holds its node. */
+const HOLDING = new Set(['RUNNING', 'SUSPENDED', 'RESIZING']);
+
+export type AllocationLook = { holding: true; detail?: string } | { holding: false; detail: string };
+
+/**
+ * Whether this glidein's holder job still holds its node, from one `squeue --me` of every job of the account,
+ * shared by every glidein this worker monitors through the same login node (one command per freshness window,
+ * however many glideins). A job a shared answer does not show holding is asked for by name before it counts as
+ * ended (that answer may predate it); a queue that cannot be read ends nothing: the glidein is not ended on a
+ * Slurm controller's hiccup.
+ */
+export async function allocationCheck(
+  lookup: SharedLookup<Map<string, SlurmJob[]>>,
+  access: SiteAccess,
+  slurm: SlurmAllocation,
+  intervalMs: number,
+  progress: () => unknown,
+): Promise<AllocationLook> {
+  const { login, ref } = access;
+  const opts = access.opts();
+  const holds = (jobs: SlurmJob[] | undefined) =>
+    jobs?.find((j) => HOLDING.has(j.state) && (!ref.node || j.node === ref.node));
+  try {
+    const { value } = await heartbeatWhile(
+      1_000,
+      () =>
+        lookup.get(
+          login.target,
+          Math.min(intervalMs / 2, SHARED_MAX_AGE_MS),
+          async () => slurm.parseQueueAll((await runChecked(login, 'squeue', slurm.queueAllArgv(), opts)).stdout),
+          opts.signal,
+        ),
+      progress,
+    );
+    if (holds(value.get(ref.glideinId))) return { holding: true };
+  } catch (err) {
+    if (opts.signal?.aborted) throw err;
+  }
+  let jobs: SlurmJob[];
+  try {
+    jobs = slurm.parseQueue((await runChecked(login, 'squeue', slurm.queueArgv(ref.glideinId), opts)).stdout);
+  } catch (err) {
+    if (opts.signal?.aborted) throw err;
+    return {
+      holding: true,
+      detail: `the queue could not be read: ${err instanceof Error ? err.message : String(err)}`,
+    };
+  }
+  if (holds(jobs)) return { holding: true };
+  const job = jobs[0];
+  return {
+    holding: false,
+    detail: job
+      ? `its holder job ${job.jobId} is ${job.state}${job.node && job.node !== ref.node ? ` on ${job.node}` : ''}, no longer holding ${ref.node ?? 'its node'}`
+      : `its holder job left the queue (cancelled, or at its time limit)`,
+  };
+}
+
 export function createMonitorActivities(deps: ActivityDeps) {
   // One per worker process (createActivities is called once): shared by every glidein monitored here.
   const siteAds = new SharedLookup<Map<string, Registration>>();
+  const queues = new SharedLookup<Map<string, SlurmJob[]>>();
   return {
     async monitorGlidein(ref: GlideinRef, round: MonitorRound): Promise<MonitorReport> {
       return asStep('monitor', async () => {
@@ -71,7 +132,21 @@ export function createMonitorActivities(deps: ActivityDeps) {
         let misses = 0;
         let checks = 0;
         let last: MonitorReport['last'];
+        const slurm = access.adapters.nodeAccess.allocation;
         for (;;) {
+          // The node first: when its job has ended, nothing on it is ours any more (and at JSC, nothing is left).
+          if (slurm) {
+            const allocation = await allocationCheck(queues, access, slurm, round.intervalMs, () => ({ checks, last }));
+            if (!allocation.holding) {
+              const detail = `the allocation ended: ${allocation.detail}`;
+              return {
+                end: 'allocation-ended',
+                checks: checks + 1,
+                last: { at: new Date().toISOString(), tunnel: false, glidein: false, registered: false, detail },
+                detail,
+              };
+            }
+          }
           // The glidein's process in the same look as the tunnel's (one round trip, or two for a reverse tunnel).
           const look = await access.adapters.tunnel.check(access, paths, access.socksPort, access.opts(), [
             paths.glideinPid,

@@ -51,7 +51,14 @@ export interface Registration {
   activity: string;
 }
 
-export type MonitorEnd = 'round-complete' | 'deadline' | 'glidein-exited' | 'tunnel-down' | 'unregistered';
+export type MonitorEnd =
+  | 'round-complete'
+  | 'deadline'
+  | 'glidein-exited'
+  | 'tunnel-down'
+  | 'unregistered'
+  /** The Slurm job holding the glidein's node ended (scancel from outside, its time limit, a node failure). */
+  | 'allocation-ended';
 
 export interface MonitorReport {
   end: MonitorEnd;

@@ -55,6 +55,15 @@ const workerNode = z.discriminatedUnion('via', [
     timeLimit: duration({ min: 60_000, max: 30 * 86_400_000 }),
     /** How long the job may wait in the queue before the launch gives up. */
     queueTimeout: duration({ min: 1_000 }).default('1h'),
+    /**
+     * Where nodes are shared between jobs: the holder job's share of a node (sbatch --mem, --cpus-per-task), so
+     * that several glideins' jobs fit on one node. Unset, Slurm's defaults apply (at JSC, a job takes its node whole).
+     */
+    memory: z
+      .string()
+      .regex(/^[1-9][0-9]{0,6}[KMGT]?$/, 'expected a Slurm memory size such as 512M or 4G')
+      .optional(),
+    cpusPerTask: z.number().int().min(1).max(1024).optional(),
     port: port.default(22),
     user: username.optional(),
   }),

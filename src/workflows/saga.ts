@@ -157,6 +157,11 @@ async function monitor(lifecycle: GlideinLifecycle, plan: LaunchPlan): Promise<R
             ad: report.ghost,
           });
         return undefined;
+      case 'allocation-ended':
+        // The node is no longer the glidein's: a normal end (like a glidein's own), and teardown looks at the site.
+        status.endReason = report.detail ?? 'the allocation ended';
+        log.warn('the allocation ended under the glidein', { glideinId: ref.glideinId, detail: report.detail });
+        return undefined;
       case 'tunnel-down':
         if (++lifecycle.tunnelRepairs > MAX_TUNNEL_REPAIRS)
           throw ApplicationFailure.nonRetryable(

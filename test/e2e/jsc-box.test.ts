@@ -19,7 +19,9 @@ import {
   boxCollectorAds,
   boxMounts,
   boxProcesses,
+  BOX_NODES,
   BOX_PATHS,
+  inNamespace,
   joinJscBox,
   kitLog,
   leaveJscBox,
@@ -46,6 +48,14 @@ function sitesDir(): string {
   short.name = 'jsc-box-short';
   short.workerNode.timeLimit = '5m';
   writeFileSync(path.join(dir, 'jsc-box-short.yaml'), stringify(short));
+  // A fleet's glideins share the node: each holder job asks for a share of it, each tunnel leases its own port.
+  const fleet = parse(readFileSync(path.join(ROOT, 'sites', 'jsc-box.yaml'), 'utf8'));
+  fleet.name = 'jsc-box-fleet';
+  fleet.workerNode = { ...fleet.workerNode, memory: '256M', cpusPerTask: 1 };
+  delete fleet.tunnel.socksPort;
+  fleet.tunnel.socksPorts = '1090-1099';
+  fleet.fleet = { ...fleet.fleet, maxGlideins: 3, maxStarting: 3, startsPerMinute: 30, reconcileEvery: '2s' };
+  writeFileSync(path.join(dir, 'jsc-box-fleet.yaml'), stringify(fleet));
   return dir;
 }
 
@@ -56,13 +66,13 @@ async function temporal(...args: string[]): Promise<string> {
   return stdout;
 }
 
-async function status(id: string): Promise<GlideinStatus | undefined> {
+async function status<T = GlideinStatus>(id: string): Promise<T | undefined> {
   const out = await temporal('workflow', 'query', '--workflow-id', id, '--type', 'status', '--output', 'json').catch(
     () => undefined,
   );
   if (!out) return undefined;
   const parsed = JSON.parse(out);
-  return (parsed.queryResult ?? parsed)[0] as GlideinStatus;
+  return (parsed.queryResult ?? parsed)[0] as T;
 }
 
 async function until<T>(what: string, probe: () => Promise<T | undefined | false>, timeoutMs = 90_000): Promise<T> {
@@ -99,6 +109,32 @@ async function footprint(id: string) {
   };
 }
 const NOTHING = { jobs: [], tunnels: [], glideins: [], instances: [], mounts: [], ads: [] };
+
+/** What the box holds for a fleet's glideins (ids `glidein-<fleet>-<slot>`), and every lease on the site. */
+async function fleetFootprint(fleet: string) {
+  const prefix = `glidein-${fleet}-`;
+  const procs = boxProcesses();
+  const site = path.dirname(BOX_PATHS.workDir);
+  const leases = await run('find', [site, '(', '-path', '*/.ports/*', '-o', '-path', '*/.leases/*', ')', '-type', 'f']);
+  return {
+    jobs: (await slurmJobs())
+      .filter((j) => j.name.startsWith(prefix))
+      .map((j) => ({ id: j.id, name: j.name, state: j.state, node: j.nodes })),
+    tunnelPorts: procs
+      .filter((p) => p.argv[0] === 'ssh' && / -D 127\.0\.0\.1:109\d /.test(p.cmdline))
+      .map((p) => / -D 127\.0\.0\.1:(109\d) /.exec(p.cmdline)![1])
+      .sort(),
+    glideins: procs.filter((p) => p.cmdline.includes('condor_master')).length,
+    mounts: boxMounts().filter((m) => m.target.includes('/dist/cvmfs/')).length,
+    ads: (await boxCollectorAds())
+      .filter((ad) => String(ad.GlideinLaunchId ?? '').startsWith(prefix))
+      .map((ad) => String(ad.UpdatesPeerAddress ?? '')),
+    // Port and mount leases held by this fleet's glideins (a lease file holds its glidein's id).
+    leases: leases.stdout
+      .split('\n')
+      .filter((file) => file.trim() !== '' && readFileSync(file, 'utf8').includes(prefix)),
+  };
+}
 
 beforeAll(async () => {
   await joinJscBox();
@@ -302,4 +338,82 @@ describe('LaunchGlidein in JSC in a box, driven by the temporal CLI', () => {
     }
     expect(await footprint(id)).toEqual(NOTHING);
   });
+});
+
+describe('GlideinFleet in JSC in a box', () => {
+  it('keeps 3 glideins on a shared Slurm node; a job scancelled from outside is replaced; drain-all leaves the box as it was', async () => {
+    const fleet = `boxfleet${Date.now() % 1_000_000}`;
+    const fleetId = `fleet-${fleet}`;
+    type View = { running: number; starting: number; phase: string; slots: Array<{ id: string; runId?: string }> };
+    await temporal(
+      'workflow',
+      'start',
+      '--type',
+      'GlideinFleet',
+      '--task-queue',
+      TASK_QUEUE,
+      '--workflow-id',
+      fleetId,
+      '--input',
+      JSON.stringify({ site: 'jsc-box-fleet', count: 3, fleet }),
+    );
+    const full = await until(
+      'three glideins registered',
+      async () => {
+        const v = await status<View>(fleetId);
+        return v?.running === 3 && v;
+      },
+      240_000,
+    );
+    const held = await fleetFootprint(fleet);
+    expect(held.jobs.map((j) => `${j.state}@${j.node}`)).toEqual(['RUNNING@jwc01', 'RUNNING@jwc01', 'RUNNING@jwc01']);
+    expect(held.tunnelPorts).toHaveLength(3);
+    expect(new Set(held.tunnelPorts).size).toBe(3);
+    expect(held.glideins).toBe(3);
+    expect(held.ads).toEqual(['10.77.0.3', '10.77.0.3', '10.77.0.3']);
+
+    // An operator (or the batch system) ends one job from outside the project.
+    const victim = held.jobs[0];
+    const before = full.slots.find((s) => s.id === victim.name)!.runId;
+    const cancelled = await inNamespace(BOX_NODES.login.namespace, ['scancel', victim.id], { timeoutMs: 15_000 });
+    expect(cancelled.code).toBe(0);
+    const result = JSON.parse(
+      await temporal('workflow', 'result', '--workflow-id', victim.name, '--run-id', before!, '--output', 'json'),
+    );
+    expect(JSON.stringify(result)).toContain('the allocation ended: its holder job left the queue');
+    // The fleet replaces it: a new run (in that slot or another), a new job, three registered again.
+    const first = new Set(full.slots.map((slot) => slot.runId));
+    let seen: View | undefined;
+    await until(
+      'a replacement and three running again',
+      async () => {
+        seen = await status<View>(fleetId);
+        const fresh = seen?.slots.filter((slot) => slot.runId && !first.has(slot.runId));
+        return seen?.running === 3 && fresh?.length === 1 && seen;
+      },
+      240_000,
+    ).catch((err) => {
+      throw new Error(`${err.message}\nfleet status: ${JSON.stringify(seen)}`);
+    });
+    const again = await fleetFootprint(fleet);
+    expect(again.jobs).toHaveLength(3);
+    expect(again.jobs.map((j) => j.id)).not.toContain(victim.id);
+    expect([again.glideins, again.tunnelPorts.length, again.ads.length]).toEqual([3, 3, 3]);
+
+    await temporal('workflow', 'signal', '--workflow-id', fleetId, '--name', 'drain-all');
+    const end = JSON.parse(await temporal('workflow', 'result', '--workflow-id', fleetId, '--output', 'json'));
+    expect(JSON.stringify(end)).toContain('drained');
+    await until('the box empty of the fleet', async () => {
+      const f = await fleetFootprint(fleet);
+      return f.jobs.length + f.glideins + f.tunnelPorts.length + f.mounts + f.ads.length === 0 && f;
+    });
+    expect(await fleetFootprint(fleet)).toEqual({
+      jobs: [],
+      tunnelPorts: [],
+      glideins: 0,
+      mounts: 0,
+      ads: [],
+      leases: [],
+    });
+  }, 600_000);
 });

@@ -164,6 +164,22 @@ describe('a Slurm site', () => {
     });
   });
 
+  it('ends when its job is cancelled from outside, and tears down what it left on the node', async () => {
+    const id = glideinIdFor('scancel');
+    await withFakeSite(fakeSlurmProfile(), async ({ site, start }) => {
+      const handle = await start(id);
+      const monitoring = await waitForPhase(handle, 'monitoring');
+      site.cancelJobOf(id);
+      const result = await handle.result();
+      expect(result.endReason).toMatch(/^the allocation ended: its holder job left the queue/);
+      expect(stepsOf(result).slice(-TEARDOWN.length - 1)).toEqual([...TEARDOWN, 'releaseNode:ok']);
+      expect(result.steps.at(-1)?.detail).toBe('no job held');
+      expect(monitoring.allocation?.node).toBe('wn01');
+      expect(site.adNames()).toEqual([]);
+      expect(site.footprint(WORK_DIR)).toEqual(EMPTY_FOOTPRINT);
+    });
+  });
+
   it('fails with AllocationRefused when sbatch refuses the holder job, and cleans up', async () => {
     const id = glideinIdFor('sbatch');
     await withFakeSite(fakeSlurmProfile(), async ({ site, start }) => {

@@ -14,7 +14,7 @@ export interface WorkerProcess {
 }
 
 export function startWorkerProcess(
-  env: TestWorkflowEnvironment,
+  env: Pick<TestWorkflowEnvironment, 'address'>,
   taskQueue: string,
   extraEnv: Record<string, string> = {},
 ): WorkerProcess {

@@ -5,7 +5,14 @@
 import * as path from 'node:path';
 import type { CommandResult, Executor } from '../../src/remote/executor';
 import type { SshPool, SshTarget } from '../../src/remote/ssh';
-import { adaptersFor, NoNodeYet, parseSlurmTime, parseSqueue, slurmTime } from '../../src/site/adapters';
+import {
+  adaptersFor,
+  NoNodeYet,
+  parseSlurmTime,
+  parseSqueue,
+  parseSqueueAll,
+  slurmTime,
+} from '../../src/site/adapters';
 import { SiteRegistry } from '../../src/site/load';
 import { planFor, type SiteProfile } from '../../src/site/profile';
 
@@ -166,5 +173,33 @@ describe('Slurm', () => {
     expect(parseSlurmTime('UNLIMITED')).toBeUndefined();
     expect(slurmTime(90_061_000)).toBe('1-01:01:01');
     expect(slurmTime(1_000)).toBe('00:01:00');
+  });
+
+  it('reads the whole queue in one look, by job name (a name may hold "|")', () => {
+    const slurm = adaptersFor(box).nodeAccess.allocation!;
+    expect(slurm.queueAllArgv()).toEqual(['squeue', '--me', '--noheader', '--format=%i|%T|%N|%L|%j']);
+    const byName = parseSqueueAll(
+      '12|RUNNING|wn042|10:00|g1\n13|PENDING||INVALID|a|b\n14|COMPLETING|wn042|0:05|g1\njunk\n',
+    );
+    expect([...byName.keys()]).toEqual(['g1', 'a|b']);
+    expect(byName.get('g1')).toEqual([
+      { jobId: '12', state: 'RUNNING', node: 'wn042', timeLeftMs: 600_000 },
+      { jobId: '14', state: 'COMPLETING', node: 'wn042', timeLeftMs: 5_000 },
+    ]);
+    expect(byName.get('a|b')).toEqual([{ jobId: '13', state: 'PENDING', node: '', timeLeftMs: undefined }]);
+  });
+
+  it('asks for a share of a node only when the profile says so', () => {
+    const shared = structuredClone(box);
+    if (shared.workerNode.via !== 'slurm') throw new Error('box is a Slurm site');
+    shared.workerNode.memory = '256M';
+    shared.workerNode.cpusPerTask = 1;
+    const argv = adaptersFor(shared).nodeAccess.allocation!.submitArgv('g1');
+    expect(argv).toEqual(expect.arrayContaining(['--mem=256M', '--cpus-per-task=1']));
+    expect(
+      adaptersFor(box)
+        .nodeAccess.allocation!.submitArgv('g1')
+        .some((a) => a.startsWith('--mem')),
+    ).toBe(false);
   });
 });

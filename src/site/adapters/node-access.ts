@@ -140,6 +140,10 @@ export interface SlurmAllocation {
   /** Still holding (or about to hold) a node: waiting, running, suspended, requeued. */
   isActive(job: SlurmJob): boolean;
   cancelArgv(jobIds: string[]): string[];
+  /** Every job of this user in one look (the monitors' shared view of the queue), with its name. */
+  queueAllArgv(): string[];
+  /** The answer to queueAllArgv, by job name. */
+  parseQueueAll(stdout: string): Map<string, SlurmJob[]>;
 }
 
 /** The holder job does nothing but hold the node; the glidein's processes join it over ssh. */
@@ -183,6 +187,23 @@ export function parseSqueue(stdout: string): SlurmJob[] {
     .map(([jobId, state, node, left]) => ({ jobId, state, node, timeLeftMs: parseSlurmTime(left) }));
 }
 
+/**
+ * `squeue --me --noheader --format=%i|%T|%N|%L|%j`: every job, by name. The name comes last and may hold `|`
+ * (other jobs of the account are not ours to name).
+ */
+export function parseSqueueAll(stdout: string): Map<string, SlurmJob[]> {
+  const byName = new Map<string, SlurmJob[]>();
+  for (const line of stdout.split('\n')) {
+    const fields = line.trim().split('|');
+    if (fields.length < 5 || !/^\d+$/.test(fields[0])) continue;
+    const [jobId, state, node, left, ...name] = fields;
+    const key = name.join('|');
+    const job = { jobId, state, node, timeLeftMs: parseSlurmTime(left) };
+    byName.set(key, [...(byName.get(key) ?? []), job]);
+  }
+  return byName;
+}
+
 function slurmAllocation(profile: SiteProfile, wn: Slurm): SlurmAllocation {
   return {
     limits: { timeLimitMs: parseDuration(wn.timeLimit), queueTimeoutMs: parseDuration(wn.queueTimeout) },
@@ -200,6 +221,8 @@ function slurmAllocation(profile: SiteProfile, wn: Slurm): SlurmAllocation {
         `--time=${slurmTime(parseDuration(wn.timeLimit))}`,
         '--nodes=1',
         '--ntasks=1',
+        ...(wn.cpusPerTask ? [`--cpus-per-task=${wn.cpusPerTask}`] : []),
+        ...(wn.memory ? [`--mem=${wn.memory}`] : []),
         `--chdir=${dir}`,
         `--output=${dir}/slurm-%j.out`,
       ];
@@ -208,5 +231,7 @@ function slurmAllocation(profile: SiteProfile, wn: Slurm): SlurmAllocation {
     parseQueue: parseSqueue,
     isActive: (job) => ACTIVE.has(job.state),
     cancelArgv: (jobIds) => ['scancel', ...jobIds],
+    queueAllArgv: () => ['squeue', '--me', '--noheader', '--format=%i|%T|%N|%L|%j'],
+    parseQueueAll: parseSqueueAll,
   };
 }
