@@ -249,6 +249,14 @@ export class FakeSite {
     for (const job of jobs) job.state = 'COMPLETING';
   }
 
+  /** A schedd claims the glidein's startd (it runs a job: Claimed/Busy), or releases it (Unclaimed/Idle). */
+  claimGlidein(glideinId: string, claimed = true): void {
+    const ad = this.ads.get(glideinId);
+    if (!ad) throw new Error(`fake site: no ad for ${glideinId}`);
+    ad.State = claimed ? 'Claimed' : 'Unclaimed';
+    ad.Activity = claimed ? 'Busy' : 'Idle';
+  }
+
   /** Ends the glidein by itself: a graceful exit (its ad goes), or a kill (its ad stays: a ghost). */
   exitGlidein(glideinId: string, how: 'graceful' | 'killed' = 'graceful'): void {
     const proc = this.glidein(glideinId);

@@ -7,6 +7,7 @@ import { WorkflowFailedError, ScheduleNotFoundError, type Client } from '@tempor
 import { ApplicationFailure, WorkflowNotFoundError } from '@temporalio/common';
 import { FailureType } from '../common/failure-types';
 import { z } from 'zod';
+import { claimSchema } from '../common/carried-state';
 import { fleetName, fleetRequestSchema, slotId } from '../common/fleet-request';
 import { GlideinPhase } from '../common/search-attributes';
 import { formatIssues, siteName } from '../common/validation';
@@ -120,7 +121,13 @@ export function createFleetActivities(deps: ActivityDeps) {
             const { runId } = described;
             if (described.status.name === 'RUNNING') {
               const phase = described.typedSearchAttributes.get(GlideinPhase);
-              return { slot, state: slotStateOf(phase), runId, startedAt: described.startTime.getTime() };
+              return {
+                slot,
+                state: slotStateOf(phase),
+                runId,
+                startedAt: described.startTime.getTime(),
+                ...claimOf(described.memo),
+              };
             }
             const closedAt = (described.closeTime ?? described.startTime).getTime();
             const outcome = described.status.name === 'COMPLETED' ? 'completed' : 'failed';
@@ -148,6 +155,17 @@ export function createFleetActivities(deps: ActivityDeps) {
       });
     },
   };
+}
+
+/**
+ * Whether a glidein runs a job, from the `claim` its LaunchGlidein keeps in its memo (read back from the server:
+ * checked, and ignored when it is not what LaunchGlidein writes).
+ */
+export function claimOf(memo: Record<string, unknown> | undefined): { busy?: boolean; idleSinceMs?: number } {
+  const claim = claimSchema.safeParse(memo?.claim);
+  if (!claim.success) return {};
+  const idleSinceMs = claim.data.idleSince ? Date.parse(claim.data.idleSince) : undefined;
+  return { busy: claim.data.claimed, ...(idleSinceMs !== undefined && !claim.data.claimed ? { idleSinceMs } : {}) };
 }
 
 /**

@@ -132,6 +132,8 @@ export function createMonitorActivities(deps: ActivityDeps) {
         let misses = 0;
         let checks = 0;
         let last: MonitorReport['last'];
+        let lastClaimedAt: string | undefined;
+        const claims = () => (lastClaimedAt ? { lastClaimedAt } : {});
         const slurm = access.adapters.nodeAccess.allocation;
         for (;;) {
           // The node first: when its job has ended, nothing on it is ours any more (and at JSC, nothing is left).
@@ -187,7 +189,9 @@ export function createMonitorActivities(deps: ActivityDeps) {
             : (check.error ?? 'not in the collector');
           misses = registered ? 0 : misses + 1;
           checks++;
-          last = { at: new Date().toISOString(), tunnel, glidein, registered, detail };
+          const claimed = check.registered?.state === 'Claimed';
+          last = { at: new Date().toISOString(), tunnel, glidein, registered, claimed, detail };
+          if (claimed) lastClaimedAt = last.at;
           heartbeat({ checks, last });
           if (misses >= allowedMisses)
             return {
@@ -195,10 +199,11 @@ export function createMonitorActivities(deps: ActivityDeps) {
               checks,
               last,
               detail: `not in the collector for ${misses} checks: ${detail}`,
+              ...claims(),
             };
           const now = Date.now();
-          if (now >= round.deadline) return { end: 'deadline', checks, last };
-          if (now >= round.roundEnd) return { end: 'round-complete', checks, last };
+          if (now >= round.deadline) return { end: 'deadline', checks, last, ...claims() };
+          if (now >= round.roundEnd) return { end: 'round-complete', checks, last, ...claims() };
           // Sleep in short slices with heartbeats, so a cancellation (drain, stop) reaches us quickly.
           const until = Math.min(now + round.intervalMs, round.deadline, round.roundEnd);
           while (Date.now() < until) {

@@ -68,8 +68,11 @@ const lastCheckSchema = z.strictObject({
   tunnel: z.boolean(),
   glidein: z.boolean(),
   registered: z.boolean(),
+  claimed: z.boolean().optional(),
   detail: text(4_000).optional(),
 });
+
+export const claimSchema = z.strictObject({ claimed: z.boolean(), idleSince: isoTime.optional() });
 
 export const carriedStatusSchema = z.strictObject({
   site: siteName,
@@ -87,6 +90,7 @@ export const carriedStatusSchema = z.strictObject({
   registration: z.strictObject({ name: text(512), state: text(64), activity: text(64) }).optional(),
   allocation: z.strictObject({ jobId: slurmJobId, node: hostname }).optional(),
   lastCheck: lastCheckSchema.optional(),
+  claim: claimSchema.optional(),
   deadline: z.number().int().min(0).max(8.64e15).optional(),
   shutdown: z.enum(['drain', 'stop']).optional(),
   ghost: text(512).optional(),

@@ -48,6 +48,11 @@ export interface FleetLimits {
   probeAfterMs: number;
   maxProbeDelayMs: number;
   /**
+   * A running glidein without a job this long is idle: a lower demand drains it (never a busy one). Absent in
+   * plans made before it existed: any glidein without a job counts as idle.
+   */
+  idleTimeMs?: number;
+  /**
    * Most glideins on the site at once, draining ones included: they still hold a node's SOCKS port (and a Slurm
    * job) until their teardown ends. On a fixed node it is the ports there; where Slurm hands each its own node,
    * twice the share, so that replacements need not wait for a slow drain.

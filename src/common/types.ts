@@ -64,8 +64,18 @@ export interface MonitorReport {
   end: MonitorEnd;
   checks: number;
   /** Workflow-visible summary of the latest check. */
-  last?: { at: string; tunnel: boolean; glidein: boolean; registered: boolean; detail?: string };
+  last?: {
+    at: string;
+    tunnel: boolean;
+    glidein: boolean;
+    registered: boolean;
+    /** The startd is claimed (running a job, or about to): its ad says State = "Claimed". */
+    claimed?: boolean;
+    detail?: string;
+  };
   detail?: string;
+  /** The last check of this round that found the glidein claimed, if any did. */
+  lastClaimedAt?: string;
   /** The collector still advertises a glidein whose process is gone. */
   ghost?: string;
 }

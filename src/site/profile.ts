@@ -172,6 +172,7 @@ const FLEET_DEFAULTS = {
   probeAfter: '5m',
   maxProbeDelay: '1h',
   reconcileEvery: '30s',
+  idleTime: '10m',
   historyEvents: 2_000,
 };
 
@@ -191,6 +192,8 @@ const fleet = z.strictObject({
   maxProbeDelay: duration({ min: 1_000, max: 7 * 86_400_000 }).default(FLEET_DEFAULTS.maxProbeDelay),
   /** How often the fleet looks at its glideins and acts. */
   reconcileEvery: duration({ min: 1_000, max: 3_600_000 }).default(FLEET_DEFAULTS.reconcileEvery),
+  /** A running glidein without a job this long counts as idle: when the demand falls, idle ones drain (never busy ones). */
+  idleTime: duration({ min: 0, max: 7 * 86_400_000 }).default(FLEET_DEFAULTS.idleTime),
   /** A fleet run continues-as-new at this many events, after at least one round (no value can make it loop). */
   historyEvents: count(50, 50_000).default(FLEET_DEFAULTS.historyEvents),
   /**
@@ -357,6 +360,7 @@ export function fleetPlanFor(profile: SiteProfile): FleetPlan {
       failureWindowMs: parseDuration(f.failureWindow),
       probeAfterMs: parseDuration(f.probeAfter),
       maxProbeDelayMs: Math.max(parseDuration(f.maxProbeDelay), parseDuration(f.probeAfter)),
+      idleTimeMs: parseDuration(f.idleTime),
       maxLive: profile.workerNode.via === 'slurm' ? 2 * f.maxGlideins : portCount(profile.tunnel),
     },
     reconcileEveryMs: parseDuration(f.reconcileEvery),

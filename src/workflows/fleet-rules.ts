@@ -10,7 +10,7 @@
  * - lowering the count drains (the glidein finishes its jobs within its drain grace), queued and newest first;
  * - nothing is ever removed as stale: a glidein waiting in the Slurm queue is LaunchGlidein's to time out, after
  *   the profile's queueTimeout;
- * - a lower demand drains only glideins without a job.
+ * - a lower demand drains only glideins still starting or without a job for the profile's idle time.
  */
 import type { FleetLimits } from '../common/fleet-request';
 
@@ -24,8 +24,10 @@ export type SlotObservation =
       state: 'starting' | 'running' | 'draining';
       runId: string;
       startedAt: number;
-      /** A running glidein's startd is running a job (Claimed/Busy), when the observation knows. */
+      /** A running glidein's startd is claimed (running a job), when the observation knows. */
       busy?: boolean;
+      /** Epoch ms since which a running glidein has had no job (its last claim, or its registration), when known. */
+      idleSinceMs?: number;
     }
   | {
       slot: number;
@@ -146,10 +148,11 @@ export function decideFleet(input: FleetInputs): FleetDecision {
   const capacity = starting.length + running.length;
 
   const desired = Math.max(0, Math.min(input.desired, limits.maxGlideins));
+  const idleFor = (s: { idleSinceMs?: number; startedAt: number }) => now - (s.idleSinceMs ?? s.startedAt);
   const target = input.drainAll ? 0 : Math.min(desired, input.demand ?? Infinity);
 
   // Surplus: over the operator's count, any glidein drains (queued and newest first, busy ones last); over the
-  // demand only, only glideins without a job.
+  // demand only, glideins still starting, and running ones without a job for the profile's idle time.
   const drain: number[] = [];
   const byPreference = [...starting, ...running].sort(
     (a, b) =>
@@ -164,7 +167,7 @@ export function decideFleet(input: FleetInputs): FleetDecision {
   drain.push(
     ...byPreference
       .slice(overDesired)
-      .filter((s) => s.busy !== true)
+      .filter((s) => s.state === 'starting' || (s.busy !== true && idleFor(s) >= (limits.idleTimeMs ?? 0)))
       .slice(0, overDemand)
       .map((s) => s.slot),
   );

@@ -2,6 +2,12 @@
 import { defineQuery, defineSignal } from '@temporalio/workflow';
 import type { HeldResource, MonitorReport, Registration, StepOutcome } from '../common/types';
 
+export interface GlideinClaim {
+  claimed: boolean;
+  /** ISO time: without a job since then (absent while claimed). */
+  idleSince?: string;
+}
+
 export type Phase = 'planning' | 'setup' | 'registering' | 'monitoring' | 'teardown' | 'done' | 'failed' | 'cancelled';
 
 export interface GlideinStatus {
@@ -16,6 +22,11 @@ export interface GlideinStatus {
   /** The Slurm job holding the worker node, on sites that allocate one. */
   allocation?: { jobId: string; node: string };
   lastCheck?: MonitorReport['last'];
+  /**
+   * Whether the glidein runs a job, as the monitor last saw its ad, and since when it has had none (its last claim,
+   * or its registration). Also in the memo (`claim`), so that a fleet drains idle glideins before busy ones.
+   */
+  claim?: GlideinClaim;
   /** Epoch ms at which the glidein is drained for its lifetime. */
   deadline?: number;
   shutdown?: 'drain' | 'stop';

@@ -141,6 +141,7 @@ async function monitor(lifecycle: GlideinLifecycle, plan: LaunchPlan): Promise<R
       intervalMs: plan.monitorIntervalMs,
     });
     status.lastCheck = report.last;
+    lifecycle.noteClaim(report);
     switch (report.end) {
       case 'round-complete':
         continue;

@@ -5,6 +5,7 @@
 import {
   CancellationScope,
   log,
+  patched,
   setHandler,
   upsertMemo,
   upsertSearchAttributes,
@@ -12,7 +13,7 @@ import {
 } from '@temporalio/workflow';
 import { holdResource } from '../common/held';
 import { glideinIdFor, legacyGlideinIdFor } from '../common/request';
-import type { GlideinRef, HeldResource, ShutdownMode, StepName, StepOutcome } from '../common/types';
+import type { GlideinRef, HeldResource, MonitorReport, ShutdownMode, StepName, StepOutcome } from '../common/types';
 import type { LaunchPlan } from '../site/profile';
 import type { Accepted, ResumeState } from './input';
 import {
@@ -22,6 +23,7 @@ import {
   GlideinSite,
   statusQuery,
   stopSignal,
+  type GlideinClaim,
   type GlideinStatus,
   type Phase,
 } from './messages';
@@ -96,6 +98,31 @@ export class GlideinLifecycle {
     ]);
     // While it runs too, not only once it has closed: what it is doing and what it holds.
     if (this.owned) upsertMemo({ phase, held: this.heldKinds() });
+  }
+
+  /**
+   * What a monitor round saw of the glidein's claim: claimed, or idle since its last claim (or since it registered).
+   * Written to the memo when it changes, so that its fleet sees it in a describe.
+   */
+  noteClaim(report: MonitorReport): void {
+    const { last } = report;
+    if (!last?.registered) return;
+    const previous = this.status.claim;
+    const claimed = last.claimed === true;
+    const registeredAt = this.status.steps.find((s) => s.step === 'confirmRegistration' && s.status === 'ok');
+    const idleSince = claimed
+      ? undefined
+      : (report.lastClaimedAt ??
+        (previous?.claimed === false ? previous.idleSince : undefined) ??
+        (previous?.claimed ? last.at : undefined) ??
+        (registeredAt
+          ? new Date(Date.parse(registeredAt.startedAt) + (registeredAt.durationMs ?? 0)).toISOString()
+          : last.at));
+    const claim = { claimed, ...(idleSince ? { idleSince } : {}) };
+    this.status.claim = claim;
+    const shown = workflowInfo().memo?.claim as GlideinClaim | undefined;
+    if (shown?.claimed === claim.claimed && shown.idleSince === claim.idleSince) return;
+    if (this.owned && patched('memo-claim')) upsertMemo({ claim });
   }
 
   heldKinds(): string {

@@ -10,6 +10,7 @@ import type { GlideinActivities } from '../../src/activities';
 import { GlideinFleet } from '../../src/workflows';
 import { slotId } from '../../src/workflows/fleet';
 import { drainAllSignal, fleetStatusQuery, setCountUpdate, type FleetView } from '../../src/workflows/fleet-messages';
+import { statusQuery } from '../../src/workflows/messages';
 import { waitFor } from '../workflow/harness';
 import { useFakeSiteServer } from './harness';
 
@@ -29,6 +30,7 @@ function fleetProfile(fleet: Record<string, unknown> = {}): Record<string, any> 
     probeAfter: '3s',
     maxProbeDelay: '6s',
     reconcileEvery: '1s',
+    idleTime: '0s',
     ...fleet,
   };
   return profile;
@@ -113,6 +115,42 @@ describe('GlideinFleet on the fake site', () => {
       await until(handle, 'drained to the demand', (v) => v.running + v.starting + v.draining === 0 && v.target === 0);
       await handle.signal(drainAllSignal);
       await handle.result();
+      expect(site.footprint(WORK_DIR).processes).toEqual([]);
+    });
+  });
+
+  it('under a lower demand drains the idle glideins and keeps the one running a job', async () => {
+    const file = `${FAKE_SITE_DIR}/site/home/demand`;
+    const profile = fleetProfile({ idleTime: '3s' });
+    profile.fleet.demand = { command: ['cat', file] };
+    await withFakeSite(profile, async ({ site, name, taskQueue }) => {
+      site.hosts.login.files.set(file, '3\n');
+      const fleet = fleetName();
+      const handle = await env().client.workflow.start(GlideinFleet, {
+        taskQueue,
+        workflowId: `fleet-${fleet}`,
+        args: [{ site: name, count: 3, fleet }],
+      });
+      await until(handle, 'three running', (v) => v.running === 3);
+      const busy = slotId(fleet, 1);
+      site.claimGlidein(busy);
+      // LaunchGlidein sees the claim, in its status and in its memo (where the fleet reads it).
+      const glidein = env().client.workflow.getHandle(busy);
+      await waitFor('the claim in the memo', async () => (await glidein.describe()).memo?.claim, 30_000);
+      expect((await glidein.query(statusQuery)).claim).toEqual({ claimed: true });
+      expect((await glidein.describe()).memo?.claim).toEqual({ claimed: true });
+      site.hosts.login.files.set(file, '1\n');
+      const one = await until(handle, 'the idle two drained', (v) => v.running === 1 && v.draining === 0, 60_000);
+      expect(one.slots.filter((s) => s.state === 'running').map((s) => s.id)).toEqual([busy]);
+      // Released by its schedd, it is idle again, since then.
+      site.claimGlidein(busy, false);
+      await waitFor(
+        'idle again',
+        async () => (await glidein.query(statusQuery)).claim?.claimed === false && (await glidein.query(statusQuery)),
+        30_000,
+      );
+      await handle.signal(drainAllSignal);
+      expect((await handle.result()).endReason).toBe('drained');
       expect(site.footprint(WORK_DIR).processes).toEqual([]);
     });
   });

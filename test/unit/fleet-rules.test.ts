@@ -8,6 +8,7 @@ import {
   type FleetMemory,
   type SlotObservation,
 } from '../../src/workflows/fleet-rules';
+import { claimOf } from '../../src/activities/fleet';
 
 const LIMITS: FleetLimits = {
   maxGlideins: 10,
@@ -236,6 +237,26 @@ describe('scaling down drains, never stops', () => {
     expect(d.status.target).toBe(0);
   });
 
+  it('under a lower demand drains a glidein only once it has been without a job for the idle time', () => {
+    const limits = { ...LIMITS, idleTimeMs: 600_000 };
+    const slots = [
+      run(1, 'running', { busy: false, idleSinceMs: T0 - 900_000 }),
+      run(2, 'running', { busy: false, idleSinceMs: T0 - 60_000 }),
+      run(3, 'running', { busy: true }),
+      run(4, 'starting'),
+    ];
+    const d = round({ desired: 4, demand: 0, limits, slots, memory: started(1, 2, 3, 4) });
+    // The one still starting and the one idle for 15 minutes; not the one idle for a minute, never the busy one.
+    expect(d.drain.sort()).toEqual([1, 4]);
+    // Without a claim in its memo, a glidein counts as idle since it started.
+    const old = run(5, 'running', { startedAt: T0 - 3_600_000 });
+    const unknown = round({ desired: 1, demand: 0, limits, slots: [old], memory: started(5) });
+    expect(unknown.drain).toEqual([5]);
+    // A lower count (the operator's) drains whatever it must, idle or not, busy last.
+    const lower = round({ desired: 1, limits, slots: slots.slice(0, 3), memory: started(1, 2, 3) });
+    expect(lower.drain.sort()).toEqual([1, 2]);
+  });
+
   it('starts only what the demand asks for', () => {
     expect(round({ desired: 5, demand: 2 }).start).toEqual([1, 2]);
   });
@@ -245,5 +266,24 @@ describe('scaling down drains, never stops', () => {
     const d = round({ desired: 3, drainAll: true, slots, memory: started(1, 2) });
     expect(d.drain.sort()).toEqual([1, 2]);
     expect(d.start).toEqual([]);
+  });
+});
+
+describe("a glidein's claim, read back from its memo", () => {
+  it('takes what LaunchGlidein writes, and ignores anything else', () => {
+    expect(claimOf({ claim: { claimed: true } })).toEqual({ busy: true });
+    expect(claimOf({ claim: { claimed: false, idleSince: '2026-12-02T11:50:00.000Z' } })).toEqual({
+      busy: false,
+      idleSinceMs: T0 - 600_000,
+    });
+    for (const memo of [
+      undefined,
+      {},
+      { claim: 'busy' },
+      { claim: { claimed: 'yes' } },
+      { claim: { claimed: false, idleSince: 'yesterday' } },
+      { claim: { claimed: true, extra: 1 } },
+    ])
+      expect(claimOf(memo as Record<string, unknown> | undefined)).toEqual({});
   });
 });
