@@ -38,6 +38,16 @@ function fleetProfile(fleet: Record<string, unknown> = {}): Record<string, any> 
 
 let fleets = 0;
 const fleetName = () => `fast${Date.now().toString(36)}${++fleets}`;
+/** A new fleet of `count` on the fake site's profile `site`, as `temporal workflow start --type GlideinFleet` would. */
+async function startFleet(taskQueue: string, site: string, count: number) {
+  const fleet = fleetName();
+  const handle = await env().client.workflow.start(GlideinFleet, {
+    taskQueue,
+    workflowId: `fleet-${fleet}`,
+    args: [{ site, count, fleet }],
+  });
+  return { fleet, handle };
+}
 
 /** Waits for the fleet's status to satisfy `ok`; on a timeout, says where it stood. */
 async function until(h: WorkflowHandle, what: string, ok: (v: FleetView) => boolean, timeoutMs = 40_000) {
@@ -61,12 +71,7 @@ const runningRuns = (v: FleetView) => v.slots.filter((s) => s.state === 'running
 describe('GlideinFleet on the fake site', () => {
   it('fills three on one node with a SOCKS port each, replaces one that exits, shrinks, and leaves nothing', async () => {
     await withFakeSite(fleetProfile(), async ({ site, name, taskQueue }) => {
-      const fleet = fleetName();
-      const handle = await env().client.workflow.start(GlideinFleet, {
-        taskQueue,
-        workflowId: `fleet-${fleet}`,
-        args: [{ site: name, count: 3, fleet }],
-      });
+      const { fleet, handle } = await startFleet(taskQueue, name, 3);
       await until(handle, 'three running', (v) => v.running === 3);
       const ports = site.tunnels().map((t) => t.socksPort);
       expect(new Set(ports).size).toBe(3);
@@ -97,12 +102,7 @@ describe('GlideinFleet on the fake site', () => {
       const wants = (n: number | undefined) =>
         n === undefined ? site.hosts.login.files.delete(file) : site.hosts.login.files.set(file, `${n}\n`);
       wants(1);
-      const fleet = fleetName();
-      const handle = await env().client.workflow.start(GlideinFleet, {
-        taskQueue,
-        workflowId: `fleet-${fleet}`,
-        args: [{ site: name, count: 3, fleet }],
-      });
+      const { handle } = await startFleet(taskQueue, name, 3);
       await until(handle, 'one, as demanded', (v) => v.running === 1 && v.demand === 1);
       wants(2);
       await until(handle, 'two', (v) => v.running === 2 && v.target === 2);
@@ -125,12 +125,7 @@ describe('GlideinFleet on the fake site', () => {
     profile.fleet.demand = { command: ['cat', file] };
     await withFakeSite(profile, async ({ site, name, taskQueue }) => {
       site.hosts.login.files.set(file, '3\n');
-      const fleet = fleetName();
-      const handle = await env().client.workflow.start(GlideinFleet, {
-        taskQueue,
-        workflowId: `fleet-${fleet}`,
-        args: [{ site: name, count: 3, fleet }],
-      });
+      const { fleet, handle } = await startFleet(taskQueue, name, 3);
       await until(handle, 'three running', (v) => v.running === 3);
       const busy = slotId(fleet, 1);
       site.claimGlidein(busy);
@@ -167,12 +162,7 @@ describe('GlideinFleet on the fake site', () => {
     await withFakeSite(
       fleetProfile({ historyEvents: 50 }),
       async ({ site, name, taskQueue }) => {
-        const fleet = fleetName();
-        const handle = await env().client.workflow.start(GlideinFleet, {
-          taskQueue,
-          workflowId: `fleet-${fleet}`,
-          args: [{ site: name, count: 2, fleet }],
-        });
+        const { handle } = await startFleet(taskQueue, name, 2);
         const full = await until(handle, 'two running', (v) => v.running === 2);
         const runs = runningRuns(full);
         const fleetRuns = new Set<string>();
@@ -194,12 +184,7 @@ describe('GlideinFleet on the fake site', () => {
   it('backs off on a persistent failure: a bounded number of starts, the reason in its status', async () => {
     await withFakeSite(fleetProfile({ maxGlideins: 1, maxStarting: 1 }), async ({ site, name, taskQueue }) => {
       site.faults.instanceStartFails = { times: Infinity, output: 'FATAL:   could not open image: no such file' };
-      const fleet = fleetName();
-      const handle = await env().client.workflow.start(GlideinFleet, {
-        taskQueue,
-        workflowId: `fleet-${fleet}`,
-        args: [{ site: name, count: 1, fleet }],
-      });
+      const { handle } = await startFleet(taskQueue, name, 1);
       const backingOff = await until(handle, 'backing off', (v) => v.phase === 'backing-off');
       expect(backingOff.backoff?.why).toMatch(/[2-9] failed starts within 600 s; last: ContainerStartFailed/);
       await new Promise((r) => setTimeout(r, 8_000));
