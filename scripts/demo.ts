@@ -32,10 +32,10 @@ const UI_PORT = Number(process.env.TEMPORAL_UI_PORT ?? 8233);
 const HOLD_S = Number(process.env.DEMO_HOLD ?? 15);
 const serve = process.argv.includes('--serve');
 /**
- * Glideins in the fleet part of the demo (0: no fleet): two sharing the loopback site's node, each with its own SOCKS
- * port; one in JSC in a box, whose one Slurm node a holder job takes whole (as JSC's nodes are).
+ * Glideins in the fleet part of the demo (0: no fleet): three sharing the worker node, each with its own SOCKS port
+ * (in JSC in a box, each in its own Slurm holder job asking for a share of the node).
  */
-const fleetSize = (site: string) => Number(process.env.DEMO_FLEET ?? (site === 'jsc-box' ? 1 : 2));
+const fleetSize = () => Number(process.env.DEMO_FLEET ?? 3);
 const say = (line: string) => console.log(`[demo] ${line}`);
 
 async function main(): Promise<void> {
@@ -153,7 +153,7 @@ async function main(): Promise<void> {
     const result = await done;
     printSteps({ ...(await handle.query(statusQuery)) });
     say(`finished: ${result.endReason}; everything acquired on the site has been released`);
-    if (fleetSize(site.name) > 0) await demoFleet(client, site.name, fleetSize(site.name));
+    if (fleetSize() > 0) await demoFleet(client, site.name, fleetSize());
   } finally {
     await cleanup();
   }
@@ -170,8 +170,11 @@ function demoSites(): string {
     const first = profile.tunnel.socksPort as number;
     delete profile.tunnel.socksPort;
     profile.tunnel.socksPorts = `${first}-${first + 9}`;
-    const n = Math.max(fleetSize(name), 1);
+    const n = Math.max(fleetSize(), 1);
     profile.fleet = { ...profile.fleet, maxGlideins: n, maxStarting: n };
+    // Slurm gives each job the whole node unless it asks for less: here each holder job asks for a share.
+    if (profile.workerNode.via === 'slurm')
+      profile.workerNode = { ...profile.workerNode, memory: '256M', cpusPerTask: 1 };
     writeFileSync(path.join(dir, `${name}.yaml`), stringify(profile));
   }
   return dir;

@@ -36,6 +36,12 @@ const observationRequestSchema = z.strictObject({
       }),
     )
     .max(20_000),
+  /**
+   * Slots where the fleet knows a run (it started one, or saw one): described one by one when the visibility list
+   * does not show them running (they may have closed, or be too new to be listed). Absent in runs made before it
+   * existed: every slot is described.
+   */
+  known: z.array(slotNumber).max(20_000).optional(),
   scheduleId: fleetRequestSchema.shape.scheduleId,
 });
 
@@ -108,9 +114,19 @@ export function createFleetActivities(deps: ActivityDeps) {
           );
         const temporal = client();
         const uncounted = new Map(request.uncounted.map((u) => [u.slot, u.runId]));
+        // One visibility list for the running ones; a describe (strongly consistent) only for slots the fleet knows
+        // a run in that the list does not show running. A slot neither listed nor known is free: were its glidein too
+        // new to be listed, a start there finds it already running, and counts it the next round.
+        const listed = request.known ? await runningSlots(temporal, request.fleet) : undefined;
+        const known = new Set([...(request.known ?? []), ...uncounted.keys()]);
         const slots = await Promise.all(
           request.slots.map(async (slot): Promise<SlotObservation> => {
             const workflowId = slotId(request.fleet, slot);
+            if (listed) {
+              const running = listed.get(slot);
+              if (running && !uncounted.has(slot)) return running;
+              if (!known.has(slot)) return { slot, state: 'free' };
+            }
             let described;
             try {
               described = await temporal.workflow.getHandle(workflowId).describe();
@@ -166,6 +182,26 @@ export function claimOf(memo: Record<string, unknown> | undefined): { busy?: boo
   if (!claim.success) return {};
   const idleSinceMs = claim.data.idleSince ? Date.parse(claim.data.idleSince) : undefined;
   return { busy: claim.data.claimed, ...(idleSinceMs !== undefined && !claim.data.claimed ? { idleSinceMs } : {}) };
+}
+
+/** The fleet's running LaunchGlideins as the visibility store lists them, by slot. */
+async function runningSlots(client: Client, fleet: string): Promise<Map<number, SlotObservation>> {
+  const bySlot = new Map<number, SlotObservation>();
+  const prefix = slotId(fleet, 0).slice(0, -1);
+  const query = `WorkflowType = 'LaunchGlidein' AND GlideinFleet = '${fleet}' AND ExecutionStatus = 'Running'`;
+  for await (const run of client.workflow.list({ query })) {
+    const slot = Number(run.workflowId.slice(prefix.length));
+    if (!run.workflowId.startsWith(prefix) || !Number.isInteger(slot) || slotId(fleet, slot) !== run.workflowId)
+      continue;
+    bySlot.set(slot, {
+      slot,
+      state: slotStateOf(run.typedSearchAttributes.get(GlideinPhase)),
+      runId: run.runId,
+      startedAt: run.startTime.getTime(),
+      ...claimOf(run.memo),
+    });
+  }
+  return bySlot;
 }
 
 /**

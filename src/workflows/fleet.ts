@@ -196,6 +196,10 @@ export async function GlideinFleet(input: GlideinFleetInput): Promise<FleetResul
       uncounted: Object.entries(memory.slots)
         .filter(([, s]) => s.runId && !s.counted)
         .map(([slot, s]) => ({ slot: Number(slot), runId: s.runId! })),
+      // A run whose end the fleet counted is over: its slot is free unless listed running again.
+      known: Object.entries(memory.slots)
+        .filter(([, s]) => s.runId && !s.counted)
+        .map(([slot]) => Number(slot)),
       scheduleId: request.scheduleId,
     });
     if (observed.yieldTo) {
