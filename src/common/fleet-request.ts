@@ -126,6 +126,7 @@ export const fleetSeenSchema = z.strictObject({
         id: z.string().max(100),
         state: z.enum(['free', 'starting', 'running', 'draining', 'closed']),
         runId: runId.optional(),
+        busy: z.boolean().optional(),
       }),
     )
     .max(100_000),

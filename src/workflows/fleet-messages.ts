@@ -20,6 +20,8 @@ export interface FleetView extends FleetStatus {
     id: string;
     state: 'free' | 'starting' | 'running' | 'draining' | 'closed';
     runId?: string;
+    /** A running glidein's startd is claimed (runs a job), as its LaunchGlidein last said. */
+    busy?: boolean;
   }>;
   rounds: number;
   lastRoundAt?: string;

@@ -233,6 +233,7 @@ export async function GlideinFleet(input: GlideinFleetInput): Promise<FleetResul
         id: slotId(fleet, s.slot),
         state: s.state,
         runId: 'runId' in s ? s.runId : undefined,
+        ...('busy' in s && s.busy !== undefined ? { busy: s.busy } : {}),
       }));
 
     await Promise.all([

@@ -341,22 +341,37 @@ describe('LaunchGlidein in JSC in a box, driven by the temporal CLI', () => {
 });
 
 describe('GlideinFleet in JSC in a box', () => {
-  it('keeps 3 glideins on a shared Slurm node; a job scancelled from outside is replaced; drain-all leaves the box as it was', async () => {
+  it('from a schedule made with `temporal schedule create`: 3 glideins on a shared Slurm node; a job scancelled from outside is replaced; pause and drain-all leave the box as it was', async () => {
     const fleet = `boxfleet${Date.now() % 1_000_000}`;
-    const fleetId = `fleet-${fleet}`;
+    const scheduleId = `fleet-${fleet}`;
     type View = { running: number; starting: number; phase: string; slots: Array<{ id: string; runId?: string }> };
+    // As the README shows an operator.
     await temporal(
-      'workflow',
-      'start',
+      'schedule',
+      'create',
+      '--schedule-id',
+      scheduleId,
+      '--interval',
+      '1m',
+      '--overlap-policy',
+      'Skip',
+      '--workflow-id',
+      scheduleId,
       '--type',
       'GlideinFleet',
       '--task-queue',
       TASK_QUEUE,
-      '--workflow-id',
-      fleetId,
       '--input',
-      JSON.stringify({ site: 'jsc-box-fleet', count: 3, fleet }),
+      JSON.stringify({ site: 'jsc-box-fleet', count: 3, fleet, scheduleId }),
     );
+    await temporal('schedule', 'trigger', '--schedule-id', scheduleId, '--overlap-policy', 'Skip');
+    const fleetId = await until('the schedule to start the fleet', async () => {
+      const described = JSON.parse(
+        await temporal('schedule', 'describe', '--schedule-id', scheduleId, '--output', 'json'),
+      );
+      const running = described.info?.runningWorkflows ?? [];
+      return running[0]?.workflowId as string | undefined;
+    });
     const full = await until(
       'three glideins registered',
       async () => {
@@ -400,9 +415,12 @@ describe('GlideinFleet in JSC in a box', () => {
     expect(again.jobs.map((j) => j.id)).not.toContain(victim.id);
     expect([again.glideins, again.tunnelPorts.length, again.ads.length]).toEqual([3, 3, 3]);
 
+    // Drain the whole site: pause the schedule (no new fleet run), then drain every glidein.
+    await temporal('schedule', 'toggle', '--schedule-id', scheduleId, '--pause', '--reason', 'site maintenance');
     await temporal('workflow', 'signal', '--workflow-id', fleetId, '--name', 'drain-all');
     const end = JSON.parse(await temporal('workflow', 'result', '--workflow-id', fleetId, '--output', 'json'));
     expect(JSON.stringify(end)).toContain('drained');
+    await temporal('schedule', 'delete', '--schedule-id', scheduleId);
     await until('the box empty of the fleet', async () => {
       const f = await fleetFootprint(fleet);
       return f.jobs.length + f.glideins + f.tunnelPorts.length + f.mounts + f.ads.length === 0 && f;

@@ -136,7 +136,7 @@ describe('GlideinFleet on the fake site', () => {
       expect((await glidein.describe()).memo?.claim).toEqual({ claimed: true });
       site.hosts.login.files.set(file, '1\n');
       const one = await until(handle, 'the idle two drained', (v) => v.running === 1 && v.draining === 0, 60_000);
-      expect(one.slots.filter((s) => s.state === 'running').map((s) => s.id)).toEqual([busy]);
+      expect(one.slots.filter((s) => s.state === 'running').map((s) => [s.id, s.busy])).toEqual([[busy, true]]);
       // Released by its schedd, it is idle again, since then.
       site.claimGlidein(busy, false);
       await waitFor(
