@@ -13,6 +13,7 @@ import { Context } from '@temporalio/activity';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { bundleWorkflowCode } from '@temporalio/worker';
 import type { CommandResult, Executor, RunOptions } from '../src/remote/executor';
+import { SITE_SCRIPTS } from '../src/site/scripts';
 import { ROOT } from '../sandbox/temporal-cli';
 import {
   allProcesses,
@@ -372,10 +373,22 @@ export interface CommandTiming {
   code: number | null | 'error';
 }
 
+/** The site scripts by their text: `inspect`, `spawn`, `signal`, `write-file`, else the constant's name in kebab case. */
+const SCRIPT_NAMES = new Map<string, string>(
+  Object.entries(SITE_SCRIPTS).map(([name, script]) => [
+    script,
+    ({ INSPECT_PROCESSES: 'inspect', SPAWN_DETACHED: 'spawn', SIGNAL_RECORDED: 'signal' } as Record<string, string>)[
+      name
+    ] ?? name.toLowerCase().replace(/_/g, '-'),
+  ]),
+);
+
 /** Names a command by the program it runs, or by its fixed script for `sh -c <script>`. */
 export function commandName(argv: readonly string[]): string {
-  if (argv[0] === 'sh' && argv[1] === '-c') {
+  if ((argv[0] === 'sh' || argv[0] === 'bash') && argv[1] === '-c') {
     const script = argv[2] ?? '';
+    const known = SCRIPT_NAMES.get(script);
+    if (known) return known;
     if (script.startsWith('for f; do')) return 'inspect';
     if (script.startsWith('log=$1')) return 'spawn';
     if (script.startsWith('sig=$1')) return 'signal';
