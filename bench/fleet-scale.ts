@@ -18,22 +18,20 @@
  *        BENCH_FLEET_WINDOW (180 s)  BENCH_FLEET_START_RATE (20/s)  BENCH_ACTIVITY_SLOTS (production's MAX_CONCURRENT_ACTIVITIES)
  *        BENCH_FLEET_SETUP_TIMEOUT (1800 s)  BENCH_FLEET_MEM_FRACTION (0.5)  BENCH_RESULTS_NAME (fleet-scale)
  */
-import { fork, spawnSync, type ChildProcess } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
 import * as http from 'node:http';
-import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
-import { bundleWorkflowCode } from '@temporalio/worker';
 import type { WorkflowHandle } from '@temporalio/client';
 import { parseDuration } from '../src/common/duration';
 import { LaunchGlidein } from '../src/workflows';
 import { configFromEnv } from '../src/worker';
 import { statusQuery, stopSignal } from '../src/workflows/messages';
 import { createTestEnv } from '../sandbox/temporal';
-import { allProcesses, joinLocalSite, leaveLocalSite } from '../sandbox/local-site';
+import { joinLocalSite, leaveLocalSite } from '../sandbox/local-site';
 import {
+  ask,
   benchCvmfsexec,
+  buildWorker,
   benchProcesses,
   benchSites,
   cleanUpBench,
@@ -45,8 +43,10 @@ import {
   meminfo,
   memoryMb,
   num,
-  ROOT,
+  serverPids,
   sleep,
+  sshdSessions,
+  startWorker,
   stats,
   table,
   writeResults,
@@ -64,7 +64,6 @@ const START_RATE = envInt('BENCH_FLEET_START_RATE', 20);
 const SETUP_TIMEOUT_S = envInt('BENCH_FLEET_SETUP_TIMEOUT', 1800);
 const MEM_FRACTION = Number(process.env.BENCH_FLEET_MEM_FRACTION ?? '0.5');
 const SLOTS = process.env.BENCH_ACTIVITY_SLOTS;
-const BUILD_DIR = path.join(ROOT, 'bench', '.build');
 let workerScript = '';
 const PRODUCTION_SLOTS = `production default (${configFromEnv({}).maxConcurrentActivities})`;
 const METRICS_PORT = freePorts(1, 29_400)[0];
@@ -190,77 +189,6 @@ function histogramDelta(
 
 // ---------------------------------------------------------------------------------------------------
 
-/**
- * The worker runs as production does, compiled (no ts-node, no TypeScript compiler in its memory) with the
- * prebuilt workflow bundle: bench/fleet-worker.ts and what it imports go to bench/.build.
- */
-async function buildWorker(): Promise<string> {
-  const built = spawnSync(
-    process.execPath,
-    [require.resolve('typescript/bin/tsc'), '-p', path.join(ROOT, 'tsconfig.bench.json')],
-    { cwd: ROOT, encoding: 'utf8' },
-  );
-  if (built.status !== 0) throw new Error(`compiling the fleet worker failed:\n${built.stdout}${built.stderr}`);
-  const { code } = await bundleWorkflowCode({
-    workflowsPath: require.resolve('../src/workflows'),
-    logger: { trace() {}, debug() {}, info() {}, warn() {}, error() {}, log() {} },
-  });
-  writeFileSync(path.join(BUILD_DIR, 'src', 'workflow-bundle.js'), code);
-  return path.join(BUILD_DIR, 'bench', 'fleet-worker.js');
-}
-
-function startWorker(
-  env: TestWorkflowEnvironment,
-  sitesDir: string,
-  taskQueue: string,
-  slots: number | undefined,
-): Promise<ChildProcess> {
-  const child = fork(workerScript, [], {
-    execArgv: [],
-    cwd: ROOT,
-    env: {
-      ...process.env,
-      BENCH_TEMPORAL_ADDRESS: env.address,
-      BENCH_TASK_QUEUE: taskQueue,
-      BENCH_SITES_DIR: sitesDir,
-      BENCH_METRICS_ADDRESS: `127.0.0.1:${METRICS_PORT}`,
-      BENCH_ACTIVITY_SLOTS: slots ? String(slots) : '',
-    },
-    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-  });
-  return new Promise((resolve, reject) => {
-    child.once('message', (m: { type: string }) =>
-      m.type === 'ready' ? resolve(child) : reject(new Error(`worker said ${m.type}`)),
-    );
-    child.once('exit', (code) => reject(new Error(`the fleet worker exited with ${code}`)));
-  });
-}
-
-function ask<T>(child: ChildProcess, message: object, type: string): Promise<T> {
-  return new Promise((resolve) => {
-    const on = (m: { type: string }) => {
-      if (m.type !== type) return;
-      child.off('message', on);
-      resolve(m as T);
-    };
-    child.on('message', on);
-    child.send(message);
-  });
-}
-
-/** sshd session processes (not the listeners): `sshd: glidein…`. */
-function sshdSessions(): number[] {
-  return allProcesses()
-    .filter((p) => p.cmdline.startsWith('sshd: ') && !p.cmdline.includes('[listener]'))
-    .map((p) => p.pid);
-}
-
-function serverPids(): number[] {
-  return allProcesses()
-    .filter((p) => /(^|\/)temporal$/.test(p.argv[0] ?? '') && p.argv.includes('start-dev'))
-    .map((p) => p.pid);
-}
-
 async function countWhere(env: TestWorkflowEnvironment, query: string): Promise<number> {
   return (await env.client.workflow.count(query)).count;
 }
@@ -290,7 +218,7 @@ async function runFleet(
   );
   const taskQueue = `bench-fleet-${tag}`;
   const result: FleetResult = { n, activitySlots: slots ?? PRODUCTION_SLOTS };
-  const child = await startWorker(env, sitesDir, taskQueue, slots);
+  const child = await startWorker(workerScript, env, { sitesDir, taskQueue, metricsPort: METRICS_PORT, slots });
   await sleep(2000);
   const memBefore = meminfo('MemAvailable') / 1024;
   const rssReady = memoryMb(child.pid!)?.rss ?? NaN;

@@ -4,10 +4,13 @@
  * for measuring — the SDK's Prometheus metrics on BENCH_METRICS_ADDRESS, every site command timed by an
  * Executor decorator (ActivityDeps.executorsFor) and every monitor round's arguments recorded — and, when
  * BENCH_ACTIVITY_SLOTS is set, maxConcurrentActivityTaskExecutions (else production's MAX_CONCURRENT_ACTIVITIES).
- * Answers {type:'stats', from, to} over IPC with check-loop lateness and command times; {type:'shutdown'}.
+ * Like production it hands the activities a Temporal Client on its own connection (GlideinFleet's observeFleet).
+ * Answers {type:'stats', from, to} over IPC with check-loop lateness, command times and counts and activity
+ * times in that window; {type:'shutdown'}.
  */
 import { performance } from 'node:perf_hooks';
 import { Context } from '@temporalio/activity';
+import { Client } from '@temporalio/client';
 import { DefaultLogger, NativeConnection, Runtime, Worker } from '@temporalio/worker';
 import { createActivities, type ActivityDeps } from '../src/activities';
 import { sshExecutors } from '../src/activities/site-access';
@@ -55,8 +58,13 @@ const commandTimes = new Map<string, number[]>();
 const perActivityType = new Map<string, number>();
 /** Activity executions per type (all attempts), since the start. */
 const activityRuns = new Map<string, number>();
+/** Every site command: when it started (epoch ms), where it ran, what it was and in which activity type. */
+const commands: Array<{ at: number; target: string; what: string; activityType: string }> = [];
+/** Every activity execution: [start epoch ms, duration ms] per activity type. */
+const activityTimes = new Map<string, number[]>();
 
 function onCommand(t: CommandTiming): void {
+  commands.push({ at: epoch(t.start), target: t.target, what: t.what, activityType: t.activityType ?? '-' });
   perActivityType.set(t.activityType ?? '-', (perActivityType.get(t.activityType ?? '-') ?? 0) + 1);
   const key = t.activityType === 'monitorGlidein' ? `monitor ${t.what}` : 'setup/teardown';
   let xs = commandTimes.get(key);
@@ -97,9 +105,12 @@ async function main(): Promise<void> {
   const connection = await NativeConnection.connect({ address: env.BENCH_TEMPORAL_ADDRESS! });
   const ssh = new SshPool();
   const registry = new SiteRegistry(env.BENCH_SITES_DIR!);
+  const namespace = env.BENCH_NAMESPACE ?? 'default';
   const deps: ActivityDeps = {
     sites: registry,
     ssh,
+    // As src/worker.ts: GlideinFleet observes its glideins through the worker's own connection.
+    temporal: new Client({ connection, namespace }),
     executorsFor: (profile) => {
       const e = sshExecutors({ sites: registry, ssh }, profile);
       return { login: new TimedExecutor(e.login, onCommand), node: new TimedExecutor(e.node, onCommand) };
@@ -109,9 +120,16 @@ async function main(): Promise<void> {
   for (const [name, fn] of Object.entries(activities) as Array<
     [keyof typeof activities, (...a: unknown[]) => Promise<unknown>]
   >) {
-    (activities as Record<string, unknown>)[name] = (...args: unknown[]) => {
+    (activities as Record<string, unknown>)[name] = async (...args: unknown[]) => {
       activityRuns.set(name, (activityRuns.get(name) ?? 0) + 1);
-      return fn(...args);
+      const start = Date.now();
+      try {
+        return await fn(...args);
+      } finally {
+        let xs = activityTimes.get(name);
+        if (!xs) activityTimes.set(name, (xs = []));
+        xs.push(start, Date.now() - start);
+      }
     };
   }
   const monitor = activities.monitorGlidein;
@@ -132,7 +150,7 @@ async function main(): Promise<void> {
   const slots = env.BENCH_ACTIVITY_SLOTS ? Number(env.BENCH_ACTIVITY_SLOTS) : undefined;
   const worker = await Worker.create({
     connection,
-    namespace: env.BENCH_NAMESPACE ?? 'default',
+    namespace,
     taskQueue: env.BENCH_TASK_QUEUE!,
     ...workflowSource(),
     activities,
@@ -183,6 +201,18 @@ function windowStats(from: number, to: number) {
     for (let i = 0; i < xs.length; i += 2) if (xs[i] >= from && xs[i] <= to) d.push(xs[i + 1]);
     cmd[key] = stats(d);
   }
+  const inWindow = commands.filter((c) => c.at >= from && c.at <= to);
+  const countBy = (key: (c: (typeof commands)[number]) => string) => {
+    const out: Record<string, number> = {};
+    for (const c of inWindow) out[key(c)] = (out[key(c)] ?? 0) + 1;
+    return out;
+  };
+  const activityMs: Record<string, ReturnType<typeof stats>> = {};
+  for (const [name, xs] of activityTimes) {
+    const d: number[] = [];
+    for (let i = 0; i < xs.length; i += 2) if (xs[i] >= from && xs[i] <= to) d.push(xs[i + 1]);
+    if (d.length) activityMs[name] = stats(d);
+  }
   return {
     checks: within.length,
     glideinsChecked: checksPerGlidein.size,
@@ -194,6 +224,15 @@ function windowStats(from: number, to: number) {
     commandMs: cmd,
     commandsPerActivityType: Object.fromEntries(perActivityType),
     activityRuns: Object.fromEntries(activityRuns),
+    /** Site commands that started in the window: all, per target, per command, per activity type. */
+    commandCounts: {
+      total: inWindow.length,
+      byTarget: countBy((c) => c.target),
+      byWhat: countBy((c) => c.what),
+      byActivityType: countBy((c) => c.activityType),
+    },
+    /** Activities (all types) that started in the window: their wall time in this worker. */
+    activityMs,
   };
 }
 

@@ -3,14 +3,17 @@
  * own cvmfsexec directory, own glidein ids `bench-…`), a timing Executor decorator, CPU/memory sampling of
  * processes, and a clean-up of whatever a benchmark left on the site. Measurements, not tests.
  */
-import { spawnSync } from 'node:child_process';
+import { fork, spawnSync, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { parse, stringify } from 'yaml';
 import { Context } from '@temporalio/activity';
+import type { TestWorkflowEnvironment } from '@temporalio/testing';
+import { bundleWorkflowCode } from '@temporalio/worker';
 import type { CommandResult, Executor, RunOptions } from '../src/remote/executor';
+import { SITE_SCRIPTS } from '../src/site/scripts';
 import { ROOT } from '../sandbox/temporal-cli';
 import {
   allProcesses,
@@ -214,8 +217,8 @@ export function benchSites(entries: ReadonlyArray<{ name: string; change?: Profi
   return dir;
 }
 
-/** Ports that nothing listens on (TCP, any address), from `from` upwards. */
-export function freePorts(count: number, from: number): number[] {
+/** Local TCP ports in use (any address, any state). */
+function takenPorts(): Set<number> {
   const taken = new Set<number>();
   for (const file of ['/proc/net/tcp', '/proc/net/tcp6']) {
     let text = '';
@@ -229,10 +232,27 @@ export function freePorts(count: number, from: number): number[] {
       if (f.length > 3) taken.add(parseInt(f[1].split(':')[1], 16));
     }
   }
+  return taken;
+}
+
+/** Ports that nothing listens on (TCP, any address), from `from` upwards. */
+export function freePorts(count: number, from: number): number[] {
+  const taken = takenPorts();
   const ports: number[] = [];
   for (let p = from; ports.length < count && p < 32_000; p++) if (!taken.has(p)) ports.push(p);
   if (ports.length < count) throw new Error(`not enough free ports from ${from}`);
   return ports;
+}
+
+/** `count` consecutive ports that nothing uses, the first at or above `from` (a profile's socksPorts range). */
+export function freePortRange(count: number, from: number): { first: number; last: number } {
+  const taken = takenPorts();
+  let first = from;
+  for (let p = from; p < 32_000; p++) {
+    if (taken.has(p)) first = p + 1;
+    else if (p - first + 1 === count) return { first, last: p };
+  }
+  throw new Error(`no ${count} consecutive free ports from ${from}`);
 }
 
 /**
@@ -264,15 +284,18 @@ function environ(pid: number): string[] {
   }
 }
 
-/** Processes of user glidein that belong to benchmark glideins (`bench-` ids) or to the given SOCKS ports. */
+/**
+ * Processes of user glidein that belong to benchmark glideins (`bench-` ids, and a benchmark fleet's
+ * `glidein-bench-…` ids) or to the given SOCKS ports.
+ */
 export function benchProcesses(idPrefix = 'bench-', ports: readonly number[] = []): SiteProcess[] {
   const portRe = ports.length ? new RegExp(` -[DR] 127\\.0\\.0\\.1:(${ports.join('|')}) `) : undefined;
+  const names = [`_CONDOR_GLIDEIN_NAME=${idPrefix}`, `_CONDOR_GLIDEIN_NAME=glidein-${idPrefix}`];
   return siteProcesses().filter(
     (p) =>
       p.cmdline.includes(`[glidein-${idPrefix}`) ||
       (portRe !== undefined && p.argv[0] === 'ssh' && portRe.test(p.cmdline)) ||
-      (p.cmdline.includes('condor_master') &&
-        environ(p.pid).some((v) => v.startsWith(`_CONDOR_GLIDEIN_NAME=${idPrefix}`))),
+      (p.cmdline.includes('condor_master') && environ(p.pid).some((v) => names.some((n) => v.startsWith(n)))),
   );
 }
 
@@ -305,7 +328,7 @@ export function cleanUpBench(opts: {
     fs.rmSync(opts.cvmfsexecDir, { recursive: true, force: true });
   }
   for (const entry of safeReaddir(SITE_PATHS.workDir)) {
-    if (entry.startsWith(opts.idPrefix))
+    if (entry.startsWith(opts.idPrefix) || entry.startsWith(`glidein-${opts.idPrefix}`))
       fs.rmSync(path.join(SITE_PATHS.workDir, entry), { recursive: true, force: true });
   }
   const instances = path.join(SITE_PATHS.home, '.apptainer', 'instances');
@@ -350,10 +373,22 @@ export interface CommandTiming {
   code: number | null | 'error';
 }
 
+/** The site scripts by their text: `inspect`, `spawn`, `signal`, `write-file`, else the constant's name in kebab case. */
+const SCRIPT_NAMES = new Map<string, string>(
+  Object.entries(SITE_SCRIPTS).map(([name, script]) => [
+    script,
+    ({ INSPECT_PROCESSES: 'inspect', SPAWN_DETACHED: 'spawn', SIGNAL_RECORDED: 'signal' } as Record<string, string>)[
+      name
+    ] ?? name.toLowerCase().replace(/_/g, '-'),
+  ]),
+);
+
 /** Names a command by the program it runs, or by its fixed script for `sh -c <script>`. */
 export function commandName(argv: readonly string[]): string {
-  if (argv[0] === 'sh' && argv[1] === '-c') {
+  if ((argv[0] === 'sh' || argv[0] === 'bash') && argv[1] === '-c') {
     const script = argv[2] ?? '';
+    const known = SCRIPT_NAMES.get(script);
+    if (known) return known;
     if (script.startsWith('for f; do')) return 'inspect';
     if (script.startsWith('log=$1')) return 'spawn';
     if (script.startsWith('sig=$1')) return 'signal';
@@ -488,4 +523,82 @@ export async function waitForQuiet(
     log(`waiting for a quiet machine: ${describeMachine(m)}`);
     await sleep(30_000);
   }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// The fleet worker process (bench/fleet-worker.ts)
+
+const BUILD_DIR = path.join(ROOT, 'bench', '.build');
+
+/**
+ * The worker runs as production does, compiled (no ts-node, no TypeScript compiler in its memory) with the
+ * prebuilt workflow bundle: bench/fleet-worker.ts and what it imports go to bench/.build.
+ */
+export async function buildWorker(): Promise<string> {
+  const built = spawnSync(
+    process.execPath,
+    [require.resolve('typescript/bin/tsc'), '-p', path.join(ROOT, 'tsconfig.bench.json')],
+    { cwd: ROOT, encoding: 'utf8' },
+  );
+  if (built.status !== 0) throw new Error(`compiling the fleet worker failed:\n${built.stdout}${built.stderr}`);
+  const { code } = await bundleWorkflowCode({
+    workflowsPath: require.resolve('../src/workflows'),
+    logger: { trace() {}, debug() {}, info() {}, warn() {}, error() {}, log() {} },
+  });
+  fs.writeFileSync(path.join(BUILD_DIR, 'src', 'workflow-bundle.js'), code);
+  return path.join(BUILD_DIR, 'bench', 'fleet-worker.js');
+}
+
+/** Starts the built fleet worker (bench/fleet-worker.ts) for one task queue and sites directory; resolves when it is polling. */
+export function startWorker(
+  workerScript: string,
+  env: TestWorkflowEnvironment,
+  opts: { sitesDir: string; taskQueue: string; metricsPort?: number; slots?: number },
+): Promise<ChildProcess> {
+  const child = fork(workerScript, [], {
+    execArgv: [],
+    cwd: ROOT,
+    env: {
+      ...process.env,
+      BENCH_TEMPORAL_ADDRESS: env.address,
+      BENCH_TASK_QUEUE: opts.taskQueue,
+      BENCH_SITES_DIR: opts.sitesDir,
+      BENCH_METRICS_ADDRESS: opts.metricsPort ? `127.0.0.1:${opts.metricsPort}` : '',
+      BENCH_ACTIVITY_SLOTS: opts.slots ? String(opts.slots) : '',
+    },
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  });
+  return new Promise((resolve, reject) => {
+    child.once('message', (m: { type: string }) =>
+      m.type === 'ready' ? resolve(child) : reject(new Error(`worker said ${m.type}`)),
+    );
+    child.once('exit', (code) => reject(new Error(`the fleet worker exited with ${code}`)));
+  });
+}
+
+/** Sends the worker a message and resolves with its first answer of the given type. */
+export function ask<T>(child: ChildProcess, message: object, type: string): Promise<T> {
+  return new Promise((resolve) => {
+    const on = (m: { type: string }) => {
+      if (m.type !== type) return;
+      child.off('message', on);
+      resolve(m as T);
+    };
+    child.on('message', on);
+    child.send(message);
+  });
+}
+
+/** sshd session processes (not the listeners): `sshd: glidein…`. */
+export function sshdSessions(): number[] {
+  return allProcesses()
+    .filter((p) => p.cmdline.startsWith('sshd: ') && !p.cmdline.includes('[listener]'))
+    .map((p) => p.pid);
+}
+
+/** The dev server's processes (`temporal server start-dev`). */
+export function serverPids(): number[] {
+  return allProcesses()
+    .filter((p) => /(^|\/)temporal$/.test(p.argv[0] ?? '') && p.argv.includes('start-dev'))
+    .map((p) => p.pid);
 }
