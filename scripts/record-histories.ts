@@ -5,6 +5,8 @@
  *   cancellation.json        cancelled while monitoring; teardown; closed as cancelled
  *   slurm-drain.json         JSC in a box: Slurm holder job, registration through the fences, drain, release
  *   fleet-drain.json         GlideinFleet of one: starts its glidein, keeps it, count 0 drains it, drain-all ends it
+ *   idle-claim.json          a monitor round reports the glidein registered and idle: its claim goes to the memo; drain
+ *   slurm-scancel.json       JSC in a box: the holder job scancelled from outside; the allocation ended, teardown
  * Run after an intended workflow change: `npm run record-histories` (all), or name the ones to re-record:
  * `npm run record-histories -- fleet-drain`. Needs root (the local site).
  */
@@ -15,7 +17,7 @@ import type { WorkflowHandle } from '@temporalio/client';
 import { GlideinFleet, LaunchGlidein } from '../src/workflows';
 import { drainAllSignal, fleetStatusQuery, setCountUpdate } from '../src/workflows/fleet-messages';
 import { drainSignal, statusQuery } from '../src/workflows/messages';
-import { joinJscBox, leaveJscBox } from '../sandbox/jsc-box';
+import { BOX_NODES, inNamespace, joinJscBox, leaveJscBox } from '../sandbox/jsc-box';
 import { joinLocalSite, leaveLocalSite } from '../sandbox/local-site';
 import { createTestEnv, createTestWorker } from '../sandbox/temporal';
 import { localSiteWith, SITES_DIR } from '../sandbox/sites';
@@ -79,6 +81,17 @@ async function main(): Promise<void> {
       localSiteWith((p) => p.cvmfs.repositories.push('nosuch.example.org')),
       async () => undefined,
     );
+    await record(
+      'idle-claim',
+      localSiteWith((p) => {
+        p.monitor = { ...p.monitor, interval: '1s', reportEvery: '2s' };
+      }),
+      async (h) => {
+        await untilMonitoring(h);
+        await until('the claim in the memo', async () => (await h.describe()).memo?.claim);
+        await h.signal(drainSignal);
+      },
+    );
     await record('cancellation', SITES_DIR, async (h) => {
       await untilMonitoring(h);
       await h.cancel();
@@ -110,7 +123,7 @@ async function main(): Promise<void> {
         w.ssh.close();
       }
     }
-    if (!wanted('slurm-drain')) return;
+    if (!wanted('slurm-drain') && !wanted('slurm-scancel')) return;
     await joinJscBox();
     try {
       await record(
@@ -119,6 +132,17 @@ async function main(): Promise<void> {
         async (h) => {
           await untilMonitoring(h);
           await h.signal(drainSignal);
+        },
+        'jsc-box',
+      );
+      await record(
+        'slurm-scancel',
+        SITES_DIR,
+        async (h) => {
+          await untilMonitoring(h);
+          const { allocation } = await h.query(statusQuery);
+          const cancelled = await inNamespace(BOX_NODES.login.namespace, ['scancel', allocation!.jobId]);
+          if (cancelled.code !== 0) throw new Error(`scancel failed: ${cancelled.stderr}`);
         },
         'jsc-box',
       );

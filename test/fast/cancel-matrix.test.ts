@@ -81,9 +81,12 @@ describe('cancel matrix on the fake site', () => {
       // A first mount that takes 30 s (cvmfs filling its cache): the cancellation must not wait it out.
       site.faults.delays = [{ host: 'worker', match: (argv) => argv[2] === MOUNT_LEASE, ms: 30_000 }];
       const handle = await start(id);
-      await waitFor('the mount to start', async () =>
-        (await handle.query(statusQuery)).steps.some((s) => s.step === 'mountCvmfs' && s.status === 'running'),
+      // The slow command itself in flight (the step running is not enough: it may not have sent it yet, and without
+      // the delay it would finish before the cancellation).
+      await waitFor('the slow mount command to be in flight', async () =>
+        site.commands.some((c) => c.host === 'worker' && c.argv[2] === MOUNT_LEASE),
       );
+      expect((await handle.query(statusQuery)).steps.at(-1)).toMatchObject({ step: 'mountCvmfs', status: 'running' });
       const cancelledAt = Date.now();
       site.faults.delays = [];
       await handle.cancel();

@@ -18,7 +18,9 @@ describe('replay of recorded histories', () => {
       'failure-compensation.json',
       'fleet-drain.json',
       'happy-drain.json',
+      'idle-claim.json',
       'slurm-drain.json',
+      'slurm-scancel.json',
     ]);
   });
 
