@@ -102,7 +102,7 @@ export class GlideinLifecycle {
 
   /**
    * What a monitor round saw of the glidein's claim: claimed, or idle since its last claim (or since it registered).
-   * Written to the memo when it changes, so that its fleet sees it in a describe.
+   * Written to the memo when it changes, where its fleet reads it (observeFleet: the visibility list, or a describe).
    */
   noteClaim(report: MonitorReport): void {
     const { last } = report;
