@@ -162,6 +162,8 @@ export const BOX_PATHS = {
   nodesDir: path.join(BOX_DIR, 'nodes'),
   slurmDir,
   slurmConf: path.join(slurmDir, 'slurm.conf'),
+  /** TaskEpilog and Epilog: a step's or a job's processes end with it (see STEP_END_SCRIPT). */
+  slurmEnds: path.join(slurmDir, 'ends-with-step.sh'),
   slurmState: path.join(slurmDir, 'state'),
   slurmSpool: path.join(slurmDir, 'spool'),
   slurmctldLog: path.join(slurmDir, 'slurmctld.log'),
@@ -573,6 +575,28 @@ function sshdConfig(node: 'login' | 'worker'): string {
   });
 }
 
+/**
+ * Run as TaskEpilog (as the job's user, at the end of each task of a step: SLURM_STEP_ID set) and as Epilog (as
+ * root, at the end of the job): SIGKILL every process whose environment carries this job's id (and, for a step,
+ * this step's id), as cgroup-based tracking would. A process that cleared its environment escapes: the box only
+ * approximates JSC here. The batch step's own end is left to the Epilog.
+ */
+const STEP_END_SCRIPT = `#!/bin/sh
+job=\${SLURM_JOB_ID:-}; step=\${SLURM_STEP_ID:-\${SLURM_STEPID:-}}
+[ -n "$job" ] || exit 0
+case $step in
+  '') ;;
+  *[!0-9]*|??????????) exit 0;;
+esac
+files=$(grep -lzx "SLURM_JOB_ID=$job" /proc/[0-9]*/environ 2>/dev/null)
+[ -n "$step" ] && [ -n "$files" ] && files=$(grep -lzxE "SLURM_STEP_?ID=$step" $files 2>/dev/null)
+for f in $files; do
+  pid=\${f#/proc/}; pid=\${pid%/environ}
+  [ "$pid" = $$ ] || kill -9 "$pid" 2>/dev/null
+done
+exit 0
+`;
+
 function slurmConfig(): string {
   const P = BOX_PATHS;
   const login = BOX_NODES.login;
@@ -587,6 +611,10 @@ function slurmConfig(): string {
     'SlurmUser=root',
     'ProctrackType=proctrack/linuxproc',
     'TaskPlugin=task/none',
+    // proctrack/cgroup (or psslurm) ends every process of a step with the step and of a job with the job, however
+    // it daemonized; linuxproc cannot follow a setsid. These two kill by the job and step ids in the environment.
+    `TaskEpilog=${P.slurmEnds}`,
+    `Epilog=${P.slurmEnds}`,
     'JobAcctGatherType=jobacct_gather/none',
     'AccountingStorageType=accounting_storage/none',
     'JobCompType=jobcomp/none',
@@ -705,6 +733,7 @@ async function writeKeysAndConfigs(user: UserEntry): Promise<void> {
     writeFile(path.join(dir, 'sshd_config'), sshdConfig(node), 0o644);
   }
   writeFile(P.slurmConf, slurmConfig(), 0o644);
+  writeFile(P.slurmEnds, STEP_END_SCRIPT, 0o755);
   if (!fs.existsSync(P.mungeKey))
     await run(['mungekey', '--create', `--keyfile=${P.mungeKey}`], 'creating the munge key');
   fs.chmodSync(P.mungeKey, 0o600);

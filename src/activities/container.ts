@@ -27,7 +27,8 @@ export function createContainerActivities(deps: ActivityDeps) {
         if (running) return { instance, pid: running.pid, reused: true };
         const result = await node.run(
           adapters.instanceStartArgv(instance, access.paths.dir),
-          access.opts({ timeoutMs: 120_000 }),
+          // The instance's processes live as long as the glidein: on a Slurm-steps site, in the holder job.
+          access.opts({ timeoutMs: 120_000, persists: true }),
         );
         if (result.code !== 0) {
           const why = lastLines(result.stderr || result.stdout, 3);

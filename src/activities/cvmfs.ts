@@ -47,7 +47,10 @@ export function createCvmfsActivities(deps: ActivityDeps) {
         const outcome: Required<MountOutcome> = { mounted: [], alreadyMounted: [], shared: [] };
         for (const repo of profile.cvmfs.repositories) {
           heartbeat({ mounting: repo });
-          const result = await node.run(cvmfs.mountArgv(repo, ref.glideinId), access.opts({ timeoutMs: 360_000 }));
+          const result = await node.run(
+            cvmfs.mountArgv(repo, ref.glideinId),
+            access.opts({ timeoutMs: 360_000, persists: true }),
+          );
           if (result.code !== 0) {
             const why = lastLines(result.stderr || result.stdout, 3);
             const message = `mountrepo ${repo} failed on ${node.target}: ${why}`;

@@ -36,7 +36,7 @@ export function createGlideinActivities(deps: ActivityDeps) {
           node,
           access.adapters.condor.startArgv(access.instance),
           { log: paths.glideinLog, pidFile: paths.glideinPid, settleMs: GLIDEIN_SETTLE_MS },
-          access.opts({ env: access.adapters.condor.startEnv(ref.glideinId, paths, retirement) }),
+          access.opts({ env: access.adapters.condor.startEnv(ref.glideinId, paths, retirement), persists: true }),
         );
         if (!('started' in spawned)) {
           const log = await tailFile(node, paths.glideinLog, 8, access.opts());

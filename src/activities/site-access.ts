@@ -10,7 +10,15 @@ import { PermanentFault } from './failures';
 import { ensureOwnership } from './ownership';
 import type { GlideinRef } from '../common/types';
 import type { Executor, RunOptions } from '../remote/executor';
-import { adaptersFor, NoNodeYet, type QueryContext, type SiteAdapters, type SiteExecutors } from '../site/adapters';
+import { slurmJobId } from '../common/carried-state';
+import {
+  adaptersFor,
+  NoNodeYet,
+  type Allocated,
+  type QueryContext,
+  type SiteAdapters,
+  type SiteExecutors,
+} from '../site/adapters';
 import { pathsFor, type GlideinPaths } from '../site/paths';
 import type { SiteProfile } from '../site/profile';
 import type { ActivityDeps } from './deps';
@@ -33,8 +41,8 @@ export interface SiteAccess extends SiteExecutors {
 }
 
 /** The login node's and the worker node's executors over the worker's SSH pool, as the profile reaches them. */
-export function sshExecutors(deps: ActivityDeps, profile: SiteProfile, node?: string): SiteExecutors {
-  return adaptersFor(profile).nodeAccess.executors(deps.ssh, node);
+export function sshExecutors(deps: ActivityDeps, profile: SiteProfile, allocated?: Allocated): SiteExecutors {
+  return adaptersFor(profile).nodeAccess.executors(deps.ssh, allocated);
 }
 
 /**
@@ -52,6 +60,8 @@ export async function siteAccess(
   if (!siteName.safeParse(ref?.site).success) throw bad('site', 'a site name', ref?.site);
   if (!glideinId.safeParse(ref.glideinId).success) throw bad('glideinId', 'a glidein id', ref.glideinId);
   if (ref.node !== undefined && !hostname.safeParse(ref.node).success) throw bad('node', 'a host name', ref.node);
+  if (ref.jobId !== undefined && !slurmJobId.safeParse(ref.jobId).success)
+    throw bad('jobId', 'a Slurm job id', ref.jobId);
   const profile = await deps.sites.get(ref.site);
   const adapters = adaptersFor(profile);
   const { first, last } = adapters.tunnel.ports;
@@ -60,7 +70,9 @@ export async function siteAccess(
     !(Number.isInteger(ref.socksPort) && ref.socksPort >= first && ref.socksPort <= last)
   )
     throw bad('socksPort', `a port of tunnel.socksPorts ${first}-${last}`, ref.socksPort);
-  const executors = deps.executorsFor ? deps.executorsFor(profile) : adapters.nodeAccess.executors(deps.ssh, ref.node);
+  const executors = deps.executorsFor
+    ? deps.executorsFor(profile)
+    : adapters.nodeAccess.executors(deps.ssh, { node: ref.node, jobId: ref.jobId });
   const signal = cancellationSignal();
   const login = new Heartbeating(executors.login, ref);
   const access: SiteAccess = {

@@ -94,7 +94,7 @@ export function createTunnelActivities(deps: ActivityDeps) {
               pidFile: paths.tunnelPid,
               ...(tunnel.ready ? { awaitLog: tunnel.ready } : {}),
             },
-            access.opts({ forwardAgent: tunnel.forwardAgent }),
+            access.opts({ forwardAgent: tunnel.forwardAgent, persists: true }),
           );
           // `waiting`: the marker did not show in time but the process lives; the port decides, as for any tunnel.
           const child = spawnedProcess(spawned);

@@ -16,6 +16,8 @@ export const FailureType = {
   SshAborted: 'SshAborted',
   NoNodeAllocated: 'NoNodeAllocated',
   AllocationRefused: 'AllocationRefused',
+  /** The Slurm job holding the node has ended: its steps cannot start, and what ran in it ended with it. */
+  AllocationEnded: 'AllocationEnded',
   QueueTimeout: 'QueueTimeout',
   TunnelPortInUse: 'TunnelPortInUse',
   TunnelHostKeyRejected: 'TunnelHostKeyRejected',

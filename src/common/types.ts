@@ -7,6 +7,8 @@ export interface GlideinRef {
   glideinId: string;
   /** The allocated worker node, on sites where Slurm hands it out. */
   node?: string;
+  /** The Slurm job that holds `node` (steps are started in it where the node is reached by srun). */
+  jobId?: string;
   /** The SOCKS port this glidein's tunnel leased on its worker node (from the profile's tunnel.socksPorts). */
   socksPort?: number;
 }

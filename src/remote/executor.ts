@@ -12,6 +12,12 @@ export interface RunOptions {
    * while the channel is open; the key never leaves the worker).
    */
   forwardAgent?: boolean;
+  /**
+   * The command leaves processes behind that must live as long as the glidein's allocation (a tunnel, a mount,
+   * a container instance, the glidein). Where commands run as Slurm steps, whose processes end with the step,
+   * such a command is handed to the holder job itself; elsewhere this changes nothing.
+   */
+  persists?: boolean;
 }
 
 export interface CommandResult {

@@ -17,16 +17,19 @@ export function quoteArg(arg: string): string {
  * no shell assignment syntax is involved and names are checked.
  */
 export function commandLine(argv: readonly string[], env?: Readonly<Record<string, string>>): string {
+  return withEnv(argv, env).map(quoteArg).join(' ');
+}
+
+/** argv run with extra environment variables: `env NAME=value … argv`, names checked (no shell assignment). */
+export function withEnv(argv: readonly string[], env?: Readonly<Record<string, string>>): string[] {
   if (argv.length === 0) throw new Error('empty command');
-  const prefix: string[] = [];
-  if (env && Object.keys(env).length > 0) {
-    prefix.push('env');
-    for (const [name, value] of Object.entries(env)) {
-      if (!ENV_NAME.test(name)) throw new Error(`environment variable name ${JSON.stringify(name)} is not valid`);
-      prefix.push(quoteArg(`${name}=${value}`));
-    }
-    // `env` would read an argv[0] containing '=' as another assignment.
-    if (argv[0].includes('=')) throw new Error(`command ${JSON.stringify(argv[0])} contains '='`);
+  if (!env || Object.keys(env).length === 0) return [...argv];
+  const prefix = ['env'];
+  for (const [name, value] of Object.entries(env)) {
+    if (!ENV_NAME.test(name)) throw new Error(`environment variable name ${JSON.stringify(name)} is not valid`);
+    prefix.push(`${name}=${value}`);
   }
-  return [...prefix, ...argv.map(quoteArg)].join(' ');
+  // `env` would read an argv[0] containing '=' as another assignment.
+  if (argv[0].includes('=')) throw new Error(`command ${JSON.stringify(argv[0])} contains '='`);
+  return [...prefix, ...argv];
 }

@@ -42,11 +42,14 @@ const workerNode = z.discriminatedUnion('via', [
   /** Through the login node as an SSH jump host to the worker node's sshd. */
   z.strictObject({ via: z.literal('jump'), host: hostname, port: port.default(22), user: username.optional() }),
   /**
-   * A Slurm holder job (sbatch from the login node) hands out the worker node; commands reach it by ssh through
-   * the login node as a jump host, so processes started there belong to the job (pam_slurm_adopt) and end with it.
+   * A Slurm holder job (sbatch from the login node) hands out the worker node. `access: ssh`: commands reach it by
+   * ssh through the login node as a jump host (pam_slurm_adopt puts them in the job). `access: srun`: as
+   * `srun --jobid --overlap` steps from the login node, no ssh into the node (JSC's psslurm); the holder job runs
+   * what must outlive a step.
    */
   z.strictObject({
     via: z.literal('slurm'),
+    access: z.enum(['ssh', 'srun']).default('ssh'),
     partition: slurmName,
     account: slurmName.optional(),
     qos: slurmName.optional(),

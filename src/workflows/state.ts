@@ -56,6 +56,7 @@ export class GlideinLifecycle {
       site: request.site,
       glideinId: resume?.status.glideinId ?? (owned ? glideinIdFor(workflowId) : legacyGlideinIdFor(workflowId)),
       node: resume?.status.allocation?.node,
+      jobId: resume?.status.allocation?.jobId,
       socksPort: heldSocksPort(resume?.status.held),
     };
     this.status = resume?.status ?? {

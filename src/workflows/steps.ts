@@ -148,6 +148,7 @@ export const STEPS = {
     },
     record: (a, { ref, plan, status }) => {
       ref.node = a.node;
+      ref.jobId = a.jobId;
       status.allocation = { jobId: a.jobId, node: a.node };
       // Drain in time for the glidein to finish before Slurm ends the job.
       if (a.timeLeftMs !== undefined) {

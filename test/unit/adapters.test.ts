@@ -63,7 +63,7 @@ describe('node access', () => {
     expect(before.node).toBeInstanceOf(NoNodeYet);
     await expect(before.node.run(['true'])).rejects.toMatchObject({ type: 'NoNodeAllocated' });
     expect(a.directoryHosts(before, false)).toEqual([before.login]);
-    const after = a.nodeAccess.executors(pool, 'wn042');
+    const after = a.nodeAccess.executors(pool, { node: 'wn042', jobId: '42' });
     expect(after.node.target).toBe('glidein@wn042:22 via 10.77.0.2');
     expect(a.directoryHosts(after, true)).toEqual([after.node, after.login]);
     expect(a.nodeAccess.nodeAddress('wn042')).toEqual({ host: 'wn042', port: 22, user: 'glidein' });

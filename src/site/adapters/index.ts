@@ -87,8 +87,16 @@ export { GLIDEIN_SETTLE_MS, condorConfig, parseAutoformat, parseLaunchedAds } fr
 export type { ContainerRuntime, InstanceInfo } from './container';
 export type { CvmfsProvider } from './cvmfs';
 export { cvmfsMountRoot, leaseRoot } from './cvmfs';
-export type { NodeAccess, NodeAddress, SiteExecutors, SlurmAllocation, SlurmJob } from './node-access';
-export { NoNodeYet, parseSlurmTime, parseSqueue, parseSqueueAll, slurmTime } from './node-access';
+export type { Allocated, NodeAccess, NodeAddress, SiteExecutors, SlurmAllocation, SlurmJob } from './node-access';
+export {
+  NoNodeYet,
+  parseSlurmTime,
+  parseSqueue,
+  parseSqueueAll,
+  SlurmStepExecutor,
+  slurmTime,
+  srunArgv,
+} from './node-access';
 export type { ChainReport, Hop, ProxyChain } from './proxychains';
 export { parseChainReport, renderProxychainsConf } from './proxychains';
 export type { TunnelCheck, TunnelShape } from './tunnel';

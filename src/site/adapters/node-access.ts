@@ -7,10 +7,12 @@
 import { parseDuration } from '../../common/duration';
 import { FailureType } from '../../common/failure-types';
 import { PermanentFault } from '../../common/permanent-fault';
-import type { Executor } from '../../remote/executor';
+import type { CommandResult, Executor, RunOptions } from '../../remote/executor';
+import { withEnv } from '../../remote/quote';
 import type { SshPool, SshTarget } from '../../remote/ssh';
 import { pathsFor } from '../paths';
 import type { SiteProfile } from '../profile';
+import { inJobArgv, SUPERVISOR_SCRIPT } from '../scripts/job-supervisor';
 
 /** The login node and the worker node, as executors (the same one where commands run on the login node). */
 export interface SiteExecutors {
@@ -25,10 +27,16 @@ export interface NodeAddress {
   user: string;
 }
 
+/** What a Slurm allocation handed out: the node, and the job that holds it. */
+export interface Allocated {
+  node?: string;
+  jobId?: string;
+}
+
 export interface NodeAccess {
-  /** The login node's executor and the worker node's; `node`: the node a Slurm allocation handed out. */
-  executors(ssh: SshPool, node?: string): SiteExecutors;
-  /** The worker node as the login node reaches it; undefined when there is none (yet) to reach. */
+  /** The login node's executor and the worker node's (on a Slurm site, the allocated node of `allocated`). */
+  executors(ssh: SshPool, allocated?: Allocated): SiteExecutors;
+  /** The worker node's sshd as the login node reaches it; undefined when there is none (yet) to reach, or none. */
   nodeAddress(node?: string): NodeAddress | undefined;
   /** The login node keeps part of the glidein's directory (a batch job's output). */
   readonly directoryOnLogin: boolean;
@@ -90,8 +98,9 @@ type Slurm = Extract<SiteProfile['workerNode'], { via: 'slurm' }>;
 function slurmBySsh(profile: SiteProfile, wn: Slurm): NodeAccess {
   const address = (node: string) => ({ host: node, port: wn.port, user: wn.user ?? profile.login.user });
   return {
-    executors(ssh, node) {
+    executors(ssh, allocated) {
       const jump = loginTarget(profile);
+      const node = allocated?.node;
       return {
         login: ssh.executor(jump),
         node: node ? ssh.executor({ ...jump, ...address(node), jump }) : new NoNodeYet(),
@@ -100,8 +109,89 @@ function slurmBySsh(profile: SiteProfile, wn: Slurm): NodeAccess {
     nodeAddress: (node) => (node ? address(node) : undefined),
     // The job's output (slurm-<id>.out) and the directory sbatch runs in are on the login node's file system.
     directoryOnLogin: true,
-    allocation: slurmAllocation(profile, wn),
+    allocation: slurmAllocation(profile, wn, HOLDER_SCRIPT),
   };
+}
+
+/**
+ * The node of a Slurm holder job, reached as `srun --jobid=<job> --overlap` steps from the login node (JSC's
+ * psslurm runs no slurmd, so ssh into a job's node is very likely refused). The holder job's batch script is the
+ * supervisor that runs what must outlive a step (src/site/scripts/job-supervisor.ts). No sshd on the node is used.
+ */
+function slurmBySteps(profile: SiteProfile, wn: Slurm): NodeAccess {
+  return {
+    executors(ssh, allocated) {
+      const login = ssh.executor(loginTarget(profile));
+      const { node, jobId } = allocated ?? {};
+      return { login, node: node && jobId ? new SlurmStepExecutor(login, jobId, node) : new NoNodeYet() };
+    },
+    nodeAddress: () => undefined,
+    directoryOnLogin: true,
+    allocation: slurmAllocation(profile, wn, SUPERVISOR_SCRIPT),
+  };
+}
+
+/** `srun` failed to start a step because the job is gone (cancelled, timed out, node failed). */
+const JOB_GONE =
+  /Invalid job id specified|already completing or completed|Job has already finished|job .* (?:has )?(?:completed|been cancelled)/i;
+/** What srun itself adds to a task's stderr when the task exits non-zero or by a signal. */
+const SRUN_TASK_REPORT = /^srun: error: \S+: tasks? [\d,-]+: .*$/;
+
+/**
+ * Commands on the node of one Slurm job, each a step started from the login node; a command that leaves processes
+ * behind (RunOptions.persists) goes through the step to the job's supervisor. Answers as if it ran on the node.
+ */
+export class SlurmStepExecutor implements Executor {
+  readonly target: string;
+  constructor(
+    private readonly login: Executor,
+    private readonly jobId: string,
+    private readonly node: string,
+  ) {
+    this.target = `${node} (Slurm job ${jobId}, srun from ${login.target})`;
+  }
+
+  async run(argv: readonly string[], options: RunOptions = {}): Promise<CommandResult> {
+    const { env, persists, ...rest } = options;
+    const command = withEnv(argv, env);
+    const step = persists ? inJobArgv(command, options.stdin !== undefined) : command;
+    const result = await this.login.run(srunArgv(this.jobId, this.node, step), rest);
+    if (result.code !== 0 && JOB_GONE.test(result.stderr) && /^srun: error:/m.test(result.stderr))
+      throw new PermanentFault(
+        `${argv[0]}: the Slurm job ${this.jobId} holding ${this.node} has ended (${lastSrunError(result.stderr)})`,
+        FailureType.AllocationEnded,
+      );
+    const stderr = result.stderr
+      .split('\n')
+      .filter((line) => !SRUN_TASK_REPORT.test(line))
+      .join('\n');
+    return { ...result, stderr };
+  }
+}
+
+/** A step of job `jobId` on `node`, sharing the job's resources with its batch step (--overlap). */
+export function srunArgv(jobId: string, node: string, argv: readonly string[]): string[] {
+  return [
+    'srun',
+    `--jobid=${jobId}`,
+    '--overlap',
+    '--nodes=1',
+    '--ntasks=1',
+    `--nodelist=${node}`,
+    '--quiet',
+    '--',
+    ...argv,
+  ];
+}
+
+function lastSrunError(stderr: string): string {
+  return (
+    stderr
+      .split('\n')
+      .filter((l) => l.startsWith('srun: error:'))
+      .pop()
+      ?.replace(/^srun: error:\s*/, '') ?? ''
+  );
 }
 
 export function nodeAccessFor(profile: SiteProfile): NodeAccess {
@@ -112,7 +202,7 @@ export function nodeAccessFor(profile: SiteProfile): NodeAccess {
     case 'jump':
       return throughJumpHost(profile, wn);
     case 'slurm':
-      return slurmBySsh(profile, wn);
+      return wn.access === 'srun' ? slurmBySteps(profile, wn) : slurmBySsh(profile, wn);
   }
 }
 
@@ -204,10 +294,10 @@ export function parseSqueueAll(stdout: string): Map<string, SlurmJob[]> {
   return byName;
 }
 
-function slurmAllocation(profile: SiteProfile, wn: Slurm): SlurmAllocation {
+function slurmAllocation(profile: SiteProfile, wn: Slurm, holderScript: string): SlurmAllocation {
   return {
     limits: { timeLimitMs: parseDuration(wn.timeLimit), queueTimeoutMs: parseDuration(wn.queueTimeout) },
-    holderScript: HOLDER_SCRIPT,
+    holderScript,
     submitArgv(glideinId) {
       const dir = pathsFor(profile, glideinId).dir;
       return [
