@@ -53,7 +53,10 @@ export function writeManualPlan(
   ];
   const proxy = ['ssh', ...opts, '-W', '%h:%p', '-p', String(login.port), `${login.user}@${login.host}`].join(' ');
   const confFile = path.join(dir, `${glideinId}.proxychains.conf`);
-  fs.writeFileSync(confFile, chain.render(profile.kitProxy.host, glideinId));
+  fs.writeFileSync(
+    confFile,
+    chain.render(profile.kitProxy.host, glideinId, `socks5 127.0.0.1 ${profile.tunnel.socksPort}`),
+  );
   const repos = profile.cvmfs.repositories;
 
   const vars: Array<[string, string | string[]]> = [
@@ -71,7 +74,12 @@ export function writeManualPlan(
     ['C_MKDIR', commandLine(['mkdir', '-p', paths.dir])],
     [
       'C_SPAWN_TUNNEL',
-      commandLine(spawnArgv(tunnel.argv(tunnel.ports.first), { log: paths.tunnelLog, pidFile: paths.tunnelPid })),
+      commandLine(
+        spawnArgv(tunnel.argv(tunnel.ports.first, undefined, paths), {
+          log: paths.tunnelLog,
+          pidFile: paths.tunnelPid,
+        }),
+      ),
     ],
     // verifyOutbound, preloadProxychains
     ['C_WRITE_CONF', commandLine(writeFileArgv(paths.dir, paths.proxychainsConf))],

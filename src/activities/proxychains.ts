@@ -7,7 +7,8 @@ import { isIP } from 'node:net';
 import type { GlideinRef } from '../common/types';
 import { runChecked, type Executor, type RunOptions } from '../remote/executor';
 import { parseChainReport, type ChainReport } from '../site/adapters';
-import { writeFileArgv } from '../site/scripts/files';
+import { SECRET_PLACEHOLDER } from '../site/adapters/tunnel';
+import { writeFileArgv, writeWithSecretArgv } from '../site/scripts/files';
 import type { ActivityDeps } from './deps';
 import { PermanentFault, asStep } from './failures';
 import { siteAccess, type SiteAccess } from './site-access';
@@ -29,11 +30,15 @@ async function resolveKitAddress(access: SiteAccess): Promise<string> {
 
 async function writeProxychainsConf(access: SiteAccess): Promise<string> {
   const kit = await resolveKitAddress(access);
-  const conf = access.adapters.chain.render(kit, access.ref.glideinId, access.socksPort);
+  const { paths } = access;
+  const hop = access.adapters.tunnel.firstHop(access.socksPort, paths);
+  const conf = access.adapters.chain.render(kit, access.ref.glideinId, hop.line);
   await runChecked(
     access.node,
     'writing proxychains.conf',
-    writeFileArgv(access.paths.dir, access.paths.proxychainsConf),
+    hop.secretFile
+      ? writeWithSecretArgv(paths.dir, paths.proxychainsConf, hop.secretFile, SECRET_PLACEHOLDER)
+      : writeFileArgv(paths.dir, paths.proxychainsConf),
     access.opts({ stdin: conf }),
   );
   return kit;

@@ -32,8 +32,9 @@ const portLeaseRoot = (access: SiteAccess) => `${access.profile.workDir}/.ports`
 async function leasePort(access: SiteAccess): Promise<number> {
   const { first, last } = access.adapters.tunnel.ports;
   if (first === last) return first;
+  const host = access.adapters.tunnel.portHost(access);
   const result = await runChecked(
-    access.node,
+    host,
     'leasing a SOCKS port',
     portLeaseArgv({ root: portLeaseRoot(access), glideinId: access.ref.glideinId, first, last }),
     access.opts(),
@@ -42,7 +43,7 @@ async function leasePort(access: SiteAccess): Promise<number> {
   if (lease.state === 'exhausted')
     // Retried: ports come free as other glideins on the node end.
     throw new Error(
-      `every port of tunnel.socksPorts ${first}-${last} on the worker node ${access.node.target} is leased by another glidein or in use`,
+      `every port of tunnel.socksPorts ${first}-${last} on ${host.target} is leased by another glidein or in use`,
     );
   return lease.port;
 }
@@ -79,7 +80,7 @@ export function createTunnelActivities(deps: ActivityDeps) {
           await signalRecorded(host, 'TERM', paths.tunnelPid, access.opts()); // alive but not forwarding: replace it
         else if (state.listening) {
           throw new PermanentFault(
-            `SOCKS port ${port} on the worker node ${access.node.target} is taken by a process that is not this glidein's tunnel`,
+            `SOCKS port ${port} on ${tunnel.portHost(access).target} is taken by a process that is not this glidein's tunnel`,
             FailureType.TunnelPortInUse,
           );
         }
@@ -88,7 +89,7 @@ export function createTunnelActivities(deps: ActivityDeps) {
         try {
           const spawned = await spawnDetached(
             host,
-            tunnel.argv(port, ref.node),
+            tunnel.argv(port, ref.node, paths),
             {
               log: paths.tunnelLog,
               pidFile: paths.tunnelPid,
@@ -119,7 +120,7 @@ export function createTunnelActivities(deps: ActivityDeps) {
                 );
               }
               throw new Error(
-                `the tunnel ssh from ${from} ${now.alive ? 'did not listen on' : 'exited before listening on'} 127.0.0.1:${port} of the worker node: ${log || 'no output'}`,
+                `the tunnel from ${from} ${now.alive ? 'did not listen as' : 'exited before listening as'} ${tunnel.describe(port)}: ${log || 'no output'}`,
               );
             }
             heartbeat({ waitingFor: 'tunnel' });
@@ -141,7 +142,7 @@ export function createTunnelActivities(deps: ActivityDeps) {
         const released = parsePortRelease(
           (
             await runChecked(
-              access.node,
+              access.adapters.tunnel.portHost(access),
               'releasing the SOCKS port',
               portReleaseArgv(portLeaseRoot(access), ref.glideinId),
               access.opts(),

@@ -5,6 +5,8 @@ export interface GlideinPaths {
   dir: string;
   tunnelPid: string;
   tunnelLog: string;
+  /** The relay tunnel's password (mode 600), made by the relay on the login node, read on the worker node. */
+  relaySecret: string;
   proxychainsConf: string;
   glideinPid: string;
   glideinLog: string;
@@ -17,6 +19,7 @@ export function pathsFor(profile: SiteProfile, glideinId: string): GlideinPaths 
     dir,
     tunnelPid: `${dir}/tunnel.pid`,
     tunnelLog: `${dir}/tunnel.log`,
+    relaySecret: `${dir}/relay.secret`,
     proxychainsConf: `${dir}/proxychains.conf`,
     glideinPid: `${dir}/glidein.pid`,
     glideinLog: `${dir}/glidein.log`,

@@ -144,6 +144,21 @@ const tunnelModes = z.discriminatedUnion('mode', [
     serverAliveInterval: duration({ min: 1_000, max: 600_000 }).default('15s'),
     startsInFlight,
   }),
+  /**
+   * No key on the site and no sshd on the worker node: an authenticated SOCKS5 relay (src/site/scripts/relay.ts)
+   * started on the login node, listening on the login node's cluster address, connecting only to the KIT proxy.
+   * proxychains on the worker node authenticates with the secret the relay keeps in the glidein's directory
+   * (mode 600): the work directory must be one file system for the login and worker nodes.
+   */
+  z.strictObject({
+    mode: z.literal('relay'),
+    ...socksPorts,
+    /** The login node's IPv4 address as worker nodes reach it (proxychains wants it numeric); the relay listens there. */
+    listenAddress: z.ipv4({ message: "expected the login node's IPv4 address as worker nodes reach it" }),
+    /** Python 3 on the login node (3.6 or later). */
+    python: z.union([absolutePath, z.literal('python3')]).default('python3'),
+    startsInFlight,
+  }),
 ]);
 
 const tunnel = tunnelModes.transform(withPortRange);

@@ -2,6 +2,7 @@
  * The site adapters a profile picks, without a site: which hosts keep part of a glidein's directory, where the
  * tunnel runs and which sshd gates its start, what each container runtime and Slurm command looks like.
  */
+import { pathsFor } from '../../src/site/paths';
 import * as path from 'node:path';
 import type { CommandResult, Executor } from '../../src/remote/executor';
 import type { SshPool, SshTarget } from '../../src/remote/ssh';
@@ -104,8 +105,8 @@ describe('tunnel shape', () => {
     expect(a.tunnel.forwardAgent).toBe(true);
     expect(a.tunnel.ready).toEqual({ marker: 'remote forward success', seconds: 20 });
     expect(a.tunnel.route(ex)).toBe('login into node');
-    expect(a.tunnel.argv(1080, 'wn042').slice(-2)).toEqual(['--', 'wn042']);
-    expect(() => a.tunnel.argv(1080)).toThrow('needs a worker node');
+    expect(a.tunnel.argv(1080, 'wn042', pathsFor(local, 'g')).slice(-2)).toEqual(['--', 'wn042']);
+    expect(() => a.tunnel.argv(1080, undefined, pathsFor(local, 'g'))).toThrow('needs a worker node');
     // Its pid file and log are on the login node: that keeps part of the directory even off Slurm.
     const jump = adaptersFor({ ...local, tunnel: reverseTunnel });
     const jex = jump.nodeAccess.executors(fakePool());

@@ -15,7 +15,8 @@ import { findHostKeys, fingerprint, hostKeyAlgorithms } from '../../src/remote/k
 import { createHmac } from 'node:crypto';
 
 // The builders as the site adapters give them for a profile.
-const tunnelArgv = (p: SiteProfile, node?: string) => adaptersFor(p).tunnel.argv(p.tunnel.socksPort, node);
+const tunnelArgv = (p: SiteProfile, node?: string) =>
+  adaptersFor(p).tunnel.argv(p.tunnel.socksPort, node, pathsFor(p, 'g'));
 const instanceStartArgv = (p: SiteProfile, instance: string, workDir: string) =>
   adaptersFor(p).instanceStartArgv(instance, workDir);
 const glideinEnv = (p: SiteProfile, id: string, paths: GlideinPaths, r?: Retirement) =>

@@ -44,7 +44,7 @@ export function adaptersFor(profile: SiteProfile): SiteAdapters {
   const tunnel = once(() => tunnelFor(profile, nodeAccess()));
   const container = once(() => containerFor(profile));
   const cvmfs = once(() => cvmfsFor(profile));
-  const chain = once(() => proxyChainFor(profile, container()));
+  const chain = once(() => proxyChainFor(profile, container(), (port) => tunnel().describe(port)));
   const condor = once(() => condorFor(profile, container(), chain()));
   return {
     get nodeAccess() {

@@ -18,8 +18,8 @@ export interface ChainReport {
 }
 
 export interface ProxyChain {
-  /** proxychains.conf for this glidein, with the KIT proxy by numeric IPv4 address. */
-  render(kitAddress: string, glideinId: string, socksPort?: number): string;
+  /** proxychains.conf for this glidein, with the KIT proxy by numeric IPv4 address, after the tunnel's hop. */
+  render(kitAddress: string, glideinId: string, firstHop: string): string;
   /** The environment that pre-loads proxychains into a process started in the container. */
   preloadEnv(confFile: string, quiet: boolean): Record<string, string>;
   /** A TCP connection to host:port through the chain, from the worker node (proxychains4 -f …). */
@@ -34,13 +34,13 @@ export function renderProxychainsConf(
   profile: SiteProfile,
   kitAddress: string,
   glideinId: string,
-  socksPort = profile.tunnel.socksPort,
+  firstHop = `socks5 127.0.0.1 ${profile.tunnel.socksPort}`,
 ): string {
   if (isIP(kitAddress) !== 4)
     throw new Error(`proxychains needs a numeric IPv4 address for the KIT proxy, got ${kitAddress}`);
   return [
     `# proxychains-ng configuration for glidein ${glideinId} at site ${profile.name}, written by jsc-glidein.`,
-    '# Chain: worker node -> SOCKS tunnel to the login node -> KIT HTTP CONNECT proxy -> target.',
+    '# Chain: worker node -> SOCKS tunnel (or relay) to the login node -> KIT HTTP CONNECT proxy -> target.',
     'strict_chain',
     'proxy_dns',
     'remote_dns_subnet 224',
@@ -49,7 +49,7 @@ export function renderProxychainsConf(
     ...profile.proxychains.localnet.map((net) => `localnet ${net}`),
     '',
     '[ProxyList]',
-    `socks5 127.0.0.1 ${socksPort}`,
+    firstHop,
     `http ${kitAddress} ${profile.kitProxy.port}`,
     '',
   ].join('\n');
@@ -76,10 +76,15 @@ export function parseChainReport(output: string): ChainReport {
   return { ok: false, failedHop, line: line.trim() };
 }
 
-export function proxyChainFor(profile: SiteProfile, container: ContainerRuntime): ProxyChain {
+/** `describeTunnel`: the first hop in an operator's words (the tunnel shape's describe). */
+export function proxyChainFor(
+  profile: SiteProfile,
+  container: ContainerRuntime,
+  describeTunnel: (port: number) => string,
+): ProxyChain {
   const { proxychains } = profile;
   return {
-    render: (kitAddress, glideinId, socksPort) => renderProxychainsConf(profile, kitAddress, glideinId, socksPort),
+    render: (kitAddress, glideinId, firstHop) => renderProxychainsConf(profile, kitAddress, glideinId, firstHop),
     preloadEnv: (confFile, quiet) =>
       container.env({
         LD_PRELOAD: proxychains.library,
@@ -91,7 +96,7 @@ export function proxyChainFor(profile: SiteProfile, container: ContainerRuntime)
     hopName(hop, target, socksPort = profile.tunnel.socksPort) {
       switch (hop) {
         case 'tunnel':
-          return `the SOCKS tunnel to the login node (127.0.0.1:${socksPort} on the worker node)`;
+          return describeTunnel(socksPort);
         case 'kit':
           return `the KIT proxy ${profile.kitProxy.host}:${profile.kitProxy.port} (reached through the login node)`;
         case 'target':

@@ -1,11 +1,13 @@
 /**
- * The shape of the SOCKS tunnel (`tunnel.mode`), the only place that tells the two apart:
+ * The shape of the SOCKS tunnel (`tunnel.mode`), the only place that tells the three apart:
  *  - forward: `ssh -N -D 127.0.0.1:<port>` started on the worker node towards the login node (the seed's way;
  *    needs a key stored on the site);
  *  - reverse: `ssh -N -R 127.0.0.1:<port>` started on the login node into the worker node, authenticated by our
- *    key agent forwarded on that one channel (no key on the site). The port appears on the worker node.
- * Either way the SOCKS port listens on the worker node, and the tunnel's ssh is recorded in tunnel.pid on the
- * host it runs on.
+ *    key agent forwarded on that one channel (no key on the site; needs an sshd on the worker node). The port
+ *    appears on the worker node;
+ *  - relay: an authenticated SOCKS5 relay (src/site/scripts/relay.ts) started on the login node, listening on its
+ *    cluster address; no key on the site, no sshd on the worker node. The port listens on the login node.
+ * The tunnel's process is recorded in tunnel.pid on the host it runs on.
  */
 import { parseDuration } from '../../common/duration';
 import { FailureType } from '../../common/failure-types';
@@ -15,6 +17,7 @@ import type { Executor, RunOptions } from '../../remote/executor';
 import type { GlideinPaths } from '../paths';
 import { portRange, type SiteProfile } from '../profile';
 import { inspect, type ProcessState, type SiteSnapshot } from '../scripts/processes';
+import { RELAY_MARKER, RELAY_READY, relayArgv } from '../scripts/relay';
 import type { NodeAccess, SiteExecutors } from './node-access';
 
 /** Printed by `ssh -v` once a remote forward is in place. */
@@ -23,7 +26,7 @@ export const REMOTE_FORWARD_READY = 'remote forward success';
 export interface TunnelCheck {
   /** The process tunnel.pid names runs, with its recorded start time, and is an ssh with a dynamic forward. */
   alive: boolean;
-  /** The SOCKS port listens on the worker node. */
+  /** The SOCKS port listens (on the worker node; for a relay, on the login node). */
   listening: boolean;
   process?: ProcessRef;
   /** The worker node's processes asked for alongside (`alsoOnNode`) and its listening ports. */
@@ -33,10 +36,19 @@ export interface TunnelCheck {
 export interface TunnelShape {
   /** The SOCKS ports a glidein may lease on its worker node (one: first = last). */
   readonly ports: { first: number; last: number };
-  /** The ssh command line for SOCKS port `port`, run detached on `host()`; `node`: an allocated worker node. */
-  argv(port: number, node?: string): string[];
-  /** The host the tunnel's ssh runs on (and keeps its pid file and log on). */
+  /** The tunnel's command line for SOCKS port `port`, run detached on `host()`; `node`: an allocated worker node. */
+  argv(port: number, node: string | undefined, paths: GlideinPaths): string[];
+  /** The host the tunnel's process runs on (and keeps its pid file and log on). */
   host(executors: SiteExecutors): Executor;
+  /** The host the SOCKS port listens on, where its port is leased. */
+  portHost(executors: SiteExecutors): Executor;
+  /**
+   * proxychains' first hop: the ProxyList line, and where a secret it holds comes from (a file on the site that
+   * is read into the configuration there, so that the secret never leaves the site).
+   */
+  firstHop(port: number, paths: GlideinPaths): { line: string; secretFile?: string };
+  /** The first hop in an operator's words. */
+  describe(port: number): string;
   /** The login node keeps part of the glidein's directory (the tunnel's pid file and log). */
   readonly directoryOnLogin: boolean;
   /** The sshd the tunnel's ssh connects to: where starts are gated (tunnel.startsInFlight). */
@@ -61,13 +73,23 @@ export interface TunnelShape {
 
 /**
  * The one rule for "this glidein's tunnel is alive": the process its pid file names runs with the recorded
- * start time and is an ssh with a dynamic forward. Opening, monitoring and closing all decide by it.
+ * start time and is an ssh with a dynamic forward, or our relay. Opening, monitoring and closing all decide by it.
  */
 export function isTunnelProcess(proc: ProcessState | undefined): proc is ProcessState & { recorded: ProcessRef } {
-  return !!proc?.alive && !!proc.recorded && /\bssh\b.*-[DR]/.test(proc.cmdline ?? '');
+  const cmdline = proc?.cmdline ?? '';
+  return (
+    !!proc?.alive && !!proc.recorded && (/^\S*ssh\s.*-[DR]/.test(cmdline) || cmdline.split(' ').includes(RELAY_MARKER))
+  );
 }
 
-function sshOptions(tunnel: SiteProfile['tunnel']): string[] {
+const EMPTY: SiteSnapshot = { processes: new Map(), listening: new Set() };
+
+/** The worker node's SOCKS port, for proxychains there. */
+function localHop(port: number) {
+  return { line: `socks5 127.0.0.1 ${port}` };
+}
+
+function sshOptions(tunnel: Forward | Reverse): string[] {
   return [
     '-o',
     'BatchMode=yes',
@@ -91,6 +113,7 @@ function checked(proc: ProcessState | undefined, node: SiteSnapshot, socksPort: 
 
 type Forward = Extract<SiteProfile['tunnel'], { mode: 'forward' }>;
 type Reverse = Extract<SiteProfile['tunnel'], { mode: 'reverse' }>;
+type Relay = Extract<SiteProfile['tunnel'], { mode: 'relay' }>;
 
 function forward(profile: SiteProfile, t: Forward): TunnelShape {
   return {
@@ -115,6 +138,9 @@ function forward(profile: SiteProfile, t: Forward): TunnelShape {
       t.loginHost,
     ],
     host: (ex) => ex.node,
+    portHost: (ex) => ex.node,
+    firstHop: localHop,
+    describe: (port) => `the SOCKS tunnel to the login node (127.0.0.1:${port} on the worker node)`,
     directoryOnLogin: false,
     server: () => `${t.loginHost}:${t.loginPort}`,
     forwardAgent: false,
@@ -163,6 +189,9 @@ function reverse(profile: SiteProfile, t: Reverse, nodeAccess: NodeAccess): Tunn
       ];
     },
     host: (ex) => ex.login,
+    portHost: (ex) => ex.node,
+    firstHop: localHop,
+    describe: (port) => `the SOCKS tunnel to the login node (127.0.0.1:${port} on the worker node)`,
     directoryOnLogin: true,
     server(node) {
       const to = target(node);
@@ -180,6 +209,44 @@ function reverse(profile: SiteProfile, t: Reverse, nodeAccess: NodeAccess): Tunn
   };
 }
 
+/** The relay on the login node; the KIT proxy is the one next hop it connects to. */
+function relay(profile: SiteProfile, t: Relay): TunnelShape {
+  const at = (port: number) => `${t.listenAddress}:${port}`;
+  return {
+    ports: portRange(t),
+    argv: (port, _node, paths) =>
+      relayArgv({
+        python: t.python,
+        listenHost: t.listenAddress,
+        port,
+        secretFile: paths.relaySecret,
+        allow: [`${profile.kitProxy.host}:${profile.kitProxy.port}`],
+      }),
+    host: (ex) => ex.login,
+    portHost: (ex) => ex.login,
+    firstHop: (port, paths) => ({
+      line: `socks5 ${t.listenAddress} ${port} glidein ${SECRET_PLACEHOLDER}`,
+      secretFile: paths.relaySecret,
+    }),
+    describe: (port) => `the SOCKS relay on the login node (${at(port)})`,
+    directoryOnLogin: true,
+    server: () => t.listenAddress,
+    forwardAgent: false,
+    ready: { marker: RELAY_READY, seconds: 20 },
+    route: (ex) => `${ex.login.target} (relay on ${t.listenAddress})`,
+    async check(ex, paths, port, opts, alsoOnNode = []) {
+      const login = await inspect(ex.login, [paths.tunnelPid], opts);
+      const node = alsoOnNode.length > 0 ? await inspect(ex.node, alsoOnNode, opts) : EMPTY;
+      const proc = login.processes.get(paths.tunnelPid);
+      const alive = isTunnelProcess(proc);
+      return { alive, listening: login.listening.has(port), process: alive ? proc?.recorded : undefined, node };
+    },
+  };
+}
+
+/** Stands for the relay's secret in a rendered proxychains.conf until the site fills it in (WRITE_WITH_SECRET). */
+export const SECRET_PLACEHOLDER = '@SECRET@';
+
 export function tunnelFor(profile: SiteProfile, nodeAccess: NodeAccess): TunnelShape {
   const t = profile.tunnel;
   switch (t.mode) {
@@ -187,5 +254,7 @@ export function tunnelFor(profile: SiteProfile, nodeAccess: NodeAccess): TunnelS
       return forward(profile, t);
     case 'reverse':
       return reverse(profile, t, nodeAccess);
+    case 'relay':
+      return relay(profile, t);
   }
 }

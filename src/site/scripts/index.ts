@@ -5,12 +5,14 @@
  * without ever building a shell string from input.
  */
 import { LIST_LEASES, MOUNT_LEASE, MOUNT_RELEASE } from './leases';
-import { TCP_PROBE, WRITE_FILE } from './files';
+import { TCP_PROBE, WRITE_FILE, WRITE_WITH_SECRET } from './files';
+import { IN_JOB, SUPERVISOR_SCRIPT } from './job-supervisor';
 import { CLAIM_GLIDEIN, RETIRE_GLIDEIN } from './ownership';
 import { INSPECT_PROCESSES, SIGNAL_RECORDED, SPAWN_DETACHED } from './processes';
 import { PORT_LEASE, PORT_RELEASE } from './ports';
 
 export * from './files';
+export * from './job-supervisor';
 export * from './leases';
 export * from './ownership';
 export * from './ports';
@@ -23,6 +25,7 @@ export const SITE_SCRIPTS = {
   INSPECT_PROCESSES,
   SIGNAL_RECORDED,
   WRITE_FILE,
+  WRITE_WITH_SECRET,
   TCP_PROBE,
   MOUNT_LEASE,
   MOUNT_RELEASE,
@@ -31,6 +34,8 @@ export const SITE_SCRIPTS = {
   RETIRE_GLIDEIN,
   PORT_LEASE,
   PORT_RELEASE,
+  SUPERVISOR_SCRIPT,
+  IN_JOB,
 } as const satisfies Readonly<Record<string, string>>;
 
 /** Scripts that use bash features on purpose (run with `bash -c`). */
