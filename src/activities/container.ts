@@ -7,7 +7,7 @@ import { lastLines, runChecked, type Executor, type RunOptions } from '../remote
 import type { ContainerRuntime } from '../site/adapters';
 import type { ActivityDeps } from './deps';
 import { PermanentFault, asStep } from './failures';
-import { siteAccess } from './site-access';
+import { siteAccess, unlessAllocationEnded } from './site-access';
 import { permanentCause } from './classify';
 
 /** The running instance of that name, from `instance list --json`. */
@@ -54,13 +54,15 @@ export function createContainerActivities(deps: ActivityDeps) {
         const access = await siteAccess(deps, ref);
         const { node, instance } = access;
         const runtime = access.adapters.container;
-        const running = await findInstance(node, runtime, instance, access.opts());
-        if (!running) return { detail: `no instance ${instance} running` };
-        const result = await node.run(runtime.stopArgv(instance), access.opts({ timeoutMs: 60_000 }));
-        if (result.code !== 0 && (await findInstance(node, runtime, instance, access.opts()))) {
-          throw new Error(`instance stop ${instance} failed on ${node.target}: ${lastLines(result.stderr, 3)}`);
-        }
-        return { detail: `stopped instance ${instance} (pid ${running.pid})` };
+        return unlessAllocationEnded(async () => {
+          const running = await findInstance(node, runtime, instance, access.opts());
+          if (!running) return { detail: `no instance ${instance} running` };
+          const result = await node.run(runtime.stopArgv(instance), access.opts({ timeoutMs: 60_000 }));
+          if (result.code !== 0 && (await findInstance(node, runtime, instance, access.opts()))) {
+            throw new Error(`instance stop ${instance} failed on ${node.target}: ${lastLines(result.stderr, 3)}`);
+          }
+          return { detail: `stopped instance ${instance} (pid ${running.pid})` };
+        });
       });
     },
   };

@@ -11,7 +11,7 @@ import { inspect, signalAndWait, spawnDetached, tailFile } from '../site/scripts
 import type { ActivityDeps } from './deps';
 import { PermanentFault, asStep } from './failures';
 import { heartbeat } from './kit';
-import { siteAccess } from './site-access';
+import { siteAccess, unlessAllocationEnded } from './site-access';
 import { permanentCause } from './classify';
 
 /** The longest a stop waits on the site in one round trip (heartbeats go on meanwhile; see site-access). */
@@ -57,39 +57,41 @@ export function createGlideinActivities(deps: ActivityDeps) {
 
     /** Each signal and the wait after it on the site, one round trip per signal (and per further 10 s of waiting). */
     async stopGlidein(ref: GlideinRef, mode: ShutdownMode): Promise<UndoOutcome> {
-      return asStep('stopGlidein', async () => {
-        const access = await siteAccess(deps, ref);
-        const { node, paths, profile } = access;
-        const graceMs = parseDuration(mode === 'drain' ? profile.glidein.drainGrace : profile.glidein.stopGrace);
-        const steps: Array<['TERM' | 'QUIT' | 'KILL', number, string]> = [
-          ['TERM', graceMs, 'graceful shutdown'],
-          ['QUIT', 10_000, 'fast shutdown'],
-          ['KILL', 5_000, 'killed'],
-        ];
-        let pid: number | undefined;
-        for (const [signal, waitMs, how] of steps) {
-          const until = Date.now() + waitMs;
-          let send: typeof signal | undefined = signal;
-          for (;;) {
-            const outcome = await signalAndWait(
-              node,
-              send,
-              paths.glideinPid,
-              Math.min(STOP_WAIT_SLICE_MS, until - Date.now()),
-              access.opts(),
-            );
-            send = undefined;
-            if (outcome.state === 'ended' || outcome.state === 'running') pid = outcome.pid;
-            if (outcome.state !== 'running')
-              return pid === undefined
-                ? { detail: 'no glidein running' }
-                : { detail: `glidein pid ${pid} ended (${how}, SIG${signal})` };
-            heartbeat({ stopping: pid, signal });
-            if (Date.now() >= until) break;
+      return asStep('stopGlidein', () =>
+        unlessAllocationEnded(async () => {
+          const access = await siteAccess(deps, ref);
+          const { node, paths, profile } = access;
+          const graceMs = parseDuration(mode === 'drain' ? profile.glidein.drainGrace : profile.glidein.stopGrace);
+          const steps: Array<['TERM' | 'QUIT' | 'KILL', number, string]> = [
+            ['TERM', graceMs, 'graceful shutdown'],
+            ['QUIT', 10_000, 'fast shutdown'],
+            ['KILL', 5_000, 'killed'],
+          ];
+          let pid: number | undefined;
+          for (const [signal, waitMs, how] of steps) {
+            const until = Date.now() + waitMs;
+            let send: typeof signal | undefined = signal;
+            for (;;) {
+              const outcome = await signalAndWait(
+                node,
+                send,
+                paths.glideinPid,
+                Math.min(STOP_WAIT_SLICE_MS, until - Date.now()),
+                access.opts(),
+              );
+              send = undefined;
+              if (outcome.state === 'ended' || outcome.state === 'running') pid = outcome.pid;
+              if (outcome.state !== 'running')
+                return pid === undefined
+                  ? { detail: 'no glidein running' }
+                  : { detail: `glidein pid ${pid} ended (${how}, SIG${signal})` };
+              heartbeat({ stopping: pid, signal });
+              if (Date.now() >= until) break;
+            }
           }
-        }
-        throw new Error(`glidein pid ${pid} on ${node.target} survived SIGKILL`);
-      });
+          throw new Error(`glidein pid ${pid} on ${node.target} survived SIGKILL`);
+        }),
+      );
     },
   };
 }

@@ -8,7 +8,7 @@ import { instanceName } from '../common/naming';
 import { glideinId, hostname, siteName } from '../common/validation';
 import { PermanentFault } from './failures';
 import { ensureOwnership } from './ownership';
-import type { GlideinRef } from '../common/types';
+import type { GlideinRef, UndoOutcome } from '../common/types';
 import type { Executor, RunOptions } from '../remote/executor';
 import { slurmJobId } from '../common/carried-state';
 import {
@@ -88,9 +88,35 @@ export async function siteAccess(
     opts: (extra = {}) => ({ timeoutMs: 60_000, signal, ...extra }),
   };
   await Promise.all(
-    directoryHosts(access).map((host) => ensureOwnership(host, access.paths.dir, ownership, access.opts())),
+    directoryHosts(access).map(async (host) => {
+      try {
+        await ensureOwnership(host, access.paths.dir, ownership, access.opts());
+      } catch (err) {
+        // Releasing after the job has ended (srun access): the node is out of reach, the login node still ours.
+        if (!(ownership === 'verify' && host === access.node && allocationEnded(err))) throw err;
+        access.nodeAllocated = false;
+      }
+    }),
   );
   return access;
+}
+
+function allocationEnded(err: unknown): err is PermanentFault {
+  return err instanceof PermanentFault && err.type === FailureType.AllocationEnded;
+}
+
+/**
+ * A release on the worker node (stopping the glidein, the instance, the tunnel there): when the Slurm job that
+ * held the node has ended (srun access: its steps cannot start any more), what ran in the job ended with it, so
+ * there is nothing left to release there. Any other failure is the release's own.
+ */
+export async function unlessAllocationEnded(body: () => Promise<UndoOutcome>): Promise<UndoOutcome> {
+  try {
+    return await body();
+  } catch (err) {
+    if (!allocationEnded(err)) throw err;
+    return { detail: `${err.message}; what ran in it ended with it` };
+  }
 }
 
 /** Where this glidein's registration queries run: in its instance on the worker node, through its chain. */

@@ -13,7 +13,7 @@ import { parsePortLease, parsePortRelease, portLeaseArgv, portReleaseArgv } from
 import type { ActivityDeps } from './deps';
 import { PermanentFault, asStep } from './failures';
 import { heartbeat, heartbeatWhile, sleep } from './kit';
-import { siteAccess, type SiteAccess } from './site-access';
+import { siteAccess, unlessAllocationEnded, type SiteAccess } from './site-access';
 import { FailureType } from '../common/failure-types';
 import { permanentCause } from './classify';
 
@@ -133,24 +133,26 @@ export function createTunnelActivities(deps: ActivityDeps) {
     },
 
     async closeTunnel(ref: GlideinRef): Promise<UndoOutcome> {
-      return asStep('closeTunnel', async () => {
-        const access = await siteAccess(deps, ref);
-        const closed = await closeProcess(access);
-        const { first, last } = access.adapters.tunnel.ports;
-        if (first === last) return { detail: closed };
-        // The port goes back once nothing of ours listens on it.
-        const released = parsePortRelease(
-          (
-            await runChecked(
-              access.adapters.tunnel.portHost(access),
-              'releasing the SOCKS port',
-              portReleaseArgv(portLeaseRoot(access), ref.glideinId),
-              access.opts(),
-            )
-          ).stdout,
-        );
-        return { detail: released.state === 'released' ? `${closed}; port ${released.port} released` : closed };
-      });
+      return asStep('closeTunnel', () =>
+        unlessAllocationEnded(async () => {
+          const access = await siteAccess(deps, ref);
+          const closed = await closeProcess(access);
+          const { first, last } = access.adapters.tunnel.ports;
+          if (first === last) return { detail: closed };
+          // The port goes back once nothing of ours listens on it.
+          const released = parsePortRelease(
+            (
+              await runChecked(
+                access.adapters.tunnel.portHost(access),
+                'releasing the SOCKS port',
+                portReleaseArgv(portLeaseRoot(access), ref.glideinId),
+                access.opts(),
+              )
+            ).stdout,
+          );
+          return { detail: released.state === 'released' ? `${closed}; port ${released.port} released` : closed };
+        }),
+      );
     },
   };
 

@@ -27,6 +27,7 @@ import {
   leaveJscBox,
   setKitProxy,
   slurmJobs,
+  sshdLog,
 } from '../../sandbox/jsc-box';
 
 const run = promisify(execFile);
@@ -56,6 +57,13 @@ function sitesDir(): string {
   fleet.tunnel.socksPorts = '1090-1099';
   fleet.fleet = { ...fleet.fleet, maxGlideins: 3, maxStarting: 3, startsPerMinute: 30, reconcileEvery: '2s' };
   writeFileSync(path.join(dir, 'jsc-box-fleet.yaml'), stringify(fleet));
+  // JSC as psslurm has it: the node only by `srun --overlap` steps, the tunnel a relay on the login node.
+  const steps = parse(readFileSync(path.join(ROOT, 'sites', 'jsc-box.yaml'), 'utf8'));
+  steps.name = 'jsc-box-steps';
+  steps.workerNode = { ...steps.workerNode, access: 'srun' };
+  delete steps.workerNode.port;
+  steps.tunnel = { mode: 'relay', socksPorts: '1100-1109', listenAddress: BOX_NODES.login.address };
+  writeFileSync(path.join(dir, 'jsc-box-steps.yaml'), stringify(steps));
   return dir;
 }
 
@@ -206,6 +214,71 @@ describe('LaunchGlidein in JSC in a box, driven by the temporal CLI', () => {
     expect(activities.at(-1)).toBe('releaseNode');
     expect(activities.at(-2)).toBe('cleanupGlidein');
     expect(await footprint(id)).toEqual(NOTHING);
+  });
+
+  it('jsc-box-steps (Slurm steps, relay on the login node): no ssh into the node, no key on the site; registered; the glidein lives in the job; drain leaves nothing', async () => {
+    const id = `box-s-${Date.now()}`;
+    const workerSshd = sshdLog('worker').length;
+    const kitBefore = kitLog().length;
+    await temporal(
+      'workflow',
+      'start',
+      '--type',
+      'LaunchGlidein',
+      '--task-queue',
+      TASK_QUEUE,
+      '--workflow-id',
+      id,
+      '--input',
+      JSON.stringify({ site: 'jsc-box-steps' }),
+    );
+    const monitoring = await until('registration', async () => {
+      const s = await status(id);
+      return s?.phase === 'monitoring' && s;
+    });
+    const jobId = monitoring.allocation!.jobId;
+    const held = await footprint(id);
+    expect(held.jobs).toEqual(['RUNNING@jwc01']);
+    expect(held.glideins).toEqual(['worker']);
+    expect(held.instances).toEqual(['worker']);
+    expect(held.mounts).toEqual(['worker', 'worker']);
+    expect(held.ads).toEqual(['10.77.0.3']);
+    expect(kitLog().slice(kitBefore)).toMatch(/CONNECT 10\.77\.0\.4:9618/);
+    // The tunnel is the relay, on the login node, on a leased port of the range; no ssh tunnel anywhere.
+    const relays = boxProcesses().filter((p) => p.argv.includes('jsc-glidein-relay'));
+    expect(relays.map((p) => [p.node, p.argv.at(-4)])).toEqual([['login', expect.stringMatching(/^110\d$/)]]);
+    expect(held.tunnels).toEqual([]);
+    // What must outlive a step runs in the job: the glidein's master carries the job's id, and no step's.
+    const master = boxProcesses().find((p) => p.cmdline.includes('condor_master'))!;
+    const environ = readFileSync(`/proc/${master.pid}/environ`, 'utf8').split('\0');
+    expect(environ).toContain(`SLURM_JOB_ID=${jobId}`);
+    expect(environ.some((e) => e.startsWith('SLURM_STEP_ID='))).toBe(false);
+    // The secret stays on the site, readable by the user alone; proxychains.conf holds it filled in.
+    const glideinDir = (await run('find', [BOX_PATHS.workDir, '-maxdepth', '1', '-name', `*${id}*`])).stdout.trim();
+    expect(glideinDir).not.toBe('');
+    for (const file of ['relay.secret', 'proxychains.conf'])
+      expect((await run('stat', ['-c', '%a', path.join(glideinDir, file)])).stdout.trim()).toBe('600');
+    const secret = readFileSync(path.join(glideinDir, 'relay.secret'), 'utf8').trim();
+    expect(readFileSync(path.join(glideinDir, 'proxychains.conf'), 'utf8')).toContain(`glidein ${secret}`);
+    expect(worker.log()).not.toContain(secret);
+    // Nothing reached the worker node's sshd.
+    expect(sshdLog('worker').slice(workerSshd)).not.toMatch(/Accepted|Connection from/);
+
+    await temporal('workflow', 'signal', '--workflow-id', id, '--name', 'drain');
+    const result = JSON.parse(await temporal('workflow', 'result', '--workflow-id', id, '--output', 'json'));
+    expect(JSON.stringify(result)).toContain('drained');
+    const steps = (await status(id))!.steps.map((s) => `${s.step}:${s.status}`);
+    expect(steps.slice(-6)).toEqual([
+      'stopGlidein:ok',
+      'stopContainer:ok',
+      'unmountCvmfs:ok',
+      'closeTunnel:ok',
+      'cleanupGlidein:ok',
+      'releaseNode:ok',
+    ]);
+    expect(await footprint(id)).toEqual(NOTHING);
+    expect(boxProcesses().filter((p) => p.argv.includes('jsc-glidein-relay'))).toEqual([]);
+    expect(sshdLog('worker').slice(workerSshd)).not.toMatch(/Accepted|Connection from/);
   });
 
   it('the worker process killed right after allocateNode: a new worker finds the same Slurm job, never submits a second', async () => {
