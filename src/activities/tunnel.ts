@@ -9,6 +9,7 @@ import { runChecked } from '../remote/executor';
 import { Semaphore } from '../remote/semaphore';
 import { isTunnelProcess } from '../site/adapters';
 import { inspect, signalRecorded, spawnDetached, spawnedProcess, tailFile } from '../site/scripts/processes';
+import { writeFileArgv } from '../site/scripts/files';
 import { parsePortLease, parsePortRelease, portLeaseArgv, portReleaseArgv } from '../site/scripts/ports';
 import type { ActivityDeps } from './deps';
 import { PermanentFault, asStep } from './failures';
@@ -85,6 +86,13 @@ export function createTunnelActivities(deps: ActivityDeps) {
           );
         }
         await runChecked(host, 'creating the work directory', ['mkdir', '-p', paths.dir], access.opts());
+        for (const file of tunnel.files?.(paths) ?? [])
+          await runChecked(
+            host,
+            `writing ${file.path}`,
+            writeFileArgv(paths.dir, file.path),
+            access.opts({ stdin: file.content }),
+          );
         const release = await startSlot(access);
         try {
           const spawned = await spawnDetached(

@@ -7,6 +7,8 @@ export interface GlideinPaths {
   tunnelLog: string;
   /** The relay tunnel's password (mode 600), made by the relay on the login node, read on the worker node. */
   relaySecret: string;
+  /** The relay's program (relay.py), written beside it before each start. */
+  relayProgram: string;
   proxychainsConf: string;
   glideinPid: string;
   glideinLog: string;
@@ -20,6 +22,7 @@ export function pathsFor(profile: SiteProfile, glideinId: string): GlideinPaths 
     tunnelPid: `${dir}/tunnel.pid`,
     tunnelLog: `${dir}/tunnel.log`,
     relaySecret: `${dir}/relay.secret`,
+    relayProgram: `${dir}/relay.py`,
     proxychainsConf: `${dir}/proxychains.conf`,
     glideinPid: `${dir}/glidein.pid`,
     glideinLog: `${dir}/glidein.log`,

@@ -17,7 +17,7 @@ import type { Executor, RunOptions } from '../../remote/executor';
 import type { GlideinPaths } from '../paths';
 import { portRange, type SiteProfile } from '../profile';
 import { inspect, type ProcessState, type SiteSnapshot } from '../scripts/processes';
-import { RELAY_MARKER, RELAY_READY, relayArgv } from '../scripts/relay';
+import { RELAY_MARKER, RELAY_PY, RELAY_READY, relayArgv } from '../scripts/relay';
 import type { NodeAccess, SiteExecutors } from './node-access';
 
 /** Printed by `ssh -v` once a remote forward is in place. */
@@ -40,6 +40,8 @@ export interface TunnelShape {
   argv(port: number, node: string | undefined, paths: GlideinPaths): string[];
   /** The host the tunnel's process runs on (and keeps its pid file and log on). */
   host(executors: SiteExecutors): Executor;
+  /** Files the tunnel's command needs on `host()`, written before each start (a program, not data). */
+  files?(paths: GlideinPaths): Array<{ path: string; content: string }>;
   /** The host the SOCKS port listens on, where its port is leased. */
   portHost(executors: SiteExecutors): Executor;
   /**
@@ -214,14 +216,19 @@ function relay(profile: SiteProfile, t: Relay): TunnelShape {
   const at = (port: number) => `${t.listenAddress}:${port}`;
   return {
     ports: portRange(t),
-    argv: (port, _node, paths) =>
-      relayArgv({
-        python: t.python,
+    // The program as a file: in argv (python3 -c) its lines would be the process's cmdline, which every
+    // inspection of the site reads line by line.
+    files: (paths) => [{ path: paths.relayProgram, content: RELAY_PY }],
+    argv: (port, _node, paths) => [
+      t.python,
+      paths.relayProgram,
+      ...relayArgv({
         listenHost: t.listenAddress,
         port,
         secretFile: paths.relaySecret,
         allow: [`${profile.kitProxy.host}:${profile.kitProxy.port}`],
-      }),
+      }).slice(3),
+    ],
     host: (ex) => ex.login,
     portHost: (ex) => ex.login,
     firstHop: (port, paths) => ({
