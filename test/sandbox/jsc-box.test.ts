@@ -250,6 +250,39 @@ describe('Slurm as glidein on the login node', () => {
       15_000,
     );
   });
+
+  test('as cgroups would: what daemonizes out of a step ends with the step, what the batch script started ends with the job', async () => {
+    // The batch script starts a daemon of its own (setsid, its own session) and then sleeps.
+    const submit = await bashOn(
+      'login',
+      'sbatch --parsable --job-name=fence --partition=batch --time=10 --nodes=1 --output=/dev/null --wrap "setsid sleep 4441 </dev/null >/dev/null 2>&1 & exec sleep 300"',
+    );
+    const jobId = submit.stdout.trim();
+    await waitFor(
+      `job ${jobId} RUNNING`,
+      async () => (await slurmJobs()).some((j) => j.id === jobId && j.state === 'RUNNING'),
+      30_000,
+      200,
+    );
+    const running = (cmdline: string) => boxProcesses().some((p) => p.cmdline === cmdline && p.state !== 'Z');
+    await waitFor('the batch daemon', async () => running('sleep 4441'), 10_000);
+    // A step that daemonizes and returns: its daemon is gone once the step has ended.
+    const step = await box.ssh('login', [
+      'srun',
+      `--jobid=${jobId}`,
+      '--overlap',
+      '-N1',
+      '-n1',
+      'sh',
+      '-c',
+      'setsid sleep 4442 </dev/null >/dev/null 2>&1 & echo started',
+    ]);
+    expect(step).toMatchObject({ code: 0, stdout: 'started\n' });
+    await waitFor('the step daemon to end with its step', async () => !running('sleep 4442'), 15_000);
+    expect(running('sleep 4441')).toBe(true);
+    expect(await box.ssh('login', ['scancel', jobId])).toMatchObject({ code: 0 });
+    await waitFor('the batch daemon to end with the job', async () => !running('sleep 4441'), 30_000);
+  });
 });
 
 describe('the proxy chain from the worker node: SOCKS tunnel to the login node, then KIT', () => {
