@@ -577,8 +577,8 @@ function sshdConfig(node: 'login' | 'worker'): string {
 
 /**
  * Run as TaskEpilog (as the job's user, at the end of each task of a step: SLURM_STEP_ID set) and as Epilog (as
- * root, at the end of the job): SIGKILL every process whose environment carries this job's id (and, for a step,
- * this step's id), as cgroup-based tracking would. A process that cleared its environment escapes: the box only
+ * root, at the end of the job): end every process whose environment carries this job's id (and, for a step, this
+ * step's id), SIGTERM and after 5 s SIGKILL, as cgroup-based tracking would. A process that cleared its environment escapes: the box only
  * approximates JSC here. The batch step's own end is left to the Epilog.
  */
 const STEP_END_SCRIPT = `#!/bin/sh
@@ -590,10 +590,21 @@ case $step in
 esac
 files=$(grep -lzx "SLURM_JOB_ID=$job" /proc/[0-9]*/environ 2>/dev/null)
 [ -n "$step" ] && [ -n "$files" ] && files=$(grep -lzxE "SLURM_STEP_?ID=$step" $files 2>/dev/null)
+pids=
 for f in $files; do
   pid=\${f#/proc/}; pid=\${pid%/environ}
-  [ "$pid" = $$ ] || kill -9 "$pid" 2>/dev/null
+  [ "$pid" = $$ ] || pids="$pids $pid"
 done
+[ -n "$pids" ] || exit 0
+# As Slurm ends a step: SIGTERM (a FUSE daemon then unmounts), SIGKILL what is left after a grace (KillWait).
+kill -TERM $pids 2>/dev/null
+i=0
+while [ $i -lt 50 ]; do
+  alive=; for pid in $pids; do kill -0 "$pid" 2>/dev/null && alive=1; done
+  [ -n "$alive" ] || exit 0
+  sleep 0.1; i=$((i + 1))
+done
+kill -KILL $pids 2>/dev/null
 exit 0
 `;
 

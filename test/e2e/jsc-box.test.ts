@@ -106,6 +106,10 @@ async function footprint(id: string) {
   return {
     jobs: (await slurmJobs()).filter((j) => j.name === id).map((j) => `${j.state}@${j.nodes}`),
     tunnels: procs.filter((p) => p.argv[0] === 'ssh' && / -[DR] 127\.0\.0\.1:1080 /.test(p.cmdline)).map((p) => p.node),
+    // A relay names its glidein's directory (its secret file) in its argv.
+    relays: procs
+      .filter((p) => p.argv.includes('jsc-glidein-relay') && p.cmdline.includes(`/${id}/`))
+      .map((p) => p.node),
     glideins: procs.filter((p) => p.cmdline.includes('condor_master')).map((p) => p.node),
     instances: procs
       .filter((p) => p.cmdline.includes(`[glidein-${id}]`) || p.cmdline.includes(`[${id}]`))
@@ -116,7 +120,7 @@ async function footprint(id: string) {
     ads: (await boxCollectorAds(`GlideinLaunchId == "${id}"`)).map((ad) => String(ad.UpdatesPeerAddress ?? '')),
   };
 }
-const NOTHING = { jobs: [], tunnels: [], glideins: [], instances: [], mounts: [], ads: [] };
+const NOTHING = { jobs: [], tunnels: [], relays: [], glideins: [], instances: [], mounts: [], ads: [] };
 
 /** What the box holds for a fleet's glideins (ids `glidein-<fleet>-<slot>`), and every lease on the site. */
 async function fleetFootprint(fleet: string) {
@@ -282,42 +286,51 @@ describe('LaunchGlidein in JSC in a box, driven by the temporal CLI', () => {
     expect(sshdLog('worker').slice(workerSshd)).not.toMatch(/Accepted/);
   });
 
-  it('the worker process killed right after allocateNode: a new worker finds the same Slurm job, never submits a second', async () => {
-    const id = `box-crash-${Date.now()}`;
-    const handle = await env.client.workflow.start('LaunchGlidein', {
-      taskQueue: TASK_QUEUE,
-      workflowId: id,
-      args: [{ site: 'jsc-box' }],
-    });
-    await until('allocateNode to complete', async () => {
-      const events = (await handle.fetchHistory()).events ?? [];
-      const allocation = events.find(
-        (e) => e.activityTaskScheduledEventAttributes?.activityType?.name === 'allocateNode',
-      );
-      return (
-        !!allocation &&
-        events.some(
-          (e) => String(e.activityTaskCompletedEventAttributes?.scheduledEventId) === String(allocation.eventId),
-        )
-      );
-    });
-    await worker.stop('SIGKILL');
-    expect((await footprint(id)).jobs).toEqual(['RUNNING@jwc01']);
+  it.each(['jsc-box', 'jsc-box-steps'])(
+    '%s: the worker process killed right after allocateNode: a new worker finds the same Slurm job, never submits a second',
+    async (site) => {
+      const id = `box-crash-${site === 'jsc-box' ? 'f' : 's'}-${Date.now()}`;
+      const handle = await env.client.workflow.start('LaunchGlidein', {
+        taskQueue: TASK_QUEUE,
+        workflowId: id,
+        args: [{ site }],
+      });
+      await until('allocateNode to complete', async () => {
+        const events = (await handle.fetchHistory()).events ?? [];
+        const allocation = events.find(
+          (e) => e.activityTaskScheduledEventAttributes?.activityType?.name === 'allocateNode',
+        );
+        return (
+          !!allocation &&
+          events.some(
+            (e) => String(e.activityTaskCompletedEventAttributes?.scheduledEventId) === String(allocation.eventId),
+          )
+        );
+      });
+      await worker.stop('SIGKILL');
+      expect((await footprint(id)).jobs).toEqual(['RUNNING@jwc01']);
 
-    worker = startWorkerProcess(env, TASK_QUEUE, { SITES_DIR: sites });
-    await until('monitoring after the restart', async () => (await status(id))?.phase === 'monitoring');
-    const held = await footprint(id);
-    expect([held.jobs, held.tunnels, held.glideins, held.instances, held.mounts]).toEqual([
-      ['RUNNING@jwc01'],
-      ['worker'],
-      ['worker'],
-      ['worker'],
-      ['worker', 'worker'],
-    ]);
-    await handle.signal('drain');
-    expect(JSON.stringify(await handle.result())).toContain('drained');
-    expect(await footprint(id)).toEqual(NOTHING);
-  });
+      worker = startWorkerProcess(env, TASK_QUEUE, { SITES_DIR: sites });
+      await until('monitoring after the restart', async () => (await status(id))?.phase === 'monitoring');
+      const held = await footprint(id);
+      expect([
+        held.jobs,
+        site === 'jsc-box' ? held.tunnels : held.relays,
+        held.glideins,
+        held.instances,
+        held.mounts,
+      ]).toEqual([
+        ['RUNNING@jwc01'],
+        [site === 'jsc-box' ? 'worker' : 'login'],
+        ['worker'],
+        ['worker'],
+        ['worker', 'worker'],
+      ]);
+      await handle.signal('drain');
+      expect(JSON.stringify(await handle.result())).toContain('drained');
+      expect(await footprint(id)).toEqual(NOTHING);
+    },
+  );
 
   it('the same through the TypeScript client: start, status query, stop signal, result', async () => {
     const id = `box-client-${Date.now()}`;
@@ -360,30 +373,10 @@ describe('LaunchGlidein in JSC in a box, driven by the temporal CLI', () => {
     expect(await footprint(id)).toEqual(NOTHING);
   });
 
-  it('cancel releases everything, the Slurm job last, and the workflow closes as cancelled', async () => {
-    const id = `box-cancel-${Date.now()}`;
-    await temporal(
-      'workflow',
-      'start',
-      '--type',
-      'LaunchGlidein',
-      '--task-queue',
-      TASK_QUEUE,
-      '--workflow-id',
-      id,
-      '--input',
-      '{"site":"jsc-box"}',
-    );
-    await until('monitoring', async () => (await status(id))?.phase === 'monitoring');
-    await temporal('workflow', 'cancel', '--workflow-id', id);
-    await closed(id, 'WORKFLOW_EXECUTION_STATUS_CANCELED');
-    expect(await footprint(id)).toEqual(NOTHING);
-  });
-
-  it('without the KIT hop, verify-outbound fails naming the KIT proxy, and nothing is left', async () => {
-    const id = `box-nokit-${Date.now()}`;
-    await setKitProxy(false);
-    try {
+  it.each(['jsc-box', 'jsc-box-steps'])(
+    '%s: cancel releases everything, the Slurm job last, and the workflow closes as cancelled',
+    async (site) => {
+      const id = `box-cancel-${site === 'jsc-box' ? 'f' : 's'}-${Date.now()}`;
       await temporal(
         'workflow',
         'start',
@@ -394,24 +387,50 @@ describe('LaunchGlidein in JSC in a box, driven by the temporal CLI', () => {
         '--workflow-id',
         id,
         '--input',
-        '{"site":"jsc-box"}',
+        JSON.stringify({ site }),
       );
-      const d = await closed(id, 'WORKFLOW_EXECUTION_STATUS_FAILED');
-      expect(d).toBeTruthy();
-      const s = (await status(id))!;
-      const verify = s.steps.find((x) => x.step === 'verifyOutbound');
-      expect(verify?.status).toBe('failed');
-      expect(verify?.error).toContain('the KIT proxy 10.77.0.3:80');
-      expect(s.steps.slice(-3).map((x) => `${x.step}:${x.status}`)).toEqual([
-        'closeTunnel:ok',
-        'cleanupGlidein:ok',
-        'releaseNode:ok',
-      ]);
-    } finally {
-      await setKitProxy(true);
-    }
-    expect(await footprint(id)).toEqual(NOTHING);
-  });
+      await until('monitoring', async () => (await status(id))?.phase === 'monitoring');
+      await temporal('workflow', 'cancel', '--workflow-id', id);
+      await closed(id, 'WORKFLOW_EXECUTION_STATUS_CANCELED');
+      expect(await footprint(id)).toEqual(NOTHING);
+    },
+  );
+
+  it.each(['jsc-box', 'jsc-box-steps'])(
+    '%s: without the KIT hop, verify-outbound fails naming the KIT proxy, and nothing is left',
+    async (site) => {
+      const id = `box-nokit-${site === 'jsc-box' ? 'f' : 's'}-${Date.now()}`;
+      await setKitProxy(false);
+      try {
+        await temporal(
+          'workflow',
+          'start',
+          '--type',
+          'LaunchGlidein',
+          '--task-queue',
+          TASK_QUEUE,
+          '--workflow-id',
+          id,
+          '--input',
+          JSON.stringify({ site }),
+        );
+        const d = await closed(id, 'WORKFLOW_EXECUTION_STATUS_FAILED');
+        expect(d).toBeTruthy();
+        const s = (await status(id))!;
+        const verify = s.steps.find((x) => x.step === 'verifyOutbound');
+        expect(verify?.status).toBe('failed');
+        expect(verify?.error).toContain('the KIT proxy 10.77.0.3:80');
+        expect(s.steps.slice(-3).map((x) => `${x.step}:${x.status}`)).toEqual([
+          'closeTunnel:ok',
+          'cleanupGlidein:ok',
+          'releaseNode:ok',
+        ]);
+      } finally {
+        await setKitProxy(true);
+      }
+      expect(await footprint(id)).toEqual(NOTHING);
+    },
+  );
 });
 
 describe('GlideinFleet in JSC in a box', () => {

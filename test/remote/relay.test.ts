@@ -1,7 +1,8 @@
 /**
- * The login-node relay (RELAY_PY), run as the site runs it, against a SOCKS5 client written here and the real
- * proxychains4: the secret file, authentication only by username/password, the allow-list, relaying both ways
- * with half-close, and the end on SIGTERM. RELAY_TEST_PYTHON picks another interpreter (e.g. a Python 3.6).
+ * The login-node relay (RELAY_PY), run as the tunnel runs it (from a file) and as `python3 -c`, against a SOCKS5
+ * client written here and the real proxychains4: the secret file, authentication only by username/password, the
+ * allow-list, relaying both ways with half-close, how the site's inspection sees it, and the end on SIGTERM.
+ * RELAY_TEST_PYTHON picks another interpreter (e.g. a Python 3.6).
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -10,7 +11,9 @@ import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
-import { RELAY_READY, relayArgv } from '../../src/site/scripts/relay';
+import { isTunnelProcess } from '../../src/site/adapters/tunnel';
+import { inspectArgv, parseInspect } from '../../src/site/scripts/processes';
+import { RELAY_MARKER, RELAY_PY, RELAY_READY, relayArgv } from '../../src/site/scripts/relay';
 
 const run = promisify(execFile);
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'relay-'));
@@ -33,9 +36,15 @@ interface Relay {
   exited: Promise<number | null>;
 }
 
-/** Starts a relay on 127.0.0.1, port 0 (any free one), and returns once it prints that it listens. */
-async function startRelay(allow: string[]): Promise<Relay> {
-  const [cmd, ...args] = relayArgv({ python, listenHost: '127.0.0.1', port: 0, secretFile, allow });
+/**
+ * Starts a relay on 127.0.0.1, port 0 (any free one), and returns once it prints that it listens: from a file as
+ * the tunnel runs it, or as `python3 -c RELAY_PY` (relayArgv).
+ */
+async function startRelay(allow: string[], from: 'file' | 'argv'): Promise<Relay> {
+  const argv = relayArgv({ python, listenHost: '127.0.0.1', port: 0, secretFile, allow });
+  const program = path.join(dir, 'relay.py');
+  fs.writeFileSync(program, RELAY_PY);
+  const [cmd, ...args] = from === 'file' ? [argv[0], program, ...argv.slice(3)] : argv;
   const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   children.add(child);
   let stdout = '';
@@ -123,7 +132,7 @@ describe('the login-node relay', () => {
     await new Promise<void>((r) => echo.listen(0, '127.0.0.1', r));
     await new Promise<void>((r) => web.listen(0, '127.0.0.1', r));
     // The web server is allowed by a name that resolves to its address.
-    relay = await startRelay([`127.0.0.1:${port(echo)}`, `localhost:${port(web)}`]);
+    relay = await startRelay([`127.0.0.1:${port(echo)}`, `localhost:${port(web)}`], 'file');
     secret = fs.readFileSync(secretFile, 'utf8').trim();
   });
 
@@ -134,14 +143,27 @@ describe('the login-node relay', () => {
     fs.rmSync(dir, { recursive: true, force: true });
   });
 
-  it('creates its secret file, 0600 with 64 hex digits, and a second relay keeps that secret', async () => {
+  it('creates its secret file, 0600 with 64 hex digits, and a second relay (python3 -c) keeps that secret', async () => {
     expect(fs.statSync(secretFile).mode & 0o777).toBe(0o600);
     expect(secret).toMatch(/^[0-9a-f]{64}$/);
-    const second = await startRelay([]);
+    const second = await startRelay([], 'argv');
     expect(second.port).not.toBe(relay.port);
     expect(fs.readFileSync(secretFile, 'utf8').trim()).toBe(secret);
     second.child.kill('SIGTERM');
     expect(await second.exited).toBe(0);
+  });
+
+  it('is taken for a live tunnel by its marker in what INSPECT_PROCESSES reports of it', async () => {
+    const pidFile = path.join(dir, 'relay.pid');
+    const start = fs
+      .readFileSync(`/proc/${relay.child.pid}/stat`, 'utf8')
+      .replace(/^.*\) /s, '')
+      .split(' ')[19];
+    fs.writeFileSync(pidFile, `${relay.child.pid} ${start}\n`);
+    const [cmd, ...args] = inspectArgv([pidFile]);
+    const proc = parseInspect((await run(cmd, args)).stdout).processes.get(pidFile);
+    expect(proc?.cmdline?.split(' ')).toContain(RELAY_MARKER);
+    expect(isTunnelProcess(proc)).toBe(true);
   });
 
   it('answers a client that offers no authentication with "no acceptable method"', async () => {

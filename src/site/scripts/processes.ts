@@ -68,8 +68,9 @@ export const INSPECT_PROCESSES = `${PROC_STAT}for f; do
   actual=$p_start
   # A zombie (Z) or dead (X) process has ended; where nothing reaps orphans it lingers in /proc.
   case $p_state in Z|X) actual=-;; esac
-  cmd=$(tr '\\0' ' ' < /proc/$pid/cmdline 2>/dev/null)
-  echo "proc $f $pid $start $actual $cmd"
+  # One line whatever the argv holds (a newline in an argument would split the answer).
+  cmd=$(tr '\\0\\n' '  ' < /proc/$pid/cmdline 2>/dev/null)
+  printf '%s\\n' "proc $f $pid $start $actual $cmd"
 done
 for t in /proc/net/tcp /proc/net/tcp6; do
   [ -r $t ] && awk 'NR > 1 && $4 == "0A" { split($2, a, ":"); print "listen " a[2] }' $t

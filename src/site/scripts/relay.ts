@@ -5,8 +5,9 @@
  * every other user of the cluster reaches it too: so it speaks SOCKS5 with username/password authentication only
  * (the password is a secret kept in a 0600 file, the username is free) and connects only to the allowed next hops
  * (`host:port`), so that it gives no one else an egress path and us no path but the one we need.
- * A Python 3 program (standard library, 3.6 as on Rocky 8 up to 3.12) run as `python3 -c RELAY_PY <args…>`: a
- * login node has python3 and no node.
+ * A Python 3 program (standard library, 3.6 as on Rocky 8 up to 3.12): a login node has python3 and no node. The
+ * tunnel runs it from a file (`python3 relay.py <args…>`, relayArgv's args), not as `python3 -c RELAY_PY`: in argv
+ * its lines would be the process's cmdline, which INSPECT_PROCESSES prints line by line, losing the marker.
  */
 
 /** argv[1] of the relay (sys.argv[1]), by which its /proc cmdline is recognised. */
