@@ -74,6 +74,22 @@ async function temporal(...args: string[]): Promise<string> {
   return stdout;
 }
 
+/** `temporal workflow start --type LaunchGlidein` on the worker's queue, as an operator types it. */
+async function startLaunch(id: string, input: string): Promise<string> {
+  return temporal(
+    'workflow',
+    'start',
+    '--type',
+    'LaunchGlidein',
+    '--task-queue',
+    TASK_QUEUE,
+    '--workflow-id',
+    id,
+    '--input',
+    input,
+  );
+}
+
 async function status<T = GlideinStatus>(id: string): Promise<T | undefined> {
   const out = await temporal('workflow', 'query', '--workflow-id', id, '--type', 'status', '--output', 'json').catch(
     () => undefined,
@@ -169,18 +185,7 @@ describe('LaunchGlidein in JSC in a box, driven by the temporal CLI', () => {
   ])('%s (%s): Slurm job, chain through KIT, registration; drain leaves the box as it was', async (site) => {
     const id = `box-${site.replace('jsc-box', 'f').replace('f-reverse', 'r')}-${Date.now()}`;
     const kitBefore = kitLog().length;
-    await temporal(
-      'workflow',
-      'start',
-      '--type',
-      'LaunchGlidein',
-      '--task-queue',
-      TASK_QUEUE,
-      '--workflow-id',
-      id,
-      '--input',
-      JSON.stringify({ site }),
-    );
+    await startLaunch(id, JSON.stringify({ site }));
     const monitoring = await until('registration', async () => {
       const s = await status(id);
       return s?.phase === 'monitoring' && s;
@@ -224,18 +229,7 @@ describe('LaunchGlidein in JSC in a box, driven by the temporal CLI', () => {
     const id = `box-s-${Date.now()}`;
     const workerSshd = sshdLog('worker').length;
     const kitBefore = kitLog().length;
-    await temporal(
-      'workflow',
-      'start',
-      '--type',
-      'LaunchGlidein',
-      '--task-queue',
-      TASK_QUEUE,
-      '--workflow-id',
-      id,
-      '--input',
-      JSON.stringify({ site: 'jsc-box-steps' }),
-    );
+    await startLaunch(id, JSON.stringify({ site: 'jsc-box-steps' }));
     const monitoring = await until('registration', async () => {
       const s = await status(id);
       return s?.phase === 'monitoring' && s;
@@ -377,18 +371,7 @@ describe('LaunchGlidein in JSC in a box, driven by the temporal CLI', () => {
     '%s: cancel releases everything, the Slurm job last, and the workflow closes as cancelled',
     async (site) => {
       const id = `box-cancel-${site === 'jsc-box' ? 'f' : 's'}-${Date.now()}`;
-      await temporal(
-        'workflow',
-        'start',
-        '--type',
-        'LaunchGlidein',
-        '--task-queue',
-        TASK_QUEUE,
-        '--workflow-id',
-        id,
-        '--input',
-        JSON.stringify({ site }),
-      );
+      await startLaunch(id, JSON.stringify({ site }));
       await until('monitoring', async () => (await status(id))?.phase === 'monitoring');
       await temporal('workflow', 'cancel', '--workflow-id', id);
       await closed(id, 'WORKFLOW_EXECUTION_STATUS_CANCELED');
@@ -402,18 +385,7 @@ describe('LaunchGlidein in JSC in a box, driven by the temporal CLI', () => {
       const id = `box-nokit-${site === 'jsc-box' ? 'f' : 's'}-${Date.now()}`;
       await setKitProxy(false);
       try {
-        await temporal(
-          'workflow',
-          'start',
-          '--type',
-          'LaunchGlidein',
-          '--task-queue',
-          TASK_QUEUE,
-          '--workflow-id',
-          id,
-          '--input',
-          JSON.stringify({ site }),
-        );
+        await startLaunch(id, JSON.stringify({ site }));
         const d = await closed(id, 'WORKFLOW_EXECUTION_STATUS_FAILED');
         expect(d).toBeTruthy();
         const s = (await status(id))!;
