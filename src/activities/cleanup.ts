@@ -11,7 +11,7 @@ import { parseRetire, retireArgv } from '../site/scripts/ownership';
 import type { ActivityDeps } from './deps';
 import { asStep, PermanentFault } from './failures';
 import { claimLine, forgetOwnership } from './ownership';
-import { directoryHosts, siteAccess } from './site-access';
+import { directoryHosts, isAllocationEnded, siteAccess } from './site-access';
 
 /** Moves a torn-down glidein's directory to `<workDir>/.done/` on each host that keeps part of it. */
 export function createCleanupActivities(deps: ActivityDeps) {
@@ -24,12 +24,19 @@ export function createCleanupActivities(deps: ActivityDeps) {
         const keepMinutes = Math.ceil(parseDuration(profile.glidein.keepLogs) / 60_000);
         const outcomes: string[] = [];
         for (const host of directoryHosts(access)) {
-          const result = await runChecked(
-            host,
-            'moving the work directory aside',
-            retireArgv(paths.dir, claimLine(), done, keepMinutes),
-            access.opts(),
-          );
+          let result;
+          try {
+            result = await runChecked(
+              host,
+              'moving the work directory aside',
+              retireArgv(paths.dir, claimLine(), done, keepMinutes),
+              access.opts(),
+            );
+          } catch (err) {
+            // The node's job has ended (srun access): the node is out of reach; the login node's side remains.
+            if (host === access.node && isAllocationEnded(err)) continue;
+            throw err;
+          }
           const answer = parseRetire(result.stdout);
           if (answer.state === 'theirs')
             throw new PermanentFault(

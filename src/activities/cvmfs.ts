@@ -6,20 +6,23 @@
  * teardown all find them; they change under a lock on the node, so concurrent glideins never race on a mount.
  */
 import type { GlideinRef, UndoOutcome } from '../common/types';
-import { lastLines, runChecked } from '../remote/executor';
+import { lastLines, runChecked, type Executor } from '../remote/executor';
 import type { ActivityDeps } from './deps';
 import { PermanentFault, asStep } from './failures';
 import { heartbeat } from './kit';
-import { siteAccess, type SiteAccess } from './site-access';
+import { isAllocationEnded, siteAccess, type SiteAccess } from './site-access';
 import { permanentCause } from './classify';
 
-/** The repositories this glidein holds a lease on, in the profile's order (others, from an older profile, last). */
-async function leasedRepositories(access: SiteAccess): Promise<string[]> {
+/**
+ * The repositories this glidein holds a lease on, in the profile's order (others, from an older profile, last).
+ * `from`: asked on another host (the login node) about `node`'s leases.
+ */
+async function leasedRepositories(access: SiteAccess, from?: { host: Executor; node: string }): Promise<string[]> {
   const { cvmfs } = access.adapters;
   const result = await runChecked(
-    access.node,
+    from?.host ?? access.node,
     'listing the mount leases',
-    cvmfs.heldArgv(access.ref.glideinId),
+    cvmfs.heldArgv(access.ref.glideinId, from?.node),
     access.opts(),
   );
   const held = cvmfs.parseHeld(result.stdout);
@@ -70,29 +73,42 @@ export function createCvmfsActivities(deps: ActivityDeps) {
     async unmountCvmfs(ref: GlideinRef): Promise<UndoOutcome> {
       return asStep('unmountCvmfs', async () => {
         const access = await siteAccess(deps, ref);
-        const { node } = access;
-        const { cvmfs } = access.adapters;
-        const unmounted: string[] = [];
-        const stillUsed: string[] = [];
-        for (const repo of (await leasedRepositories(access)).reverse()) {
-          heartbeat({ unmounting: repo });
-          const result = await runChecked(
-            node,
-            `umountrepo ${repo}`,
-            cvmfs.releaseArgv(repo, ref.glideinId),
-            access.opts({ timeoutMs: 120_000 }),
-          );
-          const release = cvmfs.parseRelease(result.stdout);
-          if (release.state === 'unmounted') unmounted.push(repo);
-          if (release.state === 'still-used')
-            stillUsed.push(`${repo} (${release.holders} other glidein${release.holders === 1 ? '' : 's'})`);
+        try {
+          return await release(access);
+        } catch (err) {
+          // The node's job has ended (srun access): its mounts ended with their FUSE daemons, and the node is
+          // out of reach. The leases are files on the shared file system: drop them from the login node, or a
+          // next glidein on that node would count this one as a holder for ever.
+          if (!isAllocationEnded(err) || !ref.node) throw err;
+          const released = await release(access, { host: access.login, node: ref.node });
+          return { detail: `${err.message}; its mounts ended with it; leases: ${released.detail}` };
         }
-        const parts = [
-          unmounted.length ? `unmounted ${unmounted.join(', ')}` : '',
-          stillUsed.length ? `left for others: ${stillUsed.join(', ')}` : '',
-        ].filter(Boolean);
-        return { detail: parts.join('; ') || 'nothing of ours mounted' };
       });
     },
   };
+
+  async function release(access: SiteAccess, from?: { host: Executor; node: string }): Promise<UndoOutcome> {
+    const { ref } = access;
+    const { cvmfs } = access.adapters;
+    const unmounted: string[] = [];
+    const stillUsed: string[] = [];
+    for (const repo of (await leasedRepositories(access, from)).reverse()) {
+      heartbeat({ unmounting: repo });
+      const result = await runChecked(
+        from?.host ?? access.node,
+        from ? `releasing the lease on ${repo}` : `umountrepo ${repo}`,
+        cvmfs.releaseArgv(repo, ref.glideinId, from?.node),
+        access.opts({ timeoutMs: 120_000 }),
+      );
+      const outcome = cvmfs.parseRelease(result.stdout);
+      if (outcome.state === 'unmounted') unmounted.push(repo);
+      if (outcome.state === 'still-used')
+        stillUsed.push(`${repo} (${outcome.holders} other glidein${outcome.holders === 1 ? '' : 's'})`);
+    }
+    const parts = [
+      unmounted.length ? `unmounted ${unmounted.join(', ')}` : '',
+      stillUsed.length ? `left for others: ${stillUsed.join(', ')}` : '',
+    ].filter(Boolean);
+    return { detail: parts.join('; ') || 'nothing of ours mounted' };
+  }
 }

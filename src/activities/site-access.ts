@@ -93,7 +93,7 @@ export async function siteAccess(
         await ensureOwnership(host, access.paths.dir, ownership, access.opts());
       } catch (err) {
         // Releasing after the job has ended (srun access): the node is out of reach, the login node still ours.
-        if (!(ownership === 'verify' && host === access.node && allocationEnded(err))) throw err;
+        if (!(ownership === 'verify' && host === access.node && isAllocationEnded(err))) throw err;
         access.nodeAllocated = false;
       }
     }),
@@ -101,7 +101,8 @@ export async function siteAccess(
   return access;
 }
 
-function allocationEnded(err: unknown): err is PermanentFault {
+/** The Slurm job holding the node has ended (a step into it was refused). */
+export function isAllocationEnded(err: unknown): err is PermanentFault {
   return err instanceof PermanentFault && err.type === FailureType.AllocationEnded;
 }
 
@@ -114,7 +115,7 @@ export async function unlessAllocationEnded(body: () => Promise<UndoOutcome>): P
   try {
     return await body();
   } catch (err) {
-    if (!allocationEnded(err)) throw err;
+    if (!isAllocationEnded(err)) throw err;
     return { detail: `${err.message}; what ran in it ended with it` };
   }
 }

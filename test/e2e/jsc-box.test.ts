@@ -379,6 +379,35 @@ describe('LaunchGlidein in JSC in a box, driven by the temporal CLI', () => {
     },
   );
 
+  it('jsc-box-steps: the job cancelled from outside ends the glidein as allocation-ended; its processes and mounts ended with the job, teardown releases the relay and the leases; nothing left', async () => {
+    const id = `box-scancel-s-${Date.now()}`;
+    await startLaunch(id, JSON.stringify({ site: 'jsc-box-steps' }));
+    const monitoring = await until('monitoring', async () => {
+      const s = await status(id);
+      return s?.phase === 'monitoring' && s;
+    });
+    const cancelled = await inNamespace(BOX_NODES.login.namespace, ['scancel', monitoring.allocation!.jobId], {
+      timeoutMs: 15_000,
+    });
+    expect(cancelled.code).toBe(0);
+    const result = JSON.parse(await temporal('workflow', 'result', '--workflow-id', id, '--output', 'json'));
+    expect(JSON.stringify(result)).toContain('the allocation ended');
+    const steps = (await status(id))!.steps;
+    expect(steps.slice(-6).map((s) => `${s.step}:${s.status}`)).toEqual([
+      'stopGlidein:ok',
+      'stopContainer:ok',
+      'unmountCvmfs:ok',
+      'closeTunnel:ok',
+      'cleanupGlidein:ok',
+      'releaseNode:ok',
+    ]);
+    expect(steps.find((s) => s.step === 'stopGlidein')?.detail).toMatch(/has ended .*ended with it/);
+    expect(steps.find((s) => s.step === 'unmountCvmfs')?.detail).toMatch(/its mounts ended with it; leases: /);
+    expect(await footprint(id)).toEqual(NOTHING);
+    const leases = await run('find', [path.dirname(BOX_PATHS.workDir), '-path', '*/.leases/*', '-name', `*${id}*`]);
+    expect(leases.stdout.trim()).toBe('');
+  });
+
   it.each(['jsc-box', 'jsc-box-steps'])(
     '%s: without the KIT hop, verify-outbound fails naming the KIT proxy, and nothing is left',
     async (site) => {

@@ -305,6 +305,21 @@ describe('MOUNT_LEASE, MOUNT_RELEASE, LIST_LEASES', () => {
     expect(parseMountRelease((await release('cms.cern.ch', 'g1', mounted)).stdout)).toEqual({ state: 'not-held' });
   });
 
+  it("keys leases by Slurm's node name in a job, and releases a node's leases from elsewhere without unmounting", async () => {
+    const inJob = { ...opts, env: { SLURMD_NODENAME: 'jwc09' } };
+    await local.run(mountLeaseArgv(args('cms.cern.ch', 'g1', 'mountrepo', `${unmounted}/cms.cern.ch`)), inJob);
+    expect(fs.readdirSync(path.join(root, 'jwc09', 'cms.cern.ch')).sort()).toEqual(['.ours', 'g1']);
+    // Its job has ended: the login node (no SLURMD_NODENAME) lists and drops jwc09's lease, the mount is not its.
+    expect(parseLeases((await local.run(listLeasesArgv(root, 'g1', 'jwc09'), opts)).stdout)).toEqual(['cms.cern.ch']);
+    const released = await local.run(
+      mountReleaseArgv({ ...args('cms.cern.ch', 'g1', 'umountrepo', mounted), node: 'jwc09' }),
+      opts,
+    );
+    expect(parseMountRelease(released.stdout)).toEqual({ state: 'not-mounted' });
+    expect(fs.readdirSync(path.join(root, 'jwc09', 'cms.cern.ch'))).toEqual([]);
+    expect(called()).toBe('mountrepo cms.cern.ch\n');
+  });
+
   it('never unmounts a mount the site made, nor one that is gone', async () => {
     await lease('oasis', 'g1', mounted);
     expect(parseMountRelease((await release('oasis', 'g1', mounted)).stdout)).toEqual({ state: 'not-mounted' });

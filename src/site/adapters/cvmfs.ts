@@ -22,11 +22,14 @@ export interface CvmfsProvider {
   /** Take this glidein's lease on a repository, mounting it unless it is; the tool's output on stderr if it fails. */
   mountArgv(repo: string, glideinId: string): string[];
   parseMount(stdout: string): LeaseOutcome;
-  /** Drop this glidein's lease; the last holder unmounts what a holder mounted. */
-  releaseArgv(repo: string, glideinId: string): string[];
+  /**
+   * Drop this glidein's lease; the last holder unmounts what a holder mounted. With `node`: that node's lease,
+   * dropped from elsewhere (its job has ended), unmounting nothing.
+   */
+  releaseArgv(repo: string, glideinId: string, node?: string): string[];
   parseRelease(stdout: string): ReleaseOutcome;
-  /** The repositories this glidein holds a lease on, on the node. */
-  heldArgv(glideinId: string): string[];
+  /** The repositories this glidein holds a lease on, on the node (or on `node`, asked from elsewhere). */
+  heldArgv(glideinId: string, node?: string): string[];
   parseHeld(stdout: string): string[];
 }
 
@@ -43,7 +46,8 @@ export function leaseRoot(profile: Pick<SiteProfile, 'cvmfs'>): string {
 export function cvmfsFor(profile: SiteProfile): CvmfsProvider {
   const dir = profile.cvmfs.cvmfsexecDir;
   const root = cvmfsMountRoot(profile);
-  const lease = (repo: string, glideinId: string, tool: string) => ({
+  const lease = (repo: string, glideinId: string, tool: string, node?: string) => ({
+    node,
     root: leaseRoot(profile),
     repo,
     glideinId,
@@ -54,9 +58,9 @@ export function cvmfsFor(profile: SiteProfile): CvmfsProvider {
     containerBind: `${root}:/cvmfs`,
     mountArgv: (repo, glideinId) => mountLeaseArgv(lease(repo, glideinId, 'mountrepo')),
     parseMount: parseMountLease,
-    releaseArgv: (repo, glideinId) => mountReleaseArgv(lease(repo, glideinId, 'umountrepo')),
+    releaseArgv: (repo, glideinId, node) => mountReleaseArgv(lease(repo, glideinId, 'umountrepo', node)),
     parseRelease: parseMountRelease,
-    heldArgv: (glideinId) => listLeasesArgv(leaseRoot(profile), glideinId),
+    heldArgv: (glideinId, node) => listLeasesArgv(leaseRoot(profile), glideinId, node),
     parseHeld: parseLeases,
   };
 }

@@ -3,9 +3,13 @@
  * (one empty file per glidein; `.ours` marks a mount that a lease holder made) and change only under flock on
  * <lease root>/<node name>/.lock, so concurrent glideins on one node, or a retry racing a mount its crashed attempt
  * left running, see one consistent state. Keyed by node name because the cvmfsexec directory may sit on a file
- * system shared by every node, while mounts are per node. Whether a repository is mounted is read from
- * /proc/self/mounts (the mount point as the target's exact path).
+ * system shared by every node, while mounts are per node; the node's name is Slurm's where the command runs in a
+ * job (SLURMD_NODENAME, as squeue names the node), else `uname -n`. Whether a repository is mounted is read
+ * from /proc/self/mounts (the mount point as the target's exact path).
  */
+
+/** The node a lease script keys its leases by: the one given, else Slurm's name for this node, else uname -n. */
+const NODE_KEY = '${node:-${SLURMD_NODENAME:-$(uname -n)}}';
 
 /** MOUNT_LEASE and MOUNT_RELEASE exit with this when the node's lock stays taken (sysexits' EX_TEMPFAIL). */
 export const LEASE_LOCK_TIMEOUT_EXIT = 75;
@@ -19,7 +23,8 @@ export const LEASE_LOCK_TIMEOUT_EXIT = 75;
  * mountrepo runs without the lock's descriptor: the FUSE daemon it leaves behind must not hold the lock.
  */
 export const MOUNT_LEASE = `set -u
-base=$1/$(uname -n); dir=$base/$2
+node=
+base=$1/${NODE_KEY}; dir=$base/$2
 mkdir -p "$dir" || exit 1
 exec 9>>"$base/.lock"
 flock -w 120 9 || { echo "waited 120 s for the mount lock $base/.lock" >&2; exit ${LEASE_LOCK_TIMEOUT_EXIT}; }
@@ -34,27 +39,31 @@ if [ $rc -ne 0 ]; then rm -f "$dir/$3" "$dir/.ours"; printf '%s\\n' "$out" >&2; 
 echo mounted`;
 
 /**
- * MOUNT_RELEASE root=$1 repo=$2 id=$3 umountrepo=$4 target=$5: drop this glidein's lease; the last holder unmounts
- * what a lease holder mounted (never an external mount). Prints `not-held`, `still-used <n>`, `unmounted` or
- * `not-mounted`. A failed umountrepo keeps the lease, so that a retry tries again, and exits with its status.
+ * MOUNT_RELEASE root=$1 repo=$2 id=$3 umountrepo=$4 target=$5 [node=$6]: drop this glidein's lease; the last holder
+ * unmounts what a lease holder mounted (never an external mount). Prints `not-held`, `still-used <n>`,
+ * `unmounted` or `not-mounted`. A failed umountrepo keeps the lease, so that a retry tries again, and exits with
+ * its status. With $6, the leases of that node are released from elsewhere (the login node, once the node's job
+ * has ended and its mounts with it): nothing is unmounted.
  */
 export const MOUNT_RELEASE = `set -u
-base=$1/$(uname -n); dir=$base/$2
+node=\${6:-}
+base=$1/${NODE_KEY}; dir=$base/$2
 [ -e "$dir/$3" ] || { echo not-held; exit 0; }
 exec 9>>"$base/.lock"
 flock -w 60 9 || { echo "waited 60 s for the mount lock $base/.lock" >&2; exit ${LEASE_LOCK_TIMEOUT_EXIT}; }
 rm -f "$dir/$3"
 n=$(ls "$dir" | wc -l)
 [ "$n" -gt 0 ] && { echo "still-used $n"; exit 0; }
-if [ -e "$dir/.ours" ] && awk -v t="$5" '$2 == t { f = 1 } END { exit !f }' /proc/self/mounts; then
+if [ -z "$node" ] && [ -e "$dir/.ours" ] && awk -v t="$5" '$2 == t { f = 1 } END { exit !f }' /proc/self/mounts; then
   out=$("$4" "$2" 2>&1 9>&-); rc=$?
   if [ $rc -ne 0 ]; then : > "$dir/$3"; printf '%s\\n' "$out" >&2; exit $rc; fi
   rm -f "$dir/.ours"; echo unmounted; exit 0
 fi
 rm -f "$dir/.ours"; echo not-mounted`;
 
-/** LIST_LEASES root=$1 id=$2: the repositories this glidein holds a lease on, on this node, one a line. */
-export const LIST_LEASES = `for f in "$1/$(uname -n)"/*/"$2"; do [ -e "$f" ] && basename "$(dirname "$f")"; done; exit 0`;
+/** LIST_LEASES root=$1 id=$2 [node=$3]: the repositories this glidein holds a lease on, on this node (or $3), one a line. */
+export const LIST_LEASES = `node=\${3:-}
+for f in "$1/${NODE_KEY}"/*/"$2"; do [ -e "$f" ] && basename "$(dirname "$f")"; done; exit 0`;
 
 export interface LeaseArgs {
   /** Where the leases live (for cvmfsexec: beside it). */
@@ -65,6 +74,8 @@ export interface LeaseArgs {
   tool: string;
   /** The repository's mount point, as /proc/self/mounts names it. */
   target: string;
+  /** MOUNT_RELEASE only: release the leases of this node from elsewhere, unmounting nothing. */
+  node?: string;
 }
 
 const leaseArgv = (script: string, a: LeaseArgs) => [
@@ -77,13 +88,14 @@ const leaseArgv = (script: string, a: LeaseArgs) => [
   a.glideinId,
   a.tool,
   a.target,
+  ...(a.node ? [a.node] : []),
 ];
 
 export const mountLeaseArgv = (a: LeaseArgs): string[] => leaseArgv(MOUNT_LEASE, a);
 export const mountReleaseArgv = (a: LeaseArgs): string[] => leaseArgv(MOUNT_RELEASE, a);
 
-export function listLeasesArgv(root: string, glideinId: string): string[] {
-  return ['sh', '-c', LIST_LEASES, 'sh', root, glideinId];
+export function listLeasesArgv(root: string, glideinId: string, node?: string): string[] {
+  return ['sh', '-c', LIST_LEASES, 'sh', root, glideinId, ...(node ? [node] : [])];
 }
 
 export type LeaseOutcome = { state: 'mounted' } | { state: 'shared'; holders: number } | { state: 'external' };
