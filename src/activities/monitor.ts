@@ -12,7 +12,7 @@ import { runChecked } from '../remote/executor';
 import { tailFile } from '../site/scripts/processes';
 import { SharedLookup } from './shared-lookup';
 import { heartbeat, heartbeatWhile, sleep } from './kit';
-import { queryContext, siteAccess, type SiteAccess } from './site-access';
+import { isAllocationEnded, queryContext, siteAccess, type SiteAccess } from './site-access';
 
 export interface MonitorRound {
   /** Epoch ms: the glidein's lifetime ends here. */
@@ -135,80 +135,91 @@ export function createMonitorActivities(deps: ActivityDeps) {
         let lastClaimedAt: string | undefined;
         const claims = () => (lastClaimedAt ? { lastClaimedAt } : {});
         const slurm = access.adapters.nodeAccess.allocation;
-        for (;;) {
-          // The node first: when its job has ended, nothing on it is ours any more (and at JSC, nothing is left).
-          if (slurm) {
-            const allocation = await allocationCheck(queues, access, slurm, round.intervalMs, () => ({ checks, last }));
-            if (!allocation.holding) {
-              const detail = `the allocation ended: ${allocation.detail}`;
+        const allocationEnded = (detail: string): MonitorReport => ({
+          end: 'allocation-ended',
+          checks: checks + 1,
+          last: { at: new Date().toISOString(), tunnel: false, glidein: false, registered: false, detail },
+          detail,
+        });
+        try {
+          return await watch();
+        } catch (err) {
+          // srun access: a step into the job was refused because the job has ended, before the queue said so.
+          if (!isAllocationEnded(err)) throw err;
+          return allocationEnded(`the allocation ended: ${err.message}`);
+        }
+
+        async function watch(): Promise<MonitorReport> {
+          for (;;) {
+            // The node first: when its job has ended, nothing on it is ours any more (and at JSC, nothing is left).
+            if (slurm) {
+              const allocation = await allocationCheck(queues, access, slurm, round.intervalMs, () => ({
+                checks,
+                last,
+              }));
+              if (!allocation.holding) return allocationEnded(`the allocation ended: ${allocation.detail}`);
+            }
+            // The glidein's process in the same look as the tunnel's (one round trip, or two for a reverse tunnel).
+            const look = await access.adapters.tunnel.check(access, paths, access.socksPort, access.opts(), [
+              paths.glideinPid,
+            ]);
+            const tunnel = look.alive && look.listening;
+            const glidein = !!look.node.processes.get(paths.glideinPid)?.alive;
+            let registered = false;
+            if (!glidein) {
+              const log = await tailFile(access.node, paths.glideinLog, 5, access.opts());
+              // A pilot killed without a chance to invalidate its ad stays listed until the ad expires: a ghost,
+              // reported as such and never counted as alive.
+              const ghost = tunnel
+                ? (await access.adapters.condor.queryRegistration(queryContext(access), ref.glideinId)).registered
+                : undefined;
+              const detail = ghost
+                ? `the glidein process ended but the collector still lists it as ${ghost.name} (a ghost until its ad expires): ${log || 'no output'}`
+                : `the glidein process ended: ${log || 'no output'}`;
               return {
-                end: 'allocation-ended',
+                end: 'glidein-exited',
                 checks: checks + 1,
-                last: { at: new Date().toISOString(), tunnel: false, glidein: false, registered: false, detail },
+                last: { at: new Date().toISOString(), tunnel, glidein, registered: false, detail },
                 detail,
+                ghost: ghost?.name,
               };
             }
-          }
-          // The glidein's process in the same look as the tunnel's (one round trip, or two for a reverse tunnel).
-          const look = await access.adapters.tunnel.check(access, paths, access.socksPort, access.opts(), [
-            paths.glideinPid,
-          ]);
-          const tunnel = look.alive && look.listening;
-          const glidein = !!look.node.processes.get(paths.glideinPid)?.alive;
-          let registered = false;
-          if (!glidein) {
-            const log = await tailFile(access.node, paths.glideinLog, 5, access.opts());
-            // A pilot killed without a chance to invalidate its ad stays listed until the ad expires: a ghost,
-            // reported as such and never counted as alive.
-            const ghost = tunnel
-              ? (await access.adapters.condor.queryRegistration(queryContext(access), ref.glideinId)).registered
-              : undefined;
-            const detail = ghost
-              ? `the glidein process ended but the collector still lists it as ${ghost.name} (a ghost until its ad expires): ${log || 'no output'}`
-              : `the glidein process ended: ${log || 'no output'}`;
-            return {
-              end: 'glidein-exited',
-              checks: checks + 1,
-              last: { at: new Date().toISOString(), tunnel, glidein, registered: false, detail },
-              detail,
-              ghost: ghost?.name,
-            };
-          }
-          if (!tunnel) {
-            return {
-              end: 'tunnel-down',
-              checks: checks + 1,
-              last: { at: new Date().toISOString(), tunnel, glidein, registered },
-              detail: `the SOCKS tunnel on port ${access.socksPort} is down`,
-            };
-          }
-          const check = await registrationCheck(siteAds, access, round.intervalMs, () => ({ checks, last }));
-          registered = !!check.registered;
-          const detail = check.registered
-            ? `${check.registered.name} ${check.registered.state}/${check.registered.activity}`
-            : (check.error ?? 'not in the collector');
-          misses = registered ? 0 : misses + 1;
-          checks++;
-          const claimed = check.registered?.state === 'Claimed';
-          last = { at: new Date().toISOString(), tunnel, glidein, registered, claimed, detail };
-          if (claimed) lastClaimedAt = last.at;
-          heartbeat({ checks, last });
-          if (misses >= allowedMisses)
-            return {
-              end: 'unregistered',
-              checks,
-              last,
-              detail: `not in the collector for ${misses} checks: ${detail}`,
-              ...claims(),
-            };
-          const now = Date.now();
-          if (now >= round.deadline) return { end: 'deadline', checks, last, ...claims() };
-          if (now >= round.roundEnd) return { end: 'round-complete', checks, last, ...claims() };
-          // Sleep in short slices with heartbeats, so a cancellation (drain, stop) reaches us quickly.
-          const until = Math.min(now + round.intervalMs, round.deadline, round.roundEnd);
-          while (Date.now() < until) {
-            await sleep(Math.min(1_000, until - Date.now()));
+            if (!tunnel) {
+              return {
+                end: 'tunnel-down',
+                checks: checks + 1,
+                last: { at: new Date().toISOString(), tunnel, glidein, registered },
+                detail: `the SOCKS tunnel on port ${access.socksPort} is down`,
+              };
+            }
+            const check = await registrationCheck(siteAds, access, round.intervalMs, () => ({ checks, last }));
+            registered = !!check.registered;
+            const detail = check.registered
+              ? `${check.registered.name} ${check.registered.state}/${check.registered.activity}`
+              : (check.error ?? 'not in the collector');
+            misses = registered ? 0 : misses + 1;
+            checks++;
+            const claimed = check.registered?.state === 'Claimed';
+            last = { at: new Date().toISOString(), tunnel, glidein, registered, claimed, detail };
+            if (claimed) lastClaimedAt = last.at;
             heartbeat({ checks, last });
+            if (misses >= allowedMisses)
+              return {
+                end: 'unregistered',
+                checks,
+                last,
+                detail: `not in the collector for ${misses} checks: ${detail}`,
+                ...claims(),
+              };
+            const now = Date.now();
+            if (now >= round.deadline) return { end: 'deadline', checks, last, ...claims() };
+            if (now >= round.roundEnd) return { end: 'round-complete', checks, last, ...claims() };
+            // Sleep in short slices with heartbeats, so a cancellation (drain, stop) reaches us quickly.
+            const until = Math.min(now + round.intervalMs, round.deadline, round.roundEnd);
+            while (Date.now() < until) {
+              await sleep(Math.min(1_000, until - Date.now()));
+              heartbeat({ checks, last });
+            }
           }
         }
       });

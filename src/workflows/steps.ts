@@ -172,7 +172,7 @@ export const STEPS = {
     record: (t, { ref }) => {
       ref.socksPort = t.socksPort;
     },
-    describe: (t) => `${t.reused ? 'reused' : 'opened'} SOCKS 127.0.0.1:${t.socksPort}, pid ${t.process.pid}`,
+    describe: (t) => `${t.reused ? 'reused' : 'opened'} SOCKS port ${t.socksPort}, pid ${t.process.pid}`,
   }),
   verifyOutbound: setup({
     activity: 'verifyOutbound',

@@ -390,8 +390,12 @@ describe('LaunchGlidein in JSC in a box, driven by the temporal CLI', () => {
       timeoutMs: 15_000,
     });
     expect(cancelled.code).toBe(0);
-    const result = JSON.parse(await temporal('workflow', 'result', '--workflow-id', id, '--output', 'json'));
-    expect(JSON.stringify(result)).toContain('the allocation ended');
+    const result = await temporal('workflow', 'result', '--workflow-id', id, '--output', 'json').catch(
+      async (err: Error) => {
+        throw new Error(`${err.message}\nsteps: ${JSON.stringify((await status(id))?.steps, null, 1)}`);
+      },
+    );
+    expect(result).toContain('the allocation ended');
     const steps = (await status(id))!.steps;
     expect(steps.slice(-6).map((s) => `${s.step}:${s.status}`)).toEqual([
       'stopGlidein:ok',

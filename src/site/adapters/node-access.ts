@@ -133,7 +133,7 @@ function slurmBySteps(profile: SiteProfile, wn: Slurm): NodeAccess {
 
 /** `srun` failed to start a step because the job is gone (cancelled, timed out, node failed). */
 const JOB_GONE =
-  /Invalid job id specified|already completing or completed|Job has already finished|job .* (?:has )?(?:completed|been cancelled)/i;
+  /Invalid job id specified|job \d+ has expired|already completing or completed|Job has already finished|job .* (?:has )?(?:completed|been cancelled)/i;
 /** What srun itself adds to a task's stderr when the task exits non-zero or by a signal. */
 const SRUN_TASK_REPORT = /^srun: error: \S+: tasks? [\d,-]+: .*$/;
 
