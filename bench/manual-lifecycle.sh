@@ -74,6 +74,12 @@ run "$C_WRITE_CONF" "$CONF_FILE" >/dev/null
 run "$C_PROBE_PRELOAD" 2>&1 | grep -q '\[proxychains\].*chain.*OK *$' || fail "preload probe"
 step_done preloadProxychains
 
+# stageCredential: each pool credential file written into the glidein's directory on stdin (mode 600)
+if ((${#CRED_FILES[@]} > 0)); then
+  for i in "${!CRED_FILES[@]}"; do run "${C_WRITE_CRED[$i]}" "${CRED_FILES[$i]}" >/dev/null || fail "staging ${CRED_FILES[$i]}"; done
+  step_done stageCredential
+fi
+
 # startGlidein
 if ! run "$C_INSPECT_GLIDEIN" | alive "$GLIDEIN_PID"; then
   run "$C_MKDIR_CONDOR" >/dev/null
@@ -94,6 +100,9 @@ step_done confirmRegistration
 # stopGlidein (stop: SIGTERM and up to 10 s of waiting for the end, on the site, in one command)
 run "$C_STOP_GLIDEIN_TERM" | grep -q '^running ' && fail "glidein survived SIGTERM"
 step_done stopGlidein
+
+# removeCredential
+if ((${#CRED_FILES[@]} > 0)); then run "$C_REMOVE_CRED" >/dev/null; step_done removeCredential; fi
 
 # stopContainer
 if run "$C_INSTANCE_LIST" | grep -q "\"$INSTANCE\""; then run "$C_INSTANCE_STOP" >/dev/null 2>&1; fi

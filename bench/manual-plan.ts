@@ -58,6 +58,13 @@ export function writeManualPlan(
     chain.render(profile.kitProxy.host, glideinId, `socks5 127.0.0.1 ${profile.tunnel.socksPort}`),
   );
   const repos = profile.cvmfs.repositories;
+  // The pool credentials, written from the worker's files into the glidein's directory on stdin (stageCredential).
+  const creds = (['idToken', 'x509Proxy'] as const).flatMap((kind) => {
+    const file = profile.credentials?.[kind];
+    if (file === undefined) return [];
+    const [dir, target] = kind === 'idToken' ? [paths.tokensDir, paths.idToken] : [paths.dir, paths.x509Proxy];
+    return [{ file, write: commandLine(writeFileArgv(dir, target)), target }];
+  });
 
   const vars: Array<[string, string | string[]]> = [
     ['CONTROL', controlSocket],
@@ -99,6 +106,10 @@ export function writeManualPlan(
     ['C_INSTANCE_LIST', commandLine(container.listArgv(instance))],
     ['C_INSTANCE_START', commandLine(instanceStartArgv(instance, paths.dir))],
     ['C_INSTANCE_STOP', commandLine(container.stopArgv(instance))],
+    // stageCredential, removeCredential
+    ['CRED_FILES', creds.map((c) => c.file)],
+    ['C_WRITE_CRED', creds.map((c) => c.write)],
+    ['C_REMOVE_CRED', commandLine(['rm', '-f', '--', ...creds.map((c) => c.target)])],
     // startGlidein, confirmRegistration, stopGlidein
     ['C_INSPECT_GLIDEIN', commandLine(inspectArgv([paths.glideinPid]))],
     ['C_MKDIR_CONDOR', commandLine(['mkdir', '-p', paths.condorLocal])],
@@ -128,6 +139,8 @@ export function writeManualPlan(
   const file = path.join(dir, `${glideinId}.plan.sh`);
   fs.writeFileSync(file, text);
   // openTunnel 4 (+polls), verifyOutbound 2, mountCvmfs 1 per repo, startContainer 3, preload 2, startGlidein 3,
-  // confirmRegistration 1 (+2 per extra poll), stopGlidein 1, stopContainer 2, unmountCvmfs 1 + 1 per repo, closeTunnel 3 (+polls).
-  return { file, commands: 4 + 2 + repos.length + 3 + 2 + 3 + 1 + 1 + 2 + 1 + repos.length + 3 };
+  // confirmRegistration 1 (+2 per extra poll), stopGlidein 1, stopContainer 2, unmountCvmfs 1 + 1 per repo, closeTunnel 3 (+polls);
+  // with credentials, stageCredential 1 per file and removeCredential 1.
+  const credCommands = creds.length > 0 ? creds.length + 1 : 0;
+  return { file, commands: 4 + 2 + repos.length + 3 + 2 + 3 + 1 + 1 + 2 + 1 + repos.length + 3 + credCommands };
 }

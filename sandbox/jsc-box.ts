@@ -158,6 +158,8 @@ export const BOX_PATHS = {
   kitDir: path.join(BOX_DIR, 'kit'),
   kitLog: path.join(BOX_DIR, 'kit', 'tinyproxy.log'),
   poolDir: path.join(BOX_DIR, 'pool'),
+  poolKeysDir: path.join(BOX_DIR, 'pool', 'signing-keys'),
+  operatorToken: path.join(BOX_DIR, 'operator', 'pool.idtoken'),
   collectorLog: path.join(BOX_DIR, 'pool', 'collector.log'),
   nodesDir: path.join(BOX_DIR, 'nodes'),
   slurmDir,
@@ -476,6 +478,9 @@ const SERVICES: Readonly<Record<BoxService, ServiceSpec>> = {
       // Only connections that come out of the KIT proxy may register, as at the CMS Global Pool.
       '--allow-update-from',
       BOX_NODES.kit.address,
+      // And only with an IDTOKEN of this pool.
+      '--token-keys',
+      BOX_PATHS.poolKeysDir,
       '--log',
       BOX_PATHS.collectorLog,
       '--pid-file',

@@ -11,6 +11,7 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import { commandLine } from '../src/remote/quote';
+import { ensureOperatorToken } from './pool-token';
 
 export const SITE_DIR = '/tmp/glidein-local-site';
 export const SITE_USER = 'glidein';
@@ -58,6 +59,8 @@ export const SITE_PATHS = {
   kitDir: path.join(SITE_DIR, 'kit'),
   kitLog: path.join(SITE_DIR, 'kit', 'tinyproxy.log'),
   poolDir: path.join(SITE_DIR, 'pool'),
+  poolKeysDir: path.join(SITE_DIR, 'pool', 'signing-keys'),
+  operatorToken: path.join(SITE_DIR, 'operator', 'pool.idtoken'),
   collectorLog: path.join(SITE_DIR, 'pool', 'collector.log'),
   /** condor_status inside the store, runnable on this machine without a mount. */
   condorStatus: path.join(cvmfsexec, 'store', 'cms.cern.ch', 'glidein', 'bin', 'condor_status'),
@@ -378,6 +381,9 @@ const SERVICES: Readonly<Record<SiteService, ServiceSpec>> = {
           // Only connections that came out of the KIT proxy (tinyproxy's Bind address) may register.
           '--allow-update-from',
           ENDPOINTS.kit.host,
+          // And only with an IDTOKEN of this pool.
+          '--token-keys',
+          SITE_PATHS.poolKeysDir,
           '--log',
           SITE_PATHS.collectorLog,
           '--pid-file',
@@ -638,6 +644,9 @@ export interface SiteTree {
   condorStatus: string;
   /** The nodes' sshd directories (host key, pid file, authorized_keys/). */
   nodeDirs: string[];
+  /** The pool's IDTOKEN signing keys (the collector's `--token-keys`) and the operator's token, minted with them. */
+  poolKeysDir: string;
+  operatorToken: string;
 }
 
 /**
@@ -648,6 +657,7 @@ export interface SiteTree {
 export function buildSiteTree(P: SiteTree, user: UserEntry, label: string): void {
   mkdir(P.root, 0o755);
   mkdir(P.operatorDir, 0o700);
+  ensureOperatorToken(P.poolKeysDir, P.operatorToken);
   mkdir(P.siteRoot, 0o755);
   mkdir(P.home, 0o755, user);
   mkdir(path.dirname(P.siteKey), 0o700, user);

@@ -26,6 +26,8 @@ export function fakeProfile(name = 'fake'): Record<string, any> {
   profile.glidein.drainGrace = '2s';
   profile.glidein.stopGrace = '1s';
   profile.monitor = { interval: '1s', reportEvery: '2s', historyEvents: 5000 };
+  // The fake site has no pool to admit a glidein: its collector takes any ad (credentials are the real sites').
+  delete profile.credentials;
   return profile;
 }
 

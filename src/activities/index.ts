@@ -2,6 +2,7 @@
 import { createAllocationActivities } from './allocation';
 import { createCleanupActivities } from './cleanup';
 import { createContainerActivities } from './container';
+import { createCredentialActivities } from './credentials';
 import { createCvmfsActivities } from './cvmfs';
 import type { ActivityDeps } from './deps';
 import { createFleetActivities } from './fleet';
@@ -20,6 +21,7 @@ export function createActivities(deps: ActivityDeps) {
     ...createProxychainsActivities(deps),
     ...createCvmfsActivities(deps),
     ...createContainerActivities(deps),
+    ...createCredentialActivities(deps),
     ...createGlideinActivities(deps),
     ...createRegistrationActivities(deps),
     ...createMonitorActivities(deps),

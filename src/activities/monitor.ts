@@ -11,7 +11,8 @@ import type { RegistrationCheck, SlurmAllocation, SlurmJob } from '../site/adapt
 import { runChecked } from '../remote/executor';
 import { tailFile } from '../site/scripts/processes';
 import { SharedLookup } from './shared-lookup';
-import { heartbeat, heartbeatWhile, sleep } from './kit';
+import { heartbeat, heartbeatWhile, log, sleep } from './kit';
+import { renewIfChanged } from './credential-files';
 import { isAllocationEnded, queryContext, siteAccess, type SiteAccess } from './site-access';
 
 export interface MonitorRound {
@@ -119,6 +120,22 @@ export async function allocationCheck(
   };
 }
 
+/**
+ * The pool credential renewed on the site when the worker's copy changed. A credential that cannot be read or
+ * written now is logged and tried again at the next check: a renewal never ends a running glidein (the pool
+ * does, if its credential lapses: it stops being registered).
+ */
+async function renewCredentials(access: SiteAccess): Promise<void> {
+  const fields = { site: access.ref.site, glideinId: access.ref.glideinId };
+  try {
+    const renewal = await renewIfChanged(access);
+    if (renewal) log.info('pool credential', { ...fields, renewal });
+  } catch (err) {
+    if (isAllocationEnded(err)) throw err;
+    log.warn('pool credential not renewed', { ...fields, error: err instanceof Error ? err.message : String(err) });
+  }
+}
+
 export function createMonitorActivities(deps: ActivityDeps) {
   // One per worker process (createActivities is called once): shared by every glidein monitored here.
   const siteAds = new SharedLookup<Map<string, Registration>>();
@@ -192,6 +209,7 @@ export function createMonitorActivities(deps: ActivityDeps) {
                 detail: `the SOCKS tunnel on port ${access.socksPort} is down`,
               };
             }
+            await renewCredentials(access);
             const check = await registrationCheck(siteAds, access, round.intervalMs, () => ({ checks, last }));
             registered = !!check.registered;
             const detail = check.registered

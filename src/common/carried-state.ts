@@ -39,6 +39,10 @@ export const launchPlanSchema = z.strictObject({
   workDir: absolutePath,
   collector: z.string().regex(/^[A-Za-z0-9.-]{1,253}:\d{1,5}$/, 'expected host:port'),
   slurm: z.strictObject({ timeLimitMs: ms(30 * DAY), queueTimeoutMs: ms(30 * DAY) }).optional(),
+  credentials: z
+    .array(z.enum(['idToken', 'x509Proxy']))
+    .max(2)
+    .optional(),
   historyEvents: z.number().int().min(50, 'expected at least 50').max(50_000, 'expected at most 50000').optional(),
 });
 
@@ -51,6 +55,7 @@ export const heldResourceSchema = z.discriminatedUnion('kind', [
     instance: z.string().regex(/^glidein-[a-z0-9][a-z0-9-]{0,70}$/, 'expected glidein-<id>'),
   }),
   z.strictObject({ kind: z.literal('glidein') }),
+  z.strictObject({ kind: z.literal('credential') }),
 ]);
 
 const stepOutcomeSchema = z.strictObject({

@@ -28,6 +28,10 @@ export const FailureType = {
   ContainerStartFailed: 'ContainerStartFailed',
   PreloadFailed: 'PreloadFailed',
   GlideinStartFailed: 'GlideinStartFailed',
+  /** The pool credential (credentials.idToken / x509Proxy) cannot be read or is not one. */
+  CredentialUnusable: 'CredentialUnusable',
+  /** The pool credential expires before the glidein would end (or has expired). */
+  CredentialExpired: 'CredentialExpired',
   GlideinExited: 'GlideinExited',
   RegistrationTimeout: 'RegistrationTimeout',
   GlideinUnregistered: 'GlideinUnregistered',

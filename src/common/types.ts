@@ -19,7 +19,8 @@ export type HeldResource =
   | { kind: 'tunnel'; socksPort: number }
   | { kind: 'cvmfs'; repositories: string[] }
   | { kind: 'container'; instance: string }
-  | { kind: 'glidein' };
+  | { kind: 'glidein' }
+  | { kind: 'credential' };
 
 /** Every step of a lifecycle: the step catalogue's names (src/workflows/steps.ts). */
 export type { StepName };

@@ -13,6 +13,11 @@ export interface GlideinPaths {
   glideinPid: string;
   glideinLog: string;
   condorLocal: string;
+  /** The glidein's IDTOKENS directory (SEC_TOKEN_DIRECTORY) and the token in it. */
+  tokensDir: string;
+  idToken: string;
+  /** The X.509 proxy (X509_USER_PROXY). */
+  x509Proxy: string;
 }
 
 export function pathsFor(profile: SiteProfile, glideinId: string): GlideinPaths {
@@ -27,5 +32,8 @@ export function pathsFor(profile: SiteProfile, glideinId: string): GlideinPaths 
     glideinPid: `${dir}/glidein.pid`,
     glideinLog: `${dir}/glidein.log`,
     condorLocal: `${dir}/condor`,
+    tokensDir: `${dir}/tokens.d`,
+    idToken: `${dir}/tokens.d/pool.idtoken`,
+    x509Proxy: `${dir}/x509up`,
   };
 }

@@ -236,6 +236,15 @@ export const siteProfileSchema = z
     /** Where verify-outbound connects through the chain; defaults to the collector. */
     outboundCheck: endpoint.optional(),
     collector: endpoint,
+    /**
+     * The pool's credential for the glidein, by path on the worker's machine (never on the site at rest): an
+     * HTCondor IDTOKEN and/or an X.509 proxy. Staged into the glidein's directory (mode 600) before it starts,
+     * renewed there while it runs when this file changes, removed at teardown.
+     */
+    credentials: z
+      .strictObject({ idToken: absolutePath.optional(), x509Proxy: absolutePath.optional() })
+      .refine((c) => c.idToken !== undefined || c.x509Proxy !== undefined, 'expected idToken, x509Proxy or both')
+      .optional(),
     cvmfs: z.strictObject({
       cvmfsexecDir: absolutePath,
       repositories: z.array(repositoryName).min(1, 'expected at least one repository'),
@@ -335,7 +344,11 @@ export interface LaunchPlan {
   slurm?: { timeLimitMs: number; queueTimeoutMs: number };
   /** Continue-as-new after this many events in a run (monitor.historyEvents); absent in older plans: 5,000. */
   historyEvents?: number;
+  /** The pool credentials the glidein is given (their kinds; the files stay on the worker); absent: none. */
+  credentials?: CredentialKind[];
 }
+
+export type CredentialKind = 'idToken' | 'x509Proxy';
 
 export function planFor(profile: SiteProfile, glideinId: string, lifetime: string | undefined): LaunchPlan {
   const allocation = nodeAccessFor(profile).allocation;
@@ -353,6 +366,9 @@ export function planFor(profile: SiteProfile, glideinId: string, lifetime: strin
     collector: `${profile.collector.host}:${profile.collector.port}`,
     historyEvents: profile.monitor.historyEvents,
     ...(allocation ? { slurm: { ...allocation.limits } } : {}),
+    ...(profile.credentials
+      ? { credentials: (['idToken', 'x509Proxy'] as const).filter((k) => profile.credentials![k] !== undefined) }
+      : {}),
   };
 }
 

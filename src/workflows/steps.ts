@@ -69,7 +69,7 @@ type SetupStep<A extends ActivityName> = StepBase<A> &
     stage: 'setup';
     options: Options<SetupContext>;
     /** Runs only on sites whose plan has this. */
-    requires?: 'slurm';
+    requires?: 'slurm' | 'credentials';
     /** The phase the lifecycle enters as this step starts. */
     enters?: Phase;
     acquires?: Acquisition<A>;
@@ -207,6 +207,16 @@ export const STEPS = {
     options: ON_SITE,
     describe: (r) => r.chain,
   }),
+  stageCredential: setup({
+    activity: 'stageCredential',
+    requires: 'credentials',
+    options: ON_SITE,
+    // It must be accepted until the glidein is gone: its deadline and one drain window.
+    args: ({ ref, plan, status }) => [ref, (status.deadline ?? Date.now() + plan.lifetimeMs) + plan.drainGraceMs],
+    acquires: { kind: 'credential', inverse: 'removeCredential', before: () => ({ kind: 'credential' }) },
+    describe: (r) =>
+      r.staged.map((c) => `${c.kind} from ${c.file}${c.expiresAt ? `, valid until ${c.expiresAt}` : ''}`).join('; '),
+  }),
   startGlidein: setup({
     activity: 'startGlidein',
     options: ON_SITE,
@@ -249,6 +259,7 @@ export const STEPS = {
     args: ({ ref, mode }) => [ref, mode],
     describe: undone,
   }),
+  removeCredential: teardown({ activity: 'removeCredential', options: UNDO, describe: undone }),
   stopContainer: teardown({ activity: 'stopContainer', options: UNDO, describe: undone }),
   unmountCvmfs: teardown({ activity: 'unmountCvmfs', options: UNDO, describe: undone }),
   closeTunnel: teardown({ activity: 'closeTunnel', options: UNDO, describe: undone }),
@@ -308,8 +319,11 @@ export const FINAL_STEPS = TEARDOWN_NAMES.filter((n) => !Object.values(INVERSE_O
 });
 
 /** The steps a lifecycle runs up to monitoring, on a site that does or does not allocate a node. */
-export function setupOrder(site: { slurm: boolean }): StepName[] {
-  const setupSteps = SETUP_STEP_NAMES.filter((n) => STEPS[n].requires !== 'slurm' || site.slurm);
+export function setupOrder(site: { slurm: boolean; credentials?: boolean }): StepName[] {
+  const setupSteps = SETUP_STEP_NAMES.filter((n) => {
+    const requires = STEPS[n].requires;
+    return requires === undefined || !!site[requires];
+  });
   return [...namesIn('plan'), ...setupSteps];
 }
 

@@ -111,6 +111,7 @@ describe('crash matrix: the worker process is killed, a new one finishes the lif
     ['mountCvmfs'],
     ['startContainer'],
     ['preloadProxychains'],
+    ['stageCredential'],
     ['startGlidein'],
     ['confirmRegistration'],
   ])(

@@ -207,8 +207,9 @@ describe('LaunchGlidein in JSC in a box, driven by the temporal CLI', () => {
     const result = JSON.parse(await temporal('workflow', 'result', '--workflow-id', id, '--output', 'json'));
     expect(JSON.stringify(result)).toContain('drained');
     const steps = (await status(id))!.steps.map((s) => `${s.step}:${s.status}`);
-    expect(steps.slice(-6)).toEqual([
+    expect(steps.slice(-7)).toEqual([
       'stopGlidein:ok',
+      'removeCredential:ok',
       'stopContainer:ok',
       'unmountCvmfs:ok',
       'closeTunnel:ok',
@@ -267,8 +268,9 @@ describe('LaunchGlidein in JSC in a box, driven by the temporal CLI', () => {
     const result = JSON.parse(await temporal('workflow', 'result', '--workflow-id', id, '--output', 'json'));
     expect(JSON.stringify(result)).toContain('drained');
     const steps = (await status(id))!.steps.map((s) => `${s.step}:${s.status}`);
-    expect(steps.slice(-6)).toEqual([
+    expect(steps.slice(-7)).toEqual([
       'stopGlidein:ok',
+      'removeCredential:ok',
       'stopContainer:ok',
       'unmountCvmfs:ok',
       'closeTunnel:ok',
@@ -397,8 +399,9 @@ describe('LaunchGlidein in JSC in a box, driven by the temporal CLI', () => {
     );
     expect(result).toContain('the allocation ended');
     const steps = (await status(id))!.steps;
-    expect(steps.slice(-6).map((s) => `${s.step}:${s.status}`)).toEqual([
+    expect(steps.slice(-7).map((s) => `${s.step}:${s.status}`)).toEqual([
       'stopGlidein:ok',
+      'removeCredential:ok',
       'stopContainer:ok',
       'unmountCvmfs:ok',
       'closeTunnel:ok',

@@ -1,5 +1,5 @@
 /**
- * The secrets of the test sites (private keys, munge key) and a check that none of them reached a workflow
+ * The secrets of the test sites (private keys, munge key, pool signing keys and IDTOKENs) and a check that none of them reached a workflow
  * history: every test file that runs workflows scans all of its server's histories before it stops it.
  */
 import { readFileSync } from 'node:fs';
@@ -13,7 +13,14 @@ const SECRET_FILES = [
   BOX_PATHS.operatorKey,
   BOX_PATHS.siteKey,
   BOX_PATHS.mungeKey,
+  SITE_PATHS.operatorToken,
+  BOX_PATHS.operatorToken,
+  `${SITE_PATHS.poolKeysDir}/POOL`,
+  `${BOX_PATHS.poolKeysDir}/POOL`,
 ];
+
+/** A JWT: its signature is what makes it a credential (its header and claims are not secret). */
+const JWT = /^([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]{16,})$/;
 
 /** Fragments that must never appear: each base64 line of each key that exists, and PEM armour. */
 export function secretFragments(): string[] {
@@ -26,7 +33,10 @@ export function secretFragments(): string[] {
       continue; // that site was never built here
     }
     const text = content.toString('latin1');
-    if (text.includes('-----BEGIN')) {
+    const jwt = JWT.exec(text.trim());
+    if (jwt) {
+      fragments.push(jwt[3]);
+    } else if (text.includes('-----BEGIN')) {
       // The first base64 line of an OpenSSH key is its header and public key, alike in every key: not a secret.
       const lines = text
         .split('\n')

@@ -17,6 +17,13 @@ describe('secrets', () => {
     ).toEqual([]);
   });
 
+  it("knows the operator's pool token by its signature, not by its public header", () => {
+    const token = readFileSync(SITE_PATHS.operatorToken, 'utf8').trim();
+    const fragments = secretFragments();
+    expect(fragments).toContain(token.split('.')[2]);
+    expect(fragments).not.toContain(token.split('.')[0]);
+  });
+
   it('redacts key material, certificates, tokens and passwords from messages and logs', () => {
     const key = readFileSync(SITE_PATHS.operatorKey, 'utf8');
     const text = redact(

@@ -55,10 +55,12 @@ describe('the step catalogue', () => {
       'mountCvmfs',
       'startContainer',
       'preloadProxychains',
+      'stageCredential',
       'startGlidein',
       'confirmRegistration',
       'monitor',
       'stopGlidein',
+      'removeCredential',
       'stopContainer',
       'unmountCvmfs',
       'closeTunnel',
@@ -70,6 +72,7 @@ describe('the step catalogue', () => {
   it('derives the teardown order the memo and carried states have always used', () => {
     expect(TEARDOWN_STEP_NAMES).toEqual([
       'stopGlidein',
+      'removeCredential',
       'stopContainer',
       'unmountCvmfs',
       'closeTunnel',
@@ -101,14 +104,26 @@ describe('the step catalogue', () => {
     ]);
   });
 
+  it('stages the pool credential last before the glidein starts, and removes it right after the glidein stops', () => {
+    const ran = setupOrder({ slurm: false, credentials: true });
+    expect(ran.slice(-3)).toEqual(['stageCredential', 'startGlidein', 'confirmRegistration']);
+    expect(teardownOrder(ran).slice(0, 3)).toEqual(['stopGlidein', 'removeCredential', 'stopContainer']);
+    expect(setupOrder({ slurm: true, credentials: false })).not.toContain('stageCredential');
+  });
+
   it('allocates the node first and releases it last, after the work directory, on a Slurm site', () => {
     expect(setupOrder({ slurm: true }).slice(0, 3)).toEqual(['planLaunch', 'allocateNode', 'openTunnel']);
     expect(teardownOrder(setupOrder({ slurm: true })).slice(-2)).toEqual(['cleanupGlidein', 'releaseNode']);
   });
 
   it('tears down in the reverse of the order setup acquires', () => {
-    for (const slurm of [false, true]) {
-      const ran = setupOrder({ slurm });
+    for (const [slurm, credentials] of [
+      [false, false],
+      [true, false],
+      [false, true],
+      [true, true],
+    ]) {
+      const ran = setupOrder({ slurm, credentials });
       const acquired = ran.map(acquiredBy).filter((k) => k !== undefined);
       const released = teardownOrder(ran).filter((n) => !FINAL_STEPS.some((f) => f.name === n));
       expect(released).toEqual(acquired.reverse().map((kind) => INVERSE_OF[kind]));
@@ -141,6 +156,7 @@ describe('the step catalogue', () => {
       { kind: 'tunnel', socksPort: 0 },
       { kind: 'cvmfs', repositories: ['cms.cern.ch', 'oasis.opensciencegrid.org'] },
       { kind: 'container', instance: 'glidein-jsc-1' },
+      { kind: 'credential' },
       { kind: 'glidein' },
     ]);
     for (const h of held) expect(heldResourceSchema.safeParse(h).success).toBe(true);
@@ -177,7 +193,13 @@ describe('the step catalogue', () => {
     expect(of('planLaunch')).toEqual(setup(30_000, 3));
     expect(of('allocateNode')).toEqual(setup(1_800_000 + 120_000, 4, 15_000));
     expect(of('openTunnel')).toEqual(setup(1_800_000, 4, 15_000));
-    for (const n of ['verifyOutbound', 'startContainer', 'preloadProxychains', 'startGlidein'] as const)
+    for (const n of [
+      'verifyOutbound',
+      'startContainer',
+      'preloadProxychains',
+      'stageCredential',
+      'startGlidein',
+    ] as const)
       expect(of(n)).toEqual(setup(120_000, 4, 15_000));
     expect(of('mountCvmfs')).toEqual(setup(600_000, 3, 15_000));
     expect(of('confirmRegistration')).toEqual(setup(300_000 + 60_000, 3, 15_000));
@@ -189,8 +211,7 @@ describe('the step catalogue', () => {
     });
     // A plan recorded before monitor.reportEvery: 10-minute rounds.
     expect(of('monitor', { ...PLAN, monitorRoundMs: undefined }).startToCloseTimeout).toBe(600_000 + 30_000 + 120_000);
-    for (const n of ['stopContainer', 'unmountCvmfs', 'closeTunnel', 'cleanupGlidein', 'releaseNode'] as const)
-      expect(of(n)).toEqual(undo);
+    for (const n of TEARDOWN_STEP_NAMES.filter((t) => t !== 'stopGlidein')) expect(of(n)).toEqual(undo);
     const stop = (plan: LaunchPlan | undefined, mode: string) =>
       of('stopGlidein', { ref: ctx.ref, plan, mode }).startToCloseTimeout;
     expect(stop(PLAN, 'drain')).toBe(900_000 + 120_000);

@@ -94,6 +94,6 @@ export async function waitForPhase(
 
 export const stepsOf = (status: { steps: GlideinStatus['steps'] }) => status.steps.map((s) => `${s.step}:${s.status}`);
 /** Setup on the loopback site (no Slurm): every step the catalogue runs there, each succeeding. */
-export const SETUP = setupOrder({ slurm: false }).map((step) => `${step}:ok`);
+export const SETUP = setupOrder({ slurm: false, credentials: true }).map((step) => `${step}:ok`);
 /** Teardown after that setup: the inverses in reverse, with the work directory moved aside before the node would be. */
-export const TEARDOWN = teardownOrder(setupOrder({ slurm: false })).map((step) => `${step}:ok`);
+export const TEARDOWN = teardownOrder(setupOrder({ slurm: false, credentials: true })).map((step) => `${step}:ok`);

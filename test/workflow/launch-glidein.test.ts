@@ -22,7 +22,7 @@ describe('LaunchGlidein', () => {
       const monitoring = await waitForPhase(handle, 'monitoring');
       expect(stepsOf(monitoring)).toEqual(SETUP);
       expect(monitoring.registration).toMatchObject({ state: 'Unclaimed', activity: 'Idle' });
-      expect(monitoring.held.map((h) => h.kind)).toEqual(['tunnel', 'cvmfs', 'container', 'glidein']);
+      expect(monitoring.held.map((h) => h.kind)).toEqual(['tunnel', 'cvmfs', 'container', 'credential', 'glidein']);
 
       const held = await footprint(id);
       expect(held.tunnels).toHaveLength(1);

@@ -78,8 +78,8 @@ describe('LaunchGlidein while monitoring', () => {
         const firstRun = (await handle.describe()).runId;
         await waitFor('a continue-as-new', async () => (await handle.describe()).runId !== firstRun, 60_000);
         const status = await waitForPhase(handle, 'monitoring');
-        expect(status.held.map((h) => h.kind)).toEqual(['tunnel', 'cvmfs', 'container', 'glidein']);
-        expect(stepsOf(status).slice(0, 8)).toEqual(SETUP); // the first run's steps are carried over
+        expect(status.held.map((h) => h.kind)).toEqual(['tunnel', 'cvmfs', 'container', 'credential', 'glidein']);
+        expect(stepsOf(status).slice(0, SETUP.length)).toEqual(SETUP); // the first run's steps are carried over
         const held = await footprint(id);
         expect([held.tunnels.length, held.glideins.length, held.instances.length, held.ads.length]).toEqual([
           1, 1, 1, 1,
@@ -128,7 +128,7 @@ describe('LaunchGlidein while monitoring', () => {
         },
         60_000,
       );
-      expect(repaired.held.map((h) => h.kind)).toEqual(['tunnel', 'cvmfs', 'container', 'glidein']);
+      expect(repaired.held.map((h) => h.kind)).toEqual(['tunnel', 'cvmfs', 'container', 'credential', 'glidein']);
       const after = await footprint(id);
       expect(after.glideins).toEqual(before.glideins); // the glidein was never restarted or doubled
       expect(after.instances).toEqual(before.instances);
@@ -259,8 +259,9 @@ describe('LaunchGlidein while monitoring', () => {
           expect(failure.type).toBe('TeardownIncomplete');
           expect(failure.message).toContain('still held after teardown: container');
           const status = await handle.query(statusQuery);
-          expect(stepsOf(status).slice(-4)).toEqual([
+          expect(stepsOf(status).slice(-5)).toEqual([
             'stopGlidein:ok',
+            'removeCredential:ok',
             'stopContainer:failed',
             'unmountCvmfs:ok',
             'closeTunnel:ok',

@@ -2,7 +2,7 @@
 """Stand-in for the HTCondor pool's collector (the CMS Global Pool collector in production).
 
     collector.py --listen <addr:port> [--allow-update-from <addr>]... [--ad-lifetime <s>]
-                 [--log <file>] [--pid-file <file>]
+                 [--token-keys <dir>] [--log <file>] [--pid-file <file>]
 
 Wire protocol (the stand-in's own, not CEDAR): a client connects over TCP, sends ONE JSON object on one
 line and reads ONE JSON object on one line back:
@@ -10,12 +10,18 @@ line and reads ONE JSON object on one line back:
     {"command": "INVALIDATE_STARTD_ADS", "name": "..."}   -> {"ok": true, "removed": n} | refusal
     {"command": "QUERY_STARTD_ADS", "constraint": "..."}  -> {"ok": true, "ads": [...]} | {"ok": false, ...}
 Updates and invalidations are accepted only from the --allow-update-from addresses (like an ALLOW_ADVERTISE
-host list); refusals are logged with the peer address. Queries are answered for anyone. An ad expires
-when it has not been updated for its ClassAdLifetime attribute, or --ad-lifetime seconds (default 900).
+host list); refusals are logged with the peer address. With --token-keys, an update or invalidation must also
+carry "idtoken": an IDTOKEN (JWT, HS256) signed with the key file of <dir> its kid names (POOL when none), not
+expired, as HTCondor's IDTOKENS authentication requires; others are refused as PERMISSION DENIED. Queries
+are answered for anyone. An ad expires when it has not been updated for its ClassAdLifetime attribute, or
+--ad-lifetime seconds (default 900).
 Constraints are evaluated with ClassAd semantics for a subset of the language: literals, attribute
 references (case-insensitive, MY./TARGET. prefixes), ! - == != =?= =!= < <= > >= && || and parentheses.
 """
 import argparse
+import base64
+import hashlib
+import hmac
 import json
 import os
 import re
@@ -208,10 +214,47 @@ def evaluate(node, ad):
             ">": left > right, ">=": left >= right}[op]
 
 
+def b64url(text):
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def check_idtoken(token, keys_dir, now):
+    """None if `token` is an IDTOKEN signed (HS256) with a key of keys_dir (the file named by its kid, POOL when it
+    names none) and not expired; else why not. HTCondor derives its HMAC key from the signing key file; the
+    stand-in uses the file's bytes as they are."""
+    if not isinstance(token, str) or token.count(".") != 2:
+        return "no IDTOKEN presented"
+    head, body, sig = token.split(".")
+    try:
+        header = json.loads(b64url(head))
+        payload = json.loads(b64url(body))
+        signature = b64url(sig)
+    except (ValueError, TypeError):
+        return "the IDTOKEN does not parse"
+    if not isinstance(header, dict) or header.get("alg") != "HS256" or not isinstance(payload, dict):
+        return "the IDTOKEN is not HS256"
+    kid = header.get("kid") or "POOL"
+    if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", str(kid)):
+        return "the IDTOKEN names a bad key id"
+    try:
+        with open(os.path.join(keys_dir, kid), "rb") as f:
+            key = f.read()
+    except OSError:
+        return "the IDTOKEN's signing key %s is not known to this pool" % kid
+    expected = hmac.new(key, (head + "." + body).encode(), hashlib.sha256).digest()
+    if not hmac.compare_digest(expected, signature):
+        return "the IDTOKEN's signature does not verify with key %s" % kid
+    exp = payload.get("exp")
+    if exp is not None and (not isinstance(exp, (int, float)) or exp <= now):
+        return "the IDTOKEN expired at %s" % time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(exp if isinstance(exp, (int, float)) else 0))
+    return None
+
+
 class Collector:
-    def __init__(self, allowed, lifetime, log_file):
+    def __init__(self, allowed, lifetime, log_file, token_keys=None):
         self.allowed = set(allowed)
         self.lifetime = lifetime
+        self.token_keys = token_keys
         self.log_file = log_file
         self.ads = {}
         self.lock = threading.Lock()
@@ -239,6 +282,19 @@ class Collector:
         return {"ok": False, "error": "PERMISSION DENIED to unauthenticated@unmapped from host %s for command %d "
                                       "(%s)" % (peer, COMMAND_NUMBERS[command], command)}
 
+    def unauthenticated(self, request, peer, command, what, now):
+        """With signing keys, updates and invalidations need a valid IDTOKEN: the refusal, or None."""
+        if not self.token_keys:
+            return None
+        why = check_idtoken(request.get("idtoken"), self.token_keys, now)
+        if why is None:
+            return None
+        self.log("PERMISSION DENIED to unauthenticated@unmapped from host %s for command %d (%s), access level "
+                 "ADVERTISE_STARTD: reason: IDTOKENS authentication failed: %s (%s)"
+                 % (peer, COMMAND_NUMBERS[command], command, why, what))
+        return {"ok": False, "error": "PERMISSION DENIED to unauthenticated@unmapped from host %s for command %d "
+                                      "(%s): %s" % (peer, COMMAND_NUMBERS[command], command, why)}
+
     def handle(self, request, peer):
         command = request.get("command") if isinstance(request, dict) else None
         now = int(time.time())
@@ -248,6 +304,9 @@ class Collector:
                 return {"ok": False, "error": "malformed ad: no Name"}
             if peer not in self.allowed:
                 return self.refuse(peer, command, 'ad "%s"' % ad["Name"])
+            denied = self.unauthenticated(request, peer, command, 'ad "%s"' % ad["Name"], now)
+            if denied:
+                return denied
             ad = dict(ad)
             ad["LastHeardFrom"] = now
             ad["UpdatesPeerAddress"] = peer
@@ -261,6 +320,9 @@ class Collector:
             name = request.get("name")
             if peer not in self.allowed:
                 return self.refuse(peer, command, 'invalidate "%s"' % name)
+            denied = self.unauthenticated(request, peer, command, 'invalidate "%s"' % name, now)
+            if denied:
+                return denied
             with self.lock:
                 removed = 1 if self.ads.pop(name, None) is not None else 0
             self.log('%s from %s: invalidated ad "%s" (%d removed)' % (command, peer, name, removed))
@@ -313,12 +375,14 @@ def main():
     p.add_argument("--listen", required=True, help="addr:port")
     p.add_argument("--allow-update-from", action="append", default=[], metavar="ADDR")
     p.add_argument("--ad-lifetime", type=int, default=900)
+    p.add_argument("--token-keys", metavar="DIR",
+                   help="require an IDTOKEN signed with a key in DIR (file name = key id) for updates")
     p.add_argument("--log")
     p.add_argument("--pid-file")
     a = p.parse_args()
     host, _, port = a.listen.rpartition(":")
     log_file = open(a.log, "a") if a.log else sys.stdout
-    collector = Collector(a.allow_update_from, a.ad_lifetime, log_file)
+    collector = Collector(a.allow_update_from, a.ad_lifetime, log_file, a.token_keys)
     server = Server((host, int(port)), Handler)
     server.collector = collector
     if a.pid_file:
@@ -331,8 +395,9 @@ def main():
 
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGINT, on_term)
-    collector.log("Collector stand-in listening on %s; updates allowed from %s; ad lifetime %ds"
-                  % (a.listen, ", ".join(a.allow_update_from) or "nobody", a.ad_lifetime))
+    collector.log("Collector stand-in listening on %s; updates allowed from %s; ad lifetime %ds; %s"
+                  % (a.listen, ", ".join(a.allow_update_from) or "nobody", a.ad_lifetime,
+                     "IDTOKENs required (keys in %s)" % a.token_keys if a.token_keys else "no authentication"))
     server.serve_forever()
     server.server_close()
     if a.pid_file:

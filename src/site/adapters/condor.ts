@@ -64,6 +64,17 @@ export function condorConfig(
         DAEMON_SHUTDOWN: 'time() > GLIDEIN_ToDie',
       }
     : {};
+  // The pool admits the startd only with a credential: the staged IDTOKEN (and/or X.509 proxy) authenticates it.
+  const creds = profile.credentials;
+  const methods = [...(creds?.idToken ? ['IDTOKENS'] : []), ...(creds?.x509Proxy ? ['SSL'] : [])];
+  const credentials: Record<string, string> = creds
+    ? {
+        ...(creds.idToken ? { SEC_TOKEN_DIRECTORY: paths.tokensDir } : {}),
+        ...(creds.x509Proxy ? { X509_USER_PROXY: paths.x509Proxy } : {}),
+        SEC_CLIENT_AUTHENTICATION_METHODS: methods.join(', '),
+        SEC_DEFAULT_AUTHENTICATION: 'REQUIRED',
+      }
+    : {};
   return {
     COLLECTOR_HOST: `${profile.collector.host}:${profile.collector.port}`,
     // The collector brokers connections to us (CCB): nothing can connect into a JSC worker node.
@@ -77,6 +88,7 @@ export function condorConfig(
     GlideinSite: `"${profile.name}"`,
     STARTD_ATTRS: `$(STARTD_ATTRS) GlideinLaunchId GlideinSite${retirement ? ' GLIDEIN_ToRetire GLIDEIN_ToDie' : ''}`,
     ...lifetime,
+    ...credentials,
     ...profile.glidein.config,
   };
 }
