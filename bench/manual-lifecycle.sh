@@ -54,9 +54,14 @@ step_done openTunnel
 # verifyOutbound
 run "$C_WRITE_CONF" "$CONF_FILE" >/dev/null
 run "$C_PROBE_OUTBOUND" 2>&1 | grep -q '\[proxychains\].*chain.*OK *$' || fail "outbound probe"
+for c in "${C_PROBE_MORE[@]}"; do
+  run "$c" 2>&1 | grep -qE '^status HTTP/1\.[01] [23]|\[proxychains\].*chain.*OK *$' || fail "outbound check: $c"
+done
 step_done verifyOutbound
 
-# mountCvmfs: a lease per repository, mounted unless it is (what the activity does, same script)
+# mountCvmfs: CVMFS_HTTP_PROXY set for cvmfsexec, then a lease per repository, mounted unless it is (what the
+# activity does, same scripts)
+run "$C_CVMFS_PROXY" >/dev/null || fail "setting CVMFS_HTTP_PROXY"
 for i in "${!REPOS[@]}"; do
   run "${C_MOUNT_LEASE[$i]}" >/dev/null || fail "mount ${REPOS[$i]}"
 done

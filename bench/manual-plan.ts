@@ -91,6 +91,17 @@ export function writeManualPlan(
     // verifyOutbound, preloadProxychains
     ['C_WRITE_CONF', commandLine(writeFileArgv(paths.dir, paths.proxychainsConf))],
     ['C_PROBE_OUTBOUND', commandLine(chain.probeArgv(paths.proxychainsConf, check.host, check.port))],
+    // the profile's further checks (an HTTP GET through a Frontier squid, or a TCP connection)
+    [
+      'C_PROBE_MORE',
+      (profile.outboundChecks ?? []).map((c) =>
+        commandLine(
+          c.http
+            ? chain.httpProbeArgv(paths.proxychainsConf, c.host, c.port, c.http)
+            : chain.probeArgv(paths.proxychainsConf, c.host, c.port),
+        ),
+      ),
+    ],
     [
       'C_PROBE_PRELOAD',
       commandLine(
@@ -99,7 +110,19 @@ export function writeManualPlan(
       ),
     ],
     // mountCvmfs, unmountCvmfs
-    ['C_MOUNT_LEASE', repos.map((r) => commandLine(cvmfs.mountArgv(r, glideinId)))],
+    [
+      'C_CVMFS_PROXY',
+      profile.cvmfs.httpProxy !== undefined ? commandLine(cvmfs.proxyConfigArgv(profile.cvmfs.httpProxy)) : 'true',
+    ],
+    [
+      'C_MOUNT_LEASE',
+      repos.map((r) => {
+        const argv = cvmfs.mountArgv(r, glideinId);
+        return commandLine(
+          profile.cvmfs.httpProxy !== undefined ? chain.chainedArgv(paths.proxychainsConf, argv) : argv,
+        );
+      }),
+    ],
     ['C_LIST_LEASES', commandLine(cvmfs.heldArgv(glideinId))],
     ['C_MOUNT_RELEASE', repos.map((r) => commandLine(cvmfs.releaseArgv(r, glideinId)))],
     // startContainer, stopContainer
@@ -140,7 +163,12 @@ export function writeManualPlan(
   fs.writeFileSync(file, text);
   // openTunnel 4 (+polls), verifyOutbound 2, mountCvmfs 1 per repo, startContainer 3, preload 2, startGlidein 3,
   // confirmRegistration 1 (+2 per extra poll), stopGlidein 1, stopContainer 2, unmountCvmfs 1 + 1 per repo, closeTunnel 3 (+polls);
-  // with credentials, stageCredential 1 per file and removeCredential 1.
+  // with credentials, stageCredential 1 per file and removeCredential 1; 1 per further outbound check; with
+  // cvmfs.httpProxy, 1 to set it.
   const credCommands = creds.length > 0 ? creds.length + 1 : 0;
-  return { file, commands: 4 + 2 + repos.length + 3 + 2 + 3 + 1 + 1 + 2 + 1 + repos.length + 3 + credCommands };
+  const more = (profile.outboundChecks?.length ?? 0) + (profile.cvmfs.httpProxy !== undefined ? 1 : 0);
+  return {
+    file,
+    commands: 4 + 2 + repos.length + 3 + 2 + 3 + 1 + 1 + 2 + 1 + repos.length + 3 + credCommands + more,
+  };
 }

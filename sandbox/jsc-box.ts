@@ -6,7 +6,8 @@
  *   gl-login  10.77.0.2   login node jwlogin: OpenSSH sshd :22, slurmctld, munged
  *   gl-worker 10.77.0.10  worker node jwc01: slurmd, OpenSSH sshd :22
  *   gl-kit    10.77.0.3   the KIT reverse proxy: tinyproxy :80
- *   gl-pool   10.77.0.4   the CMS Global Pool collector (stand-in) :9618, updates only from 10.77.0.3
+ *   gl-pool   10.77.0.4   the CMS Global Pool collector (stand-in) :9618, updates only from 10.77.0.3, and a
+ *                         Frontier squid (stand-in, the cvmfs stratum-1 behind it too) :3128
  *
  * An nft output fence in gl-worker lets it open TCP only to the login node; the one in gl-login lets it open
  * TCP to the worker node and elsewhere only to ports 80 and 443. The host's ruleset is not touched.
@@ -45,8 +46,8 @@ import {
   SITE_USER,
   sshdConfigText,
   tinyproxyConfigText,
+  poolStandin,
   sleep,
-  STANDINS_DIR,
   unescapeMount,
   unmount,
   waitFor,
@@ -117,13 +118,15 @@ export const BOX_NODES: Readonly<Record<BoxNode, BoxNodeSpec>> = {
 const NODE_LIST = Object.keys(BOX_NODES) as BoxNode[];
 export const BOX_NAMESPACES: readonly BoxNamespace[] = NODE_LIST.map((n) => BOX_NODES[n].namespace);
 
-export type BoxEndpointName = 'login' | 'worker' | 'kit' | 'collector' | 'slurmctld' | 'slurmd';
+export type BoxEndpointName = 'login' | 'worker' | 'kit' | 'collector' | 'squid' | 'slurmctld' | 'slurmd';
 
 export const BOX_ENDPOINTS: Readonly<Record<BoxEndpointName, Endpoint>> = {
   login: { host: BOX_NODES.login.address, port: 22 },
   worker: { host: BOX_NODES.worker.address, port: 22 },
   kit: { host: BOX_NODES.kit.address, port: 80 },
   collector: { host: BOX_NODES.pool.address, port: 9618 },
+  // The Frontier squid (and the cvmfs stratum-1 behind it), beside the collector: reached only through KIT.
+  squid: { host: BOX_NODES.pool.address, port: 3128 },
   slurmctld: { host: BOX_NODES.login.address, port: 6817 },
   slurmd: { host: BOX_NODES.worker.address, port: 6818 },
 };
@@ -161,6 +164,7 @@ export const BOX_PATHS = {
   poolKeysDir: path.join(BOX_DIR, 'pool', 'signing-keys'),
   operatorToken: path.join(BOX_DIR, 'operator', 'pool.idtoken'),
   collectorLog: path.join(BOX_DIR, 'pool', 'collector.log'),
+  squidLog: path.join(BOX_DIR, 'pool', 'squid-access.log'),
   nodesDir: path.join(BOX_DIR, 'nodes'),
   slurmDir,
   slurmConf: path.join(slurmDir, 'slurm.conf'),
@@ -385,7 +389,8 @@ export async function workerNodeState(): Promise<string | undefined> {
 // ---------------------------------------------------------------------------------------------------
 // Services
 
-export type BoxService = 'munge' | 'slurmctld' | 'login-sshd' | 'slurmd' | 'worker-sshd' | 'kit' | 'collector';
+export type BoxService =
+  'munge' | 'slurmctld' | 'login-sshd' | 'slurmd' | 'worker-sshd' | 'kit' | 'collector' | 'squid';
 
 interface ServiceSpec {
   readonly node: BoxNode;
@@ -464,32 +469,37 @@ const SERVICES: Readonly<Record<BoxService, ServiceSpec>> = {
     argv: ['tinyproxy', '-d', '-c', path.join(BOX_PATHS.kitDir, 'tinyproxy.conf')],
     ready: () => portAccepts(BOX_ENDPOINTS.kit, 300),
   },
-  collector: {
-    node: 'pool',
-    signature: path.join(BOX_PATHS.poolDir, 'collector.pid'),
-    endpoint: BOX_ENDPOINTS.collector,
-    logFile: path.join(BOX_PATHS.poolDir, 'collector.out'),
-    daemonizes: false,
-    argv: [
-      '/usr/bin/python3',
-      path.join(STANDINS_DIR, 'condor', 'collector.py'),
-      '--listen',
-      `${BOX_ENDPOINTS.collector.host}:${BOX_ENDPOINTS.collector.port}`,
-      // Only connections that come out of the KIT proxy may register, as at the CMS Global Pool.
-      '--allow-update-from',
-      BOX_NODES.kit.address,
-      // And only with an IDTOKEN of this pool.
-      '--token-keys',
-      BOX_PATHS.poolKeysDir,
-      '--log',
-      BOX_PATHS.collectorLog,
-      '--pid-file',
-      path.join(BOX_PATHS.poolDir, 'collector.pid'),
-    ],
-    ready: () => portAccepts(BOX_ENDPOINTS.collector, 300),
-  },
+  collector: boxPoolService(BOX_ENDPOINTS.collector, 'collector', [
+    'condor/collector.py',
+    // Only connections that come out of the KIT proxy may register, as at the CMS Global Pool.
+    '--allow-update-from',
+    BOX_NODES.kit.address,
+    // And only with an IDTOKEN of this pool.
+    '--token-keys',
+    BOX_PATHS.poolKeysDir,
+    '--log',
+    BOX_PATHS.collectorLog,
+  ]),
+  squid: boxPoolService(BOX_ENDPOINTS.squid, 'squid', [
+    'squid/squid.py',
+    '--store',
+    BOX_PATHS.cvmfsStore,
+    '--log',
+    BOX_PATHS.squidLog,
+  ]),
 };
 const SERVICE_LIST = Object.keys(SERVICES) as BoxService[];
+
+/** A stand-in of the pool's side in the pool's namespace (sandbox/local-site.ts runs the same ones). */
+function boxPoolService(endpoint: Endpoint, name: string, script: string[]): ServiceSpec {
+  return {
+    node: 'pool',
+    ...poolStandin(endpoint, name, BOX_PATHS.poolDir, script),
+    endpoint,
+    daemonizes: false,
+    ready: () => portAccepts(endpoint, 300),
+  };
+}
 
 function servicePids(service: BoxService): number[] {
   const spec = SERVICES[service];
@@ -661,6 +671,7 @@ function tinyproxyConfig(user: string, group: string): string {
     group,
     kit: BOX_ENDPOINTS.kit,
     allow: BOX_SUBNET,
+    connectPorts: [BOX_ENDPOINTS.collector.port, BOX_ENDPOINTS.squid.port],
     dir: BOX_PATHS.kitDir,
     log: BOX_PATHS.kitLog,
   });
@@ -1000,7 +1011,7 @@ export async function startJscBox(): Promise<JscBox> {
     for (const node of NODE_LIST) await startAnchor(node);
     // Slurm in order: munged, then slurmctld listening, then slurmd (whose first registration then succeeds).
     const others = Promise.all(
-      (['login-sshd', 'worker-sshd', 'kit', 'collector'] as const).map((s) => startService(s)),
+      (['login-sshd', 'worker-sshd', 'kit', 'collector', 'squid'] as const).map((s) => startService(s)),
     );
     let slurmStarted = await startService('munge');
     slurmStarted = (await startService('slurmctld')) || slurmStarted;

@@ -19,7 +19,7 @@ export const STANDINS_DIR = path.resolve(__dirname, 'standins');
 export const PROXYCHAINS_LIBRARY = '/usr/lib/x86_64-linux-gnu/libproxychains.so.4';
 
 export type SiteNode = 'login' | 'worker';
-export type SiteService = SiteNode | 'kit' | 'collector';
+export type SiteService = SiteNode | 'kit' | 'collector' | 'squid';
 
 export interface Endpoint {
   readonly host: string;
@@ -31,6 +31,8 @@ export const ENDPOINTS: Readonly<Record<SiteService, Endpoint>> = {
   worker: { host: '127.0.0.2', port: 2202 },
   kit: { host: '127.0.0.3', port: 80 },
   collector: { host: '127.0.0.4', port: 9618 },
+  // The Frontier squid (and the cvmfs stratum-1 behind it), on the pool's host: reached only through KIT.
+  squid: { host: '127.0.0.4', port: 3128 },
 };
 
 const site = path.join(SITE_DIR, 'site');
@@ -62,6 +64,7 @@ export const SITE_PATHS = {
   poolKeysDir: path.join(SITE_DIR, 'pool', 'signing-keys'),
   operatorToken: path.join(SITE_DIR, 'operator', 'pool.idtoken'),
   collectorLog: path.join(SITE_DIR, 'pool', 'collector.log'),
+  squidLog: path.join(SITE_DIR, 'pool', 'squid-access.log'),
   /** condor_status inside the store, runnable on this machine without a mount. */
   condorStatus: path.join(cvmfsexec, 'store', 'cms.cern.ch', 'glidein', 'bin', 'condor_status'),
 } as const;
@@ -343,6 +346,38 @@ function sshdSpec(node: SiteNode): ServiceSpec {
   };
 }
 
+/**
+ * A Python stand-in of the pool's side (the collector, the squid) as both test sites run it:
+ * `python3 <standins>/<script> --listen <endpoint> <args…> --pid-file <dir>/<name>.pid`, its output in
+ * `<dir>/<name>.out`; the pid file's path is the signature its processes are known by.
+ */
+export function poolStandin(
+  endpoint: Endpoint,
+  name: string,
+  dir: string,
+  [script, ...args]: string[],
+): { signature: string; logFile: string; argv: string[] } {
+  const signature = path.join(dir, `${name}.pid`);
+  return {
+    signature,
+    logFile: path.join(dir, `${name}.out`),
+    argv: [
+      '/usr/bin/python3',
+      path.join(STANDINS_DIR, script),
+      '--listen',
+      `${endpoint.host}:${endpoint.port}`,
+      ...args,
+      '--pid-file',
+      signature,
+    ],
+  };
+}
+
+function poolServiceSpec(endpoint: Endpoint, name: string, dir: string, script: string[]): ServiceSpec {
+  const { signature, logFile, argv } = poolStandin(endpoint, name, dir, script);
+  return { endpoint, signature, logFile, launch: () => launchDetached(argv, logFile) };
+}
+
 export function launchDetached(argv: readonly string[], outFile: string): void {
   const out = fs.openSync(outFile, 'a');
   try {
@@ -367,31 +402,24 @@ const SERVICES: Readonly<Record<SiteService, ServiceSpec>> = {
         path.join(SITE_PATHS.kitDir, 'tinyproxy.out'),
       ),
   },
-  collector: {
-    endpoint: ENDPOINTS.collector,
-    signature: path.join(SITE_PATHS.poolDir, 'collector.pid'),
-    logFile: path.join(SITE_PATHS.poolDir, 'collector.out'),
-    launch: () =>
-      launchDetached(
-        [
-          '/usr/bin/python3',
-          path.join(STANDINS_DIR, 'condor', 'collector.py'),
-          '--listen',
-          `${ENDPOINTS.collector.host}:${ENDPOINTS.collector.port}`,
-          // Only connections that came out of the KIT proxy (tinyproxy's Bind address) may register.
-          '--allow-update-from',
-          ENDPOINTS.kit.host,
-          // And only with an IDTOKEN of this pool.
-          '--token-keys',
-          SITE_PATHS.poolKeysDir,
-          '--log',
-          SITE_PATHS.collectorLog,
-          '--pid-file',
-          path.join(SITE_PATHS.poolDir, 'collector.pid'),
-        ],
-        path.join(SITE_PATHS.poolDir, 'collector.out'),
-      ),
-  },
+  collector: poolServiceSpec(ENDPOINTS.collector, 'collector', SITE_PATHS.poolDir, [
+    'condor/collector.py',
+    // Only connections that came out of the KIT proxy (tinyproxy's Bind address) may register.
+    '--allow-update-from',
+    ENDPOINTS.kit.host,
+    // And only with an IDTOKEN of this pool.
+    '--token-keys',
+    SITE_PATHS.poolKeysDir,
+    '--log',
+    SITE_PATHS.collectorLog,
+  ]),
+  squid: poolServiceSpec(ENDPOINTS.squid, 'squid', SITE_PATHS.poolDir, [
+    'squid/squid.py',
+    '--store',
+    SITE_PATHS.cvmfsStore,
+    '--log',
+    SITE_PATHS.squidLog,
+  ]),
 };
 
 function servicePids(service: SiteService): number[] {
@@ -577,6 +605,7 @@ function tinyproxyConfig(user: string, group: string): string {
     group,
     kit: ENDPOINTS.kit,
     allow: '127.0.0.0/8',
+    connectPorts: [ENDPOINTS.collector.port, ENDPOINTS.squid.port],
     dir: SITE_PATHS.kitDir,
     log: SITE_PATHS.kitLog,
   });
@@ -589,6 +618,8 @@ export function tinyproxyConfigText(o: {
   group: string;
   kit: Endpoint;
   allow: string;
+  /** The only ports CONNECT may reach, as KIT opens its proxy to the pool's ports only. */
+  connectPorts: number[];
   dir: string;
   log: string;
 }): string {
@@ -603,6 +634,7 @@ export function tinyproxyConfigText(o: {
     'Timeout 600',
     'MaxClients 100',
     `Allow ${o.allow}`,
+    ...o.connectPorts.map((p) => `ConnectPort ${p}`),
     'DisableViaHeader Yes',
     'LogLevel Connect',
     `LogFile "${o.log}"`,

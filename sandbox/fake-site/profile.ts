@@ -28,6 +28,9 @@ export function fakeProfile(name = 'fake'): Record<string, any> {
   profile.monitor = { interval: '1s', reportEvery: '2s', historyEvents: 5000 };
   // The fake site has no pool to admit a glidein: its collector takes any ad (credentials are the real sites').
   delete profile.credentials;
+  // Nor a Frontier squid or a stratum-1 behind its chain: its outbound check is the collector's, its mounts local.
+  delete profile.outboundChecks;
+  delete profile.cvmfs.httpProxy;
   return profile;
 }
 

@@ -6,7 +6,7 @@ import { HOLDER_SCRIPT } from '../../src/site/adapters/node-access';
 import { BASH_SCRIPTS, SITE_SCRIPTS } from '../../src/site/scripts';
 
 /** Scripts run as `sh -c <script> sh <args…>`: every site script but the bash ones. */
-export type ShScript = Exclude<keyof typeof SITE_SCRIPTS, 'TCP_PROBE'>;
+export type ShScript = Exclude<keyof typeof SITE_SCRIPTS, 'TCP_PROBE' | 'HTTP_PROBE'>;
 export const SH_SCRIPTS = Object.fromEntries(
   Object.entries(SITE_SCRIPTS).filter(([name]) => !BASH_SCRIPTS.has(name)),
 ) as Record<ShScript, string>;

@@ -9,6 +9,8 @@ export interface PermanentRule {
   pattern: RegExp;
   type: FailureTypeName;
   fix?: string;
+  /** The profile field the fix is about, when the caller's default is not it. */
+  field?: string;
 }
 
 /** What each tool says when retrying cannot help. */
@@ -24,9 +26,15 @@ export const PERMANENT_OUTPUT = {
   /** `mountrepo` of cvmfsexec. */
   mountrepo: [
     {
+      pattern: /proxy auto-discovery failed|CVMFS_HTTP_PROXY is not set/i,
+      type: FailureType.CvmfsMountFailed,
+      fix: 'set cvmfs.httpProxy: a compute node cannot discover a proxy by itself',
+      field: 'cvmfs.httpProxy',
+    },
+    {
       pattern: /catalog|not found|no such|Failed to initialize/i,
       type: FailureType.CvmfsMountFailed,
-      fix: 'check cvmfs.repositories',
+      fix: 'check cvmfs.repositories, and that cvmfs.httpProxy serves them',
     },
   ],
   /** `apptainer|singularity instance start`. */

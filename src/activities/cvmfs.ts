@@ -48,17 +48,29 @@ export function createCvmfsActivities(deps: ActivityDeps) {
         const { profile, node } = access;
         const { cvmfs } = access.adapters;
         const outcome: Required<MountOutcome> = { mounted: [], alreadyMounted: [], shared: [] };
+        // cvmfs's proxy, set where cvmfsexec reads it, and the mount run inside the chain (the tunnel, then KIT):
+        // its connections to that proxy leave the compute node the one way there is.
+        const { httpProxy } = profile.cvmfs;
+        if (httpProxy !== undefined)
+          await runChecked(
+            node,
+            'setting CVMFS_HTTP_PROXY for cvmfsexec',
+            cvmfs.proxyConfigArgv(httpProxy),
+            access.opts(),
+          );
+        const mountArgv = (repo: string) => {
+          const argv = cvmfs.mountArgv(repo, ref.glideinId);
+          return httpProxy !== undefined ? access.adapters.chain.chainedArgv(access.paths.proxychainsConf, argv) : argv;
+        };
         for (const repo of profile.cvmfs.repositories) {
           heartbeat({ mounting: repo });
-          const result = await node.run(
-            cvmfs.mountArgv(repo, ref.glideinId),
-            access.opts({ timeoutMs: 360_000, persists: true }),
-          );
+          const result = await node.run(mountArgv(repo), access.opts({ timeoutMs: 360_000, persists: true }));
           if (result.code !== 0) {
             const why = lastLines(result.stderr || result.stdout, 3);
             const message = `mountrepo ${repo} failed on ${node.target}: ${why}`;
             const permanent = permanentCause('mountrepo', why);
-            if (permanent) throw new PermanentFault(`cvmfs.repositories: ${message}`, permanent.type);
+            if (permanent)
+              throw new PermanentFault(`${permanent.field ?? 'cvmfs.repositories'}: ${message}`, permanent.type);
             throw new Error(message);
           }
           const lease = cvmfs.parseMount(result.stdout);

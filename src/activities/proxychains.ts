@@ -8,7 +8,7 @@ import type { GlideinRef } from '../common/types';
 import { runChecked, type Executor, type RunOptions } from '../remote/executor';
 import { parseChainReport, type ChainReport } from '../site/adapters';
 import { SECRET_PLACEHOLDER } from '../site/adapters/tunnel';
-import { writeFileArgv, writeWithSecretArgv } from '../site/scripts/files';
+import { parseHttpStatus, writeFileArgv, writeWithSecretArgv } from '../site/scripts/files';
 import type { ActivityDeps } from './deps';
 import { PermanentFault, asStep } from './failures';
 import { siteAccess, type SiteAccess } from './site-access';
@@ -56,25 +56,59 @@ async function probeChain(
   return { ...report, ok: report.ok && result.code === 0, output };
 }
 
+type OutboundCheck = NonNullable<SiteAccess['profile']['outboundChecks']>[number];
+
+/** One check through the chain: what proxychains reported (and the HTTP status line), or an error naming it. */
+async function runOutboundCheck(access: SiteAccess, check: OutboundCheck): Promise<string> {
+  const { chain } = access.adapters;
+  const conf = access.paths.proxychainsConf;
+  const target = `${check.host}:${check.port}`;
+  const what = check.http ? `GET ${check.http} via ${target}` : target;
+  const argv = check.http
+    ? chain.httpProbeArgv(conf, check.host, check.port, check.http)
+    : chain.probeArgv(conf, check.host, check.port);
+  const report = await probeChain(access.node, argv, undefined, access.opts({ timeoutMs: 30_000 }));
+  const named = check.name === 'collector' || check.name === 'outboundCheck' ? '' : `outbound check ${check.name}: `;
+  if (!report.ok) {
+    throw new Error(
+      `${named}no outbound connection to ${what}: ${chain.hopName(report.failedHop, target, access.socksPort)} failed${report.line ? ` (${report.line})` : ''}`,
+    );
+  }
+  if (!check.http) return report.line ?? 'OK';
+  const status = parseHttpStatus(report.output);
+  if (!status || status.code >= 400) {
+    throw new Error(
+      `${named}${what} reached ${target} through the chain, but it answered ${status ? `"${status.line}"` : 'nothing an HTTP server would'}`,
+    );
+  }
+  return status.line;
+}
+
 export function createProxychainsActivities(deps: ActivityDeps) {
   return {
-    /** A TCP connection through tunnel -> KIT -> collector (or outboundCheck) from the worker node. */
-    async verifyOutbound(ref: GlideinRef): Promise<{ chain: string; target: string }> {
+    /**
+     * Through tunnel -> KIT -> target from the worker node: a TCP connection to the collector (or outboundCheck),
+     * then each of the profile's outboundChecks (TCP, or an HTTP GET through a proxy such as a Frontier squid).
+     * The first that fails names itself, its target and the hop that failed.
+     */
+    async verifyOutbound(ref: GlideinRef): Promise<{ chain: string; target: string; checked?: string[] }> {
       return asStep('verifyOutbound', async () => {
         const access = await siteAccess(deps, ref, 'claim');
         const { profile } = access;
-        const { chain } = access.adapters;
+        const first = profile.outboundCheck ?? profile.collector;
         await writeProxychainsConf(access);
-        const check = profile.outboundCheck ?? profile.collector;
-        const target = `${check.host}:${check.port}`;
-        const argv = chain.probeArgv(access.paths.proxychainsConf, check.host, check.port);
-        const report = await probeChain(access.node, argv, undefined, access.opts({ timeoutMs: 30_000 }));
-        if (!report.ok) {
-          throw new Error(
-            `no outbound connection to ${target}: ${chain.hopName(report.failedHop, target, access.socksPort)} failed${report.line ? ` (${report.line})` : ''}`,
-          );
-        }
-        return { chain: report.line ?? 'OK', target };
+        const checks: OutboundCheck[] = [
+          { name: profile.outboundCheck ? 'outboundCheck' : 'collector', ...first },
+          ...(profile.outboundChecks ?? []),
+        ];
+        const reports: string[] = [];
+        for (const check of checks) reports.push(await runOutboundCheck(access, check));
+        const [head] = reports;
+        return {
+          chain: head,
+          target: `${first.host}:${first.port}`,
+          ...(checks.length > 1 ? { checked: checks.slice(1).map((c, i) => `${c.name}: ${reports[i + 1]}`) } : {}),
+        };
       });
     },
 

@@ -21,6 +21,33 @@ const DEFAULT_LIBRARY = '/usr/lib/x86_64-linux-gnu/libproxychains.so.4';
 
 const endpoint = z.strictObject({ host: hostname, port });
 
+/** A plain-HTTP URL as an HTTP proxy is asked for it (no credentials, no spaces, no fragments). */
+const httpUrl = z
+  .string()
+  .max(512, 'expected at most 512 characters')
+  .regex(/^http:\/\/[A-Za-z0-9.-]{1,253}(?::\d{1,5})?\/[A-Za-z0-9._~/?=&%+,;:-]*$/, 'expected an http:// URL');
+
+/** CVMFS_HTTP_PROXY: proxy groups separated by ";", load-balanced members by "|", each http://host:port or DIRECT. */
+const cvmfsProxyMember = 'http:\\/\\/[A-Za-z0-9.-]{1,253}:\\d{1,5}|DIRECT';
+const cvmfsHttpProxy = z
+  .string()
+  .max(1024, 'expected at most 1024 characters')
+  .regex(
+    new RegExp(`^(?:${cvmfsProxyMember})(?:[;|](?:${cvmfsProxyMember}))*$`),
+    'expected http://host:port or DIRECT, in groups separated by ";" and "|"',
+  );
+
+/**
+ * A destination verifyOutbound proves through the chain: a TCP connection, or with `http` an HTTP GET of that URL
+ * sent to host:port (a Frontier squid asked for a Frontier URL, as CMS jobs ask it), answered 2xx or 3xx.
+ */
+const outboundCheckEntry = z.strictObject({
+  name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$/, 'expected a short name (letters, digits, _ . -)'),
+  host: hostname,
+  port,
+  http: httpUrl.optional(),
+});
+
 const login = z.strictObject({
   host: hostname,
   port: port.default(22),
@@ -235,6 +262,12 @@ export const siteProfileSchema = z
     kitProxy: endpoint,
     /** Where verify-outbound connects through the chain; defaults to the collector. */
     outboundCheck: endpoint.optional(),
+    /** Further destinations verifyOutbound proves through the chain, after the collector (Frontier, others). */
+    outboundChecks: z
+      .array(outboundCheckEntry)
+      .max(16, 'expected at most 16 checks')
+      .refine((a) => new Set(a.map((c) => c.name)).size === a.length, 'expected distinct names')
+      .optional(),
     collector: endpoint,
     /**
      * The pool's credential for the glidein, by path on the worker's machine (never on the site at rest): an
@@ -248,6 +281,12 @@ export const siteProfileSchema = z
     cvmfs: z.strictObject({
       cvmfsexecDir: absolutePath,
       repositories: z.array(repositoryName).min(1, 'expected at least one repository'),
+      /**
+       * CVMFS_HTTP_PROXY for cvmfsexec, written into its dist/etc/cvmfs/default.local before a mount (without it
+       * cvmfs tries Web Proxy Auto-Discovery, which cannot work from a JSC compute node). The mount runs with
+       * proxychains pre-loaded, so these proxies are reached through the same chain as everything else.
+       */
+      httpProxy: cvmfsHttpProxy.optional(),
     }),
     container: z.strictObject({
       runtime: z.enum(['apptainer', 'singularity']),

@@ -177,7 +177,7 @@ export const STEPS = {
   verifyOutbound: setup({
     activity: 'verifyOutbound',
     options: ON_SITE,
-    describe: (r) => `reached ${r.target}: ${r.chain}`,
+    describe: (r) => `reached ${r.target}: ${r.chain}${r.checked?.length ? `; ${r.checked.join('; ')}` : ''}`,
   }),
   mountCvmfs: setup({
     activity: 'mountCvmfs',

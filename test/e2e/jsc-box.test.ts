@@ -230,6 +230,7 @@ describe('LaunchGlidein in JSC in a box, driven by the temporal CLI', () => {
     const id = `box-s-${Date.now()}`;
     const workerSshd = sshdLog('worker').length;
     const kitBefore = kitLog().length;
+    const squidBefore = readFileSync(BOX_PATHS.squidLog, 'utf8').length;
     await startLaunch(id, JSON.stringify({ site: 'jsc-box-steps' }));
     const monitoring = await until('registration', async () => {
       const s = await status(id);
@@ -243,6 +244,11 @@ describe('LaunchGlidein in JSC in a box, driven by the temporal CLI', () => {
     expect(held.mounts).toEqual(['worker', 'worker']);
     expect(held.ads).toEqual(['10.77.0.3']);
     expect(kitLog().slice(kitBefore)).toMatch(/CONNECT 10\.77\.0\.4:9618/);
+    // The Frontier check and cvmfs (asking its proxy for each repository) went out the same way: from KIT.
+    const squid = readFileSync(BOX_PATHS.squidLog, 'utf8').slice(squidBefore);
+    expect(squid).toMatch(/ 10\.77\.0\.3 TCP_MISS\/200 \d+ GET http:\/\/cmsfrontier\.cern\.ch:8000\/FrontierProd\//);
+    expect(squid).toMatch(/ 10\.77\.0\.3 TCP_MISS\/200 \d+ GET \S+\/cvmfs\/cms\.cern\.ch\/\.cvmfspublished/);
+    expect(monitoring.steps.find((s) => s.step === 'verifyOutbound')?.detail).toMatch(/frontier: HTTP\/1\.1 200 OK$/);
     // The tunnel is the relay, on the login node, on a leased port of the range; no ssh tunnel anywhere.
     const relays = boxProcesses().filter((p) => p.argv.includes('jsc-glidein-relay'));
     const portOf = (argv: string[]) => argv[argv.indexOf('jsc-glidein-relay') + 2];

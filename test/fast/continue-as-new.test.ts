@@ -8,7 +8,7 @@ import { CancelledFailure } from '@temporalio/common';
 import type { GlideinActivities } from '../../src/activities';
 import { drainSignal, GlideinPhase, statusQuery, stopSignal } from '../../src/workflows/messages';
 import { EMPTY_FOOTPRINT, FAKE_SITE_DIR, fakeProfile } from '../../sandbox/fake-site';
-import { SETUP, stepsOf, TEARDOWN, waitFor, waitForPhase } from '../workflow/harness';
+import { FAKE_SETUP as SETUP, FAKE_TEARDOWN as TEARDOWN, stepsOf, waitFor, waitForPhase } from '../workflow/harness';
 import { glideinIdFor, useFakeSiteServer, type Handle } from './harness';
 
 const { withFakeSite, env } = useFakeSiteServer();

@@ -8,7 +8,7 @@ import { WorkflowFailedError } from '@temporalio/client';
 import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
 import { EMPTY_FOOTPRINT, FAKE_SITE_DIR, fakeProfile } from '../../sandbox/fake-site';
 import { drainSignal, GlideinPhase, statusQuery, stopSignal } from '../../src/workflows/messages';
-import { SETUP, stepsOf, TEARDOWN, waitForPhase } from '../workflow/harness';
+import { FAKE_SETUP as SETUP, FAKE_TEARDOWN as TEARDOWN, stepsOf, waitForPhase } from '../workflow/harness';
 import { glideinIdFor, useFakeSiteServer, type Handle } from './harness';
 
 const { withFakeSite } = useFakeSiteServer();

@@ -6,7 +6,7 @@ import './runtime';
 import { WorkflowFailedError } from '@temporalio/client';
 import { drainSignal, statusQuery, stopSignal } from '../../src/workflows/messages';
 import { EMPTY_FOOTPRINT, FAKE_SITE_DIR, fakeProfile } from '../../sandbox/fake-site';
-import { SETUP, stepsOf, TEARDOWN, waitFor, waitForPhase } from '../workflow/harness';
+import { FAKE_SETUP as SETUP, FAKE_TEARDOWN as TEARDOWN, stepsOf, waitFor, waitForPhase } from '../workflow/harness';
 import { glideinIdFor, useFakeSiteServer } from './harness';
 
 const { withFakeSite } = useFakeSiteServer();

@@ -8,7 +8,7 @@ import { WorkflowFailedError } from '@temporalio/client';
 import type { ApplicationFailure } from '@temporalio/common';
 import { EMPTY_FOOTPRINT, FAKE_SITE_DIR, fakeProfile, fakeSlurmProfile, type FakeSite } from '../../sandbox/fake-site';
 import { drainSignal, statusQuery, stopSignal } from '../../src/workflows/messages';
-import { SETUP, stepsOf, TEARDOWN, waitForPhase } from '../workflow/harness';
+import { FAKE_SETUP as SETUP, FAKE_TEARDOWN as TEARDOWN, stepsOf, waitForPhase } from '../workflow/harness';
 import { glideinIdFor, useFakeSiteServer } from './harness';
 
 const { withFakeSite } = useFakeSiteServer();

@@ -14,6 +14,7 @@ import {
   BOX_ENDPOINTS,
   BOX_NAMESPACES,
   BOX_NODES,
+  BOX_PATHS,
   allBoxProcesses,
   boxCollectorAds,
   boxLeaseHolders,
@@ -33,6 +34,7 @@ import {
   type BoxNamespace,
   type JscBox,
 } from '../../sandbox/jsc-box';
+import { ensureSigningKey, mintIdToken } from '../../sandbox/pool-token';
 
 const SOCKS_PORT = 1181;
 const COLLECTOR = `${BOX_ENDPOINTS.collector.host}:${BOX_ENDPOINTS.collector.port}`;
@@ -105,7 +107,16 @@ afterAll(async () => {
 
 describe('starting the box', () => {
   test('startJscBox again reuses the running box (same daemons) and is quick', async () => {
-    const services = ['munge', 'slurmctld', 'slurmd', 'login-sshd', 'worker-sshd', 'kit', 'collector'] as const;
+    const services = [
+      'munge',
+      'slurmctld',
+      'slurmd',
+      'login-sshd',
+      'worker-sshd',
+      'kit',
+      'collector',
+      'squid',
+    ] as const;
     const before = await Promise.all(services.map((s) => serviceStatus(s)));
     const started = Date.now();
     await startJscBox();
@@ -329,15 +340,18 @@ describe('the proxy chain from the worker node: SOCKS tunnel to the login node, 
     const update = [
       'import json, socket, sys',
       's = socket.create_connection((sys.argv[1], int(sys.argv[2])), 8)',
-      's.sendall((json.dumps({"command": "UPDATE_STARTD_AD", "ad": {"Name": sys.argv[3], "MyType": "Machine", "ClassAdLifetime": 60}}) + "\\n").encode())',
+      's.sendall((json.dumps({"command": "UPDATE_STARTD_AD", "idtoken": sys.argv[4], "ad": {"Name": sys.argv[3], "MyType": "Machine", "ClassAdLifetime": 60}}) + "\\n").encode())',
       'print(s.makefile().readline().strip())',
     ].join('\n');
-    const r = await bashOn('worker', 'exec proxychains4 -q -f "$1" python3 -c "$2" "$3" "$4" "$5"', [
+    // The pool admits it only with a token signed by its key, as it admits a glidein.
+    const token = mintIdToken(ensureSigningKey(BOX_PATHS.poolKeysDir), { exp: Math.floor(Date.now() / 1000) + 600 });
+    const r = await bashOn('worker', 'exec proxychains4 -q -f "$1" python3 -c "$2" "$3" "$4" "$5" "$6"', [
       proxychainsConf,
       update,
       BOX_ENDPOINTS.collector.host,
       String(BOX_ENDPOINTS.collector.port),
       name,
+      token,
     ]);
     expect(r).toMatchObject({ code: 0 });
     expect(JSON.parse(r.stdout)).toMatchObject({ ok: true });
@@ -390,7 +404,15 @@ describe('stopJscBox', () => {
     );
     expect(job).toMatchObject({ code: 0 });
     await waitFor('the teardown job to run', () => boxProcesses().some((p) => p.cmdline === 'sleep 301'), 30_000, 200);
-    expect(await box.ssh('worker', [box.paths.mountrepo, 'cms.cern.ch'])).toMatchObject({ code: 0 });
+    // cvmfs asks the squid through the chain (the worker node reaches nothing else), as a glidein's mount does.
+    const cvmfsConf = path.join(path.dirname(box.paths.mountrepo), 'dist', 'etc', 'cvmfs', 'default.local');
+    const proxy = `CVMFS_HTTP_PROXY='http://${BOX_ENDPOINTS.squid.host}:${BOX_ENDPOINTS.squid.port}'`;
+    expect(
+      await bashOn('worker', 'mkdir -p "${1%/*}" && printf "%s\\n" "$2" > "$1"', [cvmfsConf, proxy]),
+    ).toMatchObject({ code: 0 });
+    expect(
+      await bashOn('worker', 'exec proxychains4 -q -f "$1" "$2" cms.cern.ch', [proxychainsConf, box.paths.mountrepo]),
+    ).toMatchObject({ code: 0 });
     // The mount lives in the worker node's mount namespace, not the host's.
     expect(boxMounts()).toEqual([
       expect.objectContaining({

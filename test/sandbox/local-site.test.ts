@@ -40,6 +40,9 @@ const umountrepo = path.join(cvmfsexec, 'umountrepo');
 const cvmfsDist = path.join(cvmfsexec, 'dist', 'cvmfs');
 const cmsMount = path.join(cvmfsDist, 'cms.cern.ch');
 const COLLECTOR = `${site.endpoints.collector.host}:${site.endpoints.collector.port}`;
+const cvmfsConf = path.join(cvmfsexec, 'dist', 'etc', 'cvmfs', 'default.local');
+const SQUID = `${site.endpoints.squid.host}:${site.endpoints.squid.port}`;
+const GOOD_PROXY = `CVMFS_HTTP_PROXY='http://${SQUID}'`;
 
 /** Runs a constant bash script on a node; values reach it only as positional parameters. */
 function bashOn(
@@ -82,6 +85,17 @@ beforeAll(async () => {
     P.cvmfsStore,
   ]);
   expect(copy).toMatchObject({ code: 0 });
+  // cvmfs's proxy: the site's squid (the worker reaches it directly here; the glideins reach it through KIT).
+  expect(
+    await site.ssh('worker', [
+      'sh',
+      '-c',
+      'mkdir -p "${1%/*}" && printf "%s\\n" "$2" > "$1"',
+      'sh',
+      cvmfsConf,
+      GOOD_PROXY,
+    ]),
+  ).toMatchObject({ code: 0 });
 });
 
 afterAll(async () => {
@@ -152,7 +166,28 @@ describe('the proxy chain: SOCKS tunnel from the worker node to the login node, 
 });
 
 describe('cvmfsexec stand-in', () => {
+  test('mountrepo needs CVMFS_HTTP_PROXY in dist/etc/cvmfs/default.local and a proxy that serves the repository', async () => {
+    const write = (text: string) =>
+      site.ssh('worker', ['sh', '-c', 'printf "%s\\n" "$2" > "$1"', 'sh', cvmfsConf, text]);
+    try {
+      expect(await write('CVMFS_QUOTA_LIMIT=4000')).toMatchObject({ code: 0 });
+      const wpad = await site.ssh('worker', [mountrepo, 'cms.cern.ch']);
+      expect(wpad.code).toBe(22);
+      expect(wpad.stderr).toContain('Failed to discover HTTP proxy servers (22 - proxy auto-discovery failed)');
+      expect(await write(`CVMFS_HTTP_PROXY='http://${site.endpoints.squid.host}:3129;DIRECT'`)).toMatchObject({
+        code: 0,
+      });
+      const unserved = await site.ssh('worker', [mountrepo, 'cms.cern.ch']);
+      expect(unserved.code).toBe(16);
+      expect(unserved.stderr).toContain(`proxy http://${site.endpoints.squid.host}:3129: no connection`);
+      expect(siteMounts().filter((x) => x.target === cmsMount)).toEqual([]);
+    } finally {
+      await write(GOOD_PROXY);
+    }
+  });
+
   test('mountrepo mounts a repository read-only with FUSE as glidein, refuses a second mount, and umountrepo -a unmounts it', async () => {
+    const squidBefore = fs.readFileSync(P.squidLog, 'utf8').length;
     const mount = await site.ssh('worker', [mountrepo, 'cms.cern.ch']);
     expect(mount).toMatchObject({
       code: 0,
@@ -163,6 +198,10 @@ describe('cvmfsexec stand-in', () => {
     expect(m?.source).toMatch(/\/store\/cms\.cern\.ch$/);
     expect(m?.options.split(',')).toContain('ro');
     expect(siteProcesses().some((p) => p.argv[0] === 'bindfs' && p.argv.includes(cmsMount))).toBe(true);
+    // It asked its proxy for the repository first, as cvmfs does.
+    expect(fs.readFileSync(P.squidLog, 'utf8').slice(squidBefore)).toMatch(
+      /TCP_MISS\/200 \d+ GET http:\/\/cvmfs-stratum-one\.cern\.ch:8000\/cvmfs\/cms\.cern\.ch\/\.cvmfspublished/,
+    );
 
     const look = await bashOn('worker', 'test -x "$1/glidein/sbin/condor_master" && ! touch "$1/x" 2>/dev/null', [
       cmsMount,
@@ -263,6 +302,7 @@ describe('apptainer stand-in', () => {
 describe('a glidein in the container registers only through KIT', () => {
   const instance = `glidein-${runId}`;
   const hostname = os.hostname();
+  const tokensDir = path.join(testDir, 'tokens.d');
   const START_MASTER = 'cd "$1" || exit 1\nlog=$2\nshift 2\nnohup "$@" >"$log" 2>&1 </dev/null &\necho $!';
   const condorEnv = (glideinName: string) => [
     `_CONDOR_COLLECTOR_HOST=${COLLECTOR}`,
@@ -274,6 +314,8 @@ describe('a glidein in the container registers only through KIT', () => {
     '_CONDOR_STARTD_ATTRS=GLIDEIN_Site GLIDEIN_Id',
     '_CONDOR_GLIDEIN_Site="local"',
     '_CONDOR_GLIDEIN_Id=7',
+    // The pool admits it only with its IDTOKEN: the operator's, staged as a glidein's is.
+    `_CONDOR_SEC_TOKEN_DIRECTORY=${tokensDir}`,
   ];
   const preload = [
     `APPTAINERENV_LD_PRELOAD=${PROXYCHAINS_LIBRARY}`,
@@ -303,6 +345,12 @@ describe('a glidein in the container registers only through KIT', () => {
 
   beforeAll(async () => {
     if (tunnelPids().length === 0) throw new Error('the SOCKS tunnel of the proxy-chain tests is not running');
+    const staged = await site.ssh(
+      'worker',
+      ['sh', '-c', 'umask 077 && mkdir -p "$1" && cat > "$1/pool.idtoken"', 'sh', tokensDir],
+      { input: fs.readFileSync(P.operatorToken, 'utf8') },
+    );
+    expect(staged).toMatchObject({ code: 0 });
     expect(await site.ssh('worker', [mountrepo, 'cms.cern.ch'])).toMatchObject({ code: 0 });
     expect(
       await site.ssh('worker', [P.apptainer, 'instance', 'start', '-B', `${cvmfsDist}:/cvmfs`, P.image, instance]),

@@ -27,6 +27,9 @@ import {
   retireArgv,
   signalAndWait,
   signalRecorded,
+  setConfigLineArgv,
+  httpProbeArgv,
+  parseHttpStatus,
   spawnDetached,
   spawnedProcess,
   tcpProbeArgv,
@@ -219,6 +222,55 @@ describe('TCP_PROBE', () => {
       await new Promise((r) => server.close(r));
     }
     expect((await local.run(tcpProbeArgv('127.0.0.1', port), opts)).code).not.toBe(0);
+  });
+});
+
+describe('HTTP_PROBE', () => {
+  it('asks host:port for an absolute URL as a proxy is asked, and prints the status line', async () => {
+    let request = '';
+    const server = net.createServer(
+      (s) =>
+        s
+          .once('data', (d) => {
+            request = d.toString('latin1');
+            s.end('HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n');
+          })
+          .on('error', () => undefined), // the probe hangs up once it has the status line
+    );
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const port = (server.address() as net.AddressInfo).port;
+    const url = 'http://cmsfrontier.cern.ch:8000/FrontierProd/Frontier?type=x&p1=$(touch /tmp/pwned)';
+    try {
+      const result = await local.run(httpProbeArgv('127.0.0.1', port, url), opts);
+      expect(result.code).toBe(0);
+      expect(parseHttpStatus(result.stdout)).toEqual({ code: 200, line: 'HTTP/1.1 200 OK' });
+      expect(request.split('\r\n').slice(0, 2)).toEqual([`GET ${url} HTTP/1.0`, 'Host: cmsfrontier.cern.ch:8000']);
+    } finally {
+      await new Promise((r) => server.close(r));
+    }
+    expect(fs.existsSync('/tmp/pwned')).toBe(false);
+    expect((await local.run(httpProbeArgv('127.0.0.1', port, url), opts)).code).not.toBe(0);
+    expect(parseHttpStatus('status HTTP/1.1 403 Forbidden\n')).toEqual({ code: 403, line: 'HTTP/1.1 403 Forbidden' });
+    expect(parseHttpStatus('garbage')).toBeUndefined();
+  });
+});
+
+describe('SET_CONFIG_LINE', () => {
+  it("sets one key's line, keeps the others, and leaves a file that already says it alone", async () => {
+    const file = path.join(dir, 'dist', 'etc', 'cvmfs', 'default.local');
+    const set = async (line: string) =>
+      (await local.run(setConfigLineArgv(file, 'CVMFS_HTTP_PROXY', line), opts)).stdout.trim();
+    expect(await set("CVMFS_HTTP_PROXY='http://a:3128'")).toBe('written');
+    fs.appendFileSync(file, 'CVMFS_QUOTA_LIMIT=4000\nCVMFS_HTTP_PROXY=DIRECT\n');
+    expect(await set("CVMFS_HTTP_PROXY='http://a:3128'")).toBe('written');
+    expect(fs.readFileSync(file, 'utf8')).toBe("CVMFS_QUOTA_LIMIT=4000\nCVMFS_HTTP_PROXY='http://a:3128'\n");
+    const before = fs.statSync(file).mtimeMs;
+    expect(await set("CVMFS_HTTP_PROXY='http://a:3128'")).toBe('unchanged');
+    expect(fs.statSync(file).mtimeMs).toBe(before);
+    expect(await set("CVMFS_HTTP_PROXY='http://b:3128|http://c:3128;DIRECT'")).toBe('written');
+    expect(fs.readFileSync(file, 'utf8')).toBe(
+      "CVMFS_QUOTA_LIMIT=4000\nCVMFS_HTTP_PROXY='http://b:3128|http://c:3128;DIRECT'\n",
+    );
   });
 });
 

@@ -15,6 +15,7 @@ import {
   type LeaseOutcome,
   type ReleaseOutcome,
 } from '../scripts/leases';
+import { setConfigLineArgv } from '../scripts/files';
 
 export interface CvmfsProvider {
   /** What the container binds to make /cvmfs appear in it (`src:/cvmfs`). */
@@ -31,6 +32,8 @@ export interface CvmfsProvider {
   /** The repositories this glidein holds a lease on, on the node (or on `node`, asked from elsewhere). */
   heldArgv(glideinId: string, node?: string): string[];
   parseHeld(stdout: string): string[];
+  /** Sets CVMFS_HTTP_PROXY in the provider's configuration (cvmfsexec: dist/etc/cvmfs/default.local). */
+  proxyConfigArgv(httpProxy: string): string[];
 }
 
 /** Where cvmfsexec mounts the repositories. */
@@ -62,5 +65,7 @@ export function cvmfsFor(profile: SiteProfile): CvmfsProvider {
     parseRelease: parseMountRelease,
     heldArgv: (glideinId, node) => listLeasesArgv(leaseRoot(profile), glideinId, node),
     parseHeld: parseLeases,
+    proxyConfigArgv: (httpProxy) =>
+      setConfigLineArgv(`${dir}/dist/etc/cvmfs/default.local`, 'CVMFS_HTTP_PROXY', `CVMFS_HTTP_PROXY='${httpProxy}'`),
   };
 }

@@ -5,7 +5,7 @@
  */
 import { isIP } from 'node:net';
 import type { SiteProfile } from '../profile';
-import { tcpProbeArgv } from '../scripts/files';
+import { httpProbeArgv, tcpProbeArgv } from '../scripts/files';
 import type { ContainerRuntime } from './container';
 
 export type Hop = 'tunnel' | 'kit' | 'target';
@@ -24,6 +24,13 @@ export interface ProxyChain {
   preloadEnv(confFile: string, quiet: boolean): Record<string, string>;
   /** A TCP connection to host:port through the chain, from the worker node (proxychains4 -f …). */
   probeArgv(confFile: string, host: string, port: number): string[];
+  /** An HTTP GET of `url` sent to host:port (a proxy such as a Frontier squid) through the chain, from the node. */
+  httpProbeArgv(confFile: string, host: string, port: number, url: string): string[];
+  /**
+   * A command on the worker node wrapped so that its connections (and its children's) take the chain: the library
+   * pre-loaded outside any container, quiet, so the command's own output is what comes back.
+   */
+  chainedArgv(confFile: string, argv: string[]): string[];
   /** The same, inside the container instance, routed only by the pre-loaded library (with preloadEnv). */
   preloadProbeArgv(instance: string, host: string, port: number): string[];
   /** The hop a report names, in an operator's words. */
@@ -92,6 +99,19 @@ export function proxyChainFor(
         ...(quiet ? { PROXYCHAINS_QUIET_MODE: '1' } : {}),
       }),
     probeArgv: (confFile, host, port) => [proxychains.executable, '-f', confFile, ...tcpProbeArgv(host, port)],
+    httpProbeArgv: (confFile, host, port, url) => [
+      proxychains.executable,
+      '-f',
+      confFile,
+      ...httpProbeArgv(host, port, url),
+    ],
+    chainedArgv: (confFile, argv) => [
+      'env',
+      `LD_PRELOAD=${proxychains.library}`,
+      `PROXYCHAINS_CONF_FILE=${confFile}`,
+      'PROXYCHAINS_QUIET_MODE=1',
+      ...argv,
+    ],
     preloadProbeArgv: (instance, host, port) => container.execArgv(instance, tcpProbeArgv(host, port)),
     hopName(hop, target, socksPort = profile.tunnel.socksPort) {
       switch (hop) {

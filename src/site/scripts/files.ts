@@ -22,10 +22,43 @@ export function writeWithSecretArgv(dir: string, file: string, secretFile: strin
 }
 
 /**
+ * SET_CONFIG_LINE file=$1 key=$2 line=$3: makes `line` the file's one line that sets `key` (KEY=...), keeping every
+ * other line; atomically, and only when it is not so already. Prints `unchanged` or `written`.
+ */
+export const SET_CONFIG_LINE = `f=$1; umask 022; mkdir -p "\${f%/*}" || exit 1
+if [ -f "$f" ] && [ "$(grep -c "^$2=" "$f")" = 1 ] && grep -qxF -- "$3" "$f"; then echo unchanged; exit 0; fi
+{ if [ -f "$f" ]; then grep -v "^$2=" "$f"; fi; printf '%s\\n' "$3"; } > "$f.tmp.$$" && mv "$f.tmp.$$" "$f" && echo written`;
+
+export function setConfigLineArgv(file: string, key: string, line: string): string[] {
+  return ['sh', '-c', SET_CONFIG_LINE, 'sh', file, key, line];
+}
+
+/**
  * TCP_PROBE host=$1 port=$2: connect and close, with bash's /dev/tcp (bash only). Run under proxychains, whose
  * chain report on stderr says which hop failed (parseChainReport); exits 0 when the connection was made.
  */
 export const TCP_PROBE = `exec 3<>"/dev/tcp/$1/$2"`;
+
+/**
+ * HTTP_PROBE host=$1 port=$2 url=$3 hosthdr=$4: as TCP_PROBE, then `GET <url> HTTP/1.0` (an absolute URL: the form
+ * an HTTP proxy such as a Frontier squid is asked in) and the answer's status line printed as `status <line>`;
+ * exits 0 when one came back within 20 s.
+ */
+export const HTTP_PROBE = `exec 3<>"/dev/tcp/$1/$2" || exit 1
+printf 'GET %s HTTP/1.0\\r\\nHost: %s\\r\\nUser-Agent: glidein-verify-outbound\\r\\n\\r\\n' "$3" "$4" >&3
+IFS= read -r -t 20 line <&3 || { echo "no HTTP answer from $1:$2" >&2; exit 1; }
+printf 'status %s\\n' "\${line%$'\\r'}"`;
+
+export function httpProbeArgv(host: string, port: number, url: string): string[] {
+  const hostHeader = /^http:\/\/([^/]+)/.exec(url)?.[1] ?? host;
+  return ['bash', '-c', HTTP_PROBE, 'probe', host, String(port), url, hostHeader];
+}
+
+/** HTTP_PROBE's answer: the status code and the whole status line; undefined when none came. */
+export function parseHttpStatus(stdout: string): { code: number; line: string } | undefined {
+  const m = /^status (HTTP\/\d(?:\.\d)? (\d{3})\b.*)$/m.exec(stdout);
+  return m ? { code: Number(m[2]), line: m[1].trim() } : undefined;
+}
 
 export function tcpProbeArgv(host: string, port: number): string[] {
   return ['bash', '-c', TCP_PROBE, 'probe', host, String(port)];

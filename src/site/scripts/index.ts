@@ -1,11 +1,11 @@
 /**
  * The fixed shell programs the worker runs on a site, each beside its argv builder and the parser of its answer.
- * Run as `sh -c <script> sh <args…>` (TCP_PROBE: `bash -c`): the scripts are constants, every value reaches them
+ * Run as `sh -c <script> sh <args…>` (TCP_PROBE, HTTP_PROBE: `bash -c`): the scripts are constants, every value reaches them
  * as a positional argument, quoted by commandLine(). This is how a step does "look, then act" in one round trip
  * without ever building a shell string from input.
  */
 import { LIST_LEASES, MOUNT_LEASE, MOUNT_RELEASE } from './leases';
-import { TCP_PROBE, WRITE_FILE, WRITE_WITH_SECRET } from './files';
+import { HTTP_PROBE, SET_CONFIG_LINE, TCP_PROBE, WRITE_FILE, WRITE_WITH_SECRET } from './files';
 import { IN_JOB, SUPERVISOR_SCRIPT } from './job-supervisor';
 import { CLAIM_GLIDEIN, RETIRE_GLIDEIN } from './ownership';
 import { INSPECT_PROCESSES, SIGNAL_RECORDED, SPAWN_DETACHED } from './processes';
@@ -26,7 +26,9 @@ export const SITE_SCRIPTS = {
   SIGNAL_RECORDED,
   WRITE_FILE,
   WRITE_WITH_SECRET,
+  SET_CONFIG_LINE,
   TCP_PROBE,
+  HTTP_PROBE,
   MOUNT_LEASE,
   MOUNT_RELEASE,
   LIST_LEASES,
@@ -39,4 +41,4 @@ export const SITE_SCRIPTS = {
 } as const satisfies Readonly<Record<string, string>>;
 
 /** Scripts that use bash features on purpose (run with `bash -c`). */
-export const BASH_SCRIPTS: ReadonlySet<string> = new Set(['TCP_PROBE']);
+export const BASH_SCRIPTS: ReadonlySet<string> = new Set(['TCP_PROBE', 'HTTP_PROBE']);
