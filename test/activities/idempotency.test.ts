@@ -25,6 +25,7 @@ import { SiteRegistry } from '../../src/site/load';
 import { localSiteWith } from '../../sandbox/sites';
 import {
   collectorAds,
+  ENDPOINTS,
   kitProxyLog,
   localSite,
   SITE_PATHS,
@@ -44,6 +45,9 @@ const REPOS = ['cms.cern.ch', 'oasis.opensciencegrid.org'];
 const sitesDir = localSiteWith((p) => {
   p.tunnel.socksPort = SOCKS_PORT;
   p.cvmfs.cvmfsexecDir = CVMFSEXEC;
+  // Several tests here mount without a tunnel of their own: this cvmfsexec reaches the site's squid directly
+  // (the local site has no fences), by a default.local written once below, not through a glidein's chain.
+  delete p.cvmfs.httpProxy;
 });
 const ssh = new SshPool();
 const activities = createActivities({ sites: new SiteRegistry(sitesDir), ssh, pollMs: 100 });
@@ -57,12 +61,13 @@ beforeAll(async () => {
   const r = await site.ssh('worker', [
     'sh',
     '-c',
-    'mkdir -p "$1/dist/cvmfs" && cp "$2" "$3" "$1/" && ln -s "$4" "$1/store"',
+    'mkdir -p "$1/dist/cvmfs" "$1/dist/etc/cvmfs" && cp "$2" "$3" "$1/" && ln -s "$4" "$1/store" && printf "%s\\n" "$5" > "$1/dist/etc/cvmfs/default.local"',
     'sh',
     CVMFSEXEC,
     SITE_PATHS.mountrepo,
     SITE_PATHS.umountrepo,
     SITE_PATHS.cvmfsStore,
+    `CVMFS_HTTP_PROXY='http://${ENDPOINTS.squid.host}:${ENDPOINTS.squid.port}'`,
   ]);
   expect(r).toMatchObject({ code: 0 });
 });
@@ -220,6 +225,14 @@ describe('every step twice', () => {
     const preload = await run(activities.preloadProxychains, ref);
     expect(preload.chain).toMatch(/127\.0\.0\.1:1190.*127\.0\.0\.4:9618.*OK/);
 
+    // The pool credential: written twice, the same one file (mode 600).
+    const until = Date.now() + 3_600_000;
+    const staged = await run(activities.stageCredential, ref, until);
+    expect(await run(activities.stageCredential, ref, until)).toEqual(staged);
+    const token = path.join(glideinDir(ref), 'tokens.d', 'pool.idtoken');
+    expect(fs.statSync(token).mode & 0o777).toBe(0o600);
+    expect(fs.readdirSync(path.dirname(token))).toEqual(['pool.idtoken']);
+
     // The glidein: one condor_master, in the instance.
     const glidein = await run(activities.startGlidein, ref);
     const glideinAgain = await run(activities.startGlidein, ref);
@@ -248,6 +261,9 @@ describe('every step twice', () => {
     expect(await run(activities.stopGlidein, ref, 'stop')).toEqual({ detail: 'no glidein running' });
     expect(masterPids(ref)).toEqual([]);
     expect(await collectorAds(`GlideinLaunchId == "${ref.glideinId}"`)).toEqual([]);
+
+    for (let i = 0; i < 2; i++) await run(activities.removeCredential, ref);
+    expect(fs.existsSync(token)).toBe(false);
 
     expect(await run(activities.stopContainer, ref)).toEqual({
       detail: `stopped instance ${instanceName(ref.glideinId)} (pid ${container.pid})`,

@@ -95,8 +95,9 @@ describe('operating LaunchGlidein with the temporal CLI', () => {
     const scheduled = history.events
       .filter((e: any) => e.activityTaskScheduledEventAttributes)
       .map((e: any) => e.activityTaskScheduledEventAttributes.activityType.name);
-    expect(scheduled.slice(-5)).toEqual([
+    expect(scheduled.slice(-6)).toEqual([
       'stopGlidein',
+      'removeCredential',
       'stopContainer',
       'unmountCvmfs',
       'closeTunnel',
@@ -141,7 +142,7 @@ describe('operating LaunchGlidein with the temporal CLI', () => {
         typeof v?.data === 'string' ? JSON.parse(Buffer.from(v.data, 'base64').toString('utf8')) : v,
       ]),
     );
-    expect(decoded).toMatchObject({ phase: 'monitoring', held: 'tunnel, cvmfs, container, glidein' });
+    expect(decoded).toMatchObject({ phase: 'monitoring', held: 'tunnel, cvmfs, container, credential, glidein' });
     await temporal('workflow', 'cancel', '--workflow-id', id);
     const until = Date.now() + 60_000;
     let d = await describe();

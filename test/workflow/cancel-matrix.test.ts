@@ -6,6 +6,7 @@
 import { WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';
 import { CancelledFailure } from '@temporalio/common';
 import { statusQuery } from '../../src/workflows/messages';
+import { TEARDOWN_STEP_NAMES } from '../../src/workflows/steps';
 import { SITES_DIR } from '../../sandbox/sites';
 import { stepsOf, useDevServer, waitFor } from './harness';
 import { EMPTY, footprint } from './site-state';
@@ -23,8 +24,16 @@ const UNDO: Record<string, string[]> = {
   mountCvmfs: ['unmountCvmfs', 'closeTunnel', 'cleanupGlidein'],
   startContainer: ['stopContainer', 'unmountCvmfs', 'closeTunnel', 'cleanupGlidein'],
   preloadProxychains: ['stopContainer', 'unmountCvmfs', 'closeTunnel', 'cleanupGlidein'],
-  startGlidein: ['stopGlidein', 'stopContainer', 'unmountCvmfs', 'closeTunnel', 'cleanupGlidein'],
-  confirmRegistration: ['stopGlidein', 'stopContainer', 'unmountCvmfs', 'closeTunnel', 'cleanupGlidein'],
+  stageCredential: ['removeCredential', 'stopContainer', 'unmountCvmfs', 'closeTunnel', 'cleanupGlidein'],
+  startGlidein: ['stopGlidein', 'removeCredential', 'stopContainer', 'unmountCvmfs', 'closeTunnel', 'cleanupGlidein'],
+  confirmRegistration: [
+    'stopGlidein',
+    'removeCredential',
+    'stopContainer',
+    'unmountCvmfs',
+    'closeTunnel',
+    'cleanupGlidein',
+  ],
 };
 
 describe('cancel matrix', () => {
@@ -50,9 +59,7 @@ describe('cancel matrix', () => {
         expect(status.phase).toBe('cancelled');
         expect(status.held).toEqual([]);
         const steps = stepsOf(status);
-        const setupEnd = steps.findIndex((s) =>
-          ['stopGlidein', 'stopContainer', 'unmountCvmfs', 'closeTunnel', 'cleanupGlidein'].includes(s.split(':')[0]),
-        );
+        const setupEnd = steps.findIndex((s) => TEARDOWN_STEP_NAMES.includes(s.split(':')[0] as never));
         const teardown = steps.slice(setupEnd);
         // The step running when the cancel arrived may have finished first; its inverse then runs too.
         expect(teardown.every((s) => s.endsWith(':ok'))).toBe(true);
