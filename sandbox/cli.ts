@@ -6,9 +6,12 @@
  *   npx ts-node sandbox/cli.ts jsc-box up      build JSC in a box and start everything (idempotent)
  *   npx ts-node sandbox/cli.ts jsc-box down    remove the namespaces, the bridge and every process (the directory stays)
  *   npx ts-node sandbox/cli.ts jsc-box status  namespaces, daemons, Slurm, processes and mounts of the box
+ *   npx ts-node sandbox/cli.ts jsc-box strict on|off
+ *                                              strict: no sshd on the worker node, from= on the login node's keys,
+ *                                              the login node bans a source opening too many SSH connections
  * (`npm run site -- up` and `npm run box -- up` are the same.) Each site is named after its profile in sites/.
  */
-import { BOX_DIR, BOX_PATHS, boxStatus, startJscBox, stopJscBox, type BoxStatus } from './jsc-box';
+import { BAN, BOX_DIR, BOX_PATHS, boxStatus, setStrict, startJscBox, stopJscBox, type BoxStatus } from './jsc-box';
 import { SITE_DIR, SITE_PATHS, siteStatus, startLocalSite, stopLocalSite, type SiteStatus } from './local-site';
 
 function printSiteStatus(status: SiteStatus): void {
@@ -25,6 +28,11 @@ function printSiteStatus(status: SiteStatus): void {
 }
 
 function printBoxStatus(status: BoxStatus): void {
+  console.log(
+    status.strict
+      ? `strict: no sshd on the worker node, from= keys, a source opening more than ${BAN.connections} SSH connections a minute is banned ${BAN.banSeconds} s; banned now: ${status.banned.join(' ') || 'none'}`
+      : 'lenient: sshd on the worker node, keys from anywhere, no ban (`jsc-box strict on` makes it strict)',
+  );
   console.log(`namespaces: ${status.namespaces.join(' ') || 'none'}; bridge glbr0: ${status.bridge ? 'up' : 'absent'}`);
   for (const s of status.services) {
     const where = s.endpoint ? `${s.endpoint.host}:${s.endpoint.port}` : 'unix socket';
@@ -86,13 +94,20 @@ async function jscBox(command: string | undefined): Promise<number> {
     case 'status':
       printBoxStatus(await boxStatus());
       return 0;
+    case 'strict': {
+      const on = process.argv[4];
+      if (on !== 'on' && on !== 'off') return usage();
+      await setStrict(on === 'on');
+      printBoxStatus(await boxStatus());
+      return 0;
+    }
     default:
       return usage();
   }
 }
 
 function usage(): number {
-  console.error('usage: npx ts-node sandbox/cli.ts local|jsc-box up|down|status');
+  console.error('usage: npx ts-node sandbox/cli.ts local|jsc-box up|down|status | jsc-box strict on|off');
   return 2;
 }
 

@@ -164,6 +164,8 @@ export const BOX_PATHS = {
   poolKeysDir: path.join(BOX_DIR, 'pool', 'signing-keys'),
   operatorToken: path.join(BOX_DIR, 'operator', 'pool.idtoken'),
   collectorLog: path.join(BOX_DIR, 'pool', 'collector.log'),
+  /** Present while the box is strict (setStrict): `up` keeps it strict. */
+  strictMarker: path.join(BOX_DIR, 'strict'),
   squidLog: path.join(BOX_DIR, 'pool', 'squid-access.log'),
   nodesDir: path.join(BOX_DIR, 'nodes'),
   slurmDir,
@@ -553,11 +555,103 @@ export async function serviceStatus(service: BoxService): Promise<BoxServiceStat
   return { service, node: spec.node, endpoint: spec.endpoint, pids, ready: pids.length > 0 && (await spec.ready()) };
 }
 
+/** Stops a service (SIGTERM, then SIGKILL after 5 s) and starts it again: a daemon restart as a site does one. */
+export async function restartService(service: BoxService): Promise<void> {
+  requireRoot();
+  await killAndWait(servicePids(service), 5000);
+  await startService(service);
+}
+
 /** Removes (false) or restores (true) the KIT hop: stops or starts the KIT proxy. */
 export async function setKitProxy(up: boolean): Promise<void> {
   requireRoot();
   if (up) await startService('kit');
   else await killAndWait(servicePids('kit'), 5000);
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Strict: JSC as it publishes itself
+
+/**
+ * JSC's firewall "automatically disables the originating system" after "too many accesses within a short amount
+ * of time". JSC publishes no numbers; these are the box's: more than `connections` new SSH connections from one
+ * source within a minute (a token bucket of that size, refilled at that rate per minute) bans the source for
+ * `banSeconds`, every packet of it dropped at the login node's outside interface.
+ */
+export const BAN = { connections: 10, banSeconds: 300 } as const;
+
+/** The ban, as nft rules in the login node's namespace (input hook, its outside interface eth0). */
+export function banRules(): string {
+  return [
+    'table inet jscban {',
+    '  set banned { type ipv4_addr; flags timeout; }',
+    '  set ssh_new { type ipv4_addr; flags dynamic,timeout; timeout 60s; }',
+    '  chain input {',
+    '    type filter hook input priority filter - 1; policy accept;',
+    '    iifname "eth0" ip saddr @banned counter drop',
+    `    iifname "eth0" tcp dport 22 ct state new update @ssh_new { ip saddr limit rate over ${BAN.connections}/minute burst ${BAN.connections} packets } add @banned { ip saddr timeout ${BAN.banSeconds}s } counter drop`,
+    '  }',
+    '}',
+    '',
+  ].join('\n');
+}
+
+/**
+ * A node's authorized_keys for the site user. Strict, as JSC registers keys: each with the `from=` list of the
+ * hosts it may come from — the operator's key from the operator's machine only, the tunnel key (forward mode's
+ * key on the site; unused by the relay) from the worker node only.
+ */
+function authorizedKeys(node: 'login' | 'worker', strict: boolean): string {
+  const P = BOX_PATHS;
+  const operatorPub = fs.readFileSync(`${P.operatorKey}.pub`, 'utf8').trim();
+  const sitePub = fs.readFileSync(`${P.siteKey}.pub`, 'utf8').trim();
+  if (!strict || node === 'worker') return `${operatorPub}\n${sitePub}\n`;
+  return `from="${OPERATOR_ADDRESS}" ${operatorPub}\nfrom="${BOX_NODES.worker.address}" ${sitePub}\n`;
+}
+
+export function isStrict(): boolean {
+  return fs.existsSync(BOX_PATHS.strictMarker);
+}
+
+async function applyBanRules(strict: boolean): Promise<void> {
+  const ns = BOX_NODES.login.namespace;
+  // Declared first so that deleting it never fails; then defined again, or not.
+  const script = `table inet jscban {}\ndelete table inet jscban\n${strict ? banRules() : ''}`;
+  await run(['nsenter', `--net=/run/netns/${ns}`, 'nft', '-f', '-'], `setting the ban in ${ns}`, { input: script });
+}
+
+/**
+ * Makes the box strict (or lenient again) while it runs: no sshd on the worker node at all, `from=` on every key
+ * of the login node, and the login node banning a source that opens too many SSH connections (BAN). Persists:
+ * `up` keeps the box as it was left.
+ */
+export async function setStrict(strict: boolean): Promise<void> {
+  requireRoot();
+  if (strict) writeFile(BOX_PATHS.strictMarker, 'JSC in a box is strict (sandbox/jsc-box.ts setStrict)\n', 0o644);
+  else fs.rmSync(BOX_PATHS.strictMarker, { force: true });
+  writeFile(path.join(BOX_PATHS.loginDir, 'authorized_keys', BOX_USER), authorizedKeys('login', strict), 0o644);
+  // A box that is down becomes strict (or not) when it comes up.
+  if (!(await existingNamespaces()).includes(BOX_NODES.login.namespace)) return;
+  await applyBanRules(strict);
+  if (strict) await killAndWait(servicePids('worker-sshd'), 5000);
+  else await startService('worker-sshd');
+}
+
+/** The sources the login node bans now. */
+export async function bannedSources(): Promise<string[]> {
+  const r = await inNamespace(BOX_NODES.login.namespace, ['nft', '-j', 'list', 'set', 'inet', 'jscban', 'banned']);
+  if (r.code !== 0) return [];
+  const doc = JSON.parse(r.stdout) as { nftables: Array<{ set?: { elem?: unknown[] } }> };
+  const elems = doc.nftables.find((x) => x.set)?.set?.elem ?? [];
+  return elems.map((e) =>
+    typeof e === 'string' ? e : String((e as { elem?: { val?: unknown } }).elem?.val ?? JSON.stringify(e)),
+  );
+}
+
+/** Lifts every ban (and forgets the connection counts). */
+export async function clearBans(): Promise<void> {
+  for (const set of ['banned', 'ssh_new'])
+    await inNamespace(BOX_NODES.login.namespace, ['nft', 'flush', 'set', 'inet', 'jscban', set]);
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -729,8 +823,9 @@ function buildLayout(user: UserEntry): void {
 
 async function writeKeysAndConfigs(user: UserEntry): Promise<void> {
   const P = BOX_PATHS;
-  const operatorPub = keygen(P.operatorKey, 'operator@jsc-box');
-  const sitePub = keygen(P.siteKey, 'glidein@jsc-box', user);
+  // The public keys are read back by authorizedKeys().
+  keygen(P.operatorKey, 'operator@jsc-box');
+  keygen(P.siteKey, 'glidein@jsc-box', user);
   const loginPub = keygen(path.join(P.loginDir, 'host_ed25519'), 'jwlogin');
   const workerPub = keygen(path.join(P.workerDir, 'host_ed25519'), 'jwc01');
   const login = BOX_ENDPOINTS.login;
@@ -756,7 +851,7 @@ async function writeKeysAndConfigs(user: UserEntry): Promise<void> {
   );
   for (const node of ['login', 'worker'] as const) {
     const dir = node === 'login' ? P.loginDir : P.workerDir;
-    writeFile(path.join(dir, 'authorized_keys', BOX_USER), `${operatorPub}\n${sitePub}\n`, 0o644);
+    writeFile(path.join(dir, 'authorized_keys', BOX_USER), authorizedKeys(node, isStrict()), 0o644);
     writeFile(path.join(dir, 'sshd_config'), sshdConfig(node), 0o644);
   }
   writeFile(P.slurmConf, slurmConfig(), 0o644);
@@ -1008,10 +1103,15 @@ export async function startJscBox(): Promise<JscBox> {
     buildLayout(user);
     await writeKeysAndConfigs(user);
     await buildNetwork();
+    const strict = isStrict();
+    await applyBanRules(strict);
     for (const node of NODE_LIST) await startAnchor(node);
     // Slurm in order: munged, then slurmctld listening, then slurmd (whose first registration then succeeds).
+    // Strict: the worker node has no sshd.
     const others = Promise.all(
-      (['login-sshd', 'worker-sshd', 'kit', 'collector', 'squid'] as const).map((s) => startService(s)),
+      (['login-sshd', 'worker-sshd', 'kit', 'collector', 'squid'] as const)
+        .filter((s) => !(strict && s === 'worker-sshd'))
+        .map((s) => startService(s)),
     );
     let slurmStarted = await startService('munge');
     slurmStarted = (await startService('slurmctld')) || slurmStarted;
@@ -1087,6 +1187,9 @@ export async function stopJscBox(): Promise<void> {
 }
 
 export interface BoxStatus {
+  /** strict (setStrict): no worker sshd, from= keys, the login node bans; and who is banned now. */
+  strict: boolean;
+  banned: string[];
   namespaces: BoxNamespace[];
   bridge: boolean;
   services: BoxServiceStatus[];
@@ -1102,6 +1205,8 @@ export async function boxStatus(): Promise<BoxStatus> {
   const services = await Promise.all(SERVICE_LIST.map((s) => serviceStatus(s)));
   const slurmUp = services.find((s) => s.service === 'slurmctld')?.ready === true;
   return {
+    strict: isStrict(),
+    banned: namespaces.includes(BOX_NODES.login.namespace) ? await bannedSources() : [],
     namespaces,
     bridge: await linkExists(BOX_BRIDGE),
     services,

@@ -5,7 +5,8 @@
  * drained the way an operator would.
  *
  *   npm run demo                 # launch, hold DEMO_HOLD seconds (default 15), drain, stop everything
- *   DEMO_SITE=local npm run demo # the loopback site instead of JSC in a box
+ *   DEMO_SITE=local npm run demo # the loopback site instead of JSC in a box (strict by default)
+ *   DEMO_SITE=jsc-box npm run demo # JSC in a box, lenient (ssh into the node, the forward tunnel)
  *   npm run demo -- --serve      # keep server, site and worker up for the temporal CLI; Ctrl-C stops
  */
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -16,7 +17,7 @@ import * as net from 'node:net';
 import * as path from 'node:path';
 import { Connection, Client } from '@temporalio/client';
 import { NativeConnection } from '@temporalio/worker';
-import { joinJscBox, leaveJscBox } from '../sandbox/jsc-box';
+import { BAN, bannedSources, isStrict, joinJscBox, leaveJscBox, setStrict } from '../sandbox/jsc-box';
 import { joinLocalSite, leaveLocalSite } from '../sandbox/local-site';
 import { installRuntimeLogger, logger } from '../src/logger';
 import { SshPool } from '../src/remote/ssh';
@@ -165,11 +166,13 @@ async function main(): Promise<void> {
  */
 function demoSites(): string {
   const dir = mkdtempSync(path.join(tmpdir(), 'demo-sites-'));
-  for (const name of ['local', 'jsc-box']) {
+  for (const name of ['local', 'jsc-box', 'jsc-box-strict']) {
     const profile = parse(readFileSync(path.join(__dirname, '..', 'sites', `${name}.yaml`), 'utf8'));
-    const first = profile.tunnel.socksPort as number;
-    delete profile.tunnel.socksPort;
-    profile.tunnel.socksPorts = `${first}-${first + 9}`;
+    const first = profile.tunnel.socksPort as number | undefined;
+    if (first !== undefined) {
+      delete profile.tunnel.socksPort;
+      profile.tunnel.socksPorts = `${first}-${first + 9}`;
+    }
     const n = Math.max(fleetSize(), 1);
     profile.fleet = { ...profile.fleet, maxGlideins: n, maxStarting: n };
     // Slurm gives each job the whole node unless it asks for less: here each holder job asks for a share.
@@ -230,13 +233,31 @@ async function startSite(): Promise<{ name: string; leave: () => Promise<void> }
   if (wanted !== 'local') {
     try {
       say(
-        "starting JSC in a box: namespaces gl-login, gl-worker, gl-kit, gl-pool with JSC's firewall, Slurm, sshd, tinyproxy as KIT, collector",
+        "starting JSC in a box: namespaces gl-login, gl-worker, gl-kit, gl-pool with JSC's firewall, Slurm, sshd, tinyproxy as KIT, collector, squid",
       );
       await joinJscBox();
-      say('site: jsc-box (sites/jsc-box.yaml): the worker node comes from a Slurm job and reaches only the login node');
-      return { name: 'jsc-box', leave: async () => void (await leaveJscBox()) };
+      // JSC as it publishes itself, unless the lenient box was asked for: no sshd on the worker node, keys with
+      // from=, a login node that bans a source opening too many connections; the node by srun, the relay tunnel.
+      const strict = wanted !== 'jsc-box';
+      const wasStrict = isStrict();
+      if (strict !== wasStrict) await setStrict(strict);
+      const name = strict ? 'jsc-box-strict' : 'jsc-box';
+      say(
+        strict
+          ? `site: ${name} (sites/${name}.yaml): strict JSC in a box: no sshd on the worker node (srun --jobid --overlap steps), no key on the site (a relay on the login node), from= keys, and a login node that bans a source opening more than ${BAN.connections} SSH connections a minute`
+          : `site: ${name} (sites/${name}.yaml): the worker node comes from a Slurm job and reaches only the login node`,
+      );
+      return {
+        name,
+        leave: async () => {
+          const banned = await bannedSources();
+          say(`banned by the login node's firewall: ${banned.join(' ') || 'nobody'}`);
+          if (strict !== wasStrict) await setStrict(wasStrict);
+          await leaveJscBox();
+        },
+      };
     } catch (err) {
-      if (wanted === 'jsc-box') throw err;
+      if (wanted === 'jsc-box' || wanted === 'jsc-box-strict') throw err;
       say(
         `JSC in a box is not possible here (${err instanceof Error ? err.message.split('\n')[0] : String(err)}); using the loopback site`,
       );

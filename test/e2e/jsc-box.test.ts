@@ -4,17 +4,16 @@
  * 80/443), the worker node comes from a real Slurm holder job, and the glidein must register through
  * tunnel → KIT → collector. Checked on the box after every step; nothing may be left behind.
  */
-import { execFile } from 'node:child_process';
 import { copyFileSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
-import { promisify } from 'node:util';
 import { parse, stringify } from 'yaml';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { LaunchGlidein } from '../../src/workflows';
-import { statusQuery, stopSignal, type GlideinStatus } from '../../src/workflows/messages';
+import { statusQuery, stopSignal } from '../../src/workflows/messages';
 import { expectNoSecretsInHistories, startWorkerProcess, type WorkerProcess } from '../helpers/worker-process';
-import { createTestEnv, ROOT, temporalCli } from '../../sandbox/temporal';
+import { BOX_TEARDOWN, boxHarness, footprint, NOTHING, run } from './box-harness';
+import { createTestEnv, ROOT } from '../../sandbox/temporal';
 import {
   boxCollectorAds,
   boxMounts,
@@ -26,11 +25,12 @@ import {
   kitLog,
   leaveJscBox,
   setKitProxy,
+  setStrict,
+  bannedSources,
   slurmJobs,
   sshdLog,
 } from '../../sandbox/jsc-box';
 
-const run = promisify(execFile);
 const TASK_QUEUE = `box-${process.pid}`;
 
 let env: TestWorkflowEnvironment;
@@ -67,76 +67,11 @@ function sitesDir(): string {
   return dir;
 }
 
-async function temporal(...args: string[]): Promise<string> {
-  const { stdout } = await run(temporalCli(), [...args, '--address', env.address, '--namespace', 'default'], {
-    timeout: 120_000,
-  });
-  return stdout;
-}
-
-/** `temporal workflow start --type LaunchGlidein` on the worker's queue, as an operator types it. */
-async function startLaunch(id: string, input: string): Promise<string> {
-  return temporal(
-    'workflow',
-    'start',
-    '--type',
-    'LaunchGlidein',
-    '--task-queue',
-    TASK_QUEUE,
-    '--workflow-id',
-    id,
-    '--input',
-    input,
-  );
-}
-
-async function status<T = GlideinStatus>(id: string): Promise<T | undefined> {
-  const out = await temporal('workflow', 'query', '--workflow-id', id, '--type', 'status', '--output', 'json').catch(
-    () => undefined,
-  );
-  if (!out) return undefined;
-  const parsed = JSON.parse(out);
-  return (parsed.queryResult ?? parsed)[0] as T;
-}
-
-async function until<T>(what: string, probe: () => Promise<T | undefined | false>, timeoutMs = 90_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await probe();
-    if (v) return v;
-    if (Date.now() > deadline)
-      throw new Error(`timed out waiting for ${what}; worker log:\n${worker.log().slice(-4000)}`);
-    await new Promise((r) => setTimeout(r, 500));
-  }
-}
-
-const closed = async (id: string, expected: string) =>
-  until(`${id} to close as ${expected}`, async () => {
-    const d = JSON.parse(await temporal('workflow', 'describe', '--workflow-id', id, '--output', 'json'));
-    return d.workflowExecutionInfo.status === expected && d;
-  });
-
-/** What the box holds for one glidein. */
-async function footprint(id: string) {
-  const procs = boxProcesses();
-  return {
-    jobs: (await slurmJobs()).filter((j) => j.name === id).map((j) => `${j.state}@${j.nodes}`),
-    tunnels: procs.filter((p) => p.argv[0] === 'ssh' && / -[DR] 127\.0\.0\.1:1080 /.test(p.cmdline)).map((p) => p.node),
-    // A relay names its glidein's directory (its secret file) in its argv.
-    relays: procs
-      .filter((p) => p.argv.includes('jsc-glidein-relay') && p.cmdline.includes(`/${id}/`))
-      .map((p) => p.node),
-    glideins: procs.filter((p) => p.cmdline.includes('condor_master')).map((p) => p.node),
-    instances: procs
-      .filter((p) => p.cmdline.includes(`[glidein-${id}]`) || p.cmdline.includes(`[${id}]`))
-      .map((p) => p.node),
-    mounts: boxMounts()
-      .filter((m) => m.target.includes('/dist/cvmfs/'))
-      .map((m) => m.where),
-    ads: (await boxCollectorAds(`GlideinLaunchId == "${id}"`)).map((ad) => String(ad.UpdatesPeerAddress ?? '')),
-  };
-}
-const NOTHING = { jobs: [], tunnels: [], relays: [], glideins: [], instances: [], mounts: [], ads: [] };
+const { temporal, startLaunch, status, until, closed, drainAndCheck } = boxHarness(() => ({
+  env,
+  worker,
+  taskQueue: TASK_QUEUE,
+}));
 
 /** What the box holds for a fleet's glideins (ids `glidein-<fleet>-<slot>`), and every lease on the site. */
 async function fleetFootprint(fleet: string) {
@@ -166,6 +101,7 @@ async function fleetFootprint(fleet: string) {
 
 beforeAll(async () => {
   await joinJscBox();
+  await setStrict(false); // these suites ssh into the worker node (jsc-box-strict.test.ts is the strict box)
   env = await createTestEnv();
   sites = sitesDir();
   worker = startWorkerProcess(env, TASK_QUEUE, { SITES_DIR: sites });
@@ -177,6 +113,19 @@ afterAll(async () => {
   await env?.teardown();
   await leaveJscBox();
 }, 60_000);
+
+/**
+ * Cases that run on the strict box too, as jsc-box-steps (srun steps, the relay): JSC as it publishes itself, no
+ * sshd on the worker node, from= keys, the login node's ban. They are registered in the strict block at the end.
+ */
+const strictCases: Array<[string, () => Promise<void>, number | undefined]> = [];
+function onBoth(name: string, fn: (site: string) => Promise<void>, timeout?: number): void {
+  it(name.replace('%s', 'jsc-box'), () => fn('jsc-box'), timeout);
+  strictCases.push([name.replace('%s', 'jsc-box-steps'), () => fn('jsc-box-steps'), timeout]);
+}
+function onStrict(name: string, fn: () => Promise<void>, timeout?: number): void {
+  strictCases.push([name, fn, timeout]);
+}
 
 describe('LaunchGlidein in JSC in a box, driven by the temporal CLI', () => {
   it.each([
@@ -203,19 +152,7 @@ describe('LaunchGlidein in JSC in a box, driven by the temporal CLI', () => {
     expect(held.ads).toEqual(['10.77.0.3']);
     expect(kitLog().slice(kitBefore)).toMatch(/CONNECT 10\.77\.0\.4:9618/);
 
-    await temporal('workflow', 'signal', '--workflow-id', id, '--name', 'drain');
-    const result = JSON.parse(await temporal('workflow', 'result', '--workflow-id', id, '--output', 'json'));
-    expect(JSON.stringify(result)).toContain('drained');
-    const steps = (await status(id))!.steps.map((s) => `${s.step}:${s.status}`);
-    expect(steps.slice(-7)).toEqual([
-      'stopGlidein:ok',
-      'removeCredential:ok',
-      'stopContainer:ok',
-      'unmountCvmfs:ok',
-      'closeTunnel:ok',
-      'cleanupGlidein:ok',
-      'releaseNode:ok',
-    ]);
+    await drainAndCheck(id);
     const history = JSON.parse(await temporal('workflow', 'show', '--workflow-id', id, '--output', 'json'));
     const activities = history.events
       .filter((e: any) => e.activityTaskScheduledEventAttributes)
@@ -226,69 +163,60 @@ describe('LaunchGlidein in JSC in a box, driven by the temporal CLI', () => {
     expect(await footprint(id)).toEqual(NOTHING);
   });
 
-  it('jsc-box-steps (Slurm steps, relay on the login node): no ssh into the node, no key on the site; registered; the glidein lives in the job; drain leaves nothing', async () => {
-    const id = `box-s-${Date.now()}`;
-    const workerSshd = sshdLog('worker').length;
-    const kitBefore = kitLog().length;
-    const squidBefore = readFileSync(BOX_PATHS.squidLog, 'utf8').length;
-    await startLaunch(id, JSON.stringify({ site: 'jsc-box-steps' }));
-    const monitoring = await until('registration', async () => {
-      const s = await status(id);
-      return s?.phase === 'monitoring' && s;
-    });
-    const jobId = monitoring.allocation!.jobId;
-    const held = await footprint(id);
-    expect(held.jobs).toEqual(['RUNNING@jwc01']);
-    expect(held.glideins).toEqual(['worker']);
-    expect(held.instances).toEqual(['worker']);
-    expect(held.mounts).toEqual(['worker', 'worker']);
-    expect(held.ads).toEqual(['10.77.0.3']);
-    expect(kitLog().slice(kitBefore)).toMatch(/CONNECT 10\.77\.0\.4:9618/);
-    // The Frontier check and cvmfs (asking its proxy for each repository) went out the same way: from KIT.
-    const squid = readFileSync(BOX_PATHS.squidLog, 'utf8').slice(squidBefore);
-    expect(squid).toMatch(/ 10\.77\.0\.3 TCP_MISS\/200 \d+ GET http:\/\/cmsfrontier\.cern\.ch:8000\/FrontierProd\//);
-    expect(squid).toMatch(/ 10\.77\.0\.3 TCP_MISS\/200 \d+ GET \S+\/cvmfs\/cms\.cern\.ch\/\.cvmfspublished/);
-    expect(monitoring.steps.find((s) => s.step === 'verifyOutbound')?.detail).toMatch(/frontier: HTTP\/1\.1 200 OK$/);
-    // The tunnel is the relay, on the login node, on a leased port of the range; no ssh tunnel anywhere.
-    const relays = boxProcesses().filter((p) => p.argv.includes('jsc-glidein-relay'));
-    const portOf = (argv: string[]) => argv[argv.indexOf('jsc-glidein-relay') + 2];
-    expect(relays.map((p) => [p.node, portOf(p.argv)])).toEqual([['login', expect.stringMatching(/^110\d$/)]]);
-    expect(held.tunnels).toEqual([]);
-    // What must outlive a step runs in the job: the glidein's master carries the job's id, and no step's.
-    const master = boxProcesses().find((p) => p.cmdline.includes('condor_master'))!;
-    const environ = readFileSync(`/proc/${master.pid}/environ`, 'utf8').split('\0');
-    expect(environ).toContain(`SLURM_JOB_ID=${jobId}`);
-    expect(environ.some((e) => e.startsWith('SLURM_STEP_ID='))).toBe(false);
-    // The secret stays on the site, readable by the user alone; proxychains.conf holds it filled in.
-    const glideinDir = (await run('find', [BOX_PATHS.workDir, '-maxdepth', '1', '-name', `*${id}*`])).stdout.trim();
-    expect(glideinDir).not.toBe('');
-    for (const file of ['relay.secret', 'proxychains.conf'])
-      expect((await run('stat', ['-c', '%a', path.join(glideinDir, file)])).stdout.trim()).toBe('600');
-    const secret = readFileSync(path.join(glideinDir, 'relay.secret'), 'utf8').trim();
-    expect(readFileSync(path.join(glideinDir, 'proxychains.conf'), 'utf8')).toContain(`glidein ${secret}`);
-    expect(worker.log()).not.toContain(secret);
-    // Nothing reached the worker node's sshd.
-    expect(sshdLog('worker').slice(workerSshd)).not.toMatch(/Accepted/);
+  onStrict(
+    'jsc-box-steps (Slurm steps, relay on the login node): no ssh into the node, no key on the site; registered; the glidein lives in the job; drain leaves nothing',
+    async () => {
+      const id = `box-s-${Date.now()}`;
+      const workerSshd = sshdLog('worker').length;
+      const kitBefore = kitLog().length;
+      const squidBefore = readFileSync(BOX_PATHS.squidLog, 'utf8').length;
+      await startLaunch(id, JSON.stringify({ site: 'jsc-box-steps' }));
+      const monitoring = await until('registration', async () => {
+        const s = await status(id);
+        return s?.phase === 'monitoring' && s;
+      });
+      const jobId = monitoring.allocation!.jobId;
+      const held = await footprint(id);
+      expect(held.jobs).toEqual(['RUNNING@jwc01']);
+      expect(held.glideins).toEqual(['worker']);
+      expect(held.instances).toEqual(['worker']);
+      expect(held.mounts).toEqual(['worker', 'worker']);
+      expect(held.ads).toEqual(['10.77.0.3']);
+      expect(kitLog().slice(kitBefore)).toMatch(/CONNECT 10\.77\.0\.4:9618/);
+      // The Frontier check and cvmfs (asking its proxy for each repository) went out the same way: from KIT.
+      const squid = readFileSync(BOX_PATHS.squidLog, 'utf8').slice(squidBefore);
+      expect(squid).toMatch(/ 10\.77\.0\.3 TCP_MISS\/200 \d+ GET http:\/\/cmsfrontier\.cern\.ch:8000\/FrontierProd\//);
+      expect(squid).toMatch(/ 10\.77\.0\.3 TCP_MISS\/200 \d+ GET \S+\/cvmfs\/cms\.cern\.ch\/\.cvmfspublished/);
+      expect(monitoring.steps.find((s) => s.step === 'verifyOutbound')?.detail).toMatch(/frontier: HTTP\/1\.1 200 OK$/);
+      // The tunnel is the relay, on the login node, on a leased port of the range; no ssh tunnel anywhere.
+      const relays = boxProcesses().filter((p) => p.argv.includes('jsc-glidein-relay'));
+      const portOf = (argv: string[]) => argv[argv.indexOf('jsc-glidein-relay') + 2];
+      expect(relays.map((p) => [p.node, portOf(p.argv)])).toEqual([['login', expect.stringMatching(/^110\d$/)]]);
+      expect(held.tunnels).toEqual([]);
+      // What must outlive a step runs in the job: the glidein's master carries the job's id, and no step's.
+      const master = boxProcesses().find((p) => p.cmdline.includes('condor_master'))!;
+      const environ = readFileSync(`/proc/${master.pid}/environ`, 'utf8').split('\0');
+      expect(environ).toContain(`SLURM_JOB_ID=${jobId}`);
+      expect(environ.some((e) => e.startsWith('SLURM_STEP_ID='))).toBe(false);
+      // The secret stays on the site, readable by the user alone; proxychains.conf holds it filled in.
+      const glideinDir = (await run('find', [BOX_PATHS.workDir, '-maxdepth', '1', '-name', `*${id}*`])).stdout.trim();
+      expect(glideinDir).not.toBe('');
+      for (const file of ['relay.secret', 'proxychains.conf'])
+        expect((await run('stat', ['-c', '%a', path.join(glideinDir, file)])).stdout.trim()).toBe('600');
+      const secret = readFileSync(path.join(glideinDir, 'relay.secret'), 'utf8').trim();
+      expect(readFileSync(path.join(glideinDir, 'proxychains.conf'), 'utf8')).toContain(`glidein ${secret}`);
+      expect(worker.log()).not.toContain(secret);
+      // Nothing reached the worker node's sshd.
+      expect(sshdLog('worker').slice(workerSshd)).not.toMatch(/Accepted/);
 
-    await temporal('workflow', 'signal', '--workflow-id', id, '--name', 'drain');
-    const result = JSON.parse(await temporal('workflow', 'result', '--workflow-id', id, '--output', 'json'));
-    expect(JSON.stringify(result)).toContain('drained');
-    const steps = (await status(id))!.steps.map((s) => `${s.step}:${s.status}`);
-    expect(steps.slice(-7)).toEqual([
-      'stopGlidein:ok',
-      'removeCredential:ok',
-      'stopContainer:ok',
-      'unmountCvmfs:ok',
-      'closeTunnel:ok',
-      'cleanupGlidein:ok',
-      'releaseNode:ok',
-    ]);
-    expect(await footprint(id)).toEqual(NOTHING);
-    expect(boxProcesses().filter((p) => p.argv.includes('jsc-glidein-relay'))).toEqual([]);
-    expect(sshdLog('worker').slice(workerSshd)).not.toMatch(/Accepted/);
-  });
+      await drainAndCheck(id);
+      expect(await footprint(id)).toEqual(NOTHING);
+      expect(boxProcesses().filter((p) => p.argv.includes('jsc-glidein-relay'))).toEqual([]);
+      expect(sshdLog('worker').slice(workerSshd)).not.toMatch(/Accepted/);
+    },
+  );
 
-  it.each(['jsc-box', 'jsc-box-steps'])(
+  onBoth(
     '%s: the worker process killed right after allocateNode: a new worker finds the same Slurm job, never submits a second',
     async (site) => {
       const id = `box-crash-${site === 'jsc-box' ? 'f' : 's'}-${Date.now()}`;
@@ -375,76 +303,65 @@ describe('LaunchGlidein in JSC in a box, driven by the temporal CLI', () => {
     expect(await footprint(id)).toEqual(NOTHING);
   });
 
-  it.each(['jsc-box', 'jsc-box-steps'])(
-    '%s: cancel releases everything, the Slurm job last, and the workflow closes as cancelled',
-    async (site) => {
-      const id = `box-cancel-${site === 'jsc-box' ? 'f' : 's'}-${Date.now()}`;
-      await startLaunch(id, JSON.stringify({ site }));
-      await until('monitoring', async () => (await status(id))?.phase === 'monitoring');
-      await temporal('workflow', 'cancel', '--workflow-id', id);
-      await closed(id, 'WORKFLOW_EXECUTION_STATUS_CANCELED');
-      expect(await footprint(id)).toEqual(NOTHING);
-    },
-  );
-
-  it('jsc-box-steps: the job cancelled from outside ends the glidein as allocation-ended; its processes and mounts ended with the job, teardown releases the relay and the leases; nothing left', async () => {
-    const id = `box-scancel-s-${Date.now()}`;
-    await startLaunch(id, JSON.stringify({ site: 'jsc-box-steps' }));
-    const monitoring = await until('monitoring', async () => {
-      const s = await status(id);
-      return s?.phase === 'monitoring' && s;
-    });
-    const cancelled = await inNamespace(BOX_NODES.login.namespace, ['scancel', monitoring.allocation!.jobId], {
-      timeoutMs: 15_000,
-    });
-    expect(cancelled.code).toBe(0);
-    const result = await temporal('workflow', 'result', '--workflow-id', id, '--output', 'json').catch(
-      async (err: Error) => {
-        throw new Error(`${err.message}\nsteps: ${JSON.stringify((await status(id))?.steps, null, 1)}`);
-      },
-    );
-    expect(result).toContain('the allocation ended');
-    const steps = (await status(id))!.steps;
-    expect(steps.slice(-7).map((s) => `${s.step}:${s.status}`)).toEqual([
-      'stopGlidein:ok',
-      'removeCredential:ok',
-      'stopContainer:ok',
-      'unmountCvmfs:ok',
-      'closeTunnel:ok',
-      'cleanupGlidein:ok',
-      'releaseNode:ok',
-    ]);
-    expect(steps.find((s) => s.step === 'stopGlidein')?.detail).toMatch(/has ended .*ended with it/);
-    expect(steps.find((s) => s.step === 'unmountCvmfs')?.detail).toMatch(/its mounts ended with it; leases: /);
+  onBoth('%s: cancel releases everything, the Slurm job last, and the workflow closes as cancelled', async (site) => {
+    const id = `box-cancel-${site === 'jsc-box' ? 'f' : 's'}-${Date.now()}`;
+    await startLaunch(id, JSON.stringify({ site }));
+    await until('monitoring', async () => (await status(id))?.phase === 'monitoring');
+    await temporal('workflow', 'cancel', '--workflow-id', id);
+    await closed(id, 'WORKFLOW_EXECUTION_STATUS_CANCELED');
     expect(await footprint(id)).toEqual(NOTHING);
-    const leases = await run('find', [path.dirname(BOX_PATHS.workDir), '-path', '*/.leases/*', '-name', `*${id}*`]);
-    expect(leases.stdout.trim()).toBe('');
   });
 
-  it.each(['jsc-box', 'jsc-box-steps'])(
-    '%s: without the KIT hop, verify-outbound fails naming the KIT proxy, and nothing is left',
-    async (site) => {
-      const id = `box-nokit-${site === 'jsc-box' ? 'f' : 's'}-${Date.now()}`;
-      await setKitProxy(false);
-      try {
-        await startLaunch(id, JSON.stringify({ site }));
-        const d = await closed(id, 'WORKFLOW_EXECUTION_STATUS_FAILED');
-        expect(d).toBeTruthy();
-        const s = (await status(id))!;
-        const verify = s.steps.find((x) => x.step === 'verifyOutbound');
-        expect(verify?.status).toBe('failed');
-        expect(verify?.error).toContain('the KIT proxy 10.77.0.3:80');
-        expect(s.steps.slice(-3).map((x) => `${x.step}:${x.status}`)).toEqual([
-          'closeTunnel:ok',
-          'cleanupGlidein:ok',
-          'releaseNode:ok',
-        ]);
-      } finally {
-        await setKitProxy(true);
-      }
+  onStrict(
+    'jsc-box-steps: the job cancelled from outside ends the glidein as allocation-ended; its processes and mounts ended with the job, teardown releases the relay and the leases; nothing left',
+    async () => {
+      const id = `box-scancel-s-${Date.now()}`;
+      await startLaunch(id, JSON.stringify({ site: 'jsc-box-steps' }));
+      const monitoring = await until('monitoring', async () => {
+        const s = await status(id);
+        return s?.phase === 'monitoring' && s;
+      });
+      const cancelled = await inNamespace(BOX_NODES.login.namespace, ['scancel', monitoring.allocation!.jobId], {
+        timeoutMs: 15_000,
+      });
+      expect(cancelled.code).toBe(0);
+      const result = await temporal('workflow', 'result', '--workflow-id', id, '--output', 'json').catch(
+        async (err: Error) => {
+          throw new Error(`${err.message}\nsteps: ${JSON.stringify((await status(id))?.steps, null, 1)}`);
+        },
+      );
+      expect(result).toContain('the allocation ended');
+      const steps = (await status(id))!.steps;
+      expect(steps.slice(-BOX_TEARDOWN.length).map((s) => `${s.step}:${s.status}`)).toEqual(BOX_TEARDOWN);
+      expect(steps.find((s) => s.step === 'stopGlidein')?.detail).toMatch(/has ended .*ended with it/);
+      expect(steps.find((s) => s.step === 'unmountCvmfs')?.detail).toMatch(/its mounts ended with it; leases: /);
       expect(await footprint(id)).toEqual(NOTHING);
+      const leases = await run('find', [path.dirname(BOX_PATHS.workDir), '-path', '*/.leases/*', '-name', `*${id}*`]);
+      expect(leases.stdout.trim()).toBe('');
     },
   );
+
+  onBoth('%s: without the KIT hop, verify-outbound fails naming the KIT proxy, and nothing is left', async (site) => {
+    const id = `box-nokit-${site === 'jsc-box' ? 'f' : 's'}-${Date.now()}`;
+    await setKitProxy(false);
+    try {
+      await startLaunch(id, JSON.stringify({ site }));
+      const d = await closed(id, 'WORKFLOW_EXECUTION_STATUS_FAILED');
+      expect(d).toBeTruthy();
+      const s = (await status(id))!;
+      const verify = s.steps.find((x) => x.step === 'verifyOutbound');
+      expect(verify?.status).toBe('failed');
+      expect(verify?.error).toContain('the KIT proxy 10.77.0.3:80');
+      expect(s.steps.slice(-3).map((x) => `${x.step}:${x.status}`)).toEqual([
+        'closeTunnel:ok',
+        'cleanupGlidein:ok',
+        'releaseNode:ok',
+      ]);
+    } finally {
+      await setKitProxy(true);
+    }
+    expect(await footprint(id)).toEqual(NOTHING);
+  });
 });
 
 describe('GlideinFleet in JSC in a box', () => {
@@ -541,4 +458,14 @@ describe('GlideinFleet in JSC in a box', () => {
       leases: [],
     });
   }, 600_000);
+});
+
+describe('LaunchGlidein in JSC in a box, strict: no sshd on the worker node, from= keys, a firewall that bans', () => {
+  beforeAll(() => setStrict(true), 60_000);
+  afterAll(async () => {
+    // Nothing here opened connections enough to be banned.
+    expect(await bannedSources()).toEqual([]);
+    await setStrict(false);
+  }, 60_000);
+  for (const [name, fn, timeout] of strictCases) it(name, fn, timeout);
 });

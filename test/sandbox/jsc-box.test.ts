@@ -27,6 +27,7 @@ import {
   leaveJscBox,
   serviceStatus,
   setKitProxy,
+  setStrict,
   startJscBox,
   slurmJobs,
   sshdLog,
@@ -75,6 +76,7 @@ const QUERY = [
 
 beforeAll(async () => {
   box = await joinJscBox();
+  await setStrict(false); // the box as built: sshd on both nodes, keys from anywhere, no ban
   testDir = path.join(box.paths.workDir, `box-test-${process.pid}`);
   proxychainsConf = path.join(testDir, 'proxychains.conf');
   verboseConf = path.join(testDir, 'proxychains-verbose.conf');

@@ -44,53 +44,59 @@ function objects(value: unknown, keys: string[] = []): string[][] {
   return [keys, ...Object.entries(value).flatMap(([k, v]) => objects(v, [...keys, k]))];
 }
 
-describe.each(['local', 'jsc-box', 'jsc-example'])('site profile %s against the hostile corpus', (site) => {
-  const original = parse(readFileSync(path.join(SITES, `${site}.yaml`), 'utf8'));
-  const fields = leaves(original).filter((l) => l.path !== 'name');
+describe.each(['local', 'jsc-box', 'jsc-box-strict', 'jsc-example'])(
+  'site profile %s against the hostile corpus',
+  (site) => {
+    const original = parse(readFileSync(path.join(SITES, `${site}.yaml`), 'utf8'));
+    const fields = leaves(original).filter((l) => l.path !== 'name');
 
-  it.each(fields.map((f) => [f.path, f]))('%s: refuses every hostile value it must, naming the field', (_p, field) => {
-    const { path: where, keys } = field as Leaf;
-    const leaf = field as Leaf;
-    let checked = 0;
-    for (const [what, value] of [...HOSTILE_STRINGS, ...HOSTILE_TYPES]) {
-      const lenient =
-        (FREE_TEXT.test(where) || ARGV_WORDS.test(where)) && typeof value === 'string' && !ALWAYS_REFUSED.has(what);
-      const sameType = typeof value === typeof leaf.value && typeof value !== 'string'; // 42 is a fine port
-      if (lenient || sameType) continue;
-      const profile = structuredClone(original);
-      setAt(profile, keys, value);
-      let message = '';
-      try {
-        parseSiteProfile(stringify(profile), `${site}.yaml`);
-      } catch (err) {
-        message = (err as Error).message;
-      }
-      // An array element may be reported by its index or by the array; a discriminator by its parent.
-      const named = [where, where.replace(/\[\d+\]$/, ''), where.split('.').slice(0, -1).join('.')].some(
-        (p) => p && message.includes(`${p}:`),
-      );
-      if (!message || !named)
-        throw new Error(
-          `${where} = ${what} (${JSON.stringify(value).slice(0, 40)}) was ${message ? `refused without naming the field: ${message}` : 'accepted'}`,
+    it.each(fields.map((f) => [f.path, f]))(
+      '%s: refuses every hostile value it must, naming the field',
+      (_p, field) => {
+        const { path: where, keys } = field as Leaf;
+        const leaf = field as Leaf;
+        let checked = 0;
+        for (const [what, value] of [...HOSTILE_STRINGS, ...HOSTILE_TYPES]) {
+          const lenient =
+            (FREE_TEXT.test(where) || ARGV_WORDS.test(where)) && typeof value === 'string' && !ALWAYS_REFUSED.has(what);
+          const sameType = typeof value === typeof leaf.value && typeof value !== 'string'; // 42 is a fine port
+          if (lenient || sameType) continue;
+          const profile = structuredClone(original);
+          setAt(profile, keys, value);
+          let message = '';
+          try {
+            parseSiteProfile(stringify(profile), `${site}.yaml`);
+          } catch (err) {
+            message = (err as Error).message;
+          }
+          // An array element may be reported by its index or by the array; a discriminator by its parent.
+          const named = [where, where.replace(/\[\d+\]$/, ''), where.split('.').slice(0, -1).join('.')].some(
+            (p) => p && message.includes(`${p}:`),
+          );
+          if (!message || !named)
+            throw new Error(
+              `${where} = ${what} (${JSON.stringify(value).slice(0, 40)}) was ${message ? `refused without naming the field: ${message}` : 'accepted'}`,
+            );
+          checked++;
+        }
+        expect(checked).toBeGreaterThan(0);
+      },
+    );
+
+    it.each(objects(original).map((k) => [k.join('.') || '(top level)', k]))(
+      '%s: refuses an unknown field, naming where',
+      (_p, keys) => {
+        const profile = structuredClone(original);
+        let at = profile;
+        for (const k of keys as string[]) at = at[k];
+        at.sneaky = 'x';
+        expect(() => parseSiteProfile(stringify(profile), `${site}.yaml`)).toThrow(
+          `${(keys as string[]).join('.') || '(top level)'}: Unrecognized key: "sneaky"`,
         );
-      checked++;
-    }
-    expect(checked).toBeGreaterThan(0);
-  });
-
-  it.each(objects(original).map((k) => [k.join('.') || '(top level)', k]))(
-    '%s: refuses an unknown field, naming where',
-    (_p, keys) => {
-      const profile = structuredClone(original);
-      let at = profile;
-      for (const k of keys as string[]) at = at[k];
-      at.sneaky = 'x';
-      expect(() => parseSiteProfile(stringify(profile), `${site}.yaml`)).toThrow(
-        `${(keys as string[]).join('.') || '(top level)'}: Unrecognized key: "sneaky"`,
-      );
-    },
-  );
-});
+      },
+    );
+  },
+);
 
 describe('LaunchGlidein input against the hostile corpus', () => {
   it.each([...HOSTILE_STRINGS, ...HOSTILE_TYPES])('site = %s is refused, naming the field', (_what, value) => {
