@@ -114,6 +114,72 @@ afterAll(async () => {
   await leaveJscBox();
 }, 60_000);
 
+/** The setup steps after the allocation, where the crash and cancel matrices stop a lifecycle on the strict box. */
+const LATER_BOUNDARIES = [
+  'openTunnel',
+  'verifyOutbound',
+  'mountCvmfs',
+  'startContainer',
+  'preloadProxychains',
+  'stageCredential',
+  'startGlidein',
+  'confirmRegistration',
+];
+
+/** Whether the activity of `step` has completed in the workflow's history. */
+async function completed(id: string, step: string): Promise<boolean> {
+  const events = (await env.client.workflow.getHandle(id).fetchHistory()).events ?? [];
+  const scheduled = events
+    .filter((e) => e.activityTaskScheduledEventAttributes?.activityType?.name === step)
+    .map((e) => String(e.eventId));
+  return events.some((e) => scheduled.includes(String(e.activityTaskCompletedEventAttributes?.scheduledEventId)));
+}
+
+/** The worker process killed (SIGKILL) right after `boundary`; a new one must go on with one of everything. */
+async function crashAfter(site: string, boundary: string): Promise<void> {
+  const id = `box-crash-${site === 'jsc-box' ? 'f' : 's'}-${boundary.toLowerCase()}-${Date.now()}`;
+  const handle = await env.client.workflow.start('LaunchGlidein', {
+    taskQueue: TASK_QUEUE,
+    workflowId: id,
+    args: [{ site }],
+  });
+  await until(`${boundary} to complete`, () => completed(id, boundary));
+  await worker.stop('SIGKILL');
+  expect((await footprint(id)).jobs).toEqual(['RUNNING@jwc01']);
+
+  worker = startWorkerProcess(env, TASK_QUEUE, { SITES_DIR: sites });
+  await until('monitoring after the restart', async () => (await status(id))?.phase === 'monitoring');
+  const held = await footprint(id);
+  expect([
+    held.jobs,
+    site === 'jsc-box' ? held.tunnels : held.relays,
+    held.glideins,
+    held.instances,
+    held.mounts,
+  ]).toEqual([
+    ['RUNNING@jwc01'],
+    [site === 'jsc-box' ? 'worker' : 'login'],
+    ['worker'],
+    ['worker'],
+    ['worker', 'worker'],
+  ]);
+  expect(held.ads).toHaveLength(1);
+  await handle.signal('drain');
+  expect(JSON.stringify(await handle.result())).toContain('drained');
+  expect(await footprint(id)).toEqual(NOTHING);
+}
+
+/** `temporal workflow cancel` right after `boundary` (or once monitoring): everything released, closed as cancelled. */
+async function cancelAfter(site: string, boundary: string): Promise<void> {
+  const id = `box-cancel-${site === 'jsc-box' ? 'f' : 's'}-${boundary.toLowerCase()}-${Date.now()}`;
+  await startLaunch(id, JSON.stringify({ site }));
+  if (boundary === 'monitoring') await until('monitoring', async () => (await status(id))?.phase === 'monitoring');
+  else await until(`${boundary} to complete`, () => completed(id, boundary));
+  await temporal('workflow', 'cancel', '--workflow-id', id);
+  await closed(id, 'WORKFLOW_EXECUTION_STATUS_CANCELED');
+  expect(await footprint(id)).toEqual(NOTHING);
+}
+
 /**
  * Cases that run on the strict box too, as jsc-box-steps (srun steps, the relay): JSC as it publishes itself, no
  * sshd on the worker node, from= keys, the login node's ban. They are registered in the strict block at the end.
@@ -218,49 +284,13 @@ describe('LaunchGlidein in JSC in a box, driven by the temporal CLI', () => {
 
   onBoth(
     '%s: the worker process killed right after allocateNode: a new worker finds the same Slurm job, never submits a second',
-    async (site) => {
-      const id = `box-crash-${site === 'jsc-box' ? 'f' : 's'}-${Date.now()}`;
-      const handle = await env.client.workflow.start('LaunchGlidein', {
-        taskQueue: TASK_QUEUE,
-        workflowId: id,
-        args: [{ site }],
-      });
-      await until('allocateNode to complete', async () => {
-        const events = (await handle.fetchHistory()).events ?? [];
-        const allocation = events.find(
-          (e) => e.activityTaskScheduledEventAttributes?.activityType?.name === 'allocateNode',
-        );
-        return (
-          !!allocation &&
-          events.some(
-            (e) => String(e.activityTaskCompletedEventAttributes?.scheduledEventId) === String(allocation.eventId),
-          )
-        );
-      });
-      await worker.stop('SIGKILL');
-      expect((await footprint(id)).jobs).toEqual(['RUNNING@jwc01']);
-
-      worker = startWorkerProcess(env, TASK_QUEUE, { SITES_DIR: sites });
-      await until('monitoring after the restart', async () => (await status(id))?.phase === 'monitoring');
-      const held = await footprint(id);
-      expect([
-        held.jobs,
-        site === 'jsc-box' ? held.tunnels : held.relays,
-        held.glideins,
-        held.instances,
-        held.mounts,
-      ]).toEqual([
-        ['RUNNING@jwc01'],
-        [site === 'jsc-box' ? 'worker' : 'login'],
-        ['worker'],
-        ['worker'],
-        ['worker', 'worker'],
-      ]);
-      await handle.signal('drain');
-      expect(JSON.stringify(await handle.result())).toContain('drained');
-      expect(await footprint(id)).toEqual(NOTHING);
-    },
+    (site) => crashAfter(site, 'allocateNode'),
   );
+  for (const boundary of LATER_BOUNDARIES)
+    onStrict(
+      `jsc-box-steps: the worker process killed right after ${boundary}: a new worker goes on with one of everything and drains to nothing`,
+      () => crashAfter('jsc-box-steps', boundary),
+    );
 
   it('the same through the TypeScript client: start, status query, stop signal, result', async () => {
     const id = `box-client-${Date.now()}`;
@@ -303,14 +333,13 @@ describe('LaunchGlidein in JSC in a box, driven by the temporal CLI', () => {
     expect(await footprint(id)).toEqual(NOTHING);
   });
 
-  onBoth('%s: cancel releases everything, the Slurm job last, and the workflow closes as cancelled', async (site) => {
-    const id = `box-cancel-${site === 'jsc-box' ? 'f' : 's'}-${Date.now()}`;
-    await startLaunch(id, JSON.stringify({ site }));
-    await until('monitoring', async () => (await status(id))?.phase === 'monitoring');
-    await temporal('workflow', 'cancel', '--workflow-id', id);
-    await closed(id, 'WORKFLOW_EXECUTION_STATUS_CANCELED');
-    expect(await footprint(id)).toEqual(NOTHING);
-  });
+  onBoth('%s: cancel releases everything, the Slurm job last, and the workflow closes as cancelled', (site) =>
+    cancelAfter(site, 'monitoring'),
+  );
+  for (const boundary of ['allocateNode', ...LATER_BOUNDARIES])
+    onStrict(`jsc-box-steps: cancelled right after ${boundary}: releases what it took and closes as cancelled`, () =>
+      cancelAfter('jsc-box-steps', boundary),
+    );
 
   onStrict(
     'jsc-box-steps: the job cancelled from outside ends the glidein as allocation-ended; its processes and mounts ended with the job, teardown releases the relay and the leases; nothing left',
