@@ -8,12 +8,15 @@
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { LaunchGlidein } from '../../src/workflows';
 import { stopSignal } from '../../src/workflows/messages';
+import { fleetStatusQuery } from '../../src/workflows/fleet-messages';
+import { drainFleetSchedule, upsertFleetSchedule } from '../../src/fleet-schedule';
 import { expectNoSecretsInHistories, startWorkerProcess, type WorkerProcess } from '../helpers/worker-process';
 import { createTestEnv } from '../../sandbox/temporal';
 import { SITES_DIR } from '../../sandbox/sites';
 import {
   BAN,
   bannedSources,
+  boxCollectorAds,
   boxProcesses,
   BOX_ENDPOINTS,
   BOX_NODES,
@@ -134,6 +137,44 @@ describe('JSC in a box, strict', () => {
     expect(await bannedSources()).toEqual([]);
     expect(operatorLogins(logFrom)).toBeLessThanOrEqual(1);
   });
+
+  it('a GlideinFleet from a Schedule fills four shares of the node and drains the whole site: one SSH connection, no ban', async () => {
+    const fleet = `strictfleet${Date.now() % 1_000_000}`;
+    const scheduleId = `fleet-${fleet}`;
+    const logFrom = sshdLog('login').length;
+    await upsertFleetSchedule(env.client, {
+      scheduleId,
+      taskQueue: TASK_QUEUE,
+      every: '1m',
+      request: { site: SITE, count: 4, fleet },
+    });
+    const schedule = env.client.schedule.getHandle(scheduleId);
+    try {
+      const fleetId = await until('the schedule to start the fleet', async () => {
+        return (await schedule.describe()).info.runningActions[0]?.workflow.workflowId;
+      });
+      await until(
+        'four glideins running',
+        async () => (await env.client.workflow.getHandle(fleetId).query(fleetStatusQuery)).running >= 4,
+        300_000,
+      );
+      const prefix = `glidein-${fleet}-`;
+      const relays = boxProcesses().filter((p) => p.argv.includes('jsc-glidein-relay') && p.cmdline.includes(prefix));
+      expect(relays.map((p) => p.node)).toEqual(['login', 'login', 'login', 'login']);
+      expect(
+        (await boxCollectorAds()).filter((ad) => String(ad.GlideinLaunchId ?? '').startsWith(prefix)),
+      ).toHaveLength(4);
+
+      for (const id of await drainFleetSchedule(env.client, scheduleId))
+        expect((await env.client.workflow.getHandle(id).result()).endReason).toBeDefined();
+      expect((await slurmJobs()).filter((j) => j.name.startsWith(prefix))).toEqual([]);
+      expect(boxProcesses().filter((p) => p.cmdline.includes(prefix))).toEqual([]);
+    } finally {
+      await schedule.delete().catch(() => undefined);
+    }
+    expect(await bannedSources()).toEqual([]);
+    expect(operatorLogins(logFrom)).toBeLessThanOrEqual(1);
+  }, 600_000);
 
   it(`SSH discipline: 50 launches, a login sshd restart and a worker restart never trip the ban`, async () => {
     const prefix = `strict-many-${Date.now()}`;
