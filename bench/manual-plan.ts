@@ -116,12 +116,12 @@ export function writeManualPlan(
     ],
     [
       'C_MOUNT_LEASE',
-      repos.map((r) => {
-        const argv = cvmfs.mountArgv(r, glideinId);
-        return commandLine(
-          profile.cvmfs.httpProxy !== undefined ? chain.chainedArgv(paths.proxychainsConf, argv) : argv,
-        );
-      }),
+      repos.map((r) =>
+        commandLine(
+          cvmfs.mountArgv(r, glideinId),
+          profile.cvmfs.httpProxy !== undefined ? chain.chainedEnv(paths.proxychainsConf) : undefined,
+        ),
+      ),
     ],
     ['C_LIST_LEASES', commandLine(cvmfs.heldArgv(glideinId))],
     ['C_MOUNT_RELEASE', repos.map((r) => commandLine(cvmfs.releaseArgv(r, glideinId)))],

@@ -58,13 +58,14 @@ export function createCvmfsActivities(deps: ActivityDeps) {
             cvmfs.proxyConfigArgv(httpProxy),
             access.opts(),
           );
-        const mountArgv = (repo: string) => {
-          const argv = cvmfs.mountArgv(repo, ref.glideinId);
-          return httpProxy !== undefined ? access.adapters.chain.chainedArgv(access.paths.proxychainsConf, argv) : argv;
-        };
+        const env =
+          httpProxy !== undefined ? access.adapters.chain.chainedEnv(access.paths.proxychainsConf) : undefined;
         for (const repo of profile.cvmfs.repositories) {
           heartbeat({ mounting: repo });
-          const result = await node.run(mountArgv(repo), access.opts({ timeoutMs: 360_000, persists: true }));
+          const result = await node.run(
+            cvmfs.mountArgv(repo, ref.glideinId),
+            access.opts({ timeoutMs: 360_000, persists: true, env }),
+          );
           if (result.code !== 0) {
             const why = lastLines(result.stderr || result.stdout, 3);
             const message = `mountrepo ${repo} failed on ${node.target}: ${why}`;

@@ -58,8 +58,11 @@ async function probeChain(
 
 type OutboundCheck = NonNullable<SiteAccess['profile']['outboundChecks']>[number];
 
-/** One check through the chain: what proxychains reported (and the HTTP status line), or an error naming it. */
-async function runOutboundCheck(access: SiteAccess, check: OutboundCheck): Promise<string> {
+/**
+ * One check through the chain: what proxychains reported (and the HTTP status line), or an error naming it
+ * (`named`: one of the profile's outboundChecks, named in the error; the collector's check is not).
+ */
+async function runOutboundCheck(access: SiteAccess, check: OutboundCheck, named: boolean): Promise<string> {
   const { chain } = access.adapters;
   const conf = access.paths.proxychainsConf;
   const target = `${check.host}:${check.port}`;
@@ -68,17 +71,17 @@ async function runOutboundCheck(access: SiteAccess, check: OutboundCheck): Promi
     ? chain.httpProbeArgv(conf, check.host, check.port, check.http)
     : chain.probeArgv(conf, check.host, check.port);
   const report = await probeChain(access.node, argv, undefined, access.opts({ timeoutMs: 30_000 }));
-  const named = check.name === 'collector' || check.name === 'outboundCheck' ? '' : `outbound check ${check.name}: `;
+  const label = named ? `outbound check ${check.name}: ` : '';
   if (!report.ok) {
     throw new Error(
-      `${named}no outbound connection to ${what}: ${chain.hopName(report.failedHop, target, access.socksPort)} failed${report.line ? ` (${report.line})` : ''}`,
+      `${label}no outbound connection to ${what}: ${chain.hopName(report.failedHop, target, access.socksPort)} failed${report.line ? ` (${report.line})` : ''}`,
     );
   }
   if (!check.http) return report.line ?? 'OK';
   const status = parseHttpStatus(report.output);
   if (!status || status.code >= 400) {
     throw new Error(
-      `${named}${what} reached ${target} through the chain, but it answered ${status ? `"${status.line}"` : 'nothing an HTTP server would'}`,
+      `${label}${what} reached ${target} through the chain, but it answered ${status ? `"${status.line}"` : 'nothing an HTTP server would'}`,
     );
   }
   return status.line;
@@ -97,18 +100,11 @@ export function createProxychainsActivities(deps: ActivityDeps) {
         const { profile } = access;
         const first = profile.outboundCheck ?? profile.collector;
         await writeProxychainsConf(access);
-        const checks: OutboundCheck[] = [
-          { name: profile.outboundCheck ? 'outboundCheck' : 'collector', ...first },
-          ...(profile.outboundChecks ?? []),
-        ];
-        const reports: string[] = [];
-        for (const check of checks) reports.push(await runOutboundCheck(access, check));
-        const [head] = reports;
-        return {
-          chain: head,
-          target: `${first.host}:${first.port}`,
-          ...(checks.length > 1 ? { checked: checks.slice(1).map((c, i) => `${c.name}: ${reports[i + 1]}`) } : {}),
-        };
+        const chain = await runOutboundCheck(access, { name: 'collector', ...first }, false);
+        const checked: string[] = [];
+        for (const check of profile.outboundChecks ?? [])
+          checked.push(`${check.name}: ${await runOutboundCheck(access, check, true)}`);
+        return { chain, target: `${first.host}:${first.port}`, ...(checked.length > 0 ? { checked } : {}) };
       });
     },
 

@@ -11,6 +11,7 @@ import { parse, stringify } from 'yaml';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { LaunchGlidein } from '../../src/workflows';
 import { statusQuery, stopSignal } from '../../src/workflows/messages';
+import { setupOrder } from '../../src/workflows/steps';
 import { expectNoSecretsInHistories, startWorkerProcess, type WorkerProcess } from '../helpers/worker-process';
 import { BOX_TEARDOWN, boxHarness, footprint, NOTHING, run } from './box-harness';
 import { createTestEnv, ROOT } from '../../sandbox/temporal';
@@ -115,16 +116,9 @@ afterAll(async () => {
 }, 60_000);
 
 /** The setup steps after the allocation, where the crash and cancel matrices stop a lifecycle on the strict box. */
-const LATER_BOUNDARIES = [
-  'openTunnel',
-  'verifyOutbound',
-  'mountCvmfs',
-  'startContainer',
-  'preloadProxychains',
-  'stageCredential',
-  'startGlidein',
-  'confirmRegistration',
-];
+const LATER_BOUNDARIES = setupOrder({ slurm: true, credentials: true }).filter(
+  (n) => n !== 'planLaunch' && n !== 'allocateNode',
+);
 
 /** Whether the activity of `step` has completed in the workflow's history. */
 async function completed(id: string, step: string): Promise<boolean> {

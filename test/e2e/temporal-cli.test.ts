@@ -12,6 +12,7 @@ import { expectNoSecretsInHistories, startWorkerProcess, type WorkerProcess } fr
 import { createTestEnv, temporalCli } from '../../sandbox/temporal';
 import { SITE_PATHS } from '../../sandbox/local-site';
 import { EMPTY, footprint } from '../workflow/site-state';
+import { TEARDOWN } from '../workflow/harness';
 
 const run = promisify(execFile);
 const TASK_QUEUE = `e2e-${process.pid}`;
@@ -95,14 +96,7 @@ describe('operating LaunchGlidein with the temporal CLI', () => {
     const scheduled = history.events
       .filter((e: any) => e.activityTaskScheduledEventAttributes)
       .map((e: any) => e.activityTaskScheduledEventAttributes.activityType.name);
-    expect(scheduled.slice(-6)).toEqual([
-      'stopGlidein',
-      'removeCredential',
-      'stopContainer',
-      'unmountCvmfs',
-      'closeTunnel',
-      'cleanupGlidein',
-    ]);
+    expect(scheduled.slice(-TEARDOWN.length)).toEqual(TEARDOWN.map((t) => t.split(':')[0]));
 
     // Keys are referenced by path, never carried: no line of either private key is in the history.
     const text = JSON.stringify(history);

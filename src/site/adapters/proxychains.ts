@@ -27,10 +27,10 @@ export interface ProxyChain {
   /** An HTTP GET of `url` sent to host:port (a proxy such as a Frontier squid) through the chain, from the node. */
   httpProbeArgv(confFile: string, host: string, port: number, url: string): string[];
   /**
-   * A command on the worker node wrapped so that its connections (and its children's) take the chain: the library
-   * pre-loaded outside any container, quiet, so the command's own output is what comes back.
+   * The environment (RunOptions.env) under which a command on the worker node, outside any container, and its
+   * children take the chain: the library pre-loaded, quiet, so the command's own output is what comes back.
    */
-  chainedArgv(confFile: string, argv: string[]): string[];
+  chainedEnv(confFile: string): Record<string, string>;
   /** The same, inside the container instance, routed only by the pre-loaded library (with preloadEnv). */
   preloadProbeArgv(instance: string, host: string, port: number): string[];
   /** The hop a report names, in an operator's words. */
@@ -90,27 +90,22 @@ export function proxyChainFor(
   describeTunnel: (port: number) => string,
 ): ProxyChain {
   const { proxychains } = profile;
+  /** What pre-loads the chain into a process, on the node or (through the runtime's env) in the container. */
+  const preload = (confFile: string, quiet: boolean): Record<string, string> => ({
+    LD_PRELOAD: proxychains.library,
+    PROXYCHAINS_CONF_FILE: confFile,
+    ...(quiet ? { PROXYCHAINS_QUIET_MODE: '1' } : {}),
+  });
   return {
     render: (kitAddress, glideinId, firstHop) => renderProxychainsConf(profile, kitAddress, glideinId, firstHop),
-    preloadEnv: (confFile, quiet) =>
-      container.env({
-        LD_PRELOAD: proxychains.library,
-        PROXYCHAINS_CONF_FILE: confFile,
-        ...(quiet ? { PROXYCHAINS_QUIET_MODE: '1' } : {}),
-      }),
+    preloadEnv: (confFile, quiet) => container.env(preload(confFile, quiet)),
+    chainedEnv: (confFile) => preload(confFile, true),
     probeArgv: (confFile, host, port) => [proxychains.executable, '-f', confFile, ...tcpProbeArgv(host, port)],
     httpProbeArgv: (confFile, host, port, url) => [
       proxychains.executable,
       '-f',
       confFile,
       ...httpProbeArgv(host, port, url),
-    ],
-    chainedArgv: (confFile, argv) => [
-      'env',
-      `LD_PRELOAD=${proxychains.library}`,
-      `PROXYCHAINS_CONF_FILE=${confFile}`,
-      'PROXYCHAINS_QUIET_MODE=1',
-      ...argv,
     ],
     preloadProbeArgv: (instance, host, port) => container.execArgv(instance, tcpProbeArgv(host, port)),
     hopName(hop, target, socksPort = profile.tunnel.socksPort) {
