@@ -79,7 +79,7 @@ async function main(): Promise<void> {
     const ssh = new SshPool();
     const nativeConnection = await NativeConnection.connect({ address: `127.0.0.1:${PORT}` });
     const worker = await createWorker(
-      { ...configFromEnv({}), address: `127.0.0.1:${PORT}`, sitesDir: demoSites() },
+      { ...configFromEnv({ TEMPORAL_ADDRESS: `127.0.0.1:${PORT}` }), sitesDir: demoSites() },
       nativeConnection,
       ssh,
     );

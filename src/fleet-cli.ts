@@ -19,7 +19,7 @@ const USAGE = `usage: fleet create|update <schedule> --site <site> --count <n> [
        fleet count <schedule> <n>
        fleet drain|status|delete <schedule>`;
 
-class UsageError extends Error {}
+export class UsageError extends Error {}
 
 export async function fleetCommand(argv: string[], client: Client, taskQueue: string): Promise<unknown> {
   const { values, positionals } = parseArgs({

@@ -1,6 +1,8 @@
 /**
  * The worker: runs LaunchGlidein and GlideinFleet and their activities, reaching sites over SSH from this machine.
- *   TEMPORAL_ADDRESS   (default localhost:7233)   TEMPORAL_NAMESPACE (default "default")
+ *   The Temporal server as every Temporal tool finds it (./temporal-connection.ts): TEMPORAL_ADDRESS (default
+ *   localhost:7233), TEMPORAL_NAMESPACE (default "default"), TEMPORAL_API_KEY, TEMPORAL_TLS_*, TEMPORAL_PROFILE and
+ *   the `temporal` CLI's TOML file (TEMPORAL_CONFIG_FILE).
  *   TASK_QUEUE         (default "glideins")        SITES_DIR          (default ./sites)
  *   MAX_CONCURRENT_ACTIVITIES (default 1200)       WORKFLOW_CACHE_SIZE (default 100)
  * Sized for a fleet: every glidein being monitored holds one activity slot for its whole monitor round (the
@@ -9,13 +11,14 @@
  */
 import { existsSync } from 'node:fs';
 import * as path from 'node:path';
-import { Client, Connection } from '@temporalio/client';
+import { Client } from '@temporalio/client';
 import { temporal } from '@temporalio/proto';
 import { NativeConnection, Worker } from '@temporalio/worker';
 import { createActivities } from './activities';
 import { installRuntimeLogger, logger } from './logger';
 import { SshPool } from './remote/ssh';
 import { SiteRegistry } from './site/load';
+import { connectClient, temporalTarget, type TemporalTarget } from './temporal-connection';
 import { SEARCH_ATTRIBUTES } from './workflows/messages';
 
 export const DEFAULT_TASK_QUEUE = 'glideins';
@@ -23,6 +26,8 @@ export const DEFAULT_TASK_QUEUE = 'glideins';
 export interface WorkerConfig {
   address: string;
   namespace: string;
+  /** How to connect (TLS, API key): never logged; `secured` says which are in use. */
+  temporal: TemporalTarget;
   taskQueue: string;
   sitesDir: string;
   /** Activities run at once: one per monitored glidein, plus the setups and teardowns under way. */
@@ -40,14 +45,22 @@ function positiveInt(env: NodeJS.ProcessEnv, name: string, fallback: number): nu
 }
 
 export function configFromEnv(env: NodeJS.ProcessEnv = process.env): WorkerConfig {
+  const temporal = temporalTarget(env);
   return {
-    address: env.TEMPORAL_ADDRESS ?? 'localhost:7233',
-    namespace: env.TEMPORAL_NAMESPACE ?? 'default',
+    address: temporal.address,
+    namespace: temporal.namespace,
+    temporal,
     taskQueue: env.TASK_QUEUE ?? DEFAULT_TASK_QUEUE,
     sitesDir: path.resolve(env.SITES_DIR ?? path.join(__dirname, '..', 'sites')),
     maxConcurrentActivities: positiveInt(env, 'MAX_CONCURRENT_ACTIVITIES', 1200),
     workflowCacheSize: positiveInt(env, 'WORKFLOW_CACHE_SIZE', 100),
   };
+}
+
+/** The configuration as it may be logged: the connection's secrets named, never shown. */
+export function describeConfig(config: WorkerConfig) {
+  const { temporal, ...rest } = config;
+  return { ...rest, tls: temporal.secured.tls, apiKey: temporal.secured.apiKey };
 }
 
 /** The worker options that size it for a fleet (see the top of this file). */
@@ -88,7 +101,7 @@ export async function ensureSearchAttributes(
   config: WorkerConfig,
   create = process.env.CREATE_SEARCH_ATTRIBUTES === 'true',
 ): Promise<void> {
-  const connection = await Connection.connect({ address: config.address });
+  const connection = await connectClient(config.temporal);
   try {
     const { customAttributes } = await connection.operatorService.listSearchAttributes({ namespace: config.namespace });
     const missing = Object.keys(SEARCH_ATTRIBUTES).filter((name) => !(name in (customAttributes ?? {})));
@@ -118,15 +131,15 @@ export async function ensureSearchAttributes(
   }
 }
 
-async function main(): Promise<void> {
+export async function runWorker(): Promise<void> {
   installRuntimeLogger();
   const config = configFromEnv();
   await ensureSearchAttributes(config);
   const ssh = new SshPool({ log: (event, fields) => logger.info(fields, event) });
-  const connection = await NativeConnection.connect({ address: config.address });
+  const connection = await NativeConnection.connect(config.temporal.connection);
   try {
     const worker = await createWorker(config, connection, ssh);
-    logger.info({ ...config }, 'worker started');
+    logger.info({ ...describeConfig(config) }, 'worker started');
     await worker.run();
   } finally {
     ssh.close();
@@ -135,7 +148,7 @@ async function main(): Promise<void> {
 }
 
 if (require.main === module) {
-  main().catch((err) => {
+  runWorker().catch((err) => {
     logger.error({ err }, 'worker failed');
     console.error(`worker failed: ${err instanceof Error ? err.message : String(err)}`);
     process.exit(1);

@@ -11,6 +11,7 @@ import { createMonitorActivities } from './monitor';
 import { createPlanActivities } from './plan';
 import { createProxychainsActivities } from './proxychains';
 import { createRegistrationActivities } from './registration';
+import { createSiteToolActivities } from './site-tools';
 import { createTunnelActivities } from './tunnel';
 
 export function createActivities(deps: ActivityDeps) {
@@ -27,6 +28,7 @@ export function createActivities(deps: ActivityDeps) {
     ...createMonitorActivities(deps),
     ...createCleanupActivities(deps),
     ...createFleetActivities(deps),
+    ...createSiteToolActivities(deps),
   };
 }
 

@@ -1,2 +1,3 @@
 export { LaunchGlidein } from './launch-glidein';
 export { GlideinFleet } from './fleet';
+export { CheckSite, ReadGlideinLog } from './tools';

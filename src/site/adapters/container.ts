@@ -9,6 +9,9 @@ export interface InstanceInfo {
   instance: string;
   pid: number;
   img: string;
+  /** Where the instance's output and errors are logged (apptainer's --json lists them; singularity's may not). */
+  logOutPath?: string;
+  logErrPath?: string;
 }
 
 export interface ContainerRuntime {

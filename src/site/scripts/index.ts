@@ -10,6 +10,7 @@ import { IN_JOB, SUPERVISOR_SCRIPT } from './job-supervisor';
 import { CLAIM_GLIDEIN, RETIRE_GLIDEIN } from './ownership';
 import { INSPECT_PROCESSES, SIGNAL_RECORDED, SPAWN_DETACHED } from './processes';
 import { PORT_LEASE, PORT_RELEASE } from './ports';
+import { CONNECT_PROBE, READ_LOG } from './tools';
 
 export * from './files';
 export * from './job-supervisor';
@@ -18,6 +19,7 @@ export * from './ownership';
 export * from './ports';
 export * from './prelude';
 export * from './processes';
+export * from './tools';
 
 /** Every site script by name (the syntax test runs `sh -n` over each; a fake site can recognise them). */
 export const SITE_SCRIPTS = {
@@ -38,7 +40,9 @@ export const SITE_SCRIPTS = {
   PORT_RELEASE,
   SUPERVISOR_SCRIPT,
   IN_JOB,
+  CONNECT_PROBE,
+  READ_LOG,
 } as const satisfies Readonly<Record<string, string>>;
 
 /** Scripts that use bash features on purpose (run with `bash -c`). */
-export const BASH_SCRIPTS: ReadonlySet<string> = new Set(['TCP_PROBE', 'HTTP_PROBE']);
+export const BASH_SCRIPTS: ReadonlySet<string> = new Set(['TCP_PROBE', 'HTTP_PROBE', 'CONNECT_PROBE']);

@@ -1,0 +1,213 @@
+/**
+ * The operator's tools, run by the worker with its own SSH access (the command needs no key): `checkSite` tests
+ * each hop a glidein will use, in order, without launching anything; `readGlideinLog` reads a part of one of a
+ * glidein's logs on the site, redacted. Both only read: no claim, no lease, nothing left behind.
+ */
+import { redact } from '../common/redact';
+import { siteName } from '../common/validation';
+import {
+  readLogRequestSchema,
+  type HopResult,
+  type LogChunk,
+  type ReadLogRequest,
+  type SiteCheck,
+  type SiteHop,
+} from '../common/site-tools';
+import { FailureType } from '../common/failure-types';
+import type { Executor, RunOptions } from '../remote/executor';
+import { adaptersFor, type SiteExecutors } from '../site/adapters';
+import { pathsFor } from '../site/paths';
+import type { SiteProfile } from '../site/profile';
+import { connectProbeArgv, parseReadLog, readLogArgv, tcpProbeArgv } from '../site/scripts';
+import { instanceName } from '../common/naming';
+import { checkLifetime, readCredentials } from './credential-files';
+import type { ActivityDeps } from './deps';
+import { PermanentFault } from './failures';
+import { cancellationSignal } from './kit';
+import { parseDuration } from '../common/duration';
+
+const CHECK_TIMEOUT_MS = 30_000;
+
+export function createSiteToolActivities(deps: ActivityDeps) {
+  const executorsFor = (profile: SiteProfile, allocated?: { node?: string; jobId?: string }): SiteExecutors =>
+    deps.executorsFor ? deps.executorsFor(profile) : adaptersFor(profile).nodeAccess.executors(deps.ssh, allocated);
+  const opts = (extra?: RunOptions): RunOptions => ({
+    timeoutMs: CHECK_TIMEOUT_MS,
+    signal: cancellationSignal(),
+    ...extra,
+  });
+
+  return {
+    async checkSite(site: string): Promise<SiteCheck> {
+      const hops: HopResult[] = [];
+      let failedHop: SiteHop | undefined;
+      const hop = async (name: SiteHop, run: () => Promise<string>) => {
+        const started = Date.now();
+        if (failedHop) {
+          hops.push({ hop: name, status: 'not checked', detail: `after ${failedHop} failed`, ms: 0 });
+          return;
+        }
+        try {
+          const detail = await run();
+          hops.push({
+            hop: name,
+            status: detail.startsWith('not checked') ? 'not checked' : 'ok',
+            detail,
+            ms: Date.now() - started,
+          });
+        } catch (err) {
+          failedHop = name;
+          hops.push({ hop: name, status: 'failed', detail: redact(messageOf(err)), ms: Date.now() - started });
+        }
+      };
+      let profile: SiteProfile | undefined;
+      await hop('profile', async () => {
+        if (!siteName.safeParse(site).success) throw new Error(`site: ${JSON.stringify(site)} is not a site name`);
+        profile = await deps.sites.get(site);
+        return `sites/${site}.yaml is valid (${profile.workerNode.via} node access, ${profile.tunnel.mode} tunnel)`;
+      });
+      const p = () => profile!;
+      await hop('credentials', async () => {
+        const files = await readCredentials(p());
+        if (files.length === 0) return 'not checked: the profile names no pool credential';
+        const lifetime = parseDuration(p().glidein.lifetime) + parseDuration(p().glidein.drainGrace);
+        checkLifetime(files, Date.now() + lifetime);
+        return files
+          .map(
+            (f) => `${f.kind} ${f.file}${f.expiresAtMs ? ` valid until ${new Date(f.expiresAtMs).toISOString()}` : ''}`,
+          )
+          .join('; ');
+      });
+      let executors: SiteExecutors | undefined;
+      await hop('login', async () => {
+        executors = executorsFor(p());
+        await mustRun(executors.login, ['true'], 'a command on the login node', opts());
+        return `ssh ${executors.login.target}: host key known, key accepted`;
+      });
+      await hop('nodeAccess', async () => {
+        const wn = p().workerNode;
+        if (wn.via === 'login') return 'the glidein runs on the login node itself';
+        if (wn.via === 'jump') {
+          await mustRun(executors!.node, ['true'], 'a command on the worker node', opts());
+          return `ssh ${executors!.node.target}`;
+        }
+        const out = await mustRun(
+          executors!.login,
+          ['sinfo', '--noheader', '--partition', wn.partition, '--format', '%a %D'],
+          `sinfo for partition ${wn.partition}`,
+          opts(),
+        );
+        const line = out.trim().split('\n')[0] ?? '';
+        if (!line) throw new Error(`Slurm knows no partition ${wn.partition} (sinfo printed nothing)`);
+        if (!line.startsWith('up')) throw new Error(`partition ${wn.partition} is ${line.split(' ')[0]}`);
+        return `Slurm partition ${wn.partition} is up (${line.split(' ')[1] ?? '?'} nodes), node reached by ${wn.access ?? 'ssh'} once allocated`;
+      });
+      await hop('tunnel', async () => {
+        const tunnel = adaptersFor(p()).tunnel;
+        const host = tunnel.host(executors!);
+        if (host !== executors!.login && p().workerNode.via === 'slurm')
+          return 'not checked: the tunnel runs on the worker node, which exists only once Slurm allocates it';
+        const program = tunnel.argv(tunnel.ports.first, undefined, pathsFor(p(), 'site-check'))[0];
+        const found = await mustRun(
+          host,
+          ['sh', '-c', 'command -v "$1"', 'which', program],
+          `finding ${program}`,
+          opts(),
+        );
+        return `${program} found on ${host.target} (${found.trim()})`;
+      });
+      await hop('kitProxy', async () => {
+        const { host, port } = p().kitProxy;
+        await mustRun(executors!.login, tcpProbeArgv(host, port), `connecting to ${host}:${port}`, opts());
+        return `${host}:${port} accepts connections from the login node`;
+      });
+      await hop('collector', async () => {
+        const kit = p().kitProxy;
+        const target = `${p().collector.host}:${p().collector.port}`;
+        const out = await mustRun(
+          executors!.login,
+          connectProbeArgv(kit.host, kit.port, target),
+          `CONNECT ${target} through ${kit.host}:${kit.port}`,
+          opts(),
+        );
+        const status = /^status (.*)$/m.exec(out)?.[1] ?? '';
+        if (!/^HTTP\/\d(\.\d)? 200\b/.test(status))
+          throw new Error(`the proxy ${kit.host}:${kit.port} refused CONNECT ${target}: ${status || 'no answer'}`);
+        return `${target} reached through ${kit.host}:${kit.port} (${status})`;
+      });
+      return { site, ok: failedHop === undefined, ...(failedHop ? { failedHop } : {}), hops };
+    },
+
+    async readGlideinLog(input: ReadLogRequest): Promise<LogChunk> {
+      const parsed = readLogRequestSchema.safeParse(input);
+      if (!parsed.success)
+        throw new PermanentFault(
+          `readGlideinLog: ${parsed.error.issues.map((i) => `${i.path.join('.') || 'input'}: ${i.message}`).join('; ')}`,
+          FailureType.InvalidRequest,
+        );
+      const req = parsed.data;
+      const profile = await deps.sites.get(req.site);
+      const adapters = adaptersFor(profile);
+      const executors = executorsFor(profile, { node: req.node, jobId: req.jobId });
+      const paths = pathsFor(profile, req.glideinId);
+      const retired = { dir: `${profile.workDir}/.done`, glideinId: req.glideinId };
+      let host: Executor;
+      let file: string;
+      if (req.which === 'tunnel') {
+        host = adapters.tunnel.host(executors);
+        file = paths.tunnelLog;
+      } else if (req.which === 'glidein') {
+        host = executors.node;
+        file = paths.glideinLog;
+      } else {
+        host = executors.node;
+        const runtime = adapters.container;
+        const listed = await mustRun(
+          host,
+          runtime.listArgv(instanceName(req.glideinId)),
+          'listing the container instance',
+          opts(),
+        );
+        const instance = runtime.parseList(listed, instanceName(req.glideinId));
+        if (!instance?.logErrPath) return { which: req.which, host: host.target, size: 0, offset: 0, text: '' };
+        file = instance.logErrPath;
+      }
+      const read = async (offset: number) =>
+        parseReadLog(
+          await mustRun(
+            host,
+            readLogArgv(file, offset, req.maxBytes, req.which === 'container' ? undefined : retired),
+            `reading ${file}`,
+            opts(),
+          ),
+        );
+      let chunk = await read(req.offset);
+      if (chunk && req.tail && chunk.size > req.maxBytes) chunk = await read(chunk.size - req.maxBytes);
+      if (!chunk) return { which: req.which, host: host.target, size: 0, offset: req.offset, text: '' };
+      const offset = req.tail ? Math.max(0, chunk.size - req.maxBytes) : req.offset;
+      return {
+        which: req.which,
+        path: chunk.path,
+        host: host.target,
+        size: chunk.size,
+        offset,
+        text: redact(chunk.text),
+      };
+    },
+  };
+}
+
+async function mustRun(exec: Executor, argv: string[], what: string, options: RunOptions): Promise<string> {
+  const result = await exec.run(argv, options);
+  if (result.code !== 0) {
+    const said = (result.stderr || result.stdout).trim().split('\n').slice(-3).join(' | ');
+    throw new Error(
+      `${what} on ${exec.target} failed (exit ${result.code ?? result.signal})${said ? `: ${said}` : ''}`,
+    );
+  }
+  return result.stdout;
+}
+
+function messageOf(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}

@@ -1,0 +1,221 @@
+/**
+ * The operator's command as built (`npm run build` → lib/cli/index.js), against a dev server and the local test
+ * site, with the worker run by the same command (`glidein worker`): check a site (and a broken one, naming the
+ * first failing hop), launch with a live view in a pseudo-terminal (tmux) and as plain lines, list, status, logs,
+ * drain; the site is checked afterwards.
+ */
+import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync, copyFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import type { TestWorkflowEnvironment } from '@temporalio/testing';
+import { createTestEnv, ROOT } from '../../sandbox/temporal';
+import { EMPTY, footprint } from '../workflow/site-state';
+
+const CLI = path.join(ROOT, 'lib', 'cli', 'index.js');
+const TASK_QUEUE = `cli-${process.pid}`;
+
+let env: TestWorkflowEnvironment;
+let worker: ChildProcess;
+let workerLog = '';
+let sitesDir: string;
+
+function cliEnv(): NodeJS.ProcessEnv {
+  return { ...process.env, TEMPORAL_ADDRESS: env.address, TASK_QUEUE, NO_COLOR: '1', LOG_LEVEL: 'warn' };
+}
+
+/** Runs the built command; resolves with its exit code and output (never rejects on a non-zero exit). */
+function glidein(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [CLI, ...args], { env: cliEnv(), timeout: 240_000 }, (err, stdout, stderr) => {
+      const code = err ? (typeof err.code === 'number' ? err.code : 1) : 0;
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+/** Runs the command in a tmux pseudo-terminal and returns the screen once it has exited. */
+async function inTerminal(name: string, args: string[], timeoutMs = 240_000): Promise<string> {
+  const e = cliEnv();
+  const vars = ['TEMPORAL_ADDRESS', 'TASK_QUEUE', 'NO_COLOR', 'PATH', 'HOME'].flatMap((k) => ['-e', `${k}=${e[k]}`]);
+  const command = [process.execPath, CLI, ...args].map((a) => `'${a}'`).join(' ');
+  spawnSync('tmux', ['kill-session', '-t', name]);
+  const started = spawnSync('tmux', [
+    'new-session',
+    '-d',
+    '-s',
+    name,
+    '-x',
+    '160',
+    '-y',
+    '50',
+    ...vars,
+    `${command}; echo "EXIT=$?"; sleep 600`,
+  ]);
+  expect(started.status).toBe(0);
+  const until = Date.now() + timeoutMs;
+  try {
+    for (;;) {
+      const screen = spawnSync('tmux', ['capture-pane', '-p', '-t', name]).stdout.toString();
+      if (/EXIT=\d+/.test(screen)) return screen;
+      if (Date.now() > until)
+        throw new Error(
+          `${args.join(' ')} did not end in ${timeoutMs} ms; screen:\n${screen}\nworker:\n${workerLog.slice(-2000)}`,
+        );
+      await new Promise((r) => setTimeout(r, 300));
+    }
+  } finally {
+    spawnSync('tmux', ['kill-session', '-t', name]);
+  }
+}
+
+beforeAll(async () => {
+  // The command as it ships: built from the sources.
+  const built = spawnSync('npm', ['run', '--silent', 'build'], { cwd: ROOT, encoding: 'utf8' });
+  if (built.status !== 0) throw new Error(`npm run build failed:\n${built.stdout}\n${built.stderr}`);
+  sitesDir = mkdtempSync(path.join(tmpdir(), 'cli-sites-'));
+  copyFileSync(path.join(ROOT, 'sites', 'local.yaml'), path.join(sitesDir, 'local.yaml'));
+  // The same site with KIT's proxy on a port nothing listens on: the check must name that hop.
+  const broken = readFileSync(path.join(ROOT, 'sites', 'local.yaml'), 'utf8')
+    .replace(/^name: local$/m, 'name: local-nokit')
+    .replace(/(kitProxy:\n\s+host: [^\n]+\n\s+port: )80/, '$1' + '8');
+  writeFileSync(path.join(sitesDir, 'local-nokit.yaml'), broken);
+  env = await createTestEnv();
+  worker = spawn(process.execPath, [CLI, 'worker', '--sites-dir', sitesDir], {
+    env: { ...cliEnv(), LOG_FORMAT: 'json' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  worker.stdout?.on('data', (d) => (workerLog += d));
+  worker.stderr?.on('data', (d) => (workerLog += d));
+}, 240_000);
+
+afterAll(async () => {
+  if (worker && worker.exitCode === null) {
+    const exited = new Promise((r) => worker.once('exit', r));
+    worker.kill('SIGINT');
+    await exited;
+  }
+  await env?.teardown();
+  if (sitesDir) rmSync(sitesDir, { recursive: true, force: true });
+});
+
+describe('the glidein command, built, against a dev server and the local site', () => {
+  it('--help lists every command; bad input exits 2 naming the field, and nothing starts', async () => {
+    const help = await glidein('--help');
+    expect(help.code).toBe(0);
+    for (const c of ['worker', 'launch', 'status', 'list', 'drain', 'stop', 'logs', 'site', 'fleet'])
+      expect(help.stdout).toMatch(new RegExp(`^  ${c}\\b`, 'm'));
+    const bad = await glidein('launch', 'Not/A/Site');
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain('site: "Not/A/Site" is not a site profile name');
+    const lifetime = await glidein('launch', 'local', '--lifetime', 'forever');
+    expect(lifetime.code).toBe(2);
+    expect(lifetime.stderr).toContain('--lifetime');
+    const listed = await glidein('--json', 'list');
+    expect(JSON.parse(listed.stdout)).toEqual([]);
+  });
+
+  it('site schema prints the JSON Schema of a profile', async () => {
+    const { code, stdout } = await glidein('site', 'schema');
+    expect(code).toBe(0);
+    const schema = JSON.parse(stdout);
+    expect(schema.type).toBe('object');
+    expect(schema.required).toEqual(
+      expect.arrayContaining(['name', 'login', 'workerNode', 'tunnel', 'kitProxy', 'collector']),
+    );
+  });
+
+  it('site check passes every hop of the local site and names the first failing one of a broken profile', async () => {
+    const ok = await glidein('site', 'check', 'local');
+    expect(ok.stderr).toBe('');
+    expect(ok.code).toBe(0);
+    for (const hop of ['profile', 'login', 'nodeAccess', 'tunnel', 'kitProxy', 'collector'])
+      expect(ok.stdout).toMatch(new RegExp(`^✔ ${hop}: `, 'm'));
+    expect(ok.stdout).toContain('local: every hop checked is open');
+
+    const broken = await glidein('site', 'check', 'local-nokit');
+    expect(broken.code).toBe(1);
+    expect(broken.stdout).toMatch(/^✖ kitProxy: connecting to 127\.0\.0\.3:8 on .* failed/m);
+    expect(broken.stdout).toMatch(/^- collector: after kitProxy failed/m);
+    expect(broken.stdout).toContain('local-nokit: first failing hop: kitProxy');
+
+    const unknown = await glidein('--json', 'site', 'check', 'nosuchsite');
+    expect(unknown.code).toBe(1);
+    expect(JSON.parse(unknown.stdout)).toMatchObject({ ok: false, failedHop: 'profile' });
+  });
+
+  it('launch --follow in a terminal shows each step live and ends with the registration; list, status, logs, drain', async () => {
+    const id = `cli-follow-${Date.now()}`;
+    const screen = await inTerminal(`glidein-${process.pid}`, [
+      'launch',
+      'local',
+      '--id',
+      id,
+      '--lifetime',
+      '1h',
+      '--follow',
+    ]);
+    writeFileSync(path.join(tmpdir(), 'glidein-launch-follow.screen'), screen);
+    expect(screen).toContain(`launching ${id} at local`);
+    for (const step of [
+      'planLaunch',
+      'openTunnel',
+      'verifyOutbound',
+      'mountCvmfs',
+      'startContainer',
+      'startGlidein',
+      'confirmRegistration',
+    ])
+      expect(screen).toMatch(new RegExp(`✔ ${step} \\(\\d+\\.\\ds\\)`));
+    expect(screen).toMatch(/allocateNode: not used at this site/);
+    expect(screen).toMatch(new RegExp(`registered: \\S*${id}\\S* \\(Unclaimed/Idle\\) with the collector`));
+    expect(screen).toContain('EXIT=0');
+
+    // Found by its search attributes.
+    const listed = await glidein('--json', 'list', '--site', 'local', '--phase', 'monitoring');
+    expect(listed.code).toBe(0);
+    expect(JSON.parse(listed.stdout)).toEqual([
+      expect.objectContaining({ workflowId: id, site: 'local', phase: 'monitoring' }),
+    ]);
+    const table = await glidein('list', '--site', 'local');
+    expect(table.stdout).toMatch(new RegExp(`^WORKFLOWID +SITE +PHASE +STATUS +STARTED`, 'm'));
+    expect(table.stdout).toMatch(new RegExp(`^${id} +local +monitoring +RUNNING`, 'm'));
+
+    const status = await glidein('status', id);
+    expect(status.code).toBe(0);
+    expect(status.stdout).toContain(`${id}: monitoring at local`);
+    expect(status.stdout).toMatch(/^confirmRegistration +ok /m);
+
+    // The glidein's own log and the tunnel's, read on the site through the worker.
+    const log = await glidein('logs', id, '--glidein');
+    expect(log.code).toBe(0);
+    expect(log.stdout).toContain('condor_master');
+    const tunnel = await glidein('--json', 'logs', id, '--tunnel');
+    expect(JSON.parse(tunnel.stdout)).toMatchObject({
+      which: 'tunnel',
+      path: expect.stringContaining(`${id}/tunnel.log`),
+    });
+
+    const drained = await glidein('drain', id, '--wait');
+    expect(drained.code).toBe(0);
+    expect(drained.stdout).toContain(`${id}: done; held on the site: nothing`);
+    expect(await footprint(id)).toEqual(EMPTY);
+    // After teardown the log is read from where the glidein's directory was retired to.
+    const after = await glidein('--json', 'logs', id, '--glidein');
+    expect(JSON.parse(after.stdout).path).toContain(`/.done/${id}.`);
+  });
+
+  it('launch --follow without a terminal prints plain lines; a launch that fails says why and exits 1', async () => {
+    const id = `cli-plain-${Date.now()}`;
+    const failed = await glidein('launch', 'local-nokit', '--id', id, '--follow');
+    expect(failed.code).toBe(1);
+    const printed = failed.stdout + failed.stderr;
+    expect(printed).toMatch(/^✔ planLaunch \(\d+\.\ds\): /m);
+    expect(printed).toMatch(/^↓ allocateNode \[SKIPPED: not used at this site\]/m);
+    // The proxy at KIT is out of reach: the tunnel opens, the check through it fails, naming the hop.
+    expect(printed).toMatch(/✖ verifyOutbound \[FAILED: verifyOutbound failed after \d+\.\ds: .*127\.0\.0\.3:8/);
+    expect(failed.stderr).toMatch(/^launch failed: /m);
+    expect(failed.stderr).toMatch(/^ {2}teardown closeTunnel: ok/m);
+    expect(await footprint(id)).toEqual(EMPTY);
+  });
+});
