@@ -1,0 +1,20 @@
+#!/bin/sh
+# docker-compose.yml's temporal-schema job (temporalio/admin-tools): creates Temporal's two databases on PostgreSQL
+# and applies the schema of this admin-tools' server version. Safe to run again: an existing database is kept,
+# and only newer schema versions are applied (the same steps as Temporal's own compose examples).
+set -eu
+: "${POSTGRES_SEEDS:?}" "${POSTGRES_USER:?}" "${SQL_PASSWORD:?}"
+port=${DB_PORT:-5432}
+schema=/etc/temporal/schema/postgresql/v12
+
+echo "waiting for PostgreSQL at $POSTGRES_SEEDS:$port"
+nc -z -w 10 "$POSTGRES_SEEDS" "$port"
+
+sql() { temporal-sql-tool --plugin postgres12 --ep "$POSTGRES_SEEDS" -u "$POSTGRES_USER" -p "$port" "$@"; }
+sql --db temporal create
+sql --db temporal setup-schema -v 0.0
+sql --db temporal update-schema -d "$schema/temporal/versioned"
+sql --db temporal_visibility create
+sql --db temporal_visibility setup-schema -v 0.0
+sql --db temporal_visibility update-schema -d "$schema/visibility/versioned"
+echo "PostgreSQL schema is set up"
