@@ -133,6 +133,7 @@ async function setup(lifecycle: GlideinLifecycle, plan: LaunchPlan): Promise<voi
     const result = await runStep(lifecycle, name, ctx);
     if (acquires?.after) lifecycle.hold(acquires.after(result, ctx));
     (step.record as ((r: unknown, ctx: SetupContext) => void) | undefined)?.(result, ctx);
+    lifecycle.showDetails(); // the node, the registration: known now
   }
 }
 
@@ -154,6 +155,7 @@ async function monitor(lifecycle: GlideinLifecycle, plan: LaunchPlan): Promise<R
     });
     status.lastCheck = report.last;
     lifecycle.noteClaim(report);
+    lifecycle.showDetails();
     switch (report.end) {
       case 'round-complete':
         continue;
