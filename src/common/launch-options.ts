@@ -22,8 +22,8 @@ export interface LaunchStartOptions {
 /** One line, short, no markdown of its own: free text from a caller never breaks the layout. */
 const plain = (text: string, max = 120) =>
   text
-    .replace(/[\r\n\t]+/g, ' ')
     .replace(/[`*_[\]<>|#]/g, '')
+    .replace(/\s+/g, ' ')
     .trim()
     .slice(0, max);
 
@@ -43,9 +43,9 @@ export function launchStartOptions(request: GlideinRequest, origin: LaunchOrigin
       ? `GlideinFleet \`${fleet}\`${slot !== undefined ? `, slot ${slot}` : ''}${requestedBy ? ` (${requestedBy})` : ''}`
       : (requestedBy ?? 'a client');
   const staticDetails = [
-    `**Site:** \`${request.site}\` (sites/${request.site}.yaml)`,
-    `**Lifetime:** ${request.lifetime ? `\`${request.lifetime}\`` : "the site profile's `glidein.lifetime`"}, then drained`,
-    `**Requested by:** ${by}`,
+    `- **Site:** \`${request.site}\` (sites/${request.site}.yaml)`,
+    `- **Lifetime:** ${request.lifetime ? `\`${request.lifetime}\`` : "the site profile's `glidein.lifetime`"}, then drained`,
+    `- **Requested by:** ${by}`,
     '',
     '**What it will do:**',
     `1. plan from the site profile, then set up: ${setup.join(' → ')}`,

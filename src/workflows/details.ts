@@ -46,7 +46,8 @@ export function currentDetails(status: GlideinStatus): string {
     lines.push(`**Last step:** ${step.step} ${outcome}${step.detail ? ` — ${step.detail}` : ''}`);
   }
   if (status.endReason) lines.push(`**End:** ${status.endReason}`);
-  return lines.join('\n');
+  // A list: markdown joins plain lines into one paragraph.
+  return lines.map((l) => `- ${l}`).join('\n');
 }
 
 /** What the memo names once known: the glidein, its site, its node and its registration. */

@@ -131,8 +131,8 @@ const ON_SITE = setupOptions(120_000, 4, 15_000);
 const UNDO: ActivityOptions = { startToCloseTimeout: 180_000, heartbeatTimeout: 15_000, retry: retry(5) };
 const undone = (r: { detail: string }) => r.detail;
 
-/** Where a step runs: the node Slurm handed out, or the profile's worker node. */
-const on = (ref: GlideinRef) => ref.node ?? 'the worker node';
+/** Where a step runs: the node Slurm handed out, or (`worker`) the profile's worker node. */
+const on = (ref: GlideinRef) => ref.node ?? 'worker';
 const port = (ref: GlideinRef) => (ref.socksPort ? `:${ref.socksPort}` : ':<leased port>');
 
 /** Plans recorded before monitor.reportEvery existed carry no round length: they used 10 minutes. */
