@@ -22,6 +22,7 @@ import { joinLocalSite, leaveLocalSite } from '../sandbox/local-site';
 import { installRuntimeLogger, logger } from '../src/logger';
 import { SshPool } from '../src/remote/ssh';
 import { configFromEnv, createWorker, DEFAULT_TASK_QUEUE } from '../src/worker';
+import { launchStartOptions } from '../src/common/launch-options';
 import { LaunchGlidein } from '../src/workflows';
 import { drainSignal, SEARCH_ATTRIBUTES, statusQuery, type GlideinStatus } from '../src/workflows/messages';
 import { temporalCli } from '../sandbox/temporal-cli';
@@ -96,7 +97,7 @@ async function main(): Promise<void> {
     if (serve) {
       say('serving. From another shell, for example:');
       say(
-        `  temporal workflow start --type LaunchGlidein --task-queue ${DEFAULT_TASK_QUEUE} --workflow-id glidein-local-1 --input '{"site":"${site.name}"}'`,
+        `  temporal workflow start --type LaunchGlidein --task-queue ${DEFAULT_TASK_QUEUE} --workflow-id glidein-local-1 --input '{"site":"${site.name}"}' --static-summary 'Glidein at ${site.name}, by hand'`,
       );
       say('  temporal workflow query --workflow-id glidein-local-1 --type status');
       say('  temporal workflow signal --workflow-id glidein-local-1 --name drain');
@@ -112,10 +113,12 @@ async function main(): Promise<void> {
     cleanups.push(() => connection.close());
     const client = new Client({ connection });
     const workflowId = `glidein-${site.name}-demo-${Date.now()}`;
+    const request = { site: site.name, lifetime: '1h' };
     const handle = await client.workflow.start(LaunchGlidein, {
       taskQueue: DEFAULT_TASK_QUEUE,
       workflowId,
-      args: [{ site: site.name, lifetime: '1h' }],
+      args: [request],
+      ...launchStartOptions(request, { requestedBy: 'scripts/dev demo' }),
     });
     say(`started LaunchGlidein ${workflowId}`);
     say(`watch it: http://127.0.0.1:${UI_PORT}/namespaces/default/workflows/${workflowId}`);

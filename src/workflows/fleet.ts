@@ -34,6 +34,7 @@ import {
   type FleetCarried,
   type FleetRequest,
 } from '../common/fleet-request';
+import { launchStartOptions } from '../common/launch-options';
 import { formatIssues, siteName } from '../common/validation';
 import type { FleetPlan } from '../site/profile';
 import {
@@ -253,10 +254,13 @@ export async function GlideinFleet(input: GlideinFleetInput): Promise<FleetResul
 
   async function startSlot(slot: number): Promise<void> {
     const workflowId = slotId(fleet, slot);
+    const launch = { site: request.site, ...(request.lifetime ? { lifetime: request.lifetime } : {}) };
     try {
       const child = await startChild(LaunchGlidein, {
         workflowId,
-        args: [{ site: request.site, ...(request.lifetime ? { lifetime: request.lifetime } : {}) }],
+        args: [launch],
+        // Its summary and details in the Web UI name the fleet and the slot (user metadata: replay ignores it).
+        ...launchStartOptions(launch, { fleet, slot }),
         // The glidein outlives this run: its continue-as-new, its end and its cancellation alike.
         parentClosePolicy: ParentClosePolicy.ABANDON,
         cancellationType: ChildWorkflowCancellationType.ABANDON,

@@ -24,6 +24,7 @@ import type { GlideinStatus } from './messages';
 import { decideClose, decideEnd, messageOf } from './outcome';
 import type { GlideinLifecycle } from './state';
 import {
+  activitySummary,
   FINAL_STEPS,
   INVERSE_OF,
   monitorRoundMs,
@@ -51,9 +52,19 @@ const RETIRE_BEFORE_KIND = (Object.keys(INVERSE_OF) as HeldResource['kind'][]).f
   (kind) => INVERSE_OF[kind] === RETIRE.before,
 );
 
-/** The activity of a step, with these options: typed to that activity alone. */
-export function activityFor<N extends StepName>(name: N, options: ActivityOptions): ActivityOf<N> {
-  const activities: Record<string, unknown> = proxyActivities<GlideinActivities>(options);
+/**
+ * The activity of a step, with these options: typed to that activity alone. Its summary in the Web UI says what the
+ * step touches, from `ctx` (user metadata on the command: replay ignores it, so no patch is needed).
+ */
+export function activityFor<N extends StepName>(
+  name: N,
+  options: ActivityOptions,
+  ctx: Parameters<typeof activitySummary>[1],
+): ActivityOf<N> {
+  const activities: Record<string, unknown> = proxyActivities<GlideinActivities>({
+    ...options,
+    summary: activitySummary(name, ctx),
+  });
   return activities[STEPS[name].activity] as ActivityOf<N>;
 }
 
@@ -74,7 +85,7 @@ function runStep<C extends SetupContext | TeardownContext>(
   ctx: C,
 ): Promise<unknown> {
   const step = STEPS[name] as unknown as Declared<C>;
-  const activity = activityFor(name, optionsOf(step, ctx)) as (...args: unknown[]) => Promise<unknown>;
+  const activity = activityFor(name, optionsOf(step, ctx), ctx) as (...args: unknown[]) => Promise<unknown>;
   return lifecycle.step(name, () => activity(...(step.args?.(ctx) ?? [ctx.ref])), step.describe);
 }
 
@@ -93,7 +104,7 @@ export async function work(
       if (!lifecycle.plan) {
         lifecycle.plan = await lifecycle.step(
           'planLaunch',
-          () => activityFor('planLaunch', STEPS.planLaunch.options)(lifecycle.ref, lifetime),
+          () => activityFor('planLaunch', STEPS.planLaunch.options, lifecycle)(lifecycle.ref, lifetime),
           STEPS.planLaunch.describe,
         );
         lifecycle.status.deadline = Date.now() + lifecycle.plan.lifetimeMs;
@@ -122,6 +133,7 @@ async function setup(lifecycle: GlideinLifecycle, plan: LaunchPlan): Promise<voi
     const result = await runStep(lifecycle, name, ctx);
     if (acquires?.after) lifecycle.hold(acquires.after(result, ctx));
     (step.record as ((r: unknown, ctx: SetupContext) => void) | undefined)?.(result, ctx);
+    lifecycle.showDetails(); // the node, the registration: known now
   }
 }
 
@@ -130,8 +142,9 @@ async function monitor(lifecycle: GlideinLifecycle, plan: LaunchPlan): Promise<R
   const { ref, status } = lifecycle;
   lifecycle.setPhase('monitoring');
   const roundMs = monitorRoundMs(plan);
-  const watch = activityFor('monitor', STEPS.monitor.options(plan));
-  const reopen = activityFor('openTunnel', optionsOf(STEPS.openTunnel, { ref, plan, status }));
+  const ctx: SetupContext = { ref, plan, status };
+  const watch = activityFor('monitor', STEPS.monitor.options(plan), ctx);
+  const reopen = activityFor('openTunnel', optionsOf(STEPS.openTunnel, ctx), ctx);
   const deadline = status.deadline ?? Date.now() + plan.lifetimeMs;
   for (let rounds = 0; ; rounds++) {
     if (lifecycle.shouldContinueAsNew(rounds)) return lifecycle.resumeState(plan);
@@ -142,6 +155,7 @@ async function monitor(lifecycle: GlideinLifecycle, plan: LaunchPlan): Promise<R
     });
     status.lastCheck = report.last;
     lifecycle.noteClaim(report);
+    lifecycle.showDetails();
     switch (report.end) {
       case 'round-complete':
         continue;

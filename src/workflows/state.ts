@@ -6,6 +6,7 @@ import {
   CancellationScope,
   log,
   patched,
+  setCurrentDetails,
   setHandler,
   upsertMemo,
   upsertSearchAttributes,
@@ -15,6 +16,7 @@ import { holdResource } from '../common/held';
 import { glideinIdFor, legacyGlideinIdFor } from '../common/request';
 import type { GlideinRef, HeldResource, MonitorReport, ShutdownMode, StepName, StepOutcome } from '../common/types';
 import type { LaunchPlan } from '../site/profile';
+import { currentDetails, memoIdentity } from './details';
 import type { Accepted, ResumeState } from './input';
 import {
   drainSignal,
@@ -87,6 +89,7 @@ export class GlideinLifecycle {
       status.shutdown = mode;
     }
     log.info('shutdown requested', { mode, glideinId: this.ref.glideinId });
+    this.showDetails();
     this.work.cancel();
   }
 
@@ -97,8 +100,16 @@ export class GlideinLifecycle {
       { key: GlideinSite, value: this.ref.site },
       { key: GlideinId, value: this.ref.glideinId },
     ]);
-    // While it runs too, not only once it has closed: what it is doing and what it holds.
-    if (this.owned) upsertMemo({ phase, held: this.heldKinds() });
+    // While it runs too, not only once it has closed: what it is doing and what it holds, and (since the patch)
+    // which glidein it is, where, and its registration once known.
+    if (this.owned)
+      upsertMemo({ phase, held: this.heldKinds(), ...(patched('memo-identity') ? memoIdentity(this.status) : {}) });
+    this.showDetails();
+  }
+
+  /** The Web UI's current details, from the status (not a command: replay is unaffected). */
+  showDetails(): void {
+    setCurrentDetails(currentDetails(this.status));
   }
 
   /**
@@ -143,6 +154,7 @@ export class GlideinLifecycle {
   async step<T>(name: StepName, run: () => Promise<T>, describe?: (result: T) => string | undefined): Promise<T> {
     const outcome: StepOutcome = { step: name, status: 'running', startedAt: new Date().toISOString() };
     this.status.steps.push(outcome);
+    this.showDetails();
     const started = Date.now();
     try {
       const result = await run();
@@ -155,6 +167,7 @@ export class GlideinLifecycle {
       throw err;
     } finally {
       outcome.durationMs = Date.now() - started;
+      this.showDetails();
     }
   }
 

@@ -48,8 +48,12 @@ interface StepBase<A extends ActivityName> {
   describe?: (result: ResultOf<A>) => string | undefined;
 }
 
+/** What the step touches on the site, for its activity's summary in the Web UI (see activitySummary). */
+type Touches<C> = { touches: (ctx: C) => string };
+
 /** Loads the plan; runs once per lifecycle, before the phase leaves planning. */
-type PlanStep<A extends ActivityName> = StepBase<A> & { stage: 'plan'; options: ActivityOptions };
+type PlanStep<A extends ActivityName> = StepBase<A> &
+  Touches<{ ref: GlideinRef }> & { stage: 'plan'; options: ActivityOptions };
 
 /**
  * What a step takes on the site, recorded before it runs (its inverse looks at the site first, so a step that never
@@ -65,7 +69,8 @@ type Acquisition<A extends ActivityName> = {
 }[Kind];
 
 type SetupStep<A extends ActivityName> = StepBase<A> &
-  ArgsOf<A, SetupContext> & {
+  ArgsOf<A, SetupContext> &
+  Touches<SetupContext> & {
     stage: 'setup';
     options: Options<SetupContext>;
     /** Runs only on sites whose plan has this. */
@@ -78,14 +83,15 @@ type SetupStep<A extends ActivityName> = StepBase<A> &
   };
 
 /** The monitor: rounds of one activity, not a recorded step; the name is the one its failures carry. */
-type MonitorStep<A extends ActivityName> = {
+type MonitorStep<A extends ActivityName> = Touches<SetupContext> & {
   stage: 'monitor';
   activity: A;
   options: (plan: LaunchPlan) => ActivityOptions;
 };
 
 type TeardownStep<A extends ActivityName> = StepBase<A> &
-  ArgsOf<A, TeardownContext> & {
+  ArgsOf<A, TeardownContext> &
+  Touches<TeardownContext> & {
     stage: 'teardown';
     options: Options<TeardownContext>;
     /** A step that is no resource's inverse runs once all else is released, just before this step. */
@@ -125,6 +131,10 @@ const ON_SITE = setupOptions(120_000, 4, 15_000);
 const UNDO: ActivityOptions = { startToCloseTimeout: 180_000, heartbeatTimeout: 15_000, retry: retry(5) };
 const undone = (r: { detail: string }) => r.detail;
 
+/** Where a step runs: the node Slurm handed out, or (`worker`) the profile's worker node. */
+const on = (ref: GlideinRef) => ref.node ?? 'worker';
+const port = (ref: GlideinRef) => (ref.socksPort ? `:${ref.socksPort}` : ':<leased port>');
+
 /** Plans recorded before monitor.reportEvery existed carry no round length: they used 10 minutes. */
 export const monitorRoundMs = (p: LaunchPlan): number => p.monitorRoundMs ?? 600_000;
 
@@ -133,6 +143,7 @@ export const STEPS = {
   planLaunch: plan({
     activity: 'planLaunch',
     options: setupOptions(30_000, 3),
+    touches: ({ ref }) => `sites/${ref.site}.yaml for ${ref.glideinId}`,
     describe: (p) => `lifetime ${p.lifetimeMs / 1000} s on ${p.site}`,
   }),
   allocateNode: setup({
@@ -140,6 +151,7 @@ export const STEPS = {
     requires: 'slurm',
     options: ({ plan }) => setupOptions(plan.slurm!.queueTimeoutMs + 120_000, 4, 15_000),
     args: ({ ref, plan }) => [ref, plan.slurm!.queueTimeoutMs],
+    touches: ({ ref }) => `Slurm job ${ref.glideinId}`,
     acquires: {
       kind: 'allocation',
       inverse: 'releaseNode',
@@ -162,6 +174,7 @@ export const STEPS = {
     // A tunnel start may queue behind others towards the same sshd (tunnel.startsInFlight), heartbeating while it
     // waits: a fleet starting at once must not time out in that queue.
     options: setupOptions(1_800_000, 4, 15_000),
+    touches: ({ ref }) => `login→${on(ref)}${port(ref)}`,
     acquires: {
       kind: 'tunnel',
       inverse: 'closeTunnel',
@@ -177,11 +190,13 @@ export const STEPS = {
   verifyOutbound: setup({
     activity: 'verifyOutbound',
     options: ON_SITE,
+    touches: ({ ref, plan }) => `${on(ref)}${port(ref)} → collector ${plan.collector}`,
     describe: (r) => `reached ${r.target}: ${r.chain}${r.checked?.length ? `; ${r.checked.join('; ')}` : ''}`,
   }),
   mountCvmfs: setup({
     activity: 'mountCvmfs',
     options: setupOptions(600_000, 3, 15_000),
+    touches: ({ ref, plan }) => `${plan.repositories.join(', ')} on ${on(ref)}`,
     acquires: {
       kind: 'cvmfs',
       inverse: 'unmountCvmfs',
@@ -195,6 +210,7 @@ export const STEPS = {
   startContainer: setup({
     activity: 'startContainer',
     options: ON_SITE,
+    touches: ({ ref }) => `instance ${instanceName(ref.glideinId)} on ${on(ref)}`,
     acquires: {
       kind: 'container',
       inverse: 'stopContainer',
@@ -205,12 +221,14 @@ export const STEPS = {
   preloadProxychains: setup({
     activity: 'preloadProxychains',
     options: ON_SITE,
+    touches: ({ ref }) => `${instanceName(ref.glideinId)} → SOCKS${port(ref)}`,
     describe: (r) => r.chain,
   }),
   stageCredential: setup({
     activity: 'stageCredential',
     requires: 'credentials',
     options: ON_SITE,
+    touches: ({ ref, plan }) => `${plan.credentials?.join(', ') || 'credentials'} into ${plan.workDir} on ${on(ref)}`,
     // It must be accepted until the glidein is gone: its deadline and one drain window.
     args: ({ ref, plan, status }) => [ref, (status.deadline ?? Date.now() + plan.lifetimeMs) + plan.drainGraceMs],
     acquires: { kind: 'credential', inverse: 'removeCredential', before: () => ({ kind: 'credential' }) },
@@ -220,6 +238,7 @@ export const STEPS = {
   startGlidein: setup({
     activity: 'startGlidein',
     options: ON_SITE,
+    touches: ({ ref, plan }) => `glidein in ${instanceName(ref.glideinId)} on ${on(ref)} → ${plan.collector}`,
     args: ({ ref, plan, status }) => {
       // The glidein retires at the deadline and is gone one drain window later, by itself if need be.
       const retireAt = Math.floor((status.deadline ?? Date.now() + plan.lifetimeMs) / 1000);
@@ -233,6 +252,7 @@ export const STEPS = {
     enters: 'registering',
     options: ({ plan }) => setupOptions(plan.registrationTimeoutMs + 60_000, 3, 15_000),
     args: ({ ref, plan }) => [ref, plan.registrationTimeoutMs],
+    touches: ({ ref, plan }) => `${ref.glideinId} in collector ${plan.collector}`,
     record: (r, { status }) => {
       status.registration = r;
     },
@@ -240,6 +260,7 @@ export const STEPS = {
   }),
   monitor: monitor({
     activity: 'monitorGlidein',
+    touches: ({ ref, plan }) => `${ref.glideinId} on ${on(ref)}, tunnel${port(ref)}, collector ${plan.collector}`,
     options: (plan) => ({
       startToCloseTimeout: monitorRoundMs(plan) + plan.monitorIntervalMs + 120_000,
       heartbeatTimeout: 10_000, // the monitor heartbeats every second while it waits
@@ -257,15 +278,47 @@ export const STEPS = {
       retry: retry(5),
     }),
     args: ({ ref, mode }) => [ref, mode],
+    touches: ({ ref, mode }) => `${mode} ${ref.glideinId} on ${on(ref)}`,
     describe: undone,
   }),
-  removeCredential: teardown({ activity: 'removeCredential', options: UNDO, describe: undone }),
-  stopContainer: teardown({ activity: 'stopContainer', options: UNDO, describe: undone }),
-  unmountCvmfs: teardown({ activity: 'unmountCvmfs', options: UNDO, describe: undone }),
-  closeTunnel: teardown({ activity: 'closeTunnel', options: UNDO, describe: undone }),
+  removeCredential: teardown({
+    activity: 'removeCredential',
+    options: UNDO,
+    touches: ({ ref, plan }) => `credentials in ${plan?.workDir ?? ref.glideinId} on ${on(ref)}`,
+    describe: undone,
+  }),
+  stopContainer: teardown({
+    activity: 'stopContainer',
+    options: UNDO,
+    touches: ({ ref }) => `instance ${instanceName(ref.glideinId)} on ${on(ref)}`,
+    describe: undone,
+  }),
+  unmountCvmfs: teardown({
+    activity: 'unmountCvmfs',
+    options: UNDO,
+    touches: ({ ref, plan }) => `${plan?.repositories.join(', ') ?? 'repositories'} on ${on(ref)}`,
+    describe: undone,
+  }),
+  closeTunnel: teardown({
+    activity: 'closeTunnel',
+    options: UNDO,
+    touches: ({ ref }) => `login→${on(ref)}${port(ref)}`,
+    describe: undone,
+  }),
   // The work directory is retired once all else is released, and before the Slurm job: its node keeps part of it.
-  cleanupGlidein: teardown({ activity: 'cleanupGlidein', options: UNDO, describe: undone, before: 'releaseNode' }),
-  releaseNode: teardown({ activity: 'releaseNode', options: UNDO, describe: undone }),
+  cleanupGlidein: teardown({
+    activity: 'cleanupGlidein',
+    options: UNDO,
+    touches: ({ ref, plan }) => `${plan?.workDir ?? ref.glideinId} on ${on(ref)}`,
+    describe: undone,
+    before: 'releaseNode',
+  }),
+  releaseNode: teardown({
+    activity: 'releaseNode',
+    options: UNDO,
+    touches: ({ ref }) => `Slurm job ${ref.jobId ?? ref.glideinId}`,
+    describe: undone,
+  }),
 };
 
 export type Steps = typeof STEPS;
@@ -277,6 +330,15 @@ export type SetupStepName = StepsIn<'setup'>;
 export type TeardownStepName = StepsIn<'teardown'>;
 /** The activity a step runs, exactly: a step's proxy type-checks no other. */
 export type ActivityOf<N extends StepName> = GlideinActivities[Steps[N]['activity']];
+
+/**
+ * A step's activity summary in the Web UI and `temporal workflow describe`: the activity, the site, and what the
+ * step touches there, e.g. `openTunnel jsc-box login→jsccpu12:1081`.
+ */
+export function activitySummary(name: StepName, ctx: { ref: GlideinRef }): string {
+  const step = STEPS[name] as { activity: string; touches: (ctx: unknown) => string };
+  return `${step.activity} ${ctx.ref.site} ${step.touches(ctx)}`.slice(0, 200);
+}
 
 /** Every step name, in lifecycle order: the names a status (and a carried one) may hold. */
 export const STEP_NAMES = Object.keys(STEPS) as StepName[];

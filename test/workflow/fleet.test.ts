@@ -86,6 +86,11 @@ describe('GlideinFleet', () => {
       expect((await footprint(glidein)).glideins).toHaveLength(1);
       const described = await env().client.workflow.getHandle(glidein).describe();
       expect(described.typedSearchAttributes.get(GlideinFleetAttribute)).toBe(fleet);
+      // In the Web UI's list, the glidein names its fleet and slot.
+      expect(await described.staticSummary()).toBe(
+        `Glidein at local for the profile's lifetime · fleet ${fleet} slot 1`,
+      );
+      expect(await described.staticDetails()).toContain(`**Requested by:** GlideinFleet \`${fleet}\`, slot 1`);
       const firstRun = first.slots[0].runId;
 
       // Paused: a glidein that dies is not replaced.

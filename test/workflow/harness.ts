@@ -1,7 +1,7 @@
 /** Shared by the workflow suites: a dev server per file, a worker per test, and waiting on the status query. */
 import { randomUUID } from 'node:crypto';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
-import type { WorkflowHandle } from '@temporalio/client';
+import type { WorkflowHandle, WorkflowStartOptions } from '@temporalio/client';
 import { LaunchGlidein } from '../../src/workflows';
 import { statusQuery, type GlideinStatus } from '../../src/workflows/messages';
 import { setupOrder, teardownOrder } from '../../src/workflows/steps';
@@ -17,7 +17,13 @@ export interface Harness {
     taskQueue?: string,
     options?: TestWorkerOptions,
   ): Promise<T>;
-  start(w: TestWorker, id: string, input?: Record<string, unknown>): Promise<WorkflowHandle<typeof LaunchGlidein>>;
+  start(
+    w: TestWorker,
+    id: string,
+    input?: Record<string, unknown>,
+    /** More start options, e.g. launchStartOptions(…)'s summary and details. */
+    options?: Pick<WorkflowStartOptions, 'staticSummary' | 'staticDetails'>,
+  ): Promise<WorkflowHandle<typeof LaunchGlidein>>;
 }
 
 /** Call at the top of a test file: starts a dev server before the file's tests and stops it after. */
@@ -45,8 +51,9 @@ export function useDevServer(): Harness {
         w.ssh.close();
       }
     },
-    start(w, id, input = { site: 'local', lifetime: '10m' }) {
+    start(w, id, input = { site: 'local', lifetime: '10m' }, options = {}) {
       return env.client.workflow.start(LaunchGlidein, {
+        ...options,
         taskQueue: w.taskQueue,
         workflowId: id,
         args: [input as never],

@@ -3,8 +3,12 @@
  * (the worker node through the login node as a jump host). Faults are injected by changing one field of the
  * site profile, so the real command fails the way it would on a misconfigured site.
  */
-import { WorkflowFailedError } from '@temporalio/client';
-import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';
+import { ApplicationFailure, CancelledFailure, defaultPayloadConverter } from '@temporalio/common';
+import { launchStartOptions } from '../../src/common/launch-options';
+import { temporalCli } from '../../sandbox/temporal';
 import { drainSignal, statusQuery, stopSignal } from '../../src/workflows/messages';
 import { localSiteWith, SITES_DIR } from '../../sandbox/sites';
 import { SETUP, stepsOf, TEARDOWN, useDevServer, waitForPhase } from './harness';
@@ -14,15 +18,66 @@ import { sshdLog } from '../../sandbox/local-site';
 
 const { withWorker, start, env } = useDevServer();
 
+/** The summary of each activity scheduled so far, in order, as the Web UI shows it beside the event. */
+async function activitySummaries(handle: WorkflowHandle): Promise<Array<[string, string | undefined]>> {
+  const { events } = await handle.fetchHistory();
+  return (events ?? [])
+    .filter((e) => e.activityTaskScheduledEventAttributes)
+    .map((e) => [
+      e.activityTaskScheduledEventAttributes!.activityType!.name!,
+      e.userMetadata?.summary ? defaultPayloadConverter.fromPayload<string>(e.userMetadata.summary) : undefined,
+    ]);
+}
+
 describe('LaunchGlidein', () => {
   it('reaches registration through the chain, holds one of everything, and drains back to nothing', async () => {
     const id = `wf-happy-${Date.now()}`;
+    const request = { site: 'local', lifetime: '10m' };
     await withWorker(SITES_DIR, async (w) => {
-      const handle = await start(w, id);
+      const handle = await start(w, id, request, launchStartOptions(request, { requestedBy: 'the happy-path test' }));
       const monitoring = await waitForPhase(handle, 'monitoring');
       expect(stepsOf(monitoring)).toEqual(SETUP);
       expect(monitoring.registration).toMatchObject({ state: 'Unclaimed', activity: 'Idle' });
       expect(monitoring.held.map((h) => h.kind)).toEqual(['tunnel', 'cvmfs', 'container', 'credential', 'glidein']);
+
+      // How it reads in the Web UI while it monitors: its summary and details, its current details, its memo.
+      const described = await handle.describe();
+      expect(await described.staticSummary()).toBe('Glidein at local for 10m');
+      const staticDetails = await described.staticDetails();
+      expect(staticDetails).toContain('**Site:** `local`');
+      expect(staticDetails).toContain('**Lifetime:** `10m`, then drained');
+      expect(staticDetails).toContain('**Requested by:** the happy-path test');
+      expect(staticDetails).toMatch(/openTunnel → verifyOutbound → .* → confirmRegistration/);
+      const port = monitoring.held.find((h) => h.kind === 'tunnel')!;
+      const socksPort = port.kind === 'tunnel' ? port.socksPort : 0;
+      const { currentDetails } = await handle.query<{ currentDetails: string }>('__temporal_workflow_metadata');
+      expect(currentDetails).toContain('**Phase:** monitoring');
+      expect(currentDetails).toContain(`**Registration:** ${monitoring.registration!.name} (Unclaimed/Idle)`);
+      expect(currentDetails).toContain(`**Holds:** tunnel :${socksPort}, CVMFS `);
+      expect(currentDetails).toContain(`**Deadline:** ${new Date(monitoring.deadline!).toISOString()}`);
+      expect(described.memo).toMatchObject({
+        phase: 'monitoring',
+        held: 'tunnel, cvmfs, container, credential, glidein',
+        site: 'local',
+        glideinId: id,
+        registration: monitoring.registration!.name,
+      });
+      // Each activity names what its step touched; the tunnel's port once it is leased.
+      const summaries = await activitySummaries(handle);
+      expect(summaries.map(([type]) => type).slice(0, SETUP.length + 1)).toEqual(
+        SETUP.map((s) => s.replace(/:ok$/, '')).concat('monitorGlidein'),
+      );
+      for (const [type, summary] of summaries) expect(summary).toMatch(new RegExp(`^${type} local \\S`));
+      expect(Object.fromEntries(summaries)).toMatchObject({
+        openTunnel: 'openTunnel local login→worker:<leased port>',
+        confirmRegistration: expect.stringContaining(`${id} in collector `),
+        monitorGlidein: expect.stringContaining(`tunnel:${socksPort}`),
+      });
+      // And as an operator reads it: `temporal workflow describe -o json`.
+      const { stdout } = await promisify(execFile)(temporalCli(), [
+        ...['workflow', 'describe', '--address', env().address, '-w', id, '-o', 'json'],
+      ]);
+      expect(JSON.stringify(JSON.parse(stdout))).toContain('Glidein at local for 10m');
 
       const held = await footprint(id);
       expect(held.tunnels).toHaveLength(1);
