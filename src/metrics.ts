@@ -53,9 +53,9 @@ export function sshMetrics(meter: MetricMeter = Runtime.instance().metricMeter):
   const reconnects = meter.createCounter(METRIC.sshReconnects, undefined, 'SSH connections made again after a drop');
   const failures = meter.createCounter(METRIC.sshConnectFailures, undefined, 'SSH connection attempts that failed');
   return {
-    opened: (host) => opened.add(1, { host }),
-    reconnected: (host) => reconnects.add(1, { host }),
-    failed: (host, kind) => failures.add(1, { host, kind }),
+    opened: (target) => opened.add(1, { target }),
+    reconnected: (target) => reconnects.add(1, { target }),
+    failed: (target, kind) => failures.add(1, { target, kind }),
   };
 }
 

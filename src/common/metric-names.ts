@@ -18,11 +18,11 @@ export const METRIC = {
   tunnelRepairs: 'glidein_tunnel_repairs',
   /** Counter {site, activityType, type}: activity attempts that failed (each retry counts), by failure type. */
   activityFailures: 'glidein_activity_failures',
-  /** Counter {host}: SSH (TCP) connections the worker opened. */
+  /** Counter {target}: SSH (TCP) connections the worker opened, by host:port (a jumped one too). */
   sshConnectionsOpened: 'glidein_ssh_connections_opened',
-  /** Counter {host}: connections made again after a kept one dropped. */
+  /** Counter {target}: connections made again after a kept one dropped. */
   sshReconnects: 'glidein_ssh_reconnects',
-  /** Counter {host, kind}: connection attempts that failed (kind: connect, host-key, auth, timeout, ...). */
+  /** Counter {target, kind}: connection attempts that failed (kind: connect, host-key, auth, timeout, ...). */
   sshConnectFailures: 'glidein_ssh_connect_failures',
 } as const;
 

@@ -33,11 +33,14 @@ export interface ConnectOptions {
   events: SshEvents;
 }
 
-/** A host's connections: each opened (TCP, before the handshake), each made again after a kept one dropped, each failed attempt. */
+/**
+ * A host's connections, named host:port: each opened (TCP, before the handshake), each made again after a kept one
+ * dropped, each failed attempt.
+ */
 export interface SshEvents {
-  opened(host: string): void;
-  reconnected(host: string): void;
-  failed(host: string, kind: TransportFailure): void;
+  opened(target: string): void;
+  reconnected(target: string): void;
+  failed(target: string, kind: TransportFailure): void;
 }
 
 export const NO_SSH_EVENTS: SshEvents = {
@@ -64,6 +67,10 @@ export class SshLink implements Jump {
   private nextAttemptAt = 0;
   /** Whether a connection was up before: the next one is a reconnect. */
   private wasConnected = false;
+  /** host:port, as the events name it. */
+  private get endpoint(): string {
+    return `${this.spec.host}:${this.spec.port}`;
+  }
   /** TCP connections opened so far (tests and benchmarks count them). */
   connects = 0;
 
@@ -148,7 +155,7 @@ export class SshLink implements Jump {
         err instanceof ExecutorError
           ? err
           : new ExecutorError(`cannot connect to ${hostKeys.name}: ${(err as Error).message}`, 'connect');
-      this.options.events.failed(spec.host, failure.kind);
+      this.options.events.failed(this.endpoint, failure.kind);
       throw failure;
     }
 
@@ -165,13 +172,13 @@ export class SshLink implements Jump {
       hostVerifier: hostKeys.verify,
     };
     this.connects++;
-    this.options.events.opened(spec.host);
+    this.options.events.opened(this.endpoint);
     this.options.log('ssh connecting', { target: this.target });
     try {
       await handshake(client, config, this.target, (err) => this.classify(err, hostKeys));
     } catch (err) {
       this.noteFailure();
-      this.options.events.failed(spec.host, err instanceof ExecutorError ? err.kind : 'connect');
+      this.options.events.failed(this.endpoint, err instanceof ExecutorError ? err.kind : 'connect');
       client.end();
       sock.destroy(); // a refused connection must not linger on the login node
       throw err;
@@ -186,7 +193,7 @@ export class SshLink implements Jump {
       }
     });
     this.live = client;
-    if (this.wasConnected) this.options.events.reconnected(spec.host);
+    if (this.wasConnected) this.options.events.reconnected(this.endpoint);
     this.wasConnected = true;
     this.options.log('ssh connected', { target: this.target });
     return client;
