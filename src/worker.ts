@@ -5,6 +5,9 @@
  *   the `temporal` CLI's TOML file (TEMPORAL_CONFIG_FILE).
  *   TASK_QUEUE         (default "glideins")        SITES_DIR          (default ./sites)
  *   MAX_CONCURRENT_ACTIVITIES (default 1200)       WORKFLOW_CACHE_SIZE (default 100)
+ *   METRICS_ADDRESS    (default 127.0.0.1:9464)    Prometheus metrics at /metrics (temporal_*, glidein_*); `off`: none
+ *   LOG_LEVEL          (default info)              LOG_FORMAT (json | pretty; default pretty on a terminal, else json)
+ * A taken metrics port stops the worker at start-up, saying so (METRICS_ADDRESS=off runs it without metrics).
  * Sized for a fleet: every glidein being monitored holds one activity slot for its whole monitor round (the
  * SDK's default of 100 slots would leave the 101st glidein unwatched), while its workflow sits idle between
  * reports and need not stay cached (an evicted one replays its ~100 events on its next task).
@@ -15,7 +18,8 @@ import { Client } from '@temporalio/client';
 import { temporal } from '@temporalio/proto';
 import { NativeConnection, Worker } from '@temporalio/worker';
 import { createActivities } from './activities';
-import { installRuntimeLogger, logger } from './logger';
+import { activityLogContext, installRuntime, logger } from './logger';
+import { activityFailureMetrics, metricsAddressFromEnv, prometheusExporter, sshMetrics } from './metrics';
 import { SshPool } from './remote/ssh';
 import { SiteRegistry } from './site/load';
 import { connectClient, temporalTarget, type TemporalTarget } from './temporal-connection';
@@ -34,6 +38,8 @@ export interface WorkerConfig {
   maxConcurrentActivities: number;
   /** Workflows kept in memory between their tasks. */
   workflowCacheSize: number;
+  /** Where the Prometheus endpoint listens (ip:port); undefined: no metrics. */
+  metricsAddress?: string;
 }
 
 function positiveInt(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
@@ -54,6 +60,7 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): WorkerConfi
     sitesDir: path.resolve(env.SITES_DIR ?? path.join(__dirname, '..', 'sites')),
     maxConcurrentActivities: positiveInt(env, 'MAX_CONCURRENT_ACTIVITIES', 1200),
     workflowCacheSize: positiveInt(env, 'WORKFLOW_CACHE_SIZE', 100),
+    metricsAddress: metricsAddressFromEnv(env),
   };
 }
 
@@ -88,6 +95,8 @@ export async function createWorker(config: WorkerConfig, connection: NativeConne
     taskQueue: config.taskQueue,
     ...workflowSource(),
     ...fleetOptions(config),
+    // Every activity's log lines name its site and glidein; its failed attempts are counted by type.
+    interceptors: { activity: [activityLogContext, activityFailureMetrics] },
     // GlideinFleet observes its glideins through the worker's own connection.
     activities: createActivities({ sites, ssh, temporal: new Client({ connection, namespace: config.namespace }) }),
   });
@@ -131,11 +140,26 @@ export async function ensureSearchAttributes(
   }
 }
 
+/** The runtime (Runtime.install, once per process): logs through the one logger, metrics on config.metricsAddress. */
+export function installWorkerRuntime(config: WorkerConfig): void {
+  const { metricsAddress } = config;
+  try {
+    installRuntime(metricsAddress ? { metrics: prometheusExporter(metricsAddress) } : {});
+  } catch (err) {
+    if (!metricsAddress) throw err;
+    throw new Error(
+      `cannot serve metrics on METRICS_ADDRESS=${metricsAddress}: ${err instanceof Error ? err.message : String(err)} ` +
+        '(choose another ip:port, or METRICS_ADDRESS=off to run without metrics)',
+    );
+  }
+  if (metricsAddress) logger.info({ metrics: `http://${metricsAddress}/metrics` }, 'serving metrics');
+}
+
 export async function runWorker(): Promise<void> {
-  installRuntimeLogger();
   const config = configFromEnv();
+  installWorkerRuntime(config);
   await ensureSearchAttributes(config);
-  const ssh = new SshPool({ log: (event, fields) => logger.info(fields, event) });
+  const ssh = new SshPool({ log: (event, fields) => logger.info(fields, event), events: sshMetrics() });
   const connection = await NativeConnection.connect(config.temporal.connection);
   try {
     const worker = await createWorker(config, connection, ssh);

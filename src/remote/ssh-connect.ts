@@ -8,7 +8,7 @@ import { readFile } from 'node:fs/promises';
 import * as net from 'node:net';
 import type { Duplex } from 'node:stream';
 import { Client, utils, type ConnectConfig, type ParsedKey } from 'ssh2';
-import { ExecutorError } from './executor';
+import { ExecutorError, type TransportFailure } from './executor';
 import { KeyAgent } from './key-agent';
 import { HostKeyCheck, unreadable } from './known-hosts';
 
@@ -29,7 +29,25 @@ export interface ConnectOptions {
   /** First and longest wait between failed connection attempts. */
   backoffMs: { initial: number; max: number };
   log: (event: string, fields: Record<string, unknown>) => void;
+  /** What happens to connections, for counters (the worker's metrics, src/metrics.ts). */
+  events: SshEvents;
 }
+
+/**
+ * A host's connections, named host:port: each opened (TCP, before the handshake), each made again after a kept one
+ * dropped, each failed attempt.
+ */
+export interface SshEvents {
+  opened(target: string): void;
+  reconnected(target: string): void;
+  failed(target: string, kind: TransportFailure): void;
+}
+
+export const NO_SSH_EVENTS: SshEvents = {
+  opened: () => undefined,
+  reconnected: () => undefined,
+  failed: () => undefined,
+};
 
 /** The connection a jumped host is reached through: it opens a forwarded TCP stream to the host. */
 export interface Jump {
@@ -47,6 +65,12 @@ export class SshLink implements Jump {
   private live?: Client;
   private failures = 0;
   private nextAttemptAt = 0;
+  /** Whether a connection was up before: the next one is a reconnect. */
+  private wasConnected = false;
+  /** host:port, as the events name it. */
+  private get endpoint(): string {
+    return `${this.spec.host}:${this.spec.port}`;
+  }
   /** TCP connections opened so far (tests and benchmarks count them). */
   connects = 0;
 
@@ -127,8 +151,12 @@ export class SshLink implements Jump {
         : await openSocket(spec.host, spec.port, this.options.connectTimeoutMs);
     } catch (err) {
       this.noteFailure();
-      if (err instanceof ExecutorError) throw err;
-      throw new ExecutorError(`cannot connect to ${hostKeys.name}: ${(err as Error).message}`, 'connect');
+      const failure =
+        err instanceof ExecutorError
+          ? err
+          : new ExecutorError(`cannot connect to ${hostKeys.name}: ${(err as Error).message}`, 'connect');
+      this.options.events.failed(this.endpoint, failure.kind);
+      throw failure;
     }
 
     const client = new Client();
@@ -144,11 +172,13 @@ export class SshLink implements Jump {
       hostVerifier: hostKeys.verify,
     };
     this.connects++;
+    this.options.events.opened(this.endpoint);
     this.options.log('ssh connecting', { target: this.target });
     try {
       await handshake(client, config, this.target, (err) => this.classify(err, hostKeys));
     } catch (err) {
       this.noteFailure();
+      this.options.events.failed(this.endpoint, err instanceof ExecutorError ? err.kind : 'connect');
       client.end();
       sock.destroy(); // a refused connection must not linger on the login node
       throw err;
@@ -163,6 +193,8 @@ export class SshLink implements Jump {
       }
     });
     this.live = client;
+    if (this.wasConnected) this.options.events.reconnected(this.endpoint);
+    this.wasConnected = true;
     this.options.log('ssh connected', { target: this.target });
     return client;
   }

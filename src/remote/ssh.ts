@@ -11,9 +11,9 @@ import type { Duplex } from 'node:stream';
 import { ExecutorError, type CommandResult, type Executor, type RunOptions } from './executor';
 import { commandLine } from './quote';
 import { SshChannels } from './ssh-channel';
-import { SshLink, describeTarget, type ConnectOptions, type SshTarget } from './ssh-connect';
+import { NO_SSH_EVENTS, SshLink, describeTarget, type ConnectOptions, type SshTarget } from './ssh-connect';
 
-export { describeTarget, type SshTarget } from './ssh-connect';
+export { describeTarget, type SshEvents, type SshTarget } from './ssh-connect';
 
 export interface SshOptions extends Partial<ConnectOptions> {
   /**
@@ -94,7 +94,7 @@ export class SshPool {
   private readonly options: Required<SshOptions>;
 
   constructor(options: SshOptions = {}) {
-    this.options = { ...DEFAULTS, log: () => undefined, ...options };
+    this.options = { ...DEFAULTS, log: () => undefined, events: NO_SSH_EVENTS, ...options };
   }
 
   executor(target: SshTarget): SshConnection {

@@ -29,6 +29,7 @@ import {
   type GlideinStatus,
   type Phase,
 } from './messages';
+import { notePhase, observeStep } from './metrics';
 import { messageOf } from './outcome';
 
 export const DEFAULT_HISTORY_EVENTS = 5_000;
@@ -94,6 +95,7 @@ export class GlideinLifecycle {
   }
 
   setPhase(phase: Phase): void {
+    notePhase(this, phase);
     this.status.phase = phase;
     upsertSearchAttributes([
       { key: GlideinPhase, value: phase },
@@ -152,6 +154,7 @@ export class GlideinLifecycle {
 
   /** Runs one step and records its outcome and duration for the status query. */
   async step<T>(name: StepName, run: () => Promise<T>, describe?: (result: T) => string | undefined): Promise<T> {
+    run = observeStep(this, name, run);
     const outcome: StepOutcome = { step: name, status: 'running', startedAt: new Date().toISOString() };
     this.status.steps.push(outcome);
     this.showDetails();

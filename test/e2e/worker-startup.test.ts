@@ -1,5 +1,6 @@
 /** The worker refuses to poll a namespace that lacks LaunchGlidein's search attributes, and says what to run. */
 import { execFile } from 'node:child_process';
+import * as net from 'node:net';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
@@ -28,6 +29,7 @@ describe('worker start-up', () => {
         TASK_QUEUE: 'startup',
         LOG_LEVEL: 'fatal',
         TS_NODE_TRANSPILE_ONLY: 'true',
+        METRICS_ADDRESS: 'off',
         ...extra,
       },
     });
@@ -55,5 +57,22 @@ describe('worker start-up', () => {
     );
     started.child.kill('SIGINT');
     await started.catch(() => undefined);
+  });
+
+  it('stops at start-up when its metrics port is taken, naming METRICS_ADDRESS and how to turn metrics off', async () => {
+    const taken = net.createServer();
+    await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
+    try {
+      const address = `127.0.0.1:${(taken.address() as net.AddressInfo).port}`;
+      const err = await worker({ METRICS_ADDRESS: address, CREATE_SEARCH_ATTRIBUTES: 'true' }).then(
+        () => undefined,
+        (e) => e,
+      );
+      expect(err?.code).toBe(1);
+      expect(err.stderr).toContain(`cannot serve metrics on METRICS_ADDRESS=${address}`);
+      expect(err.stderr).toContain('METRICS_ADDRESS=off');
+    } finally {
+      await new Promise((resolve) => taken.close(resolve));
+    }
   });
 });

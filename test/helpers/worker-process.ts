@@ -27,6 +27,8 @@ export function startWorkerProcess(
       TASK_QUEUE: taskQueue,
       LOG_LEVEL: 'warn',
       TS_NODE_TRANSPILE_ONLY: 'true',
+      // No metrics port unless a test asks for one (METRICS_ADDRESS): test workers would contend for the default.
+      METRICS_ADDRESS: 'off',
       ...extraEnv,
     },
     stdio: ['ignore', 'pipe', 'pipe'],

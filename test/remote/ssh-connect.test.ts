@@ -55,6 +55,8 @@ interface Proxy {
   port: number;
   /** TCP connections accepted so far. */
   accepted: number;
+  /** Drops every connection through it, and goes on accepting new ones. */
+  cut(): void;
   close(): Promise<void>;
 }
 
@@ -88,6 +90,9 @@ async function proxy(plan: Plan = () => 0): Promise<Proxy> {
   const state: Proxy = {
     port: (server.address() as net.AddressInfo).port,
     accepted: 0,
+    cut: () => {
+      for (const s of sockets) s.destroy();
+    },
     close: () =>
       new Promise((resolve) => {
         for (const s of sockets) s.destroy();
@@ -171,6 +176,34 @@ describe('one connect attempt, shared by concurrent callers', () => {
     expect(ms).toBeGreaterThanOrEqual(450);
     expect(ms).toBeLessThan(3_000);
     expect(p.accepted).toBe(1);
+  });
+});
+
+describe('connection events (the worker counts them: src/metrics.ts)', () => {
+  test('each connection opened, each failed attempt by kind, and a reconnect after a kept connection dropped', async () => {
+    const p = await proxy((n) => (n === 1 ? 'drop' : 0));
+    const events: string[] = [];
+    const login = pool({
+      backoffMs: { initial: 100, max: 100 },
+      events: {
+        opened: (target) => events.push(`opened ${target}`),
+        reconnected: (target) => events.push(`reconnected ${target}`),
+        failed: (target, kind) => events.push(`failed ${target} ${kind}`),
+      },
+    }).executor(throughProxy(p));
+    const at = `127.0.0.1:${p.port}`;
+    await rejection(login.run(['true']));
+    expect(await login.run(['echo', 'up'])).toMatchObject({ code: 0, stdout: 'up\n' });
+    expect(await login.run(['echo', 'kept'])).toMatchObject({ code: 0, stdout: 'kept\n' });
+    expect(events).toEqual([`opened ${at}`, `failed ${at} connect`, `opened ${at}`]);
+
+    p.cut();
+    await waitFor('the drop to be noticed', async () => {
+      const r = await login.run(['echo', 'back']).catch(() => undefined);
+      return r?.stdout === 'back\n';
+    });
+    expect(events.slice(3)).toEqual([`opened ${at}`, `reconnected ${at}`]);
+    expect(login.connects).toBe(3);
   });
 });
 

@@ -1,7 +1,19 @@
 /** The worker's log lines: errors keep their message, type, stack and cause wherever they sit; nothing secret gets out. */
-import { ApplicationFailure } from '@temporalio/common';
-import type { LogEntry } from '@temporalio/worker';
-import { createLogger, runtimeLevel, runtimeLogSink } from '../../src/logger';
+import { ApplicationFailure, type MetricMeter, type MetricTags } from '@temporalio/common';
+import { log as activityLog } from '@temporalio/activity';
+import { MockActivityEnvironment } from '@temporalio/testing';
+import { DefaultLogger, type LogEntry } from '@temporalio/worker';
+import {
+  activityLogContext,
+  activitySubject,
+  coreLevel,
+  createLogger,
+  logFormat,
+  runtimeLevel,
+  runtimeLogSink,
+} from '../../src/logger';
+import { activityFailureMetrics } from '../../src/metrics';
+import { METRIC } from '../../src/common/metric-names';
 
 const KEY_LINES = [
   'b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZW',
@@ -152,5 +164,108 @@ describe('the SDK runtime log level', () => {
     expect(runtimeLevel('WARN')).toBe('WARN');
     expect(runtimeLevel(undefined)).toBe('INFO');
     expect(runtimeLevel('verbose')).toBe('INFO');
+  });
+});
+
+describe('the log format', () => {
+  it('is pretty on a terminal and JSON elsewhere, unless LOG_FORMAT says', () => {
+    expect(logFormat({}, true)).toBe('pretty');
+    expect(logFormat({}, false)).toBe('json');
+    expect(logFormat({ LOG_FORMAT: 'json' }, true)).toBe('json');
+    expect(logFormat({ LOG_FORMAT: 'pretty' }, false)).toBe('pretty');
+    expect(logFormat({ LOG_FORMAT: ' JSON ' }, true)).toBe('json');
+    expect(() => logFormat({ LOG_FORMAT: 'yaml' }, true)).toThrow('LOG_FORMAT: expected json or pretty, got "yaml"');
+  });
+
+  it('writes pretty lines, redacted like the JSON ones, with their fields', () => {
+    const lines: string[] = [];
+    const log = createLogger({ write: (line: string) => void lines.push(line) }, 'pretty');
+    log.warn({ site: 'jsc', glideinId: 'glidein-jsc-1', tail: `IDTOKEN=${JWT}\n${KEY}` }, 'launch failed, token=abc');
+    expect(lines).toHaveLength(1);
+    const [line] = lines;
+    expect(() => JSON.parse(line)).toThrow();
+    expect(line).toContain('WARN');
+    expect(line).toContain('launch failed, token=[redacted]');
+    expect(line).toContain('glidein-jsc-1');
+    expect(line).toContain('[redacted private key]');
+    expectNoSecrets(line);
+  });
+
+  it("follows LOG_LEVEL for Core's own lines only at trace or error; warnings otherwise", () => {
+    expect(coreLevel(undefined)).toBe('WARN');
+    expect(coreLevel('debug')).toBe('WARN');
+    expect(coreLevel('trace')).toBe('TRACE');
+    expect(coreLevel('error')).toBe('ERROR');
+  });
+});
+
+describe("an activity's log lines", () => {
+  it('name the site and glidein from its first argument (a GlideinRef, a fleet request, a site name)', () => {
+    expect(activitySubject([{ site: 'jsc', glideinId: 'g-1', node: 'n1' }, 60_000])).toEqual({
+      site: 'jsc',
+      glideinId: 'g-1',
+    });
+    expect(activitySubject(['jsc'])).toEqual({ site: 'jsc' });
+    expect(activitySubject([{ site: 'jsc', slots: [] }])).toEqual({ site: 'jsc' });
+    expect(activitySubject([])).toEqual({});
+    expect(activitySubject([null])).toEqual({});
+    expect(activitySubject([{ site: 42, glideinId: '' }])).toEqual({});
+  });
+
+  it("carry workflowId, site and glideinId, the SDK's lines too, redacted; failed attempts are counted by type", async () => {
+    const { log, lines } = capture();
+    const counted: Array<{ name: string; value: number; tags: MetricTags }> = [];
+    const meter: MetricMeter = {
+      createCounter: (name) => ({
+        name,
+        kind: 'counter',
+        valueType: 'int',
+        add: (value, tags = {}) => void counted.push({ name, value, tags }),
+        withTags: () => {
+          throw new Error('unused');
+        },
+      }),
+      createHistogram: () => {
+        throw new Error('unused');
+      },
+      createGauge: () => {
+        throw new Error('unused');
+      },
+      withTags: () => meter,
+    };
+    const env = new MockActivityEnvironment(
+      { workflowExecution: { workflowId: 'glidein-jsc-1', runId: 'r1' }, activityType: 'startGlidein' },
+      {
+        logger: new DefaultLogger('TRACE', (e) => runtimeLogSink(e, log)),
+        interceptors: [activityLogContext, activityFailureMetrics],
+        metricMeter: meter,
+      },
+    );
+    const failed = env.run(
+      async (_ref: { site: string; glideinId: string }) => {
+        activityLog.info(`starting with IDTOKEN=${JWT}`);
+        throw ApplicationFailure.retryable('the glidein exited', 'GlideinExited');
+      },
+      { site: 'jsc', glideinId: 'glidein-jsc-1' },
+    );
+    await expect(failed).rejects.toThrow('the glidein exited');
+    const parsed = lines.map((l) => JSON.parse(l));
+    const mine = parsed.find((l) => l.msg.startsWith('starting'));
+    expect(mine).toMatchObject({ workflowId: 'glidein-jsc-1', site: 'jsc', glideinId: 'glidein-jsc-1' });
+    expect(mine.msg).toBe('starting with IDTOKEN=[redacted token]');
+    expect(parsed.find((l) => l.msg === 'Activity failed')).toMatchObject({
+      workflowId: 'glidein-jsc-1',
+      site: 'jsc',
+      glideinId: 'glidein-jsc-1',
+      activityType: 'startGlidein',
+    });
+    for (const line of lines) expectNoSecrets(line);
+    expect(counted).toEqual([
+      {
+        name: METRIC.activityFailures,
+        value: 1,
+        tags: expect.objectContaining({ site: 'jsc', type: 'GlideinExited', activityType: 'startGlidein' }),
+      },
+    ]);
   });
 });

@@ -30,3 +30,21 @@ describe('worker configuration', () => {
     expect(() => configFromEnv({ [name]: value })).toThrow(`${name}: expected a positive whole number, got "${value}"`);
   });
 });
+
+describe('the metrics address', () => {
+  it('is 127.0.0.1:9464 by default, any ip:port when given, and off when `off` or empty', () => {
+    expect(configFromEnv({}).metricsAddress).toBe('127.0.0.1:9464');
+    expect(configFromEnv({ METRICS_ADDRESS: '0.0.0.0:9100' }).metricsAddress).toBe('0.0.0.0:9100');
+    expect(configFromEnv({ METRICS_ADDRESS: '[::1]:9464' }).metricsAddress).toBe('[::1]:9464');
+    expect(configFromEnv({ METRICS_ADDRESS: 'off' }).metricsAddress).toBeUndefined();
+    expect(configFromEnv({ METRICS_ADDRESS: 'OFF' }).metricsAddress).toBeUndefined();
+    expect(configFromEnv({ METRICS_ADDRESS: '' }).metricsAddress).toBeUndefined();
+  });
+
+  it.each(['localhost:9464', '9464', '127.0.0.1', '127.0.0.1:70000', 'http://127.0.0.1:9464'])(
+    'refuses METRICS_ADDRESS=%s, saying what it takes',
+    (value) => {
+      expect(() => configFromEnv({ METRICS_ADDRESS: value })).toThrow('METRICS_ADDRESS: expected ip:port');
+    },
+  );
+});
