@@ -7,10 +7,12 @@
  * 2 bad usage or input, 3 the Temporal server could not be reached, 4 no such glidein or schedule.
  */
 import { randomBytes } from 'node:crypto';
+import { userInfo } from 'node:os';
 import { Client, WorkflowNotFoundError, type Connection } from '@temporalio/client';
 import { Command, CommanderError, Option } from 'commander';
 import { z } from 'zod';
 import { isDuration } from '../common/duration';
+import { launchStartOptions } from '../common/launch-options';
 import { siteName } from '../common/validation';
 import type { LogChunk, LogKind, SiteCheck } from '../common/site-tools';
 import { fleetCommand, UsageError } from '../fleet-cli';
@@ -189,7 +191,8 @@ export function buildProgram(io: Io): { program: Command; session: Session } {
         taskQueue: globals().taskQueue,
         workflowId,
         args: [request],
-        staticSummary: `glidein at ${site}, lifetime ${opts.lifetime ?? "the profile's"}`,
+        // Found in the Web UI by this line; the details say who asked and what the lifecycle will do.
+        ...launchStartOptions(request, { requestedBy: `${userInfo().username} via glidein launch` }),
       });
       if (!opts.follow) {
         print({ workflowId, runId: handle.firstExecutionRunId, site }, () =>

@@ -9,7 +9,10 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync, copyFileSync } from '
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
-import { createTestEnv, ROOT } from '../../sandbox/temporal';
+import { createServer } from 'node:net';
+import { TestWorkflowEnvironment as Env } from '@temporalio/testing';
+import { GlideinFleet, GlideinId, GlideinPhase, GlideinSite } from '../../src/workflows/messages';
+import { ROOT, temporalCli } from '../../sandbox/temporal';
 import { EMPTY, footprint } from '../workflow/site-state';
 
 const CLI = path.join(ROOT, 'lib', 'cli', 'index.js');
@@ -19,6 +22,25 @@ let env: TestWorkflowEnvironment;
 let worker: ChildProcess;
 let workerLog = '';
 let sitesDir: string;
+let uiPort: number;
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/** The Web UI's own HTTP API (what its pages read), on the dev server's UI port. */
+async function webUi(pathAndQuery: string): Promise<Record<string, unknown>> {
+  const response = await fetch(`http://127.0.0.1:${uiPort}/api/v1/namespaces/default/${pathAndQuery}`);
+  expect(response.status).toBe(200);
+  return (await response.json()) as Record<string, unknown>;
+}
 
 function cliEnv(): NodeJS.ProcessEnv {
   return { ...process.env, TEMPORAL_ADDRESS: env.address, TASK_QUEUE, NO_COLOR: '1', LOG_LEVEL: 'warn' };
@@ -80,9 +102,18 @@ beforeAll(async () => {
     .replace(/^name: local$/m, 'name: local-nokit')
     .replace(/(kitProxy:\n\s+host: [^\n]+\n\s+port: )80/, '$1' + '8');
   writeFileSync(path.join(sitesDir, 'local-nokit.yaml'), broken);
-  env = await createTestEnv();
+  uiPort = await freePort();
+  env = await Env.createLocal({
+    server: {
+      executable: { type: 'existing-path', path: temporalCli() },
+      searchAttributes: [GlideinSite, GlideinId, GlideinPhase, GlideinFleet],
+      ui: true,
+      uiPort,
+    },
+  });
   worker = spawn(process.execPath, [CLI, 'worker', '--sites-dir', sitesDir], {
-    env: { ...cliEnv(), LOG_FORMAT: 'json' },
+    // Metrics are scraped in metrics.test.ts; here the worker serves none (its default port may be in use).
+    env: { ...cliEnv(), LOG_FORMAT: 'json', METRICS_ADDRESS: 'off' },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   worker.stdout?.on('data', (d) => (workerLog += d));
@@ -180,6 +211,22 @@ describe('the glidein command, built, against a dev server and the local site', 
     const table = await glidein('list', '--site', 'local');
     expect(table.stdout).toMatch(new RegExp(`^WORKFLOWID +SITE +PHASE +STATUS +STARTED`, 'm'));
     expect(table.stdout).toMatch(new RegExp(`^${id} +local +monitoring +RUNNING`, 'm'));
+
+    // Named in the Web UI by its summary, from the start.
+    const described = await env.client.workflow.getHandle(id).describe();
+    expect(await described.staticSummary()).toBe('Glidein at local for 1h');
+    expect(await described.staticDetails()).toContain('via glidein launch');
+    // As the Web UI finds it: its list filtered by the search attributes, then the workflow's page with the summary.
+    const query = encodeURIComponent(`GlideinSite="local" AND GlideinPhase="monitoring"`);
+    const page = (await webUi(`workflows?query=${query}`)) as {
+      executions?: Array<{ execution: { workflowId: string } }>;
+    };
+    expect(page.executions?.map((e) => e.execution.workflowId)).toEqual([id]);
+    const shown = (await webUi(`workflows/${encodeURIComponent(id)}`)) as {
+      executionConfig?: { userMetadata?: { summary?: { data?: string } } };
+    };
+    const summary = shown.executionConfig?.userMetadata?.summary?.data;
+    expect(summary && JSON.parse(Buffer.from(summary, 'base64').toString())).toBe('Glidein at local for 1h');
 
     const status = await glidein('status', id);
     expect(status.code).toBe(0);

@@ -101,6 +101,12 @@ function envNames(text: string): string[] {
   return names;
 }
 
+/** The variables @temporalio/envconfig reads (`envProvider['TEMPORAL_…']`), from its own code. */
+function envconfigNames(): string[] {
+  const code = readFileSync(require.resolve('@temporalio/envconfig/lib/envconfig-toml.js'), 'utf8');
+  return [...code.matchAll(/envProvider\[\s*['"](TEMPORAL_[A-Z0-9_]+)['"]\s*\]/g)].map((m) => m[1]);
+}
+
 /** The environment variables `entry` and the files it imports (transitively, within the repository) read. */
 export function envNamesRead(entry = path.join(REPO, 'src', 'worker.ts')): { names: Set<string>; files: string[] } {
   const names = new Set<string>();
@@ -113,6 +119,8 @@ export function envNamesRead(entry = path.join(REPO, 'src', 'worker.ts')): { nam
     const text = readFileSync(file, 'utf8');
     for (const name of envNames(text)) names.add(name);
     queue.push(...relativeImports(file, text));
+    // Temporal's environment configuration reads the TEMPORAL_* variables every Temporal tool reads.
+    if (text.includes("from '@temporalio/envconfig'")) for (const name of envconfigNames()) names.add(name);
   }
   return { names, files: [...seen].map((f) => path.relative(REPO, f)).sort() };
 }

@@ -13,11 +13,6 @@ import { envNamesRead, execForm, readDockerfile, REPO } from '../helpers/deploym
 
 /** The server version the team tests (scripts/ensure-temporal's CLI v1.5.1 runs server 1.29.1). */
 const SERVER_VERSION = '1.29.1';
-/**
- * Names the worker's environment may set before src/ reads them: METRICS_ADDRESS is being added with the metrics
- * endpoint (src/worker.ts). Once src/ reads it, this list is not needed for it.
- */
-const PENDING_ENV = new Set(['METRICS_ADDRESS']);
 
 type Mount = string | { type?: string; source?: string; target?: string; read_only?: boolean };
 interface Service {
@@ -165,7 +160,7 @@ describe('docker-compose.yml', () => {
     for (const known of ['TEMPORAL_ADDRESS', 'TASK_QUEUE', 'SITES_DIR', 'MAX_CONCURRENT_ACTIVITIES', 'LOG_LEVEL'])
       expect(names).toContain(known);
     for (const name of ['worker', 'worker-dev']) {
-      const unknown = Object.keys(env(services[name])).filter((k) => !names.has(k) && !PENDING_ENV.has(k));
+      const unknown = Object.keys(env(services[name])).filter((k) => !names.has(k));
       expect([name, unknown]).toEqual([name, []]);
     }
   });
