@@ -8,14 +8,14 @@
  */
 import { randomBytes } from 'node:crypto';
 import { userInfo } from 'node:os';
-import { Client, WorkflowNotFoundError, type Connection } from '@temporalio/client';
+import { Client, ScheduleNotFoundError, WorkflowNotFoundError, type Connection } from '@temporalio/client';
 import { Command, CommanderError, Option } from 'commander';
 import { z } from 'zod';
 import { isDuration } from '../common/duration';
 import { launchStartOptions } from '../common/launch-options';
 import { siteName } from '../common/validation';
 import type { LogChunk, LogKind, SiteCheck } from '../common/site-tools';
-import { fleetCommand, UsageError } from '../fleet-cli';
+import { fleetCommand, UsageError } from './fleet';
 import { siteProfileSchema } from '../site/profile';
 import { connectClient, temporalTarget, type TemporalTarget } from '../temporal-connection';
 import { TEARDOWN_STEP_NAMES } from '../workflows/steps';
@@ -412,6 +412,8 @@ export function buildProgram(io: Io): { program: Command; session: Session } {
           result = await fleetCommand(argv, await s.client(), globals().taskQueue);
         } catch (err) {
           if (err instanceof UsageError) throw new CliError(err.message, EXIT.usage);
+          if (err instanceof ScheduleNotFoundError)
+            throw new CliError(`no fleet schedule ${JSON.stringify(schedule)}`, EXIT.notFound);
           throw err;
         }
         print(result, () => JSON.stringify(result, null, 2));

@@ -23,6 +23,7 @@ let worker: ChildProcess;
 let workerLog = '';
 let sitesDir: string;
 let uiPort: number;
+let metricsPort: number;
 
 function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -54,6 +55,14 @@ function glidein(...args: string[]): Promise<{ code: number; stdout: string; std
       resolve({ code, stdout, stderr });
     });
   });
+}
+
+async function until(ok: () => boolean, timeoutMs: number, what: string): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!ok()) {
+    if (Date.now() > end) throw new Error(what);
+    await new Promise((r) => setTimeout(r, 200));
+  }
 }
 
 /** Runs the command in a tmux pseudo-terminal and returns the screen once it has exited. */
@@ -103,6 +112,7 @@ beforeAll(async () => {
     .replace(/(kitProxy:\n\s+host: [^\n]+\n\s+port: )80/, '$1' + '8');
   writeFileSync(path.join(sitesDir, 'local-nokit.yaml'), broken);
   uiPort = await freePort();
+  metricsPort = await freePort();
   env = await Env.createLocal({
     server: {
       executable: { type: 'existing-path', path: temporalCli() },
@@ -112,8 +122,7 @@ beforeAll(async () => {
     },
   });
   worker = spawn(process.execPath, [CLI, 'worker', '--sites-dir', sitesDir], {
-    // Metrics are scraped in metrics.test.ts; here the worker serves none (its default port may be in use).
-    env: { ...cliEnv(), LOG_FORMAT: 'json', METRICS_ADDRESS: 'off' },
+    env: { ...cliEnv(), LOG_FORMAT: 'json', METRICS_ADDRESS: `127.0.0.1:${metricsPort}` },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   worker.stdout?.on('data', (d) => (workerLog += d));
@@ -233,6 +242,14 @@ describe('the glidein command, built, against a dev server and the local site', 
     expect(status.stdout).toContain(`${id}: monitoring at local`);
     expect(status.stdout).toMatch(/^confirmRegistration +ok /m);
 
+    // The worker the command runs serves Prometheus metrics: the runtime's and the glideins'.
+    const metrics = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+    expect(metrics).toMatch(/^temporal_workflow_task_execution_latency\w*\{.*task_queue="cli-/m);
+    expect(metrics).toMatch(/^glidein_phase_entered\w*\{[^}]*phase="monitoring"[^}]*site="local"[^}]*\} 1$/m);
+    expect(metrics).toMatch(/^glidein_step_duration_seconds_count\{[^}]*step="openTunnel"/m);
+    expect(metrics).toMatch(/^glidein_registration_latency_seconds_count\{[^}]*site="local"[^}]*\} 1$/m);
+    expect(metrics).toMatch(/^glidein_ssh_connections_opened\w*\{[^}]*target="127\.0\.0\.1:2201"/m);
+
     // The glidein's own log and the tunnel's, read on the site through the worker.
     const log = await glidein('logs', id, '--glidein');
     expect(log.code).toBe(0);
@@ -243,10 +260,22 @@ describe('the glidein command, built, against a dev server and the local site', 
       path: expect.stringContaining(`${id}/tunnel.log`),
     });
 
+    // logs --follow prints what is added and ends by itself once the glidein has ended.
+    let followed = '';
+    const follower = spawn(process.execPath, [CLI, 'logs', id, '--glidein', '--follow', '--bytes', '200'], {
+      env: cliEnv(),
+    });
+    follower.stdout.on('data', (d) => (followed += d));
+    const followerExit = new Promise<number | null>((r) => follower.once('exit', (code) => r(code)));
+    await until(() => followed.length > 0, 30_000, 'logs --follow printed nothing');
+
     const drained = await glidein('drain', id, '--wait');
     expect(drained.code).toBe(0);
     expect(drained.stdout).toContain(`${id}: done; held on the site: nothing`);
     expect(await footprint(id)).toEqual(EMPTY);
+    expect(await followerExit).toBe(0);
+    // The drain reached the glidein's log while it was followed (its master logs the shutdown).
+    expect(followed.length).toBeGreaterThan(0);
     // After teardown the log is read from where the glidein's directory was retired to.
     const after = await glidein('--json', 'logs', id, '--glidein');
     expect(JSON.parse(after.stdout).path).toContain(`/.done/${id}.`);
@@ -264,5 +293,63 @@ describe('the glidein command, built, against a dev server and the local site', 
     expect(failed.stderr).toMatch(/^launch failed: /m);
     expect(failed.stderr).toMatch(/^ {2}teardown closeTunnel: ok/m);
     expect(await footprint(id)).toEqual(EMPTY);
+  });
+
+  it('fleet create keeps a glidein running from a Schedule; fleet status, pause, resume, drain and delete manage it', async () => {
+    const schedule = `cli-fleet-${process.pid}`;
+    const created = await glidein(
+      '--json',
+      'fleet',
+      'create',
+      schedule,
+      '--site',
+      'local',
+      '--count',
+      '1',
+      '--every',
+      '2s',
+    );
+    expect(created.code).toBe(0);
+    expect(JSON.parse(created.stdout)).toEqual({ schedule, created: true });
+    const running = async () => {
+      const { stdout } = await glidein('--json', 'fleet', 'status', schedule);
+      const status = JSON.parse(stdout) as {
+        paused: boolean;
+        fleets: Array<{ slots: Array<{ id: string; state: string }> }>;
+      };
+      return status;
+    };
+    let glideinId: string | undefined;
+    const end = Date.now() + 180_000;
+    while (!glideinId) {
+      if (Date.now() > end)
+        throw new Error(`no fleet glidein running: ${JSON.stringify(await running())}\n${workerLog.slice(-2000)}`);
+      glideinId = (await running()).fleets[0]?.slots.find((slot) => slot.state === 'running')?.id;
+      if (!glideinId) await new Promise((r) => setTimeout(r, 1_000));
+    }
+    const listed = JSON.parse((await glidein('--json', 'list', '--site', 'local', '--phase', 'monitoring')).stdout);
+    expect(listed.map((g: { workflowId: string }) => g.workflowId)).toEqual([glideinId]);
+
+    expect(JSON.parse((await glidein('--json', 'fleet', 'pause', schedule)).stdout)).toEqual({
+      schedule,
+      paused: true,
+    });
+    expect((await running()).paused).toBe(true);
+    expect(JSON.parse((await glidein('--json', 'fleet', 'resume', schedule)).stdout)).toEqual({
+      schedule,
+      paused: false,
+    });
+
+    const drained = JSON.parse((await glidein('--json', 'fleet', 'drain', schedule)).stdout);
+    expect(drained).toMatchObject({ schedule, paused: true });
+    await env.client.workflow.getHandle(glideinId).result();
+    expect(await footprint(glideinId)).toEqual(EMPTY);
+    expect(JSON.parse((await glidein('--json', 'fleet', 'delete', schedule)).stdout)).toEqual({
+      schedule,
+      deleted: true,
+    });
+    const gone = await glidein('fleet', 'status', schedule);
+    expect(gone.code).toBe(4);
+    expect(gone.stderr).toContain(`no fleet schedule "${schedule}"`);
   });
 });

@@ -1,18 +1,16 @@
 /**
- * The fleet command: a site's GlideinFleet on a Temporal Schedule.
- *   npm run fleet -- create|update <schedule> --site <site> --count <n> [--fleet <name>] [--lifetime 24h] [--every 1m] [--note …]
- *   npm run fleet -- pause|resume <schedule> [--note …]
- *   npm run fleet -- count <schedule> <n>      the running fleet's count now, and the schedule's for later runs
- *   npm run fleet -- drain <schedule>          drain the whole site: pause the schedule, drain every glidein
- *   npm run fleet -- status <schedule>         the schedule and its running fleet's status
- *   npm run fleet -- delete <schedule>         the fleet run ends; its glideins go on to their own ends
- * Connection as the worker's: TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TASK_QUEUE.
+ * `glidein fleet`: a site's GlideinFleet on a Temporal Schedule (src/cli/index.ts gives each verb its options and help).
+ *   glidein fleet create|update <schedule> --site <site> --count <n> [--fleet <name>] [--lifetime 24h] [--every 1m] [--note …]
+ *   glidein fleet pause|resume <schedule> [--note …]
+ *   glidein fleet count <schedule> <n>      the running fleet's count now, and the schedule's for later runs
+ *   glidein fleet drain <schedule>          drain the whole site: pause the schedule, drain every glidein
+ *   glidein fleet status <schedule>         the schedule and its running fleet's status
+ *   glidein fleet delete <schedule>         the fleet run ends; its glideins go on to their own ends
  */
 import { parseArgs } from 'node:util';
-import { Client, Connection } from '@temporalio/client';
-import { drainFleetSchedule, upsertFleetSchedule } from './fleet-schedule';
-import { fleetStatusQuery, setCountUpdate } from './workflows/fleet-messages';
-import { configFromEnv } from './worker';
+import type { Client } from '@temporalio/client';
+import { drainFleetSchedule, upsertFleetSchedule } from '../fleet-schedule';
+import { fleetStatusQuery, setCountUpdate } from '../workflows/fleet-messages';
 
 const USAGE = `usage: fleet create|update <schedule> --site <site> --count <n> [--fleet <name>] [--lifetime <d>] [--every <d>] [--note <text>]
        fleet pause|resume <schedule> [--note <text>]
@@ -99,22 +97,4 @@ export async function fleetCommand(argv: string[], client: Client, taskQueue: st
     default:
       throw new UsageError(`unknown command ${JSON.stringify(verb)}\n${USAGE}`);
   }
-}
-
-async function main(): Promise<void> {
-  const config = configFromEnv();
-  const connection = await Connection.connect({ address: config.address });
-  try {
-    const client = new Client({ connection, namespace: config.namespace });
-    console.log(JSON.stringify(await fleetCommand(process.argv.slice(2), client, config.taskQueue), null, 2));
-  } finally {
-    await connection.close();
-  }
-}
-
-if (require.main === module) {
-  main().catch((err) => {
-    console.error(`fleet: ${err instanceof Error ? err.message : String(err)}`);
-    process.exit(err instanceof UsageError ? 2 : 1);
-  });
 }
