@@ -259,6 +259,11 @@ describe('the glidein command, built, against a dev server and the local site', 
       which: 'tunnel',
       path: expect.stringContaining(`${id}/tunnel.log`),
     });
+    const container = await glidein('--json', 'logs', id, '--container');
+    expect(JSON.parse(container.stdout)).toMatchObject({
+      which: 'container',
+      path: expect.stringMatching(/\/\.apptainer\/instances\/logs\/.*\.err$/),
+    });
 
     // logs --follow prints what is added and ends by itself once the glidein has ended.
     let followed = '';
