@@ -27,6 +27,8 @@ import { cancellationSignal } from './kit';
 import { parseDuration } from '../common/duration';
 
 const CHECK_TIMEOUT_MS = 30_000;
+/** Where apptainer and singularity keep an instance's logs: ~/.{apptainer,singularity}/instances/logs/<host>/<user>/<name>.err */
+const INSTANCE_LOG = /^\/[A-Za-z0-9._@+/-]*\/\.(?:apptainer|singularity)\/instances\/logs\/[A-Za-z0-9._@+/-]+\.err$/;
 
 export function createSiteToolActivities(deps: ActivityDeps) {
   const executorsFor = (profile: SiteProfile, allocated?: { node?: string; jobId?: string }): SiteExecutors =>
@@ -170,17 +172,27 @@ export function createSiteToolActivities(deps: ActivityDeps) {
         );
         const instance = runtime.parseList(listed, instanceName(req.glideinId));
         if (!instance?.logErrPath) return { which: req.which, host: host.target, size: 0, offset: 0, text: '' };
+        // Read back from the site, so not trusted: only ever an instance log of apptainer's own log directory.
+        if (!INSTANCE_LOG.test(instance.logErrPath) || instance.logErrPath.split('/').includes('..'))
+          throw new PermanentFault(
+            `instance list named ${JSON.stringify(instance.logErrPath.slice(0, 200))} as the container's log, which is not an instance log`,
+            FailureType.CommandFailed,
+          );
         file = instance.logErrPath;
       }
-      const read = async (offset: number) =>
-        parseReadLog(
-          await mustRun(
-            host,
-            readLogArgv(file, offset, req.maxBytes, req.which === 'container' ? undefined : retired),
-            `reading ${file}`,
-            opts(),
-          ),
-        );
+      const argv = (offset: number) =>
+        readLogArgv(file, offset, req.maxBytes, req.which === 'container' ? undefined : retired);
+      const read = async (offset: number) => {
+        try {
+          return parseReadLog(await mustRun(host, argv(offset), `reading ${file}`, opts()));
+        } catch (err) {
+          // The node's job has ended (or the node is out of reach): where the work directory is on a file system
+          // the login node shares (Slurm sites), the login node reads it.
+          if (host === executors.login || !adapters.nodeAccess.directoryOnLogin) throw err;
+          host = executors.login;
+          return parseReadLog(await mustRun(host, argv(offset), `reading ${file}`, opts()));
+        }
+      };
       let chunk = await read(req.offset);
       if (chunk && req.tail && chunk.size > req.maxBytes) chunk = await read(chunk.size - req.maxBytes);
       if (!chunk) return { which: req.which, host: host.target, size: 0, offset: req.offset, text: '' };
