@@ -1,0 +1,56 @@
+/** The operator's read-only tools, on a scripted site: what they refuse, and what they never run. */
+import * as path from 'node:path';
+import { MockActivityEnvironment } from '@temporalio/testing';
+import { createSiteToolActivities } from '../../src/activities/site-tools';
+import type { ActivityDeps } from '../../src/activities/deps';
+import type { CommandResult, Executor } from '../../src/remote/executor';
+import { SiteRegistry } from '../../src/site/load';
+
+const sitesDir = path.join(__dirname, '..', '..', 'sites');
+
+/** An executor that answers `instance list` with `listing` and records every argv it is given. */
+function scripted(listing: unknown): Executor & { ran: string[][] } {
+  const ran: string[][] = [];
+  return {
+    target: 'scripted',
+    ran,
+    async run(argv): Promise<CommandResult> {
+      ran.push([...argv]);
+      if (argv.includes('list')) return { code: 0, signal: null, stdout: JSON.stringify(listing), stderr: '' };
+      return { code: 0, signal: null, stdout: 'log /x 0\n', stderr: '' };
+    },
+  };
+}
+
+function tools(exec: Executor) {
+  const deps = { sites: new SiteRegistry(sitesDir), executorsFor: () => ({ login: exec, node: exec }) };
+  return createSiteToolActivities(deps as unknown as ActivityDeps);
+}
+
+describe('readGlideinLog', () => {
+  it.each([
+    ['a private key', '/home/glidein/.ssh/id_ed25519'],
+    ['a path that climbs out', '/home/glidein/.apptainer/instances/logs/../../../.ssh/id_ed25519.err'],
+    ['a relative path', '.apptainer/instances/logs/h/u/x.err'],
+  ])('refuses a container log path the site names as %s, and reads nothing', async (_what, logErrPath) => {
+    const exec = scripted({ instances: [{ instance: 'glidein-g1', pid: 1, img: '/i.sif', logErrPath }] });
+    const read = tools(exec).readGlideinLog;
+    await expect(
+      new MockActivityEnvironment().run(read, { site: 'local', glideinId: 'g1', which: 'container' }),
+    ).rejects.toThrow('which is not an instance log');
+    expect(exec.ran.map((argv) => argv.join(' ')).filter((l) => l.includes('read-log'))).toEqual([]);
+  });
+
+  it.each([
+    [{ site: '../etc', glideinId: 'g1', which: 'glidein' }, 'site'],
+    [{ site: 'local', glideinId: 'g1; rm -rf ~', which: 'glidein' }, 'glideinId'],
+    [{ site: 'local', glideinId: 'g1', which: 'ssh-key' }, 'which'],
+    [{ site: 'local', glideinId: 'g1', which: 'glidein', offset: -1 }, 'offset'],
+  ])('refuses %j naming %s, running nothing', async (input, field) => {
+    const exec = scripted({});
+    await expect(new MockActivityEnvironment().run(tools(exec).readGlideinLog, input as never)).rejects.toThrow(
+      new RegExp(`\\b${field}\\b`),
+    );
+    expect(exec.ran).toEqual([]);
+  });
+});
