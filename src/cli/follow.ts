@@ -14,8 +14,9 @@ import { closedOutcome, type ClosedOutcome } from './workflow-outcome';
 export interface FollowOptions {
   /** Render for a terminal (spinners, redraws) or as plain lines. */
   tty: boolean;
+  /** Render nothing (--json: stdout is the result's alone). */
+  silent?: boolean;
   pollMs?: number;
-  output?: NodeJS.WritableStream;
 }
 
 export interface FollowEnd {
@@ -126,12 +127,11 @@ export async function followLaunch(handle: WorkflowHandle, options: FollowOption
   const list = new Listr(tasks, {
     concurrent: false,
     exitOnError: true,
-    renderer: 'default',
+    renderer: options.silent ? 'silent' : 'default',
     fallbackRenderer: 'simple',
-    fallbackRendererCondition: !options.tty,
+    fallbackRendererCondition: !options.silent && !options.tty,
     rendererOptions: { collapseSkips: true, showErrorMessage: true },
     fallbackRendererOptions: { timestamp: undefined },
-    ...(options.output ? {} : {}),
   });
   const polling = tracker.run();
   try {

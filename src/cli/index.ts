@@ -201,7 +201,8 @@ export function buildProgram(io: Io): { program: Command; session: Session } {
         return;
       }
       if (!globals().json) io.out(`launching ${workflowId} at ${site}`);
-      const end = await followLaunch(handle, { tty: io.tty && !globals().json });
+      // With --json, stdout carries only the final JSON: the view is silent.
+      const end = await followLaunch(handle, { tty: io.tty, silent: globals().json });
       const registration = end.status?.registration;
       if (end.registered && registration) {
         print({ workflowId, site, registered: true, registration, node: end.status?.allocation?.node }, () =>

@@ -36,7 +36,7 @@ describe('readGlideinLog', () => {
     const exec = scripted({ instances: [{ instance: 'glidein-g1', pid: 1, img: '/i.sif', logErrPath }] });
     const read = tools(exec).readGlideinLog;
     await expect(
-      new MockActivityEnvironment().run(read, { site: 'local', glideinId: 'g1', which: 'container' }),
+      new MockActivityEnvironment().run(read, { site: 'local', glideinId: 'g1', which: 'container' as const }),
     ).rejects.toThrow('which is not an instance log');
     expect(exec.ran.map((argv) => argv.join(' ')).filter((l) => l.includes('read-log'))).toEqual([]);
   });
