@@ -216,7 +216,7 @@ async function demoFleet(client: Client, site: string, size: number): Promise<vo
       `fleet full; watch it: http://127.0.0.1:${UI_PORT}/namespaces/default/workflows?query=GlideinFleet%3D%22${site}-demo%22`,
     );
     await new Promise((r) => setTimeout(r, Math.min(HOLD_S, 10) * 1000));
-    say(`fleet: draining the whole site (npm run fleet -- drain ${scheduleId})`);
+    say(`fleet: draining the whole site (glidein fleet drain ${scheduleId})`);
     const fleets = await drainFleetSchedule(client, scheduleId);
     for (const id of fleets) {
       const result = await client.workflow.getHandle(id).result();
