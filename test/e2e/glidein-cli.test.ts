@@ -357,4 +357,41 @@ describe('the glidein command, built, against a dev server and the local site', 
     expect(gone.code).toBe(4);
     expect(gone.stderr).toContain(`no fleet schedule "${schedule}"`);
   });
+
+  it('a launch started with `temporal workflow start` (as the README shows) is found, followed and stopped by the command', async () => {
+    const id = `cli-temporal-${Date.now()}`;
+    const started = spawnSync(
+      temporalCli(),
+      [
+        'workflow',
+        'start',
+        '--address',
+        env.address,
+        '--type',
+        'LaunchGlidein',
+        '--task-queue',
+        TASK_QUEUE,
+        '--workflow-id',
+        id,
+        '--input',
+        '{"site":"local","lifetime":"30m"}',
+        '--static-summary',
+        'Glidein at local for 30m',
+      ],
+      { encoding: 'utf8' },
+    );
+    expect(started.status).toBe(0);
+    expect(await (await env.client.workflow.getHandle(id).describe()).staticSummary()).toBe('Glidein at local for 30m');
+    const end = Date.now() + 120_000;
+    for (;;) {
+      const listed = JSON.parse((await glidein('--json', 'list', '--site', 'local', '--phase', 'monitoring')).stdout);
+      if (listed.some((g: { workflowId: string }) => g.workflowId === id)) break;
+      if (Date.now() > end) throw new Error(`${id} never listed as monitoring:\n${workerLog.slice(-2000)}`);
+      await new Promise((r) => setTimeout(r, 1_000));
+    }
+    const stopped = await glidein('stop', id, '--wait');
+    expect(stopped.code).toBe(0);
+    expect(stopped.stdout).toContain(`${id}: done; held on the site: nothing`);
+    expect(await footprint(id)).toEqual(EMPTY);
+  });
 });
