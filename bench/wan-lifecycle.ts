@@ -309,6 +309,9 @@ function report(
   }
 
   const mark = (met: boolean | undefined) => (met === undefined ? '-' : met ? 'met' : 'MISSED');
+  /** Met, missed, or undefined when there is no value (no runs). */
+  const meets = (value: number | undefined, target: number | undefined) =>
+    value === undefined || target === undefined || Number.isNaN(value) ? undefined : value <= target;
   console.log('\n=== Summary (medians; ratios per pair) ===');
   console.log(
     table(
@@ -342,10 +345,10 @@ function report(
           num(sc.median, 0),
           num(ab.median, 3),
           tab === undefined ? '-' : `≤ ${num(tab, 2)}`,
-          mark(tab === undefined ? undefined : ab.median <= tab),
+          mark(meets(ab.median, tab)),
           num(ac.median, 3),
           tac === undefined ? '-' : `≤ ${num(tac, 2)}`,
-          mark(tac === undefined ? undefined : ac.median <= tac),
+          mark(meets(ac.median, tac)),
         ];
       }),
     ),
@@ -353,11 +356,11 @@ function report(
   const targets: Array<{ what: string; rtt: number; target: number; value: number | undefined; met?: boolean }> = [];
   for (const [rtt, target] of Object.entries(RATIO_AB_TARGET)) {
     const row = rows.find((x) => x.r.rttMs === Number(rtt));
-    targets.push({ what: 'A/B', rtt: Number(rtt), target, value: row?.ab.median, met: row && row.ab.median <= target });
+    targets.push({ what: 'A/B', rtt: Number(rtt), target, value: row?.ab.median, met: meets(row?.ab.median, target) });
   }
   for (const [rtt, target] of Object.entries(RATIO_AC_TARGET)) {
     const row = rows.find((x) => x.r.rttMs === Number(rtt));
-    targets.push({ what: 'A/C', rtt: Number(rtt), target, value: row?.ac.median, met: row && row.ac.median <= target });
+    targets.push({ what: 'A/C', rtt: Number(rtt), target, value: row?.ac.median, met: meets(row?.ac.median, target) });
   }
   for (const { r } of rows)
     targets.push({
