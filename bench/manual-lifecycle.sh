@@ -10,6 +10,9 @@
 # The plan is a bash file written by bench/lifecycle-overhead.ts (`--plan <glidein-id>` prints one) with the
 # remote command lines built by the project's own builders and quoting (src/activities/*.ts, commandLine()).
 # Prints one line per step, `step <name> <ms>`, and `total <ms>`; exits non-zero on the first failure.
+#
+# NAIVE=1: the naive script instead — no ControlMaster, a NEW ssh connection (through the login node, by the
+# same ProxyCommand) for every command. Same commands, same order (bench/wan-lifecycle.ts's C).
 set -euo pipefail
 PLAN=${1:?usage: manual-lifecycle.sh <plan>}
 # shellcheck source=/dev/null
@@ -21,15 +24,23 @@ STEP_T=$T0
 step_done() { local t; t=$(now_ms); echo "step $1 $((t - STEP_T))"; STEP_T=$t; }
 fail() { echo "FAILED: $*" >&2; exit 1; }
 
-# The kept connection: one ControlMaster per plan's socket, reused by later runs while it persists.
-if ! ssh -F /dev/null -S "$CONTROL" -O check "${NODE_DEST[@]}" 2>/dev/null; then
-  ssh "${SSH_MASTER[@]}" -M -S "$CONTROL" -o ControlPersist=600 -N -f "${NODE_DEST[@]}"
+if [ "${NAIVE:-0}" = 1 ]; then
+  # run <remote command line> [stdin file]: one command on the worker node, on a connection of its own.
+  run() {
+    if [ $# -gt 1 ]; then ssh "${SSH_MASTER[@]}" -o BatchMode=yes "${NODE_DEST[@]}" "$1" <"$2"
+    else ssh "${SSH_MASTER[@]}" -o BatchMode=yes "${NODE_DEST[@]}" "$1" </dev/null; fi
+  }
+else
+  # The kept connection: one ControlMaster per plan's socket, reused by later runs while it persists.
+  if ! ssh -F /dev/null -S "$CONTROL" -O check "${NODE_DEST[@]}" 2>/dev/null; then
+    ssh "${SSH_MASTER[@]}" -M -S "$CONTROL" -o ControlPersist=600 -N -f "${NODE_DEST[@]}"
+  fi
+  # run <remote command line> [stdin file]: one command on the worker node over the master.
+  run() {
+    if [ $# -gt 1 ]; then ssh -F /dev/null -S "$CONTROL" -o BatchMode=yes "${NODE_DEST[@]}" "$1" <"$2"
+    else ssh -F /dev/null -S "$CONTROL" -o BatchMode=yes "${NODE_DEST[@]}" "$1" </dev/null; fi
+  }
 fi
-# run <remote command line> [stdin file]: one command on the worker node over the master.
-run() {
-  if [ $# -gt 1 ]; then ssh -F /dev/null -S "$CONTROL" -o BatchMode=yes "${NODE_DEST[@]}" "$1" <"$2"
-  else ssh -F /dev/null -S "$CONTROL" -o BatchMode=yes "${NODE_DEST[@]}" "$1" </dev/null; fi
-}
 # From INSPECT_PROCESSES' output: is the process of a pid file alive (recorded start time = actual)?
 alive() { awk -v f="$1" '$1 == "proc" && $2 == f && $3 != "-" && $5 != "-" && $4 == $5 { ok = 1 } END { exit !ok }'; }
 alive_ssh() { awk -v f="$1" '$1 == "proc" && $2 == f && $3 != "-" && $5 != "-" && $4 == $5 && / ssh .*-[DR]/ { ok = 1 } END { exit !ok }'; }
