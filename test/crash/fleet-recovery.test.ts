@@ -6,7 +6,6 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
-import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { Client, Connection, type WorkflowHandle } from '@temporalio/client';
@@ -18,6 +17,7 @@ import { temporalCli } from '../../sandbox/temporal';
 import { SITE_PATHS, siteProcesses } from '../../sandbox/local-site';
 import { startWorkerProcess, type WorkerProcess } from '../helpers/worker-process';
 import { EMPTY, footprint } from '../workflow/site-state';
+import { freePort } from '../helpers/ports';
 
 const TASK_QUEUE = `fleet-crash-${process.pid}`;
 const SITES = localSiteWith((p) => {
@@ -34,17 +34,6 @@ const SITES = localSiteWith((p) => {
   delete p.tunnel.socksPort;
   p.tunnel.socksPorts = '1280-1289';
 });
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 /** `temporal server start-dev` on a database file: killed, it loses nothing; started again, it goes on. */
 class DevServer {

@@ -5,20 +5,9 @@
  * schedule fills and the site is drained; nothing is left on the site.
  */
 import { spawn } from 'node:child_process';
-import { createServer } from 'node:net';
 import { ROOT } from '../../sandbox/temporal';
 import { EMPTY, footprint } from '../workflow/site-state';
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}
+import { freePort } from '../helpers/ports';
 
 it('npm run demo: one glidein registered and drained, a fleet of two filled and drained, nothing left', async () => {
   const [port, uiPort] = [await freePort(), await freePort()];

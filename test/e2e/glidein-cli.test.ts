@@ -9,11 +9,11 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync, copyFileSync } from '
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
-import { createServer } from 'node:net';
 import { TestWorkflowEnvironment as Env } from '@temporalio/testing';
 import { GlideinFleet, GlideinId, GlideinPhase, GlideinSite } from '../../src/workflows/messages';
 import { ROOT, temporalCli } from '../../sandbox/temporal';
 import { EMPTY, footprint } from '../workflow/site-state';
+import { freePort } from '../helpers/ports';
 
 const CLI = path.join(ROOT, 'lib', 'cli', 'index.js');
 const TASK_QUEUE = `cli-${process.pid}`;
@@ -24,17 +24,6 @@ let workerLog = '';
 let sitesDir: string;
 let uiPort: number;
 let metricsPort: number;
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 /** The Web UI's own HTTP API (what its pages read), on the dev server's UI port. */
 async function webUi(pathAndQuery: string): Promise<Record<string, unknown>> {

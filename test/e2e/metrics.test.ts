@@ -5,7 +5,6 @@
  * glidein_ metric with its site, step, phase or host labels; the phase counters move with the drain; every line the
  * worker printed is JSON, and every activity's line names its workflow, site and glidein.
  */
-import * as net from 'node:net';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { METRIC } from '../../src/common/metric-names';
 import { drainSignal, statusQuery } from '../../src/workflows/messages';
@@ -14,21 +13,13 @@ import { createTestEnv } from '../../sandbox/temporal';
 import { EMPTY, footprint } from '../workflow/site-state';
 import { setupOrder, teardownOrder } from '../../src/workflows/steps';
 import { expectNoSecretsInHistories, startWorkerProcess, type WorkerProcess } from '../helpers/worker-process';
+import { freePort } from '../helpers/ports';
 
 const TASK_QUEUE = `e2e-metrics-${process.pid}`;
 
 let env: TestWorkflowEnvironment;
 let worker: WorkerProcess;
 let metricsUrl: string;
-
-/** A port nobody listens on now. */
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 interface Sample {
   name: string;
