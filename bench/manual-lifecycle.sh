@@ -51,8 +51,11 @@ step_done connect
 out=$(run "$C_INSPECT_TUNNEL")
 if printf '%s\n' "$out" | alive_ssh "$TUNNEL_PID" && printf '%s\n' "$out" | listening; then :; else
   run "$C_MKDIR" >/dev/null
-  run "$C_SPAWN_TUNNEL" | grep -q '^started ' || fail "tunnel did not start"
+  # The spawn waits on the site for the port (as openTunnel's does): `started` means it listens.
+  spawned=$(run "$C_SPAWN_TUNNEL")
+  case $spawned in started*) ;; waiting*) ;; *) fail "tunnel did not start" ;; esac
   for ((i = 0; ; i++)); do
+    [[ $spawned == started* ]] && break
     out=$(run "$C_INSPECT_TUNNEL")
     printf '%s\n' "$out" | alive_ssh "$TUNNEL_PID" || fail "tunnel exited"
     printf '%s\n' "$out" | listening && break

@@ -85,6 +85,7 @@ export function writeManualPlan(
         spawnArgv(tunnel.argv(tunnel.ports.first, undefined, paths), {
           log: paths.tunnelLog,
           pidFile: paths.tunnelPid,
+          awaitListen: { port: tunnel.ports.first, seconds: 20 },
         }),
       ),
     ],

@@ -454,15 +454,17 @@ export class FakeSite {
     }
   }
 
-  /** SPAWN_DETACHED: log pidfile marker wait settle argv… */
+  /** SPAWN_DETACHED: log pidfile marker wait settle port argv… */
   private spawn(host: FakeHost, params: string[], options: RunOptions): CommandResult {
-    const [log, pidFile, marker, wait, settle, ...command] = params;
+    const [log, pidFile, marker, wait, settle, port, ...command] = params;
     if (
       command.length === 0 ||
       !isAbsolute(log) ||
       !isAbsolute(pidFile) ||
       !/^\d+$/.test(wait) ||
-      !/^\d+$/.test(settle)
+      !/^\d+$/.test(settle) ||
+      !/^(\d{1,5})?$/.test(port) ||
+      (marker !== '' && port !== '')
     )
       return this.refuse(host, params, 'a spawn with malformed arguments');
     if (!host.dirs.has(dirname(log)) || !host.dirs.has(dirname(pidFile))) {
@@ -473,6 +475,11 @@ export class FakeSite {
     host.files.delete(pidFile);
     const proc = this.startProcess(host, command, log, options);
     host.files.set(pidFile, `${proc.pid} ${proc.startTime}\n`);
+    if (port) {
+      if (!proc.alive) return ok(`exited ${proc.pid}\n`);
+      if (host.listening.has(Number(port))) return ok(`started ${proc.pid} ${proc.startTime}\n`);
+      return ok(`waiting ${proc.pid} ${proc.startTime}\n`);
+    }
     if (!marker) {
       if (Number(settle) > 0 && !proc.alive) return ok(`exited ${proc.pid}\n`);
       return ok(`started ${proc.pid} ${proc.startTime}\n`);

@@ -101,10 +101,14 @@ export function createTunnelActivities(deps: ActivityDeps) {
             {
               log: paths.tunnelLog,
               pidFile: paths.tunnelPid,
-              ...(tunnel.ready ? { awaitLog: tunnel.ready } : {}),
+              // A shape without a ready marker (forward) listens where it is spawned: the spawn waits for the port
+              // on the site, so a tunnel that starts is one round trip, not a poll over ssh.
+              ...(tunnel.ready ? { awaitLog: tunnel.ready } : { awaitListen: { port, seconds: 20 } }),
             },
             access.opts({ forwardAgent: tunnel.forwardAgent, persists: true }),
           );
+          // `started`: it lives and its port listens (its marker says so, or the site saw the port).
+          if ('started' in spawned) return { socksPort: port, process: spawned.started, reused: false };
           // `waiting`: the marker did not show in time but the process lives; the port decides, as for any tunnel.
           const child = spawnedProcess(spawned);
           const deadline = Date.now() + 30_000;

@@ -34,7 +34,7 @@ describe('the fake site', () => {
     expect((await sh('CLAIM_GLIDEIN', dir, '{"w":2}', 'verify')).stdout).toBe('theirs {"w":1}\n');
     const tunnel = ['ssh', '-N', '-D', '127.0.0.1:1080', '-o', 'BatchMode=yes', '--', '127.0.0.1'];
     const spawned = parseSpawn(
-      (await sh('SPAWN_DETACHED', `${dir}/t.log`, `${dir}/t.pid`, '', '0', '0', ...tunnel)).stdout,
+      (await sh('SPAWN_DETACHED', `${dir}/t.log`, `${dir}/t.pid`, '', '0', '0', '', ...tunnel)).stdout,
     );
     expect(spawned).toEqual({ started: { pid: expect.any(Number), startTime: expect.any(String) } });
     const snap = parseInspect((await sh('INSPECT_PROCESSES', `${dir}/t.pid`)).stdout);

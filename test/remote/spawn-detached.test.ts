@@ -41,7 +41,7 @@ test('killed at any moment, the spawn leaves no process its pid file does not na
     const argv = ['sleep', `3${k}.5`];
     const parent = spawn(
       'sh',
-      ['-c', SPAWN_DETACHED, 'sh', path.join(dir, `p${k}.log`), pidFile, '', '0', '0', ...argv],
+      ['-c', SPAWN_DETACHED, 'sh', path.join(dir, `p${k}.log`), pidFile, '', '0', '0', '', ...argv],
       { stdio: 'ignore' },
     );
     const exited = new Promise((r) => parent.once('exit', r));

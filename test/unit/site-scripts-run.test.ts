@@ -10,6 +10,7 @@ import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { LocalExecutor } from '../../src/remote/local';
+import { freePort } from '../helpers/ports';
 import type { ProcessRef } from '../../src/common/types';
 import {
   claimArgv,
@@ -30,6 +31,7 @@ import {
   setConfigLineArgv,
   httpProbeArgv,
   parseHttpStatus,
+  spawnArgv,
   spawnDetached,
   spawnedProcess,
   tcpProbeArgv,
@@ -56,6 +58,14 @@ afterEach(() => {
   }
   fs.rmSync(dir, { recursive: true, force: true });
 });
+
+function isListening(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = net.connect(port, '127.0.0.1');
+    socket.once('connect', () => (socket.destroy(), resolve(true)));
+    socket.once('error', () => resolve(false));
+  });
+}
 
 /** The start time /proc/<pid>/stat gives, read here independently of the scripts. */
 function startTimeOf(pid: number): string {
@@ -119,6 +129,38 @@ describe('SPAWN_DETACHED', () => {
     );
     expect(waiting).toEqual({ stillWaiting: expect.objectContaining({ pid: expect.any(Number) }) });
     started.push(spawnedProcess(waiting)!.pid);
+  });
+  it('waits on the site for a port to listen: started once it does, waiting while it does not, exited if it ends', async () => {
+    const port = await freePort();
+    const listen = `setTimeout(() => require('net').createServer().listen(${port}, '127.0.0.1'), 300)`;
+    const spawn = (name: string, argv: string[], seconds = 5) =>
+      spawnDetached(
+        local,
+        argv,
+        { log: path.join(dir, `${name}.log`), pidFile: path.join(dir, `${name}.pid`), awaitListen: { port, seconds } },
+        opts,
+      );
+    const t0 = Date.now();
+    const ready = await spawn('l', [process.execPath, '-e', listen]);
+    expect(ready).toEqual({ started: expect.objectContaining({ pid: expect.any(Number) }) });
+    started.push(spawnedProcess(ready)!.pid);
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(300);
+    expect(await isListening(port)).toBe(true);
+
+    const other = await freePort();
+    const waiting = await spawnDetached(
+      local,
+      ['sleep', '300'],
+      { log: path.join(dir, 'w.log'), pidFile: path.join(dir, 'w.pid'), awaitListen: { port: other, seconds: 1 } },
+      opts,
+    );
+    expect(waiting).toEqual({ stillWaiting: expect.objectContaining({ pid: expect.any(Number) }) });
+    started.push(spawnedProcess(waiting)!.pid);
+
+    expect(await spawn('x', ['sh', '-c', 'echo no >&2; exit 3'])).toEqual({ exitedAtOnce: expect.any(Number) });
+    expect(() => spawnArgv(['true'], { log: '/l', pidFile: '/p', awaitListen: { port: 70_000, seconds: 1 } })).toThrow(
+      /not a TCP port/,
+    );
   });
 });
 

@@ -20,17 +20,18 @@ printf "%s %s\\n" $$ "$p_start" > "$1.tmp" && mv "$1.tmp" "$1" || exit ${SPAWN_U
 shift; exec "$@"`;
 
 /**
- * Start argv[6…] detached in its own session, output appended to $1, recorded as "pid starttime" in $2; print
- * `started <pid> <start>` or `exited <pid>`. Without a marker, the process is watched for $5 tenths of a second
- * and reported `exited` if it ends within them (a start command that cannot run dies at once), so starting and
- * seeing it survive its start is one round trip. With a marker ($3) and a wait in seconds ($4), the log is
+ * Start argv[7…] detached in its own session, output appended to $1, recorded as "pid starttime" in $2; print
+ * `started <pid> <start>` or `exited <pid>`. Without a marker or a port, the process is watched for $5 tenths of a
+ * second and reported `exited` if it ends within them (a start command that cannot run dies at once), so starting
+ * and seeing it survive its start is one round trip. With a marker ($3) and a wait in seconds ($4), the log is
  * started afresh and the script returns only once the marker appears in it (or the process ends, or the wait is
  * over: `waiting <pid> <start>`), so that what the process needs from this session (a forwarded agent) stays
- * there until it is done with it. The child records itself in $2 ("pid starttime", replacing the old record)
+ * there until it is done with it. With a TCP port ($6) instead, it returns once the process lives and the port
+ * listens on this host (a forward tunnel's SOCKS port): the wait for a port done on the site, not polled over ssh. The child records itself in $2 ("pid starttime", replacing the old record)
  * before it execs the command, so a spawn whose script is killed half-way (an aborted activity) never leaves a
  * process behind that no pid file names. Always exits 0.
  */
-export const SPAWN_DETACHED = `${PROC_STAT}log=$1; pidfile=$2; marker=$3; wait=$4; settle=$5; shift 5
+export const SPAWN_DETACHED = `${PROC_STAT}log=$1; pidfile=$2; marker=$3; wait=$4; settle=$5; port=$6; shift 6
 [ -n "$marker" ] && : > "$log"
 rm -f "$pidfile"
 record='${SPAWN_CHILD}'
@@ -41,17 +42,25 @@ while [ ! -s "$pidfile" ] && [ $i -lt 100 ]; do sleep 0.02; i=$((i + 1)); done
 { read -r _ start _; } < "$pidfile" 2>/dev/null || { echo "exited $pid"; exit 0; }
 ended() { proc_stat "$pid" || return 0; case $p_state in ''|Z|X) return 0;; esac; return 1; }
 i=0
-if [ -z "$marker" ]; then
+if [ -z "$marker" ] && [ -z "$port" ]; then
   while [ $i -lt "$settle" ]; do
     sleep 0.1; i=$((i + 1))
     ended && { echo "exited $pid"; exit 0; }
   done
   echo "started $pid $start"; exit 0
 fi
-while [ $i -lt $((wait * 10)) ]; do
-  grep -qF -- "$marker" "$log" && { echo "started $pid $start"; exit 0; }
+hex=$(printf '%04X' "$port" 2>/dev/null)
+ready() {
+  [ -n "$marker" ] && { grep -qF -- "$marker" "$log"; return; }
+  for t in /proc/net/tcp /proc/net/tcp6; do
+    [ -r $t ] && awk -v p="$hex" 'NR > 1 && $4 == "0A" { split($2, a, ":"); if (a[2] == p) f = 1 } END { exit !f }' $t && return 0
+  done
+  return 1
+}
+while [ $i -lt $((wait * 20)) ]; do
   ended && { echo "exited $pid"; exit 0; }
-  sleep 0.1; i=$((i + 1))
+  ready && { echo "started $pid $start"; exit 0; }
+  sleep 0.05; i=$((i + 1))
 done
 echo "waiting $pid $start"`;
 
@@ -110,20 +119,28 @@ export interface SpawnOptions {
   pidFile: string;
   /** Return only once this text appears in the (fresh) log, within `seconds`. */
   awaitLog?: { marker: string; seconds: number };
-  /** Without awaitLog: watch the process this long on the site, and report `exitedAtOnce` if it ends within it. */
+  /** Return only once the process lives and this TCP port listens on the host it runs on, within `seconds`. */
+  awaitListen?: { port: number; seconds: number };
+  /** Without awaitLog or awaitListen: watch the process this long on the site, and report `exitedAtOnce` if it ends within it. */
   settleMs?: number;
 }
 
 export function spawnArgv(argv: readonly string[], files: SpawnOptions): string[] {
-  const awaited = files.awaitLog
-    ? [files.awaitLog.marker, String(files.awaitLog.seconds), '0']
-    : ['', '0', String(tenths(files.settleMs ?? 0))];
+  const { awaitLog, awaitListen } = files;
+  if (awaitListen && !(Number.isInteger(awaitListen.port) && awaitListen.port > 0 && awaitListen.port < 65_536))
+    throw new Error(`a spawn cannot wait for port ${awaitListen.port}: not a TCP port`);
+  const awaited = awaitLog
+    ? [awaitLog.marker, String(awaitLog.seconds), '0', '']
+    : awaitListen
+      ? ['', String(awaitListen.seconds), '0', String(awaitListen.port)]
+      : ['', '0', String(tenths(files.settleMs ?? 0)), ''];
   return ['sh', '-c', SPAWN_DETACHED, 'sh', files.log, files.pidFile, ...awaited, ...argv];
 }
 
 /** How long the spawn itself may take: its wait on the site, and time for the round trip. */
 export function spawnTimeoutMs(files: SpawnOptions, otherwise?: number): number | undefined {
-  if (files.awaitLog) return files.awaitLog.seconds * 1000 + 30_000;
+  const awaited = files.awaitLog ?? files.awaitListen;
+  if (awaited) return awaited.seconds * 1000 + 30_000;
   const settle = tenths(files.settleMs ?? 0);
   return settle > 0 ? settle * 100 + 30_000 : otherwise;
 }
