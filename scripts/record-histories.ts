@@ -7,6 +7,11 @@
  *   fleet-drain.json         GlideinFleet of one: starts its glidein, keeps it, count 0 drains it, drain-all ends it
  *   idle-claim.json          a monitor round reports the glidein registered and idle: its claim goes to the memo; drain
  *   slurm-scancel.json       JSC in a box: the holder job scancelled from outside; the allocation ended, teardown
+ *   parallel-drain.json      as happy-drain, recorded since steps run side by side (patch 'concurrent-steps') and
+ *                            planning is a local activity (patch 'local-plan')
+ *   parallel-mount-fault.json  as failure-compensation, since those patches: the tunnel's steps beside the failing mount
+ * Re-record a history only for a change that is meant to break it (the runs it stands for are gone); a history
+ * recorded before a patch is what proves the patch keeps old runs replaying.
  * Run after an intended workflow change: `npm run record-histories` (all), or name the ones to re-record:
  * `npm run record-histories -- fleet-drain`. Needs root (the local site).
  */
@@ -78,6 +83,16 @@ async function main(): Promise<void> {
     });
     await record(
       'failure-compensation',
+      localSiteWith((p) => p.cvmfs.repositories.push('nosuch.example.org')),
+      async () => undefined,
+    );
+    // Since the 'concurrent-steps' and 'local-plan' patches: steps side by side, planning a local activity.
+    await record('parallel-drain', SITES_DIR, async (h) => {
+      await untilMonitoring(h);
+      await h.signal(drainSignal);
+    });
+    await record(
+      'parallel-mount-fault',
       localSiteWith((p) => p.cvmfs.repositories.push('nosuch.example.org')),
       async () => undefined,
     );

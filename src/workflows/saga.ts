@@ -11,6 +11,7 @@ import {
   log,
   patched,
   proxyActivities,
+  proxyLocalActivities,
   upsertMemo,
   type ActivityOptions,
 } from '@temporalio/workflow';
@@ -26,13 +27,17 @@ import type { GlideinLifecycle } from './state';
 import {
   activitySummary,
   FINAL_STEPS,
+  HELD_ORDER,
   INVERSE_OF,
   monitorRoundMs,
+  releasedBefore,
   SETUP_STEP_NAMES,
+  setupGraph,
   STEPS,
   TEARDOWN_STEP_NAMES,
   type ActivityOf,
   type SetupContext,
+  type SetupStepName,
   type TeardownContext,
 } from './steps';
 
@@ -68,6 +73,21 @@ export function activityFor<N extends StepName>(
   return activities[STEPS[name].activity] as ActivityOf<N>;
 }
 
+/**
+ * planLaunch reads the profile in the worker and touches no site: since the patch it runs as a local activity, in
+ * the workflow task that asks for it (no activity task round trip, no scheduled/started/completed events). Runs
+ * recorded before it replay the activity they recorded.
+ */
+function planLaunch(lifecycle: GlideinLifecycle): GlideinActivities['planLaunch'] {
+  if (!patched('local-plan')) return activityFor('planLaunch', STEPS.planLaunch.options, lifecycle);
+  const { startToCloseTimeout, retry } = STEPS.planLaunch.options;
+  return proxyLocalActivities<GlideinActivities>({
+    startToCloseTimeout,
+    retry,
+    summary: activitySummary('planLaunch', lifecycle),
+  }).planLaunch;
+}
+
 /** A catalogue entry as the saga runs it: the catalogue has typed each field against its own activity. */
 interface Declared<C> {
   options: ActivityOptions | ((ctx: C) => ActivityOptions);
@@ -99,16 +119,19 @@ export async function work(
 ): Promise<{ failure?: unknown; next?: ResumeState }> {
   // A stop or drain that reached the previous run as it continued-as-new ends this one.
   if (lifecycle.owned && lifecycle.status.shutdown) return {};
+  // Asked before planning: a patch first asked in the activation that resolves a local activity (planLaunch) is
+  // not seen on replay (the marker follows the local activity's in the same task), and the run would not replay.
+  const concurrent = patched('concurrent-steps');
   try {
     const next = await lifecycle.work.run(async () => {
       if (!lifecycle.plan) {
         lifecycle.plan = await lifecycle.step(
           'planLaunch',
-          () => activityFor('planLaunch', STEPS.planLaunch.options, lifecycle)(lifecycle.ref, lifetime),
+          () => planLaunch(lifecycle)(lifecycle.ref, lifetime),
           STEPS.planLaunch.describe,
         );
         lifecycle.status.deadline = Date.now() + lifecycle.plan.lifetimeMs;
-        await setup(lifecycle, lifecycle.plan);
+        await setup(lifecycle, lifecycle.plan, concurrent);
       }
       return monitor(lifecycle, lifecycle.plan);
     });
@@ -118,23 +141,61 @@ export async function work(
   }
 }
 
-/** Every setup step in catalogue order, each recorded as held before it runs. */
-async function setup(lifecycle: GlideinLifecycle, plan: LaunchPlan): Promise<void> {
+/**
+ * Every setup step the site needs, each recorded as held before it runs. Since the patch 'concurrent-steps' a step
+ * starts as soon as the steps it needs have succeeded (the chain check beside the mounts, the credential beside
+ * both); once one fails, no further step starts, the running ones are waited for (teardown never races a
+ * half-started resource), and of the failures the earliest step's in catalogue order is the setup's. Runs recorded before it replay one step after another, in catalogue order.
+ */
+async function setup(lifecycle: GlideinLifecycle, plan: LaunchPlan, concurrent: boolean): Promise<void> {
   lifecycle.setPhase('setup');
   const ctx: SetupContext = { ref: lifecycle.ref, plan, status: lifecycle.status };
-  for (const name of SETUP_STEP_NAMES) {
-    const step = STEPS[name];
-    if (step.requires && !plan[step.requires]) continue;
-    if (step.enters) lifecycle.setPhase(step.enters);
-    const acquires = step.acquires as
-      | { before: (ctx: SetupContext) => HeldResource; after?: (r: unknown, ctx: SetupContext) => HeldResource }
-      | undefined;
-    if (acquires) lifecycle.hold(acquires.before(ctx));
-    const result = await runStep(lifecycle, name, ctx);
-    if (acquires?.after) lifecycle.hold(acquires.after(result, ctx));
-    (step.record as ((r: unknown, ctx: SetupContext) => void) | undefined)?.(result, ctx);
-    lifecycle.showDetails(); // the node, the registration: known now
+  const graph = setupGraph({ slurm: !!plan.slurm, credentials: !!plan.credentials });
+  if (!concurrent) {
+    for (const { name } of graph) await setupStep(lifecycle, name, ctx);
+    return;
   }
+  const from = lifecycle.status.steps.length;
+  const running = new Map<SetupStepName, Promise<void>>();
+  const failed: { name: SetupStepName; error: unknown }[] = [];
+  const run = (name: SetupStepName, needs: SetupStepName[]): Promise<void> => {
+    let started = running.get(name);
+    if (!started) {
+      started = (async () => {
+        await Promise.all(needs.map((n) => running.get(n)));
+        if (failed.length > 0) return; // another step failed meanwhile: start nothing more
+        try {
+          await setupStep(lifecycle, name, ctx);
+        } catch (error) {
+          failed.push({ name, error });
+          throw error;
+        }
+      })();
+      running.set(name, started);
+    }
+    return started;
+  };
+  await Promise.allSettled(graph.map(({ name, needs }) => run(name, needs)));
+  lifecycle.sortSteps(from, SETUP_STEP_NAMES);
+  lifecycle.status.held.sort((a, b) => HELD_ORDER.indexOf(a.kind) - HELD_ORDER.indexOf(b.kind));
+  // Of steps that failed side by side, the earliest in catalogue order names the cause: a chain check that failed
+  // beside mounts that could not reach their proxies through that chain.
+  failed.sort((a, b) => SETUP_STEP_NAMES.indexOf(a.name) - SETUP_STEP_NAMES.indexOf(b.name));
+  if (failed.length > 0) throw failed[0].error;
+}
+
+/** One setup step: held before it runs, then what it learnt. */
+async function setupStep(lifecycle: GlideinLifecycle, name: SetupStepName, ctx: SetupContext): Promise<void> {
+  const step = STEPS[name];
+  if (step.enters) lifecycle.setPhase(step.enters);
+  const acquires = step.acquires as
+    | { before: (ctx: SetupContext) => HeldResource; after?: (r: unknown, ctx: SetupContext) => HeldResource }
+    | undefined;
+  if (acquires) lifecycle.hold(acquires.before(ctx));
+  const result = await runStep(lifecycle, name, ctx);
+  if (acquires?.after) lifecycle.hold(acquires.after(result, ctx));
+  (step.record as ((r: unknown, ctx: SetupContext) => void) | undefined)?.(result, ctx);
+  lifecycle.showDetails(); // the node, the registration: known now
 }
 
 /** Monitors until the lifetime ends or a fault; returns a resume state when it is time to continue-as-new. */
@@ -276,21 +337,47 @@ async function teardown(lifecycle: GlideinLifecycle, mode: ShutdownMode): Promis
     retired = true;
     await retire(lifecycle, ctx);
   };
-  await CancellationScope.nonCancellable(async () => {
-    for (const resource of [...status.held].reverse()) {
-      if (resource.kind === RETIRE_BEFORE_KIND) await retireWhenClear();
-      try {
-        await runStep(lifecycle, INVERSE_OF[resource.kind], ctx);
-        lifecycle.released(resource);
-      } catch (err) {
-        log.error('teardown step failed; continuing with the rest', {
-          glideinId: ref.glideinId,
-          resource: resource.kind,
-          error: messageOf(err),
-        });
-      }
+  const release = async (resource: HeldResource) => {
+    try {
+      await runStep(lifecycle, INVERSE_OF[resource.kind], ctx);
+      lifecycle.released(resource);
+    } catch (err) {
+      log.error('teardown step failed; continuing with the rest', {
+        glideinId: ref.glideinId,
+        resource: resource.kind,
+        error: messageOf(err),
+      });
     }
+  };
+  await CancellationScope.nonCancellable(async () => {
+    if (!patched('concurrent-steps')) {
+      for (const resource of [...status.held].reverse()) {
+        if (resource.kind === RETIRE_BEFORE_KIND) await retireWhenClear();
+        await release(resource);
+      }
+      await retireWhenClear();
+      return;
+    }
+    // Since the patch: each resource once those that need it are given back (or failed to be), the rest side by
+    // side; the work directory once all but the node is, and the node last.
+    const from = status.steps.length;
+    const held = [...status.held];
+    const released = new Map<HeldResource['kind'], Promise<void>>();
+    const giveBack = (resource: HeldResource): Promise<void> => {
+      let done = released.get(resource.kind);
+      if (!done) {
+        const first = held.filter((h) => releasedBefore(resource.kind).includes(h.kind));
+        done = Promise.all(first.map(giveBack)).then(() => release(resource));
+        released.set(resource.kind, done);
+      }
+      return done;
+    };
+    await Promise.all(held.filter((h) => h.kind !== RETIRE_BEFORE_KIND).map(giveBack));
     await retireWhenClear();
+    const node = held.find((h) => h.kind === RETIRE_BEFORE_KIND);
+    if (node) await giveBack(node);
+    await retireWhenClear();
+    lifecycle.sortSteps(from, TEARDOWN_STEP_NAMES);
   });
 }
 

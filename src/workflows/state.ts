@@ -174,6 +174,26 @@ export class GlideinLifecycle {
     }
   }
 
+  /**
+   * Puts the steps recorded since `from` in the order `order` lists them (steps that ran side by side finish in any
+   * order; the status lists them as the catalogue does, each with its start time). A stable sort: a step recorded
+   * twice keeps its two places in turn.
+   */
+  sortSteps(from: number, order: readonly StepName[]): void {
+    const rank = (s: StepOutcome) => {
+      const at = order.indexOf(s.step);
+      return at < 0 ? order.length : at;
+    };
+    const tail = this.status.steps.splice(from);
+    this.status.steps.push(
+      ...tail
+        .map((s, i) => ({ s, i }))
+        .sort((a, b) => rank(a.s) - rank(b.s) || a.i - b.i)
+        .map(({ s }) => s),
+    );
+    this.showDetails();
+  }
+
   historyCap(): number {
     return this.owned
       ? (this.plan?.historyEvents ?? DEFAULT_HISTORY_EVENTS)

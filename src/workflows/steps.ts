@@ -75,6 +75,14 @@ type SetupStep<A extends ActivityName> = StepBase<A> &
     options: Options<SetupContext>;
     /** Runs only on sites whose plan has this. */
     requires?: 'slurm' | 'credentials';
+    /**
+     * The earlier setup steps whose results this one uses (the node, the port, the mounts, the container, the chain);
+     * one that does not run on the site (`requires`) is left out. Steps that do not need each other run side by side
+     * (since the patch 'concurrent-steps'), and teardown gives back in the reverse of this order (concurrentTeardown).
+     */
+    needs?: readonly string[];
+    /** Needs whose resource may be given back before (or beside) this step's: its inverse does not use them. */
+    releasedWithout?: readonly string[];
     /** The phase the lifecycle enters as this step starts. */
     enters?: Phase;
     acquires?: Acquisition<A>;
@@ -171,6 +179,7 @@ export const STEPS = {
   }),
   openTunnel: setup({
     activity: 'openTunnel',
+    needs: ['allocateNode'],
     // A tunnel start may queue behind others towards the same sshd (tunnel.startsInFlight), heartbeating while it
     // waits: a fleet starting at once must not time out in that queue.
     options: setupOptions(1_800_000, 4, 15_000),
@@ -189,12 +198,17 @@ export const STEPS = {
   }),
   verifyOutbound: setup({
     activity: 'verifyOutbound',
+    needs: ['openTunnel'],
     options: ON_SITE,
     touches: ({ ref, plan }) => `${on(ref)}${port(ref)} → collector ${plan.collector}`,
     describe: (r) => `reached ${r.target}: ${r.chain}${r.checked?.length ? `; ${r.checked.join('; ')}` : ''}`,
   }),
   mountCvmfs: setup({
     activity: 'mountCvmfs',
+    // cvmfs reaches its proxies through the chain: the tunnel must be up (the check of the chain runs beside it).
+    needs: ['openTunnel'],
+    // Unmounting needs no network: the tunnel may close beside it.
+    releasedWithout: ['openTunnel'],
     options: setupOptions(600_000, 3, 15_000),
     touches: ({ ref, plan }) => `${plan.repositories.join(', ')} on ${on(ref)}`,
     acquires: {
@@ -209,6 +223,7 @@ export const STEPS = {
   }),
   startContainer: setup({
     activity: 'startContainer',
+    needs: ['mountCvmfs'],
     options: ON_SITE,
     touches: ({ ref }) => `instance ${instanceName(ref.glideinId)} on ${on(ref)}`,
     acquires: {
@@ -220,12 +235,14 @@ export const STEPS = {
   }),
   preloadProxychains: setup({
     activity: 'preloadProxychains',
+    needs: ['startContainer', 'verifyOutbound'],
     options: ON_SITE,
     touches: ({ ref }) => `${instanceName(ref.glideinId)} → SOCKS${port(ref)}`,
     describe: (r) => r.chain,
   }),
   stageCredential: setup({
     activity: 'stageCredential',
+    needs: ['allocateNode'],
     requires: 'credentials',
     options: ON_SITE,
     touches: ({ ref, plan }) => `${plan.credentials?.join(', ') || 'credentials'} into ${plan.workDir} on ${on(ref)}`,
@@ -237,6 +254,7 @@ export const STEPS = {
   }),
   startGlidein: setup({
     activity: 'startGlidein',
+    needs: ['preloadProxychains', 'stageCredential'],
     options: ON_SITE,
     touches: ({ ref, plan }) => `glidein in ${instanceName(ref.glideinId)} on ${on(ref)} → ${plan.collector}`,
     args: ({ ref, plan, status }) => {
@@ -249,6 +267,7 @@ export const STEPS = {
   }),
   confirmRegistration: setup({
     activity: 'confirmRegistration',
+    needs: ['startGlidein'],
     enters: 'registering',
     options: ({ plan }) => setupOptions(plan.registrationTimeoutMs + 60_000, 3, 15_000),
     args: ({ ref, plan }) => [ref, plan.registrationTimeoutMs],
@@ -409,3 +428,83 @@ export function teardownOrder(ran: readonly StepName[]): TeardownStepName[] {
 
 /** Every teardown step in the order teardown runs them (each only if its resource is held). */
 export const TEARDOWN_STEP_NAMES = teardownOrder(SETUP_STEP_NAMES);
+
+/** Each setup step's `needs`, checked: every one an earlier setup step, so catalogue order is a valid order too. */
+const NEEDS = needsOf();
+
+function needsOf(): Record<SetupStepName, SetupStepName[]> {
+  const found = {} as Record<SetupStepName, SetupStepName[]>;
+  SETUP_STEP_NAMES.forEach((name, at) => {
+    const needs = ((STEPS[name] as { needs?: readonly string[] }).needs ?? []) as SetupStepName[];
+    for (const need of needs)
+      if (!SETUP_STEP_NAMES.slice(0, at).includes(need))
+        throw new Error(`step catalogue: ${name}.needs names '${need}', which is not an earlier setup step`);
+    found[name] = [...needs];
+  });
+  return found;
+}
+
+/**
+ * What a step's resource needs while it is given back: its needs, but for those it is released without, what they
+ * needed in turn (the mounts need the node still, not the tunnel).
+ */
+const NEEDS_TO_RELEASE = {} as Record<SetupStepName, SetupStepName[]>;
+for (const n of SETUP_STEP_NAMES) {
+  const without = (STEPS[n] as { releasedWithout?: readonly string[] }).releasedWithout ?? [];
+  for (const w of without)
+    if (!NEEDS[n].includes(w as SetupStepName))
+      throw new Error(`step catalogue: ${n}.releasedWithout names '${w}', which is not one of its needs`);
+  NEEDS_TO_RELEASE[n] = [...new Set(NEEDS[n].flatMap((m) => (without.includes(m) ? NEEDS_TO_RELEASE[m] : [m])))];
+}
+
+/** Every setup step `name` needs (in `graph`), directly or through the steps it needs. */
+function neededBy(name: SetupStepName, graph: Record<SetupStepName, SetupStepName[]> = NEEDS): Set<SetupStepName> {
+  const all = new Set<SetupStepName>();
+  const visit = (n: SetupStepName): void => {
+    for (const m of graph[n]) {
+      if (all.has(m)) continue;
+      all.add(m);
+      visit(m);
+    }
+  };
+  visit(name);
+  return all;
+}
+
+/**
+ * The setup steps a site runs (setupOrder, without planning), each with the steps among them it waits for: a need
+ * that does not run there stands for what it needs in turn.
+ */
+export function setupGraph(site: {
+  slurm: boolean;
+  credentials?: boolean;
+}): { name: SetupStepName; needs: SetupStepName[] }[] {
+  const runs = new Set(setupOrder(site));
+  const waitsFor = (n: SetupStepName): SetupStepName[] => NEEDS[n].flatMap((m) => (runs.has(m) ? [m] : waitsFor(m)));
+  return SETUP_STEP_NAMES.filter((n) => runs.has(n)).map((name) => ({ name, needs: [...new Set(waitsFor(name))] }));
+}
+
+/** Each kind of held resource, in the order setup takes them one after another: the order a status lists them. */
+export const HELD_ORDER = SETUP_STEP_NAMES.flatMap((n) => {
+  const acquires: { kind: Kind } | undefined = (STEPS[n] as { acquires?: { kind: Kind } }).acquires;
+  return acquires ? [acquires.kind] : [];
+});
+
+const ACQUIRED_BY = Object.fromEntries(
+  SETUP_STEP_NAMES.flatMap((n) => {
+    const acquires: { kind: Kind } | undefined = (STEPS[n] as { acquires?: { kind: Kind } }).acquires;
+    return acquires ? [[acquires.kind, n]] : [];
+  }),
+) as Record<Kind, SetupStepName>;
+
+/**
+ * The kinds of resource to give back before `kind`: those whose step needs (directly or not, and not only to start:
+ * `releasedWithout`) the step that took `kind` — the glidein before the tunnel it talks through, the container
+ * before the mounts it binds. The reverse of
+ * setup's order, and no more: what nothing else needs is given back side by side.
+ */
+export function releasedBefore(kind: Kind): Kind[] {
+  return (Object.keys(ACQUIRED_BY) as Kind[]).filter(
+    (other) => other !== kind && neededBy(ACQUIRED_BY[other], NEEDS_TO_RELEASE).has(ACQUIRED_BY[kind]),
+  );
+}

@@ -96,7 +96,11 @@ describe('operating LaunchGlidein with the temporal CLI', () => {
     const scheduled = history.events
       .filter((e: any) => e.activityTaskScheduledEventAttributes)
       .map((e: any) => e.activityTaskScheduledEventAttributes.activityType.name);
-    expect(scheduled.slice(-TEARDOWN.length)).toEqual(TEARDOWN.map((t) => t.split(':')[0]));
+    // Teardown: the glidein first, the work directory last; what nothing else uses side by side in between.
+    const teardown = scheduled.slice(-TEARDOWN.length);
+    expect([...teardown].sort()).toEqual(TEARDOWN.map((t) => t.split(':')[0]).sort());
+    expect([teardown[0], teardown.at(-1)]).toEqual(['stopGlidein', 'cleanupGlidein']);
+    expect(teardown.indexOf('stopContainer')).toBeLessThan(teardown.indexOf('unmountCvmfs'));
 
     // Keys are referenced by path, never carried: no line of either private key is in the history.
     const text = JSON.stringify(history);

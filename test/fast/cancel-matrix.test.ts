@@ -1,5 +1,5 @@
 /**
- * Cancel matrix on the fake site: the workflow is cancelled as the step after each setup step starts. Teardown
+ * Cancel matrix on the fake site: the workflow is cancelled as each setup step starts. Teardown
  * releases what was acquired so far, in reverse; the run closes as cancelled, with the memo saying so.
  */
 import './runtime';
@@ -11,69 +11,64 @@ import { EMPTY_FOOTPRINT, FAKE_SITE_DIR, fakeProfile } from '../../sandbox/fake-
 import { SH_SCRIPTS } from '../../sandbox/fake-site/scripts';
 
 const { MOUNT_LEASE } = SH_SCRIPTS;
-import { stepsOf, waitFor } from '../workflow/harness';
+import { setupGraph, STEPS, teardownOrder, type StepName } from '../../src/workflows/steps';
+import { splitSteps, stepsOf, waitFor } from '../workflow/harness';
 import { glideinIdFor, useFakeSiteServer } from './harness';
 
 const { withFakeSite, env } = useFakeSiteServer();
 const WORK_DIR = `${FAKE_SITE_DIR}/site/work`;
 
-/** Each setup step, the activity that follows it, and what teardown must release once it has completed. */
-const MATRIX: Array<[string, keyof GlideinActivities, string[]]> = [
-  ['openTunnel', 'verifyOutbound', ['closeTunnel', 'cleanupGlidein']],
-  ['verifyOutbound', 'mountCvmfs', ['closeTunnel', 'cleanupGlidein']],
-  ['mountCvmfs', 'startContainer', ['unmountCvmfs', 'closeTunnel', 'cleanupGlidein']],
-  ['startContainer', 'preloadProxychains', ['stopContainer', 'unmountCvmfs', 'closeTunnel', 'cleanupGlidein']],
-  ['preloadProxychains', 'startGlidein', ['stopContainer', 'unmountCvmfs', 'closeTunnel', 'cleanupGlidein']],
-  [
-    'startGlidein',
-    'confirmRegistration',
-    ['stopGlidein', 'stopContainer', 'unmountCvmfs', 'closeTunnel', 'cleanupGlidein'],
-  ],
-  [
-    'confirmRegistration',
-    'monitorGlidein',
-    ['stopGlidein', 'stopContainer', 'unmountCvmfs', 'closeTunnel', 'cleanupGlidein'],
-  ],
-];
+/**
+ * Each setup step on the fake site, and the monitor: the workflow is cancelled as it starts. Steps that do not need
+ * each other run side by side, so what else ran by then varies; what must hold does not.
+ */
+const MATRIX = [...setupGraph({ slurm: false }).slice(1), { name: 'monitor' as const, needs: ['confirmRegistration'] }];
 
 describe('cancel matrix on the fake site', () => {
-  it.each(MATRIX)('cancelled after %s: releases what was acquired, in reverse', async (last, next, undo) => {
-    const id = glideinIdFor(`cancel-${last.toLowerCase()}`);
-    let cancelled = false;
-    const wrap = (activities: GlideinActivities): GlideinActivities => ({
-      ...activities,
-      [next]: async (...args: unknown[]) => {
-        if (!cancelled) {
-          cancelled = true;
-          await env().client.workflow.getHandle(id).cancel();
-        }
-        return (activities[next] as (...a: unknown[]) => Promise<unknown>)(...args);
-      },
-    });
-    await withFakeSite(
-      fakeProfile(),
-      async ({ site, start }) => {
-        const handle = await start(id);
-        const err = await handle.result().catch((e) => e);
-        expect(err).toBeInstanceOf(WorkflowFailedError);
-        expect(err.cause).toBeInstanceOf(CancelledFailure);
-        const { memo } = await handle.describe();
-        expect(memo?.endReason).toBe('cancelled');
-        expect(memo?.stillHeld).toBe('nothing');
-        const status = await handle.query(statusQuery);
-        expect(status.phase).toBe('cancelled');
-        expect(status.held).toEqual([]);
-        const steps = stepsOf(status);
-        expect(steps).toContain(`${last}:ok`);
-        const teardown = steps.slice(steps.findIndex((s) => undo.includes(s.split(':')[0])));
-        // The step running when the cancel arrived may have finished first; its inverse then runs too.
-        expect(teardown.every((s) => s.endsWith(':ok'))).toBe(true);
-        expect(teardown.map((s) => s.split(':')[0]).slice(-undo.length)).toEqual(undo);
-        expect(site.footprint(WORK_DIR)).toEqual(EMPTY_FOOTPRINT);
-      },
-      wrap,
-    );
-  });
+  it.each(MATRIX.map((s) => [s.name, s] as const))(
+    'cancelled as %s starts: releases what was acquired, in reverse',
+    async (name, { needs }) => {
+      const next = STEPS[name].activity;
+      const id = glideinIdFor(`cancel-${name.toLowerCase()}`);
+      let cancelled = false;
+      const wrap = (activities: GlideinActivities): GlideinActivities => ({
+        ...activities,
+        [next]: async (...args: unknown[]) => {
+          if (!cancelled) {
+            cancelled = true;
+            await env().client.workflow.getHandle(id).cancel();
+          }
+          return (activities[next] as (...a: unknown[]) => Promise<unknown>)(...args);
+        },
+      });
+      await withFakeSite(
+        fakeProfile(),
+        async ({ site, start }) => {
+          const handle = await start(id);
+          const err = await handle.result().catch((e) => e);
+          expect(err).toBeInstanceOf(WorkflowFailedError);
+          expect(err.cause).toBeInstanceOf(CancelledFailure);
+          const { memo } = await handle.describe();
+          expect(memo?.endReason).toBe('cancelled');
+          expect(memo?.stillHeld).toBe('nothing');
+          const status = await handle.query(statusQuery);
+          expect(status.phase).toBe('cancelled');
+          expect(status.held).toEqual([]);
+          const steps = stepsOf(status);
+          // What it needed had finished; the step running when the cancel arrived may have finished first.
+          for (const need of needs) expect(steps).toContain(`${need}:ok`);
+          const { setup, teardown } = splitSteps(steps);
+          expect(teardown.every((s) => s.endsWith(':ok'))).toBe(true);
+          // Teardown gave back exactly what the steps that ran took, in the reverse of setup's order.
+          expect(teardown.map((s) => s.split(':')[0])).toEqual(
+            teardownOrder(setup.map((s) => s.split(':')[0]) as StepName[]),
+          );
+          expect(site.footprint(WORK_DIR)).toEqual(EMPTY_FOOTPRINT);
+        },
+        wrap,
+      );
+    },
+  );
 
   it('aborts a slow site command when cancelled mid-step, then releases the half-taken lease', async () => {
     const id = glideinIdFor('cancel-mid-mount');
@@ -86,7 +81,9 @@ describe('cancel matrix on the fake site', () => {
       await waitFor('the slow mount command to be in flight', async () =>
         site.commands.some((c) => c.host === 'worker' && c.argv[2] === MOUNT_LEASE),
       );
-      expect((await handle.query(statusQuery)).steps.at(-1)).toMatchObject({ step: 'mountCvmfs', status: 'running' });
+      expect((await handle.query(statusQuery)).steps.find((s) => s.step === 'mountCvmfs')).toMatchObject({
+        status: 'running',
+      });
       const cancelledAt = Date.now();
       site.faults.delays = [];
       await handle.cancel();

@@ -19,6 +19,8 @@ describe('replay of recorded histories', () => {
       'fleet-drain.json',
       'happy-drain.json',
       'idle-claim.json',
+      'parallel-drain.json',
+      'parallel-mount-fault.json',
       'slurm-drain.json',
       'slurm-scancel.json',
     ]);

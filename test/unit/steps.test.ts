@@ -11,7 +11,9 @@ import type { LaunchPlan } from '../../src/site/profile';
 import {
   FINAL_STEPS,
   INVERSE_OF,
+  releasedBefore,
   SETUP_STEP_NAMES,
+  setupGraph,
   setupOrder,
   STEP_NAMES,
   STEPS,
@@ -128,6 +130,45 @@ describe('the step catalogue', () => {
       const released = teardownOrder(ran).filter((n) => !FINAL_STEPS.some((f) => f.name === n));
       expect(released).toEqual(acquired.reverse().map((kind) => INVERSE_OF[kind]));
     }
+  });
+
+  it('runs side by side what does not need each other: the chain check beside the mounts, the credential beside all', () => {
+    const graph = Object.fromEntries(setupGraph({ slurm: true, credentials: true }).map((s) => [s.name, s.needs]));
+    expect(graph).toEqual({
+      allocateNode: [],
+      openTunnel: ['allocateNode'],
+      verifyOutbound: ['openTunnel'],
+      mountCvmfs: ['openTunnel'],
+      startContainer: ['mountCvmfs'],
+      preloadProxychains: ['startContainer', 'verifyOutbound'],
+      stageCredential: ['allocateNode'],
+      startGlidein: ['preloadProxychains', 'stageCredential'],
+      confirmRegistration: ['startGlidein'],
+    });
+    // Without Slurm, the steps that needed the node need nothing; without credentials, the glidein only the chain.
+    const plain = setupGraph({ slurm: false });
+    expect(plain.map((s) => s.name)).toEqual(setupOrder({ slurm: false }).slice(1));
+    expect(plain.find((s) => s.name === 'openTunnel')?.needs).toEqual([]);
+    expect(plain.find((s) => s.name === 'startGlidein')?.needs).toEqual(['preloadProxychains']);
+    // Catalogue order is one order the graph allows: runs recorded before it replay in that order.
+    for (const { name, needs } of setupGraph({ slurm: true, credentials: true }))
+      for (const need of needs) expect(SETUP_STEP_NAMES.indexOf(need)).toBeLessThan(SETUP_STEP_NAMES.indexOf(name));
+  });
+
+  it('gives back each resource after those that use it, and the tunnel beside the mounts', () => {
+    expect(releasedBefore('glidein')).toEqual([]);
+    for (const kind of ['tunnel', 'container', 'credential'] as const)
+      expect(releasedBefore(kind)).toEqual(['glidein']);
+    // The mounts after the container that binds them; unmounting needs no tunnel, so it closes beside them.
+    expect(releasedBefore('cvmfs').sort()).toEqual(['container', 'glidein']);
+    expect(releasedBefore('tunnel')).not.toContain('cvmfs');
+    expect(releasedBefore('allocation').sort()).toEqual(['container', 'credential', 'cvmfs', 'glidein', 'tunnel']);
+    // Whatever the concurrency, the sequential teardown order is one it allows.
+    for (const kind of Object.keys(INVERSE_OF) as HeldResource['kind'][])
+      for (const first of releasedBefore(kind))
+        expect(TEARDOWN_STEP_NAMES.indexOf(INVERSE_OF[first])).toBeLessThan(
+          TEARDOWN_STEP_NAMES.indexOf(INVERSE_OF[kind]),
+        );
   });
 
   it('gives every kind of held resource exactly one inverse, and every inverse one kind', () => {

@@ -4,7 +4,7 @@ import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import type { WorkflowHandle, WorkflowStartOptions } from '@temporalio/client';
 import { LaunchGlidein } from '../../src/workflows';
 import { statusQuery, type GlideinStatus } from '../../src/workflows/messages';
-import { setupOrder, teardownOrder } from '../../src/workflows/steps';
+import { setupOrder, TEARDOWN_STEP_NAMES, teardownOrder } from '../../src/workflows/steps';
 import { findSecretsInHistories } from '../helpers/secrets';
 import { createTestEnv, createTestWorker, type TestWorker, type TestWorkerOptions } from '../../sandbox/temporal';
 
@@ -100,6 +100,11 @@ export async function waitForPhase(
 }
 
 export const stepsOf = (status: { steps: GlideinStatus['steps'] }) => status.steps.map((s) => `${s.step}:${s.status}`);
+/** A closed run's `step:status` list cut where teardown begins (its first teardown step). */
+export function splitSteps(steps: string[]): { setup: string[]; teardown: string[] } {
+  const at = steps.findIndex((s) => (TEARDOWN_STEP_NAMES as readonly string[]).includes(s.split(':')[0]));
+  return at < 0 ? { setup: steps, teardown: [] } : { setup: steps.slice(0, at), teardown: steps.slice(at) };
+}
 /** Setup on the loopback site (no Slurm): every step the catalogue runs there, each succeeding. */
 export const SETUP = setupOrder({ slurm: false, credentials: true }).map((step) => `${step}:ok`);
 /** Teardown after that setup: the inverses in reverse, with the work directory moved aside before the node would be. */
