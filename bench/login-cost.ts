@@ -17,7 +17,8 @@
  * monitoring; monitoring is every command in a window of BENCH_WINDOW seconds once all are monitoring (after one
  * interval to settle); teardown is every command of a teardown activity from the stop signal until nothing is
  * left on the site. The script has no monitoring. Target (printed, not asserted): ≤ 1 login-node command per
- * glidein per monitor interval for the fleet.
+ * glidein per monitor interval for the fleet, judged per check (a check waits an interval after the previous one
+ * ended, so on a slow machine there are fewer checks than intervals; the figure per configured interval is beside it).
  *
  *   flock /tmp/glidein-site.lock npx ts-node bench/login-cost.ts
  *   env: BENCH_FLEET (100)  BENCH_INTERVAL (10s: monitor.interval)  BENCH_WINDOW (60 s)  BENCH_START_RATE (4/s)
@@ -101,11 +102,13 @@ interface LaunchRun {
   glideins: number;
   monitoring: number;
   setup: Phase;
-  monitor: Phase;
+  /** checks: the monitor checks (one per glidein and interval, each an inspect) that started in the window. */
+  monitor: Phase & { checks: number };
   teardown: Phase & { completed: number; leftovers: number };
 }
 
 interface WindowStats {
+  checks: number;
   commandCounts: { groups: CommandGroup[] };
 }
 
@@ -131,8 +134,9 @@ async function launchRun(
   ports: number[],
   log: (s: string) => void,
 ): Promise<LaunchRun> {
-  const stats = (from: number, to: number) =>
-    ask<{ stats: WindowStats }>(worker, { type: 'stats', from, to }, 'stats').then((r) => r.stats.commandCounts.groups);
+  const windowStats = (from: number, to: number) =>
+    ask<{ stats: WindowStats }>(worker, { type: 'stats', from, to }, 'stats').then((r) => r.stats);
+  const stats = async (from: number, to: number) => (await windowStats(from, to)).commandCounts.groups;
   const ids = `WorkflowType = "LaunchGlidein" AND WorkflowId STARTS_WITH "${idPrefix}"`;
   const notMonitor = (g: CommandGroup) => g.activityType !== 'monitorGlidein';
 
@@ -163,8 +167,9 @@ async function launchRun(
   const w0 = Date.now();
   await sleep(WINDOW_S * 1000);
   const w1 = Date.now();
-  const monitor = phase(await stats(w0, w1), (w1 - w0) / 1000, () => true);
-  log(`  window ${num((w1 - w0) / 1000, 0)} s: ${monitor.total.commands} commands`);
+  const ws = await windowStats(w0, w1);
+  const monitor = { ...phase(ws.commandCounts.groups, (w1 - w0) / 1000, () => true), checks: ws.checks };
+  log(`  window ${num((w1 - w0) / 1000, 0)} s: ${monitor.total.commands} commands, ${monitor.checks} checks`);
 
   const t2 = Date.now();
   for (const h of handles) await h.signal(stopSignal).catch(() => undefined);
@@ -294,6 +299,10 @@ function report(runs: LaunchRun[], script: ReturnType<typeof scriptCosts>) {
       setup: scale(r.setup.total, 1 / g),
       monitorPerHour: hourly,
       monitorPerInterval: (hourly.commands * INTERVAL_S) / 3600,
+      // A check waits an interval after the previous one ended: on a slow machine checks come less often than
+      // every interval, and the figure per configured interval falls. Per check it does not.
+      monitorPerCheck: r.monitor.checks ? r.monitor.total.commands / r.monitor.checks : NaN,
+      checkEverySeconds: r.monitor.checks ? (r.monitor.seconds * g) / r.monitor.checks : NaN,
       teardown: scale(r.teardown.total, 1 / g),
     };
   });
@@ -317,11 +326,18 @@ function report(runs: LaunchRun[], script: ReturnType<typeof scriptCosts>) {
     [`${num(naivePerHour, 0)} (computed)`, '-'],
   );
   rows.push([
-    'monitoring, per glidein per interval: commands',
+    `monitoring, per glidein per interval (${INTERVAL}): commands`,
     ...per.map((p) => num(p.monitorPerInterval, 2)),
     '-',
     `${NAIVE_PER_INTERVAL} (computed)`,
   ]);
+  rows.push([
+    'monitoring, per glidein per check: commands',
+    ...per.map((p) => num(p.monitorPerCheck, 3)),
+    '-',
+    `${NAIVE_PER_INTERVAL} (computed)`,
+  ]);
+  rows.push(['monitoring: a check every … s per glidein', ...per.map((p) => num(p.checkEverySeconds, 1)), '-', '-']);
   line(
     'teardown, per glidein',
     per.map((p) => p.teardown),
@@ -359,13 +375,15 @@ function report(runs: LaunchRun[], script: ReturnType<typeof scriptCosts>) {
   }
 
   const fleet = per.find((p) => p.glideins === FLEET && FLEET > 1) ?? per[per.length - 1];
-  const value = fleet?.monitorPerInterval;
-  const met = value !== undefined && value <= TARGET_PER_INTERVAL;
+  // Judged per check (one check is one interval's work), which the machine's speed does not change.
+  const value = fleet?.monitorPerCheck;
+  const known = value !== undefined && !Number.isNaN(value);
+  const met = known && value <= TARGET_PER_INTERVAL;
   console.log(
-    `\ntarget ≤ ${TARGET_PER_INTERVAL} login-node command per glidein per monitor interval (fleet of ${fleet?.glideins ?? FLEET}, shared queries divided): ` +
-      (value === undefined
+    `\ntarget ≤ ${TARGET_PER_INTERVAL} login-node command per glidein per monitor interval (fleet of ${fleet?.glideins ?? FLEET}, shared queries divided; per check): ` +
+      (!known
         ? '-'
-        : `${met ? 'MET' : 'MISSED'} (${num(value, 3)}${met ? '' : `, by ${num((value / TARGET_PER_INTERVAL - 1) * 100, 1)} %`}; naive ${NAIVE_PER_INTERVAL})`),
+        : `${met ? 'MET' : 'MISSED'} (${num(value, 3)}${met ? '' : `, by ${num((value / TARGET_PER_INTERVAL - 1) * 100, 1)} %`}; per configured interval ${num(fleet?.monitorPerInterval, 3)}, a check every ${num(fleet?.checkEverySeconds, 1)} s; naive ${NAIVE_PER_INTERVAL})`),
   );
   return { perGlidein: per, naivePerHour, naivePerInterval: NAIVE_PER_INTERVAL, target: { value, met } };
 }
