@@ -42,6 +42,7 @@ import {
   envInt,
   freePortRange,
   machineState,
+  manyGlideins,
   memoryMb,
   num,
   sleep,
@@ -429,13 +430,7 @@ async function main(): Promise<void> {
     {
       name: PROFILE,
       change: (p) => {
-        delete p.tunnel.socksPort;
-        p.tunnel.socksPorts = `${range.first}-${range.last}`;
-        p.cvmfs.cvmfsexecDir = cvmfsexecDir;
-        p.monitor = { interval: INTERVAL, reportEvery: '10m' };
-        // As fleet-scale: HTCondor's default startd update interval, and room for a slow registration under load.
-        p.glidein.config.UPDATE_INTERVAL = '300';
-        p.glidein.registrationTimeout = '10m';
+        manyGlideins({ ports: range, cvmfsexecDir, interval: INTERVAL })(p);
         p.fleet = { ...FLEET_LIMITS };
       },
     },

@@ -58,13 +58,27 @@ const commandTimes = new Map<string, number[]>();
 const perActivityType = new Map<string, number>();
 /** Activity executions per type (all attempts), since the start. */
 const activityRuns = new Map<string, number>();
-/** Every site command: when it started (epoch ms), where it ran, what it was and in which activity type. */
-const commands: Array<{ at: number; target: string; what: string; activityType: string }> = [];
+/** Every site command: when it started (epoch ms), where it ran, what it was, in which activity type, its bytes. */
+const commands: Array<{
+  at: number;
+  target: string;
+  what: string;
+  activityType: string;
+  sentBytes: number;
+  receivedBytes: number;
+}> = [];
 /** Every activity execution: [start epoch ms, duration ms] per activity type. */
 const activityTimes = new Map<string, number[]>();
 
 function onCommand(t: CommandTiming): void {
-  commands.push({ at: epoch(t.start), target: t.target, what: t.what, activityType: t.activityType ?? '-' });
+  commands.push({
+    at: epoch(t.start),
+    target: t.target,
+    what: t.what,
+    activityType: t.activityType ?? '-',
+    sentBytes: t.sentBytes,
+    receivedBytes: t.receivedBytes,
+  });
   perActivityType.set(t.activityType ?? '-', (perActivityType.get(t.activityType ?? '-') ?? 0) + 1);
   const key = t.activityType === 'monitorGlidein' ? `monitor ${t.what}` : 'setup/teardown';
   let xs = commandTimes.get(key);
@@ -174,6 +188,16 @@ async function main(): Promise<void> {
   await connection.close();
 }
 
+/** Site commands of one activity type, target and kind in a window, with their bytes (CommandTiming's). */
+export interface CommandGroup {
+  activityType: string;
+  target: string;
+  what: string;
+  commands: number;
+  sentBytes: number;
+  receivedBytes: number;
+}
+
 /** Check-loop lateness and command times for checks that started in [from, to]. */
 function windowStats(from: number, to: number) {
   const within: Check[] = [];
@@ -207,6 +231,26 @@ function windowStats(from: number, to: number) {
     for (const c of inWindow) out[key(c)] = (out[key(c)] ?? 0) + 1;
     return out;
   };
+  const detail = new Map<string, CommandGroup>();
+  for (const c of inWindow) {
+    const k = `${c.activityType}\0${c.target}\0${c.what}`;
+    let g = detail.get(k);
+    if (!g)
+      detail.set(
+        k,
+        (g = {
+          activityType: c.activityType,
+          target: c.target,
+          what: c.what,
+          commands: 0,
+          sentBytes: 0,
+          receivedBytes: 0,
+        }),
+      );
+    g.commands++;
+    g.sentBytes += c.sentBytes;
+    g.receivedBytes += c.receivedBytes;
+  }
   const activityMs: Record<string, ReturnType<typeof stats>> = {};
   for (const [name, xs] of activityTimes) {
     const d: number[] = [];
@@ -230,6 +274,8 @@ function windowStats(from: number, to: number) {
       byTarget: countBy((c) => c.target),
       byWhat: countBy((c) => c.what),
       byActivityType: countBy((c) => c.activityType),
+      /** Commands and bytes per activity type, target and command (the breakdown the others sum). */
+      groups: [...detail.values()],
     },
     /** Activities (all types) that started in the window: their wall time in this worker. */
     activityMs,

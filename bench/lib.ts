@@ -13,6 +13,7 @@ import { Context } from '@temporalio/activity';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { bundleWorkflowCode } from '@temporalio/worker';
 import type { CommandResult, Executor, RunOptions } from '../src/remote/executor';
+import { commandLine } from '../src/remote/quote';
 import { SITE_SCRIPTS } from '../src/site/scripts';
 import { ROOT } from '../sandbox/temporal-cli';
 import {
@@ -217,6 +218,26 @@ export function benchSites(entries: ReadonlyArray<{ name: string; change?: Profi
   return dir;
 }
 
+/**
+ * A profile for many glideins on the one worker node: a SOCKS port each from `ports`, the benchmark's own
+ * cvmfsexec directory, monitor.interval `interval` with production's reportEvery (10 m), HTCondor's default
+ * startd update interval and room for a slow registration under load.
+ */
+export function manyGlideins(opts: {
+  ports: { first: number; last: number };
+  cvmfsexecDir: string;
+  interval: string;
+}): ProfileChange {
+  return (p) => {
+    delete p.tunnel.socksPort;
+    p.tunnel.socksPorts = `${opts.ports.first}-${opts.ports.last}`;
+    p.cvmfs.cvmfsexecDir = opts.cvmfsexecDir;
+    p.monitor = { interval: opts.interval, reportEvery: '10m' };
+    p.glidein.config.UPDATE_INTERVAL = '300';
+    p.glidein.registrationTimeout = '10m';
+  };
+}
+
 /** Local TCP ports in use (any address, any state). */
 function takenPorts(): Set<number> {
   const taken = new Set<number>();
@@ -371,6 +392,10 @@ export interface CommandTiming {
   start: number;
   end: number;
   code: number | null | 'error';
+  /** Bytes to the site: the command line as sent (commandLine(), env included) and its stdin. */
+  sentBytes: number;
+  /** Bytes back: stdout and stderr (as kept by the executor; 0 when the command could not run). */
+  receivedBytes: number;
 }
 
 /** The site scripts by their text: `inspect`, `spawn`, `signal`, `write-file`, else the constant's name in kebab case. */
@@ -421,11 +446,15 @@ export class TimedExecutor implements Executor {
     } catch {
       info = undefined;
     }
+    const sentBytes =
+      Buffer.byteLength(commandLine(argv, options?.env)) + Buffer.byteLength(options?.stdin ?? '', 'utf8');
     const start = performance.now();
     let code: CommandTiming['code'] = 'error';
+    let receivedBytes = 0;
     try {
       const result = await this.inner.run(argv, options);
       code = result.code;
+      receivedBytes = Buffer.byteLength(result.stdout) + Buffer.byteLength(result.stderr);
       return result;
     } finally {
       this.sink({
@@ -439,6 +468,8 @@ export class TimedExecutor implements Executor {
         start,
         end: performance.now(),
         code,
+        sentBytes,
+        receivedBytes,
       });
     }
   }

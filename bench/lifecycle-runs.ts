@@ -136,17 +136,22 @@ export async function runA(
 
 /**
  * B (or C with `naive`): bench/manual-lifecycle.sh on a plan for `profile`. B keeps its ControlMaster at
- * `controlSocket` between runs (closeControlMaster ends it); C opens a connection per command.
+ * `controlSocket` between runs (closeControlMaster ends it); C opens a connection per command. `countLog`: the
+ * script's COUNT_LOG (each command's bytes, each step's end).
  */
 export async function runB(
   profile: SiteProfile,
   id: string,
   controlSocket: string,
   planDir: string,
-  opts: { naive?: boolean } = {},
+  opts: { naive?: boolean; countLog?: string } = {},
 ): Promise<RunB> {
   const plan = writeManualPlan(profile, id, controlSocket, planDir);
-  const { wallMs, out } = await runScript(plan.file, opts.naive === true);
+  const { wallMs, out } = await runScript(plan.file, {
+    ...process.env,
+    ...(opts.naive ? { NAIVE: '1' } : {}),
+    ...(opts.countLog ? { COUNT_LOG: opts.countLog } : {}),
+  });
   const steps: Record<string, number> = {};
   let scriptMs = NaN;
   for (const line of out.split('\n')) {
@@ -157,12 +162,12 @@ export async function runB(
   return { id, totalMs: wallMs, scriptMs, steps };
 }
 
-function runScript(plan: string, naive: boolean): Promise<{ wallMs: number; out: string }> {
+function runScript(plan: string, env: NodeJS.ProcessEnv): Promise<{ wallMs: number; out: string }> {
   return new Promise((resolve, reject) => {
     const t0 = performance.now();
     const child = spawn('bash', [SCRIPT, plan], {
       stdio: ['ignore', 'pipe', 'pipe'],
-      env: naive ? { ...process.env, NAIVE: '1' } : process.env,
+      env,
     });
     let out = '';
     let err = '';

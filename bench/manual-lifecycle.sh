@@ -13,6 +13,10 @@
 #
 # NAIVE=1: the naive script instead — no ControlMaster, a NEW ssh connection (through the login node, by the
 # same ProxyCommand) for every command. Same commands, same order (bench/wan-lifecycle.ts's C).
+#
+# COUNT_LOG=<file>: also append, for each remote command, `cmd <bytes sent> <bytes received>` (the command line
+# and its stdin; its stdout and stderr), and `step <name>` at each step's end (bench/login-cost.ts). The same
+# commands run; their output is passed on after the command ends instead of as it comes.
 set -euo pipefail
 PLAN=${1:?usage: manual-lifecycle.sh <plan>}
 # shellcheck source=/dev/null
@@ -21,12 +25,15 @@ source "$PLAN"
 now_ms() { local t=${EPOCHREALTIME/./}; echo $((t / 1000)); }
 T0=$(now_ms)
 STEP_T=$T0
-step_done() { local t; t=$(now_ms); echo "step $1 $((t - STEP_T))"; STEP_T=$t; }
+step_done() {
+  local t; t=$(now_ms); echo "step $1 $((t - STEP_T))"; STEP_T=$t
+  if [ -n "${COUNT_LOG:-}" ]; then echo "step $1" >>"$COUNT_LOG"; fi
+}
 fail() { echo "FAILED: $*" >&2; exit 1; }
 
 if [ "${NAIVE:-0}" = 1 ]; then
-  # run <remote command line> [stdin file]: one command on the worker node, on a connection of its own.
-  run() {
+  # remote <remote command line> [stdin file]: one command on the worker node, on a connection of its own.
+  remote() {
     if [ $# -gt 1 ]; then ssh "${SSH_MASTER[@]}" -o BatchMode=yes "${NODE_DEST[@]}" "$1" <"$2"
     else ssh "${SSH_MASTER[@]}" -o BatchMode=yes "${NODE_DEST[@]}" "$1" </dev/null; fi
   }
@@ -35,11 +42,27 @@ else
   if ! ssh -F /dev/null -S "$CONTROL" -O check "${NODE_DEST[@]}" 2>/dev/null; then
     ssh "${SSH_MASTER[@]}" -M -S "$CONTROL" -o ControlPersist=600 -N -f "${NODE_DEST[@]}"
   fi
-  # run <remote command line> [stdin file]: one command on the worker node over the master.
-  run() {
+  # remote <remote command line> [stdin file]: one command on the worker node over the master.
+  remote() {
     if [ $# -gt 1 ]; then ssh -F /dev/null -S "$CONTROL" -o BatchMode=yes "${NODE_DEST[@]}" "$1" <"$2"
     else ssh -F /dev/null -S "$CONTROL" -o BatchMode=yes "${NODE_DEST[@]}" "$1" </dev/null; fi
   }
+fi
+if [ -n "${COUNT_LOG:-}" ]; then
+  COUNT_TMP=$(mktemp -d)
+  trap 'rm -rf "$COUNT_TMP"' EXIT
+  # run, counting: the command's output kept aside until it ends, its size logged, then passed on; same status.
+  run() {
+    local rc=0 in=${2:-/dev/null} LC_ALL=C
+    remote "$@" >"$COUNT_TMP/out" 2>"$COUNT_TMP/err" || rc=$?
+    local sent=$((${#1} + $(stat -c %s "$in"))) received=$(($(stat -c %s "$COUNT_TMP/out") + $(stat -c %s "$COUNT_TMP/err")))
+    echo "cmd $sent $received" >>"$COUNT_LOG"
+    cat "$COUNT_TMP/out"
+    cat "$COUNT_TMP/err" >&2
+    return "$rc"
+  }
+else
+  run() { remote "$@"; }
 fi
 # From INSPECT_PROCESSES' output: is the process of a pid file alive (recorded start time = actual)?
 alive() { awk -v f="$1" '$1 == "proc" && $2 == f && $3 != "-" && $5 != "-" && $4 == $5 { ok = 1 } END { exit !ok }'; }
