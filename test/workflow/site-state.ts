@@ -13,12 +13,21 @@ export interface GlideinFootprint {
   workDir: boolean;
 }
 
-export async function footprint(glideinId: string): Promise<GlideinFootprint> {
+/** Where the glidein's profile puts its tunnel and mounts: the shipped profile's, unless a benchmark gives its own. */
+export interface FootprintWhere {
+  socksPort?: number;
+  /** The mount root of the profile's cvmfsexec (`<cvmfsexecDir>/dist/cvmfs`). */
+  cvmfsDist?: string;
+}
+
+export async function footprint(glideinId: string, where: FootprintWhere = {}): Promise<GlideinFootprint> {
+  const { socksPort = 1080, cvmfsDist = SITE_PATHS.cvmfsDist } = where;
+  const tunnelRe = new RegExp(` -[DR] 127\\.0\\.0\\.1:${socksPort} `);
   const procs = siteProcesses();
   const ads = await collectorAds(`GlideinLaunchId == "${glideinId}"`);
   return {
     // The profile's SOCKS port; other tests of the site use other ports.
-    tunnels: procs.filter((p) => p.argv[0] === 'ssh' && / -[DR] 127\.0\.0\.1:1080 /.test(p.cmdline)).map((p) => p.pid),
+    tunnels: procs.filter((p) => p.argv[0] === 'ssh' && tunnelRe.test(p.cmdline)).map((p) => p.pid),
     // This glidein's condor_master, known by the name its configuration gives it (other tests run other glideins).
     glideins: procs
       .filter(
@@ -28,7 +37,7 @@ export async function footprint(glideinId: string): Promise<GlideinFootprint> {
     instances: procs.filter((p) => p.cmdline.includes(`[${instanceName(glideinId)}]`)).map((p) => p.pid),
     mounts: siteMounts()
       .map((m) => m.target)
-      .filter((t) => t.startsWith(`${SITE_PATHS.cvmfsDist}/`)),
+      .filter((t) => t.startsWith(`${cvmfsDist}/`)),
     ads: ads.map((ad) => String(ad.Name)),
     workDir: existsSync(`${SITE_PATHS.workDir}/${glideinId}`),
   };
