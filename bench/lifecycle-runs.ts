@@ -47,6 +47,8 @@ export interface ActivityTiming {
 
 export interface StepSplit {
   step: string;
+  /** The step's start, workflow time (epoch ms). */
+  startMs: number;
   /** Workflow time from the step's start to its end (status query). */
   stepMs: number;
   /** Wall time of the activity in the worker, all attempts. */
@@ -192,6 +194,19 @@ export function closeControlMaster(controlSocket: string): Promise<void> {
   });
 }
 
+/** The time covered by at least one of the steps (steps side by side count once). */
+function coveredMs(steps: Pick<StepSplit, 'startMs' | 'stepMs'>[]): number {
+  const spans = steps.map((s) => [s.startMs, s.startMs + s.stepMs]).sort((x, y) => x[0] - y[0]);
+  let covered = 0;
+  let reach = -Infinity;
+  for (const [from, to] of spans) {
+    if (to <= reach) continue;
+    covered += to - Math.max(from, reach);
+    reach = to;
+  }
+  return covered;
+}
+
 /** Joins a run's steps (workflow time) with the activities' wall time and their commands, by activity type. */
 export function splitSteps(
   id: string,
@@ -210,6 +225,7 @@ export function splitSteps(
       const commandMs = cmds.reduce((t, c) => t + (c.end - c.start), 0);
       return {
         step: s.step,
+        startMs: Date.parse(s.startedAt),
         stepMs: s.durationMs!,
         activityMs,
         commandMs,
@@ -302,6 +318,8 @@ export interface PerRunA {
   waitMs: Stats;
   orchestrationMs: Stats;
   outsideStepsMs: Stats;
+  /** Step time that overlapped other steps (steps side by side): the sum of step times minus the time they cover. */
+  sideBySideMs: Stats;
   orchestrationPerStep: Stats;
   /** One site command of A's (ssh2 channel), over all of them. */
   commandEach: Stats;
@@ -313,7 +331,8 @@ export function perRunA(a: RunA[], commands: CommandTiming[], idPrefix: string):
     commandMs: stats(a.map((r) => r.steps.reduce((t, s) => t + s.commandMs, 0))),
     waitMs: stats(a.map((r) => r.steps.reduce((t, s) => t + s.waitMs, 0))),
     orchestrationMs: stats(a.map((r) => r.steps.reduce((t, s) => t + s.orchestrationMs, 0))),
-    outsideStepsMs: stats(a.map((r) => r.totalMs - r.steps.reduce((t, s) => t + s.stepMs, 0))),
+    outsideStepsMs: stats(a.map((r) => r.totalMs - coveredMs(r.steps))),
+    sideBySideMs: stats(a.map((r) => r.steps.reduce((t, s) => t + s.stepMs, 0) - coveredMs(r.steps))),
     orchestrationPerStep: stats(a.flatMap((r) => r.steps.map((s) => s.orchestrationMs))),
     commandEach: stats(commands.filter((c) => c.workflowId?.startsWith(idPrefix)).map((c) => c.end - c.start)),
   };
@@ -326,6 +345,7 @@ export function perRunTable(p: PerRunA): string {
       ['site commands (sum)', num(p.commandMs.median, 0)],
       ["activities' own polls and sleeps (sum)", num(p.waitMs.median, 0)],
       ['orchestration inside steps (sum)', num(p.orchestrationMs.median, 0)],
+      ['step time saved by steps side by side (sum of steps - time covered by steps)', num(p.sideBySideMs.median, 0)],
       ['outside steps (start, query polling, monitor until stop, signal, result)', num(p.outsideStepsMs.median, 0)],
       ['orchestration per step, median over all steps and runs', num(p.orchestrationPerStep.median, 1)],
       ['orchestration per step, p90', num(p.orchestrationPerStep.p90, 1)],

@@ -5,6 +5,8 @@
  */
 import './runtime';
 import { WorkflowFailedError } from '@temporalio/client';
+import { Worker } from '@temporalio/worker';
+import { workflowBundle } from '../../sandbox/temporal';
 import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
 import { EMPTY_FOOTPRINT, FAKE_SITE_DIR, fakeProfile } from '../../sandbox/fake-site';
 import { drainSignal, GlideinPhase, statusQuery, stopSignal } from '../../src/workflows/messages';
@@ -132,6 +134,26 @@ describe('LaunchGlidein on the fake site', () => {
       expect(history.events?.some((e) => e.activityTaskScheduledEventAttributes)).toBe(false);
       expect(site.commandCount).toBe(0);
     });
+  });
+
+  it('replays what it recorded: a run whose planning (a local activity) failed, and one that drained', async () => {
+    // A patch first asked in the task that resolves a local activity would not be seen on replay: both ends checked.
+    const histories: Array<[string, Awaited<ReturnType<Handle['fetchHistory']>>]> = [];
+    await withFakeSite(fakeProfile(), async ({ start }) => {
+      const handle = await start(glideinIdFor('replay-plan-fails'), { site: 'nosuchsite', lifetime: '10m' });
+      const err = await handle.result().catch((e) => e);
+      expect(err.cause.type).toBe('InvalidSiteProfile');
+      histories.push(['planning failed', await handle.fetchHistory()]);
+    });
+    await withFakeSite(fakeProfile(), async ({ start }) => {
+      const handle = await start(glideinIdFor('replay-drain'));
+      await waitForPhase(handle, 'monitoring');
+      await handle.signal(drainSignal);
+      expect((await handle.result()).endReason).toBe('drained');
+      histories.push(['drained', await handle.fetchHistory()]);
+    });
+    for (const [name, history] of histories)
+      await Worker.runReplayHistory({ workflowBundle: await workflowBundle() }, history, name);
   });
 
   it('touches nothing of a glidein directory another workflow has claimed', async () => {
