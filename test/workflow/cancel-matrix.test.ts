@@ -1,14 +1,14 @@
 /**
  * Cancel matrix: the workflow is cancelled right after each setup step and while monitoring. Teardown releases
- * exactly what was acquired so far, in reverse order; the workflow closes as cancelled, and the cancellation
+ * exactly what was acquired so far (by that step, what it needed, and what ran beside it), in reverse order; the workflow closes as cancelled, and the cancellation
  * carries the teardown's outcome.
  */
 import { WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';
 import { CancelledFailure } from '@temporalio/common';
 import { statusQuery } from '../../src/workflows/messages';
-import { TEARDOWN_STEP_NAMES } from '../../src/workflows/steps';
+import { setupGraph, TEARDOWN_STEP_NAMES, teardownOrder, type StepName } from '../../src/workflows/steps';
 import { SITES_DIR } from '../../sandbox/sites';
-import { stepsOf, TEARDOWN, useDevServer, waitFor } from './harness';
+import { stepsOf, useDevServer, waitFor } from './harness';
 import { EMPTY, footprint } from './site-state';
 
 const { withWorker, start } = useDevServer();
@@ -17,18 +17,29 @@ async function completedSteps(handle: WorkflowHandle): Promise<string[]> {
   return (await handle.query(statusQuery)).steps.filter((s) => s.status === 'ok').map((s) => s.step);
 }
 
-/** What teardown must release, in order, once `last` has completed. */
-const UNDO: Record<string, string[]> = {
-  openTunnel: ['closeTunnel', 'cleanupGlidein'],
-  verifyOutbound: ['closeTunnel', 'cleanupGlidein'],
-  mountCvmfs: ['unmountCvmfs', 'closeTunnel', 'cleanupGlidein'],
-  startContainer: ['stopContainer', 'unmountCvmfs', 'closeTunnel', 'cleanupGlidein'],
-  preloadProxychains: ['stopContainer', 'unmountCvmfs', 'closeTunnel', 'cleanupGlidein'],
-  stageCredential: ['removeCredential', 'stopContainer', 'unmountCvmfs', 'closeTunnel', 'cleanupGlidein'],
-  // From the glidein on, everything: the lifecycle's whole teardown.
-  startGlidein: TEARDOWN.map((t) => t.split(':')[0]),
-  confirmRegistration: TEARDOWN.map((t) => t.split(':')[0]),
-};
+const GRAPH = setupGraph({ slurm: false, credentials: true });
+
+/** `step` and every step it needs, directly or not: what has surely run once it has completed. */
+function withNeeds(step: StepName): StepName[] {
+  const all = new Set<StepName>([step]);
+  const visit = (n: StepName) =>
+    GRAPH.find((g) => g.name === n)?.needs.forEach((m) => {
+      if (!all.has(m)) {
+        all.add(m);
+        visit(m);
+      }
+    });
+  visit(step);
+  return [...all];
+}
+
+/**
+ * What teardown must release at least, in order, once `last` has completed: what it and the steps it needs took.
+ * Steps that do not need it may have run beside it; their inverses run too.
+ */
+const UNDO: Record<string, string[]> = Object.fromEntries(
+  GRAPH.map(({ name }) => [name, teardownOrder(withNeeds(name))]),
+);
 
 describe('cancel matrix', () => {
   it.each(Object.keys(UNDO))(
@@ -58,7 +69,10 @@ describe('cancel matrix', () => {
         // The step running when the cancel arrived may have finished first; its inverse then runs too.
         expect(teardown.every((s) => s.endsWith(':ok'))).toBe(true);
         const undone = teardown.map((s) => s.split(':')[0]);
-        expect(undone.slice(-UNDO[last].length)).toEqual(UNDO[last]);
+        expect(undone).toEqual(expect.arrayContaining(UNDO[last]));
+        // Exactly what the steps that ran took, in the reverse of setup's order.
+        const ran = steps.slice(0, setupEnd).map((s) => s.split(':')[0]) as StepName[];
+        expect(undone).toEqual(teardownOrder(ran));
       });
       expect(await footprint(id)).toEqual(EMPTY);
     },
