@@ -151,7 +151,8 @@ export function writeManualPlan(
     ['C_CONDOR_STATUS', commandLine(condor.statusArgv(instance, glideinId), condor.statusEnv(paths.proxychainsConf))],
     ['C_STOP_GLIDEIN_TERM', commandLine(signalArgv('TERM', paths.glideinPid, 10_000))],
     // closeTunnel
-    ['C_SIGNAL_TUNNEL_TERM', commandLine(signalArgv('TERM', paths.tunnelPid))],
+    // closeTunnel: TERM, then the end waited for on the site (as the activity does)
+    ['C_SIGNAL_TUNNEL_TERM', commandLine(signalArgv('TERM', paths.tunnelPid, 10_000))],
   ];
   const text = [
     `# Plan for bench/manual-lifecycle.sh: glidein ${glideinId} at site ${profile.name} (written by bench/manual-plan.ts).`,

@@ -8,7 +8,14 @@ import type { GlideinRef, TunnelInfo, UndoOutcome } from '../common/types';
 import { runChecked } from '../remote/executor';
 import { Semaphore } from '../remote/semaphore';
 import { isTunnelProcess } from '../site/adapters';
-import { inspect, signalRecorded, spawnDetached, spawnedProcess, tailFile } from '../site/scripts/processes';
+import {
+  inspect,
+  signalAndWait,
+  signalRecorded,
+  spawnDetached,
+  spawnedProcess,
+  tailFile,
+} from '../site/scripts/processes';
 import { writeFileArgv } from '../site/scripts/files';
 import { parsePortLease, parsePortRelease, portLeaseArgv, portReleaseArgv } from '../site/scripts/ports';
 import type { ActivityDeps } from './deps';
@@ -175,11 +182,9 @@ export function createTunnelActivities(deps: ActivityDeps) {
     const first = await alive();
     if (!isTunnelProcess(first)) return 'no tunnel running';
     const pid = first.recorded?.pid;
-    await signalRecorded(host, 'TERM', access.paths.tunnelPid, access.opts());
-    for (let i = 0; i < 50; i++) {
-      if (!(await alive())?.alive) return `closed tunnel pid ${pid}`;
-      await sleep(pollMs);
-    }
+    // Signalled and waited for on the site, in one command (no poll over ssh); killed if it outlives the wait.
+    const outcome = await signalAndWait(host, 'TERM', access.paths.tunnelPid, 10_000, access.opts());
+    if (outcome.state !== 'running') return `closed tunnel pid ${pid}`;
     await signalRecorded(host, 'KILL', access.paths.tunnelPid, access.opts());
     return `killed tunnel pid ${pid}`;
   }
