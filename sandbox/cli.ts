@@ -9,9 +9,14 @@
  *   npx ts-node sandbox/cli.ts jsc-box strict on|off
  *                                              strict: no sshd on the worker node, from= on the login node's keys,
  *                                              the login node bans a source opening too many SSH connections
- * (`npm run site -- up` and `npm run box -- up` are the same.) Each site is named after its profile in sites/.
+ *   npx ts-node sandbox/cli.ts cluster up      a fresh two-node Temporal cluster on PostgreSQL (sandbox/cluster.ts)
+ *   npx ts-node sandbox/cli.ts cluster down    stop both nodes and PostgreSQL (the directory stays, for its logs)
+ *   npx ts-node sandbox/cli.ts cluster status  the nodes, their frontends and PostgreSQL
+ * (`npm run site -- up`, `npm run box -- up` and `npm run cluster -- up` are the same.) Each site is named after its
+ * profile in sites/.
  */
 import { BAN, BOX_DIR, BOX_PATHS, boxStatus, setStrict, startJscBox, stopJscBox, type BoxStatus } from './jsc-box';
+import { CLUSTER_DIR, clusterStatus, startCluster, stopCluster } from './cluster';
 import { SITE_DIR, SITE_PATHS, siteStatus, startLocalSite, stopLocalSite, type SiteStatus } from './local-site';
 
 function printSiteStatus(status: SiteStatus): void {
@@ -106,13 +111,43 @@ async function jscBox(command: string | undefined): Promise<number> {
   }
 }
 
+async function cluster(command: string | undefined): Promise<number> {
+  const started = Date.now();
+  switch (command) {
+    case 'up': {
+      const state = await startCluster();
+      console.log(`Temporal cluster is up in ${CLUSTER_DIR}, ${seconds(started)}: PostgreSQL ${state.postgres}`);
+      console.log(`  temporal workflow list --address ${state.frontends[0]}   (or ${state.frontends[1]})`);
+      break;
+    }
+    case 'down':
+      await stopCluster();
+      console.log(`Temporal cluster is down (${CLUSTER_DIR} kept, with its logs), ${seconds(started)}`);
+      return 0;
+    case 'status':
+      break;
+    default:
+      return usage();
+  }
+  const status = await clusterStatus();
+  for (const n of status.nodes)
+    console.log(`node ${n.node} ${n.frontend.padEnd(16)} ${n.serving ? 'serving' : 'not serving'}  pid ${n.pid ?? '-'}`);
+  console.log(`PostgreSQL: ${status.postgres ? 'running' : 'down'}`);
+  return 0;
+}
+
 function usage(): number {
-  console.error('usage: npx ts-node sandbox/cli.ts local|jsc-box up|down|status | jsc-box strict on|off');
+  console.error('usage: npx ts-node sandbox/cli.ts local|jsc-box|cluster up|down|status | jsc-box strict on|off');
   return 2;
 }
 
 const [site, command] = process.argv.slice(2);
-const run = site === 'local' ? local : site === 'jsc-box' ? jscBox : async () => usage();
+const sites: Record<string, (command: string | undefined) => Promise<number>> = {
+  local,
+  'jsc-box': jscBox,
+  cluster,
+};
+const run = sites[site ?? ''] ?? (async () => usage());
 run(command).then(
   (code) => process.exit(code),
   (err: unknown) => {

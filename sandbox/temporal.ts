@@ -15,16 +15,37 @@ import { SiteRegistry } from '../src/site/load';
 import { GlideinFleet, GlideinId, GlideinPhase, GlideinSite } from '../src/workflows/messages';
 
 import { temporalCli } from './temporal-cli';
+import { clusterState, createNamespace, temporalBackend } from './cluster';
 
 export { ROOT, temporalCli } from './temporal-cli';
 
-export function createTestEnv(): Promise<TestWorkflowEnvironment> {
+let namespaces = 0;
+
+/**
+ * A Temporal for one test file: a dev server of its own (the default), or, with TEMPORAL_BACKEND=cluster, a namespace
+ * of its own on the run's two-node PostgreSQL cluster (sandbox/cluster.ts), reached through node 2's frontend; worker
+ * processes connect to node 1's (workerAddress), so every file's work crosses both nodes.
+ */
+export async function createTestEnv(): Promise<TestWorkflowEnvironment> {
+  if (temporalBackend() === 'cluster') {
+    const cluster = clusterState();
+    const namespace = `t${process.pid}-${++namespaces}-${Date.now().toString(36)}`;
+    await createNamespace(namespace);
+    return TestWorkflowEnvironment.createFromExistingServer({ address: cluster.frontends[1], namespace });
+  }
   return TestWorkflowEnvironment.createLocal({
     server: {
       executable: { type: 'existing-path', path: temporalCli() },
       searchAttributes: [GlideinSite, GlideinId, GlideinPhase, GlideinFleet],
     },
   });
+}
+
+/** Where a worker process of `env` connects: node 1 of the cluster, else the environment's own server. */
+export function workerAddress(env: Pick<TestWorkflowEnvironment, 'address'>): string {
+  if (temporalBackend() !== 'cluster') return env.address;
+  const { frontends } = clusterState();
+  return frontends.includes(env.address) ? frontends[0] : env.address;
 }
 
 /** Names a bundle built once for a whole jest run (test/fast/global-setup.ts), as JSON; else each file builds its own. */
@@ -62,11 +83,12 @@ export async function createTestWorker(
   options: TestWorkerOptions = {},
 ): Promise<TestWorker> {
   const ssh = new SshPool();
-  const temporal = new Client({ connection: env.nativeConnection, namespace: options.namespace ?? 'default' });
+  const namespace = options.namespace ?? env.namespace ?? 'default';
+  const temporal = new Client({ connection: env.nativeConnection, namespace });
   const activities = createActivities({ sites: new SiteRegistry(sitesDir), ssh, temporal });
   const worker = await Worker.create({
     connection: env.nativeConnection,
-    namespace: options.namespace,
+    namespace,
     taskQueue,
     workflowBundle: await workflowBundle(),
     activities: options.wrap ? options.wrap(activities) : activities,

@@ -23,6 +23,7 @@ import { activityFailureMetrics, metricsAddressFromEnv, prometheusExporter, sshM
 import { SshPool } from './remote/ssh';
 import { SiteRegistry } from './site/load';
 import { connectClient, temporalTarget, type TemporalTarget } from './temporal-connection';
+import { ConnectionWatch, systemInfoProbe } from './connection-watch';
 import { SEARCH_ATTRIBUTES } from './workflows/messages';
 
 export const DEFAULT_TASK_QUEUE = 'glideins';
@@ -161,11 +162,15 @@ export async function runWorker(): Promise<void> {
   await ensureSearchAttributes(config);
   const ssh = new SshPool({ log: (event, fields) => logger.info(fields, event), events: sshMetrics() });
   const connection = await NativeConnection.connect(config.temporal.connection);
+  // Says in the log when the server is lost and when it answers again (the SDK reconnects by itself).
+  const watch = new ConnectionWatch(systemInfoProbe(connection), logger, { address: config.temporal.address });
   try {
     const worker = await createWorker(config, connection, ssh);
     logger.info({ ...describeConfig(config) }, 'worker started');
+    watch.start();
     await worker.run();
   } finally {
+    watch.stop();
     ssh.close();
     await connection.close();
   }

@@ -42,7 +42,7 @@ export function boxHarness(
   const temporal = async (...args: string[]) => {
     const { stdout } = await run(
       temporalCli(),
-      [...args, '--address', current().env.address, '--namespace', 'default'],
+      [...args, '--address', current().env.address, '--namespace', current().env.namespace ?? 'default'],
       {
         timeout: 120_000,
       },

@@ -21,7 +21,7 @@ let env: TestWorkflowEnvironment;
 let worker: WorkerProcess;
 
 async function temporal(...args: string[]): Promise<string> {
-  const { stdout } = await run(temporalCli(), [...args, '--address', env.address, '--namespace', 'default'], {
+  const { stdout } = await run(temporalCli(), [...args, '--address', env.address, '--namespace', env.namespace ?? 'default'], {
     timeout: 60_000,
   });
   return stdout;

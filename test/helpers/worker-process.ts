@@ -3,7 +3,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import * as path from 'node:path';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { findSecretsInHistories } from './secrets';
-import { ROOT } from '../../sandbox/temporal';
+import { ROOT, workerAddress } from '../../sandbox/temporal';
 
 export interface WorkerProcess {
   child: ChildProcess;
@@ -14,7 +14,7 @@ export interface WorkerProcess {
 }
 
 export function startWorkerProcess(
-  env: Pick<TestWorkflowEnvironment, 'address'>,
+  env: Pick<TestWorkflowEnvironment, 'address'> & { namespace?: string },
   taskQueue: string,
   extraEnv: Record<string, string> = {},
 ): WorkerProcess {
@@ -23,7 +23,8 @@ export function startWorkerProcess(
     cwd: ROOT,
     env: {
       ...process.env,
-      TEMPORAL_ADDRESS: env.address,
+      TEMPORAL_ADDRESS: workerAddress(env),
+      TEMPORAL_NAMESPACE: env.namespace ?? 'default',
       TASK_QUEUE: taskQueue,
       LOG_LEVEL: 'warn',
       TS_NODE_TRANSPILE_ONLY: 'true',

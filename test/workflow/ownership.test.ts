@@ -41,7 +41,7 @@ describe('who owns a glidein on the site', () => {
         1, 1, 1, 1,
       ]);
       const claim = JSON.parse(readFileSync(`${SITE_PATHS.workDir}/${first}/${CLAIM_FILE}`, 'utf8'));
-      expect(claim).toEqual({ namespace: 'default', workflowId: 'COLLIDE' });
+      expect(claim).toEqual({ namespace: env().namespace ?? 'default', workflowId: 'COLLIDE' });
 
       // The second one runs as its own glidein (here it finds the profile's one SOCKS port taken, and says so).
       const b = await start(w, 'collide-93fb137d');
