@@ -131,7 +131,9 @@ async function cluster(command: string | undefined): Promise<number> {
   }
   const status = await clusterStatus();
   for (const n of status.nodes)
-    console.log(`node ${n.node} ${n.frontend.padEnd(16)} ${n.serving ? 'serving' : 'not serving'}  pid ${n.pid ?? '-'}`);
+    console.log(
+      `node ${n.node} ${n.frontend.padEnd(16)} ${n.serving ? 'serving' : 'not serving'}  pid ${n.pid ?? '-'}`,
+    );
   console.log(`PostgreSQL: ${status.postgres ? 'running' : 'down'}`);
   return 0;
 }

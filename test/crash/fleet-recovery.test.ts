@@ -1,7 +1,9 @@
 /**
  * A fleet through the failures of its own machinery: two worker processes on one task queue share a growing
  * fleet; one is SIGKILLed and the Temporal server (a dev server on a database file) is SIGKILLed and started
- * again with the same file. After recovery the site holds exactly the desired glideins (one tunnel, one port
+ * again with the same file. With TEMPORAL_BACKEND=cluster the server is the run's two-node cluster on PostgreSQL
+ * (sandbox/cluster.ts), and the node the workers talk to (node 1) is the one SIGKILLed and started again; this test's
+ * client talks to node 2. After recovery the site holds exactly the desired glideins (one tunnel, one port
  * lease and one glidein per slot, never a second), and draining the fleet leaves nothing behind.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -18,6 +20,7 @@ import { SITE_PATHS, siteProcesses } from '../../sandbox/local-site';
 import { startWorkerProcess, type WorkerProcess } from '../helpers/worker-process';
 import { EMPTY, footprint } from '../workflow/site-state';
 import { freePort } from '../helpers/ports';
+import { clusterState, createNamespace, startNode, stopNode, temporalBackend } from '../../sandbox/cluster';
 
 const TASK_QUEUE = `fleet-crash-${process.pid}`;
 const SITES = localSiteWith((p) => {
@@ -35,8 +38,44 @@ const SITES = localSiteWith((p) => {
   p.tunnel.socksPorts = '1280-1289';
 });
 
+/** The Temporal this test kills and starts again. */
+interface Engine {
+  /** Where this test's client connects (worker processes: workerAddress of it). */
+  readonly address: string;
+  readonly namespace?: string;
+  start(): Promise<void>;
+  kill(): Promise<void>;
+  remove(): Promise<void>;
+}
+
+/** Node 1 of the run's cluster, in a namespace of this test's own. */
+class ClusterNode implements Engine {
+  private constructor(
+    readonly address: string,
+    readonly namespace: string,
+  ) {}
+
+  static async create(): Promise<ClusterNode> {
+    const namespace = `fleet-crash-${process.pid}`;
+    await createNamespace(namespace);
+    return new ClusterNode(clusterState().frontends[1], namespace);
+  }
+
+  start(): Promise<void> {
+    return startNode(0);
+  }
+
+  kill(): Promise<void> {
+    return stopNode(0, 'SIGKILL');
+  }
+
+  async remove(): Promise<void> {
+    await startNode(0);
+  }
+}
+
 /** `temporal server start-dev` on a database file: killed, it loses nothing; started again, it goes on. */
-class DevServer {
+class DevServer implements Engine {
   private child?: ChildProcess;
   private constructor(
     readonly dbFile: string,
@@ -113,7 +152,7 @@ class DevServer {
   }
 }
 
-let server: DevServer;
+let server: Engine;
 let connection: Connection | undefined;
 let client: Client;
 const workers: WorkerProcess[] = [];
@@ -127,7 +166,7 @@ const startWorker = (): WorkerProcess => {
 async function connect(): Promise<void> {
   await connection?.close().catch(() => undefined);
   connection = await Connection.connect({ address: server.address });
-  client = new Client({ connection });
+  client = new Client({ connection, namespace: server.namespace ?? 'default' });
 }
 
 async function until<T>(what: string, probe: () => Promise<T | false | undefined>, timeoutMs: number): Promise<T> {
@@ -165,8 +204,11 @@ function leases(): string[] {
 }
 
 beforeAll(async () => {
-  server = await DevServer.create();
-  await server.start();
+  if (temporalBackend() === 'cluster') server = await ClusterNode.create();
+  else {
+    server = await DevServer.create();
+    await server.start();
+  }
   await connect();
 }, 120_000);
 

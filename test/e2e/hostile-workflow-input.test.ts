@@ -61,10 +61,14 @@ afterAll(async () => {
 });
 
 async function temporal(...args: string[]): Promise<string> {
-  const { stdout } = await run(temporalCli(), [...args, '--address', env.address, '--namespace', env.namespace ?? 'default'], {
-    timeout: 60_000,
-    maxBuffer: 64 << 20,
-  });
+  const { stdout } = await run(
+    temporalCli(),
+    [...args, '--address', env.address, '--namespace', env.namespace ?? 'default'],
+    {
+      timeout: 60_000,
+      maxBuffer: 64 << 20,
+    },
+  );
   return stdout;
 }
 

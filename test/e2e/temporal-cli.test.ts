@@ -21,9 +21,13 @@ let env: TestWorkflowEnvironment;
 let worker: WorkerProcess;
 
 async function temporal(...args: string[]): Promise<string> {
-  const { stdout } = await run(temporalCli(), [...args, '--address', env.address, '--namespace', env.namespace ?? 'default'], {
-    timeout: 60_000,
-  });
+  const { stdout } = await run(
+    temporalCli(),
+    [...args, '--address', env.address, '--namespace', env.namespace ?? 'default'],
+    {
+      timeout: 60_000,
+    },
+  );
   return stdout;
 }
 

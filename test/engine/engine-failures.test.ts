@@ -37,6 +37,11 @@ import { SITE_PATHS, siteProcesses, sleep } from '../../sandbox/local-site';
 import { expectNoSecretsInHistories, startWorkerProcess, type WorkerProcess } from '../helpers/worker-process';
 import { EMPTY, footprint, type GlideinFootprint } from '../workflow/site-state';
 
+/** The local site with monitoring reported every 10 s (one monitorGlidein activity each): a round after a failure comes soon. */
+const SITES = localSiteWith((p) => {
+  p.monitor.reportEvery = '10s';
+});
+
 /** Longer than every heartbeat timeout of the lifecycle's activities (10–15 s). */
 const CUT_MS = 20_000;
 
@@ -225,7 +230,7 @@ describe('a lifecycle through the engine’s failures', () => {
     'during setup: %s; it reaches monitoring with one of each, never two, and drains to nothing',
     async (name) => {
       const failure = FAILURES[name];
-      const { worker: w, taskQueue } = startWorker();
+      const { worker: w, taskQueue } = startWorker(SITES);
       const id = `engine-setup-${FAILURE_NAMES.indexOf(name)}-${Date.now()}`;
       const handle = await startLifecycle(taskQueue, id);
       // Struck with the tunnel up and the mounts under way: the middle of setup.
@@ -242,7 +247,7 @@ describe('a lifecycle through the engine’s failures', () => {
     'during monitoring: %s; monitoring goes on with one of each, never two, and drains to nothing',
     async (name) => {
       const failure = FAILURES[name];
-      const { worker: w, taskQueue } = startWorker();
+      const { worker: w, taskQueue } = startWorker(SITES);
       const id = `engine-monitor-${FAILURE_NAMES.indexOf(name)}-${Date.now()}`;
       const handle = await startLifecycle(taskQueue, id);
       await expectMonitoringWithOneOfEach(handle, id);

@@ -10,6 +10,8 @@ export default async function globalSetup(): Promise<void> {
   if (temporalBackend() === 'cluster') {
     const started = Date.now();
     const { frontends, postgres } = await startCluster();
-    console.log(`\nTemporal cluster on PostgreSQL ${postgres}: frontends ${frontends.join(', ')} (${Date.now() - started} ms)`);
+    console.log(
+      `\nTemporal cluster on PostgreSQL ${postgres}: frontends ${frontends.join(', ')} (${Date.now() - started} ms)`,
+    );
   }
 }

@@ -10,6 +10,7 @@ import { parse } from 'yaml';
 import { SEARCH_ATTRIBUTES } from '../../src/common/search-attributes';
 import { parseSiteProfile } from '../../src/site/load';
 import { envNamesRead, execForm, readDockerfile, REPO } from '../helpers/deployment';
+import { nodeEnv, serverArgv } from '../../sandbox/cluster';
 
 /** The server version the team tests (scripts/ensure-temporal's CLI v1.5.1 runs server 1.29.1). */
 const SERVER_VERSION = '1.29.1';
@@ -75,7 +76,7 @@ const inProfile = (profile: string) => Object.keys(services).filter((n) => servi
 describe('docker-compose.yml', () => {
   it('has the deployable server (postgres profile) and the dev server (dev profile), each with the worker', () => {
     expect(inProfile(PROFILES.postgres).sort()).toEqual(
-      ['postgresql', 'temporal-schema', 'temporal', 'temporal-setup', 'temporal-ui', 'worker'].sort(),
+      ['postgresql', 'temporal-schema', 'temporal', 'temporal-2', 'temporal-setup', 'temporal-ui', 'worker'].sort(),
     );
     expect(inProfile(PROFILES.dev).sort()).toEqual(['temporal-dev', 'worker-dev']);
     // Every service is in exactly one profile: `--profile dev` never starts PostgreSQL, nor the other way round.
@@ -184,7 +185,11 @@ describe('docker-compose.yml', () => {
   it('runs one Temporal server version, the one the team tests (1.29.1), and the dev server built the same', () => {
     const images = Object.values(services).map((s) => s.image ?? '');
     const tags = (repo: string) => images.filter((i) => i.startsWith(`${repo}:`)).map((i) => imageTag(i).tag);
-    expect(tags('temporalio/server')).toEqual([SERVER_VERSION]);
+    // Both nodes; the suites' cluster runs the same version (scripts/ensure-temporal-server builds it).
+    expect(tags('temporalio/server')).toEqual([SERVER_VERSION, SERVER_VERSION]);
+    expect(readFileSync(path.join(REPO, 'scripts', 'ensure-temporal-server'), 'utf8')).toContain(
+      `TEMPORAL_SERVER_VERSION:-v${SERVER_VERSION}`,
+    );
     const adminTools = tags('temporalio/admin-tools');
     expect(adminTools.length).toBe(2);
     for (const tag of adminTools) expect(tag.startsWith(`${SERVER_VERSION}-`)).toBe(true);
@@ -261,7 +266,34 @@ describe('deploy/', () => {
       expect(readme).toContain(word);
     expect(existsSync(path.join(deploy, 'known_hosts.example'))).toBe(true);
     const dyn = mounts(services.temporal).find((m) => m.target === '/etc/temporal/config/dynamicconfig')!;
-    const file = env(services.temporal).DYNAMIC_CONFIG_FILE_PATH.replace(/^config\/dynamicconfig\//, '');
+    const file = env(services.temporal).DYNAMIC_CONFIG_FILE_PATH.replace(
+      /^\/etc\/temporal\/config\/dynamicconfig\//,
+      '',
+    );
     expect(existsSync(path.join(REPO, dyn.source, file))).toBe(true);
+  });
+
+  it('runs the cluster the suites run: the same configuration file, the same variables, the same schema script', () => {
+    const template = readFileSync(path.join(REPO, 'deploy', 'temporal', 'cluster.yaml'), 'utf8');
+    const read = new Set([...template.matchAll(/env "([A-Z_0-9]+)"/g)].map((m) => m[1]));
+    const nodes = ['temporal', 'temporal-2'].map((name) => services[name]);
+    for (const node of nodes) {
+      const config = mounts(node).find((m) => m.target === '/etc/jsc-glidein/temporal')!;
+      expect(config).toMatchObject({ type: 'bind', source: './deploy/temporal', readOnly: true });
+      const entry = (node.entrypoint as string[]).join(' ');
+      expect(entry).toContain(
+        'temporal-server --root / --config /etc/jsc-glidein/temporal --env cluster --allow-no-auth start',
+      );
+      // Every variable compose gives a node is one the file reads (DB is the admin-tools' own), and the database's are given.
+      const given = Object.keys(env(node)).filter((name) => name !== 'DB');
+      expect(given.filter((name) => !read.has(name))).toEqual([]);
+      expect(given).toEqual(expect.arrayContaining(['POSTGRES_SEEDS', 'POSTGRES_PWD', 'TEMPORAL_CLUSTER_ADDRESS']));
+    }
+    // The suites start their nodes with the same argv (but the binary's path) and variables the file reads.
+    expect(serverArgv('temporal-server').join(' ')).toContain('--env cluster --allow-no-auth start');
+    for (const n of [0, 1] as const) expect(Object.keys(nodeEnv(n)).filter((name) => !read.has(name))).toEqual([]);
+    expect(nodeEnv(0).TEMPORAL_CLUSTER_ADDRESS).toBe(nodeEnv(1).TEMPORAL_CLUSTER_ADDRESS);
+    // And the schema: compose's job and the suites' cluster run scripts/compose/setup-postgres.sh.
+    expect(readFileSync(path.join(REPO, 'sandbox', 'cluster.ts'), 'utf8')).toContain("'setup-postgres.sh'");
   });
 });
