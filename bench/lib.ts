@@ -592,6 +592,7 @@ export function startWorker(
     env: {
       ...process.env,
       BENCH_TEMPORAL_ADDRESS: env.address,
+      BENCH_NAMESPACE: env.namespace ?? 'default',
       BENCH_TASK_QUEUE: opts.taskQueue,
       BENCH_SITES_DIR: opts.sitesDir,
       BENCH_METRICS_ADDRESS: opts.metricsPort ? `127.0.0.1:${opts.metricsPort}` : '',
