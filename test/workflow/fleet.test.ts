@@ -227,6 +227,8 @@ describe('GlideinFleet', () => {
         JSON.stringify({ site: 'local', count: 1, fleet, scheduleId }),
         '--address',
         env().address,
+        '--namespace',
+        env().namespace ?? 'default',
       ]);
       // Creating it again updates it.
       expect(

@@ -78,7 +78,8 @@ describe('LaunchGlidein', () => {
       });
       // And as an operator reads it: `temporal workflow describe -o json`.
       const { stdout } = await promisify(execFile)(temporalCli(), [
-        ...['workflow', 'describe', '--address', env().address, '-w', id, '-o', 'json'],
+        ...['workflow', 'describe', '--address', env().address, '--namespace', env().namespace ?? 'default'],
+        ...['-w', id, '-o', 'json'],
       ]);
       expect(JSON.stringify(JSON.parse(stdout))).toContain('Glidein at local for 10m');
 
