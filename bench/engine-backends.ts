@@ -2,7 +2,7 @@
  * The dev server beside the production-shaped cluster (two Temporal nodes on PostgreSQL, sandbox/cluster.ts), in one
  * run, interleaved where it can be:
  *   1. activity round trip: a workflow running BENCH_TRIPS no-op activities one after another, each one's round trip
- *      as the workflow sees it (scheduled → the workflow task that sees it done), one worker in this process;
+ *      from its history (scheduled → the workflow task that sees it done, server time), one worker in this process;
  *   2. orchestration per step: LaunchGlidein on the loopback site to monitoring and stopped (BENCH_RUNS per
  *      backend), each step's workflow time minus the time its activity ran in the worker (bench/lifecycle-runs.ts);
  *   3. fleet-100 setup: bench/fleet-growth.ts (mode A: a GlideinFleet of BENCH_FLEET_SIZE, its own worker process)
@@ -17,6 +17,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { bundleWorkflowCode, Worker } from '@temporalio/worker';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
+import type { WorkflowHandle } from '@temporalio/client';
 import { createActivities } from '../src/activities';
 import { SshPool } from '../src/remote/ssh';
 import { SiteRegistry } from '../src/site/load';
@@ -63,6 +64,31 @@ async function envFor(backend: Backend): Promise<TestWorkflowEnvironment> {
   return TestWorkflowEnvironment.createFromExistingServer({ address: clusterState().frontends[0], namespace });
 }
 
+type HistoryEvent = NonNullable<Awaited<ReturnType<WorkflowHandle['fetchHistory']>>['events']>[number];
+
+/**
+ * Each activity's round trip from the server's own clock (the workflow's Date.now() moves in steps too coarse for
+ * this): from its ActivityTaskScheduled to the WorkflowTaskStarted that follows its completion.
+ */
+function roundTripsOf(events: HistoryEvent[]): number[] {
+  const ms = (e: HistoryEvent) => Number(e.eventTime?.seconds ?? 0) * 1000 + (e.eventTime?.nanos ?? 0) / 1e6;
+  const out: number[] = [];
+  let scheduledAt: number | undefined;
+  let completed = false;
+  for (const e of events) {
+    if (e.activityTaskScheduledEventAttributes) {
+      scheduledAt = ms(e);
+      completed = false;
+    } else if (e.activityTaskCompletedEventAttributes) completed = true;
+    else if (e.workflowTaskStartedEventAttributes && completed && scheduledAt !== undefined) {
+      out.push(ms(e) - scheduledAt);
+      scheduledAt = undefined;
+      completed = false;
+    }
+  }
+  return out;
+}
+
 /** bench/fleet-growth.ts, mode A, on one backend; its results file. */
 function fleetGrowth(backend: Backend): Promise<{ seconds: number; monitoring: number; workerCpuPct?: number }> {
   const name = `engine-backends-fleet-${backend}`;
@@ -80,8 +106,9 @@ function fleetGrowth(backend: Backend): Promise<{ seconds: number; monitoring: n
           BENCH_FLEET_SIZE: String(FLEET),
           BENCH_FLEET_MODES: 'A',
           BENCH_FLEET_WINDOW: String(FLEET_WINDOW),
-          BENCH_FLEET_MAX_STARTING: String(FLEET),
-          BENCH_FLEET_STARTS_PER_MINUTE: String(FLEET * 10),
+          // The profile's upper bounds: the fleet's own pacing should not hide the engine's.
+          BENCH_FLEET_MAX_STARTING: String(Math.min(FLEET, 50)),
+          BENCH_FLEET_STARTS_PER_MINUTE: '600',
           BENCH_RESULTS_NAME: name,
         },
       },
@@ -168,12 +195,13 @@ async function main(): Promise<void> {
     try {
       for (let round = 0; round < 4; round++)
         for (const backend of BACKENDS) {
-          const r = await setups[backend]!.env.client.workflow.execute('roundTrips', {
+          const handle = await setups[backend]!.env.client.workflow.start('roundTrips', {
             taskQueue: `bench-eng-trips-${backend}-${tag}`,
             workflowId: `bench-eng-trips-${backend}-${tag}-${round}`,
             args: [Math.ceil(TRIPS / 4)],
           });
-          trips[backend].push(...(r as number[]));
+          await handle.result();
+          trips[backend].push(...roundTripsOf((await handle.fetchHistory()).events ?? []));
         }
       for (let i = 0; i <= RUNS; i++)
         for (const backend of BACKENDS) {
