@@ -66,14 +66,12 @@ export interface ClusterState {
 
 /** The running cluster, or an error saying how to get one. */
 export function clusterState(): ClusterState {
-  if (!fs.existsSync(paths().state))
+  if (!fs.existsSync(clusterPaths.state))
     throw new Error(
       `no Temporal cluster in ${CLUSTER_DIR}: jest's globalSetup starts one, or \`npm run cluster -- up\``,
     );
-  return JSON.parse(fs.readFileSync(paths().state, 'utf8')) as ClusterState;
+  return JSON.parse(fs.readFileSync(clusterPaths.state, 'utf8')) as ClusterState;
 }
-
-const paths = () => clusterPaths;
 
 // ---------------------------------------------------------------------------------------------------
 // PostgreSQL

@@ -15,7 +15,8 @@ import { localSiteWith } from '../../sandbox/sites';
 import { createTestEnv } from '../../sandbox/temporal';
 import { SITE_PATHS, siteMounts, siteProcesses } from '../../sandbox/local-site';
 import { expectNoSecretsInHistories, startWorkerProcess, type WorkerProcess } from '../helpers/worker-process';
-import { EMPTY, footprint, type GlideinFootprint } from '../workflow/site-state';
+import { EMPTY, expectAtMostOne, footprint } from '../workflow/site-state';
+import { completedActivities } from '../helpers/history';
 
 const TASK_QUEUE = `crash-${process.pid}`;
 let env: TestWorkflowEnvironment;
@@ -46,28 +47,6 @@ async function until<T>(
     await new Promise((r) => setTimeout(r, everyMs));
   }
 }
-
-/** Activity types that have completed, in order, from the workflow's history (no worker needed to read it). */
-async function completed(handle: WorkflowHandle): Promise<string[]> {
-  const events = (await handle.fetchHistory()).events ?? [];
-  const scheduled = new Map<string, string>();
-  const done: string[] = [];
-  for (const e of events) {
-    if (e.activityTaskScheduledEventAttributes)
-      scheduled.set(String(e.eventId), e.activityTaskScheduledEventAttributes.activityType?.name ?? '');
-    const c = e.activityTaskCompletedEventAttributes;
-    if (c) done.push(scheduled.get(String(c.scheduledEventId)) ?? '?');
-  }
-  return done;
-}
-
-const atMostOne = (f: GlideinFootprint) => {
-  expect(f.tunnels.length).toBeLessThanOrEqual(1);
-  expect(f.glideins.length).toBeLessThanOrEqual(1);
-  expect(f.instances.length).toBeLessThanOrEqual(1);
-  expect(new Set(f.mounts).size).toBe(f.mounts.length);
-  expect(f.ads.length).toBeLessThanOrEqual(1);
-};
 
 /**
  * A new worker takes the lifecycle over: it reaches monitoring with no failed step and exactly one of each
@@ -124,9 +103,9 @@ describe('crash matrix: the worker process is killed, a new one finishes the lif
         workflowId: id,
         args: [{ site: 'local', lifetime: '10m' }],
       });
-      await until(`${boundary} to complete`, async () => (await completed(handle)).includes(boundary));
+      await until(`${boundary} to complete`, async () => (await completedActivities(handle)).includes(boundary));
       await killWorker();
-      atMostOne(await footprint(id));
+      expectAtMostOne(await footprint(id));
 
       await recoverAndDrain(id, handle);
     },
@@ -145,9 +124,9 @@ describe('crash matrix: the worker process is killed, a new one finishes the lif
       });
       await until('monitoring', async () => (await handle.query(statusQuery)).phase === 'monitoring');
       await handle.signal(drainSignal);
-      await until(`${boundary} to complete`, async () => (await completed(handle)).includes(boundary));
+      await until(`${boundary} to complete`, async () => (await completedActivities(handle)).includes(boundary));
       await killWorker();
-      atMostOne(await footprint(id));
+      expectAtMostOne(await footprint(id));
       worker = startWorker();
       expect((await handle.result()).endReason).toBe('drained');
       await killWorker();
@@ -211,8 +190,8 @@ describe('crash matrix: the worker process is killed, a new one finishes the lif
     });
     await until(opts.at, () => opts.reached(id, handle), 120_000, 15);
     await killWorker();
-    expect(await completed(handle)).not.toContain(opts.activity); // killed in the middle, not after it
-    atMostOne(await footprint(id));
+    expect(await completedActivities(handle)).not.toContain(opts.activity); // killed in the middle, not after it
+    expectAtMostOne(await footprint(id));
 
     await recoverAndDrain(id, handle, opts.sitesDir);
     return handle;

@@ -7,36 +7,21 @@
  * lease and one glidein per slot, never a second), and draining the fleet leaves nothing behind.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { Client, Connection, type WorkflowHandle } from '@temporalio/client';
 import { SEARCH_ATTRIBUTES } from '../../src/common/search-attributes';
 import { slotId } from '../../src/common/fleet-request';
 import { drainAllSignal, fleetStatusQuery, type FleetView } from '../../src/workflows/fleet-messages';
-import { localSiteWith } from '../../sandbox/sites';
 import { temporalCli } from '../../sandbox/temporal';
-import { SITE_PATHS, siteProcesses } from '../../sandbox/local-site';
 import { startWorkerProcess, type WorkerProcess } from '../helpers/worker-process';
-import { EMPTY, footprint } from '../workflow/site-state';
+import { EMPTY, fleetPortLeases, fleetTunnels, footprint, localFleetSite } from '../workflow/site-state';
 import { freePort } from '../helpers/ports';
 import { clusterState, createNamespace, startNode, stopNode, temporalBackend } from '../../sandbox/cluster';
 
 const TASK_QUEUE = `fleet-crash-${process.pid}`;
-const SITES = localSiteWith((p) => {
-  p.fleet = {
-    maxGlideins: 3,
-    maxStarting: 3,
-    startsPerMinute: 30,
-    maxFailedStarts: 3,
-    failureWindow: '10m',
-    probeAfter: '5s',
-    maxProbeDelay: '20s',
-    reconcileEvery: '1s',
-  };
-  delete p.tunnel.socksPort;
-  p.tunnel.socksPorts = '1280-1289';
-});
+const SITES = localFleetSite();
 
 /** The Temporal this test kills and starts again. */
 interface Engine {
@@ -191,18 +176,6 @@ async function until<T>(what: string, probe: () => Promise<T | false | undefined
 
 const view = (h: WorkflowHandle): Promise<FleetView> => h.query(fleetStatusQuery);
 
-/** SOCKS tunnels in this test's port range, and the port leases on the (one) worker node. */
-function tunnels(): number[] {
-  return siteProcesses()
-    .map((p) => / -[DR] 127\.0\.0\.1:(128\d) /.exec(p.cmdline)?.[1])
-    .filter((p): p is string => !!p)
-    .map(Number);
-}
-function leases(): string[] {
-  const dir = path.join(SITE_PATHS.workDir, '.ports', os.hostname());
-  return existsSync(dir) ? readdirSync(dir).filter((f) => /^128\d$/.test(f)) : [];
-}
-
 beforeAll(async () => {
   if (temporalBackend() === 'cluster') server = await ClusterNode.create();
   else {
@@ -256,9 +229,9 @@ describe('GlideinFleet through a worker crash and a server restart', () => {
     const glideins = await Promise.all(slots.map(async (id) => (await footprint(id)).glideins.length));
     expect(glideins.reduce((a, b) => a + b, 0)).toBe(3);
     expect(Math.max(...glideins)).toBe(1);
-    expect(tunnels()).toHaveLength(3);
-    expect(new Set(tunnels()).size).toBe(3);
-    expect(leases().sort()).toEqual(tunnels().map(String).sort());
+    expect(fleetTunnels()).toHaveLength(3);
+    expect(new Set(fleetTunnels()).size).toBe(3);
+    expect(fleetPortLeases().sort()).toEqual(fleetTunnels().map(String).sort());
     // One LaunchGlidein running per counted slot, and no slot with two.
     let running = 0;
     for await (const _ of client.workflow.list({
@@ -282,7 +255,7 @@ describe('GlideinFleet through a worker crash and a server restart', () => {
       endReason: 'drained',
     });
     for (const id of slots) expect(await footprint(id)).toEqual(EMPTY);
-    expect(tunnels()).toEqual([]);
-    expect(leases()).toEqual([]);
+    expect(fleetTunnels()).toEqual([]);
+    expect(fleetPortLeases()).toEqual([]);
   }, 600_000);
 });

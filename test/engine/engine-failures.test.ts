@@ -10,9 +10,6 @@
  * stuck (a drain ends each), and nothing is left. Where the worker's own connection was lost, its log says so, and
  * says when the server answered again.
  */
-import * as os from 'node:os';
-import * as path from 'node:path';
-import { existsSync, readdirSync } from 'node:fs';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import type { WorkflowHandle } from '@temporalio/client';
 import { LaunchGlidein } from '../../src/workflows';
@@ -33,9 +30,18 @@ import {
   waitServing,
   NODES,
 } from '../../sandbox/cluster';
-import { SITE_PATHS, siteProcesses, sleep } from '../../sandbox/local-site';
+import { sleep } from '../../sandbox/local-site';
 import { expectNoSecretsInHistories, startWorkerProcess, type WorkerProcess } from '../helpers/worker-process';
-import { EMPTY, footprint, type GlideinFootprint } from '../workflow/site-state';
+import {
+  EMPTY,
+  expectAtMostOne,
+  fleetPortLeases,
+  fleetTunnels,
+  footprint,
+  localFleetSite,
+  type GlideinFootprint,
+} from '../workflow/site-state';
+import { completedActivities } from '../helpers/history';
 
 /** The local site with monitoring reported every 10 s (one monitorGlidein activity each): a round after a failure comes soon. */
 const SITES = localSiteWith((p) => {
@@ -118,10 +124,10 @@ async function until<T>(what: string, probe: () => Promise<T | undefined | false
 /** Runs `strike` while sampling the site: never two of anything for `ids` at any moment of the failure. */
 async function strikeWatching(failure: Failure, ids: string[]): Promise<void> {
   let striking = true;
-  const worst: GlideinFootprint[] = [];
+  const samples: GlideinFootprint[] = [];
   const sampler = (async () => {
     while (striking) {
-      for (const id of ids) worst.push(await footprint(id));
+      for (const id of ids) samples.push(await footprint(id));
       await sleep(500);
     }
   })();
@@ -131,13 +137,7 @@ async function strikeWatching(failure: Failure, ids: string[]): Promise<void> {
     striking = false;
     await sampler;
   }
-  for (const f of worst) {
-    expect(f.tunnels.length).toBeLessThanOrEqual(1);
-    expect(f.glideins.length).toBeLessThanOrEqual(1);
-    expect(f.instances.length).toBeLessThanOrEqual(1);
-    expect(new Set(f.mounts).size).toBe(f.mounts.length);
-    expect(f.ads.length).toBeLessThanOrEqual(1);
-  }
+  for (const f of samples) expectAtMostOne(f);
 }
 
 async function expectWorkerSaidIt(failure: Failure, w: WorkerProcess): Promise<void> {
@@ -146,20 +146,6 @@ async function expectWorkerSaidIt(failure: Failure, w: WorkerProcess): Promise<v
     const log = w.log();
     return log.includes('Temporal server unreachable') && log.includes('Temporal server reachable again');
   });
-}
-
-/** Activity types completed so far, from the history (read through node 2). */
-async function completed(handle: WorkflowHandle): Promise<string[]> {
-  const events = (await handle.fetchHistory()).events ?? [];
-  const scheduled = new Map<string, string>();
-  const done: string[] = [];
-  for (const e of events) {
-    if (e.activityTaskScheduledEventAttributes)
-      scheduled.set(String(e.eventId), e.activityTaskScheduledEventAttributes.activityType?.name ?? '');
-    const c = e.activityTaskCompletedEventAttributes;
-    if (c) done.push(scheduled.get(String(c.scheduledEventId)) ?? '?');
-  }
-  return done;
 }
 
 async function expectMonitoringWithOneOfEach(handle: WorkflowHandle, id: string): Promise<void> {
@@ -234,7 +220,11 @@ describe('a lifecycle through the engine’s failures', () => {
       const id = `engine-setup-${FAILURE_NAMES.indexOf(name)}-${Date.now()}`;
       const handle = await startLifecycle(taskQueue, id);
       // Struck with the tunnel up and the mounts under way: the middle of setup.
-      await until('openTunnel to complete', async () => (await completed(handle)).includes('openTunnel'), 90_000);
+      await until(
+        'openTunnel to complete',
+        async () => (await completedActivities(handle)).includes('openTunnel'),
+        90_000,
+      );
       await strikeWatching(failure, [id]);
       await expectMonitoringWithOneOfEach(handle, id);
       await expectWorkerSaidIt(failure, w);
@@ -254,9 +244,9 @@ describe('a lifecycle through the engine’s failures', () => {
       await strikeWatching(failure, [id]);
       await expectMonitoringWithOneOfEach(handle, id);
       // The lifecycle still answers and acts: a monitoring round completes after the failure.
-      const rounds = (await completed(handle)).filter((a) => a === 'monitorGlidein').length;
+      const rounds = (await completedActivities(handle)).filter((a) => a === 'monitorGlidein').length;
       await until('a monitoring round after the failure', async () => {
-        const done = (await completed(handle)).filter((a) => a === 'monitorGlidein').length;
+        const done = (await completedActivities(handle)).filter((a) => a === 'monitorGlidein').length;
         return done > rounds;
       });
       await expectWorkerSaidIt(failure, w);
@@ -266,32 +256,7 @@ describe('a lifecycle through the engine’s failures', () => {
   );
 });
 
-const FLEET_SITES = localSiteWith((p) => {
-  p.fleet = {
-    maxGlideins: 3,
-    maxStarting: 3,
-    startsPerMinute: 30,
-    maxFailedStarts: 3,
-    failureWindow: '10m',
-    probeAfter: '5s',
-    maxProbeDelay: '20s',
-    reconcileEvery: '1s',
-  };
-  delete p.tunnel.socksPort;
-  p.tunnel.socksPorts = '1280-1289';
-});
-
-/** SOCKS tunnels in the fleet's port range, and the port leases on the (one) worker node. */
-function tunnels(): number[] {
-  return siteProcesses()
-    .map((p) => / -[DR] 127\.0\.0\.1:(128\d) /.exec(p.cmdline)?.[1])
-    .filter((p): p is string => !!p)
-    .map(Number);
-}
-function leases(): string[] {
-  const dir = path.join(SITE_PATHS.workDir, '.ports', os.hostname());
-  return existsSync(dir) ? readdirSync(dir).filter((f) => /^128\d$/.test(f)) : [];
-}
+const FLEET_SITES = localFleetSite();
 
 describe('a growing fleet through the engine’s failures', () => {
   it.each(FAILURE_NAMES)(
@@ -325,9 +290,9 @@ describe('a growing fleet through the engine’s failures', () => {
       const glideins = await Promise.all(slots.map(async (id) => (await footprint(id)).glideins.length));
       expect(glideins.reduce((a, b) => a + b, 0)).toBe(3);
       expect(Math.max(...glideins)).toBe(1);
-      expect(tunnels()).toHaveLength(3);
-      expect(new Set(tunnels()).size).toBe(3);
-      expect(leases().sort()).toEqual(tunnels().map(String).sort());
+      expect(fleetTunnels()).toHaveLength(3);
+      expect(new Set(fleetTunnels()).size).toBe(3);
+      expect(fleetPortLeases().sort()).toEqual(fleetTunnels().map(String).sort());
       // None started twice: every LaunchGlidein the fleet ever started is one of the three running.
       const expected = full.slots
         .filter((s) => s.state === 'running')
@@ -351,8 +316,8 @@ describe('a growing fleet through the engine’s failures', () => {
         await until('the fleet drained', async () => (await handle.result()) as { endReason: string }),
       ).toMatchObject({ endReason: 'drained' });
       for (const id of slots) expect(await footprint(id)).toEqual(EMPTY);
-      expect(tunnels()).toEqual([]);
-      expect(leases()).toEqual([]);
+      expect(fleetTunnels()).toEqual([]);
+      expect(fleetPortLeases()).toEqual([]);
     },
     600_000,
   );

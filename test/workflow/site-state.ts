@@ -1,7 +1,10 @@
 /** What the local test site holds for one glidein: the facts workflow tests assert on. */
 import { instanceName } from '../../src/common/naming';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import { collectorAds, SITE_PATHS, siteMounts, siteProcesses } from '../../sandbox/local-site';
+import { localSiteWith } from '../../sandbox/sites';
 
 export interface GlideinFootprint {
   tunnels: number[];
@@ -58,4 +61,48 @@ function environ(pid: number): string[] {
   } catch {
     return [];
   }
+}
+
+/** Never two of anything for one glidein (at any moment of a crash or an outage). */
+export function expectAtMostOne(f: GlideinFootprint): void {
+  expect(f.tunnels.length).toBeLessThanOrEqual(1);
+  expect(f.glideins.length).toBeLessThanOrEqual(1);
+  expect(f.instances.length).toBeLessThanOrEqual(1);
+  expect(new Set(f.mounts).size).toBe(f.mounts.length);
+  expect(f.ads.length).toBeLessThanOrEqual(1);
+}
+
+/** The SOCKS ports of the local fleet profile (localFleetSite). */
+const FLEET_PORTS = /^128\d$/;
+
+/** The local site with a fleet of up to 3, quick to reconcile, and ten SOCKS ports to lease (1280-1289). */
+export function localFleetSite(): string {
+  return localSiteWith((p) => {
+    p.fleet = {
+      maxGlideins: 3,
+      maxStarting: 3,
+      startsPerMinute: 30,
+      maxFailedStarts: 3,
+      failureWindow: '10m',
+      probeAfter: '5s',
+      maxProbeDelay: '20s',
+      reconcileEvery: '1s',
+    };
+    delete p.tunnel.socksPort;
+    p.tunnel.socksPorts = '1280-1289';
+  });
+}
+
+/** SOCKS tunnels on the fleet profile's ports. */
+export function fleetTunnels(): number[] {
+  return siteProcesses()
+    .map((p) => / -[DR] 127\.0\.0\.1:(\d+) /.exec(p.cmdline)?.[1])
+    .filter((p): p is string => !!p && FLEET_PORTS.test(p))
+    .map(Number);
+}
+
+/** Port leases on the fleet profile's ports, on the (one) worker node. */
+export function fleetPortLeases(): string[] {
+  const dir = path.join(SITE_PATHS.workDir, '.ports', os.hostname());
+  return existsSync(dir) ? readdirSync(dir).filter((f) => FLEET_PORTS.test(f)) : [];
 }
