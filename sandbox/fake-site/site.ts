@@ -376,6 +376,11 @@ export class FakeSite {
         return ok('');
       case 'tail':
         return this.tail(host, args, argv);
+      case 'rm':
+        // removeCredential: `rm -f -- <files>` (absolute paths only; -f: a missing file is no error).
+        if (args[0] !== '-f' || args[1] !== '--' || args.length < 3 || !args.slice(2).every(isAbsolute)) break;
+        for (const file of args.slice(2)) host.files.delete(file);
+        return ok('');
       case 'cat': {
         // A fleet's demand probe as a test writes it: `cat <file>` on the login node.
         if (args.length !== 1 || !isAbsolute(args[0])) break;

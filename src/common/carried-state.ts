@@ -7,6 +7,7 @@
 import { z } from 'zod';
 import { glideinId, hostname, port, repositoryName, absolutePath, siteName } from './validation';
 import { STEP_NAMES } from '../workflows/steps';
+import { CARRIED_TEXT } from './carried-text';
 
 const ms = (max: number) =>
   z
@@ -46,6 +47,7 @@ export const launchPlanSchema = z.strictObject({
   historyEvents: z.number().int().min(50, 'expected at least 50').max(50_000, 'expected at most 50000').optional(),
 });
 
+/** Every kind of resource a lifecycle can hold on the site: the one list (the step catalogue acquires each, once). */
 export const heldResourceSchema = z.discriminatedUnion('kind', [
   z.strictObject({ kind: z.literal('allocation'), jobName: glideinId, jobId: slurmJobId.optional() }),
   z.strictObject({ kind: z.literal('tunnel'), socksPort: z.union([z.literal(0), port]) }),
@@ -58,14 +60,17 @@ export const heldResourceSchema = z.discriminatedUnion('kind', [
   z.strictObject({ kind: z.literal('credential') }),
 ]);
 
+/** The kinds heldResourceSchema admits; a status holds each at most once, so never more than these. */
+export const HELD_KINDS = heldResourceSchema.options.map((o) => o.shape.kind.value);
+
 const stepOutcomeSchema = z.strictObject({
   // The step catalogue names every step a status can hold.
   step: z.enum(STEP_NAMES),
   status: z.enum(['running', 'ok', 'failed']),
   startedAt: isoTime,
   durationMs: ms(365 * DAY).optional(),
-  detail: text(4_000).optional(),
-  error: text(8_000).optional(),
+  detail: text(CARRIED_TEXT.detail).optional(),
+  error: text(CARRIED_TEXT.error).optional(),
 });
 
 const lastCheckSchema = z.strictObject({
@@ -74,7 +79,7 @@ const lastCheckSchema = z.strictObject({
   glidein: z.boolean(),
   registered: z.boolean(),
   claimed: z.boolean().optional(),
-  detail: text(4_000).optional(),
+  detail: text(CARRIED_TEXT.detail).optional(),
 });
 
 export const claimSchema = z.strictObject({ claimed: z.boolean(), idleSince: isoTime.optional() });
@@ -87,19 +92,25 @@ export const carriedStatusSchema = z.strictObject({
   steps: z.array(stepOutcomeSchema).max(MAX_CARRIED_STEPS),
   held: z
     .array(heldResourceSchema)
-    .max(5)
+    .max(HELD_KINDS.length)
     .refine(
       (held) => new Set(held.map((h) => h.kind)).size === held.length,
       'expected each kind of resource at most once',
     ),
-  registration: z.strictObject({ name: text(512), state: text(64), activity: text(64) }).optional(),
+  registration: z
+    .strictObject({
+      name: text(CARRIED_TEXT.registrationName),
+      state: text(CARRIED_TEXT.registrationField),
+      activity: text(CARRIED_TEXT.registrationField),
+    })
+    .optional(),
   allocation: z.strictObject({ jobId: slurmJobId, node: hostname }).optional(),
   lastCheck: lastCheckSchema.optional(),
   claim: claimSchema.optional(),
   deadline: z.number().int().min(0).max(8.64e15).optional(),
   shutdown: z.enum(['drain', 'stop']).optional(),
-  ghost: text(512).optional(),
-  endReason: text(8_000).optional(),
+  ghost: text(CARRIED_TEXT.ghost).optional(),
+  endReason: text(CARRIED_TEXT.endReason).optional(),
 });
 
 export const resumeStateSchema = z.strictObject({

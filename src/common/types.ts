@@ -1,5 +1,7 @@
 /** Domain types shared by the workflow, activities and clients. All of them are recorded in history: no secrets. */
+import type { z } from 'zod';
 import type { StepName } from '../workflows/steps';
+import type { heldResourceSchema } from './carried-state';
 
 /** Names one glidein lifecycle on one site; every activity gets it and finds the rest in the site profile. */
 export interface GlideinRef {
@@ -13,14 +15,8 @@ export interface GlideinRef {
   socksPort?: number;
 }
 
-/** Something on the site that teardown must give back, in the order it was taken. */
-export type HeldResource =
-  | { kind: 'allocation'; jobName: string; jobId?: string }
-  | { kind: 'tunnel'; socksPort: number }
-  | { kind: 'cvmfs'; repositories: string[] }
-  | { kind: 'container'; instance: string }
-  | { kind: 'glidein' }
-  | { kind: 'credential' };
+/** Something on the site that teardown must give back, in the order it was taken: one schema says what. */
+export type HeldResource = z.output<typeof heldResourceSchema>;
 
 /** Every step of a lifecycle: the step catalogue's names (src/workflows/steps.ts). */
 export type { StepName };

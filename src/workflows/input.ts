@@ -41,6 +41,20 @@ export type LaunchGlideinInput = GlideinRequest & {
  */
 export const OWNED_LIFECYCLE = 'owned-lifecycle';
 
+/**
+ * Asked only when a state to carry fails its schema: the run then drains and tears down instead of continuing-as-new
+ * into a run that would refuse it. Runs recorded before it continued-as-new (and their next run refused the state).
+ */
+export const CHECKED_CARRY = 'checked-carry';
+
+/** Why the next run would refuse this state (resumeStateSchema, as acceptInput applies it), or undefined. */
+export function refusedCarry(resume: ResumeState): string | undefined {
+  const parsed = resumeStateSchema.safeParse(resume);
+  return parsed.success ? undefined : resumeIssues(parsed.error);
+}
+
+const resumeIssues = (error: Parameters<typeof formatIssues>[0]) => formatIssues(error).replace(/^/gm, 'resume.');
+
 export type Accepted = { request: GlideinRequest; resume?: ResumeState; legacyCap?: number };
 type Refused = { refused: string; site?: string };
 
@@ -85,7 +99,7 @@ export function acceptInput(input: unknown, info: ReturnType<typeof workflowInfo
   if (!continued) return owned ? { request } : { request, legacyCap };
   if (rawResume === undefined) return { request, legacyCap };
   const parsed = resumeStateSchema.safeParse(rawResume);
-  if (!parsed.success) return refuse(formatIssues(parsed.error).replace(/^/gm, 'resume.'));
+  if (!parsed.success) return refuse(resumeIssues(parsed.error));
   const resume = parsed.data as ResumeState;
   const { status, plan: carriedPlan } = resume;
   if (resume.workflowId !== undefined && resume.workflowId !== info.workflowId)

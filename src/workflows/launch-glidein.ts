@@ -7,14 +7,24 @@
  */
 import {
   allHandlersFinished,
+  ApplicationFailure,
   CancellationScope,
   CancelledFailure,
   condition,
   continueAsNew,
+  log,
   patched,
   workflowInfo,
 } from '@temporalio/workflow';
-import { acceptInput, OWNED_LIFECYCLE, refuseInput, type LaunchGlideinInput } from './input';
+import { FailureType } from '../common/failure-types';
+import {
+  acceptInput,
+  CHECKED_CARRY,
+  OWNED_LIFECYCLE,
+  refusedCarry,
+  refuseInput,
+  type LaunchGlideinInput,
+} from './input';
 import { finish, work, type LaunchResult } from './saga';
 import { GlideinLifecycle } from './state';
 
@@ -48,7 +58,21 @@ export async function LaunchGlidein(input: LaunchGlideinInput): Promise<LaunchRe
     await CancellationScope.nonCancellable(() => condition(allHandlersFinished));
     const cancelled = lifecycle.root.consideredCancelled;
     if (!lifecycle.status.shutdown && !cancelled) {
-      return continueAsNew<typeof LaunchGlidein>({ ...request, resume: { ...next, workflowId: info.workflowId } });
+      const resume = { ...next, workflowId: info.workflowId };
+      // The next run checks what it is given against resumeStateSchema and refuses it whole: carry only what it
+      // will accept, and if that ever fails, drain and give everything back here rather than leave it unwatched.
+      const refused = refusedCarry(resume);
+      if (refused === undefined || !patched(CHECKED_CARRY))
+        return continueAsNew<typeof LaunchGlidein>({ ...request, resume });
+      log.error('the state to carry into the next run is invalid; tearing down instead', {
+        glideinId: lifecycle.ref.glideinId,
+        refused,
+      });
+      lifecycle.status.shutdown = 'drain';
+      failure = ApplicationFailure.nonRetryable(
+        `could not continue-as-new, the state to carry is invalid (${refused}); drained and torn down instead`,
+        FailureType.CarriedStateInvalid,
+      );
     }
     if (cancelled && !lifecycle.status.shutdown) failure = new CancelledFailure('cancelled at a continue-as-new');
   }

@@ -17,6 +17,7 @@ import {
 } from '@temporalio/workflow';
 import type { GlideinActivities } from '../activities';
 import { MAX_TUNNEL_REPAIRS } from '../common/carried-state';
+import { CARRIED_TEXT, clipText, recordedCheck } from '../common/carried-text';
 import { FailureType } from '../common/failure-types';
 import type { HeldResource, ShutdownMode, StepName } from '../common/types';
 import type { LaunchPlan } from '../site/profile';
@@ -214,7 +215,7 @@ async function monitor(lifecycle: GlideinLifecycle, plan: LaunchPlan): Promise<R
       roundEnd: Math.min(deadline, Date.now() + roundMs),
       intervalMs: plan.monitorIntervalMs,
     });
-    status.lastCheck = report.last;
+    status.lastCheck = report.last && recordedCheck(report.last);
     lifecycle.noteClaim(report);
     lifecycle.showDetails();
     switch (report.end) {
@@ -225,8 +226,8 @@ async function monitor(lifecycle: GlideinLifecycle, plan: LaunchPlan): Promise<R
         return undefined;
       case 'glidein-exited':
         // Glideins end themselves (idle timeout, retirement): a normal end, reported as such.
-        status.endReason = `glidein exited: ${report.detail ?? ''}`.trim();
-        status.ghost = report.ghost;
+        status.endReason = clipText(`glidein exited: ${report.detail ?? ''}`.trim(), CARRIED_TEXT.endReason);
+        status.ghost = report.ghost && clipText(report.ghost, CARRIED_TEXT.ghost);
         if (report.ghost)
           log.warn('ghost glidein: its process ended but the collector still lists it', {
             glideinId: ref.glideinId,
@@ -235,7 +236,7 @@ async function monitor(lifecycle: GlideinLifecycle, plan: LaunchPlan): Promise<R
         return undefined;
       case 'allocation-ended':
         // The node is no longer the glidein's: a normal end (like a glidein's own), and teardown looks at the site.
-        status.endReason = report.detail ?? 'the allocation ended';
+        status.endReason = clipText(report.detail ?? 'the allocation ended', CARRIED_TEXT.endReason);
         log.warn('the allocation ended under the glidein', { glideinId: ref.glideinId, detail: report.detail });
         return undefined;
       case 'tunnel-down':

@@ -12,6 +12,7 @@ import {
   upsertSearchAttributes,
   workflowInfo,
 } from '@temporalio/workflow';
+import { CARRIED_TEXT, clipText } from '../common/carried-text';
 import { holdResource } from '../common/held';
 import { glideinIdFor, legacyGlideinIdFor } from '../common/request';
 import type { GlideinRef, HeldResource, MonitorReport, ShutdownMode, StepName, StepOutcome } from '../common/types';
@@ -162,11 +163,12 @@ export class GlideinLifecycle {
     try {
       const result = await run();
       outcome.status = 'ok';
-      outcome.detail = describe?.(result);
+      const detail = describe?.(result);
+      if (detail !== undefined) outcome.detail = clipText(detail, CARRIED_TEXT.detail);
       return result;
     } catch (err) {
       outcome.status = 'failed';
-      outcome.error = messageOf(err);
+      outcome.error = clipText(messageOf(err), CARRIED_TEXT.error);
       throw err;
     } finally {
       outcome.durationMs = Date.now() - started;

@@ -11,7 +11,10 @@ import {
   TimeoutFailure,
   TimeoutType,
 } from '@temporalio/common';
-import { resumeStateSchema } from '../../src/common/carried-state';
+import { HELD_KINDS, resumeStateSchema } from '../../src/common/carried-state';
+import { CARRIED_TEXT, clipText, recordedCheck, recordedRegistration } from '../../src/common/carried-text';
+import { refusedCarry } from '../../src/workflows/input';
+import { HELD_ORDER } from '../../src/workflows/steps';
 import { FailureType } from '../../src/common/failure-types';
 import { holdResource } from '../../src/common/held';
 import { isTunnelProcess } from '../../src/site/adapters';
@@ -152,6 +155,52 @@ describe('the carried state of a continued run', () => {
     expect(parsed.success).toBe(false);
     const paths = parsed.error!.issues.map((i) => [...i.path, ...((i as { keys?: string[] }).keys ?? [])].join('.'));
     expect(paths.some((p) => p.startsWith(field) || p.endsWith(field))).toBe(true);
+  });
+});
+
+describe('what a carried state may hold', () => {
+  /** One of each kind the catalogue acquires, as a JSC-shaped glidein holds them while it monitors. */
+  const everyKind = (): HeldResource[] =>
+    HELD_ORDER.map((kind): HeldResource => {
+      switch (kind) {
+        case 'allocation':
+          return { kind, jobName: 'glidein-local-1', jobId: '4711' };
+        case 'tunnel':
+          return { kind, socksPort: 1080 };
+        case 'cvmfs':
+          return { kind, repositories: ['cms.cern.ch'] };
+        case 'container':
+          return { kind, instance: 'glidein-glidein-local-1' };
+        default:
+          return { kind };
+      }
+    });
+
+  it('admits exactly the kinds the step catalogue acquires, each once', () => {
+    expect([...HELD_KINDS].sort()).toEqual([...HELD_ORDER].sort());
+    const state = carried();
+    state.status.held = everyKind();
+    expect(resumeStateSchema.safeParse(state).success).toBe(true);
+  });
+
+  it('accepts site text clipped as a status records it, however long it came back', () => {
+    const state = carried();
+    const long = 'x'.repeat(100_000);
+    state.status.held = everyKind();
+    state.status.registration = recordedRegistration({ name: long, state: long, activity: long });
+    state.status.lastCheck = recordedCheck({ at: NOW, tunnel: true, glidein: true, registered: true, detail: long });
+    state.status.steps[0].detail = clipText(long, CARRIED_TEXT.detail);
+    state.status.endReason = clipText(long, CARRIED_TEXT.endReason);
+    state.status.ghost = clipText(long, CARRIED_TEXT.ghost);
+    expect(resumeStateSchema.safeParse(state).success).toBe(true);
+    expect(refusedCarry(state)).toBeUndefined();
+    expect(state.status.registration.name).toBe(`${'x'.repeat(CARRIED_TEXT.registrationName - 1)}…`);
+  });
+
+  it('says which field the next run would refuse', () => {
+    const state = carried();
+    state.status.lastCheck = { at: 'yesterday', tunnel: true, glidein: true, registered: true };
+    expect(refusedCarry(state)).toMatch(/^resume\.status\.lastCheck\.at: expected an ISO 8601 UTC time/);
   });
 });
 
