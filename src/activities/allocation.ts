@@ -16,6 +16,17 @@ import { siteAccess, type SiteAccess } from './site-access';
 import { FailureType } from '../common/failure-types';
 import { permanentCause } from './classify';
 
+/** The walltime a workflow asks for, checked like any input: whole milliseconds, a minute to 30 days. */
+function walltime(ms: number | undefined): number | undefined {
+  if (ms === undefined) return undefined;
+  if (!Number.isInteger(ms) || ms < 60_000 || ms > 30 * 86_400_000)
+    throw new PermanentFault(
+      `allocateNode: walltimeMs must be whole milliseconds from 60000 to 30 days, not ${String(ms).slice(0, 40)}`,
+      FailureType.InvalidRequest,
+    );
+  return ms;
+}
+
 function slurmOf(access: SiteAccess): SlurmAllocation {
   const slurm = access.adapters.nodeAccess.allocation;
   if (!slurm) throw new Error(`site ${access.profile.name} is not a Slurm site (workerNode.via is not "slurm")`);
@@ -31,7 +42,8 @@ async function findJobs(slurm: SlurmAllocation, login: Executor, glideinId: stri
 export function createAllocationActivities(deps: ActivityDeps) {
   const pollMs = Math.max(deps.pollMs ?? 500, 250);
   return {
-    async allocateNode(ref: GlideinRef, queueTimeoutMs: number): Promise<Allocation> {
+    /** `walltimeMs`: what the glidein's lifetime needs of the job (absent in runs recorded before it: the profile's). */
+    async allocateNode(ref: GlideinRef, queueTimeoutMs: number, walltimeMs?: number): Promise<Allocation> {
       return asStep('allocateNode', async () => {
         const access = await siteAccess(deps, { site: ref.site, glideinId: ref.glideinId }, 'claim');
         const { login, paths } = access;
@@ -42,7 +54,10 @@ export function createAllocationActivities(deps: ActivityDeps) {
         const reused = jobs.length > 0;
         if (!reused) {
           await runChecked(login, 'creating the work directory', ['mkdir', '-p', paths.dir], access.opts());
-          const result = await login.run(slurm.submitArgv(ref.glideinId), access.opts({ stdin: slurm.holderScript }));
+          const result = await login.run(
+            slurm.submitArgv(ref.glideinId, walltime(walltimeMs)),
+            access.opts({ stdin: slurm.holderScript }),
+          );
           if (result.code !== 0) {
             const why = lastLines(result.stderr, 3);
             const permanent = permanentCause('sbatch', why);

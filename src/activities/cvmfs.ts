@@ -7,6 +7,8 @@
  */
 import type { GlideinRef, UndoOutcome } from '../common/types';
 import { lastLines, runChecked, type Executor } from '../remote/executor';
+import { UNSAFE_PATH_EXIT } from '../site/scripts/prelude';
+import { FailureType } from '../common/failure-types';
 import type { ActivityDeps } from './deps';
 import { PermanentFault, asStep } from './failures';
 import { heartbeat } from './kit';
@@ -68,6 +70,8 @@ export function createCvmfsActivities(deps: ActivityDeps) {
           );
           if (result.code !== 0) {
             const why = lastLines(result.stderr || result.stdout, 3);
+            if (result.code === UNSAFE_PATH_EXIT)
+              throw new PermanentFault(`cvmfs: refused on ${node.target}: ${why}`, FailureType.SitePathUnsafe);
             const message = `mountrepo ${repo} failed on ${node.target}: ${why}`;
             const permanent = permanentCause('mountrepo', why);
             if (permanent)

@@ -9,6 +9,7 @@ import { CommandFailedError, ExecutorError, type TransportFailure } from '../rem
 import { SiteProfileError } from '../site/load';
 import { FailureType, type FailureTypeName } from '../common/failure-types';
 import { PermanentFault } from '../common/permanent-fault';
+import { UNSAFE_PATH_EXIT } from '../site/scripts/prelude';
 
 export { PermanentFault };
 
@@ -33,6 +34,9 @@ export function toFailure(step: string, err: unknown, cancelled = false): Error 
     const type = TRANSPORT_FAILURES[err.kind];
     return err.permanent ? ApplicationFailure.nonRetryable(message, type) : ApplicationFailure.retryable(message, type);
   }
+  // A site script refused a path a co-tenant could write or swap: no retry makes it safe.
+  if (err instanceof CommandFailedError && err.result.code === UNSAFE_PATH_EXIT)
+    return ApplicationFailure.nonRetryable(message, FailureType.SitePathUnsafe);
   if (err instanceof CommandFailedError) return ApplicationFailure.retryable(message, FailureType.CommandFailed);
   return ApplicationFailure.retryable(message, FailureType.StepError);
 }

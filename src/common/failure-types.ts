@@ -8,6 +8,11 @@ export const FailureType = {
   InvalidSiteProfile: 'InvalidSiteProfile',
   /** The glidein's directory on the site is claimed by another workflow: nothing was touched. */
   GlideinIdConflict: 'GlideinIdConflict',
+  /**
+   * A path on the site (the glidein directory, its claim, a lease directory, cvmfsexec) is a symbolic link, someone
+   * else's, or writable by others: refused before it is trusted; the message names it.
+   */
+  SitePathUnsafe: 'SitePathUnsafe',
   HostKeyRejected: 'HostKeyRejected',
   AuthRejected: 'AuthRejected',
   SshConnect: 'SshConnect',
@@ -37,6 +42,8 @@ export const FailureType = {
   GlideinUnregistered: 'GlideinUnregistered',
   /** An activity ran out of time (start-to-close, heartbeat or schedule-to-close) on every attempt. */
   ActivityTimedOut: 'ActivityTimedOut',
+  /** The state a run was to carry into its next failed its own schema: drained and torn down instead. */
+  CarriedStateInvalid: 'CarriedStateInvalid',
   /** Teardown could not release everything; the message names what is still held. */
   TeardownIncomplete: 'TeardownIncomplete',
   CommandFailed: 'CommandFailed',

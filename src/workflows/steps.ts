@@ -8,6 +8,7 @@
  */
 import { ActivityCancellationType, type ActivityOptions } from '@temporalio/common';
 import type { GlideinActivities } from '../activities';
+import { recordedRegistration } from '../common/carried-text';
 import { instanceName } from '../common/naming';
 import type { GlideinRef, HeldResource, ShutdownMode } from '../common/types';
 import type { LaunchPlan } from '../site/profile';
@@ -143,6 +144,15 @@ const undone = (r: { detail: string }) => r.detail;
 const on = (ref: GlideinRef) => ref.node ?? 'worker';
 const port = (ref: GlideinRef) => (ref.socksPort ? `:${ref.socksPort}` : ':<leased port>');
 
+/**
+ * How long the holder job must last for the glidein's whole life: registering, its lifetime, a drain and a stop, and
+ * ten minutes for setup and teardown. The activity keeps it within the profile's timeLimit; Slurm then ends the job
+ * (and everything in it) by its own clock, whatever becomes of the workflow.
+ */
+export function holderWalltimeMs(plan: LaunchPlan): number {
+  return plan.registrationTimeoutMs + plan.lifetimeMs + plan.drainGraceMs + plan.stopGraceMs + 600_000;
+}
+
 /** Plans recorded before monitor.reportEvery existed carry no round length: they used 10 minutes. */
 export const monitorRoundMs = (p: LaunchPlan): number => p.monitorRoundMs ?? 600_000;
 
@@ -158,7 +168,7 @@ export const STEPS = {
     activity: 'allocateNode',
     requires: 'slurm',
     options: ({ plan }) => setupOptions(plan.slurm!.queueTimeoutMs + 120_000, 4, 15_000),
-    args: ({ ref, plan }) => [ref, plan.slurm!.queueTimeoutMs],
+    args: ({ ref, plan }) => [ref, plan.slurm!.queueTimeoutMs, holderWalltimeMs(plan)],
     touches: ({ ref }) => `Slurm job ${ref.glideinId}`,
     acquires: {
       kind: 'allocation',
@@ -273,7 +283,7 @@ export const STEPS = {
     args: ({ ref, plan }) => [ref, plan.registrationTimeoutMs],
     touches: ({ ref, plan }) => `${ref.glideinId} in collector ${plan.collector}`,
     record: (r, { status }) => {
-      status.registration = r;
+      status.registration = recordedRegistration(r);
     },
     describe: (r) => `${r.name} ${r.state}/${r.activity}`,
   }),

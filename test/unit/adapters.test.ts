@@ -157,6 +157,9 @@ describe('Slurm', () => {
       '--chdir=/tmp/glidein-jsc-box/site/work/g1',
       '--output=/tmp/glidein-jsc-box/site/work/g1/slurm-%j.out',
     ]);
+    // The walltime the glidein's life needs, within the profile's timeLimit (2 h here).
+    expect(slurm.submitArgv('g1', 1_800_500)).toContain('--time=00:30:00');
+    expect(slurm.submitArgv('g1', 30 * 3_600_000)).toContain('--time=02:00:00');
     expect(slurm.holderScript).toMatch(/exec sleep infinity/);
     expect(slurm.cancelArgv(['12', '13'])).toEqual(['scancel', '12', '13']);
     expect(planFor(box, 'g1', undefined).slurm).toEqual({ timeLimitMs: 7_200_000, queueTimeoutMs: 3_600_000 });

@@ -262,7 +262,8 @@ describe('the step catalogue', () => {
 
   it('passes each activity the arguments it takes', () => {
     const ctx = context();
-    expect(STEPS.allocateNode.args(ctx)).toEqual([ctx.ref, 1_800_000]);
+    // The holder job lasts registration + lifetime + drain + stop + 10 min: 300 + 3600 + 900 + 60 + 600 s.
+    expect(STEPS.allocateNode.args(ctx)).toEqual([ctx.ref, 1_800_000, 5_460_000]);
     expect(STEPS.confirmRegistration.args(ctx)).toEqual([ctx.ref, 300_000]);
     ctx.status.deadline = 1_700_000_000_500;
     // Retires at the deadline, gone one drain grace later.

@@ -224,7 +224,11 @@ export interface SlurmAllocation {
   /** The holder job's walltime and how long it may queue, for the plan. */
   readonly limits: { timeLimitMs: number; queueTimeoutMs: number };
   readonly holderScript: string;
-  submitArgv(glideinId: string): string[];
+  /**
+   * sbatch for the glidein's holder job. Its walltime is `walltimeMs` (what the glidein's lifetime needs) within the
+   * profile's `timeLimit`, or that limit: the job, and all it holds, ends by Slurm's clock even if no worker is left.
+   */
+  submitArgv(glideinId: string, walltimeMs?: number): string[];
   queueArgv(glideinId: string): string[];
   parseQueue(stdout: string): SlurmJob[];
   /** Still holding (or about to hold) a node: waiting, running, suspended, requeued. */
@@ -298,8 +302,9 @@ function slurmAllocation(profile: SiteProfile, wn: Slurm, holderScript: string):
   return {
     limits: { timeLimitMs: parseDuration(wn.timeLimit), queueTimeoutMs: parseDuration(wn.queueTimeout) },
     holderScript,
-    submitArgv(glideinId) {
+    submitArgv(glideinId, walltimeMs) {
       const dir = pathsFor(profile, glideinId).dir;
+      const limitMs = parseDuration(wn.timeLimit);
       return [
         'sbatch',
         '--parsable',
@@ -308,7 +313,7 @@ function slurmAllocation(profile: SiteProfile, wn: Slurm, holderScript: string):
         ...(wn.account ? [`--account=${wn.account}`] : []),
         ...(wn.qos ? [`--qos=${wn.qos}`] : []),
         ...(wn.reservation ? [`--reservation=${wn.reservation}`] : []),
-        `--time=${slurmTime(parseDuration(wn.timeLimit))}`,
+        `--time=${slurmTime(walltimeMs === undefined ? limitMs : Math.min(limitMs, walltimeMs))}`,
         '--nodes=1',
         '--ntasks=1',
         ...(wn.cpusPerTask ? [`--cpus-per-task=${wn.cpusPerTask}`] : []),

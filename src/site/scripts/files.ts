@@ -1,7 +1,12 @@
 /** Small file and connection scripts that have no protocol of their own beyond their exit status. */
+import { SAFE_PATH, UNSAFE_PATH_EXIT } from './prelude';
 
-/** WRITE_FILE dir=$1 file=$2: write stdin to the file (mode 600) inside the directory, atomically; non-zero if not. */
-export const WRITE_FILE = `umask 077; mkdir -p "$1" && cat > "$2.tmp" && mv "$2.tmp" "$2"`;
+/**
+ * WRITE_FILE dir=$1 file=$2: write stdin to the file (mode 600) inside the directory, atomically, through a
+ * temporary file of an unpredictable name; non-zero if not, 77 when the directory is not safe to write in.
+ */
+export const WRITE_FILE = `${SAFE_PATH}umask 077; safe_path "$1" || exit ${UNSAFE_PATH_EXIT}
+mkdir -p "$1" && t=$(mktemp "$2.XXXXXXXX") && cat > "$t" && mv -f "$t" "$2"`;
 
 export function writeFileArgv(dir: string, file: string): string[] {
   return ['sh', '-c', WRITE_FILE, 'sh', dir, file];

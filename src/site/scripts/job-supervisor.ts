@@ -13,6 +13,8 @@
  * the step. Nothing crosses the shared file system and no login-node process outlives a command.
  */
 
+import { SAFE_PATH, UNSAFE_PATH_EXIT } from './prelude';
+
 /** The node-local directory of a job's supervisor (the job id comes from the step's or the job's environment). */
 const SPOOL = '/tmp/jsc-glidein-job-$SLURM_JOB_ID';
 
@@ -27,9 +29,12 @@ export const SUPERVISOR_SCRIPT = `#!/bin/sh
 # jsc-glidein holder job: keeps the node allocated and runs, as its own children, the commands whose processes
 # must live as long as the job (handed over by srun --overlap steps; see src/site/scripts/job-supervisor.ts).
 set -u
-spool=${SPOOL}
+${SAFE_PATH}spool=${SPOOL}
 umask 077
-rm -rf "$spool" && mkdir -p "$spool" || exit 1
+# A job id is known in advance: a co-tenant may have made this name first. Only a spool of our own is cleared; a
+# squatted one fails the job (and so the allocation, loudly), and mkdir without -p loses no race to one.
+if [ -e "$spool" ] || [ -L "$spool" ]; then safe_path "$spool" || exit ${UNSAFE_PATH_EXIT}; rm -rf "$spool"; fi
+mkdir "$spool" || exit 1
 mkfifo "$spool/.requests" && mv "$spool/.requests" "$spool/requests" || exit 1
 trap 'rm -rf "$spool"; exit 0' TERM INT HUP
 exec 3<>"$spool/requests"
@@ -51,10 +56,11 @@ done
 
 /**
  * IN_JOB with_stdin=$1 argv...: run argv as a child of the job's supervisor, and answer as the command did. With
- * $1 = 1 the step's stdin is passed on. Exits 75 when the job has no supervisor within 15 s.
+ * $1 = 1 the step's stdin is passed on. Exits 75 when the job has no supervisor within 15 s, 77 when its spool is not
+ * ours alone (a squatter's: nothing is handed over).
  */
 export const IN_JOB = `set -u
-spool=${SPOOL}
+${SAFE_PATH}spool=${SPOOL}
 i=0
 while [ ! -p "$spool/requests" ]; do
   if [ $i -ge 150 ]; then
@@ -64,6 +70,8 @@ while [ ! -p "$spool/requests" ]; do
   sleep 0.1; i=$((i + 1))
 done
 umask 077
+# Never hand argv and stdin (a credential, for one) to a spool or a FIFO that is not ours.
+for p in "$spool" "$spool/requests"; do safe_path "$p" || exit ${UNSAFE_PATH_EXIT}; done
 r=$(mktemp -d "$spool/r.XXXXXXXX") || exit 1
 if [ "$1" = 1 ]; then cat > "$r/stdin"; else : > "$r/stdin"; fi
 shift

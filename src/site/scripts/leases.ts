@@ -8,6 +8,8 @@
  * from /proc/self/mounts (the mount point as the target's exact path).
  */
 
+import { SAFE_PATH, UNSAFE_PATH_EXIT } from './prelude';
+
 /** The node a lease script keys its leases by: the one given, else Slurm's name for this node, else uname -n. */
 const NODE_KEY = '${node:-${SLURMD_NODENAME:-$(uname -n)}}';
 
@@ -19,12 +21,16 @@ export const LEASE_LOCK_TIMEOUT_EXIT = 75;
  * leaves a lease the teardown finds), then mount unless it already is. Prints `mounted` (mounted now),
  * `shared <n>` (a lease holder's mount, n leases in all) or `external` (mounted by someone else: never ours to
  * unmount). A failed mountrepo drops the lease and the mark (nothing is mounted) and exits with mountrepo's
- * status, its output on stderr; 1 when the lease directory cannot be written, 75 when the lock stays taken.
+ * status, its output on stderr; 1 when the lease directory cannot be written, 75 when the lock stays taken, 77 when
+ * a lease directory or mountrepo is a symbolic link, someone else's, or writable by others.
  * mountrepo runs without the lock's descriptor: the FUSE daemon it leaves behind must not hold the lock.
  */
-export const MOUNT_LEASE = `set -u
+export const MOUNT_LEASE = `${SAFE_PATH}set -u
+umask 077
 node=
 base=$1/${NODE_KEY}; dir=$base/$2
+for p in "$1" "$base" "$dir"; do safe_path "$p" || exit ${UNSAFE_PATH_EXIT}; done
+safe_path "$4" root || exit ${UNSAFE_PATH_EXIT}
 mkdir -p "$dir" || exit 1
 exec 9>>"$base/.lock"
 flock -w 120 9 || { echo "waited 120 s for the mount lock $base/.lock" >&2; exit ${LEASE_LOCK_TIMEOUT_EXIT}; }
@@ -45,10 +51,13 @@ echo mounted`;
  * its status. With $6, the leases of that node are released from elsewhere (the login node, once the node's job
  * has ended and its mounts with it): nothing is unmounted.
  */
-export const MOUNT_RELEASE = `set -u
+export const MOUNT_RELEASE = `${SAFE_PATH}set -u
+umask 077
 node=\${6:-}
 base=$1/${NODE_KEY}; dir=$base/$2
 [ -e "$dir/$3" ] || { echo not-held; exit 0; }
+for p in "$1" "$base" "$dir"; do safe_path "$p" || exit ${UNSAFE_PATH_EXIT}; done
+[ -n "$node" ] || safe_path "$4" root || exit ${UNSAFE_PATH_EXIT}
 exec 9>>"$base/.lock"
 flock -w 60 9 || { echo "waited 60 s for the mount lock $base/.lock" >&2; exit ${LEASE_LOCK_TIMEOUT_EXIT}; }
 rm -f "$dir/$3"

@@ -4,6 +4,8 @@
  * RETIRE_GLIDEIN moves a torn-down glidein's directory aside if the claim is ours and prunes old ones.
  */
 
+import { SAFE_PATH, UNSAFE_PATH_EXIT } from './prelude';
+
 /** The claim file, beside the pid files and logs it protects. */
 export const CLAIM_FILE = '.claim';
 
@@ -11,18 +13,21 @@ export const CLAIM_FILE = '.claim';
  * $1 directory, $2 the claim line, $3 `claim` (create the directory if need be) or `verify`. Prints `ours`,
  * `absent` (verify, and no directory: nothing of anyone's to protect) or `theirs <the claim found>`. An existing
  * directory without a claim (made before claims existed) is claimed by the first workflow that looks. Exits 1
- * when the directory or the claim cannot be written or read.
+ * when the directory or the claim cannot be written or read, 77 (UNSAFE_PATH_EXIT) when either is a symbolic link,
+ * someone else's, or writable by others: the claim would protect nothing there.
  */
-export const CLAIM_GLIDEIN = `dir=$1; claim=$2; mode=$3; f="$dir/${CLAIM_FILE}"
+export const CLAIM_GLIDEIN = `${SAFE_PATH}umask 077; dir=$1; claim=$2; mode=$3; f="$dir/${CLAIM_FILE}"
+safe_path "$dir" || exit ${UNSAFE_PATH_EXIT}
 if [ ! -f "$f" ]; then
   if [ ! -d "$dir" ]; then
     [ "$mode" = claim ] || { echo absent; exit 0; }
     mkdir -p "$dir" || exit 1
   fi
-  tmp="$f.$$"
+  tmp=$(mktemp "$f.XXXXXXXX") || exit 1
   printf '%s\\n' "$claim" > "$tmp" || exit 1
   ln "$tmp" "$f" 2>/dev/null; rm -f "$tmp"
 fi
+safe_path "$f" || exit ${UNSAFE_PATH_EXIT}
 found=$(cat "$f") || exit 1
 if [ "$found" = "$claim" ]; then echo ours; else printf 'theirs %s\\n' "$found"; fi`;
 
@@ -46,8 +51,10 @@ export function parseClaim(stdout: string): ClaimOutcome {
  * finished directories older than the keep time. Prints `moved <dest>`, `absent` or `theirs`; exits 1 when the
  * move fails.
  */
-export const RETIRE_GLIDEIN = `dir=$1; claim=$2; done=$3; keep=$4
+export const RETIRE_GLIDEIN = `${SAFE_PATH}umask 077; dir=$1; claim=$2; done=$3; keep=$4
+safe_path "$done" || exit ${UNSAFE_PATH_EXIT}
 if [ -d "$dir" ]; then
+  safe_path "$dir" || exit ${UNSAFE_PATH_EXIT}
   found=$(cat "$dir/${CLAIM_FILE}" 2>/dev/null)
   if [ -n "$found" ] && [ "$found" != "$claim" ]; then echo theirs; exit 0; fi
   mkdir -p "$done" || exit 1

@@ -6,14 +6,18 @@
  * Keyed by node name because the work directory may sit on a file system that every node shares.
  */
 import { LEASE_LOCK_TIMEOUT_EXIT } from './leases';
+import { SAFE_PATH, UNSAFE_PATH_EXIT } from './prelude';
 
 /**
  * PORT_LEASE root=$1 id=$2 first=$3 last=$4: prints `found <port>` (this glidein's lease), `leased <port>` (a
  * free port, now leased) or `exhausted` (every port of the range is leased or listening); exits 75 when the lock
- * stays taken, 1 when the lease directory cannot be written.
+ * stays taken, 1 when the lease directory cannot be written, 77 when it is a symbolic link, someone else's, or
+ * writable by others.
  */
-export const PORT_LEASE = `set -u
+export const PORT_LEASE = `${SAFE_PATH}set -u
+umask 077
 base=$1/$(uname -n)
+for p in "$1" "$base"; do safe_path "$p" || exit ${UNSAFE_PATH_EXIT}; done
 mkdir -p "$base" || exit 1
 exec 9>>"$base/.lock"
 flock -w 60 9 || { echo "waited 60 s for the port lock $base/.lock" >&2; exit ${LEASE_LOCK_TIMEOUT_EXIT}; }
@@ -34,9 +38,10 @@ done
 echo exhausted`;
 
 /** PORT_RELEASE root=$1 id=$2: drops this glidein's lease; prints `released <port>` or `not-held`. */
-export const PORT_RELEASE = `set -u
+export const PORT_RELEASE = `${SAFE_PATH}set -u
 base=$1/$(uname -n)
 [ -d "$base" ] || { echo not-held; exit 0; }
+for p in "$1" "$base"; do safe_path "$p" || exit ${UNSAFE_PATH_EXIT}; done
 exec 9>>"$base/.lock"
 flock -w 60 9 || { echo "waited 60 s for the port lock $base/.lock" >&2; exit ${LEASE_LOCK_TIMEOUT_EXIT}; }
 for f in "$base"/*; do

@@ -1,0 +1,214 @@
+/**
+ * The site scripts on a shared login node, in a group-shared project directory (JSC's are setgid, 2770): what they
+ * make is private (umask 077), and a path they would trust — the glidein directory, its claim, a lease directory,
+ * cvmfsexec's mountrepo, the Slurm job's spool — is refused (exit 77, the path named) when it is a symbolic link,
+ * someone else's, or writable by its group or others. Run for real with the local executor, as root or not.
+ */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { LocalExecutor } from '../../src/remote/local';
+import {
+  claimArgv,
+  IN_JOB,
+  mountLeaseArgv,
+  parseClaim,
+  portLeaseArgv,
+  retireArgv,
+  SUPERVISOR_SCRIPT,
+  UNSAFE_PATH_EXIT,
+  writeFileArgv,
+} from '../../src/site/scripts';
+
+const local = new LocalExecutor();
+const opts = { timeoutMs: 30_000 };
+let dir: string;
+
+beforeEach(() => {
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'site-modes-'));
+  // The project directory as JSC has it: group-shared and setgid, so what is made in it is the group's.
+  fs.chmodSync(dir, 0o2770);
+});
+afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+const modeOf = (p: string) => fs.statSync(p).mode & 0o7777;
+/** A directory that is someone else's: made here and given away as root, or one of the system's otherwise. */
+function someoneElses(): string {
+  if (process.getuid?.() !== 0) return '/usr/share';
+  const other = path.join(dir, 'theirs');
+  fs.mkdirSync(other, { mode: 0o755 });
+  fs.chownSync(other, 65534, 65534);
+  return other;
+}
+
+describe('CLAIM_GLIDEIN', () => {
+  it('makes the glidein directory and its claim private, in a setgid group-shared work directory', async () => {
+    const g = path.join(dir, 'g1');
+    const result = await local.run(claimArgv(g, '{"w":"a"}', 'claim'), opts);
+    expect(result.code).toBe(0);
+    expect(parseClaim(result.stdout)).toEqual({ state: 'ours' });
+    // Only the setgid bit the parent hands down besides the owner's: nothing for the group or others.
+    expect(modeOf(g) & 0o777).toBe(0o700);
+    expect(modeOf(path.join(g, '.claim')) & 0o777).toBe(0o600);
+    expect(fs.readdirSync(g)).toEqual(['.claim']);
+  });
+
+  it.each([
+    ['writable by its group', (g: string) => (fs.mkdirSync(g), fs.chmodSync(g, 0o770)), 'writable by its group'],
+    ['writable by others', (g: string) => (fs.mkdirSync(g), fs.chmodSync(g, 0o757)), 'writable by its group'],
+    [
+      'a symbolic link',
+      (g: string) => (fs.mkdirSync(`${g}.real`, { mode: 0o700 }), fs.symlinkSync(`${g}.real`, g)),
+      'is a symbolic link',
+    ],
+  ])('refuses a glidein directory %s, naming it, and writes no claim', async (_what, make, why) => {
+    const g = path.join(dir, 'g1');
+    make(g);
+    const result = await local.run(claimArgv(g, '{"w":"a"}', 'claim'), opts);
+    expect(result.code).toBe(UNSAFE_PATH_EXIT);
+    expect(result.stderr).toContain(`${g} `);
+    expect(result.stderr).toContain(why);
+    expect(fs.existsSync(path.join(g, '.claim'))).toBe(false);
+  });
+
+  it("refuses someone else's directory", async () => {
+    const theirs = someoneElses();
+    const result = await local.run(claimArgv(theirs, '{"w":"a"}', 'verify'), opts);
+    expect(result.code).toBe(UNSAFE_PATH_EXIT);
+    expect(result.stderr).toMatch(/is owned by uid \d+, not by/);
+  });
+
+  it('refuses a claim file that others may rewrite (teardown would then release nothing of ours)', async () => {
+    const g = path.join(dir, 'g1');
+    fs.mkdirSync(g, { mode: 0o700 });
+    fs.writeFileSync(path.join(g, '.claim'), '{"w":"a"}\n', { mode: 0o666 });
+    fs.chmodSync(path.join(g, '.claim'), 0o666);
+    const result = await local.run(claimArgv(g, '{"w":"a"}', 'verify'), opts);
+    expect(result.code).toBe(UNSAFE_PATH_EXIT);
+    expect(result.stderr).toContain(`${g}/.claim is writable`);
+  });
+
+  it('refuses a claim that is a symbolic link it did not make', async () => {
+    const g = path.join(dir, 'g1');
+    fs.mkdirSync(g, { mode: 0o700 });
+    fs.writeFileSync(path.join(dir, 'planted'), '{"w":"a"}\n', { mode: 0o600 });
+    fs.symlinkSync(path.join(dir, 'planted'), path.join(g, '.claim'));
+    const result = await local.run(claimArgv(g, '{"w":"a"}', 'verify'), opts);
+    expect(result.code).toBe(UNSAFE_PATH_EXIT);
+    expect(result.stderr).toContain('is a symbolic link');
+  });
+});
+
+describe('RETIRE_GLIDEIN', () => {
+  it('refuses a directory of finished glideins that others may write', async () => {
+    const done = path.join(dir, '.done');
+    fs.mkdirSync(done);
+    fs.chmodSync(done, 0o777);
+    const result = await local.run(retireArgv(path.join(dir, 'g1'), '{"w":"a"}', done, 60), opts);
+    expect(result.code).toBe(UNSAFE_PATH_EXIT);
+  });
+});
+
+describe('WRITE_FILE', () => {
+  it('refuses to write into a directory others may write, and leaves nothing there', async () => {
+    const g = path.join(dir, 'g1');
+    fs.mkdirSync(g);
+    fs.chmodSync(g, 0o775);
+    const result = await local.run(writeFileArgv(g, path.join(g, 'token')), { ...opts, stdin: 'secret' });
+    expect(result.code).toBe(UNSAFE_PATH_EXIT);
+    expect(fs.readdirSync(g)).toEqual([]);
+  });
+
+  it('writes through a temporary file of an unpredictable name, never through one planted beside it', async () => {
+    const g = path.join(dir, 'g1');
+    fs.mkdirSync(g, { mode: 0o700 });
+    const planted = path.join(dir, 'stolen');
+    fs.symlinkSync(planted, path.join(g, 'token.tmp'));
+    const result = await local.run(writeFileArgv(g, path.join(g, 'token')), { ...opts, stdin: 'secret' });
+    expect(result.code).toBe(0);
+    expect(fs.existsSync(planted)).toBe(false);
+    expect(fs.readFileSync(path.join(g, 'token'), 'utf8')).toBe('secret');
+  });
+});
+
+describe('the lease scripts', () => {
+  const mountrepo = () => {
+    const tool = path.join(dir, 'cvmfsexec', 'mountrepo');
+    fs.mkdirSync(path.dirname(tool), { mode: 0o700 });
+    fs.writeFileSync(tool, '#!/bin/sh\nexit 0\n', { mode: 0o700 });
+    return tool;
+  };
+  const lease = (root: string, tool: string) =>
+    mountLeaseArgv({ root, repo: 'cms.cern.ch', glideinId: 'g1', tool, target: path.join(dir, 'mnt', 'cms.cern.ch') });
+
+  it('make their lease directories private', async () => {
+    const root = path.join(dir, 'leases');
+    const result = await local.run(lease(root, mountrepo()), opts);
+    expect(result.code).toBe(0);
+    expect(modeOf(root) & 0o777).toBe(0o700);
+  });
+
+  it('refuse a lease root others may write', async () => {
+    const root = path.join(dir, 'leases');
+    fs.mkdirSync(root);
+    fs.chmodSync(root, 0o770);
+    const result = await local.run(lease(root, mountrepo()), opts);
+    expect(result.code).toBe(UNSAFE_PATH_EXIT);
+    expect(result.stderr).toContain(`${root} is writable`);
+  });
+
+  it('refuse a mountrepo others may rewrite', async () => {
+    const tool = mountrepo();
+    fs.chmodSync(tool, 0o777);
+    const result = await local.run(lease(path.join(dir, 'leases'), tool), opts);
+    expect(result.code).toBe(UNSAFE_PATH_EXIT);
+    expect(result.stderr).toContain(`${tool} is writable`);
+  });
+
+  it('refuse a port lease root others may write', async () => {
+    const root = path.join(dir, 'ports');
+    fs.mkdirSync(root);
+    fs.chmodSync(root, 0o775);
+    const result = await local.run(portLeaseArgv({ root, glideinId: 'g1', first: 40000, last: 40010 }), opts);
+    expect(result.code).toBe(UNSAFE_PATH_EXIT);
+  });
+});
+
+describe("the Slurm job's spool", () => {
+  const jobId = () => String(900_000_000 + Math.floor(Math.random() * 99_999_999));
+
+  it("is refused by a step when it is a squatter's: no argv and no stdin are handed over", async () => {
+    const id = jobId();
+    const spool = `/tmp/jsc-glidein-job-${id}`;
+    fs.mkdirSync(spool, { mode: 0o777 });
+    fs.chmodSync(spool, 0o777);
+    try {
+      const { execFileSync } = await import('node:child_process');
+      execFileSync('mkfifo', [path.join(spool, 'requests')]);
+      const result = await local.run(['sh', '-c', IN_JOB, 'sh', '1', 'cat'], {
+        ...opts,
+        stdin: 'a credential',
+        env: { SLURM_JOB_ID: id },
+      });
+      expect(result.code).toBe(UNSAFE_PATH_EXIT);
+      expect(result.stderr).toContain(`${spool} is writable`);
+      expect(fs.readdirSync(spool)).toEqual(['requests']);
+    } finally {
+      fs.rmSync(spool, { recursive: true, force: true });
+    }
+  });
+
+  it("makes the supervisor of a job whose spool name was taken fail instead of serving a squatter's", async () => {
+    const id = jobId();
+    const spool = `/tmp/jsc-glidein-job-${id}`;
+    fs.symlinkSync(dir, spool);
+    try {
+      const result = await local.run(['sh', '-c', SUPERVISOR_SCRIPT], { ...opts, env: { SLURM_JOB_ID: id } });
+      expect(result.code).toBe(UNSAFE_PATH_EXIT);
+      expect(result.stderr).toContain('is a symbolic link');
+      expect(fs.readdirSync(dir)).toEqual([]);
+    } finally {
+      fs.rmSync(spool, { force: true });
+    }
+  });
+});
