@@ -7,7 +7,7 @@
 import type { GlideinRef, TunnelInfo, UndoOutcome } from '../common/types';
 import { runChecked } from '../remote/executor';
 import { Semaphore } from '../remote/semaphore';
-import { isTunnelProcess } from '../site/adapters';
+import { isTunnelProcess, relayEnd } from '../site/adapters';
 import {
   inspect,
   signalAndWait,
@@ -56,6 +56,26 @@ async function leasePort(access: SiteAccess): Promise<number> {
   return lease.port;
 }
 
+/** What openTunnel knows of its glidein's life; absent in histories from before it: the tunnel runs until closed. */
+export interface TunnelLifetime {
+  /** The glidein's die time, epoch seconds (startGlidein's `dieAt`): the relay ends by itself soon after (relayEnd). */
+  dieAt?: number;
+}
+
+/** The latest die time taken (the year 2242): a larger one is a caller's error, not a lifetime. */
+const MAX_DIE_AT = 2 ** 33;
+
+function dieAtOf(lifetime: TunnelLifetime | undefined): number | undefined {
+  const dieAt: unknown = lifetime?.dieAt;
+  if (dieAt === undefined) return undefined;
+  if (typeof dieAt !== 'number' || !Number.isSafeInteger(dieAt) || dieAt <= 0 || dieAt > MAX_DIE_AT)
+    throw new PermanentFault(
+      `dieAt: ${JSON.stringify(dieAt)} is not a time in epoch seconds (a whole number from 1 to ${MAX_DIE_AT})`,
+      FailureType.InvalidRequest,
+    );
+  return dieAt;
+}
+
 export function createTunnelActivities(deps: ActivityDeps) {
   const pollMs = deps.pollMs ?? 200;
   /** Tunnel starts in flight per sshd, in this worker process (tunnel.startsInFlight). */
@@ -75,8 +95,14 @@ export function createTunnelActivities(deps: ActivityDeps) {
     );
   }
   return {
-    async openTunnel(ref: GlideinRef): Promise<TunnelInfo> {
+    async openTunnel(ref: GlideinRef, lifetime?: TunnelLifetime): Promise<TunnelInfo> {
       return asStep('openTunnel', async () => {
+        if (lifetime !== undefined && (typeof lifetime !== 'object' || lifetime === null || Array.isArray(lifetime)))
+          throw new PermanentFault(
+            `the tunnel's lifetime: ${JSON.stringify(lifetime)} is not an object such as {"dieAt": 1767225600}`,
+            FailureType.InvalidRequest,
+          );
+        const dieAt = dieAtOf(lifetime);
         const access = await siteAccess(deps, ref, 'claim');
         const { paths } = access;
         const tunnel = access.adapters.tunnel;
@@ -104,7 +130,7 @@ export function createTunnelActivities(deps: ActivityDeps) {
         try {
           const spawned = await spawnDetached(
             host,
-            tunnel.argv(port, ref.node, paths),
+            tunnel.argv(port, ref.node, paths, dieAt === undefined ? undefined : relayEnd(dieAt, Date.now())),
             {
               log: paths.tunnelLog,
               pidFile: paths.tunnelPid,

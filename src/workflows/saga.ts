@@ -249,7 +249,8 @@ async function monitor(lifecycle: GlideinLifecycle, plan: LaunchPlan): Promise<R
         // The tunnel is held already: reopening it changes nothing teardown needs to know.
         await lifecycle.step(
           'openTunnel',
-          () => reopen(ref),
+          // With the glidein's die time, as at setup: a reopened relay ends by itself too.
+          () => reopen(...STEPS.openTunnel.args(ctx)),
           (t) => `reopened after a drop: pid ${t.process.pid}`,
         );
         continue;

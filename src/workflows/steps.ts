@@ -153,6 +153,15 @@ export function holderWalltimeMs(plan: LaunchPlan): number {
   return plan.registrationTimeoutMs + plan.lifetimeMs + plan.drainGraceMs + plan.stopGraceMs + 600_000;
 }
 
+/**
+ * The glidein retires at the deadline and is gone one drain window later, by itself if need be (epoch seconds):
+ * what startGlidein configures, and what the relay (openTunnel) ends by.
+ */
+export function glideinLife(plan: LaunchPlan, status: GlideinStatus): { retireAt: number; dieAt: number } {
+  const retireAt = Math.floor((status.deadline ?? Date.now() + plan.lifetimeMs) / 1000);
+  return { retireAt, dieAt: retireAt + Math.ceil(plan.drainGraceMs / 1000) };
+}
+
 /** Plans recorded before monitor.reportEvery existed carry no round length: they used 10 minutes. */
 export const monitorRoundMs = (p: LaunchPlan): number => p.monitorRoundMs ?? 600_000;
 
@@ -193,6 +202,8 @@ export const STEPS = {
     // A tunnel start may queue behind others towards the same sshd (tunnel.startsInFlight), heartbeating while it
     // waits: a fleet starting at once must not time out in that queue.
     options: setupOptions(1_800_000, 4, 15_000),
+    // The relay ends by itself at the glidein's die time, even if no worker is left to close it.
+    args: ({ ref, plan, status }) => [ref, { dieAt: glideinLife(plan, status).dieAt }],
     touches: ({ ref }) => `login→${on(ref)}${port(ref)}`,
     acquires: {
       kind: 'tunnel',
@@ -267,11 +278,7 @@ export const STEPS = {
     needs: ['preloadProxychains', 'stageCredential'],
     options: ON_SITE,
     touches: ({ ref, plan }) => `glidein in ${instanceName(ref.glideinId)} on ${on(ref)} → ${plan.collector}`,
-    args: ({ ref, plan, status }) => {
-      // The glidein retires at the deadline and is gone one drain window later, by itself if need be.
-      const retireAt = Math.floor((status.deadline ?? Date.now() + plan.lifetimeMs) / 1000);
-      return [ref, { retireAt, dieAt: retireAt + Math.ceil(plan.drainGraceMs / 1000) }];
-    },
+    args: ({ ref, plan, status }) => [ref, glideinLife(plan, status)],
     acquires: { kind: 'glidein', inverse: 'stopGlidein', before: () => ({ kind: 'glidein' }) },
     describe: (r) => `${r.reused ? 'reused' : 'started'} pid ${r.process.pid}`,
   }),

@@ -1,7 +1,8 @@
 /**
  * The login-node relay (RELAY_PY), run as the tunnel runs it (from a file) and as `python3 -c`, against a SOCKS5
  * client written here and the real proxychains4: the secret file, authentication only by username/password, the
- * allow-list, relaying both ways with half-close, how the site's inspection sees it, and the end on SIGTERM.
+ * allow-list, relaying both ways with half-close, how the site's inspection sees it, the end on SIGTERM; the
+ * handshake deadline and caps against a flood from one address and from many, and the end at --die-at.
  * RELAY_TEST_PYTHON picks another interpreter (e.g. a Python 3.6).
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
@@ -13,7 +14,7 @@ import * as path from 'node:path';
 import { promisify } from 'node:util';
 import { isTunnelProcess } from '../../src/site/adapters/tunnel';
 import { inspectArgv, parseInspect } from '../../src/site/scripts/processes';
-import { RELAY_MARKER, RELAY_PY, RELAY_READY, relayArgv } from '../../src/site/scripts/relay';
+import { RELAY_MARKER, RELAY_PY, RELAY_READY, relayArgv, type RelayArgs } from '../../src/site/scripts/relay';
 
 const run = promisify(execFile);
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'relay-'));
@@ -40,8 +41,12 @@ interface Relay {
  * Starts a relay on 127.0.0.1, port 0 (any free one), and returns once it prints that it listens: from a file as
  * the tunnel runs it, or as `python3 -c RELAY_PY` (relayArgv).
  */
-async function startRelay(allow: string[], from: 'file' | 'argv'): Promise<Relay> {
-  const argv = relayArgv({ python, listenHost: '127.0.0.1', port: 0, secretFile, allow });
+async function startRelay(
+  allow: string[],
+  from: 'file' | 'argv',
+  extra: Pick<RelayArgs, 'dieAt' | 'handshakeSeconds'> = {},
+): Promise<Relay> {
+  const argv = relayArgv({ python, listenHost: '127.0.0.1', port: 0, secretFile, allow, ...extra });
   const program = path.join(dir, 'relay.py');
   fs.writeFileSync(program, RELAY_PY);
   const [cmd, ...args] = from === 'file' ? [argv[0], program, ...argv.slice(3)] : argv;
@@ -65,15 +70,25 @@ class Client {
   received = Buffer.alloc(0);
   ended = false;
   closed = false;
+  /** When the connection ended (Date.now()). */
+  endedAt?: number;
   private constructor(readonly sock: net.Socket) {
+    const end = () => {
+      this.ended = true;
+      this.endedAt ??= Date.now();
+    };
     sock.on('data', (d) => (this.received = Buffer.concat([this.received, d])));
-    sock.on('end', () => (this.ended = true));
-    sock.on('error', () => (this.ended = true));
-    sock.on('close', () => (this.closed = this.ended = true));
+    sock.on('end', end);
+    sock.on('error', end);
+    sock.on('close', () => {
+      end();
+      this.closed = true;
+    });
   }
 
-  static async open(port: number): Promise<Client> {
-    const sock = net.connect(port, '127.0.0.1');
+  /** From `localAddress` (another address of 127/8 stands for another host), 127.0.0.1 by default. */
+  static async open(port: number, localAddress = '127.0.0.1'): Promise<Client> {
+    const sock = net.connect({ port, host: '127.0.0.1', localAddress });
     await new Promise<void>((resolve, reject) => sock.once('connect', resolve).once('error', reject));
     return new Client(sock);
   }
@@ -115,6 +130,8 @@ class Client {
   }
 }
 
+afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+
 describe('the login-node relay', () => {
   let relay: Relay;
   let secret: string;
@@ -140,7 +157,6 @@ describe('the login-node relay', () => {
     for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
     await new Promise((r) => echo.close(r));
     await new Promise((r) => web.close(r));
-    fs.rmSync(dir, { recursive: true, force: true });
   });
 
   it('creates its secret file, 0600 with 64 hex digits, and a second relay (python3 -c) keeps that secret', async () => {
@@ -236,8 +252,150 @@ describe('the login-node relay', () => {
     await expect(curl(conf('wrong'))).rejects.toThrow();
   });
 
+  it('cuts a handshake incomplete 3 s after accept: one that trickles a byte at a time, and a silent one', async () => {
+    const silent = await Client.open(relay.port);
+    const trickle = await Client.open(relay.port);
+    const opened = Date.now();
+    // A greeting and an authentication one byte every 400 ms: each byte comes in time, the whole never does.
+    const pass = Buffer.from('0'.repeat(64));
+    const bytes = [5, 1, 2, 1, 7, ...Buffer.from('glidein'), pass.length, ...pass];
+    let sent = 0;
+    const timer = setInterval(() => {
+      if (!trickle.ended && sent < bytes.length) trickle.sock.write(Buffer.from([bytes[sent++]]));
+    }, 400);
+    try {
+      await until('both to be cut', () => silent.ended && trickle.ended, 9_000);
+    } finally {
+      clearInterval(timer);
+    }
+    for (const c of [silent, trickle]) {
+      expect(c.endedAt! - opened).toBeGreaterThanOrEqual(2_900);
+      expect(c.endedAt! - opened).toBeLessThan(9_000);
+      c.destroy();
+    }
+    expect([...trickle.received.subarray(0, 2)]).toEqual([5, 2]); // it was heard, and answered, all along
+    expect(sent).toBeGreaterThan(5);
+    await until('the cuts in the log', () => relay.stderr().split('no complete SOCKS request within 3 s').length === 3);
+  });
+
   it('ends with exit code 0 on SIGTERM', async () => {
     relay.child.kill('SIGTERM');
     expect(await relay.exited).toBe(0);
+  });
+});
+
+describe('the login-node relay under a flood, and at its die time', () => {
+  let echo: net.Server;
+  let secret: string;
+  const clients: Client[] = [];
+  const port = (server: net.Server) => (server.address() as net.AddressInfo).port;
+
+  beforeAll(async () => {
+    echo = net.createServer((s) => {
+      s.on('error', () => s.destroy());
+      s.pipe(s);
+    });
+    await new Promise<void>((r) => echo.listen(0, '127.0.0.1', r));
+  });
+
+  afterAll(async () => {
+    for (const c of clients) c.destroy();
+    for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    await new Promise((r) => echo.close(r));
+  });
+
+  /** `n` connections from `from` that never say a word, opened 100 at a time: a later batch is accepted later. */
+  async function flood(relayPort: number, n: number, from: string): Promise<Client[]> {
+    const opened: Client[] = [];
+    for (let i = 0; i < n; i += 100) {
+      const batch = await Promise.all(Array.from({ length: Math.min(100, n - i) }, () => Client.open(relayPort, from)));
+      opened.push(...batch);
+      clients.push(...batch);
+    }
+    return opened;
+  }
+
+  const closedOf = (cs: Client[]) => cs.filter((c) => c.closed).length;
+
+  /** A relay whose handshakes wait a minute, so that only the caps close a flood while the test looks. */
+  async function patientRelay(): Promise<Relay> {
+    const r = await startRelay([`127.0.0.1:${port(echo)}`], 'file', { handshakeSeconds: 60 });
+    secret = fs.readFileSync(secretFile, 'utf8').trim();
+    return r;
+  }
+
+  /** The glidein's client, from `from`: authenticated, connected to the echo server, relaying. */
+  async function glidein(relayPort: number, from: string): Promise<Client> {
+    const c = await Client.open(relayPort, from);
+    clients.push(c);
+    expect(await c.authenticate(secret)).toBe(0);
+    expect(await c.connect('127.0.0.1', port(echo))).toBe(0);
+    c.sock.write('ping\n');
+    expect((await c.read(5)).toString()).toBe('ping\n');
+    return c;
+  }
+
+  it('keeps 128 handshakes from one address, the oldest go; the glidein on that address still authenticates and relays', async () => {
+    const r = await patientRelay();
+    // More than the 1,024 connections that used to be counted before authentication, from the glidein's node.
+    const flooders = await flood(r.port, 1_100, '127.0.0.1');
+    await until('the relay to close all but 128', () => closedOf(flooders) === 1_100 - 128);
+    expect(flooders.slice(0, 900).every((c) => c.closed)).toBe(true);
+    expect(flooders.slice(1_000).some((c) => c.closed)).toBe(false);
+    const ours = await glidein(r.port, '127.0.0.1');
+    // Its handshake took the oldest one's place; relaying, it counts against the flood's budget no more.
+    await until('one more of the flood to make room', () => closedOf(flooders) === 1_100 - 128 + 1);
+    const more = await flood(r.port, 300, '127.0.0.1');
+    await until('the second wave to be capped', () => closedOf(flooders) + closedOf(more) === 1_400 - 128);
+    expect(ours.ended).toBe(false);
+    ours.sock.write('pong\n');
+    expect((await ours.read(5)).toString()).toBe('pong\n');
+    // Every one of those closings is a refusal the log would hold: it holds at most 60 a minute, and the count.
+    expect(r.stderr().split('\n').length).toBeLessThan(70);
+    r.child.kill('SIGTERM');
+    expect(await r.exited).toBe(0);
+  });
+
+  it('keeps 512 handshakes in all, closing those of the address holding the most; a glidein elsewhere relays', async () => {
+    const r = await patientRelay();
+    const sources = ['127.0.0.2', '127.0.0.3', '127.0.0.4', '127.0.0.5', '127.0.0.6'];
+    const waves: Client[][] = [];
+    for (const from of sources) waves.push(await flood(r.port, 110, from));
+    const all = waves.flat();
+    await until('the relay to close all but 512', () => closedOf(all) === 550 - 512);
+    // Each address below its own cap (128): the address holding the most gave way each time, so they end even.
+    expect(waves.map((wave) => wave.length - closedOf(wave))).toEqual([102, 102, 102, 102, 104]);
+    const ours = await glidein(r.port, '127.0.0.9');
+    await until('one more of the flood to make room', () => closedOf(all) === 550 - 512 + 1);
+    expect(ours.ended).toBe(false);
+    r.child.kill('SIGTERM');
+    expect(await r.exited).toBe(0);
+  });
+
+  it('ends by itself at --die-at with exit code 0, its relayed connections with it', async () => {
+    const dieAt = Math.ceil(Date.now() / 1000) + 3;
+    const r = await startRelay([`127.0.0.1:${port(echo)}`], 'file', { dieAt });
+    secret = fs.readFileSync(secretFile, 'utf8').trim();
+    const ours = await glidein(r.port, '127.0.0.1');
+    const code = await Promise.race([
+      r.exited,
+      new Promise((resolve) => setTimeout(() => resolve('running'), 10_000).unref()),
+    ]);
+    expect(code).toBe(0);
+    expect(Date.now()).toBeGreaterThanOrEqual(dieAt * 1000);
+    expect(Date.now()).toBeLessThan(dieAt * 1000 + 5_000);
+    const at = new Date(dieAt * 1000).toISOString().replace(/\.000Z$/, 'Z');
+    expect(r.stderr()).toContain(`ends at its die time ${at}`);
+    expect(r.stderr()).toContain(`reached its die time ${at}: stopped`);
+    await until('the relayed connection to end', () => ours.ended);
+  });
+
+  it('refuses to start for a die time already past (exit code 2); relayArgv refuses one not in whole seconds', async () => {
+    const past = Math.floor(Date.now() / 1000) - 5;
+    await expect(startRelay([], 'file', { dieAt: past })).rejects.toThrow(/the die time .* has passed/);
+    for (const dieAt of [1.5, -1, 0, Number.NaN, 2 ** 60])
+      expect(() => relayArgv({ listenHost: '127.0.0.1', port: 0, secretFile, allow: [], dieAt })).toThrow(
+        'relay die-at:',
+      );
   });
 });

@@ -268,6 +268,8 @@ describe('the step catalogue', () => {
     ctx.status.deadline = 1_700_000_000_500;
     // Retires at the deadline, gone one drain grace later.
     expect(STEPS.startGlidein.args(ctx)).toEqual([ctx.ref, { retireAt: 1_700_000_000, dieAt: 1_700_000_900 }]);
+    // The relay ends by itself by the glidein's own die time.
+    expect(STEPS.openTunnel.args(ctx)).toEqual([ctx.ref, { dieAt: 1_700_000_900 }]);
     expect(STEPS.stopGlidein.args({ ref: ctx.ref, plan: PLAN, mode: 'drain' })).toEqual([ctx.ref, 'drain']);
   });
 

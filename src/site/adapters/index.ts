@@ -100,4 +100,4 @@ export {
 export type { ChainReport, Hop, ProxyChain } from './proxychains';
 export { parseChainReport, renderProxychainsConf } from './proxychains';
 export type { TunnelCheck, TunnelShape } from './tunnel';
-export { isTunnelProcess } from './tunnel';
+export { isTunnelProcess, relayEnd } from './tunnel';

@@ -36,8 +36,11 @@ export interface TunnelCheck {
 export interface TunnelShape {
   /** The SOCKS ports a glidein may lease on its worker node (one: first = last). */
   readonly ports: { first: number; last: number };
-  /** The tunnel's command line for SOCKS port `port`, run detached on `host()`; `node`: an allocated worker node. */
-  argv(port: number, node: string | undefined, paths: GlideinPaths): string[];
+  /**
+   * The tunnel's command line for SOCKS port `port`, run detached on `host()`; `node`: an allocated worker node;
+   * `end`: epoch seconds by which the tunnel ends by itself (the relay; see relayEnd), none: until it is closed.
+   */
+  argv(port: number, node: string | undefined, paths: GlideinPaths, end?: number): string[];
   /** The host the tunnel's process runs on (and keeps its pid file and log on). */
   host(executors: SiteExecutors): Executor;
   /** Files the tunnel's command needs on `host()`, written before each start (a program, not data). */
@@ -219,7 +222,7 @@ function relay(profile: SiteProfile, t: Relay): TunnelShape {
     // The program as a file: in argv (python3 -c) its lines would be the process's cmdline, which every
     // inspection of the site reads line by line.
     files: (paths) => [{ path: paths.relayProgram, content: RELAY_PY }],
-    argv: (port, _node, paths) => [
+    argv: (port, _node, paths, end) => [
       t.python,
       paths.relayProgram,
       ...relayArgv({
@@ -227,6 +230,7 @@ function relay(profile: SiteProfile, t: Relay): TunnelShape {
         port,
         secretFile: paths.relaySecret,
         allow: [`${profile.kitProxy.host}:${profile.kitProxy.port}`],
+        dieAt: end,
       }).slice(3),
     ],
     host: (ex) => ex.login,
@@ -249,6 +253,20 @@ function relay(profile: SiteProfile, t: Relay): TunnelShape {
       return { alive, listening: login.listening.has(port), process: alive ? proc?.recorded : undefined, node };
     },
   };
+}
+
+/** How long the relay outlives its glidein's die time: the daemons' last words on their way down still pass. */
+export const RELAY_AFTER_DIE_S = 60;
+/** The least a relay is started for: setup already under way past the glidein's die time still finishes. */
+export const RELAY_MIN_LIFE_S = 600;
+
+/**
+ * When a tunnel started now ends by itself (epoch seconds), for a glidein that dies at `dieAt` (epoch seconds,
+ * startGlidein's): a minute after, and never sooner than ten minutes from now, so that a workflow still setting
+ * up past its glidein's die time (a long queue wait) ends by its deadline as before instead of losing its chain.
+ */
+export function relayEnd(dieAt: number, nowMs: number): number {
+  return Math.max(dieAt + RELAY_AFTER_DIE_S, Math.ceil(nowMs / 1000) + RELAY_MIN_LIFE_S);
 }
 
 /** Stands for the relay's secret in a rendered proxychains.conf until the site fills it in (WRITE_WITH_SECRET). */

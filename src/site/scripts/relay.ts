@@ -17,8 +17,16 @@ export const RELAY_MARKER = 'jsc-glidein-relay';
 export const RELAY_READY = 'relay listening on';
 
 /**
- * args: marker, listen host, port (0: any free one, as printed), secret file, allowed `host:port`…; exits 2 on
- * bad arguments or secret file, 1 when it cannot listen, 0 on SIGTERM/SIGINT.
+ * args: marker, listen host, port (0: any free one, as printed), secret file, then `--die-at <epoch seconds>`
+ * and `--handshake-seconds <n>` if given, then the allowed `host:port`…; exits 2 on bad arguments, a die time
+ * already past or a bad secret file, 1 when it cannot listen, 0 on SIGTERM/SIGINT or at its die time (by the wall
+ * clock, looked at every 30 s at most), open connections and all.
+ * Anyone on the cluster can connect, so connections have two budgets: MAX_CLIENTS relayed ones, which only an
+ * authenticated client (the glidein) takes, and handshakes (MAX_PENDING in all, MAX_PENDING_PER_SOURCE per source
+ * address), each cut HANDSHAKE_SECONDS (3) after accept. A connection over a handshake cap closes the oldest
+ * handshake of its source, or of the source holding the most, rather than being refused: a flood costs its own
+ * handshakes, never the glidein's relayed connections, and a new handshake of the glidein (milliseconds) is
+ * heard even when it shares an address with the flood. Refusals are logged at most 60 a minute, then counted.
  * The secret file is created if missing (64 hex digits, 0600, linked into place so that two relays starting at
  * once end up with the same secret) and kept otherwise, so a restarted relay takes the password that the
  * proxychains.conf already holds. A CONNECT is allowed when an allowed entry has its port and a host that is, or
@@ -37,13 +45,24 @@ import struct
 import sys
 import time
 
+# Relayed connections: only a client that knows the secret (the glidein) ever takes one.
 MAX_CLIENTS = 1024
-HANDSHAKE_SECONDS = 10
+# Connections still in the handshake, anyone's (every user of the cluster reaches the relay): a budget of their own,
+# so they never take the glidein's. Over a cap, the oldest handshake of the source holding the most is closed to
+# make room: a new connection is always heard, and the glidein's handshake takes milliseconds, a flood's seconds.
+MAX_PENDING = 512
+MAX_PENDING_PER_SOURCE = 128
+HANDSHAKE_SECONDS = 3
 CONNECT_SECONDS = 10
 RESOLVE_SECONDS = 10
 BUFFER = 65536
+# A connection's refusal is logged at most this often a minute, then counted: a flood must not fill the disk.
+NOTES_PER_MINUTE = 60
+# How often the relay looks at the clock (its die time; the count of notes left out).
+TICK_SECONDS = 30
 SECRET = re.compile(r'[0-9a-f]{32,128}\Z')
 PORT = re.compile(r'[0-9]{1,5}\Z')
+SECONDS = re.compile(r'[0-9]{1,11}\Z')
 
 
 def log(message):
@@ -67,6 +86,12 @@ def show(address):
     if not isinstance(address, tuple):
         return str(address)
     return ('[%s]:%d' if ':' in address[0] else '%s:%d') % (address[0], address[1])
+
+
+def source_of(address):
+    # The peer's address, an IPv4-mapped one as IPv4: what the handshake caps count by.
+    host = address[0] if isinstance(address, tuple) else str(address)
+    return host[7:] if host.startswith('::ffff:') and '.' in host else host
 
 
 def host_port(text):
@@ -170,23 +195,94 @@ async def pipe(source, sink, source_writer):
         source_writer.transport.abort()
 
 
+class Notes:
+    # A connection's events on stderr, at most NOTES_PER_MINUTE lines a minute; the rest are counted, and the count
+    # said once the minute is over.
+    def __init__(self):
+        self.since = time.monotonic()
+        self.lines = 0
+        self.left_out = 0
+
+    def __call__(self, message):
+        self.roll()
+        if self.lines < NOTES_PER_MINUTE:
+            self.lines += 1
+            log(message)
+        else:
+            self.left_out += 1
+
+    def roll(self):
+        now = time.monotonic()
+        if now - self.since < 60:
+            return
+        if self.left_out:
+            log('%d more connection messages in the minute before left out' % self.left_out)
+        self.since, self.lines, self.left_out = now, 0, 0
+
+
+class Handshake:
+    # A connection from accept until it authenticates (it then counts as a client) or ends.
+    __slots__ = ('seq', 'source', 'peer', 'writer', 'done', 'evicted', 'relaying')
+
+    def __init__(self, seq, source, peer, writer):
+        self.seq = seq
+        self.source = source
+        self.peer = peer
+        self.writer = writer
+        self.done = False
+        self.evicted = False
+        self.relaying = False
+
+
 class Relay:
-    def __init__(self, loop, secret, allow):
+    def __init__(self, loop, secret, allow, handshake_seconds):
         self.loop = loop
         self.secret = secret
         self.allow = allow
+        self.handshake_seconds = handshake_seconds
         self.clients = 0
+        # Handshakes per source, oldest first.
+        self.pending = {}
+        self.pending_count = 0
+        self.seq = 0
+        self.note = Notes()
+
+    def admit(self, source, peer, writer):
+        queue = self.pending.get(source)
+        if queue and len(queue) >= MAX_PENDING_PER_SOURCE:
+            self.make_room(queue[0], '%d handshakes from %s' % (len(queue), source))
+        elif self.pending_count >= MAX_PENDING:
+            fullest = max(self.pending.values(), key=lambda q: (len(q), -q[0].seq))
+            self.make_room(fullest[0], '%d handshakes in all' % self.pending_count)
+        self.seq += 1
+        handshake = Handshake(self.seq, source, peer, writer)
+        self.pending.setdefault(source, []).append(handshake)
+        self.pending_count += 1
+        return handshake
+
+    def leave(self, handshake):
+        if handshake.done:
+            return
+        handshake.done = True
+        queue = self.pending[handshake.source]
+        queue.remove(handshake)
+        if not queue:
+            del self.pending[handshake.source]
+        self.pending_count -= 1
+
+    def make_room(self, handshake, why):
+        self.leave(handshake)
+        handshake.evicted = True
+        self.note('%s: closed in the handshake to make room (%s)' % (handshake.peer, why))
+        handshake.writer.transport.abort()
 
     async def client(self, reader, writer):
-        peer = show(writer.get_extra_info('peername'))
-        if self.clients >= MAX_CLIENTS:
-            log('%s: refused, %d connections already' % (peer, MAX_CLIENTS))
-            writer.close()
-            return
-        self.clients += 1
+        address = writer.get_extra_info('peername')
+        peer = show(address)
+        handshake = self.admit(source_of(address), peer, writer)
         upstream = None
         try:
-            target = await asyncio.wait_for(self.negotiate(reader, writer, peer), HANDSHAKE_SECONDS)
+            target = await asyncio.wait_for(self.negotiate(reader, writer, handshake), self.handshake_seconds)
             if target is not None:
                 upstream = await self.connect(writer, peer, target[0], target[1])
             if upstream is not None:
@@ -196,43 +292,56 @@ class Relay:
         except asyncio.CancelledError:
             raise
         except asyncio.TimeoutError:
-            log('%s: refused, no complete SOCKS request within %d s' % (peer, HANDSHAKE_SECONDS))
+            self.note('%s: refused, no complete SOCKS request within %d s' % (peer, self.handshake_seconds))
         except asyncio.IncompleteReadError:
-            log('%s: refused, closed during the handshake' % peer)
+            if not handshake.evicted:
+                self.note('%s: refused, closed during the handshake' % peer)
         except Exception as e:
             # One connection's failure never ends the relay.
-            log('%s: %s' % (peer, describe(e)))
+            if not handshake.evicted:
+                self.note('%s: %s' % (peer, describe(e)))
         finally:
-            self.clients -= 1
+            self.leave(handshake)
+            if handshake.relaying:
+                self.clients -= 1
             writer.close()
             if upstream is not None:
                 upstream[1].close()
 
-    async def negotiate(self, reader, writer, peer):
+    async def negotiate(self, reader, writer, handshake):
+        peer = handshake.peer
         version, count = await reader.readexactly(2)
         if version != 5:
-            log('%s: refused, not SOCKS5 (version %d)' % (peer, version))
+            self.note('%s: refused, not SOCKS5 (version %d)' % (peer, version))
             return None
         if 2 not in await reader.readexactly(count):
             writer.write(b'\x05\xff')
-            log('%s: refused, offers no username/password authentication' % peer)
+            self.note('%s: refused, offers no username/password authentication' % peer)
             return None
         writer.write(b'\x05\x02')
         version, length = await reader.readexactly(2)
         if version != 1:
-            log('%s: refused, username/password version %d' % (peer, version))
+            self.note('%s: refused, username/password version %d' % (peer, version))
             return None
         await reader.readexactly(length)
         length = (await reader.readexactly(1))[0]
         password = await reader.readexactly(length)
         if not hmac.compare_digest(password, self.secret):
             writer.write(b'\x01\x01')
-            log('%s: refused, wrong password' % peer)
+            self.note('%s: refused, wrong password' % peer)
             return None
+        # The glidein's from here on: out of the handshakes' budget, into the clients'.
+        self.leave(handshake)
+        if self.clients >= MAX_CLIENTS:
+            writer.write(b'\x01\x01')
+            self.note('%s: refused, %d relayed connections already' % (peer, MAX_CLIENTS))
+            return None
+        self.clients += 1
+        handshake.relaying = True
         writer.write(b'\x01\x00')
         version, command, _, kind = await reader.readexactly(4)
         if version != 5:
-            log('%s: refused, request version %d' % (peer, version))
+            self.note('%s: refused, request version %d' % (peer, version))
             return None
         if kind == 1:
             host = socket.inet_ntop(socket.AF_INET, await reader.readexactly(4))
@@ -243,12 +352,12 @@ class Relay:
             host = (await reader.readexactly(length)).decode('ascii', 'replace')
         else:
             writer.write(reply(8))
-            log('%s: refused, address type %d' % (peer, kind))
+            self.note('%s: refused, address type %d' % (peer, kind))
             return None
         port = struct.unpack('>H', await reader.readexactly(2))[0]
         if command != 1:
             writer.write(reply(7))
-            log('%s: refused, command %d for %s (only CONNECT)' % (peer, command, show((host, port))))
+            self.note('%s: refused, command %d for %s (only CONNECT)' % (peer, command, show((host, port))))
             return None
         return host, port
 
@@ -261,7 +370,7 @@ class Relay:
                 infos = await asyncio.wait_for(
                     self.loop.getaddrinfo(h, port, type=socket.SOCK_STREAM), RESOLVE_SECONDS)
             except (OSError, asyncio.TimeoutError) as e:
-                log('cannot resolve the allowed host %s: %s' % (h, describe(e)))
+                self.note('cannot resolve the allowed host %s: %s' % (h, describe(e)))
                 continue
             if any(same_host(info[4][0], host) for info in infos):
                 return True
@@ -271,7 +380,7 @@ class Relay:
         target = show((host, port))
         if not await self.permitted(host, port):
             writer.write(reply(2))
-            log('%s: refused, %s is not allowed' % (peer, target))
+            self.note('%s: refused, %s is not allowed' % (peer, target))
             return None
         try:
             upstream = await asyncio.wait_for(asyncio.open_connection(host, port, limit=BUFFER), CONNECT_SECONDS)
@@ -288,18 +397,18 @@ class Relay:
             await writer.drain()
             return upstream
         writer.write(reply(code))
-        log('%s: cannot connect to %s: %s' % (peer, target, why))
+        self.note('%s: cannot connect to %s: %s' % (peer, target, why))
         return None
 
 
 # --- main ---------------------------------------------------------------------------------------------------
 
 def raise_file_limit():
-    # Two descriptors a client: make room for MAX_CLIENTS where the hard limit allows.
+    # Two descriptors a client and one a handshake: make room for both budgets where the hard limit allows.
     try:
         import resource
         soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-        want = 2 * MAX_CLIENTS + 64
+        want = 2 * MAX_CLIENTS + MAX_PENDING + 64
         if soft != resource.RLIM_INFINITY and soft < want:
             resource.setrlimit(resource.RLIMIT_NOFILE, (want if hard == resource.RLIM_INFINITY else min(want, hard), hard))
     except (ImportError, ValueError, OSError):
@@ -311,29 +420,62 @@ def on_loop_error(loop, context):
     log('%s%s' % (context.get('message', 'error'), ': ' + describe(error) if error else ''))
 
 
+def utc(epoch):
+    return time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(epoch))
+
+
 def main(args):
     if len(args) < 4:
-        fail('usage: relay MARKER LISTEN_HOST PORT SECRET_FILE [HOST:PORT...]', 2)
+        fail('usage: relay MARKER LISTEN_HOST PORT SECRET_FILE [--die-at EPOCH] [--handshake-seconds N] '
+             '[HOST:PORT...]', 2)
     listen_host, port, secret_file = args[1], args[2], args[3]
     if not PORT.match(port) or int(port) > 65535:
         fail('not a port: %r' % port, 2)
     allow = []
-    for entry in args[4:]:
+    die_at = None
+    handshake_seconds = HANDSHAKE_SECONDS
+    rest = list(args[4:])
+    while rest:
+        entry = rest.pop(0)
+        if entry in ('--die-at', '--handshake-seconds'):
+            value = rest.pop(0) if rest else ''
+            if not SECONDS.match(value):
+                fail('%s takes whole seconds, not %r' % (entry, value), 2)
+            if entry == '--die-at':
+                die_at = int(value)
+            elif not 0 < int(value) <= 3600:
+                fail('--handshake-seconds takes 1 to 3600, not %s' % value, 2)
+            else:
+                handshake_seconds = int(value)
+            continue
         try:
             allow.append(host_port(entry))
         except ValueError:
             fail('not host:port: %r' % entry, 2)
+    # The glidein is gone by its die time: a relay for it has no one to serve.
+    if die_at is not None and die_at <= time.time():
+        fail('the die time %s (%d) has passed' % (utc(die_at), die_at), 2)
     secret = load_secret(secret_file)
     raise_file_limit()
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     loop.set_exception_handler(on_loop_error)
-    relay = Relay(loop, secret, allow)
+    relay = Relay(loop, secret, allow, handshake_seconds)
     stopping = loop.create_future()
 
-    def stop(name):
+    def stop(why):
         if not stopping.done():
-            stopping.set_result(name)
+            stopping.set_result(why)
+
+    def tick():
+        # By the wall clock, looked at again at least every TICK_SECONDS: the relay ends at its die time even with
+        # no worker left to stop it (a terminated workflow), and a clock that was set meanwhile is followed.
+        relay.note.roll()
+        left = TICK_SECONDS if die_at is None else die_at - time.time()
+        if left <= 0:
+            stop('reached its die time %s' % utc(die_at))
+        else:
+            loop.call_later(min(left, TICK_SECONDS), tick)
 
     for s in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(s, stop, s.name)
@@ -342,9 +484,12 @@ def main(args):
     except OSError as e:
         fail('cannot listen on %s: %s' % (show((listen_host, int(port))), describe(e)), 1)
     print('${RELAY_READY} %s' % ' '.join(show(s.getsockname()) for s in server.sockets), flush=True)
-    name = loop.run_until_complete(stopping)
+    if die_at is not None:
+        log('ends at its die time %s' % utc(die_at))
+    tick()
+    why = loop.run_until_complete(stopping)
     server.close()
-    log('%s: stopped' % name)
+    log('%s: stopped' % why)
     # Open connections end with the process; os._exit does not wait for a name lookup still running in a thread.
     sys.stdout.flush()
     sys.stderr.flush()
@@ -362,8 +507,29 @@ export interface RelayArgs {
   secretFile: string;
   /** The allowed next hops, `host:port` each. */
   allow: string[];
+  /** Epoch seconds at which the relay ends by itself (`--die-at`); none: it runs until signalled. */
+  dieAt?: number;
+  /** The handshake deadline in seconds, HANDSHAKE_SECONDS (3) unless given: tests that hold handshakes open. */
+  handshakeSeconds?: number;
 }
 
 export function relayArgv(a: RelayArgs): string[] {
-  return [a.python ?? 'python3', '-c', RELAY_PY, RELAY_MARKER, a.listenHost, String(a.port), a.secretFile, ...a.allow];
+  const seconds = (name: string, value: number | undefined) => {
+    if (value === undefined) return [];
+    if (!Number.isSafeInteger(value) || value <= 0)
+      throw new Error(`relay ${name}: ${JSON.stringify(value)} is not a whole number of seconds`);
+    return [`--${name}`, String(value)];
+  };
+  return [
+    a.python ?? 'python3',
+    '-c',
+    RELAY_PY,
+    RELAY_MARKER,
+    a.listenHost,
+    String(a.port),
+    a.secretFile,
+    ...seconds('die-at', a.dieAt),
+    ...seconds('handshake-seconds', a.handshakeSeconds),
+    ...a.allow,
+  ];
 }
