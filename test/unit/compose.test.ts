@@ -10,7 +10,6 @@ import { spawnSync } from 'node:child_process';
 import {
   chmodSync,
   existsSync,
-  mkdirSync,
   mkdtempSync,
   readdirSync,
   readFileSync,
@@ -358,6 +357,7 @@ function tlsMount(service: Service): string | undefined {
  */
 function renderSecurity(env: Record<string, string>): { tls?: any; authorization?: any } {
   const template = readFileSync(path.join(REPO, 'deploy', 'temporal', 'cluster.yaml'), 'utf8');
+  expect(template).toContain('{{- $tls := env "TEMPORAL_TLS_DIR" }}');
   const tlsBlock = /\{\{- if \$tls \}\}\n([\s\S]*?)\{\{- end \}\}\n/.exec(template)![1];
   const authBlock = /\{\{- with env "TEMPORAL_AUTHORIZER" \}\}\n([\s\S]*?)\{\{- end \}\}\n/.exec(template)![1];
   const defaults = (name: string, fallback: string) =>
@@ -566,6 +566,12 @@ describe('scripts/compose/make-certs', () => {
     for (const key of keys) expect([key, statSync(path.join(dir, key)).mode & 0o777]).toEqual([key, 0o600]);
     for (const sub of ['server', 'worker', 'ui', 'admin', 'cli'])
       expect([sub, statSync(path.join(dir, sub)).mode & 0o777]).toEqual([sub, 0o700]);
+    // Every file the nodes' configuration names is one make-certs wrote into server/.
+    const named = JSON.stringify(renderSecurity({ TEMPORAL_TLS_DIR: path.join(dir, 'server') }).tls).match(
+      /"\/[^"]+"/g,
+    )!;
+    expect(named.length).toBeGreaterThan(0);
+    for (const file of named) expect([file, existsSync(JSON.parse(file) as string)]).toEqual([file, true]);
     // Every copy of the CA certificate is the CA's.
     const ca = readFileSync(path.join(dir, 'ca.pem'), 'utf8');
     for (const sub of ['server', 'worker', 'ui', 'admin', 'cli'])
