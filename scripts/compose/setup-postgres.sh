@@ -5,7 +5,9 @@
 # The suites' cluster (sandbox/cluster.ts) runs this very script with the tool and schema scripts/ensure-temporal-server
 # builds: SQL_TOOL and SCHEMA_DIR say where they are.
 set -eu
-: "${POSTGRES_SEEDS:?}" "${POSTGRES_USER:?}" "${SQL_PASSWORD:?}"
+: "${POSTGRES_SEEDS:?}" "${POSTGRES_USER:?}"
+# No default password, and no empty one: docker-compose.yml passes POSTGRES_PASSWORD here as SQL_PASSWORD.
+: "${SQL_PASSWORD:?is not set: the PostgreSQL password (POSTGRES_PASSWORD in docker-compose.yml)}"
 port=${DB_PORT:-5432}
 tool=${SQL_TOOL:-temporal-sql-tool}
 schema=${SCHEMA_DIR:-/etc/temporal/schema/postgresql/v12}
