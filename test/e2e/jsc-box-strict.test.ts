@@ -12,7 +12,8 @@ import { fleetStatusQuery } from '../../src/workflows/fleet-messages';
 import { drainFleetSchedule, upsertFleetSchedule } from '../../src/fleet-schedule';
 import { expectNoSecretsInHistories, startWorkerProcess, type WorkerProcess } from '../helpers/worker-process';
 import { createTestEnv } from '../../sandbox/temporal';
-import { SITES_DIR } from '../../sandbox/sites';
+import { sitesDirWithVariant } from '../../sandbox/sites';
+import { HELD_ORDER } from '../../src/workflows/steps';
 import {
   BAN,
   bannedSources,
@@ -36,11 +37,20 @@ import { boxHarness, footprint, NOTHING } from './box-harness';
 
 const TASK_QUEUE = `box-strict-${process.pid}`;
 const SITE = 'jsc-box-strict';
+/** The strict box with the history cap at its minimum: every monitor round continues-as-new. */
+const CAPPED = 'jsc-box-strict-capped';
+const SITES_DIR = sitesDirWithVariant(SITE, CAPPED, (p) => {
+  p.monitor = { interval: '2s', reportEvery: '2s', historyEvents: 50 };
+});
 
 let env: TestWorkflowEnvironment;
 let worker: WorkerProcess;
 let box: JscBox;
-const { startLaunch, status, until, drainAndCheck } = boxHarness(() => ({ env, worker, taskQueue: TASK_QUEUE }));
+const { startLaunch, status, until, drainAndCheck, temporal } = boxHarness(() => ({
+  env,
+  worker,
+  taskQueue: TASK_QUEUE,
+}));
 
 /** New SSH connections the login node accepted from the operator's machine since `from` (an offset in its log). */
 const operatorLogins = (from: number) =>
@@ -136,6 +146,34 @@ describe('JSC in a box, strict', () => {
     expect(await footprint(id)).toEqual(NOTHING);
     expect(await bannedSources()).toEqual([]);
     expect(operatorLogins(logFrom)).toBeLessThanOrEqual(1);
+  });
+
+  it('a glidein holding every kind of resource (Slurm job, relay, mounts, container, glidein, token) continues-as-new several times; stop then releases everything', async () => {
+    const id = `strict-can-${Date.now()}`;
+    const runs = new Set<string>();
+    await startLaunch(id, JSON.stringify({ site: CAPPED }));
+    const monitoring = await until(
+      'three runs, monitoring',
+      async () => {
+        const d = JSON.parse(await temporal('workflow', 'describe', '--workflow-id', id, '--output', 'json'));
+        runs.add(d.workflowExecutionInfo.execution.runId);
+        expect(d.workflowExecutionInfo.status).toBe('WORKFLOW_EXECUTION_STATUS_RUNNING');
+        const s = await status(id);
+        return runs.size >= 3 && s?.phase === 'monitoring' && s;
+      },
+      180_000,
+    );
+    expect(monitoring.held.map((h) => h.kind)).toEqual(HELD_ORDER);
+    expect(HELD_ORDER).toHaveLength(6);
+    const held = await footprint(id);
+    expect(held.jobs).toEqual(['RUNNING@jwc01']);
+    expect(held.relays).toEqual(['login']);
+    expect(held.glideins).toEqual(['worker']);
+
+    await temporal('workflow', 'signal', '--workflow-id', id, '--name', 'stop');
+    const result = JSON.parse(await temporal('workflow', 'result', '--workflow-id', id, '--output', 'json'));
+    expect(JSON.stringify(result)).toContain('stopped');
+    expect(await footprint(id)).toEqual(NOTHING);
   });
 
   it('a GlideinFleet from a Schedule fills four shares of the node and drains the whole site: one SSH connection, no ban', async () => {
