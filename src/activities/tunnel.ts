@@ -108,26 +108,28 @@ export function createTunnelActivities(deps: ActivityDeps) {
         const tunnel = access.adapters.tunnel;
         const host = tunnel.host(access);
         const port = await leasePort(access);
-        const state = await tunnelState(access, port);
-        if (state.alive && state.listening) return { socksPort: port, process: state.process!, reused: true };
-        if (state.alive)
-          await signalRecorded(host, 'TERM', paths.tunnelPid, access.opts()); // alive but not forwarding: replace it
-        else if (state.listening) {
-          throw new PermanentFault(
-            `SOCKS port ${port} on ${tunnel.portHost(access).target} is taken by a process that is not this glidein's tunnel`,
-            FailureType.TunnelPortInUse,
-          );
-        }
-        await runChecked(host, 'creating the work directory', ['mkdir', '-p', paths.dir], access.opts());
-        for (const file of tunnel.files?.(paths) ?? [])
-          await runChecked(
-            host,
-            `writing ${file.path}`,
-            writeFileArgv(paths.dir, file.path),
-            access.opts({ stdin: file.content }),
-          );
+        // The start slot first: the look at the port must be the last before the spawn, not one taken before a
+        // wait in the queue (a process that binds the port meanwhile would otherwise be taken for the tunnel).
         const release = await startSlot(access);
         try {
+          const state = await tunnelState(access, port);
+          if (state.alive && state.listening) return { socksPort: port, process: state.process!, reused: true };
+          if (state.alive)
+            await signalRecorded(host, 'TERM', paths.tunnelPid, access.opts()); // alive but not forwarding: replace it
+          else if (state.listening) {
+            throw new PermanentFault(
+              `SOCKS port ${port} on ${tunnel.portHost(access).target} is taken by a process that is not this glidein's tunnel`,
+              FailureType.TunnelPortInUse,
+            );
+          }
+          await runChecked(host, 'creating the work directory', ['mkdir', '-p', paths.dir], access.opts());
+          for (const file of tunnel.files?.(paths) ?? [])
+            await runChecked(
+              host,
+              `writing ${file.path}`,
+              writeFileArgv(paths.dir, file.path),
+              access.opts({ stdin: file.content }),
+            );
           const spawned = await spawnDetached(
             host,
             tunnel.argv(port, ref.node, paths, dieAt === undefined ? undefined : relayEnd(dieAt, Date.now())),

@@ -346,6 +346,12 @@ export const siteProfileSchema = z
     workDir: absolutePath,
     fleet: fleet.default(FLEET_DEFAULTS),
   })
+  .refine((p) => !(p.tunnel.mode === 'forward' && p.workerNode.via === 'login'), {
+    // ssh -D binds 127.0.0.1 without authentication: on a login node every co-tenant could use it as their own way out.
+    message:
+      'expected workerNode.via "jump" or "slurm" for a forward tunnel: on the login node itself its SOCKS port would be open to every user of that shared node (use tunnel.mode "relay", which authenticates, to run glideins from the login node)',
+    path: ['tunnel', 'mode'],
+  })
   .refine((p) => !(p.tunnel.mode === 'reverse' && p.workerNode.via === 'login'), {
     message:
       'expected workerNode.via "jump" or "slurm" for a reverse tunnel (it runs from the login node into the worker node)',

@@ -26,8 +26,9 @@ shift; exec "$@"`;
  * and seeing it survive its start is one round trip. With a marker ($3) and a wait in seconds ($4), the log is
  * started afresh and the script returns only once the marker appears in it (or the process ends, or the wait is
  * over: `waiting <pid> <start>`), so that what the process needs from this session (a forwarded agent) stays
- * there until it is done with it. With a TCP port ($6) instead, it returns once the process lives and the port
- * listens on this host (a forward tunnel's SOCKS port): the wait for a port done on the site, not polled over ssh. The child records itself in $2 ("pid starttime", replacing the old record)
+ * there until it is done with it. With a TCP port ($6) instead, it returns once the process lives and itself
+ * listens on that port on this host (a forward tunnel's SOCKS port; a listener of anyone else's, a squatter's, is not
+ * taken for it): the wait for a port done on the site, not polled over ssh. The child records itself in $2 ("pid starttime", replacing the old record)
  * before it execs the command, so a spawn whose script is killed half-way (an aborted activity) never leaves a
  * process behind that no pid file names. Always exits 0.
  */
@@ -53,7 +54,10 @@ hex=$(printf '%04X' "$port" 2>/dev/null)
 ready() {
   [ -n "$marker" ] && { grep -qF -- "$marker" "$log"; return; }
   for t in /proc/net/tcp /proc/net/tcp6; do
-    [ -r $t ] && awk -v p="$hex" 'NR > 1 && $4 == "0A" { split($2, a, ":"); if (a[2] == p) f = 1 } END { exit !f }' $t && return 0
+    [ -r $t ] || continue
+    for ino in $(awk -v p="$hex" 'NR > 1 && $4 == "0A" { split($2, a, ":"); if (a[2] == p) print $10 }' $t); do
+      ls -l "/proc/$pid/fd" 2>/dev/null | grep -qF "socket:[$ino]" && return 0
+    done
   done
   return 1
 }
