@@ -12,10 +12,9 @@ import { Client, ScheduleNotFoundError, WorkflowNotFoundError, type Connection }
 import { Command, CommanderError, Option } from 'commander';
 import { z } from 'zod';
 import { launchStartOptions } from '../common/launch-options';
-import { siteName } from '../common/validation';
 import type { LogChunk, LogKind, SiteCheck } from '../common/site-tools';
 import { fleetCommand } from './fleet';
-import { checkWorkflowId, launchInput, UsageError } from './input';
+import { checkSite, checkWorkflowId, launchInput, UsageError } from './input';
 import { siteProfileSchema } from '../site/profile';
 import { connectClient, temporalTarget, type TemporalTarget } from '../temporal-connection';
 import { TEARDOWN_STEP_NAMES } from '../workflows/steps';
@@ -94,12 +93,7 @@ class Session {
 }
 
 function validSite(site: string): string {
-  if (!siteName.safeParse(site).success)
-    throw new CliError(
-      `site: ${JSON.stringify(site)} is not a site profile name (lowercase letters, digits, hyphens)`,
-      EXIT.usage,
-    );
-  return site;
+  return usage(() => checkSite(site));
 }
 
 /** Runs a check of ./input.ts, its UsageError ending the command with exit code 2. */

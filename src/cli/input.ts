@@ -6,6 +6,7 @@
 import { randomInt } from 'node:crypto';
 import { fleetCount, fleetRequestSchema, fleetSlotOf, type FleetRequest } from '../common/fleet-request';
 import { glideinRequestSchema, type GlideinRequest } from '../common/request';
+import { siteName } from '../common/validation';
 import type { z } from 'zod';
 
 /** Bad usage or input: the command ends with exit code 2 and this message, having started nothing. */
@@ -20,6 +21,15 @@ function usageIssues(error: z.ZodError, input: Record<string, unknown>, options:
       return `${options[field] ?? (field || '(input)')}: ${shown}${issue.message}`;
     })
     .join('\n');
+}
+
+/** A site profile's name, as `<site>` and `--site` take it. */
+export function checkSite(site: string): string {
+  if (!siteName.safeParse(site).success)
+    throw new UsageError(
+      `site: ${JSON.stringify(site)} is not a site profile name (lowercase letters, digits, inner hyphens)`,
+    );
+  return site;
 }
 
 /** A workflow id as Temporal takes it: printable ASCII, no spaces, 1-255 characters. */
@@ -48,7 +58,7 @@ export function launchInput(
   opts: { lifetime?: string; id?: string },
   defaultId: (site: string) => string = newLaunchId,
 ): { request: GlideinRequest; workflowId: string } {
-  const input = { site, ...(opts.lifetime !== undefined ? { lifetime: opts.lifetime } : {}) };
+  const input = { site: checkSite(site), ...(opts.lifetime !== undefined ? { lifetime: opts.lifetime } : {}) };
   const parsed = glideinRequestSchema.safeParse(input);
   if (!parsed.success)
     throw new UsageError(usageIssues(parsed.error, input, { site: '<site>', lifetime: '--lifetime' }));

@@ -19,7 +19,7 @@ describe('glidein launch: checked before anything starts', () => {
     expect(() => launchInput('local', { lifetime: '5s' })).toThrow('--lifetime: "5s": expected at least 10000 ms');
     expect(() => launchInput('local', { lifetime: '31d' })).toThrow('--lifetime: "31d": expected at most');
     expect(() => launchInput('local', { lifetime: 'forever' })).toThrow('--lifetime: "forever": expected a duration');
-    expect(() => launchInput('Local', {})).toThrow('<site>: "Local": expected a site name');
+    expect(() => launchInput('Not/A/Site', {})).toThrow('site: "Not/A/Site" is not a site profile name');
   });
 
   it.each(['1ms', '9s', '9999ms', '10s', '1m', '12h', '30d', '30d1ms', '1h30m', 'x'])(
