@@ -27,7 +27,8 @@ function fleetArgs(options: FleetScheduleOptions): FleetRequest {
   return parsed.data;
 }
 
-function everyMs(every: string): number {
+/** How often the schedule acts, in ms; throws a message naming `every` on anything but a duration of 1s or more. */
+export function everyMs(every: string): number {
   if (!isDuration(every) || parseDuration(every) < 1_000)
     throw new Error(`every: expected a duration of at least 1s such as "1m", got ${JSON.stringify(every)}`);
   return parseDuration(every);

@@ -9,15 +9,18 @@
  */
 import { parseArgs } from 'node:util';
 import type { Client } from '@temporalio/client';
-import { drainFleetSchedule, upsertFleetSchedule } from '../fleet-schedule';
+import { fleetRequestSchema } from '../common/fleet-request';
+import { formatIssues } from '../common/validation';
+import { drainFleetSchedule, everyMs, upsertFleetSchedule } from '../fleet-schedule';
 import { fleetStatusQuery, setCountUpdate } from '../workflows/fleet-messages';
+import { fleetCountInput, fleetRequestInput, UsageError } from './input';
+
+export { UsageError };
 
 const USAGE = `usage: fleet create|update <schedule> --site <site> --count <n> [--fleet <name>] [--lifetime <d>] [--every <d>] [--note <text>]
        fleet pause|resume <schedule> [--note <text>]
        fleet count <schedule> <n>
        fleet drain|status|delete <schedule>`;
-
-export class UsageError extends Error {}
 
 export async function fleetCommand(argv: string[], client: Client, taskQueue: string): Promise<unknown> {
   const { values, positionals } = parseArgs({
@@ -35,25 +38,21 @@ export async function fleetCommand(argv: string[], client: Client, taskQueue: st
   const [verb, scheduleId, extra] = positionals;
   if (!verb || !scheduleId) throw new UsageError(USAGE);
   const handle = client.schedule.getHandle(scheduleId);
-  const wholeNumber = (text: string | undefined, what: string) => {
-    if (text === undefined || !/^\d{1,5}$/.test(text)) throw new UsageError(`${what}: expected a whole number`);
-    return Number(text);
-  };
   switch (verb) {
     case 'create':
     case 'update': {
-      if (!values.site) throw new UsageError('--site: expected a site profile name');
+      const request = fleetRequestInput(scheduleId, values);
+      try {
+        everyMs(values.every!);
+      } catch (err) {
+        throw new UsageError(`--${(err as Error).message}`);
+      }
       const outcome = await upsertFleetSchedule(client, {
         scheduleId,
         taskQueue,
         every: values.every!,
         note: values.note,
-        request: {
-          site: values.site,
-          count: wholeNumber(values.count, '--count'),
-          ...(values.fleet ? { fleet: values.fleet } : {}),
-          ...(values.lifetime ? { lifetime: values.lifetime } : {}),
-        },
+        request,
       });
       return { schedule: scheduleId, [outcome]: true };
     }
@@ -64,14 +63,19 @@ export async function fleetCommand(argv: string[], client: Client, taskQueue: st
       await handle.unpause(values.note ?? 'resumed');
       return { schedule: scheduleId, paused: false };
     case 'count': {
-      const count = wholeNumber(extra, 'count');
-      await handle.update((previous) => {
-        const action = previous.action as { args?: Array<Record<string, unknown>> };
-        return { ...previous, action: { ...previous.action, args: [{ ...action.args?.[0], count }] } } as never;
-      });
+      // Checked against the fleet's own bound first, then offered to the running fleet (whose validator has the last
+      // word), and only then written into the schedule: a count refused anywhere is written nowhere.
+      const count = fleetCountInput(extra);
       const running = (await handle.describe()).info.runningActions;
       for (const run of running)
         await client.workflow.getHandle(run.workflow.workflowId).executeUpdate(setCountUpdate, { args: [count] });
+      await handle.update((previous) => {
+        const action = previous.action as { args?: Array<Record<string, unknown>> };
+        const args = fleetRequestSchema.safeParse({ ...action.args?.[0], count });
+        if (!args.success)
+          throw new UsageError(`the schedule's fleet request would be invalid:\n${formatIssues(args.error)}`);
+        return { ...previous, action: { ...previous.action, args: [args.data] } } as never;
+      });
       return { schedule: scheduleId, count, fleetsUpdated: running.map((r) => r.workflow.workflowId) };
     }
     case 'drain':

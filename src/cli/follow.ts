@@ -9,6 +9,7 @@ import { Listr, type ListrTask } from 'listr2';
 import type { StepOutcome } from '../common/types';
 import { statusQuery, type GlideinStatus } from '../workflows/messages';
 import { setupOrder, type StepName } from '../workflows/steps';
+import { forTerminal, oneLine } from './terminal';
 import { closedOutcome, type ClosedOutcome } from './workflow-outcome';
 
 export interface FollowOptions {
@@ -107,7 +108,8 @@ export async function followLaunch(handle: WorkflowHandle, options: FollowOption
       const seen = await tracker.waitFor(step);
       switch (seen.kind) {
         case 'ok':
-          task.title = `${step} (${seconds(seen.outcome.durationMs)})${seen.outcome.detail ? `: ${seen.outcome.detail}` : ''}`;
+          // listr2 writes to the terminal itself: what came from the site is made safe here.
+          task.title = `${step} (${seconds(seen.outcome.durationMs)})${seen.outcome.detail ? `: ${oneLine(seen.outcome.detail)}` : ''}`;
           return;
         case 'skipped':
           // The terminal view shows the skip's message in place of the title; plain lines show both.
@@ -115,11 +117,15 @@ export async function followLaunch(handle: WorkflowHandle, options: FollowOption
           return;
         case 'failed':
           throw new Error(
-            `${step} failed after ${seconds(seen.outcome.durationMs)}: ${seen.outcome.error ?? 'no reason given'}`,
+            forTerminal(
+              `${step} failed after ${seconds(seen.outcome.durationMs)}: ${seen.outcome.error ?? 'no reason given'}`,
+            ),
           );
         case 'ended':
           throw new Error(
-            `${step}: the lifecycle ended: ${tracker.closed?.message ?? tracker.closed?.status ?? 'stopped'}`,
+            forTerminal(
+              `${step}: the lifecycle ended: ${tracker.closed?.message ?? tracker.closed?.status ?? 'stopped'}`,
+            ),
           );
       }
     },

@@ -11,17 +11,17 @@ import { userInfo } from 'node:os';
 import { Client, ScheduleNotFoundError, WorkflowNotFoundError, type Connection } from '@temporalio/client';
 import { Command, CommanderError, Option } from 'commander';
 import { z } from 'zod';
-import { isDuration } from '../common/duration';
 import { launchStartOptions } from '../common/launch-options';
-import { siteName } from '../common/validation';
 import type { LogChunk, LogKind, SiteCheck } from '../common/site-tools';
-import { fleetCommand, UsageError } from './fleet';
+import { fleetCommand } from './fleet';
+import { checkSite, checkWorkflowId, launchInput, UsageError } from './input';
 import { siteProfileSchema } from '../site/profile';
 import { connectClient, temporalTarget, type TemporalTarget } from '../temporal-connection';
 import { TEARDOWN_STEP_NAMES } from '../workflows/steps';
 import { drainSignal, statusQuery, stopSignal, type GlideinStatus, type Phase } from '../workflows/messages';
 import { followLaunch } from './follow';
 import { renderStatus, renderTable } from './render';
+import { forTerminal, oneLine } from './terminal';
 import { closedOutcome, failureMessage } from './workflow-outcome';
 
 export const EXIT = { ok: 0, failed: 1, usage: 2, unreachable: 3, notFound: 4 } as const;
@@ -93,23 +93,21 @@ class Session {
 }
 
 function validSite(site: string): string {
-  if (!siteName.safeParse(site).success)
-    throw new CliError(
-      `site: ${JSON.stringify(site)} is not a site profile name (lowercase letters, digits, hyphens)`,
-      EXIT.usage,
-    );
-  return site;
+  return usage(() => checkSite(site));
 }
 
-function validId(id: string, what = 'workflow id'): string {
-  if (!/^[\x21-\x7e]{1,255}$/.test(id))
-    throw new CliError(`${what}: ${JSON.stringify(id)} is not a workflow id`, EXIT.usage);
-  return id;
+/** Runs a check of ./input.ts, its UsageError ending the command with exit code 2. */
+function usage<T>(check: () => T): T {
+  try {
+    return check();
+  } catch (err) {
+    if (err instanceof UsageError) throw new CliError(err.message, EXIT.usage);
+    throw err;
+  }
 }
 
-function newLaunchId(site: string): string {
-  const stamp = new Date().toISOString().replace(/[-:]/g, '').replace(/\..*$/, '').toLowerCase();
-  return `glidein-${site}-${stamp}-${randomBytes(2).toString('hex')}`;
+function validId(id: string): string {
+  return usage(() => checkWorkflowId(id));
 }
 
 async function glideinStatus(client: Client, id: string): Promise<GlideinStatus> {
@@ -137,7 +135,13 @@ async function runTool<T>(client: Client, globals: Globals, type: string, id: st
   }
 }
 
-export function buildProgram(io: Io): { program: Command; session: Session } {
+/** The Io with every text it prints made safe for a terminal (./terminal.ts): site text never reaches one raw. */
+function terminalIo(io: Io): Io {
+  return { ...io, out: (text) => io.out(forTerminal(text)), err: (text) => io.err(forTerminal(text)) };
+}
+
+export function buildProgram(rawIo: Io): { program: Command; session: Session } {
+  const io = terminalIo(rawIo);
   const program = new Command('glidein');
   const globals = () => program.opts<Globals>();
   const s = new Session(globals);
@@ -178,15 +182,9 @@ export function buildProgram(io: Io): { program: Command; session: Session } {
     .option('--id <workflowId>', 'workflow id (default: glidein-<site>-<time>-<random>)')
     .option('--follow', 'show each setup step live, until the glidein registers or the launch fails')
     .action(async (site: string, opts: { lifetime?: string; id?: string; follow?: boolean }) => {
-      validSite(site);
-      if (opts.lifetime !== undefined && !isDuration(opts.lifetime))
-        throw new CliError(
-          `--lifetime: ${JSON.stringify(opts.lifetime)} is not a duration such as 90m or 12h`,
-          EXIT.usage,
-        );
-      const workflowId = validId(opts.id ?? newLaunchId(site), '--id');
+      // The workflow's own checks, and no fleet's slot: refused here, before anything starts.
+      const { request, workflowId } = usage(() => launchInput(site, opts));
       const client = await s.client();
-      const request = { site, ...(opts.lifetime ? { lifetime: opts.lifetime } : {}) };
       const handle = await client.workflow.start('LaunchGlidein', {
         taskQueue: globals().taskQueue,
         workflowId,
@@ -207,7 +205,7 @@ export function buildProgram(io: Io): { program: Command; session: Session } {
       if (end.registered && registration) {
         print({ workflowId, site, registered: true, registration, node: end.status?.allocation?.node }, () =>
           [
-            `registered: ${registration.name} (${registration.state}/${registration.activity}) with the collector`,
+            `registered: ${oneLine(`${registration.name} (${registration.state}/${registration.activity})`)} with the collector`,
             `  status: glidein status ${workflowId}    log: glidein logs ${workflowId} --glidein --follow`,
             `  end it: glidein drain ${workflowId}`,
           ].join('\n'),
@@ -227,7 +225,9 @@ export function buildProgram(io: Io): { program: Command; session: Session } {
         io.err(
           [
             `launch failed: ${reason}`,
-            ...teardown.map((st) => `  teardown ${st.step}: ${st.status}${st.detail ? ` (${st.detail})` : ''}`),
+            ...teardown.map(
+              (st) => `  teardown ${st.step}: ${st.status}${st.detail ? ` (${oneLine(st.detail)})` : ''}`,
+            ),
           ].join('\n'),
         );
       throw new CliError('', EXIT.failed);
@@ -386,7 +386,8 @@ export function buildProgram(io: Io): { program: Command; session: Session } {
       print(result, () =>
         [
           ...result.hops.map(
-            (h) => `${mark[h.status]} ${h.hop}: ${h.detail}${h.status === 'not checked' ? '' : ` (${h.ms} ms)`}`,
+            (h) =>
+              `${mark[h.status]} ${h.hop}: ${oneLine(h.detail)}${h.status === 'not checked' ? '' : ` (${h.ms} ms)`}`,
           ),
           result.ok ? `${name}: every hop checked is open` : `${name}: first failing hop: ${result.failedHop}`,
         ].join('\n'),
@@ -440,7 +441,8 @@ export function buildProgram(io: Io): { program: Command; session: Session } {
   return { program, session: s };
 }
 
-export async function runCli(argv: string[], io: Io): Promise<number> {
+export async function runCli(argv: string[], rawIo: Io): Promise<number> {
+  const io = terminalIo(rawIo);
   const { program, session } = buildProgram(io);
   try {
     await program.parseAsync(argv, { from: 'user' });
@@ -468,7 +470,7 @@ if (require.main === module) {
       process.exitCode = code;
     },
     (err) => {
-      process.stderr.write(`glidein: ${String(err)}\n`);
+      process.stderr.write(`glidein: ${forTerminal(String(err))}\n`);
       process.exitCode = EXIT.failed;
     },
   );

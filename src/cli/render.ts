@@ -1,7 +1,9 @@
-/** Plain-text views for the terminal: a status, a table. */
+/** Plain-text views for the terminal: a status, a table. Every value shown is one line, safe for a terminal. */
 import type { GlideinStatus } from '../workflows/messages';
+import { oneLine } from './terminal';
 
-export function renderTable(rows: Array<Record<string, string>>): string {
+export function renderTable(unsafeRows: Array<Record<string, string>>): string {
+  const rows = unsafeRows.map((r) => Object.fromEntries(Object.entries(r).map(([k, v]) => [k, oneLine(v ?? '')])));
   const columns = Object.keys(rows[0] ?? {});
   const widths = columns.map((c) => Math.max(c.length, ...rows.map((r) => (r[c] ?? '').length)));
   const line = (cells: string[]) =>
@@ -18,6 +20,23 @@ const seconds = (ms: number | undefined) => (ms === undefined ? '' : `${(ms / 10
 
 export function renderStatus(workflowId: string, status: GlideinStatus): string {
   const lines = [
+    // The lines above the table: each one line, whatever the status holds.
+    ...headLines(workflowId, status).map(oneLine),
+    '',
+    renderTable(
+      status.steps.map((s) => ({
+        step: s.step,
+        status: s.status,
+        time: seconds(s.durationMs),
+        detail: s.error ?? s.detail ?? '',
+      })),
+    ),
+  ];
+  return lines.join('\n');
+}
+
+function headLines(workflowId: string, status: GlideinStatus): string[] {
+  return [
     `${workflowId}: ${status.phase} at ${status.site} (glidein ${status.glideinId})`,
     ...(status.allocation ? [`  node: ${status.allocation.node} (Slurm job ${status.allocation.jobId})`] : []),
     ...(status.registration
@@ -31,15 +50,5 @@ export function renderStatus(workflowId: string, status: GlideinStatus): string 
     ...(status.shutdown ? [`  shutdown requested: ${status.shutdown}`] : []),
     ...(status.endReason ? [`  ended: ${status.endReason}`] : []),
     `  holds on the site: ${status.held.map((h) => h.kind).join(', ') || 'nothing'}`,
-    '',
-    renderTable(
-      status.steps.map((s) => ({
-        step: s.step,
-        status: s.status,
-        time: seconds(s.durationMs),
-        detail: s.error ?? s.detail ?? '',
-      })),
-    ),
   ];
-  return lines.join('\n');
 }

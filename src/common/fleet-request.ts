@@ -3,22 +3,32 @@
  * like every other input (a carried state only in a run continued from this same workflow).
  */
 import { z } from 'zod';
-import { duration, siteName } from './validation';
+import { glideinLifetime, siteName } from './validation';
 
 /** Fleet names become glidein ids `glidein-<fleet>-<slot>` (at most 63 characters). */
 export const fleetName = z
   .string()
-  .regex(/^[a-z0-9](?:[a-z0-9]|-(?!-)){0,39}$/, 'expected 1-40 lowercase letters, digits and single hyphens');
+  .regex(
+    /^(?=.{1,40}$)[a-z0-9]+(?:-[a-z0-9]+)*$/,
+    'expected 1-40 lowercase letters, digits and single inner hyphens (not at either end)',
+  );
+
+/** How many glideins a fleet may be asked to keep: its request's `count`, and its `setCount` update's. */
+export const fleetCount = z
+  .number()
+  .int('expected a whole number')
+  .min(0, 'expected at least 0')
+  .max(10_000, 'expected at most 10000');
 
 export const fleetRequestSchema = z.strictObject({
   /** A profile name known to the worker: sites/<site>.yaml; its `fleet:` section sets the limits. */
   site: siteName,
   /** How many glideins to keep running (clamped to the profile's fleet.maxGlideins). */
-  count: z.number().int('expected a whole number').min(0, 'expected at least 0').max(10_000, 'expected at most 10000'),
+  count: fleetCount,
   /** Names the fleet's glideins (`glidein-<fleet>-<slot>`) and its GlideinFleet search attribute; default: site. */
   fleet: fleetName.optional(),
   /** Each glidein's lifetime; default: the profile's glidein.lifetime. */
-  lifetime: duration({ min: 10_000, max: 30 * 86_400_000 }).optional(),
+  lifetime: glideinLifetime().optional(),
   /** The Temporal Schedule that runs this fleet: pausing it pauses starts, deleting it ends the fleet run. */
   scheduleId: z
     .string()
@@ -31,6 +41,15 @@ export type FleetRequest = z.output<typeof fleetRequestSchema>;
 /** The workflow id of a fleet's slot: also the glidein id on the site (a safe name, kept as it is). */
 export function slotId(fleet: string, slot: number): string {
   return `glidein-${fleet}-${slot}`;
+}
+
+/**
+ * The fleet and slot whose workflow id this is, if it is one a fleet could use (`glidein-<fleet>-<slot>`, any fleet
+ * name, any number): such an id is the fleet's, and a LaunchGlidein started by hand under it would hold its slot.
+ */
+export function fleetSlotOf(workflowId: string): { fleet: string; slot: number } | undefined {
+  const m = /^glidein-(.+)-([0-9]+)$/.exec(workflowId);
+  return m && fleetName.safeParse(m[1]).success ? { fleet: m[1], slot: Number(m[2]) } : undefined;
 }
 
 /** What a fleet may do at its site, from the profile's `fleet:` section (durations in ms). */

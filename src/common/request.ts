@@ -3,13 +3,13 @@
  */
 import { z } from 'zod';
 import { sha256Hex } from './sha256';
-import { duration, formatIssues, siteName } from './validation';
+import { formatIssues, glideinLifetime, siteName } from './validation';
 
 export const glideinRequestSchema = z.strictObject({
   /** A profile name known to the worker: sites/<site>.yaml. */
   site: siteName,
   /** How long the glidein may run before it is drained; defaults to the profile's glidein.lifetime. */
-  lifetime: duration({ min: 10_000, max: 30 * 86_400_000 }).optional(),
+  lifetime: glideinLifetime().optional(),
 });
 
 export type GlideinRequest = z.output<typeof glideinRequestSchema>;

@@ -5,13 +5,22 @@
 import { z } from 'zod';
 import { isDuration, parseDuration } from './duration';
 
-/** A DNS name or an IPv4 address; never starts with '-', so it can't be read as an option. */
+/** One octet of a dotted-quad IPv4 address: 0-255, no leading zero (inet_aton would read 010 as octal). */
+const OCTET = '(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])';
+const LABEL = '[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?';
+/**
+ * A DNS name's last label is never all digits nor 0x-hex: the resolver would take `999.999.999.999`, `10.1` or
+ * `0x7f000001` for an IPv4 address (inet_aton's forms), not a name.
+ */
+const LAST_LABEL = `(?![0-9]+$)(?!0[xX][0-9A-Fa-f]*$)${LABEL}`;
+
+/** A DNS name or a dotted-quad IPv4 address; never starts with '-', so it can't be read as an option. */
 export const hostname = z
   .string()
   .max(253)
   .regex(
-    /^(?:(?:\d{1,3}\.){3}\d{1,3}|[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*)$/,
-    'expected a hostname or IPv4 address (letters, digits, dots and inner hyphens)',
+    new RegExp(`^(?:(?:${OCTET}\\.){3}${OCTET}|(?:${LABEL}\\.)*${LAST_LABEL})$`),
+    'expected a hostname (letters, digits, dots and inner hyphens, not ending in a number) or an IPv4 address (0-255 four times)',
   );
 
 export const port = z
@@ -46,9 +55,13 @@ export const glideinId = z
     'expected 1-63 lowercase letters, digits and hyphens, starting with a letter or digit',
   );
 
+/** Site names become file names, search attribute values, metric labels and (as a fleet's default) fleet names. */
 export const siteName = z
   .string()
-  .regex(/^[a-z0-9][a-z0-9-]{0,62}$/, 'expected a site name of lowercase letters, digits and hyphens');
+  .regex(
+    /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/,
+    'expected a site name of 1-63 lowercase letters, digits and inner hyphens',
+  );
 
 export const duration = (opts: { min?: number; max?: number } = {}) =>
   z
@@ -62,6 +75,13 @@ export const duration = (opts: { min?: number; max?: number } = {}) =>
       (d) => !isDuration(d) || opts.max === undefined || parseDuration(d) <= opts.max,
       `expected at most ${opts.max} ms`,
     );
+
+/**
+ * How long a glidein may live before it drains: the one bound that the workflow's input, a fleet's request and the
+ * `glidein` command all check (so the command refuses what the workflow would).
+ */
+export const LIFETIME_BOUNDS = { min: 10_000, max: 30 * 86_400_000 } as const;
+export const glideinLifetime = () => duration(LIFETIME_BOUNDS);
 
 /** A command-line word from configuration: printable, no control characters. Quoted before use. */
 export const argWord = z

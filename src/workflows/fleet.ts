@@ -29,6 +29,7 @@ import type { GlideinActivities } from '../activities';
 import { FailureType } from '../common/failure-types';
 import {
   fleetCarriedSchema,
+  fleetCount,
   fleetRequestSchema,
   slotId,
   type FleetCarried,
@@ -152,9 +153,11 @@ export async function GlideinFleet(input: GlideinFleetInput): Promise<FleetResul
       return view();
     },
     {
+      // The request's own bound (fleetCount), which `glidein fleet count` checks before it writes anything.
       validator: (count: number) => {
-        if (!Number.isInteger(count) || count < 0 || count > 10_000)
-          throw new Error(`count: expected a whole number from 0 to 10000, got ${JSON.stringify(count)}`);
+        const checked = fleetCount.safeParse(count);
+        if (!checked.success)
+          throw new Error(`count: ${checked.error.issues[0].message}, got ${JSON.stringify(count)}`);
       },
     },
   );

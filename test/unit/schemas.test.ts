@@ -4,6 +4,8 @@ import { parse, stringify } from 'yaml';
 import { glideinIdFor, parseGlideinRequest } from '../../src/common/request';
 import { parseDuration } from '../../src/common/duration';
 import { parseSiteProfile, SiteRegistry } from '../../src/site/load';
+import { fleetName, fleetRequestSchema, fleetSlotOf } from '../../src/common/fleet-request';
+import { hostname, siteName } from '../../src/common/validation';
 
 const sitesDir = path.join(__dirname, '..', '..', 'sites');
 const localYaml = readFileSync(path.join(sitesDir, 'local.yaml'), 'utf8');
@@ -143,5 +145,64 @@ describe('LaunchGlidein input', () => {
     expect(parseDuration('1h30m')).toBe(5_400_000);
     expect(parseDuration('250ms')).toBe(250);
     expect(() => parseDuration('1.5h')).toThrow('not a duration');
+  });
+});
+
+describe('names that reach the site', () => {
+  it.each([
+    'jwlogin05.fz-juelich.de',
+    'jwlogin05',
+    'localhost',
+    '127.0.0.4',
+    '10.0.0.255',
+    '255.255.255.255',
+    'node-1.a1',
+  ])('hostname accepts %s', (host) => expect(hostname.safeParse(host).success).toBe(true));
+
+  it.each([
+    ['999.999.999.999', 'octets above 255'],
+    ['256.1.1.1', 'an octet above 255'],
+    ['10.0.0.01', 'a leading zero: octal to inet_aton'],
+    ['10.1', "inet_aton's short form"],
+    ['2130706433', 'a bare number: an address to inet_aton'],
+    ['0x7f000001', 'a hex address'],
+    ['host.0x7f', 'a hex last label'],
+    ['-oProxyCommand=x', 'an ssh option'],
+    ['a-.example.org', 'a label ending in a hyphen'],
+    ['a..b', 'an empty label'],
+  ])('hostname refuses %s (%s)', (host) => {
+    const parsed = hostname.safeParse(host);
+    expect(parsed.success).toBe(false);
+    expect(parsed.error?.issues[0].message).toMatch(/^expected a hostname/);
+  });
+
+  it.each(['jsc', 'jsc-juwels', 'a1-b2-c3', 'x'.repeat(40)])('fleetName accepts %s', (name) =>
+    expect(fleetName.safeParse(name).success).toBe(true),
+  );
+
+  it.each(['jsc-', '-jsc', 'a--b', 'JSC', 'x'.repeat(41), ''])('fleetName refuses %j', (name) =>
+    expect(fleetName.safeParse(name).success).toBe(false),
+  );
+
+  it('refuses a fleet request whose fleet name ends in a hyphen, naming the field', () => {
+    const parsed = fleetRequestSchema.safeParse({ site: 'jsc', count: 1, fleet: 'jsc-' });
+    expect(parsed.error?.issues.map((i) => `${i.path.join('.')}: ${i.message}`)).toEqual([
+      'fleet: expected 1-40 lowercase letters, digits and single inner hyphens (not at either end)',
+    ]);
+  });
+
+  it.each(['local', 'jsc-box-strict', 'a'.repeat(63)])('siteName accepts %s', (name) =>
+    expect(siteName.safeParse(name).success).toBe(true),
+  );
+
+  it.each(['local-', '-local', 'a'.repeat(64), 'Local'])('siteName refuses %j', (name) =>
+    expect(siteName.safeParse(name).success).toBe(false),
+  );
+
+  it("names a fleet's slot ids, and only those", () => {
+    expect(fleetSlotOf('glidein-jsc-3')).toEqual({ fleet: 'jsc', slot: 3 });
+    expect(fleetSlotOf('glidein-jsc-juwels-12')).toEqual({ fleet: 'jsc-juwels', slot: 12 });
+    for (const id of ['glidein-jsc', 'glidein-jsc-3a', 'glidein--3', 'fleet-jsc-3', 'glidein-JSC-3', 'glidein-jsc--3'])
+      expect(fleetSlotOf(id)).toBeUndefined();
   });
 });

@@ -36,6 +36,7 @@ import {
   spawnedProcess,
   tcpProbeArgv,
   writeFileArgv,
+  writeWithSecretArgv,
   type LeaseArgs,
 } from '../../src/site/scripts';
 
@@ -253,6 +254,67 @@ describe('WRITE_FILE', () => {
   });
 });
 
+describe('WRITE_WITH_SECRET', () => {
+  const secret = 'c0ffee'.repeat(8);
+
+  /** Each external command the script runs, with its argv, as `ps` or /proc/<pid>/cmdline would show it. */
+  function recordingPath(): { env: string[]; argvs: () => string[] } {
+    const bin = path.join(dir, 'bin');
+    const log = path.join(dir, 'argv.log');
+    fs.mkdirSync(bin);
+    for (const command of ['awk', 'sed', 'cat', 'mv', 'mkdir', 'rm', 'tr', 'head', 'grep', 'cp', 'tee', 'dd']) {
+      const real = ['/usr/bin', '/bin'].map((d) => path.join(d, command)).find((f) => fs.existsSync(f));
+      if (!real) continue;
+      fs.writeFileSync(
+        path.join(bin, command),
+        `#!/bin/sh\nprintf '%s\\0' "$0" "$@" >> '${log}'; printf '\\n' >> '${log}'\nexec ${real} "$@"\n`,
+        { mode: 0o755 },
+      );
+    }
+    return {
+      env: ['env', `PATH=${bin}:${process.env.PATH}`],
+      argvs: () => (fs.existsSync(log) ? fs.readFileSync(log, 'utf8').split('\n').filter(Boolean) : []),
+    };
+  }
+
+  it('fills the secret in on the site, with the secret in no argv (built or run)', async () => {
+    const secretFile = path.join(dir, 'relay.secret');
+    fs.writeFileSync(secretFile, `${secret}\n`, { mode: 0o600 });
+    const target = path.join(dir, 'g1', 'proxychains.conf');
+    const argv = writeWithSecretArgv(path.join(dir, 'g1'), target, secretFile, '@SECRET@');
+    expect(argv.join('\0')).not.toContain(secret);
+    const recording = recordingPath();
+    const result = await local.run([...recording.env, ...argv], {
+      ...opts,
+      stdin: 'strict_chain\n[ProxyList]\nsocks5 127.0.0.1 1081 glidein @SECRET@\n',
+    });
+    expect(result).toMatchObject({ code: 0, stderr: '' });
+    expect(fs.readFileSync(target, 'utf8')).toBe(
+      `strict_chain\n[ProxyList]\nsocks5 127.0.0.1 1081 glidein ${secret}\n`,
+    );
+    expect(fs.statSync(target).mode & 0o777).toBe(0o600);
+    expect(recording.argvs().length).toBeGreaterThan(0); // the recording works: the script's commands were seen
+    for (const seen of recording.argvs()) expect(seen).not.toContain(secret);
+  });
+
+  it.each([
+    ['not hex', 'c0ffee; rm -rf ~'],
+    ['two lines', `${secret}\n${secret}`],
+    ['empty', ''],
+  ])('refuses a secret file that is %s (exit 65), and writes nothing', async (_what, content) => {
+    const secretFile = path.join(dir, 'relay.secret');
+    fs.writeFileSync(secretFile, content);
+    const target = path.join(dir, 'g1', 'proxychains.conf');
+    const result = await local.run(writeWithSecretArgv(path.join(dir, 'g1'), target, secretFile, '@SECRET@'), {
+      ...opts,
+      stdin: 'socks5 127.0.0.1 1081 glidein @SECRET@\n',
+    });
+    expect(result.code).toBe(65);
+    expect(result.stderr).toContain(`${secretFile} does not hold a hex secret`);
+    expect(fs.readdirSync(path.join(dir, 'g1'))).toEqual([]);
+  });
+});
+
 describe('TCP_PROBE', () => {
   it('connects and closes, and fails where nothing listens', async () => {
     const server = net.createServer((s) => s.end());
@@ -267,33 +329,70 @@ describe('TCP_PROBE', () => {
   });
 });
 
+/**
+ * A one-request HTTP server: it reads the request up to the blank line that ends its headers, however many pieces it
+ * arrives in (bash writes it as it goes, and under load each piece can be its own TCP segment), then answers.
+ */
+async function oneRequestServer(
+  answer: string,
+): Promise<{ port: number; request: Promise<string>; close(): Promise<void> }> {
+  let received: (request: string) => void = () => undefined;
+  const request = new Promise<string>((resolve) => (received = resolve));
+  const server = net.createServer((s) => {
+    let text = '';
+    s.on('data', (d) => {
+      text += d.toString('latin1');
+      const end = text.indexOf('\r\n\r\n');
+      if (end < 0) return;
+      received(text.slice(0, end + 4));
+      s.end(answer);
+    }).on('error', () => undefined); // the probe hangs up once it has the status line
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return {
+    port: (server.address() as net.AddressInfo).port,
+    request,
+    close: () => new Promise<void>((r) => server.close(() => r())),
+  };
+}
+
 describe('HTTP_PROBE', () => {
   it('asks host:port for an absolute URL as a proxy is asked, and prints the status line', async () => {
-    let request = '';
-    const server = net.createServer(
-      (s) =>
-        s
-          .once('data', (d) => {
-            request = d.toString('latin1');
-            s.end('HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n');
-          })
-          .on('error', () => undefined), // the probe hangs up once it has the status line
-    );
-    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-    const port = (server.address() as net.AddressInfo).port;
+    const server = await oneRequestServer('HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n');
     const url = 'http://cmsfrontier.cern.ch:8000/FrontierProd/Frontier?type=x&p1=$(touch /tmp/pwned)';
     try {
-      const result = await local.run(httpProbeArgv('127.0.0.1', port, url), opts);
+      const result = await local.run(httpProbeArgv('127.0.0.1', server.port, url), opts);
       expect(result.code).toBe(0);
       expect(parseHttpStatus(result.stdout)).toEqual({ code: 200, line: 'HTTP/1.1 200 OK' });
-      expect(request.split('\r\n').slice(0, 2)).toEqual([`GET ${url} HTTP/1.0`, 'Host: cmsfrontier.cern.ch:8000']);
+      expect((await server.request).split('\r\n').slice(0, 2)).toEqual([
+        `GET ${url} HTTP/1.0`,
+        'Host: cmsfrontier.cern.ch:8000',
+      ]);
     } finally {
-      await new Promise((r) => server.close(r));
+      await server.close();
     }
     expect(fs.existsSync('/tmp/pwned')).toBe(false);
-    expect((await local.run(httpProbeArgv('127.0.0.1', port, url), opts)).code).not.toBe(0);
+    expect((await local.run(httpProbeArgv('127.0.0.1', server.port, url), opts)).code).not.toBe(0);
     expect(parseHttpStatus('status HTTP/1.1 403 Forbidden\n')).toEqual({ code: 403, line: 'HTTP/1.1 403 Forbidden' });
     expect(parseHttpStatus('garbage')).toBeUndefined();
+  });
+
+  it("the test's server reads a request that arrives in pieces to its end (as bash's does under load)", async () => {
+    const server = await oneRequestServer('HTTP/1.1 200 OK\r\n\r\n');
+    const pieces = ['GET http://a/ HTTP/1.0\r\n', 'Host: a\r\n', 'User-Agent: x\r\n', '\r\n'];
+    try {
+      const client = net.connect(server.port, '127.0.0.1');
+      await new Promise((r) => client.once('connect', r));
+      client.setNoDelay(true);
+      for (const piece of pieces) {
+        client.write(piece);
+        await new Promise((r) => setTimeout(r, 50)); // each its own segment
+      }
+      expect(await server.request).toBe(pieces.join(''));
+      client.destroy();
+    } finally {
+      await server.close();
+    }
   });
 });
 

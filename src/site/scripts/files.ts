@@ -14,13 +14,16 @@ export function writeFileArgv(dir: string, file: string): string[] {
 
 /**
  * WRITE_WITH_SECRET dir=$1 file=$2 secret=$3 placeholder=$4: as WRITE_FILE, with the placeholder on stdin
- * replaced by the content of the secret file (hex digits only, else exit 65): a secret made on the site goes
- * into a file there without ever leaving it.
+ * replaced by the content of the secret file (one line of hex digits, else exit 65): a secret made on the site goes
+ * into a file there without ever leaving it. awk reads the secret file itself, so the secret is in no process's
+ * argv (/proc/<pid>/cmdline is readable by every user of the login node), as it was in `sed "s/…/$secret/"`.
  */
 export const WRITE_WITH_SECRET = `umask 077; mkdir -p "$1" || exit 1
-secret=$(cat "$3") || exit 1
-case $secret in ''|*[!0-9a-f]*) echo "$3 does not hold a hex secret" >&2; exit 65;; esac
-sed "s/$4/$secret/g" > "$2.tmp" && mv "$2.tmp" "$2"`;
+awk -v f="$3" -v ph="$4" 'BEGIN {
+  n = getline s < f; while ((getline more < f) > 0) if (more != "") n = -1
+  if (n <= 0 || s !~ /^[0-9a-f]+$/) { print f " does not hold a hex secret" > "/dev/stderr"; exit 65 }
+} { gsub(ph, s); print }' > "$2.tmp" || { e=$?; rm -f "$2.tmp"; exit $e; }
+mv "$2.tmp" "$2"`;
 
 export function writeWithSecretArgv(dir: string, file: string, secretFile: string, placeholder: string): string[] {
   return ['sh', '-c', WRITE_WITH_SECRET, 'sh', dir, file, secretFile, placeholder];
