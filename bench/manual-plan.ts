@@ -62,7 +62,7 @@ export function writeManualPlan(
   const creds = (['idToken', 'x509Proxy'] as const).flatMap((kind) => {
     const file = profile.credentials?.[kind];
     if (file === undefined) return [];
-    const [dir, target] = kind === 'idToken' ? [paths.tokensDir, paths.idToken] : [paths.dir, paths.x509Proxy];
+    const [dir, target] = kind === 'idToken' ? [paths.tokensDir, paths.idToken] : [paths.configDir, paths.x509Proxy];
     return [{ file, write: commandLine(writeFileArgv(dir, target)), target }];
   });
 
@@ -78,7 +78,7 @@ export function writeManualPlan(
     ['REPOS', repos],
     // openTunnel
     ['C_INSPECT_TUNNEL', commandLine(inspectArgv([paths.tunnelPid]))],
-    ['C_MKDIR', commandLine(['mkdir', '-p', paths.dir])],
+    ['C_MKDIR', commandLine(['mkdir', '-p', paths.dir, paths.configDir, paths.condorLocal, paths.scratchDir])],
     [
       'C_SPAWN_TUNNEL',
       commandLine(
@@ -90,7 +90,7 @@ export function writeManualPlan(
       ),
     ],
     // verifyOutbound, preloadProxychains
-    ['C_WRITE_CONF', commandLine(writeFileArgv(paths.dir, paths.proxychainsConf))],
+    ['C_WRITE_CONF', commandLine(writeFileArgv(paths.configDir, paths.proxychainsConf))],
     ['C_PROBE_OUTBOUND', commandLine(chain.probeArgv(paths.proxychainsConf, check.host, check.port))],
     // the profile's further checks (an HTTP GET through a Frontier squid, or a TCP connection)
     [
@@ -128,7 +128,7 @@ export function writeManualPlan(
     ['C_MOUNT_RELEASE', repos.map((r) => commandLine(cvmfs.releaseArgv(r, glideinId)))],
     // startContainer, stopContainer
     ['C_INSTANCE_LIST', commandLine(container.listArgv(instance))],
-    ['C_INSTANCE_START', commandLine(instanceStartArgv(instance, paths.dir))],
+    ['C_INSTANCE_START', commandLine(instanceStartArgv(instance, paths))],
     ['C_INSTANCE_STOP', commandLine(container.stopArgv(instance))],
     // stageCredential, removeCredential
     ['CRED_FILES', creds.map((c) => c.file)],

@@ -10,6 +10,7 @@
 import { ApplicationFailure } from '@temporalio/common';
 import type { SiteExecutors } from '../../src/activities/deps';
 import { ExecutorError, type CommandResult, type Executor, type RunOptions } from '../../src/remote/executor';
+import { CONTAINED } from '../../src/site/adapters/container';
 import type { SiteProfile } from '../../src/site/profile';
 import { HOLDER_SCRIPT, shScriptNamed, TCP_PROBE } from './scripts';
 
@@ -189,6 +190,12 @@ export const EMPTY_FOOTPRINT: Footprint = {
 };
 
 let sites = 0;
+
+/** `exec --cleanenv instance://<name> <command…>` (the arguments after `exec`), or undefined for any other shape. */
+function execInInstance(args: readonly string[]): { name: string; command: string[] } | undefined {
+  if (args[0] !== '--cleanenv' || !args[1]?.startsWith('instance://')) return undefined;
+  return { name: args[1].slice('instance://'.length), command: args.slice(2) };
+}
 
 export class FakeSite {
   readonly faults: FakeFaults = {};
@@ -370,10 +377,13 @@ export class FakeSite {
       }
     }
     switch (basename(tool)) {
-      case 'mkdir':
-        if (args[0] !== '-p' || args.length < 2 || !args.slice(1).every(isAbsolute)) break;
-        for (const dir of args.slice(1)) host.mkdirp(dir);
+      case 'mkdir': {
+        // `mkdir -p <dir>…`, or `mkdir -p -m 0700 -- <dir>…` (directories only the site user may enter).
+        const dirs = args[1] === '-m' ? (args[2] === '0700' && args[3] === '--' ? args.slice(4) : []) : args.slice(1);
+        if (args[0] !== '-p' || dirs.length === 0 || !dirs.every(isAbsolute)) break;
+        for (const dir of dirs) host.mkdirp(dir);
         return ok('');
+      }
       case 'tail':
         return this.tail(host, args, argv);
       case 'rm':
@@ -498,11 +508,7 @@ export class FakeSite {
     const tool = basename(command[0]);
     if (tool === 'ssh' && (command.includes('-D') || command.includes('-R')))
       return this.startTunnel(host, command, log, options);
-    if (
-      (tool === 'apptainer' || tool === 'singularity') &&
-      command[1] === 'exec' &&
-      command[2]?.startsWith('instance://')
-    )
+    if ((tool === 'apptainer' || tool === 'singularity') && command[1] === 'exec')
       return this.startGlidein(host, tool, command, log, options);
     return this.refuse(host, command, 'a spawn of an unknown command');
   }
@@ -542,12 +548,14 @@ export class FakeSite {
     return proc;
   }
 
-  private startGlidein(host: FakeHost, tool: string, command: string[], log: string, options: RunOptions): FakeProcess {
-    const name = command[2].slice('instance://'.length);
+  private startGlidein(host: FakeHost, tool: string, argv: string[], log: string, options: RunOptions): FakeProcess {
+    const exec = execInInstance(argv.slice(2));
+    if (!exec) return this.refuse(host, argv, 'a spawn of `exec` without --cleanenv into instance://<name>');
+    const { name } = exec;
     const prefix = tool === 'apptainer' ? 'APPTAINERENV_' : 'SINGULARITYENV_';
     const glideinId = options.env?.[`${prefix}_CONDOR_GLIDEIN_NAME`];
-    if (!glideinId) return this.refuse(host, command, `a glidein started without ${prefix}_CONDOR_GLIDEIN_NAME`);
-    const proc = this.newProcess(host.name, command, 'glidein');
+    if (!glideinId) return this.refuse(host, argv, `a glidein started without ${prefix}_CONDOR_GLIDEIN_NAME`);
+    const proc = this.newProcess(host.name, argv, 'glidein');
     proc.log = log;
     const instance = host.instances.get(name);
     if (!instance) {
@@ -555,18 +563,28 @@ export class FakeSite {
       proc.alive = false;
       return proc;
     }
-    if (!this.existsIn(host, instance, command[3])) {
-      host.append(log, `FATAL:   stat ${command[3]}: no such file or directory\n`);
+    if (!this.existsIn(host, instance, exec.command[0])) {
+      host.append(log, `FATAL:   stat ${exec.command[0]}: no such file or directory\n`);
       proc.alive = false;
       return proc;
     }
+    // What the daemons read must be bound into the contained instance, or the glidein could not see it.
+    const unbound = ['LOCAL_DIR', 'SEC_TOKEN_DIRECTORY', 'X509_USER_PROXY']
+      .map((knob) => options.env?.[`${prefix}_CONDOR_${knob}`])
+      .filter((p): p is string => p !== undefined && !this.boundIn(instance, p));
+    if (unbound.length > 0)
+      return this.refuse(
+        host,
+        argv,
+        `a glidein configured with paths its container does not bind (${unbound.join(', ')})`,
+      );
     proc.glideinId = glideinId;
     proc.instance = name;
     host.append(log, `condor_master (pid ${proc.pid}) started for ${glideinId}\n`);
     if (!this.faults.glideinNeverRegisters) {
       const collector = options.env?.[`${prefix}_CONDOR_COLLECTOR_HOST`];
       if (collector !== this.config.collector)
-        return this.refuse(host, command, `a glidein configured for collector ${collector}`);
+        return this.refuse(host, argv, `a glidein configured for collector ${collector}`);
       this.ads.set(glideinId, {
         GlideinLaunchId: glideinId,
         // As the local site's stand-in names it: slot1@<GLIDEIN_NAME>@<host>.
@@ -873,6 +891,11 @@ export class FakeSite {
       return ok(this.listing(host, args[3]));
     if (args[0] === 'instance' && args[1] === 'start') {
       const rest = args.slice(2);
+      // The instance must be contained (the pool's jobs run in it as the pilot's uid): these flags, in this order.
+      if (CONTAINED.some((flag, i) => rest[i] !== flag) || rest[CONTAINED.length] !== '--workdir')
+        return this.refuse(host, argv, `an instance start without ${CONTAINED.join(' ')} --workdir <dir>`);
+      const workdir = rest[CONTAINED.length + 1] ?? '';
+      rest.splice(0, CONTAINED.length + 2);
       const binds = new Map<string, string>();
       while (rest[0] === '--bind') {
         const [src, dst = src] = (rest[1] ?? '').split(':');
@@ -880,7 +903,7 @@ export class FakeSite {
         rest.splice(0, 2);
       }
       const [image, name] = rest;
-      if (rest.length !== 2 || !isAbsolute(image))
+      if (rest.length !== 2 || !isAbsolute(image) || !isAbsolute(workdir))
         return this.refuse(host, argv, 'an instance start with malformed arguments');
       if (this.faults.instanceStartFails && take(this.faults.instanceStartFails))
         return fatal(this.faults.instanceStartFails.output);
@@ -889,7 +912,7 @@ export class FakeSite {
         return fatal(
           `could not open image ${image}: failed to retrieve path for ${image}: lstat ${image}: no such file or directory`,
         );
-      for (const src of binds.values())
+      for (const src of [...binds.values(), workdir])
         if (!host.exists(src)) return fatal(`container creation failed: mount source ${src} doesn't exist`);
       const proc = this.newProcess(host.name, [`Apptainer instance: glidein [${name}]`], 'instance');
       host.instances.set(name, { name, pid: proc.pid, image, binds });
@@ -910,10 +933,13 @@ export class FakeSite {
         stderr: `INFO:    Stopping ${instance.name} instance of ${instance.image} (PID=${instance.pid})\n`,
       };
     }
-    if (args[0] === 'exec' && args[1]?.startsWith('instance://')) {
-      const instance = host.instances.get(args[1].slice('instance://'.length));
-      if (!instance) return fatal(`no instance found with name ${args[1].slice('instance://'.length)}`);
-      const command = args.slice(2);
+    const exec = args[0] === 'exec' ? execInInstance(args.slice(1)) : undefined;
+    if (args[0] === 'exec' && !exec)
+      return this.refuse(host, argv, 'an exec without --cleanenv into instance://<name>');
+    if (exec) {
+      const instance = host.instances.get(exec.name);
+      if (!instance) return fatal(`no instance found with name ${exec.name}`);
+      const { command } = exec;
       const prefix = basename(tool) === 'apptainer' ? 'APPTAINERENV_' : 'SINGULARITYENV_';
       const preload = this.preloaded(host, instance, options.env ?? {}, prefix);
       if (
@@ -945,8 +971,13 @@ export class FakeSite {
     const confFile = env[`${prefix}PROXYCHAINS_CONF_FILE`];
     if (!library || !this.config.proxychainsLibraries.includes(library) || !host.files.has(library)) return undefined;
     if (instance.binds.get(library) !== library) return undefined;
-    const conf = confFile ? host.files.get(confFile) : undefined;
+    const conf = confFile && this.boundIn(instance, confFile) ? host.files.get(confFile) : undefined;
     return conf === undefined ? undefined : { conf };
+  }
+
+  /** Whether a path is under one of the instance's binds (to the same path: the only kind the lifecycle makes). */
+  private boundIn(instance: FakeInstance, path: string): boolean {
+    return [...instance.binds].some(([dst, src]) => dst === src && (path === dst || path.startsWith(`${dst}/`)));
   }
 
   /** Whether a path exists inside an instance: /cvmfs through its bind to the mount root, others as bound. */

@@ -1,6 +1,7 @@
 /**
- * The container the glidein runs in: an instance of the profile's runtime (src/site/adapters/container.ts) with
- * /cvmfs, the proxychains library and the glidein's work directory bound.
+ * The container the glidein runs in: a contained instance of the profile's runtime (src/site/adapters/container.ts)
+ * with /cvmfs, the proxychains library and the parts of the glidein's directory its daemons need bound, and
+ * nothing else of the glidein's directory (src/site/paths.ts).
  */
 import type { GlideinRef, UndoOutcome } from '../common/types';
 import { lastLines, runChecked, type Executor, type RunOptions } from '../remote/executor';
@@ -25,8 +26,16 @@ export function createContainerActivities(deps: ActivityDeps) {
         const runtime = adapters.container;
         const running = await findInstance(node, runtime, instance, access.opts());
         if (running) return { instance, pid: running.pid, reused: true };
+        // A bind's source must exist when the instance starts; only the glidein's uid may enter them.
+        const { configDir, condorLocal, scratchDir } = access.paths;
+        await runChecked(
+          node,
+          'creating the directories the container binds',
+          ['mkdir', '-p', '-m', '0700', '--', configDir, condorLocal, scratchDir],
+          access.opts(),
+        );
         const result = await node.run(
-          adapters.instanceStartArgv(instance, access.paths.dir),
+          adapters.instanceStartArgv(instance, access.paths),
           // The instance's processes live as long as the glidein: on a Slurm-steps site, in the holder job.
           access.opts({ timeoutMs: 120_000, persists: true }),
         );

@@ -113,7 +113,9 @@ export function checkLifetime(files: CredentialFile[], untilMs: number): void {
 /** Where each kind lives in the glidein's directory, and the directory it is written into. */
 function siteFile(access: SiteAccess, kind: CredentialKind): { dir: string; path: string } {
   const { paths } = access;
-  return kind === 'idToken' ? { dir: paths.tokensDir, path: paths.idToken } : { dir: paths.dir, path: paths.x509Proxy };
+  return kind === 'idToken'
+    ? { dir: paths.tokensDir, path: paths.idToken }
+    : { dir: paths.configDir, path: paths.x509Proxy };
 }
 
 /** Writes the credentials into the glidein's directory on the worker node: mode 600, content on stdin only. */
@@ -129,9 +131,9 @@ export async function writeCredentials(access: SiteAccess, files: CredentialFile
   }
 }
 
-/** The site paths of the credentials, for removal. */
+/** The site paths of the credentials, for removal (with where an earlier worker put them: none may stay behind). */
 export function credentialPaths(access: SiteAccess): string[] {
-  return [access.paths.idToken, access.paths.x509Proxy];
+  return [access.paths.idToken, access.paths.x509Proxy, ...access.paths.legacyCredentials];
 }
 
 /** Identifies a set of credential files without holding them (what the site was last given). */

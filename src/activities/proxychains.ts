@@ -37,8 +37,8 @@ async function writeProxychainsConf(access: SiteAccess): Promise<string> {
     access.node,
     'writing proxychains.conf',
     hop.secretFile
-      ? writeWithSecretArgv(paths.dir, paths.proxychainsConf, hop.secretFile, SECRET_PLACEHOLDER)
-      : writeFileArgv(paths.dir, paths.proxychainsConf),
+      ? writeWithSecretArgv(paths.configDir, paths.proxychainsConf, hop.secretFile, SECRET_PLACEHOLDER)
+      : writeFileArgv(paths.configDir, paths.proxychainsConf),
     access.opts({ stdin: conf }),
   );
   return kit;

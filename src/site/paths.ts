@@ -1,4 +1,11 @@
-/** Where a glidein's state lives on the site: one directory, `<workDir>/<glideinId>/`, that any worker can find. */
+/**
+ * Where a glidein's state lives on the site: one directory, `<workDir>/<glideinId>/`, that any worker can find.
+ *
+ * Its container sees only two parts of it (src/site/adapters/index.ts): `config/`, read-only (what the glidein's
+ * daemons read: proxychains.conf and the pool credential), and `condor/`, read-write (HTCondor's LOCAL_DIR, where
+ * jobs run), plus `scratch/` as the container's /tmp. Everything else — the claim, pid files, logs, the relay's
+ * secret and program — only the lifecycle reads, outside the container, so a job cannot reach it.
+ */
 import type { SiteProfile } from './profile';
 
 export interface GlideinPaths {
@@ -9,31 +16,42 @@ export interface GlideinPaths {
   relaySecret: string;
   /** The relay's program (relay.py), written beside it before each start. */
   relayProgram: string;
+  /** What the glidein's daemons read in the container, bound there read-only (a directory: files in it are renewed by rename). */
+  configDir: string;
   proxychainsConf: string;
   glideinPid: string;
   glideinLog: string;
+  /** HTCondor's LOCAL_DIR (logs, spool, execute): bound read-write, the one place a job can write. */
   condorLocal: string;
+  /** The container's working directory (`--workdir`): its /tmp and /var/tmp, on disk rather than in memory. */
+  scratchDir: string;
   /** The glidein's IDTOKENS directory (SEC_TOKEN_DIRECTORY) and the token in it. */
   tokensDir: string;
   idToken: string;
   /** The X.509 proxy (X509_USER_PROXY). */
   x509Proxy: string;
+  /** Where workers before the split of config/ staged the credentials: removed at teardown too. */
+  legacyCredentials: string[];
 }
 
 export function pathsFor(profile: SiteProfile, glideinId: string): GlideinPaths {
   const dir = `${profile.workDir}/${glideinId}`;
+  const configDir = `${dir}/config`;
   return {
     dir,
     tunnelPid: `${dir}/tunnel.pid`,
     tunnelLog: `${dir}/tunnel.log`,
     relaySecret: `${dir}/relay.secret`,
     relayProgram: `${dir}/relay.py`,
-    proxychainsConf: `${dir}/proxychains.conf`,
+    configDir,
+    proxychainsConf: `${configDir}/proxychains.conf`,
     glideinPid: `${dir}/glidein.pid`,
     glideinLog: `${dir}/glidein.log`,
     condorLocal: `${dir}/condor`,
-    tokensDir: `${dir}/tokens.d`,
-    idToken: `${dir}/tokens.d/pool.idtoken`,
-    x509Proxy: `${dir}/x509up`,
+    scratchDir: `${dir}/scratch`,
+    tokensDir: `${configDir}/tokens.d`,
+    idToken: `${configDir}/tokens.d/pool.idtoken`,
+    x509Proxy: `${configDir}/x509up`,
+    legacyCredentials: [`${dir}/tokens.d/pool.idtoken`, `${dir}/x509up`],
   };
 }

@@ -111,6 +111,11 @@ function instancePids(ref: GlideinRef): number[] {
 }
 
 /** condor_master processes started for this glidein (HTCondor's GLIDEIN_NAME is the glidein id). */
+function parentOf(pid: number): number {
+  const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+  return Number(stat.slice(stat.lastIndexOf(') ') + 2).split(' ')[1]);
+}
+
 function masterPids(ref: GlideinRef): number[] {
   return siteProcesses()
     .filter(
@@ -229,7 +234,7 @@ describe('every step twice', () => {
     const until = Date.now() + 3_600_000;
     const staged = await run(activities.stageCredential, ref, until);
     expect(await run(activities.stageCredential, ref, until)).toEqual(staged);
-    const token = path.join(glideinDir(ref), 'tokens.d', 'pool.idtoken');
+    const token = path.join(glideinDir(ref), 'config', 'tokens.d', 'pool.idtoken');
     expect(fs.statSync(token).mode & 0o777).toBe(0o600);
     expect(fs.readdirSync(path.dirname(token))).toEqual(['pool.idtoken']);
 
@@ -238,7 +243,9 @@ describe('every step twice', () => {
     const glideinAgain = await run(activities.startGlidein, ref);
     expect(glidein.reused).toBe(false);
     expect(glideinAgain).toEqual({ process: glidein.process, reused: true });
-    expect(masterPids(ref)).toEqual([glidein.process.pid]);
+    // The recorded pid is the exec's (apptainer's runtime parent, outside the instance's PID namespace): the one
+    // condor_master is its child.
+    expect(masterPids(ref).map(parentOf)).toEqual([glidein.process.pid]);
     expect(environ(glidein.process.pid)).toContain(
       `_APPTAINER_STANDIN_INSTANCE=${instanceName(ref.glideinId)}:${container.pid}`,
     );

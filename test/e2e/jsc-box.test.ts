@@ -255,17 +255,20 @@ describe('LaunchGlidein in JSC in a box, driven by the temporal CLI', () => {
       expect(relays.map((p) => [p.node, portOf(p.argv)])).toEqual([['login', expect.stringMatching(/^110\d$/)]]);
       expect(held.tunnels).toEqual([]);
       // What must outlive a step runs in the job: the glidein's master carries the job's id, and no step's.
+      // (Its runtime parent's environment: in the container the master runs with a clean one.)
       const master = boxProcesses().find((p) => p.cmdline.includes('condor_master'))!;
-      const environ = readFileSync(`/proc/${master.pid}/environ`, 'utf8').split('\0');
+      const stat = readFileSync(`/proc/${master.pid}/stat`, 'utf8');
+      const parent = stat.slice(stat.lastIndexOf(') ') + 2).split(' ')[1];
+      const environ = readFileSync(`/proc/${parent}/environ`, 'utf8').split('\0');
       expect(environ).toContain(`SLURM_JOB_ID=${jobId}`);
       expect(environ.some((e) => e.startsWith('SLURM_STEP_ID='))).toBe(false);
       // The secret stays on the site, readable by the user alone; proxychains.conf holds it filled in.
       const glideinDir = (await run('find', [BOX_PATHS.workDir, '-maxdepth', '1', '-name', `*${id}*`])).stdout.trim();
       expect(glideinDir).not.toBe('');
-      for (const file of ['relay.secret', 'proxychains.conf'])
+      for (const file of ['relay.secret', 'config/proxychains.conf'])
         expect((await run('stat', ['-c', '%a', path.join(glideinDir, file)])).stdout.trim()).toBe('600');
       const secret = readFileSync(path.join(glideinDir, 'relay.secret'), 'utf8').trim();
-      expect(readFileSync(path.join(glideinDir, 'proxychains.conf'), 'utf8')).toContain(`glidein ${secret}`);
+      expect(readFileSync(path.join(glideinDir, 'config', 'proxychains.conf'), 'utf8')).toContain(`glidein ${secret}`);
       expect(worker.log()).not.toContain(secret);
       // Nothing reached the worker node's sshd.
       expect(sshdLog('worker').slice(workerSshd)).not.toMatch(/Accepted/);

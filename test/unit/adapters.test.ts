@@ -125,7 +125,29 @@ describe('container runtime', () => {
     expect(singularity.env({ LD_PRELOAD: '/l.so' })).toEqual({ SINGULARITYENV_LD_PRELOAD: '/l.so' });
     expect(singularity.listArgv('glidein-x')).toEqual(['singularity', 'instance', 'list', '--json', 'glidein-x']);
     expect(singularity.stopArgv('glidein-x')).toEqual(['singularity', 'instance', 'stop', 'glidein-x']);
-    expect(singularity.execArgv('glidein-x', ['id'])).toEqual(['singularity', 'exec', 'instance://glidein-x', 'id']);
+    expect(singularity.execArgv('glidein-x', ['id'])).toEqual([
+      'singularity',
+      'exec',
+      '--cleanenv',
+      'instance://glidein-x',
+      'id',
+    ]);
+    expect(singularity.startArgv('glidein-x', ['/a:/a:ro'], '/w/s')).toEqual([
+      'singularity',
+      'instance',
+      'start',
+      '--contain',
+      '--no-home',
+      '--pid',
+      '--ipc',
+      '--cleanenv',
+      '--workdir',
+      '/w/s',
+      '--bind',
+      '/a:/a:ro',
+      local.container.image,
+      'glidein-x',
+    ]);
   });
 
   it('finds the instance of that name in instance list --json, and refuses an answer that is not JSON', () => {

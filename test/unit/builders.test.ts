@@ -17,8 +17,8 @@ import { createHmac } from 'node:crypto';
 // The builders as the site adapters give them for a profile.
 const tunnelArgv = (p: SiteProfile, node?: string) =>
   adaptersFor(p).tunnel.argv(p.tunnel.socksPort, node, pathsFor(p, 'g'));
-const instanceStartArgv = (p: SiteProfile, instance: string, workDir: string) =>
-  adaptersFor(p).instanceStartArgv(instance, workDir);
+const instanceStartArgv = (p: SiteProfile, instance: string, glideinId: string) =>
+  adaptersFor(p).instanceStartArgv(instance, pathsFor(p, glideinId));
 const glideinEnv = (p: SiteProfile, id: string, paths: GlideinPaths, r?: Retirement) =>
   adaptersFor(p).condor.startEnv(id, paths, r);
 const glideinArgv = (p: SiteProfile, instance: string) => adaptersFor(p).condor.startArgv(instance);
@@ -75,13 +75,31 @@ describe('command builders', () => {
     expect(argv[argv.indexOf('-p') + 1]).toBe('2202');
   });
 
-  it('starts the instance with /cvmfs, the proxychains library and the work directory bound', () => {
-    const argv = instanceStartArgv(local, 'glidein-x', '/w/x');
+  it('starts the instance contained, binding only /cvmfs, the proxychains library, config/ read-only and condor/', () => {
+    const argv = instanceStartArgv({ ...local, workDir: '/w' }, 'glidein-x', 'x');
     expect(argv.slice(0, 3)).toEqual([local.container.executable, 'instance', 'start']);
-    expect(argv).toEqual(
-      expect.arrayContaining(['--bind', `${local.cvmfs.cvmfsexecDir}/dist/cvmfs:/cvmfs`, '--bind', '/w/x:/w/x']),
-    );
+    // No host /tmp, $HOME, working directory or /proc, and no host environment.
+    expect(argv).toEqual(expect.arrayContaining(['--contain', '--no-home', '--pid', '--ipc', '--cleanenv']));
+    expect(argv[argv.indexOf('--workdir') + 1]).toBe('/w/x/scratch');
+    const binds = argv.flatMap((a, i) => (argv[i - 1] === '--bind' ? [a] : []));
+    expect(binds).toEqual([
+      `${local.cvmfs.cvmfsexecDir}/dist/cvmfs:/cvmfs`,
+      '/usr/lib/x86_64-linux-gnu/libproxychains.so.4:/usr/lib/x86_64-linux-gnu/libproxychains.so.4:ro',
+      '/w/x/config:/w/x/config:ro',
+      '/w/x/condor:/w/x/condor:rw',
+      ...local.container.binds,
+    ]);
+    // The glidein's directory itself (the claim, pid files, logs, the relay's secret) is never a bind's source.
+    expect(binds.some((b) => b.split(':')[0] === '/w/x')).toBe(false);
     expect(argv.slice(-2)).toEqual([local.container.image, 'glidein-x']);
+  });
+
+  it('keeps what the daemons read in config/ and what only the lifecycle reads beside it', () => {
+    const paths = pathsFor({ ...local, workDir: '/w' }, 'x');
+    for (const inside of [paths.proxychainsConf, paths.idToken, paths.x509Proxy, paths.tokensDir])
+      expect(inside.startsWith('/w/x/config/')).toBe(true);
+    for (const outside of [paths.relaySecret, paths.relayProgram, paths.glideinPid, paths.tunnelPid, paths.glideinLog])
+      expect(outside.startsWith('/w/x/config/') || outside.startsWith('/w/x/condor/')).toBe(false);
   });
 
   it('configures the glidein for an outbound-only node and pre-loads proxychains', () => {
@@ -104,6 +122,7 @@ describe('command builders', () => {
     expect(glideinArgv(local, 'glidein-g1')).toEqual([
       local.container.executable,
       'exec',
+      '--cleanenv',
       'instance://glidein-g1',
       ...local.glidein.startCommand,
     ]);

@@ -124,6 +124,7 @@ describe('collector-wide registration check', () => {
     expect(collectorStatusArgv(profile, 'glidein-a')).toEqual([
       'apptainer',
       'exec',
+      '--cleanenv',
       'instance://glidein-a',
       'condor_status',
       '-pool',

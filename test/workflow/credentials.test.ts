@@ -37,7 +37,7 @@ const withToken = (file: string) =>
     p.monitor.interval = '1s';
     p.credentials = { idToken: file };
   });
-const siteToken = (id: string) => `${SITE_PATHS.workDir}/${id}/tokens.d/pool.idtoken`;
+const siteToken = (id: string) => `${SITE_PATHS.workDir}/${id}/config/tokens.d/pool.idtoken`;
 const poolKey = (kid: string) => ensureSigningKey(SITE_PATHS.poolKeysDir, kid);
 const dropKey = (kid: string) => rmSync(path.join(SITE_PATHS.poolKeysDir, kid), { force: true });
 const collectorLog = () => readFileSync(SITE_PATHS.collectorLog, 'utf8');
@@ -67,7 +67,7 @@ describe('the pool credential', () => {
         expect(readFileSync(siteToken(id), 'utf8').trim()).toBe(first);
         // The glidein authenticates with it: its configuration points at the directory, and the pool admitted it.
         const env = masterEnv(id);
-        expect(env).toContain(`_CONDOR_SEC_TOKEN_DIRECTORY=${SITE_PATHS.workDir}/${id}/tokens.d`);
+        expect(env).toContain(`_CONDOR_SEC_TOKEN_DIRECTORY=${SITE_PATHS.workDir}/${id}/config/tokens.d`);
         expect(env).toContain('_CONDOR_SEC_CLIENT_AUTHENTICATION_METHODS=IDTOKENS');
         expect((await footprint(id)).ads).toHaveLength(1);
 

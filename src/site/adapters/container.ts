@@ -1,6 +1,13 @@
 /**
  * The container runtime (`container.runtime`): apptainer or singularity, the same CLI under two names, told apart
  * here only: the executable, the prefix that carries a variable into the container, and the instance commands.
+ *
+ * The instance is contained, because the pool's jobs run in it as the pilot's own uid (no nested containers at
+ * JSC): `--contain` (no host /tmp, /var/tmp, $HOME or working directory; a minimal /dev), `--no-home` (no home at
+ * all, so no ~/.ssh), `--pid` (its own /proc: a job cannot reach the host's file system through
+ * /proc/<pid>/root of a process of the same uid outside it), `--ipc`, and `--workdir` for /tmp on disk (without it
+ * /tmp is a small in-memory session directory). Every exec runs with `--cleanenv`: the host's environment (the
+ * supervisor's, the ssh session's) stays outside, and only what the runtime's prefix carries goes in.
  */
 import type { SiteProfile } from '../profile';
 
@@ -20,13 +27,13 @@ export interface ContainerRuntime {
   readonly envPrefix: string;
   /** The environment that sets these variables inside the container. */
   env(inside: Record<string, string>): Record<string, string>;
-  /** Start the glidein's instance with these binds (`src[:dst[:ro|rw]]`). */
-  startArgv(instance: string, binds: readonly string[]): string[];
+  /** Start the glidein's instance, contained, with only these binds (`src[:dst[:ro|rw]]`); `workdir` holds its /tmp. */
+  startArgv(instance: string, binds: readonly string[], workdir: string): string[];
   listArgv(instance: string): string[];
   /** The running instance of that name in `instance list --json`'s answer; throws on an answer that is not JSON. */
   parseList(stdout: string, instance: string): InstanceInfo | undefined;
   stopArgv(instance: string): string[];
-  /** Run argv in the instance. */
+  /** Run argv in the instance, with a clean environment (only the variables `env` sets reach it). */
   execArgv(instance: string, argv: readonly string[]): string[];
 }
 
@@ -34,6 +41,9 @@ const ENV_PREFIX: Record<SiteProfile['container']['runtime'], string> = {
   apptainer: 'APPTAINERENV_',
   singularity: 'SINGULARITYENV_',
 };
+
+/** The same flags in apptainer and singularity (see the top of this file for why each). */
+export const CONTAINED = ['--contain', '--no-home', '--pid', '--ipc', '--cleanenv'] as const;
 
 export function containerFor(profile: SiteProfile): ContainerRuntime {
   const { runtime, image } = profile.container;
@@ -43,10 +53,13 @@ export function containerFor(profile: SiteProfile): ContainerRuntime {
     executable,
     envPrefix,
     env: (inside) => Object.fromEntries(Object.entries(inside).map(([k, v]) => [`${envPrefix}${k}`, v])),
-    startArgv: (instance, binds) => [
+    startArgv: (instance, binds, workdir) => [
       executable,
       'instance',
       'start',
+      ...CONTAINED,
+      '--workdir',
+      workdir,
       ...binds.flatMap((b) => ['--bind', b]),
       image,
       instance,
@@ -62,6 +75,6 @@ export function containerFor(profile: SiteProfile): ContainerRuntime {
       return listing.instances?.find((i) => i.instance === instance);
     },
     stopArgv: (instance) => [executable, 'instance', 'stop', instance],
-    execArgv: (instance, argv) => [executable, 'exec', `instance://${instance}`, ...argv],
+    execArgv: (instance, argv) => [executable, 'exec', '--cleanenv', `instance://${instance}`, ...argv],
   };
 }

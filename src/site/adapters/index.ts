@@ -5,6 +5,7 @@
  * themselves; a new node access method or container runtime is a change to its adapter file and the schema.
  */
 import type { Executor } from '../../remote/executor';
+import type { GlideinPaths } from '../paths';
 import type { SiteProfile } from '../profile';
 import { condorFor, type Condor } from './condor';
 import { containerFor, type ContainerRuntime } from './container';
@@ -20,8 +21,11 @@ export interface SiteAdapters {
   cvmfs: CvmfsProvider;
   chain: ProxyChain;
   condor: Condor;
-  /** `instance start` for the glidein's container: /cvmfs, the proxychains library, its work directory bound. */
-  instanceStartArgv(instance: string, workDir: string): string[];
+  /**
+   * `instance start` for the glidein's container, contained, with only what its daemons need bound: /cvmfs, the
+   * proxychains library, the glidein's config/ (read-only) and condor/ (read-write), and the profile's own binds.
+   */
+  instanceStartArgv(instance: string, paths: GlideinPaths): string[];
   /**
    * The hosts that keep part of a glidein's directory: the worker node once there is one, and the login node
    * where the tunnel's ssh or the node's allocation keeps files there.
@@ -65,14 +69,19 @@ export function adaptersFor(profile: SiteProfile): SiteAdapters {
     get condor() {
       return condor();
     },
-    instanceStartArgv(instance, workDir) {
+    instanceStartArgv(instance, paths) {
       const library = profile.proxychains.library;
-      return container().startArgv(instance, [
-        cvmfs().containerBind,
-        `${library}:${library}:ro`,
-        `${workDir}:${workDir}`,
-        ...profile.container.binds,
-      ]);
+      return container().startArgv(
+        instance,
+        [
+          cvmfs().containerBind,
+          `${library}:${library}:ro`,
+          `${paths.configDir}:${paths.configDir}:ro`,
+          `${paths.condorLocal}:${paths.condorLocal}:rw`,
+          ...profile.container.binds,
+        ],
+        paths.scratchDir,
+      );
     },
     directoryHosts({ login, node }, nodeAllocated) {
       const hosts: Executor[] = nodeAllocated ? [node] : [];
