@@ -1,7 +1,7 @@
 /**
  * An SSH agent inside the worker process that holds one key. Forwarded on a single exec channel, it lets a
  * command on the login node (the reverse tunnel's ssh) authenticate with our key while the key itself never
- * leaves this machine: the login node can ask for signatures only while that channel is open.
+ * leaves this machine: the login node can ask for signatures only while that channel is open (arm()).
  *
  * The forwarded channel speaks the agent protocol (draft-miller-ssh-agent) served here directly: only
  * REQUEST_IDENTITIES and SIGN_REQUEST are answered, everything else gets SSH_AGENT_FAILURE. (ssh2's own
@@ -21,8 +21,15 @@ const FAILURE = 5;
 const RSA_SHA2_256 = 2;
 const RSA_SHA2_512 = 4;
 
+/** The agent of each SSH connection (ssh-connect.ts), for the channels that forward it (ssh-channel.ts). */
+export const agentOf = new WeakMap<object, KeyAgent>();
+
 export class KeyAgent extends BaseAgent<ParsedKey> {
   private readonly key: ParsedKey;
+  /** Channels that asked for the agent and are still open: it answers only while there is one. */
+  private armed = 0;
+  /** Agent streams opened while armed: ended when the last such channel closes. */
+  private readonly streams = new Set<Duplex>();
 
   constructor(privateKey: Buffer) {
     super();
@@ -47,12 +54,35 @@ export class KeyAgent extends BaseAgent<ParsedKey> {
     else callback(undefined, signature);
   }
 
+  /**
+   * The agent answers from now until the returned function is called: the life of the one channel that asked for it.
+   * ssh2 accepts agent channels for the rest of the connection once one channel asked, and sshd keeps the agent
+   * socket for as long as the connection lives, open to every later session (a detached tunnel's included). So the
+   * gate is here: no channel forwarding it, no agent; and its closing ends every agent stream it let in.
+   */
+  arm(): () => void {
+    this.armed++;
+    let disarmed = false;
+    return () => {
+      if (disarmed) return;
+      disarmed = true;
+      if (--this.armed > 0) return;
+      for (const stream of this.streams) stream.destroy();
+      this.streams.clear();
+    };
+  }
+
   override getStream(cb: (err: Error | undefined, stream?: Duplex) => void): void {
-    cb(undefined, new AgentServerStream((type, body) => this.answer(type, body)));
+    if (this.armed === 0) return cb(new Error('no channel forwards the agent now'));
+    const stream = new AgentServerStream((type, body) => this.answer(type, body));
+    this.streams.add(stream);
+    stream.once('close', () => this.streams.delete(stream));
+    cb(undefined, stream);
   }
 
   /** One request in, one reply out (both without the length prefix). */
   answer(type: number, body: Buffer): Buffer {
+    if (this.armed === 0) return Buffer.from([FAILURE]);
     if (type === REQUEST_IDENTITIES) {
       return Buffer.concat([
         Buffer.from([IDENTITIES_ANSWER]),

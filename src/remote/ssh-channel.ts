@@ -5,6 +5,7 @@
  */
 import type { Client, ClientChannel, ExecOptions } from 'ssh2';
 import { ExecutorError, OutputBuffer, type CommandResult } from './executor';
+import { agentOf } from './key-agent';
 import { Semaphore } from './semaphore';
 
 export interface ChannelOptions {
@@ -44,8 +45,11 @@ export class SshChannels {
     return new Promise((resolve, reject) => {
       // ssh2 honours a per-channel agentForward (auth-agent-req) though its typings do not list it.
       const execOptions = { agentForward: forwardAgent } as unknown as ExecOptions;
+      // The agent answers while this channel is open, and for no other (KeyAgent.arm).
+      const disarm = forwardAgent ? agentOf.get(client)?.arm() : undefined;
       client.exec(line, execOptions, (err, stream: ClientChannel) => {
         if (err) {
+          disarm?.();
           reject(new ExecutorError(`cannot open a channel on ${this.target}: ${err.message}`, 'channel'));
           return;
         }
@@ -69,6 +73,7 @@ export class SshChannels {
           signalName = sig ?? null;
         });
         stream.on('close', () => {
+          disarm?.();
           clearTimeout(gaveUp);
           signal?.removeEventListener('abort', onAbort);
           if (signal?.aborted) reject(new ExecutorError('aborted', 'aborted'));

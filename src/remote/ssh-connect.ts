@@ -9,7 +9,7 @@ import * as net from 'node:net';
 import type { Duplex } from 'node:stream';
 import { Client, utils, type ConnectConfig, type ParsedKey } from 'ssh2';
 import { ExecutorError, type TransportFailure } from './executor';
-import { KeyAgent } from './key-agent';
+import { agentOf, KeyAgent } from './key-agent';
 import { HostKeyCheck, unreadable } from './known-hosts';
 
 export interface SshTarget {
@@ -142,7 +142,7 @@ export class SshLink implements Jump {
     const { spec } = this;
     const hostKeys = await HostKeyCheck.load(spec.knownHostsFile, spec.host, spec.port);
     const privateKey = await readIdentity(spec.identityFile);
-    // Serves the same key as an agent, forwarded only on channels that ask for it (the reverse tunnel).
+    // Serves the same key as an agent, answering only while a channel that asked for it is open (the reverse tunnel).
     const agent = new KeyAgent(privateKey);
     let sock: Duplex;
     try {
@@ -160,6 +160,7 @@ export class SshLink implements Jump {
     }
 
     const client = new Client();
+    agentOf.set(client, agent);
     const config: ConnectConfig = {
       sock,
       username: spec.user,

@@ -55,3 +55,17 @@ export function pathsFor(profile: SiteProfile, glideinId: string): GlideinPaths 
     legacyCredentials: [`${dir}/tokens.d/pool.idtoken`, `${dir}/x509up`],
   };
 }
+
+/**
+ * The pool credential's files relative to the glidein's directory (where its holder job runs: sbatch --chdir), today's
+ * and the legacy places: what the holder job removes as Slurm ends it, so that a credential never outlives its
+ * glidein's allocation, whether or not a worker was left to tear down.
+ */
+export const CREDENTIAL_FILES_IN_DIR: readonly string[] = (() => {
+  const paths = pathsFor({ workDir: '/' } as SiteProfile, 'g');
+  return [paths.idToken, paths.x509Proxy, ...paths.legacyCredentials].map((p) => p.slice('//g/'.length));
+})();
+
+/** `trap` line for a holder job's batch script: on its end, the credential files go (constant words, no input). */
+export const REMOVE_CREDENTIALS_ON_END = `trap 'rm -f -- ${CREDENTIAL_FILES_IN_DIR.join(' ')}; exit 0' TERM INT HUP`;
+

@@ -19,6 +19,7 @@ describe('KeyAgent', () => {
   beforeAll(async () => {
     await run('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'agent-test', '-f', keyFile]);
     const agent = new KeyAgent(readFileSync(keyFile));
+    agent.arm(); // as a channel forwarding it does while it is open
     // A client that hangs up first makes the server's socket fail with EPIPE/ECONNRESET: that is the client's
     // choice, not a failure of the agent, so the server socket's errors end only that socket.
     server = net.createServer((sock) => {
@@ -67,8 +68,25 @@ describe('KeyAgent', () => {
     expect(replies[1].readUInt32BE(1)).toBe(1); // one key
   });
 
+  it('answers nothing while no channel forwards it, and ends its streams when the last one closes', () => {
+    const agent = new KeyAgent(readFileSync(keyFile));
+    expect(agent.answer(11, Buffer.alloc(0))[0]).toBe(5);
+    let refused: Error | undefined;
+    agent.getStream((err) => (refused = err));
+    expect(refused?.message).toBe('no channel forwards the agent now');
+    const disarm = agent.arm();
+    expect(agent.answer(11, Buffer.alloc(0))[0]).toBe(12);
+    let stream: import('node:stream').Duplex | undefined;
+    agent.getStream((_err, s) => (stream = s));
+    disarm();
+    disarm(); // twice is once
+    expect(stream?.destroyed).toBe(true);
+    expect(agent.answer(11, Buffer.alloc(0))[0]).toBe(5);
+  });
+
   it('refuses to sign for a key it does not hold, and refuses a file that is not a key', () => {
     const agent = new KeyAgent(readFileSync(keyFile));
+    agent.arm();
     const other = generateKeyPairSync('ed25519').publicKey.export({ format: 'der', type: 'spki' });
     const request = Buffer.concat([
       Buffer.from([0, 0, 0, other.length]),

@@ -290,3 +290,37 @@ describe('an unreadable known_hosts file', () => {
     },
   );
 });
+
+describe('the forwarded key agent', () => {
+  it('answers only the channel that asked for it, and no later session of the same connection', async () => {
+    const login = pool().executor(LOGIN);
+    // The channel that asks sees the key through the socket sshd made for it.
+    const asked = await login.run(['sh', '-c', 'printf "%s\\n" "$SSH_AUTH_SOCK"; ssh-add -L'], { forwardAgent: true });
+    expect(asked.code).toBe(0);
+    const [socket, key] = asked.stdout.split('\n');
+    expect(socket).toMatch(/^\/tmp\/ssh-[^/]+\/agent\.\d+$/);
+    expect(key).toMatch(/^ssh-(ed25519|rsa) /);
+    // sshd keeps that socket for the connection's life; a later session (a detached process, a co-tenant's job
+    // of the same uid) that finds it gets no agent.
+    const later = await login.run(['env', `SSH_AUTH_SOCK=${socket}`, 'ssh-add', '-L']);
+    expect(later.stdout).not.toMatch(/^ssh-/m);
+    expect(later.code).not.toBe(0);
+    // Nor does a process the asking channel left running, once that channel has closed.
+    const detached = await login.run(
+      [
+        'sh',
+        '-c',
+        'setsid sh -c "sleep 1; ssh-add -L > \\"$0\\" 2>&1; echo \\$? >> \\"$0\\"" "$1" </dev/null >/dev/null 2>&1 &',
+        'sh',
+        `/tmp/agent-probe-${process.pid}`,
+      ],
+      { forwardAgent: true },
+    );
+    expect(detached.code).toBe(0);
+    await new Promise((r) => setTimeout(r, 2_500));
+    const probe = await login.run(['cat', `/tmp/agent-probe-${process.pid}`]);
+    await login.run(['rm', '-f', `/tmp/agent-probe-${process.pid}`]);
+    expect(probe.stdout).not.toMatch(/^ssh-/m);
+    expect(probe.stdout.trim().split('\n').pop()).not.toBe('0');
+  });
+});

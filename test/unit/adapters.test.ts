@@ -182,7 +182,8 @@ describe('Slurm', () => {
     // The walltime the glidein's life needs, within the profile's timeLimit (2 h here).
     expect(slurm.submitArgv('g1', 1_800_500)).toContain('--time=00:30:00');
     expect(slurm.submitArgv('g1', 30 * 3_600_000)).toContain('--time=02:00:00');
-    expect(slurm.holderScript).toMatch(/exec sleep infinity/);
+    expect(slurm.holderScript).toMatch(/^sleep infinity &\nwait$/m);
+    expect(slurm.holderScript).toContain("trap 'rm -f -- config/tokens.d/pool.idtoken config/x509up");
     expect(slurm.cancelArgv(['12', '13'])).toEqual(['scancel', '12', '13']);
     expect(planFor(box, 'g1', undefined).slurm).toEqual({ timeLimitMs: 7_200_000, queueTimeoutMs: 3_600_000 });
     expect(planFor(local, 'g1', undefined).slurm).toBeUndefined();

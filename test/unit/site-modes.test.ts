@@ -4,10 +4,12 @@
  * cvmfsexec's mountrepo, the Slurm job's spool — is refused (exit 77, the path named) when it is a symbolic link,
  * someone else's, or writable by its group or others. Run for real with the local executor, as root or not.
  */
+import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { LocalExecutor } from '../../src/remote/local';
+import { HOLDER_SCRIPT } from '../../src/site/adapters/node-access';
 import {
   claimArgv,
   IN_JOB,
@@ -209,6 +211,41 @@ describe("the Slurm job's spool", () => {
       expect(fs.readdirSync(dir)).toEqual([]);
     } finally {
       fs.rmSync(spool, { force: true });
+    }
+  });
+});
+
+describe('a holder job as Slurm ends it', () => {
+  const jobId = () => String(900_000_000 + Math.floor(Math.random() * 99_999_999));
+  it.each([
+    ['the holder script (ssh access)', HOLDER_SCRIPT],
+    ['the supervisor (srun access)', SUPERVISOR_SCRIPT],
+  ])('%s removes the pool credential from its directory, worker or no worker', async (_what, script) => {
+    const g = path.join(dir, 'g1');
+    fs.mkdirSync(path.join(g, 'config', 'tokens.d'), { recursive: true, mode: 0o700 });
+    fs.writeFileSync(path.join(g, 'config', 'tokens.d', 'pool.idtoken'), 'eyJ...', { mode: 0o600 });
+    fs.writeFileSync(path.join(g, 'config', 'x509up'), 'proxy', { mode: 0o600 });
+    fs.writeFileSync(path.join(g, 'glidein.log'), 'kept');
+    const id = jobId();
+    const job = spawn('sh', ['-c', script], { cwd: g, env: { ...process.env, SLURM_JOB_ID: id }, stdio: 'pipe' });
+    let out = '';
+    job.stdout.on('data', (d) => (out += String(d)));
+    try {
+      // Its trap is set: the supervisor says it is ready after it; the holder starts its sleep after it.
+      const trapped = () =>
+        script === SUPERVISOR_SCRIPT
+          ? out.includes('ready')
+          : fs.readFileSync(`/proc/${job.pid}/task/${job.pid}/children`, 'utf8').trim() !== '';
+      for (let i = 0; i < 600 && !trapped(); i++) await new Promise((r) => setTimeout(r, 50));
+      expect(trapped()).toBe(true);
+      job.kill('SIGTERM'); // what Slurm sends at the time limit, at scancel, or as the node is taken back
+      await new Promise((r) => job.once('exit', r));
+      expect(fs.readdirSync(path.join(g, 'config', 'tokens.d'))).toEqual([]);
+      expect(fs.existsSync(path.join(g, 'config', 'x509up'))).toBe(false);
+      expect(fs.readFileSync(path.join(g, 'glidein.log'), 'utf8')).toBe('kept');
+    } finally {
+      job.kill('SIGKILL');
+      fs.rmSync(`/tmp/jsc-glidein-job-${id}`, { recursive: true, force: true });
     }
   });
 });

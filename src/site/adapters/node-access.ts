@@ -10,7 +10,7 @@ import { PermanentFault } from '../../common/permanent-fault';
 import type { CommandResult, Executor, RunOptions } from '../../remote/executor';
 import { withEnv } from '../../remote/quote';
 import type { SshPool, SshTarget } from '../../remote/ssh';
-import { pathsFor } from '../paths';
+import { pathsFor, REMOVE_CREDENTIALS_ON_END } from '../paths';
 import type { SiteProfile } from '../profile';
 import { inJobArgv, SUPERVISOR_SCRIPT } from '../scripts/job-supervisor';
 
@@ -241,8 +241,12 @@ export interface SlurmAllocation {
 }
 
 /** The holder job does nothing but hold the node; the glidein's processes join it over ssh. */
-export const HOLDER_SCRIPT =
-  '#!/bin/sh\n# jsc-glidein holder job: keeps the node allocated for the glidein.\nexec sleep infinity\n';
+export const HOLDER_SCRIPT = `#!/bin/sh
+# jsc-glidein holder job: keeps the node allocated for the glidein; as Slurm ends it, the pool credential goes too.
+${REMOVE_CREDENTIALS_ON_END}
+sleep infinity &
+wait
+`;
 
 const ACTIVE = new Set([
   'PENDING',

@@ -13,6 +13,7 @@
  * the step. Nothing crosses the shared file system and no login-node process outlives a command.
  */
 
+import { CREDENTIAL_FILES_IN_DIR } from '../paths';
 import { SAFE_PATH, UNSAFE_PATH_EXIT } from './prelude';
 
 /** The node-local directory of a job's supervisor (the job id comes from the step's or the job's environment). */
@@ -23,7 +24,8 @@ export const NO_SUPERVISOR_EXIT = 75;
 
 /**
  * The holder job's batch script with srun access: holds the node and runs what steps hand over. Ends (and its
- * children with the job) when Slurm ends the job; `scancel` is the only way to stop it.
+ * children with the job) when Slurm ends the job; `scancel` is the only way to stop it. As it ends it removes the
+ * pool credential from the glidein's directory (its working directory: sbatch --chdir), worker or no worker.
  */
 export const SUPERVISOR_SCRIPT = `#!/bin/sh
 # jsc-glidein holder job: keeps the node allocated and runs, as its own children, the commands whose processes
@@ -36,7 +38,7 @@ umask 077
 if [ -e "$spool" ] || [ -L "$spool" ]; then safe_path "$spool" || exit ${UNSAFE_PATH_EXIT}; rm -rf "$spool"; fi
 mkdir "$spool" || exit 1
 mkfifo "$spool/.requests" && mv "$spool/.requests" "$spool/requests" || exit 1
-trap 'rm -rf "$spool"; exit 0' TERM INT HUP
+trap 'rm -rf "$spool"; rm -f -- ${CREDENTIAL_FILES_IN_DIR.join(' ')}; exit 0' TERM INT HUP
 exec 3<>"$spool/requests"
 echo "jsc-glidein supervisor of job $SLURM_JOB_ID ready on $(uname -n)"
 while read -r id <&3; do
