@@ -31,21 +31,26 @@ const BLOCKS: Rule[] = [
   ],
 ];
 
-/** One part of a JWT: base64url, which a wrapped log line may break with a newline. */
+/**
+ * One part of a JWT: base64url, which a wrapped log line may break with a newline. Line breaks are bounded (a
+ * header's few, a payload's or signature's 32: 2 KiB at 64 columns), so that a text of "eyJ" lines without a dot
+ * is scanned in linear time.
+ */
 const JWT_CHARS = '[A-Za-z0-9_-]';
-const JWT_PART = `${JWT_CHARS}+(?:\\r?\\n${JWT_CHARS}+)*`;
+const JWT_PART = `${JWT_CHARS}+(?:\\r?\\n${JWT_CHARS}+){0,32}`;
 /** A line that goes on a signature: random-looking (upper and lower case, and a digit, - or _), never a word such as "done". */
 const WRAPPED_SIGNATURE = `(?=${JWT_CHARS}*[A-Z])(?=${JWT_CHARS}*[a-z])(?=${JWT_CHARS}*[0-9_-])${JWT_CHARS}{8,}`;
 /**
  * A JWT (a base64url JSON object, "eyJ", then more parts after dots), also wrapped over lines and also a fragment of
  * one (a log tail that starts or ends inside it). After a letter or digit ("IDTOKENeyJ...") only the header.payload
- * shape counts, where "eyJ" alone could be part of a word. The signature goes on over a line break only onto a line
- * that is all random-looking base64url: a wrapped signature, never the next log line's first word.
+ * shape counts, where "eyJ" alone could be part of a word (the header taken atomically, by a lookahead's capture).
+ * The signature goes on over a line break only onto a line that is all random-looking base64url: a wrapped
+ * signature, never the next log line's first word.
  */
 const JWT = new RegExp(
-  `(?:(?<![A-Za-z0-9])eyJ${JWT_CHARS}{8,}|eyJ${JWT_CHARS}{8,}(?=\\r?\\n?\\.\\r?\\n?eyJ))` +
-    `(?:(?:\\r?\\n${JWT_CHARS}+)*\\r?\\n?\\.\\r?\\n?${JWT_PART}` +
-    `(?:(?:\\r?\\n${JWT_CHARS}+)*\\r?\\n?\\.\\r?\\n?${JWT_CHARS}*(?:\\r?\\n${WRAPPED_SIGNATURE}(?=\\r?\\n|$))*)?)?`,
+  `(?:(?<![A-Za-z0-9])eyJ${JWT_CHARS}{8,}|eyJ(?=(${JWT_CHARS}{8,400}))\\1(?=\\r?\\n?\\.\\r?\\n?eyJ))` +
+    `(?:(?:\\r?\\n${JWT_CHARS}+){0,4}\\r?\\n?\\.\\r?\\n?${JWT_PART}` +
+    `(?:\\r?\\n?\\.\\r?\\n?${JWT_CHARS}*(?:\\r?\\n${WRAPPED_SIGNATURE}(?=\\r?\\n|$)){0,32})?)?`,
   'g',
 );
 
