@@ -80,7 +80,11 @@ const SECRETS: Rule[] = [
   ],
   // "Bearer <opaque token>", "Basic <user:password in base64>"; the length floor spares prose such as "bearer token".
   [/\b(bearer\s+)(?!\[redacted)[A-Za-z0-9._~+/-]{20,}=*/gi, '$1[redacted]'],
-  [/\b(basic\s+)(?!\[redacted)[A-Za-z0-9+/]{8,}={0,2}(?![A-Za-z0-9+/=])/gi, '$1[redacted]'],
+  // Base64, not a word: an upper case letter, a digit, + or / after its first character ("Basic authentication").
+  [
+    /\b((?:basic|Basic|BASIC)\s+)(?!\[redacted)(?=.[A-Za-z0-9+/]*[A-Z0-9+/=])[A-Za-z0-9+/]{8,}={0,2}(?![A-Za-z0-9+/=])/g,
+    '$1[redacted]',
+  ],
   [/\b([a-z][a-z0-9+.-]{0,30}:\/\/[^\s:/@]+:)(?!\[redacted)[^\s@/]+@/gi, '$1[redacted]@', /:\/\//],
   // user:password@host without a scheme (http_proxy=alice:pw@proxy:3128); the user starts a word, so that
   // "slot1@glidein@node" and times (12:30:00) are left alone.

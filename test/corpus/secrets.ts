@@ -103,6 +103,7 @@ export const SITE_TEXT = [
   'the SOCKS tunnel on port 41002 is down',
   'pool credential idToken /etc/glidein/pool.idtoken valid until 2030-01-01T00:00:00.000Z',
   'tokenFile: /x/token; uses a bearer token; password authentication refused',
+  '* Server auth using Basic with user glidein; Basic authentication failed; basic configuration',
   'http://collector.example.org:9618/ and https://squid.kit.edu:3128/x?y=1',
   'user@host:22, root@jwc01:~#, 12:30:00@jwc01, ssh glidein@login01.juwels',
   'CVMFS_HTTP_PROXY="http://squid.kit.edu:3128|http://squid2.kit.edu:3128;DIRECT"',
