@@ -18,6 +18,7 @@ import { Client } from '@temporalio/client';
 import { temporal } from '@temporalio/proto';
 import { NativeConnection, Worker } from '@temporalio/worker';
 import { createActivities } from './activities';
+import { redact } from './common/redact';
 import { activityLogContext, installRuntime, logger } from './logger';
 import { activityFailureMetrics, metricsAddressFromEnv, prometheusExporter, sshMetrics } from './metrics';
 import { SshPool } from './remote/ssh';
@@ -180,7 +181,7 @@ export async function runWorker(): Promise<void> {
 if (require.main === module) {
   runWorker().catch((err) => {
     logger.error({ err }, 'worker failed');
-    console.error(`worker failed: ${err instanceof Error ? err.message : String(err)}`);
+    console.error(redact(`worker failed: ${err instanceof Error ? err.message : String(err)}`));
     process.exit(1);
   });
 }

@@ -271,6 +271,13 @@ export class FakeSite {
     this.end(proc, how);
   }
 
+  /** Appends `text` to a running glidein's own log, as the glidein would print it. */
+  logFromGlidein(glideinId: string, text: string): void {
+    const proc = this.glidein(glideinId);
+    if (!proc?.log) throw new Error(`fake site: no glidein ${glideinId} runs`);
+    this.hosts[proc.host].append(proc.log, text);
+  }
+
   killTunnels(): void {
     for (const t of this.tunnels()) this.end(t, 'killed');
   }

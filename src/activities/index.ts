@@ -1,5 +1,6 @@
 /** All activities of a glidein lifecycle, built from injected dependencies. */
 import { createAllocationActivities } from './allocation';
+import { atBoundary } from './boundary';
 import { createCleanupActivities } from './cleanup';
 import { createContainerActivities } from './container';
 import { createCredentialActivities } from './credentials';
@@ -14,8 +15,9 @@ import { createRegistrationActivities } from './registration';
 import { createSiteToolActivities } from './site-tools';
 import { createTunnelActivities } from './tunnel';
 
+/** Every activity, its results and failures redacted at the boundary (./boundary.ts). */
 export function createActivities(deps: ActivityDeps) {
-  return {
+  return atBoundary({
     ...createPlanActivities(deps),
     ...createAllocationActivities(deps),
     ...createTunnelActivities(deps),
@@ -29,7 +31,7 @@ export function createActivities(deps: ActivityDeps) {
     ...createCleanupActivities(deps),
     ...createFleetActivities(deps),
     ...createSiteToolActivities(deps),
-  };
+  });
 }
 
 export type GlideinActivities = ReturnType<typeof createActivities>;

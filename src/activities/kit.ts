@@ -5,15 +5,20 @@
  * a start slot).
  */
 import { activityInfo, cancellationSignal, Context, heartbeat as sdkHeartbeat, log, sleep } from '@temporalio/activity';
+import { redactResult } from '../common/redact';
 
 export { activityInfo, cancellationSignal, log, sleep };
 
 const latest = new WeakMap<Context, unknown>();
 
-/** Heartbeats with these details, and keeps them as the ones a heartbeat while waiting repeats. */
+/**
+ * Heartbeats with these details, redacted (the server keeps the last ones, and a timed-out attempt's failure carries
+ * them), and keeps them as the ones a heartbeat while waiting repeats.
+ */
 export function heartbeat(details?: unknown): void {
-  latest.set(Context.current(), details);
-  sdkHeartbeat(details);
+  const clean = redactResult(details);
+  latest.set(Context.current(), clean);
+  sdkHeartbeat(clean);
 }
 
 /**
@@ -23,7 +28,7 @@ export function heartbeat(details?: unknown): void {
 export async function heartbeatWhile<T>(everyMs: number, body: () => Promise<T>, details?: () => unknown): Promise<T> {
   const context = Context.current();
   const timer = setInterval(() => {
-    const now = details ? details() : latest.get(context);
+    const now = details ? redactResult(details()) : latest.get(context);
     if (details) latest.set(context, now);
     context.heartbeat(now);
   }, everyMs);

@@ -4,6 +4,7 @@
  * glidein's logs on the site, redacted. Both only read: no claim, no lease, nothing left behind.
  */
 import { redact } from '../common/redact';
+import { logWindow } from './log-window';
 import { siteName } from '../common/validation';
 import {
   readLogRequestSchema,
@@ -27,6 +28,11 @@ import { cancellationSignal } from './kit';
 import { parseDuration } from '../common/duration';
 
 const CHECK_TIMEOUT_MS = 30_000;
+/** Context read on either side of a log window: more than a PEM block (an X.509 proxy's chain, a 4096-bit key). */
+const CONTEXT_BYTES = 16 * 1024;
+/** The largest window one read returns: with its context, in base64, within the executor's 1 MiB of output. */
+const MAX_WINDOW_BYTES = 720 * 1024;
+
 /** Where apptainer and singularity keep an instance's logs: ~/.{apptainer,singularity}/instances/logs/<host>/<user>/<name>.err */
 const INSTANCE_LOG = /^\/[A-Za-z0-9._@+/-]*\/\.(?:apptainer|singularity)\/instances\/logs\/[A-Za-z0-9._@+/-]+\.err$/;
 
@@ -180,30 +186,37 @@ export function createSiteToolActivities(deps: ActivityDeps) {
           );
         file = instance.logErrPath;
       }
-      const argv = (offset: number) =>
-        readLogArgv(file, offset, req.maxBytes, req.which === 'container' ? undefined : retired);
-      const read = async (offset: number) => {
+      // Redaction runs on whole lines read with context on either side, before the window is cut (./log-window.ts);
+      // the read, in base64, must fit the executor's 1 MiB of output.
+      const window = {
+        offset: req.offset,
+        tail: req.tail,
+        maxBytes: Math.min(req.maxBytes, MAX_WINDOW_BYTES),
+        margin: CONTEXT_BYTES,
+      };
+      const argv = readLogArgv(file, window, req.which === 'container' ? undefined : retired);
+      const read = async () => {
         try {
-          return parseReadLog(await mustRun(host, argv(offset), `reading ${file}`, opts()));
+          return parseReadLog(await mustRun(host, argv, `reading ${file}`, opts()));
         } catch (err) {
           // The node's job has ended (or the node is out of reach): where the work directory is on a file system
           // the login node shares (Slurm sites), the login node reads it.
           if (host === executors.login || !adapters.nodeAccess.directoryOnLogin) throw err;
           host = executors.login;
-          return parseReadLog(await mustRun(host, argv(offset), `reading ${file}`, opts()));
+          return parseReadLog(await mustRun(host, argv, `reading ${file}`, opts()));
         }
       };
-      let chunk = await read(req.offset);
-      if (chunk && req.tail && chunk.size > req.maxBytes) chunk = await read(chunk.size - req.maxBytes);
-      if (!chunk) return { which: req.which, host: host.target, size: 0, offset: req.offset, text: '' };
-      const offset = req.tail ? Math.max(0, chunk.size - req.maxBytes) : req.offset;
+      const bytes = await read();
+      if (!bytes) return { which: req.which, host: host.target, size: 0, offset: req.offset, text: '' };
+      const shown = logWindow(bytes, window.maxBytes);
       return {
         which: req.which,
-        path: chunk.path,
+        path: bytes.path,
         host: host.target,
-        size: chunk.size,
-        offset,
-        text: redact(chunk.text),
+        size: bytes.size,
+        offset: shown.offset,
+        end: shown.end,
+        text: shown.text,
       };
     },
   };

@@ -357,7 +357,7 @@ export function buildProgram(rawIo: Io): { program: Command; session: Session } 
           const running = (await handle.describe()).status.name === 'RUNNING';
           const next = await runTool<LogChunk>(client, globals(), 'ReadGlideinLog', `logs-${status.glideinId}`, {
             ...request,
-            offset: chunk.size < (chunk.offset ?? 0) ? 0 : chunk.size,
+            offset: chunk.size < (chunk.offset ?? 0) ? 0 : (chunk.end ?? chunk.size),
             maxBytes: 1024 * 1024,
           });
           if (next.text) emit(next);

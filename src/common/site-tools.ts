@@ -48,9 +48,15 @@ export interface LogChunk {
   /** Where the log was read, and on which host; absent when the glidein has no such log (yet, or any more). */
   path?: string;
   host: string;
-  /** The file's size when read: the offset to follow from. */
+  /** The file's size when read. */
   size: number;
+  /** Where the text starts in the file: the start of a line (only whole lines are shown, redacted as such). */
   offset: number;
+  /**
+   * Where the text ends in the file: the offset to follow from (a line still being written is shown once it ends).
+   * Absent from workers before it; the size then.
+   */
+  end?: number;
   text: string;
 }
 

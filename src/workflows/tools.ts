@@ -1,11 +1,13 @@
 /**
  * The operator's tools as short workflows on the glideins' task queue, so that they run in the worker, with its
  * profiles and its SSH access (`glidein site check`, `glidein logs`): the command holds no key. Each runs one
- * read-only activity once; what it returns is secret-free (the log text is redacted by the activity).
+ * read-only activity once; what it returns and throws is redacted by the activity (whole lines of the log, before its
+ * window is cut: src/activities/log-window.ts), and a refused request's message here.
  */
 import { ApplicationFailure, proxyActivities } from '@temporalio/workflow';
 import type { GlideinActivities } from '../activities';
 import { FailureType } from '../common/failure-types';
+import { redact } from '../common/redact';
 import {
   parseReadLogRequest,
   parseSiteName,
@@ -21,8 +23,12 @@ const { checkSite, readGlideinLog } = proxyActivities<GlideinActivities>({
   summary: 'read-only: launches nothing, changes nothing',
 });
 
+/** The request is refused, its message redacted: it quotes what the caller sent. */
 function refuse(err: unknown): never {
-  throw ApplicationFailure.nonRetryable(err instanceof Error ? err.message : String(err), FailureType.InvalidRequest);
+  throw ApplicationFailure.nonRetryable(
+    redact(err instanceof Error ? err.message : String(err)),
+    FailureType.InvalidRequest,
+  );
 }
 
 /** Tests each hop a glidein at `site` would use (profile, credentials, login, node access, tunnel, KIT, collector). */

@@ -8,6 +8,8 @@ import { drainSignal, statusQuery, stopSignal } from '../../src/workflows/messag
 import { EMPTY_FOOTPRINT, FAKE_SITE_DIR, fakeProfile } from '../../sandbox/fake-site';
 import { FAKE_SETUP as SETUP, FAKE_TEARDOWN as TEARDOWN, stepsOf, waitFor, waitForPhase } from '../workflow/harness';
 import { glideinIdFor, useFakeSiteServer } from './harness';
+import { leaked, makeJwt, makePassword } from '../corpus/secrets';
+import { historyText } from '../helpers/secrets';
 
 const { withFakeSite } = useFakeSiteServer();
 const WORK_DIR = `${FAKE_SITE_DIR}/site/work`;
@@ -37,6 +39,37 @@ describe('LaunchGlidein while monitoring, on the fake site', () => {
       expect(result.steps.find((s) => s.step === 'stopGlidein')?.detail).toBe('no glidein running');
       expect((await handle.query(statusQuery)).ghost).toBeUndefined();
       expect(site.adNames()).toEqual([]);
+      expect(site.footprint(WORK_DIR)).toEqual(EMPTY_FOOTPRINT);
+    });
+  });
+
+  it('keeps the secrets a glidein prints to its log out of the result, the status, the memo and the history', async () => {
+    const id = glideinIdFor('secret-log');
+    const jwt = makeJwt();
+    const password = makePassword();
+    await withFakeSite(fakeProfile(), async ({ site, start }) => {
+      const handle = await start(id);
+      await waitForPhase(handle, 'monitoring');
+      // The monitor reports the last 5 lines of the log when the glidein exits: a token, a password, the exit.
+      site.logFromGlidein(
+        id,
+        `05/01/24 12:00:03 (pid:4242) SECMAN: token GLIDEIN_IDTOKEN_${jwt}\n05/01/24 12:00:04 (pid:4242) password="${password}"\n`,
+      );
+      site.exitGlidein(id);
+      const result = await handle.result();
+      expect(result.endReason).toMatch(/^glidein exited: the glidein process ended: .*\[redacted token\].*exiting$/s);
+      // The token's header and claims are public and alike in every token: its signature is the secret.
+      const secrets = [jwt.split('.')[2], password.split(' ')[2]];
+      const status = await handle.query(statusQuery);
+      const { memo } = await handle.describe();
+      const history = historyText(await handle.fetchHistory());
+      for (const [where, text] of Object.entries({
+        result: JSON.stringify(result),
+        status: JSON.stringify(status),
+        memo: JSON.stringify(memo),
+        history,
+      }))
+        expect({ where, leaked: leaked(text, secrets) }).toEqual({ where, leaked: [] });
       expect(site.footprint(WORK_DIR)).toEqual(EMPTY_FOOTPRINT);
     });
   });

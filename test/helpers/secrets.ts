@@ -71,8 +71,11 @@ export async function findSecretsInHistories(client: Client): Promise<{ scanned:
 
 /** A history as text with every payload decoded: inputs, results, details and memos are bytes in the protobuf. */
 export function historyText(history: unknown): string {
-  return JSON.stringify(history, function (key, value) {
+  return JSON.stringify(history, function (this: unknown, key, value) {
     if (value instanceof Uint8Array) return Buffer.from(value).toString('utf8');
+    // A history's protobuf messages serialise themselves first (toJSON), their payloads' bytes as base64.
+    if (key === 'data' && typeof value === 'string' && this && typeof this === 'object' && 'metadata' in this)
+      return Buffer.from(value, 'base64').toString('utf8');
     if (value && typeof value === 'object' && value.type === 'Buffer' && Array.isArray(value.data))
       return Buffer.from(value.data).toString('utf8');
     return value;
