@@ -687,8 +687,8 @@ function sshdConfig(node: 'login' | 'worker'): string {
 /**
  * Run as TaskEpilog (as the job's user, at the end of each task of a step: SLURM_STEP_ID set) and as Epilog (as
  * root, at the end of the job): end every process whose environment carries this job's id (and, for a step, this
- * step's id), SIGTERM and after 5 s SIGKILL, as cgroup-based tracking would. A process that cleared its environment escapes: the box only
- * approximates JSC here. The batch step's own end is left to the Epilog.
+ * step's id), and every descendant of those, SIGTERM and after 5 s SIGKILL, as cgroup-based tracking would. A process
+ * that cleared its environment and left the tree (setsid and a double fork) escapes: the box only approximates JSC here. The batch step's own end is left to the Epilog.
  */
 const STEP_END_SCRIPT = `#!/bin/sh
 job=\${SLURM_JOB_ID:-}; step=\${SLURM_STEP_ID:-\${SLURM_STEPID:-}}
@@ -705,6 +705,13 @@ for f in $files; do
   [ "$pid" = $$ ] || pids="$pids $pid"
 done
 [ -n "$pids" ] || exit 0
+# And their descendants, whatever their environment (a container's exec --cleanenv): a cgroup holds those too.
+tree=$(ps -e -o pid= -o ppid=)
+while :; do
+  more=$(printf '%s\\n' "$tree" | awk -v set=" $pids " 'index(set, " " $2 " ") && !index(set, " " $1 " ") { printf " %s", $1 }')
+  [ -n "$more" ] || break
+  pids="$pids$more"
+done
 # As Slurm ends a step: SIGTERM (a FUSE daemon then unmounts), SIGKILL what is left after a grace (KillWait).
 kill -TERM $pids 2>/dev/null
 i=0

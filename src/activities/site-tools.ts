@@ -5,7 +5,7 @@
  */
 import { redact } from '../common/redact';
 import { logWindow } from './log-window';
-import { siteName } from '../common/validation';
+import { hostname, siteName } from '../common/validation';
 import {
   readLogRequestSchema,
   type HopResult,
@@ -19,12 +19,20 @@ import type { Executor, RunOptions } from '../remote/executor';
 import { adaptersFor, type SiteExecutors } from '../site/adapters';
 import { pathsFor } from '../site/paths';
 import type { SiteProfile } from '../site/profile';
-import { connectProbeArgv, parseReadLog, readLogArgv, tcpProbeArgv } from '../site/scripts';
+import {
+  connectProbeArgv,
+  parseReadClaim,
+  parseReadLog,
+  readClaimArgv,
+  readLogArgv,
+  tcpProbeArgv,
+} from '../site/scripts';
+import { glideinIdFor, legacyGlideinIdFor } from '../common/request';
 import { instanceName } from '../common/naming';
 import { checkLifetime, readCredentials } from './credential-files';
 import type { ActivityDeps } from './deps';
 import { PermanentFault } from './failures';
-import { cancellationSignal } from './kit';
+import { activityOwner, cancellationSignal } from './kit';
 import { parseDuration } from '../common/duration';
 
 const CHECK_TIMEOUT_MS = 30_000;
@@ -36,6 +44,28 @@ const MAX_WINDOW_BYTES = 720 * 1024;
 /** Where apptainer and singularity keep an instance's logs: ~/.{apptainer,singularity}/instances/logs/<host>/<user>/<name>.err */
 const INSTANCE_LOG = /^\/[A-Za-z0-9._@+/-]*\/\.(?:apptainer|singularity)\/instances\/logs\/[A-Za-z0-9._@+/-]+\.err$/;
 
+/**
+ * A log is read only for its own glidein's workflow: the claim on its directory must name this activity's namespace
+ * and a workflow whose glidein id this is. Anything else is refused, and nothing of it is read.
+ */
+function checkReader(claimLine: string, glideinId: string, where: string): void {
+  let claim: { namespace?: unknown; workflowId?: unknown };
+  try {
+    claim = JSON.parse(claimLine) as typeof claim;
+  } catch {
+    claim = {};
+  }
+  const { namespace } = activityOwner();
+  const workflowId = typeof claim.workflowId === 'string' ? claim.workflowId : undefined;
+  const derives =
+    workflowId !== undefined && [glideinIdFor(workflowId), legacyGlideinIdFor(workflowId)].includes(glideinId);
+  if (claim.namespace !== namespace || !derives)
+    throw new PermanentFault(
+      `glidein ${glideinId}: ${where} is claimed by ${claim.namespace === namespace ? 'another workflow' : 'another namespace'}, not by a workflow of namespace ${namespace} that launched it; nothing was read`,
+      FailureType.GlideinIdConflict,
+    );
+}
+
 export function createSiteToolActivities(deps: ActivityDeps) {
   const executorsFor = (profile: SiteProfile, allocated?: { node?: string; jobId?: string }): SiteExecutors =>
     deps.executorsFor ? deps.executorsFor(profile) : adaptersFor(profile).nodeAccess.executors(deps.ssh, allocated);
@@ -44,6 +74,17 @@ export function createSiteToolActivities(deps: ActivityDeps) {
     signal: cancellationSignal(),
     ...extra,
   });
+  /** Where a Slurm site runs the glidein: its holder job, found by name in the queue (none: not running now). */
+  const allocationOf = async (profile: SiteProfile, glideinId: string): Promise<{ node?: string; jobId?: string }> => {
+    const slurm = adaptersFor(profile).nodeAccess.allocation;
+    if (!slurm) return {};
+    const { login } = executorsFor(profile);
+    const job = slurm
+      .parseQueue(await mustRun(login, slurm.queueArgv(glideinId), 'looking for its Slurm job', opts()))
+      .filter((j) => j.state === 'RUNNING' && hostname.safeParse(j.node).success)
+      .at(0);
+    return job ? { node: job.node, jobId: job.jobId } : {};
+  };
 
   return {
     async checkSite(site: string): Promise<SiteCheck> {
@@ -156,9 +197,29 @@ export function createSiteToolActivities(deps: ActivityDeps) {
       const req = parsed.data;
       const profile = await deps.sites.get(req.site);
       const adapters = adaptersFor(profile);
-      const executors = executorsFor(profile, { node: req.node, jobId: req.jobId });
       const paths = pathsFor(profile, req.glideinId);
       const retired = { dir: `${profile.workDir}/.done`, glideinId: req.glideinId };
+      // The node and the job are the glidein's own, found on the site: a caller never points the worker at a job.
+      const executors = executorsFor(profile, await allocationOf(profile, req.glideinId));
+      // Whose glidein it is, before anything of it is read: a workflow of this namespace that derives this id.
+      const none = (host: Executor): LogChunk => ({
+        which: req.which,
+        host: host.target,
+        size: 0,
+        offset: 0,
+        text: '',
+      });
+      const claimHost = adapters.nodeAccess.directoryOnLogin ? executors.login : executors.node;
+      const claim = parseReadClaim(
+        await mustRun(
+          claimHost,
+          readClaimArgv(paths.dir, retired.dir, req.glideinId),
+          'checking whose glidein it is',
+          opts(),
+        ),
+      );
+      if (claim === undefined) return none(claimHost);
+      checkReader(claim, req.glideinId, `${paths.dir} on ${claimHost.target}`);
       let host: Executor;
       let file: string;
       if (req.which === 'tunnel') {
@@ -177,7 +238,7 @@ export function createSiteToolActivities(deps: ActivityDeps) {
           opts(),
         );
         const instance = runtime.parseList(listed, instanceName(req.glideinId));
-        if (!instance?.logErrPath) return { which: req.which, host: host.target, size: 0, offset: 0, text: '' };
+        if (!instance?.logErrPath) return none(host);
         // Read back from the site, so not trusted: only ever an instance log of apptainer's own log directory.
         if (!INSTANCE_LOG.test(instance.logErrPath) || instance.logErrPath.split('/').includes('..'))
           throw new PermanentFault(

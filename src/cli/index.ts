@@ -333,12 +333,8 @@ export function buildProgram(rawIo: Io): { program: Command; session: Session } 
           throw new CliError('--bytes: expected 1 to 1048576', EXIT.usage);
         const client = await s.client();
         const status = await glideinStatus(client, validId(id));
-        const request = {
-          site: status.site,
-          glideinId: status.glideinId,
-          which,
-          ...(status.allocation ? { node: status.allocation.node, jobId: status.allocation.jobId } : {}),
-        };
+        // The glidein id and its site only: the worker finds its node and job on the site, and checks the claim.
+        const request = { site: status.site, glideinId: status.glideinId, which };
         let chunk = await runTool<LogChunk>(client, globals(), 'ReadGlideinLog', `logs-${status.glideinId}`, {
           ...request,
           tail: true,

@@ -1,7 +1,6 @@
 /** What the operator's tools ask of the worker and get back (`glidein site check`, `glidein logs`): secret-free. */
 import { z } from 'zod';
-import { slurmJobId } from './carried-state';
-import { formatIssues, glideinId, hostname, siteName } from './validation';
+import { formatIssues, glideinId, siteName } from './validation';
 
 export const SITE_HOPS = ['profile', 'credentials', 'login', 'nodeAccess', 'tunnel', 'kitProxy', 'collector'] as const;
 export type SiteHop = (typeof SITE_HOPS)[number];
@@ -28,8 +27,7 @@ export const readLogRequestSchema = z.strictObject({
   site: siteName,
   glideinId,
   which: z.enum(LOG_KINDS),
-  node: hostname.optional(),
-  jobId: slurmJobId.optional(),
+  // No node, job or path: the worker finds them on the site (the glidein's claim, its Slurm job), never from a caller.
   /** Byte offset to read from (a follower passes the size it last saw). */
   offset: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER).default(0),
   maxBytes: z

@@ -66,6 +66,12 @@ export const CREDENTIAL_FILES_IN_DIR: readonly string[] = (() => {
   return [paths.idToken, paths.x509Proxy, ...paths.legacyCredentials].map((p) => p.slice('//g/'.length));
 })();
 
-/** `trap` line for a holder job's batch script: on its end, the credential files go (constant words, no input). */
-export const REMOVE_CREDENTIALS_ON_END = `trap 'rm -f -- ${CREDENTIAL_FILES_IN_DIR.join(' ')}; exit 0' TERM INT HUP`;
+/**
+ * What a holder job's batch script runs as Slurm ends it (constant words, no input): the credential files go two
+ * seconds later, from a child that outlives the script's SIGTERM. The script itself ends at once (the job's end is not
+ * delayed, nor what Slurm does at it), while the glidein's daemons, signalled with it, still sign their last messages
+ * to the pool (invalidating their ads). Slurm's SIGKILL comes after KillWait (30 s by default).
+ */
+export const REMOVE_CREDENTIALS = `(trap "" TERM INT HUP; sleep 2; rm -f -- ${CREDENTIAL_FILES_IN_DIR.join(' ')}) &`;
 
+export const REMOVE_CREDENTIALS_ON_END = `trap '${REMOVE_CREDENTIALS} exit 0' TERM INT HUP`;

@@ -11,6 +11,7 @@ import { createActivities, type ActivityDeps } from '../../src/activities';
 import type { LogChunk, ReadLogRequest } from '../../src/common/site-tools';
 import type { Executor } from '../../src/remote/executor';
 import { LocalExecutor } from '../../src/remote/local';
+import { READ_CLAIM } from '../../src/site/scripts';
 import { SiteRegistry } from '../../src/site/load';
 import { bodyLines, leaked, makeJwt, makeKeys } from '../corpus/secrets';
 
@@ -20,14 +21,18 @@ const logFile = path.join(dir, 'glidein.log');
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 const local = new LocalExecutor();
+const OURS = JSON.stringify({ namespace: 'default', workflowId: 'g1' });
 /** The node: runs what it is sent here, with this test's file in place of the glidein's log on the site. */
 const node: Executor = {
   target: 'jwc01',
   run: (argv, options) =>
-    local.run(
-      argv.map((a) => (a.endsWith('/glidein.log') ? logFile : a)),
-      options,
-    ),
+    // The glidein's claim names this test's workflow (the mock activity's namespace, a workflow that derives g1).
+    argv[2] === READ_CLAIM
+      ? Promise.resolve({ code: 0, signal: null, stdout: `claim ${OURS}\n`, stderr: '' })
+      : local.run(
+          argv.map((a) => (a.endsWith('/glidein.log') ? logFile : a)),
+          options,
+        ),
 };
 const activities = (exec: Executor) =>
   createActivities({
@@ -108,7 +113,10 @@ describe('readGlideinLog redacts whole lines before it cuts the window', () => {
   it('fails redacted: what the site said is not carried unredacted in the failure', async () => {
     const failing: Executor = {
       target: 'jwc01',
-      run: async () => ({ code: 1, signal: null, stdout: '', stderr: `tail: token ${jwt}\n${rsa}` }),
+      run: async (argv) =>
+        argv[2] === READ_CLAIM
+          ? { code: 0, signal: null, stdout: `claim ${OURS}\n`, stderr: '' }
+          : { code: 1, signal: null, stdout: '', stderr: `tail: token ${jwt}\n${rsa}` },
     };
     const err = await read({}, failing).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(ApplicationFailure);

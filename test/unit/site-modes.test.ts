@@ -227,7 +227,13 @@ describe('a holder job as Slurm ends it', () => {
     fs.writeFileSync(path.join(g, 'config', 'x509up'), 'proxy', { mode: 0o600 });
     fs.writeFileSync(path.join(g, 'glidein.log'), 'kept');
     const id = jobId();
-    const job = spawn('sh', ['-c', script], { cwd: g, env: { ...process.env, SLURM_JOB_ID: id }, stdio: 'pipe' });
+    // Its own process group, as a job's processes are Slurm's to end: killed whole after the test.
+    const job = spawn('sh', ['-c', script], {
+      cwd: g,
+      env: { ...process.env, SLURM_JOB_ID: id },
+      stdio: ['ignore', 'pipe', 'ignore'],
+      detached: true,
+    });
     let out = '';
     job.stdout.on('data', (d) => (out += String(d)));
     try {
@@ -240,11 +246,19 @@ describe('a holder job as Slurm ends it', () => {
       expect(trapped()).toBe(true);
       job.kill('SIGTERM'); // what Slurm sends at the time limit, at scancel, or as the node is taken back
       await new Promise((r) => job.once('exit', r));
+      // The job's end is not delayed; the credential goes two seconds later, once the daemons had their say.
+      expect(fs.existsSync(path.join(g, 'config', 'x509up'))).toBe(true);
+      for (let i = 0; i < 100 && fs.existsSync(path.join(g, 'config', 'x509up')); i++)
+        await new Promise((r) => setTimeout(r, 100));
       expect(fs.readdirSync(path.join(g, 'config', 'tokens.d'))).toEqual([]);
       expect(fs.existsSync(path.join(g, 'config', 'x509up'))).toBe(false);
       expect(fs.readFileSync(path.join(g, 'glidein.log'), 'utf8')).toBe('kept');
     } finally {
-      job.kill('SIGKILL');
+      try {
+        process.kill(-job.pid!, 'SIGKILL'); // the holder's sleep, as Slurm would
+      } catch {
+        // gone already
+      }
       fs.rmSync(`/tmp/jsc-glidein-job-${id}`, { recursive: true, force: true });
     }
   });

@@ -5,17 +5,24 @@ import { createSiteToolActivities } from '../../src/activities/site-tools';
 import type { ActivityDeps } from '../../src/activities/deps';
 import type { CommandResult, Executor } from '../../src/remote/executor';
 import { SiteRegistry } from '../../src/site/load';
+import type { LogChunk } from '../../src/common/site-tools';
+import { READ_CLAIM } from '../../src/site/scripts';
 
 const sitesDir = path.join(__dirname, '..', '..', 'sites');
 
 /** An executor that answers `instance list` with `listing` and records every argv it is given. */
-function scripted(listing: unknown): Executor & { ran: string[][] } {
+function scripted(
+  listing: unknown,
+  claim = JSON.stringify({ namespace: 'default', workflowId: 'g1' }),
+): Executor & { ran: string[][] } {
   const ran: string[][] = [];
   return {
     target: 'scripted',
     ran,
     async run(argv): Promise<CommandResult> {
       ran.push([...argv]);
+      if (argv[2] === READ_CLAIM)
+        return { code: 0, signal: null, stdout: claim ? `claim ${claim}\n` : 'absent\n', stderr: '' };
       if (argv.includes('list')) return { code: 0, signal: null, stdout: JSON.stringify(listing), stderr: '' };
       return { code: 0, signal: null, stdout: 'log /x 0\n', stderr: '' };
     },
@@ -46,11 +53,41 @@ describe('readGlideinLog', () => {
     [{ site: 'local', glideinId: 'g1; rm -rf ~', which: 'glidein' }, 'glideinId'],
     [{ site: 'local', glideinId: 'g1', which: 'ssh-key' }, 'which'],
     [{ site: 'local', glideinId: 'g1', which: 'glidein', offset: -1 }, 'offset'],
+    // A caller never names the node or the job (the worker would srun into any job of the account).
+    [{ site: 'local', glideinId: 'g1', which: 'glidein', node: 'jwc01' }, 'node'],
+    [{ site: 'local', glideinId: 'g1', which: 'glidein', jobId: '4711' }, 'jobId'],
   ])('refuses %j naming %s, running nothing', async (input, field) => {
     const exec = scripted({});
     await expect(new MockActivityEnvironment().run(tools(exec).readGlideinLog, input as never)).rejects.toThrow(
       new RegExp(`\\b${field}\\b`),
     );
     expect(exec.ran).toEqual([]);
+  });
+
+  it.each([
+    ['another namespace', { namespace: 'other', workflowId: 'g1' }, 'another namespace'],
+    ['another workflow', { namespace: 'default', workflowId: 'someone-else' }, 'another workflow'],
+    ['nobody known', { garbage: true }, 'another namespace'],
+  ])('refuses a glidein claimed by %s, reading nothing of it', async (_what, claim, says) => {
+    const exec = scripted({}, JSON.stringify(claim));
+    const err = await new MockActivityEnvironment()
+      .run(tools(exec).readGlideinLog, { site: 'local', glideinId: 'g1', which: 'glidein' as const })
+      .catch((e: unknown) => e);
+    if (!(err instanceof Error)) throw new Error('expected a failure');
+    expect(err.message).toContain(`is claimed by ${says}`);
+    expect((err as { type?: string }).type).toBe('GlideinIdConflict');
+    expect(exec.ran.filter((argv) => argv.includes('read-log'))).toEqual([]);
+  });
+
+  it('answers "no log" for a glidein that has no directory on the site, reading nothing', async () => {
+    const exec = scripted({}, '');
+    const chunk: LogChunk = await new MockActivityEnvironment().run(tools(exec).readGlideinLog, {
+      site: 'local',
+      glideinId: 'g1',
+      which: 'glidein' as const,
+    });
+    expect(chunk).toMatchObject({ size: 0, text: '' });
+    expect(chunk.path).toBeUndefined();
+    expect(exec.ran.filter((argv) => argv.includes('read-log'))).toEqual([]);
   });
 });

@@ -13,7 +13,7 @@
  * the step. Nothing crosses the shared file system and no login-node process outlives a command.
  */
 
-import { CREDENTIAL_FILES_IN_DIR } from '../paths';
+import { REMOVE_CREDENTIALS } from '../paths';
 import { SAFE_PATH, UNSAFE_PATH_EXIT } from './prelude';
 
 /** The node-local directory of a job's supervisor (the job id comes from the step's or the job's environment). */
@@ -38,7 +38,7 @@ umask 077
 if [ -e "$spool" ] || [ -L "$spool" ]; then safe_path "$spool" || exit ${UNSAFE_PATH_EXIT}; rm -rf "$spool"; fi
 mkdir "$spool" || exit 1
 mkfifo "$spool/.requests" && mv "$spool/.requests" "$spool/requests" || exit 1
-trap 'rm -rf "$spool"; rm -f -- ${CREDENTIAL_FILES_IN_DIR.join(' ')}; exit 0' TERM INT HUP
+trap 'rm -rf "$spool"; ${REMOVE_CREDENTIALS} exit 0' TERM INT HUP
 exec 3<>"$spool/requests"
 echo "jsc-glidein supervisor of job $SLURM_JOB_ID ready on $(uname -n)"
 while read -r id <&3; do

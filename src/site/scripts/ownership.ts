@@ -79,3 +79,30 @@ export function parseRetire(stdout: string): RetireOutcome {
   if (answer.startsWith('moved ')) return { state: 'moved', to: answer.slice(6) };
   throw new Error(`the retirement script answered ${JSON.stringify(answer.slice(0, 200))}`);
 }
+
+/**
+ * READ_CLAIM dir=$1 done=$2 id=$3: the claim of a glidein's directory, or of its newest retired copy in `done`
+ * (`<id>.<epoch>`), for a reader that must know whose glidein it is before it reads anything of it. Prints
+ * `claim <line>` or `absent`; exits 77 when the directory or its claim is a symbolic link, someone else's, or
+ * writable by others (nothing there can be trusted to say whose it is).
+ */
+export const READ_CLAIM = `${SAFE_PATH}dir=$1
+if [ ! -d "$dir" ] && [ -d "$2" ]; then
+  for d in "$2"/"$3".*; do [ -f "$d/${CLAIM_FILE}" ] && dir=$d; done
+fi
+[ -f "$dir/${CLAIM_FILE}" ] || { echo absent; exit 0; }
+for p in "$dir" "$dir/${CLAIM_FILE}"; do safe_path "$p" || exit ${UNSAFE_PATH_EXIT}; done
+IFS= read -r line < "$dir/${CLAIM_FILE}" || exit 1
+printf 'claim %s\\n' "$line"`;
+
+export function readClaimArgv(dir: string, doneDir: string, glideinId: string): string[] {
+  return ['sh', '-c', READ_CLAIM, 'sh', dir, doneDir, glideinId];
+}
+
+/** READ_CLAIM's answer: the claim line, or undefined when there is no directory (or claim) of that glidein. */
+export function parseReadClaim(stdout: string): string | undefined {
+  const answer = stdout.replace(/\n$/, '');
+  if (answer === 'absent') return undefined;
+  if (answer.startsWith('claim ') && !answer.includes('\n')) return answer.slice(6);
+  throw new Error(`the claim reader answered ${JSON.stringify(answer.slice(0, 200))}`);
+}
