@@ -61,6 +61,12 @@ const TOKENS: Rule[] = [[JWT, '[redacted token]', /eyJ/]];
 const SECRET_NAME =
   '(?:password|passwd|passphrase|token|secret|bearer|credentials?|api[_-]?key|private[_-]?key|access[_-]?key)(?:[_-]?key)?';
 
+/**
+ * The profile's credential fields named after a label that looks like a secret's name (`stageCredential: credentials.idToken
+ * file …`, a step's failure): a field's name, never a value to hide.
+ */
+const PROFILE_FIELD = 'credentials\\.(?:idToken|x509Proxy)\\b';
+
 /** Tokens, passwords and credentials in URLs, headers and configuration lines. */
 const SECRETS: Rule[] = [
   // An HTTP authorization header (curl -v, a proxy's log): whatever its scheme, the rest of its line.
@@ -73,7 +79,7 @@ const SECRETS: Rule[] = [
   // value is taken whole, spaces included. The bounded prefix keeps the scan linear on long hyphenated words.
   [
     new RegExp(
-      `\\b([\\w-]{0,40}${SECRET_NAME}["']?\\s*[=:]\\s*)(?!\\[redacted)(?:"[^"\\r\\n]*"?|'[^'\\r\\n]*'?|\\S+)`,
+      `\\b([\\w-]{0,40}${SECRET_NAME}["']?\\s*[=:]\\s*)(?!\\[redacted|${PROFILE_FIELD})(?:"[^"\\r\\n]*"?|'[^'\\r\\n]*'?|\\S+)`,
       'gi',
     ),
     '$1[redacted]',

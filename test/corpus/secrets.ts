@@ -79,6 +79,8 @@ export function makePassword(): string {
  */
 export const SITE_TEXT = [
   '/p/project/jsc/glidein/work/glidein-jsc-juwels-3/glidein.log',
+  // A step's failure naming the profile field (the step's name looks like a secret's label; the field is no secret).
+  'stageCredential: credentials.idToken file /home/op/pool.idtoken expired at 2026-12-07T23:22:42.000Z',
   '/p/home/jusers/smith1/juwels/.apptainer/instances/logs/jwc01/smith1/glidein-4f3a9c2e7b1d.err',
   'slot1@glidein-jsc-juwels-3@jwc01.juwels.fz-juelich.de Unclaimed/Idle',
   'slot1_1@glidein-fleet-2-17@jrc0123.jureca Claimed/Busy',
