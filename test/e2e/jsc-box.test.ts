@@ -446,7 +446,8 @@ describe('GlideinFleet in JSC in a box', () => {
     const result = JSON.parse(
       await temporal('workflow', 'result', '--workflow-id', victim.name, '--run-id', before!, '--output', 'json'),
     );
-    expect(JSON.stringify(result)).toContain('the allocation ended: its holder job left the queue');
+    // Seen gone, or still COMPLETING: the holder job takes two seconds to remove the pool credential as it ends.
+    expect(JSON.stringify(result)).toMatch(/the allocation ended: its holder job (left the queue|\d+ is COMPLETING)/);
     // The fleet replaces it: a new run (in that slot or another), a new job, three registered again.
     const first = new Set(full.slots.map((slot) => slot.runId));
     let seen: View | undefined;
