@@ -11,6 +11,12 @@ export interface PermanentRule {
   fix?: string;
   /** The profile field the fix is about, when the caller's default is not it. */
   field?: string;
+  /**
+   * The step's attempt from which the output is taken as permanent; earlier attempts retry. For words a passing
+   * outage prints as well as a wrong profile (cvmfs says the same when its proxy is briefly unreachable as when the
+   * repository does not exist): a glidein is not lost to a hiccup, and a wrong name still fails in seconds.
+   */
+  fromAttempt?: number;
 }
 
 /** What each tool says when retrying cannot help. */
@@ -35,6 +41,7 @@ export const PERMANENT_OUTPUT = {
       pattern: /catalog|not found|no such|Failed to initialize/i,
       type: FailureType.CvmfsMountFailed,
       fix: 'check cvmfs.repositories, and that cvmfs.httpProxy serves them',
+      fromAttempt: 3,
     },
   ],
   /** `apptainer|singularity instance start`. */
@@ -81,7 +88,12 @@ export const PERMANENT_OUTPUT = {
 
 export type ToolName = keyof typeof PERMANENT_OUTPUT;
 
-/** The rule `output` of `tool` matches, if it says the failure is permanent; undefined: retry. */
-export function permanentCause(tool: ToolName, output: string): PermanentRule | undefined {
-  return (PERMANENT_OUTPUT[tool] as PermanentRule[]).find((rule) => rule.pattern.test(output));
+/**
+ * The rule `output` of `tool` matches, if it says the failure is permanent at this attempt of the step (1 is the
+ * first); undefined: retry.
+ */
+export function permanentCause(tool: ToolName, output: string, attempt = 1): PermanentRule | undefined {
+  return (PERMANENT_OUTPUT[tool] as PermanentRule[]).find(
+    (rule) => attempt >= (rule.fromAttempt ?? 1) && rule.pattern.test(output),
+  );
 }

@@ -11,7 +11,7 @@ import { UNSAFE_PATH_EXIT } from '../site/scripts/prelude';
 import { FailureType } from '../common/failure-types';
 import type { ActivityDeps } from './deps';
 import { PermanentFault, asStep } from './failures';
-import { heartbeat } from './kit';
+import { activityInfo, heartbeat } from './kit';
 import { isAllocationEnded, siteAccess, type SiteAccess } from './site-access';
 import { permanentCause } from './classify';
 
@@ -73,7 +73,7 @@ export function createCvmfsActivities(deps: ActivityDeps) {
             if (result.code === UNSAFE_PATH_EXIT)
               throw new PermanentFault(`cvmfs: refused on ${node.target}: ${why}`, FailureType.SitePathUnsafe);
             const message = `mountrepo ${repo} failed on ${node.target}: ${why}`;
-            const permanent = permanentCause('mountrepo', why);
+            const permanent = permanentCause('mountrepo', why, activityInfo().attempt);
             if (permanent)
               throw new PermanentFault(`${permanent.field ?? 'cvmfs.repositories'}: ${message}`, permanent.type);
             throw new Error(message);

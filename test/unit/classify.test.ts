@@ -15,8 +15,6 @@ describe('permanent failures, told from what the tool printed', () => {
       'sbatch: error: Batch job submission failed: Requested time limit is invalid (missing or exceeds some limit)',
       FailureType.AllocationRefused,
     ],
-    ['mountrepo', 'Failed to initialize root file catalog (16 - file catalog failure)', FailureType.CvmfsMountFailed],
-    ['mountrepo', 'Repository nosuch.example.org not found', FailureType.CvmfsMountFailed],
     [
       'instanceStart',
       'FATAL:   could not open image /p/images/missing.sif: failed to retrieve path',
@@ -37,6 +35,21 @@ describe('permanent failures, told from what the tool printed', () => {
   ])('%s: %j is permanent (%s)', (tool, output, type) => {
     expect(permanentCause(tool, output)).toMatchObject({ type });
     expect(permanentCause(tool, output)?.fix).toBeTruthy();
+  });
+
+  it.each([
+    'Failed to initialize root file catalog (16 - file catalog failure)',
+    'Repository nosuch.example.org not found',
+  ])('mountrepo: %j is retried twice (a proxy outage prints it too), then permanent', (output) => {
+    expect(permanentCause('mountrepo', output)).toBeUndefined();
+    expect(permanentCause('mountrepo', output, 2)).toBeUndefined();
+    expect(permanentCause('mountrepo', output, 3)).toMatchObject({ type: FailureType.CvmfsMountFailed });
+    expect(permanentCause('mountrepo', output, 4)?.fix).toBeTruthy();
+  });
+
+  it('mountrepo: no proxy set is permanent at once', () => {
+    const output = 'Failed to discover HTTP proxy servers (22 - proxy auto-discovery failed)';
+    expect(permanentCause('mountrepo', output)).toMatchObject({ field: 'cvmfs.httpProxy' });
   });
 
   it.each<[ToolName, string]>([
