@@ -703,7 +703,10 @@ export function buildSiteTree(P: SiteTree, user: UserEntry, label: string): void
   mkdir(path.join(P.cvmfsStore, 'oasis.opensciencegrid.org', 'mis'), 0o755);
   mkdir(path.dirname(P.apptainer), 0o755);
   mkdir(path.dirname(P.image), 0o755);
-  mkdir(P.workDir, 0o755, user);
+  // As JSC's project directories are: group-shared and setgid (2770), so what the glidein makes there is checked and
+  // made private by the site scripts themselves (umask 077, safe_path), never by the directory's mode.
+  mkdir(P.workDir, 0o2770, user);
+  fs.chmodSync(P.workDir, 0o2770); // after the chown, which may clear the setgid bit
   for (const dir of P.nodeDirs) {
     mkdir(dir, 0o755);
     mkdir(path.join(dir, 'authorized_keys'), 0o755);

@@ -116,6 +116,11 @@ describe('the login and worker nodes', () => {
     },
   );
 
+  test('the work directory is group-shared and setgid, as a JSC project directory is', () => {
+    const st = fs.statSync(P.workDir);
+    expect(st.mode & 0o7777).toBe(0o2770);
+  });
+
   test('a node whose host key is not in known_hosts is refused', async () => {
     const argv = site
       .sshArgv('login', ['true'])

@@ -17,6 +17,8 @@ import {
   parseClaim,
   portLeaseArgv,
   retireArgv,
+  spawnDetached,
+  spawnedProcess,
   SUPERVISOR_SCRIPT,
   UNSAFE_PATH_EXIT,
   writeFileArgv,
@@ -260,6 +262,28 @@ describe('a holder job as Slurm ends it', () => {
         // gone already
       }
       fs.rmSync(`/tmp/jsc-glidein-job-${id}`, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('SPAWN_DETACHED', () => {
+  it("makes the spawned process's log and pid file private, and the process's umask 077", async () => {
+    const log = path.join(dir, 'g.log');
+    const pidFile = path.join(dir, 'g.pid');
+    const result = await spawnDetached(
+      local,
+      ['sh', '-c', 'umask > "$0"; exec sleep 300', path.join(dir, 'umask')],
+      { log, pidFile, settleMs: 300 },
+      opts,
+    );
+    const child = spawnedProcess(result);
+    try {
+      expect(child).toBeDefined();
+      expect(modeOf(log) & 0o777).toBe(0o600);
+      expect(modeOf(pidFile) & 0o777).toBe(0o600);
+      expect(fs.readFileSync(path.join(dir, 'umask'), 'utf8').trim()).toBe('0077');
+    } finally {
+      if (child) process.kill(-child.pid, 'SIGKILL');
     }
   });
 });

@@ -32,7 +32,8 @@ shift; exec "$@"`;
  * before it execs the command, so a spawn whose script is killed half-way (an aborted activity) never leaves a
  * process behind that no pid file names. Always exits 0.
  */
-export const SPAWN_DETACHED = `${PROC_STAT}log=$1; pidfile=$2; marker=$3; wait=$4; settle=$5; port=$6; shift 6
+export const SPAWN_DETACHED = `${PROC_STAT}umask 077
+log=$1; pidfile=$2; marker=$3; wait=$4; settle=$5; port=$6; shift 6
 [ -n "$marker" ] && : > "$log"
 rm -f "$pidfile"
 record='${SPAWN_CHILD}'
