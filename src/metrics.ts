@@ -10,7 +10,7 @@
  */
 import { ApplicationFailure, CancelledFailure, type MetricMeter } from '@temporalio/common';
 import { Runtime, type ActivityInterceptorsFactory, type MetricsExporterConfig } from '@temporalio/worker';
-import { DURATION_BUCKETS_S, METRIC } from './common/metric-names';
+import { DURATION_BUCKETS_S, METRIC, UNKNOWN_SITE } from './common/metric-names';
 import { FailureType } from './common/failure-types';
 import { activitySubject } from './logger';
 import type { SshEvents } from './remote/ssh-connect';
@@ -47,6 +47,12 @@ export function prometheusExporter(bindAddress: string): MetricsExporterConfig {
   };
 }
 
+/** A `site` label: the site when it is one `knows` accepts, `none` for an activity of no site, else `unknown`. */
+export function siteLabel(site: string | undefined, knows: (site: string) => boolean): string {
+  if (site === undefined) return 'none';
+  return knows(site) ? site : UNKNOWN_SITE;
+}
+
 /** Counts the SshPool's connections (SshOptions.events) on the runtime's meter: process-wide, not per activity. */
 export function sshMetrics(meter: MetricMeter = Runtime.instance().metricMeter): SshEvents {
   const opened = meter.createCounter(METRIC.sshConnectionsOpened, undefined, 'SSH connections opened');
@@ -61,23 +67,26 @@ export function sshMetrics(meter: MetricMeter = Runtime.instance().metricMeter):
 
 /**
  * Counts each failed activity attempt by its failure type (the activities raise ApplicationFailures typed from
- * FailureType; a cancellation is not a failure), with the site it worked on. The activity's meter adds namespace,
- * taskQueue and activityType.
+ * FailureType; a cancellation is not a failure), with the site it worked on: a site `knows` says this worker has a
+ * profile for, else `unknown` (an activity's arguments are anyone's to choose, its labels must not be). The
+ * activity's meter adds namespace, taskQueue and activityType.
  */
-export const activityFailureMetrics: ActivityInterceptorsFactory = (ctx) => ({
-  inbound: {
-    async execute(input, next) {
-      try {
-        return await next(input);
-      } catch (err) {
-        if (!(err instanceof CancelledFailure) && !ctx.cancellationSignal.aborted) {
-          const type = err instanceof ApplicationFailure && err.type ? err.type : FailureType.StepError;
-          ctx.metricMeter
-            .createCounter(METRIC.activityFailures, undefined, 'activity attempts that failed')
-            .add(1, { site: activitySubject(input.args).site ?? 'none', type });
+export const activityFailureMetrics =
+  (knows: (site: string) => boolean): ActivityInterceptorsFactory =>
+  (ctx) => ({
+    inbound: {
+      async execute(input, next) {
+        try {
+          return await next(input);
+        } catch (err) {
+          if (!(err instanceof CancelledFailure) && !ctx.cancellationSignal.aborted) {
+            const type = err instanceof ApplicationFailure && err.type ? err.type : FailureType.StepError;
+            ctx.metricMeter
+              .createCounter(METRIC.activityFailures, undefined, 'activity attempts that failed')
+              .add(1, { site: siteLabel(activitySubject(input.args).site, knows), type });
+          }
+          throw err;
         }
-        throw err;
-      }
+      },
     },
-  },
-});
+  });

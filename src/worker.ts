@@ -97,8 +97,9 @@ export async function createWorker(config: WorkerConfig, connection: NativeConne
     taskQueue: config.taskQueue,
     ...workflowSource(),
     ...fleetOptions(config),
-    // Every activity's log lines name its site and glidein; its failed attempts are counted by type.
-    interceptors: { activity: [activityLogContext, activityFailureMetrics] },
+    // Every activity's log lines name its site and glidein; its failed attempts are counted by type (and by site, for
+    // a site with a profile here).
+    interceptors: { activity: [activityLogContext, activityFailureMetrics((site) => sites.knows(site))] },
     // GlideinFleet observes its glideins through the worker's own connection.
     activities: createActivities({ sites, ssh, temporal: new Client({ connection, namespace: config.namespace }) }),
   });

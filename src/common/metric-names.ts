@@ -28,3 +28,9 @@ export const METRIC = {
 
 /** Buckets (seconds) of the duration histograms: a quick check to an hour-long Slurm queue or registration. */
 export const DURATION_BUCKETS_S = [0.1, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1200, 1800, 3600];
+
+/**
+ * The `site` label of a site no worker has a profile for (or not yet: a glidein that is still planning). Label values
+ * are bounded by the sites the workers know: a request naming any other cannot add series.
+ */
+export const UNKNOWN_SITE = 'unknown';

@@ -26,8 +26,14 @@ export function parseSiteProfile(text: string, source: string): SiteProfile {
 /** Site profiles by name from one directory, read once and cached. */
 export class SiteRegistry {
   private readonly cache = new Map<string, Promise<SiteProfile>>();
+  private readonly loaded = new Set<string>();
 
   constructor(private readonly dir: string) {}
+
+  /** A profile by this name has been loaded and is valid: a site this worker knows (so a bounded metric label). */
+  knows(name: string): boolean {
+    return this.loaded.has(name);
+  }
 
   get(name: string): Promise<SiteProfile> {
     const checked = siteName.safeParse(name);
@@ -39,7 +45,10 @@ export class SiteRegistry {
     if (!profile) {
       profile = this.load(name);
       this.cache.set(name, profile);
-      profile.catch(() => this.cache.delete(name));
+      profile.then(
+        () => this.loaded.add(name),
+        () => this.cache.delete(name),
+      );
     }
     return profile;
   }

@@ -8,7 +8,7 @@
  * (`increase(...[2d])`) it survives worker restarts (see docs/ARCHITECTURE.md, "Metrics").
  */
 import { isCancellation, metricMeter, workflowInfo } from '@temporalio/workflow';
-import { METRIC } from '../common/metric-names';
+import { METRIC, UNKNOWN_SITE } from '../common/metric-names';
 import type { Phase } from './messages';
 import type { StepName } from './steps';
 import { failureType } from './failure-type';
@@ -17,7 +17,21 @@ import { failureType } from './failure-type';
 interface Observed {
   readonly ref: { readonly site: string };
   readonly status: { readonly phase: Phase; readonly steps: readonly unknown[] };
+  /** Set once planLaunch has found the site's profile on a worker. */
+  readonly plan?: unknown;
 }
+
+/**
+ * The `site` label: the request's site once a worker has planned the launch from its profile, `unknown` before (and
+ * so for a site no worker knows). Anyone who may start a workflow chooses its site; only the workers' profiles may
+ * add a label value.
+ */
+function siteLabel(lifecycle: Observed, planned = false): string {
+  return planned || lifecycle.plan !== undefined ? lifecycle.ref.site : UNKNOWN_SITE;
+}
+
+/** The label each run's current phase was entered under, so that it is left under the same one. */
+const enteredAs = new WeakMap<Observed, string>();
 
 /**
  * Called by setPhase before the phase changes. A run's first call repeats its phase (setPhase(status.phase)): a new
@@ -25,13 +39,17 @@ interface Observed {
  */
 export function notePhase(lifecycle: Observed, next: Phase): void {
   const { phase, steps } = lifecycle.status;
-  const site = lifecycle.ref.site;
+  const site = siteLabel(lifecycle);
   if (phase === next) {
-    if (steps.length === 0) metricMeter.createCounter(METRIC.phaseEntered).add(1, { site, phase: next });
+    if (steps.length === 0) {
+      metricMeter.createCounter(METRIC.phaseEntered).add(1, { site, phase: next });
+      enteredAs.set(lifecycle, site);
+    }
     return;
   }
-  metricMeter.createCounter(METRIC.phaseLeft).add(1, { site, phase });
+  metricMeter.createCounter(METRIC.phaseLeft).add(1, { site: enteredAs.get(lifecycle) ?? site, phase });
   metricMeter.createCounter(METRIC.phaseEntered).add(1, { site, phase: next });
+  enteredAs.set(lifecycle, site);
 }
 
 /**
@@ -40,13 +58,15 @@ export function notePhase(lifecycle: Observed, next: Phase): void {
  */
 export function observeStep<T>(lifecycle: Observed, step: StepName, run: () => Promise<T>): () => Promise<T> {
   return async () => {
-    const site = lifecycle.ref.site;
+    let site = siteLabel(lifecycle);
     const started = Date.now();
     const repair = step === 'openTunnel' && lifecycle.status.phase === 'monitoring';
     let status: 'ok' | 'failed' | 'cancelled' = 'failed';
     try {
       const result = await run();
       status = 'ok';
+      // planLaunch's success is what makes the site a known one.
+      site = siteLabel(lifecycle, step === 'planLaunch');
       if (step === 'confirmRegistration') {
         const since = workflowInfo().startTime.getTime();
         metricMeter

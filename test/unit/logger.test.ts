@@ -237,7 +237,7 @@ describe("an activity's log lines", () => {
       { workflowExecution: { workflowId: 'glidein-jsc-1', runId: 'r1' }, activityType: 'startGlidein' },
       {
         logger: new DefaultLogger('TRACE', (e) => runtimeLogSink(e, log)),
-        interceptors: [activityLogContext, activityFailureMetrics],
+        interceptors: [activityLogContext, activityFailureMetrics((site) => site === 'jsc')],
         metricMeter: meter,
       },
     );

@@ -33,8 +33,13 @@ jest.mock('@temporalio/workflow', () => {
 import { notePhase, observeStep } from '../../src/workflows/metrics';
 import type { Phase } from '../../src/workflows/messages';
 
-function lifecycle(phase: Phase, steps: unknown[] = []) {
-  return { ref: { site: 'jsc' }, status: { phase, steps } };
+/** A lifecycle at site `jsc`, planned (a worker found the profile) unless `planned` is false. */
+function lifecycle(
+  phase: Phase,
+  steps: unknown[] = [],
+  planned = true,
+): { ref: { site: string }; status: { phase: Phase; steps: unknown[] }; plan?: unknown } {
+  return { ref: { site: 'jsc' }, status: { phase, steps }, ...(planned ? { plan: {} } : {}) };
 }
 
 beforeEach(() => {
@@ -47,16 +52,40 @@ const counted = () => recorded.map((r) => `${r.name} ${JSON.stringify(r.tags)} $
 
 describe('glideins by phase', () => {
   it('a new glidein enters planning on its first setPhase, and each change leaves one phase and enters the next', () => {
-    const l = lifecycle('planning');
+    const l = lifecycle('planning', [], false);
     notePhase(l, 'planning');
     l.status.steps.push({});
     notePhase(l, 'planning'); // a repeat later in the run: nothing
+    l.plan = {};
     notePhase(l, 'setup');
+    l.status.phase = 'setup'; // as setPhase does after notePhase
+    notePhase(l, 'registering');
+    // Planning is counted under `unknown`, entered and left alike: the site is a label once a worker has its profile.
     expect(counted()).toEqual([
-      'glidein_phase_entered {"site":"jsc","phase":"planning"} 1',
-      'glidein_phase_left {"site":"jsc","phase":"planning"} 1',
+      'glidein_phase_entered {"site":"unknown","phase":"planning"} 1',
+      'glidein_phase_left {"site":"unknown","phase":"planning"} 1',
       'glidein_phase_entered {"site":"jsc","phase":"setup"} 1',
+      'glidein_phase_left {"site":"jsc","phase":"setup"} 1',
+      'glidein_phase_entered {"site":"jsc","phase":"registering"} 1',
     ]);
+  });
+
+  it('a site no worker knows adds no label value, however many glideins name one', async () => {
+    for (let i = 0; i < 50; i++) {
+      const l = { ref: { site: `hostile-${i}` }, status: { phase: 'planning' as Phase, steps: [] as unknown[] } };
+      notePhase(l, 'planning');
+      const refused = ApplicationFailure.nonRetryable('no profile', 'InvalidRequest');
+      await expect(observeStep(l, 'planLaunch', () => Promise.reject(refused))()).rejects.toBe(refused);
+      l.status.steps.push({});
+      notePhase(l, 'failed');
+    }
+    expect(new Set(recorded.map((r) => r.tags.site))).toEqual(new Set(['unknown']));
+  });
+
+  it("planLaunch's success labels its own duration with the site", async () => {
+    const l = lifecycle('planning', [], false);
+    await observeStep(l, 'planLaunch', async () => ({ lifetimeMs: 1 }))();
+    expect(counted()).toEqual(['glidein_step_duration_seconds {"site":"jsc","step":"planLaunch","status":"ok"} 0']);
   });
 
   it('a continued run does not enter its carried phase again (the run before it did), nor when monitoring resumes', () => {
