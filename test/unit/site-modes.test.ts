@@ -17,6 +17,7 @@ import {
   parseClaim,
   portLeaseArgv,
   retireArgv,
+  setConfigLineArgv,
   spawnDetached,
   spawnedProcess,
   SUPERVISOR_SCRIPT,
@@ -285,5 +286,40 @@ describe('SPAWN_DETACHED', () => {
     } finally {
       if (child) process.kill(-child.pid, 'SIGKILL');
     }
+  });
+});
+
+describe('SET_CONFIG_LINE (the proxy cvmfs asks)', () => {
+  const line = "CVMFS_HTTP_PROXY='http://squid:3128'";
+  it('writes a private file, under no name left behind, in a private directory', async () => {
+    const file = path.join(dir, 'etc', 'cvmfs', 'default.local');
+    const result = await local.run(setConfigLineArgv(file, 'CVMFS_HTTP_PROXY', line), opts);
+    expect(result.stdout.trim()).toBe('written');
+    expect(modeOf(file) & 0o777).toBe(0o600);
+    expect(modeOf(path.dirname(file)) & 0o777).toBe(0o700);
+    expect(fs.readdirSync(path.dirname(file))).toEqual(['default.local']);
+  });
+
+  it.each([
+    ['a group-writable directory', (d: string, _f: string) => (fs.mkdirSync(d), fs.chmodSync(d, 0o770)), 'd'],
+    [
+      'a symbolic link for the file',
+      (d: string, f: string) => (fs.mkdirSync(d, { mode: 0o700 }), fs.symlinkSync(path.join(dir, 'elsewhere'), f)),
+      'f',
+    ],
+    [
+      'a group-writable file',
+      (d: string, f: string) => (fs.mkdirSync(d, { mode: 0o700 }), fs.writeFileSync(f, 'X=1\n'), fs.chmodSync(f, 0o664)),
+      'f',
+    ],
+  ])('refuses %s, naming it, and changes nothing', async (_what, make, named) => {
+    const d = path.join(dir, 'etc');
+    const f = path.join(d, 'default.local');
+    make(d, f);
+    const result = await local.run(setConfigLineArgv(f, 'CVMFS_HTTP_PROXY', line), opts);
+    expect(result.code).toBe(UNSAFE_PATH_EXIT);
+    expect(result.stderr).toContain(`${named === 'd' ? d : f} `);
+    expect(fs.existsSync(path.join(dir, 'elsewhere'))).toBe(false);
+    if (named === 'f' && !fs.lstatSync(f).isSymbolicLink()) expect(fs.readFileSync(f, 'utf8')).toBe('X=1\n');
   });
 });

@@ -31,11 +31,17 @@ export function writeWithSecretArgv(dir: string, file: string, secretFile: strin
 
 /**
  * SET_CONFIG_LINE file=$1 key=$2 line=$3: makes `line` the file's one line that sets `key` (KEY=...), keeping every
- * other line; atomically, and only when it is not so already. Prints `unchanged` or `written`.
+ * other line; atomically, and only when it is not so already. Prints `unchanged` or `written`. The file and its
+ * directory must be this user's and writable by nobody else (exit 77 naming the path: a co-tenant could otherwise
+ * swap cvmfs's proxy); the new file is private, made under an unpredictable name beside it.
  */
-export const SET_CONFIG_LINE = `f=$1; umask 022; mkdir -p "\${f%/*}" || exit 1
+export const SET_CONFIG_LINE = `${SAFE_PATH}f=$1; d=\${f%/*}; umask 077
+safe_path "$d" || exit ${UNSAFE_PATH_EXIT}; mkdir -p "$d" || exit 1
+for p in "$d" "$f"; do safe_path "$p" || exit ${UNSAFE_PATH_EXIT}; done
 if [ -f "$f" ] && [ "$(grep -c "^$2=" "$f")" = 1 ] && grep -qxF -- "$3" "$f"; then echo unchanged; exit 0; fi
-{ if [ -f "$f" ]; then grep -v "^$2=" "$f"; fi; printf '%s\\n' "$3"; } > "$f.tmp.$$" && mv "$f.tmp.$$" "$f" && echo written`;
+t=$(mktemp "$d/.config.XXXXXXXX") || exit 1
+if { if [ -f "$f" ]; then grep -v "^$2=" "$f"; fi; printf '%s\\n' "$3"; } > "$t" && mv -f "$t" "$f"; then echo written
+else rm -f "$t"; exit 1; fi`;
 
 export function setConfigLineArgv(file: string, key: string, line: string): string[] {
   return ['sh', '-c', SET_CONFIG_LINE, 'sh', file, key, line];
