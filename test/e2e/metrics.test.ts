@@ -131,9 +131,9 @@ describe('the worker serves metrics and logs JSON', () => {
     for (const phase of ['setup', 'registering', 'monitoring'])
       expect(value(registered, METRIC.phaseEntered, { ...site, phase, workflowType: 'LaunchGlidein' })).toBe(1);
     // Both glideins entered planning before a worker knew their site, and left it under the label they entered with.
-    expect(value(registered, METRIC.phaseEntered, { ...unknown, phase: 'planning', workflowType: 'LaunchGlidein' })).toBe(
-      2,
-    );
+    expect(
+      value(registered, METRIC.phaseEntered, { ...unknown, phase: 'planning', workflowType: 'LaunchGlidein' }),
+    ).toBe(2);
     expect(value(registered, METRIC.phaseLeft, { ...unknown, phase: 'planning' })).toBe(2);
     expect(value(registered, METRIC.phaseEntered, { ...site, phase: 'planning' })).toBe(0);
     expect(inPhase(registered, 'monitoring')).toBe(1);
@@ -155,9 +155,9 @@ describe('the worker serves metrics and logs JSON', () => {
     expect(value(registered, METRIC.tunnelRepairs, { ...site, status: 'ok' })).toBe(1);
 
     // Failures by type: the step after its retries, and the activity attempt.
-    expect(
-      value(registered, METRIC.stepFailures, { ...unknown, step: 'planLaunch', type: 'InvalidSiteProfile' }),
-    ).toBe(1);
+    expect(value(registered, METRIC.stepFailures, { ...unknown, step: 'planLaunch', type: 'InvalidSiteProfile' })).toBe(
+      1,
+    );
     expect(
       value(registered, METRIC.activityFailures, {
         ...unknown,

@@ -309,7 +309,11 @@ describe('SET_CONFIG_LINE (the proxy cvmfs asks)', () => {
     ],
     [
       'a group-writable file',
-      (d: string, f: string) => (fs.mkdirSync(d, { mode: 0o700 }), fs.writeFileSync(f, 'X=1\n'), fs.chmodSync(f, 0o664)),
+      (d: string, f: string) => (
+        fs.mkdirSync(d, { mode: 0o700 }),
+        fs.writeFileSync(f, 'X=1\n'),
+        fs.chmodSync(f, 0o664)
+      ),
       'f',
     ],
   ])('refuses %s, naming it, and changes nothing', async (_what, make, named) => {
