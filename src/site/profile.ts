@@ -357,6 +357,19 @@ export const siteProfileSchema = z
       'expected workerNode.via "jump" or "slurm" for a reverse tunnel (it runs from the login node into the worker node)',
     path: ['tunnel', 'mode'],
   })
+  .superRefine((p, ctx) => {
+    // The pool's payloads run in the container as the glidein's own user: a bind that reaches the work directory
+    // would hand them every glidein's credential, claim and relay secret on that node.
+    p.container.binds.forEach((bind, i) => {
+      const source = bind.split(':')[0].replace(/\/+$/, '') || '/';
+      if (within(source, p.workDir) || within(p.workDir, source))
+        ctx.addIssue({
+          code: 'custom',
+          message: `expected no bind of the work directory ${p.workDir}, inside it or above it: the pool's jobs would read every glidein's credential there (the glidein binds what it needs itself)`,
+          path: ['container', 'binds', i],
+        });
+    });
+  })
   .refine(
     // Glideins on one fixed node share its ports; a Slurm node is usually a glidein's own.
     (p) => {
@@ -368,6 +381,13 @@ export const siteProfileSchema = z
       path: ['fleet', 'maxGlideins'],
     },
   );
+
+/** Whether path `inner` is `outer` or inside it (both absolute, without `..`). */
+function within(inner: string, outer: string): boolean {
+  const o = outer.replace(/\/+$/, '');
+  const i = inner.replace(/\/+$/, '');
+  return o === '' || i === o || i.startsWith(`${o}/`);
+}
 
 export type SiteProfile = z.output<typeof siteProfileSchema>;
 

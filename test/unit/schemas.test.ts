@@ -79,8 +79,32 @@ describe('site profiles', () => {
     ['a bad duration', (p: any) => (p.glidein.lifetime = '2 hours'), 'glidein.lifetime: expected a duration'],
     ['an unknown field', (p: any) => (p.tunnel.sockPort = 1), 'tunnel: Unrecognized key'],
     ['an HTCondor knob with a space', (p: any) => (p.glidein.config = { 'A B': '1' }), 'glidein.config'],
+    [
+      'a bind of the work directory into the container',
+      (p: any) => (p.container.binds = ['/data:/data', `${p.workDir}:/w`]),
+      'container.binds[1]: expected no bind of the work directory',
+    ],
+    [
+      'a bind of a directory above the work directory',
+      (p: any) => (p.container.binds = [`${path.dirname(p.workDir)}/`]),
+      'container.binds[0]: expected no bind of the work directory',
+    ],
+    [
+      "a bind of one glidein's directory",
+      (p: any) => (p.container.binds = [`${p.workDir}/glidein-a/config:/etc/x:ro`]),
+      'container.binds[0]: expected no bind of the work directory',
+    ],
+    ['a bind of /', (p: any) => (p.container.binds = ['/:/host']), 'container.binds[0]: expected no bind'],
   ])('refuses %s, naming the field', (_what, mutate, message) => {
     expect(() => parseSiteProfile(withChange(mutate), 'test.yaml')).toThrow(message);
+  });
+
+  it('accepts a bind beside the work directory that only shares a prefix with it', () => {
+    const profile = parseSiteProfile(
+      withChange((p) => (p.container.binds = [`${p.workDir}-data:/data`, '/p/scratch/cms:/scratch'])),
+      'test.yaml',
+    );
+    expect(profile.container.binds).toHaveLength(2);
   });
 
   it('names the file and says what is wrong with YAML syntax', () => {
