@@ -26,7 +26,7 @@ import { LaunchGlidein } from '../src/workflows';
 import { drainSignal, statusQuery, type GlideinStatus } from '../src/workflows/messages';
 import { collectorAds, joinLocalSite, leaveLocalSite, siteProcesses, waitFor } from '../sandbox/local-site';
 import { createTestEnv, createTestWorker } from '../sandbox/temporal';
-import { EMPTY, footprint, type GlideinFootprint } from '../test/workflow/site-state';
+import { EMPTY, footprint, type GlideinFootprint } from '../sandbox/site-state';
 import {
   benchCvmfsexec,
   benchSites,

@@ -22,7 +22,7 @@ import { joinLocalSite, leaveLocalSite } from '../sandbox/local-site';
 import { installRuntimeLogger, logger } from '../src/logger';
 import { SshPool } from '../src/remote/ssh';
 import { configFromEnv, createWorker, DEFAULT_TASK_QUEUE } from '../src/worker';
-import { launchStartOptions } from '../src/common/launch-options';
+import { launchStartOptions } from '../src/workflows/launch-options';
 import { LaunchGlidein } from '../src/workflows';
 import { drainSignal, SEARCH_ATTRIBUTES, statusQuery, type GlideinStatus } from '../src/workflows/messages';
 import { temporalCli } from '../sandbox/temporal-cli';

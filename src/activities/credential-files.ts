@@ -10,7 +10,7 @@ import { FailureType } from '../common/failure-types';
 import { PermanentFault } from '../common/permanent-fault';
 import { runChecked } from '../remote/executor';
 import { writeFileArgv } from '../site/scripts/files';
-import type { CredentialKind } from '../site/profile';
+import type { CredentialKind } from '../site/plan';
 import type { SiteAccess } from './site-access';
 
 export interface CredentialFile {

@@ -1,6 +1,6 @@
 /** The first step: load the site profile in the worker and return the secret-free plan the workflow follows. */
 import type { GlideinRef } from '../common/types';
-import { planFor, type LaunchPlan } from '../site/profile';
+import { planFor, type LaunchPlan } from '../site/plan';
 import type { ActivityDeps } from './deps';
 import { asStep } from './failures';
 

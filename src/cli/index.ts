@@ -11,7 +11,7 @@ import { userInfo } from 'node:os';
 import { Client, ScheduleNotFoundError, WorkflowNotFoundError, type Connection } from '@temporalio/client';
 import { Command, CommanderError, Option } from 'commander';
 import { z } from 'zod';
-import { launchStartOptions } from '../common/launch-options';
+import { launchStartOptions } from '../workflows/launch-options';
 import type { LogChunk, LogKind, SiteCheck } from '../common/site-tools';
 import { fleetCommand } from './fleet';
 import { checkSite, checkWorkflowId, launchInput, UsageError } from './input';

@@ -6,7 +6,7 @@
  */
 import { z } from 'zod';
 import { glideinId, hostname, port, repositoryName, absolutePath, siteName } from './validation';
-import { STEP_NAMES } from '../workflows/steps';
+import { STEP_NAMES } from './step-names';
 import { CARRIED_TEXT } from './carried-text';
 
 const ms = (max: number) =>

@@ -168,3 +168,27 @@ export const fleetCarriedSchema = z.strictObject({
 });
 
 export type FleetCarried = z.output<typeof fleetCarriedSchema>;
+
+/** A slot as observed: the LaunchGlidein running under its id (`<fleet>-<slot>`), if any. */
+export type SlotObservation =
+  | { slot: number; state: 'free' }
+  | {
+      slot: number;
+      /** starting: planning, setup (queued in Slurm included), registering; running: monitoring. */
+      state: 'starting' | 'running' | 'draining';
+      runId: string;
+      startedAt: number;
+      /** A running glidein's startd is claimed (running a job), when the observation knows. */
+      busy?: boolean;
+      /** Epoch ms since which a running glidein has had no job (its last claim, or its registration), when known. */
+      idleSinceMs?: number;
+    }
+  | {
+      slot: number;
+      state: 'closed';
+      runId: string;
+      closedAt: number;
+      /** completed (drained, stopped, lifetime, exited by itself) or failed/terminated/timed out/cancelled. */
+      outcome: 'completed' | 'failed';
+      reason?: string;
+    };

@@ -1,6 +1,6 @@
 /** Domain types shared by the workflow, activities and clients. All of them are recorded in history: no secrets. */
 import type { z } from 'zod';
-import type { StepName } from '../workflows/steps';
+import type { StepName } from './step-names';
 import type { heldResourceSchema } from './carried-state';
 
 /** Names one glidein lifecycle on one site; every activity gets it and finds the rest in the site profile. */

@@ -13,9 +13,6 @@ import {
   siteName,
   username,
 } from '../common/validation';
-import { parseDuration } from '../common/duration';
-import type { FleetLimits } from '../common/fleet-request';
-import { nodeAccessFor } from './adapters/node-access';
 
 const DEFAULT_LIBRARY = '/usr/lib/x86_64-linux-gnu/libproxychains.so.4';
 
@@ -132,7 +129,7 @@ function withPortRange<T extends { socksPort?: number; socksPorts?: string }>(t:
   return { ...t, socksPort: t.socksPort ?? Number(t.socksPorts!.split('-')[0]) };
 }
 
-function portCount(t: { socksPort: number; socksPorts?: string }): number {
+export function portCount(t: { socksPort: number; socksPorts?: string }): number {
   const { first, last } = portRange(t);
   return last - first + 1;
 }
@@ -390,80 +387,3 @@ function within(inner: string, outer: string): boolean {
 }
 
 export type SiteProfile = z.output<typeof siteProfileSchema>;
-
-/** The part of a profile the workflow needs to plan a lifecycle; recorded in history, so secret-free. */
-export interface LaunchPlan {
-  site: string;
-  glideinId: string;
-  lifetimeMs: number;
-  registrationTimeoutMs: number;
-  monitorIntervalMs: number;
-  /** Absent in plans recorded before monitor.reportEvery existed (they used 10 minutes). */
-  monitorRoundMs?: number;
-  drainGraceMs: number;
-  stopGraceMs: number;
-  repositories: string[];
-  workDir: string;
-  collector: string;
-  /** Present when a Slurm job must be allocated first. */
-  slurm?: { timeLimitMs: number; queueTimeoutMs: number };
-  /** Continue-as-new after this many events in a run (monitor.historyEvents); absent in older plans: 5,000. */
-  historyEvents?: number;
-  /** The pool credentials the glidein is given (their kinds; the files stay on the worker); absent: none. */
-  credentials?: CredentialKind[];
-}
-
-export type CredentialKind = 'idToken' | 'x509Proxy';
-
-export function planFor(profile: SiteProfile, glideinId: string, lifetime: string | undefined): LaunchPlan {
-  const allocation = nodeAccessFor(profile).allocation;
-  return {
-    site: profile.name,
-    glideinId,
-    lifetimeMs: parseDuration(lifetime ?? profile.glidein.lifetime),
-    registrationTimeoutMs: parseDuration(profile.glidein.registrationTimeout),
-    monitorIntervalMs: parseDuration(profile.monitor.interval),
-    monitorRoundMs: parseDuration(profile.monitor.reportEvery),
-    drainGraceMs: parseDuration(profile.glidein.drainGrace),
-    stopGraceMs: parseDuration(profile.glidein.stopGrace),
-    repositories: profile.cvmfs.repositories,
-    workDir: `${profile.workDir}/${glideinId}`,
-    collector: `${profile.collector.host}:${profile.collector.port}`,
-    historyEvents: profile.monitor.historyEvents,
-    ...(allocation ? { slurm: { ...allocation.limits } } : {}),
-    ...(profile.credentials
-      ? { credentials: (['idToken', 'x509Proxy'] as const).filter((k) => profile.credentials![k] !== undefined) }
-      : {}),
-  };
-}
-
-/** The part of a profile a GlideinFleet follows; recorded in history, so secret-free. */
-export interface FleetPlan {
-  site: string;
-  limits: FleetLimits;
-  reconcileEveryMs: number;
-  historyEvents: number;
-  /** The profile has a demand probe (fleet.demand). */
-  demandProbe: boolean;
-}
-
-export function fleetPlanFor(profile: SiteProfile): FleetPlan {
-  const f = profile.fleet;
-  return {
-    site: profile.name,
-    limits: {
-      maxGlideins: f.maxGlideins,
-      maxStarting: f.maxStarting,
-      startsPerMinute: f.startsPerMinute,
-      maxFailedStarts: f.maxFailedStarts,
-      failureWindowMs: parseDuration(f.failureWindow),
-      probeAfterMs: parseDuration(f.probeAfter),
-      maxProbeDelayMs: Math.max(parseDuration(f.maxProbeDelay), parseDuration(f.probeAfter)),
-      idleTimeMs: parseDuration(f.idleTime),
-      maxLive: profile.workerNode.via === 'slurm' ? 2 * f.maxGlideins : portCount(profile.tunnel),
-    },
-    reconcileEveryMs: parseDuration(f.reconcileEvery),
-    historyEvents: f.historyEvents,
-    demandProbe: f.demand !== undefined,
-  };
-}

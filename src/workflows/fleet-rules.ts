@@ -12,32 +12,9 @@
  *   the profile's queueTimeout;
  * - a lower demand drains only glideins still starting or without a job for the profile's idle time.
  */
-import type { FleetLimits } from '../common/fleet-request';
+import type { FleetLimits, SlotObservation } from '../common/fleet-request';
 
-export type { FleetLimits };
-/** A slot as observed: the LaunchGlidein running under its id (`<fleet>-<slot>`), if any. */
-export type SlotObservation =
-  | { slot: number; state: 'free' }
-  | {
-      slot: number;
-      /** starting: planning, setup (queued in Slurm included), registering; running: monitoring. */
-      state: 'starting' | 'running' | 'draining';
-      runId: string;
-      startedAt: number;
-      /** A running glidein's startd is claimed (running a job), when the observation knows. */
-      busy?: boolean;
-      /** Epoch ms since which a running glidein has had no job (its last claim, or its registration), when known. */
-      idleSinceMs?: number;
-    }
-  | {
-      slot: number;
-      state: 'closed';
-      runId: string;
-      closedAt: number;
-      /** completed (drained, stopped, lifetime, exited by itself) or failed/terminated/timed out/cancelled. */
-      outcome: 'completed' | 'failed';
-      reason?: string;
-    };
+export type { FleetLimits, SlotObservation };
 
 /** What the fleet remembers between rounds, carried across continue-as-new. */
 export interface FleetMemory {

@@ -35,9 +35,9 @@ import {
   type FleetCarried,
   type FleetRequest,
 } from '../common/fleet-request';
-import { launchStartOptions } from '../common/launch-options';
+import { launchStartOptions } from './launch-options';
 import { formatIssues, siteName } from '../common/validation';
-import type { FleetPlan } from '../site/profile';
+import type { FleetPlan } from '../site/plan';
 import {
   drainAllSignal,
   fleetStatusQuery,

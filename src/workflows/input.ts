@@ -14,7 +14,7 @@ import {
   type GlideinRequest,
 } from '../common/request';
 import { formatIssues, siteName } from '../common/validation';
-import type { LaunchPlan } from '../site/profile';
+import type { LaunchPlan } from '../site/plan';
 import { GlideinId, GlideinPhase, GlideinSite, type GlideinStatus } from './messages';
 
 /** State carried into the next run by continue-as-new; validated by resumeStateSchema on the way in. */

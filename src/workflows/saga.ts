@@ -20,7 +20,7 @@ import { MAX_TUNNEL_REPAIRS } from '../common/carried-state';
 import { CARRIED_TEXT, clipText, recordedCheck } from '../common/carried-text';
 import { FailureType } from '../common/failure-types';
 import type { HeldResource, ShutdownMode, StepName } from '../common/types';
-import type { LaunchPlan } from '../site/profile';
+import type { LaunchPlan } from '../site/plan';
 import type { ResumeState } from './input';
 import type { GlideinStatus } from './messages';
 import { decideClose, decideEnd, messageOf } from './outcome';

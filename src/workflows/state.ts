@@ -16,7 +16,7 @@ import { CARRIED_TEXT, clipText } from '../common/carried-text';
 import { holdResource } from '../common/held';
 import { glideinIdFor, legacyGlideinIdFor } from '../common/request';
 import type { GlideinRef, HeldResource, MonitorReport, ShutdownMode, StepName, StepOutcome } from '../common/types';
-import type { LaunchPlan } from '../site/profile';
+import type { LaunchPlan } from '../site/plan';
 import { currentDetails, memoIdentity } from './details';
 import type { Accepted, ResumeState } from './input';
 import {

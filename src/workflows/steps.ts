@@ -11,7 +11,8 @@ import type { GlideinActivities } from '../activities';
 import { recordedRegistration } from '../common/carried-text';
 import { instanceName } from '../common/naming';
 import type { GlideinRef, HeldResource, ShutdownMode } from '../common/types';
-import type { LaunchPlan } from '../site/profile';
+import { STAGE_OF, STEP_NAMES as NAMED, type StepName } from '../common/step-names';
+import type { LaunchPlan } from '../site/plan';
 import type { GlideinStatus, Phase } from './messages';
 
 type ActivityName = keyof GlideinActivities;
@@ -355,10 +356,10 @@ export const STEPS = {
     touches: ({ ref }) => `Slurm job ${ref.jobId ?? ref.glideinId}`,
     describe: undone,
   }),
-};
+} satisfies Record<StepName, unknown>;
 
 export type Steps = typeof STEPS;
-export type StepName = keyof Steps;
+export type { StepName };
 type StepsIn<S extends Steps[StepName]['stage']> = {
   [N in StepName]: Steps[N]['stage'] extends S ? N : never;
 }[StepName];
@@ -378,6 +379,11 @@ export function activitySummary(name: StepName, ctx: { ref: GlideinRef }): strin
 
 /** Every step name, in lifecycle order: the names a status (and a carried one) may hold. */
 export const STEP_NAMES = Object.keys(STEPS) as StepName[];
+
+// The catalogue declares exactly the steps common/step-names.ts names, in its order and stages: checked as it loads
+// (the types check the keys; this, the order and the stages).
+if (STEP_NAMES.join() !== NAMED.join() || STEP_NAMES.some((n) => STEPS[n].stage !== STAGE_OF[n]))
+  throw new Error(`the step catalogue (${STEP_NAMES.join()}) is not common/step-names.ts (${NAMED.join()})`);
 
 const namesIn = <N extends StepName>(stage: Steps[StepName]['stage']) =>
   STEP_NAMES.filter((n) => STEPS[n].stage === stage) as N[];

@@ -15,7 +15,7 @@ import { localSiteWith } from '../../sandbox/sites';
 import { createTestEnv } from '../../sandbox/temporal';
 import { SITE_PATHS, siteMounts, siteProcesses } from '../../sandbox/local-site';
 import { expectNoSecretsInHistories, startWorkerProcess, type WorkerProcess } from '../helpers/worker-process';
-import { EMPTY, expectAtMostOne, footprint } from '../workflow/site-state';
+import { EMPTY, expectAtMostOne, footprint } from '../../sandbox/site-state';
 import { completedActivities } from '../helpers/history';
 
 const TASK_QUEUE = `crash-${process.pid}`;

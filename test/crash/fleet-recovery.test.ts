@@ -16,7 +16,7 @@ import { slotId } from '../../src/common/fleet-request';
 import { drainAllSignal, fleetStatusQuery, type FleetView } from '../../src/workflows/fleet-messages';
 import { temporalCli } from '../../sandbox/temporal';
 import { startWorkerProcess, type WorkerProcess } from '../helpers/worker-process';
-import { EMPTY, fleetPortLeases, fleetTunnels, footprint, localFleetSite } from '../workflow/site-state';
+import { EMPTY, fleetPortLeases, fleetTunnels, footprint, localFleetSite } from '../../sandbox/site-state';
 import { freePort } from '../helpers/ports';
 import { clusterState, createNamespace, startNode, stopNode, temporalBackend } from '../../sandbox/cluster';
 

@@ -6,7 +6,7 @@
  */
 import { spawn } from 'node:child_process';
 import { ROOT } from '../../sandbox/temporal';
-import { EMPTY, footprint } from '../workflow/site-state';
+import { EMPTY, footprint } from '../../sandbox/site-state';
 import { freePort } from '../helpers/ports';
 
 it('npm run demo: one glidein registered and drained, a fleet of two filled and drained, nothing left', async () => {

@@ -12,7 +12,7 @@ import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { TestWorkflowEnvironment as Env } from '@temporalio/testing';
 import { GlideinFleet, GlideinId, GlideinPhase, GlideinSite } from '../../src/workflows/messages';
 import { ROOT, temporalCli } from '../../sandbox/temporal';
-import { EMPTY, footprint } from '../workflow/site-state';
+import { EMPTY, footprint } from '../../sandbox/site-state';
 import { freePort } from '../helpers/ports';
 
 const CLI = path.join(ROOT, 'lib', 'cli', 'index.js');

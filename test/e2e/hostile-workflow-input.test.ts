@@ -21,7 +21,7 @@ import { SITES_DIR } from '../../sandbox/sites';
 import { createTestEnv, temporalCli } from '../../sandbox/temporal';
 import { expectNoSecretsInHistories, startWorkerProcess, type WorkerProcess } from '../helpers/worker-process';
 import { SITE_PATHS, sshdLog } from '../../sandbox/local-site';
-import { EMPTY, footprint } from '../workflow/site-state';
+import { EMPTY, footprint } from '../../sandbox/site-state';
 
 const run = promisify(execFile);
 const TASK_QUEUE = `hostile-${process.pid}`;

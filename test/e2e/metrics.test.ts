@@ -10,7 +10,7 @@ import { METRIC } from '../../src/common/metric-names';
 import { drainSignal, statusQuery } from '../../src/workflows/messages';
 import { localSiteWith } from '../../sandbox/sites';
 import { createTestEnv } from '../../sandbox/temporal';
-import { EMPTY, footprint } from '../workflow/site-state';
+import { EMPTY, footprint } from '../../sandbox/site-state';
 import { setupOrder, teardownOrder } from '../../src/workflows/steps';
 import { expectNoSecretsInHistories, startWorkerProcess, type WorkerProcess } from '../helpers/worker-process';
 import { freePort } from '../helpers/ports';

@@ -11,7 +11,7 @@ import type { GlideinStatus } from '../../src/workflows/messages';
 import { expectNoSecretsInHistories, startWorkerProcess, type WorkerProcess } from '../helpers/worker-process';
 import { createTestEnv, temporalCli } from '../../sandbox/temporal';
 import { SITE_PATHS } from '../../sandbox/local-site';
-import { EMPTY, footprint } from '../workflow/site-state';
+import { EMPTY, footprint } from '../../sandbox/site-state';
 import { TEARDOWN } from '../workflow/harness';
 
 const run = promisify(execFile);

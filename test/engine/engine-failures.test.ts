@@ -40,7 +40,7 @@ import {
   footprint,
   localFleetSite,
   type GlideinFootprint,
-} from '../workflow/site-state';
+} from '../../sandbox/site-state';
 import { completedActivities } from '../helpers/history';
 
 /** The local site with monitoring reported every 10 s (one monitorGlidein activity each): a round after a failure comes soon. */

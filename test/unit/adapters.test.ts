@@ -15,7 +15,8 @@ import {
   slurmTime,
 } from '../../src/site/adapters';
 import { SiteRegistry } from '../../src/site/load';
-import { planFor, type SiteProfile } from '../../src/site/profile';
+import { type SiteProfile } from '../../src/site/profile';
+import { planFor } from '../../src/site/plan';
 
 let local: SiteProfile;
 let box: SiteProfile;

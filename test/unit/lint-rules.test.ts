@@ -23,7 +23,7 @@ const REFUSED = [
   "import { Client } from 'ssh2';",
   "import pino from 'pino';",
   "import { SITE_PATHS } from '../../sandbox/local-site';",
-  "import { footprint } from '../../test/workflow/site-state';",
+  "import { footprint } from '../../sandbox/site-state';",
 ];
 const ALLOWED = [
   "import type { GlideinActivities } from '../activities';",

@@ -3,11 +3,12 @@
  * the lifecycle has always had (recorded histories, carried states and the workflow suites depend on them), and the
  * catalogue is whole: every resource setup takes has exactly one step that gives it back.
  */
+import { STAGE_OF, STEP_NAMES as COMMON_STEP_NAMES } from '../../src/common/step-names';
 import { ActivityCancellationType } from '@temporalio/common';
 import { heldResourceSchema, resumeStateSchema } from '../../src/common/carried-state';
 import type { GlideinRef, HeldResource } from '../../src/common/types';
 import type { GlideinStatus } from '../../src/workflows/messages';
-import type { LaunchPlan } from '../../src/site/profile';
+import type { LaunchPlan } from '../../src/site/plan';
 import {
   FINAL_STEPS,
   INVERSE_OF,
@@ -48,6 +49,11 @@ const acquiredBy = (name: StepName): HeldResource['kind'] | undefined =>
   (STEPS[name] as { acquires?: { kind: HeldResource['kind'] } }).acquires?.kind;
 
 describe('the step catalogue', () => {
+  it('declares exactly the steps common/step-names.ts names, in its order and stages', () => {
+    expect(STEP_NAMES).toEqual([...COMMON_STEP_NAMES]);
+    for (const n of STEP_NAMES) expect([n, STEPS[n].stage]).toEqual([n, STAGE_OF[n]]);
+  });
+
   it('names the steps a status has always held, in lifecycle order', () => {
     expect(STEP_NAMES).toEqual([
       'planLaunch',

@@ -2,10 +2,10 @@
  * How a glidein reads in the Web UI, without a server: its static summary and details wherever it is started, its
  * current details as the status changes, and every step's activity summary naming what it touches.
  */
-import { launchStartOptions } from '../../src/common/launch-options';
+import { launchStartOptions } from '../../src/workflows/launch-options';
 import { currentDetails, memoIdentity } from '../../src/workflows/details';
 import type { GlideinStatus } from '../../src/workflows/messages';
-import type { LaunchPlan } from '../../src/site/profile';
+import type { LaunchPlan } from '../../src/site/plan';
 import { activitySummary, STEP_NAMES, STEPS } from '../../src/workflows/steps';
 
 const PLAN: LaunchPlan = {

@@ -13,7 +13,7 @@ import type { GlideinActivities } from '../../src/activities';
 import { drainSignal, GlideinPhase, statusQuery, stopSignal } from '../../src/workflows/messages';
 import { localSiteWith } from '../../sandbox/sites';
 import { useDevServer, waitFor } from './harness';
-import { EMPTY, footprint } from './site-state';
+import { EMPTY, footprint } from '../../sandbox/site-state';
 
 const { withWorker, start, env } = useDevServer();
 

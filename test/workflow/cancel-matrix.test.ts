@@ -9,7 +9,7 @@ import { statusQuery } from '../../src/workflows/messages';
 import { setupGraph, TEARDOWN_STEP_NAMES, teardownOrder, type StepName } from '../../src/workflows/steps';
 import { SITES_DIR } from '../../sandbox/sites';
 import { stepsOf, useDevServer, waitFor } from './harness';
-import { EMPTY, footprint } from './site-state';
+import { EMPTY, footprint } from '../../sandbox/site-state';
 
 const { withWorker, start } = useDevServer();
 

@@ -13,7 +13,7 @@ import { localSiteWith } from '../../sandbox/sites';
 import { collectorAds, SITE_PATHS, siteProcesses } from '../../sandbox/local-site';
 import { ensureSigningKey, mintIdToken } from '../../sandbox/pool-token';
 import { stepsOf, useDevServer, waitFor, waitForPhase } from './harness';
-import { EMPTY, footprint } from './site-state';
+import { EMPTY, footprint } from '../../sandbox/site-state';
 
 const { withWorker, start } = useDevServer();
 

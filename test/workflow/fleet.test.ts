@@ -25,7 +25,7 @@ import { upsertFleetSchedule } from '../../src/fleet-schedule';
 import { localSiteWith } from '../../sandbox/sites';
 import { temporalCli } from '../../sandbox/temporal';
 import { useDevServer, waitFor } from './harness';
-import { EMPTY, footprint } from './site-state';
+import { EMPTY, footprint } from '../../sandbox/site-state';
 
 const { withWorker, env } = useDevServer();
 /** A fleet of `count` on the local site, as `temporal workflow start --type GlideinFleet` would start it. */

@@ -7,13 +7,13 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';
 import { ApplicationFailure, CancelledFailure, defaultPayloadConverter } from '@temporalio/common';
-import { launchStartOptions } from '../../src/common/launch-options';
+import { launchStartOptions } from '../../src/workflows/launch-options';
 import { temporalCli } from '../../sandbox/temporal';
 import { drainSignal, statusQuery, stopSignal } from '../../src/workflows/messages';
 import { localSiteWith, SITES_DIR } from '../../sandbox/sites';
 import { setupGraph, teardownOrder, type StepName } from '../../src/workflows/steps';
 import { SETUP, splitSteps, stepsOf, TEARDOWN, useDevServer, waitForPhase } from './harness';
-import { EMPTY, footprint } from './site-state';
+import { EMPTY, footprint } from '../../sandbox/site-state';
 import { existsSync } from 'node:fs';
 import { sshdLog } from '../../sandbox/local-site';
 

@@ -17,7 +17,7 @@ import {
   stopService,
 } from '../../sandbox/local-site';
 import { SETUP, stepsOf, TEARDOWN, useDevServer, waitFor, waitForPhase } from './harness';
-import { EMPTY, footprint } from './site-state';
+import { EMPTY, footprint } from '../../sandbox/site-state';
 
 const { withWorker, start, env } = useDevServer();
 

@@ -13,7 +13,7 @@ import { localSiteWith, SITES_DIR } from '../../sandbox/sites';
 import { ENDPOINTS, kitProxyLog, SITE_PATHS } from '../../sandbox/local-site';
 import { teardownOrder, type StepName } from '../../src/workflows/steps';
 import { splitSteps, stepsOf, useDevServer, waitForPhase } from './harness';
-import { EMPTY, footprint } from './site-state';
+import { EMPTY, footprint } from '../../sandbox/site-state';
 
 const { withWorker, start } = useDevServer();
 

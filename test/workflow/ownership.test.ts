@@ -19,7 +19,7 @@ import { SITES_DIR } from '../../sandbox/sites';
 import { temporalCli } from '../../sandbox/temporal';
 import { SITE_PATHS } from '../../sandbox/local-site';
 import { useDevServer, waitForPhase } from './harness';
-import { EMPTY, footprint } from './site-state';
+import { EMPTY, footprint } from '../../sandbox/site-state';
 
 const { withWorker, start, env } = useDevServer();
 const run = promisify(execFile);

@@ -15,7 +15,7 @@ import { localSiteWith } from '../../sandbox/sites';
 import { localSite, SITE_PATHS } from '../../sandbox/local-site';
 import { ensureSigningKey, mintIdToken } from '../../sandbox/pool-token';
 import { useDevServer, waitForPhase } from './harness';
-import { EMPTY, footprint } from './site-state';
+import { EMPTY, footprint } from '../../sandbox/site-state';
 
 const { withWorker, start } = useDevServer();
 const site = localSite();

@@ -7,7 +7,7 @@ import { drainSignal, statusQuery } from '../../src/workflows/messages';
 import { localSiteWith } from '../../sandbox/sites';
 import { SITE_PATHS, siteProcesses, sshdLog } from '../../sandbox/local-site';
 import { SETUP, stepsOf, TEARDOWN, useDevServer, waitForPhase } from './harness';
-import { EMPTY, footprint } from './site-state';
+import { EMPTY, footprint } from '../../sandbox/site-state';
 
 const { withWorker, start } = useDevServer();
 

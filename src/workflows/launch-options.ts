@@ -3,8 +3,8 @@
  * its static summary (one line) and static details (markdown), given wherever it is started — by a client, the
  * operator's command, or a GlideinFleet starting a slot. Pure and workflow-free: the workflow sandbox runs it too.
  */
-import { SETUP_STEP_NAMES, STEPS, TEARDOWN_STEP_NAMES } from '../workflows/steps';
-import type { GlideinRequest } from './request';
+import { SETUP_STEP_NAMES, STEPS, TEARDOWN_STEP_NAMES } from './steps';
+import type { GlideinRequest } from '../common/request';
 
 /** Who asked for the glidein: a fleet's slot, or a person or tool (e.g. "alice via glidein launch"). */
 export interface LaunchOrigin {

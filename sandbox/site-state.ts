@@ -1,10 +1,10 @@
 /** What the local test site holds for one glidein: the facts workflow tests assert on. */
-import { instanceName } from '../../src/common/naming';
+import { instanceName } from '../src/common/naming';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { collectorAds, SITE_PATHS, siteMounts, siteProcesses } from '../../sandbox/local-site';
-import { localSiteWith } from '../../sandbox/sites';
+import { collectorAds, SITE_PATHS, siteMounts, siteProcesses } from './local-site';
+import { localSiteWith } from './sites';
 
 export interface GlideinFootprint {
   tunnels: number[];
