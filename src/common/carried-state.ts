@@ -27,23 +27,27 @@ export const MAX_CARRIED_STEPS = 64;
 
 export const slurmJobId = z.string().regex(/^\d{1,12}(?:_\d{1,9})?$/, 'expected a Slurm job id such as 123456');
 
+const credentialKind = z.enum(['idToken', 'x509Proxy']);
+
+/** The part of a profile the workflow needs to plan a lifecycle (site/plan.ts makes it); recorded in history. */
 export const launchPlanSchema = z.strictObject({
   site: siteName,
   glideinId,
   lifetimeMs: ms(30 * DAY).min(10_000, 'expected at least 10000'),
   registrationTimeoutMs: ms(7 * DAY),
   monitorIntervalMs: ms(3_600_000).min(1_000, 'expected at least 1000'),
+  /** Absent in plans recorded before monitor.reportEvery existed (they used 10 minutes). */
   monitorRoundMs: ms(DAY).min(1_000, 'expected at least 1000').optional(),
   drainGraceMs: ms(7 * DAY),
   stopGraceMs: ms(DAY),
   repositories: z.array(repositoryName).min(1).max(64),
   workDir: absolutePath,
   collector: z.string().regex(/^[A-Za-z0-9.-]{1,253}:\d{1,5}$/, 'expected host:port'),
+  /** Present when a Slurm job must be allocated first. */
   slurm: z.strictObject({ timeLimitMs: ms(30 * DAY), queueTimeoutMs: ms(30 * DAY) }).optional(),
-  credentials: z
-    .array(z.enum(['idToken', 'x509Proxy']))
-    .max(2)
-    .optional(),
+  /** The pool credentials the glidein is given (their kinds; the files stay on the worker); absent: none. */
+  credentials: z.array(credentialKind).max(2).optional(),
+  /** Continue-as-new after this many events in a run (monitor.historyEvents); absent in older plans: 5,000. */
   historyEvents: z.number().int().min(50, 'expected at least 50').max(50_000, 'expected at most 50000').optional(),
 });
 

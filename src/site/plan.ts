@@ -2,34 +2,16 @@
  * Plans: the part of a site profile a workflow follows, worked out by a worker from the profile and recorded in
  * history (so secret-free): a LaunchGlidein's (planFor) and a GlideinFleet's (fleetPlanFor).
  */
+import type { z } from 'zod';
+import type { launchPlanSchema } from '../common/carried-state';
 import { parseDuration } from '../common/duration';
 import type { FleetLimits } from '../common/fleet-request';
 import { nodeAccessFor } from './adapters/node-access';
 import { portCount, type SiteProfile } from './profile';
 
 /** The part of a profile the workflow needs to plan a lifecycle; recorded in history, so secret-free. */
-export interface LaunchPlan {
-  site: string;
-  glideinId: string;
-  lifetimeMs: number;
-  registrationTimeoutMs: number;
-  monitorIntervalMs: number;
-  /** Absent in plans recorded before monitor.reportEvery existed (they used 10 minutes). */
-  monitorRoundMs?: number;
-  drainGraceMs: number;
-  stopGraceMs: number;
-  repositories: string[];
-  workDir: string;
-  collector: string;
-  /** Present when a Slurm job must be allocated first. */
-  slurm?: { timeLimitMs: number; queueTimeoutMs: number };
-  /** Continue-as-new after this many events in a run (monitor.historyEvents); absent in older plans: 5,000. */
-  historyEvents?: number;
-  /** The pool credentials the glidein is given (their kinds; the files stay on the worker); absent: none. */
-  credentials?: CredentialKind[];
-}
-
-export type CredentialKind = 'idToken' | 'x509Proxy';
+export type LaunchPlan = z.output<typeof launchPlanSchema>;
+export type CredentialKind = NonNullable<LaunchPlan['credentials']>[number];
 
 export function planFor(profile: SiteProfile, glideinId: string, lifetime: string | undefined): LaunchPlan {
   const allocation = nodeAccessFor(profile).allocation;
