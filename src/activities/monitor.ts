@@ -21,9 +21,10 @@ export interface MonitorRound {
   /** Epoch ms: report back to the workflow by then at the latest. */
   roundEnd: number;
   intervalMs: number;
-  /** Consecutive checks without registration before it counts as a fault. */
-  missedRegistrations?: number;
 }
+
+/** Consecutive checks without registration before it counts as a fault. */
+const ALLOWED_MISSES = 3;
 
 /** A shared answer is reused for at most half an interval, and never for more than this. */
 const SHARED_MAX_AGE_MS = 30_000;
@@ -145,7 +146,6 @@ export function createMonitorActivities(deps: ActivityDeps) {
       return asStep('monitor', async () => {
         const access = await siteAccess(deps, ref);
         const { paths } = access;
-        const allowedMisses = round.missedRegistrations ?? 3;
         let misses = 0;
         let checks = 0;
         let last: MonitorReport['last'];
@@ -221,7 +221,7 @@ export function createMonitorActivities(deps: ActivityDeps) {
             last = { at: new Date().toISOString(), tunnel, glidein, registered, claimed, detail };
             if (claimed) lastClaimedAt = last.at;
             heartbeat({ checks, last });
-            if (misses >= allowedMisses)
+            if (misses >= ALLOWED_MISSES)
               return {
                 end: 'unregistered',
                 checks,

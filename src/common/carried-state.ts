@@ -128,5 +128,3 @@ export const resumeStateSchema = z.strictObject({
     .min(0)
     .max(MAX_TUNNEL_REPAIRS + 1),
 });
-
-export type CarriedResumeState = z.output<typeof resumeStateSchema>;

@@ -17,10 +17,3 @@ export function parseDuration(text: string): number {
   for (const [, n, unit] of text.matchAll(PART)) total += Number(n) * UNIT_MS[unit];
   return total;
 }
-
-export function formatDuration(ms: number): string {
-  if (ms % 3_600_000 === 0) return `${ms / 3_600_000}h`;
-  if (ms % 60_000 === 0) return `${ms / 60_000}m`;
-  if (ms % 1_000 === 0) return `${ms / 1_000}s`;
-  return `${ms}ms`;
-}

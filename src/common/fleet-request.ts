@@ -153,8 +153,6 @@ export const fleetSeenSchema = z.strictObject({
   lastRoundAt: z.string().max(40).optional(),
 });
 
-export type FleetSeen = z.output<typeof fleetSeenSchema>;
-
 export const fleetCarriedSchema = z.strictObject({
   /** The workflow that carried it: a run accepts only its own. */
   workflowId: z.string().max(1_000),

@@ -5,10 +5,6 @@ export class Semaphore {
 
   constructor(readonly limit: number) {}
 
-  get inUse(): number {
-    return this.active;
-  }
-
   async acquire(signal?: AbortSignal): Promise<() => void> {
     if (this.active >= this.limit) {
       await new Promise<void>((resolve, reject) => {
