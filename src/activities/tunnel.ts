@@ -5,7 +5,7 @@
  * worker node, and closing signals exactly that process.
  */
 import type { GlideinRef, TunnelInfo, UndoOutcome } from '../common/types';
-import { runChecked } from '../remote/executor';
+import { lastLines, runChecked } from '../remote/executor';
 import { Semaphore } from '../remote/semaphore';
 import { isTunnelProcess, relayEnd } from '../site/adapters';
 import {
@@ -51,7 +51,9 @@ async function leasePort(access: SiteAccess): Promise<number> {
   if (lease.state === 'exhausted')
     // Retried: ports come free as other glideins on the node end.
     throw new Error(
-      `every port of tunnel.socksPorts ${first}-${last} on ${host.target} is leased by another glidein or in use`,
+      `every port of tunnel.socksPorts ${first}-${last} on ${host.target} is leased by another glidein or in use (${
+        lastLines(result.stderr, 6).replace(/\n/g, '; ') || 'no detail'
+      })`,
     );
   return lease.port;
 }

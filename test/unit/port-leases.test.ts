@@ -66,6 +66,10 @@ it('never leases a port something else listens on, and says when the range is ex
   try {
     expect(await lease('g1', base, base + 1)).toEqual({ state: 'leased', port: base + 1 });
     expect(await lease('g2', base, base + 1)).toEqual({ state: 'exhausted' });
+    // The operator learns who holds the range: the glideins' leases, and the squatter's uid.
+    const r = await local.run(portLeaseArgv({ root, glideinId: 'g2', first: base, last: base + 1 }), opts);
+    expect(r.stderr).toContain(`uid ${process.getuid?.()} listens on 1 of them`);
+    expect(r.stderr).toContain('1 leased by glideins on this node');
   } finally {
     squatter.close();
   }

@@ -10,7 +10,8 @@ import { SAFE_PATH, UNSAFE_PATH_EXIT } from './prelude';
 
 /**
  * PORT_LEASE root=$1 id=$2 first=$3 last=$4: prints `found <port>` (this glidein's lease), `leased <port>` (a
- * free port, now leased) or `exhausted` (every port of the range is leased or listening); exits 75 when the lock
+ * free port, now leased) or `exhausted` (every port of the range is leased or listening; on stderr, how many the
+ * glideins lease and which uids listen on the rest, so a squatting co-tenant is named); exits 75 when the lock
  * stays taken, 1 when the lease directory cannot be written, 77 when it is a symbolic link, someone else's, or
  * writable by others.
  */
@@ -26,15 +27,22 @@ for f in "$base"/*; do
   owner=; read -r owner < "$f" || true
   [ "$owner" = "$2" ] && { echo "found \${f##*/}"; exit 0; }
 done
-listening=$(cat /proc/net/tcp /proc/net/tcp6 2>/dev/null | awk 'NR > 1 && $4 == "0A" { split($2, a, ":"); print a[2] }')
+listening=$(cat /proc/net/tcp /proc/net/tcp6 2>/dev/null | awk 'NR > 1 && $4 == "0A" { split($2, a, ":"); print a[2], $8 }')
 p=$3
 while [ "$p" -le "$4" ]; do
-  if [ ! -e "$base/$p" ] && ! printf '%s\\n' "$listening" | grep -qx "$(printf '%04X' "$p")"; then
+  if [ ! -e "$base/$p" ] && ! printf '%s\\n' "$listening" | grep -q "^$(printf '%04X' "$p") "; then
     printf '%s\\n' "$2" > "$base/$p" || exit 1
     echo "leased $p"; exit 0
   fi
   p=$((p + 1))
 done
+# Who holds the range, for the operator: glideins' leases, and listeners by uid (a co-tenant squatting the range).
+leased=$(find "$base" -maxdepth 1 -type f ! -name .lock | wc -l)
+printf '%s\\n' "$listening" | awk -v first="$3" -v last="$4" 'NF == 2 { p = 0; h = toupper($1)
+    for (i = 1; i <= length(h); i++) p = p * 16 + index("0123456789ABCDEF", substr(h, i, 1)) - 1
+    if (p >= first && p <= last) n[$2]++ }
+  END { for (u in n) printf "uid %s listens on %d of them\\n", u, n[u] }' | sort | head -5 >&2
+echo "$leased leased by glideins on this node" >&2
 echo exhausted`;
 
 /** PORT_RELEASE root=$1 id=$2: drops this glidein's lease; prints `released <port>` or `not-held`. */
