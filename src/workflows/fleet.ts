@@ -19,7 +19,6 @@ import {
   getExternalWorkflowHandle,
   log,
   proxyActivities,
-  setHandler,
   startChild,
   upsertSearchAttributes,
   workflowInfo,
@@ -29,7 +28,6 @@ import type { GlideinActivities } from '../activities';
 import { FailureType } from '../common/failure-types';
 import {
   fleetCarriedSchema,
-  fleetCount,
   fleetRequestSchema,
   slotId,
   type FleetCarried,
@@ -38,23 +36,7 @@ import {
 import { launchStartOptions } from './launch-options';
 import { formatIssues, siteName } from '../common/validation';
 import type { FleetPlan } from '../site/plan';
-import {
-  drainAllSignal,
-  fleetStatusQuery,
-  pauseSignal,
-  resumeSignal,
-  setCountUpdate,
-  type FleetPhase,
-  type FleetView,
-} from './fleet-messages';
-import {
-  decideFleet,
-  emptyMemory,
-  noteStarted,
-  type FleetDecision,
-  type FleetMemory,
-  type FleetStatus,
-} from './fleet-rules';
+import { Fleet } from './fleet-state';
 import { LaunchGlidein } from './launch-glidein';
 import { drainSignal, GlideinFleet as GlideinFleetAttribute, GlideinPhase, GlideinSite } from './messages';
 
@@ -79,6 +61,10 @@ const watching = proxyActivities<Pick<GlideinActivities, 'observeFleet'>>({
 
 export { slotId };
 
+/**
+ * This function only wires the parts together, as LaunchGlidein does: the input is accepted or refused, a Fleet
+ * (./fleet-state.ts) answers the messages and decides each round, and this observes and acts on its decisions.
+ */
 export async function GlideinFleet(input: GlideinFleetInput): Promise<FleetResult> {
   const info = workflowInfo();
   const accepted = acceptFleetInput(input, info);
@@ -90,218 +76,69 @@ export async function GlideinFleet(input: GlideinFleetInput): Promise<FleetResul
     throw ApplicationFailure.nonRetryable(accepted.refused, FailureType.InvalidRequest);
   }
   const { request, carried } = accepted;
-  const fleet = request.fleet ?? request.site;
 
-  let desired = carried?.desired ?? request.count;
-  let paused = carried?.paused ?? false;
-  let drainAll = carried?.drainAll ?? false;
-  let memory: FleetMemory = carried?.memory ?? emptyMemory();
-  let schedulePaused = false;
-  /** The demand probe's last number: a round whose probe fails keeps it (a broken probe never drains the fleet). */
-  let demand = carried?.demand;
-  let demandError: string | undefined;
-  let wake = false;
-  let rounds = 0;
-  // What the last round saw; a continued run reports its predecessor's until its own first round.
-  let last: FleetStatus | undefined = carried?.seen?.status;
-  let lastRoundAt = carried?.seen?.lastRoundAt;
-  let slots: FleetView['slots'] = carried?.seen?.slots ?? [];
-  let phase: FleetPhase = carried?.seen?.phase ?? 'planning';
-  let phaseShown = false;
-  let endReason: string | undefined;
-
-  const view = (): FleetView => ({
-    fleet,
-    site: request.site,
-    phase,
-    paused,
-    schedulePaused,
-    drainAll,
-    desired,
-    target: last?.target ?? 0,
-    running: last?.running ?? 0,
-    starting: last?.starting ?? 0,
-    draining: last?.draining ?? 0,
-    failedInWindow: last?.failedInWindow ?? memory.failures.length,
-    demand: last?.demand,
-    held: last?.held,
-    backoff: last?.backoff,
-    slots,
-    rounds,
-    lastRoundAt,
-    endReason,
-    demandError,
-  });
-  const setPhase = (next: FleetPhase) => {
-    if (next === phase && phaseShown) return;
-    phase = next;
-    phaseShown = true;
-    upsertSearchAttributes([
-      { key: GlideinPhase, value: next },
-      { key: GlideinSite, value: request.site },
-      { key: GlideinFleetAttribute, value: fleet },
-    ]);
-  };
-
-  setHandler(fleetStatusQuery, view);
-  setHandler(
-    setCountUpdate,
-    (count: number) => {
-      desired = count;
-      wake = true;
-      log.info('fleet count changed', { fleet, desired });
-      return view();
-    },
-    {
-      // The request's own bound (fleetCount), which `glidein fleet count` checks before it writes anything.
-      validator: (count: number) => {
-        const checked = fleetCount.safeParse(count);
-        if (!checked.success)
-          throw new Error(`count: ${checked.error.issues[0].message}, got ${JSON.stringify(count)}`);
-      },
-    },
-  );
-  setHandler(drainAllSignal, () => {
-    drainAll = true;
-    wake = true;
-  });
-  setHandler(pauseSignal, () => {
-    paused = true;
-    wake = true;
-  });
-  setHandler(resumeSignal, () => {
-    paused = false;
-    wake = true;
-  });
-
-  setPhase(phase);
+  const fleet = new Fleet(request, carried);
+  fleet.setHandlers();
+  fleet.setPhase(fleet.phase);
   const plan: FleetPlan = await planning.planFleet(request.site);
 
-  for (; ; rounds++) {
-    if (rounds > 0 && (workflowInfo().continueAsNewSuggested || workflowInfo().historyLength >= plan.historyEvents)) {
+  for (; ; fleet.rounds++) {
+    if (fleet.shouldContinueAsNew(plan)) {
       await condition(allHandlersFinished);
-      return continueAsNew<typeof GlideinFleet>({
-        ...request,
-        carried: {
-          workflowId: info.workflowId,
-          desired,
-          paused,
-          drainAll,
-          memory,
-          demand,
-          seen: last && { status: last, slots, phase, lastRoundAt },
-        },
-      });
+      return continueAsNew<typeof GlideinFleet>({ ...request, carried: fleet.carry(info.workflowId) });
     }
-    const observed = await watching.observeFleet({
-      fleet,
-      site: request.site,
-      slots: slotsToObserve(plan, memory),
-      uncounted: Object.entries(memory.slots)
-        .filter(([, s]) => s.runId && !s.counted)
-        .map(([slot, s]) => ({ slot: Number(slot), runId: s.runId! })),
-      // A run whose end the fleet counted is over: its slot is free unless listed running again.
-      known: Object.entries(memory.slots)
-        .filter(([, s]) => s.runId && !s.counted)
-        .map(([slot]) => Number(slot)),
-      scheduleId: request.scheduleId,
-    });
-    if (observed.yieldTo) {
-      endReason = `fleet ${fleet} is already run by ${observed.yieldTo}; this run leaves it that`;
-      break;
-    }
-    if (observed.scheduleGone) {
-      endReason = `schedule ${request.scheduleId} was deleted; the fleet's glideins go on running`;
-      break;
-    }
-    schedulePaused = observed.schedulePaused;
-    if (observed.demand !== undefined) demand = observed.demand;
-    demandError = observed.demandError;
-    const decision = decideFleet({
-      now: Date.now(),
-      desired,
-      demand,
-      startsPaused: paused || schedulePaused,
-      drainAll,
-      limits: plan.limits,
-      slots: observed.slots,
-      memory,
-    });
-    last = decision.status;
-    memory = decision.memory;
-    lastRoundAt = new Date().toISOString();
-    slots = observed.slots
-      .filter((s) => s.state !== 'free')
-      .map((s) => ({
-        slot: s.slot,
-        id: slotId(fleet, s.slot),
-        state: s.state,
-        runId: 'runId' in s ? s.runId : undefined,
-        ...('busy' in s && s.busy !== undefined ? { busy: s.busy } : {}),
-      }));
-
+    const observed = await watching.observeFleet(fleet.observation(plan));
+    const decision = fleet.decide(plan, observed);
+    if (!decision) break;
     await Promise.all([
-      ...decision.start.map((slot) => startSlot(slot)),
-      ...decision.drain.map((slot) => drainSlot(slot)),
+      ...decision.start.map((slot) => startSlot(fleet, slot)),
+      ...decision.drain.map((slot) => drainSlot(fleet, slot)),
     ]);
-    setPhase(phaseOf(decision));
-    if (drainAll && decision.status.running + decision.status.starting === 0 && decision.status.draining === 0) {
-      endReason = 'drained';
+    fleet.setPhase(fleet.phaseAfter(decision));
+    if (fleet.drainedAll(decision)) {
+      fleet.endReason = 'drained';
       break;
     }
-    wake = false;
-    await condition(() => wake, plan.reconcileEveryMs);
+    await fleet.nextRound(plan.reconcileEveryMs);
   }
-  setPhase('done');
-  return { fleet, site: request.site, endReason: endReason ?? 'done', rounds };
+  fleet.setPhase('done');
+  return { fleet: fleet.name, site: request.site, endReason: fleet.endReason ?? 'done', rounds: fleet.rounds };
+}
 
-  async function startSlot(slot: number): Promise<void> {
-    const workflowId = slotId(fleet, slot);
-    const launch = { site: request.site, ...(request.lifetime ? { lifetime: request.lifetime } : {}) };
-    try {
-      const child = await startChild(LaunchGlidein, {
-        workflowId,
-        args: [launch],
-        // Its summary and details in the Web UI name the fleet and the slot (user metadata: replay ignores it).
-        ...launchStartOptions(launch, { fleet, slot }),
-        // The glidein outlives this run: its continue-as-new, its end and its cancellation alike.
-        parentClosePolicy: ParentClosePolicy.ABANDON,
-        cancellationType: ChildWorkflowCancellationType.ABANDON,
-        typedSearchAttributes: [{ key: GlideinFleetAttribute, value: fleet }],
-      });
-      noteStarted(memory, slot, child.firstExecutionRunId);
-      log.info('glidein started', { fleet, workflowId });
-    } catch (err) {
-      // Already running under its id: that is this slot's glidein, never a second one; the next round sees it.
-      if (!(err instanceof WorkflowExecutionAlreadyStartedError)) throw err;
-    }
-  }
-
-  async function drainSlot(slot: number): Promise<void> {
-    const workflowId = slotId(fleet, slot);
-    try {
-      await getExternalWorkflowHandle(workflowId).signal(drainSignal);
-      log.info('glidein drained', { fleet, workflowId });
-    } catch (err) {
-      // It ended meanwhile: nothing to drain.
-      log.info('glidein to drain had already ended', { fleet, workflowId, error: String(err) });
-    }
-  }
-
-  function phaseOf(d: FleetDecision): FleetPhase {
-    if (drainAll) return 'draining';
-    if (memory.backoff) return 'backing-off';
-    if (paused || schedulePaused) return 'paused';
-    return d.status.running >= d.status.target ? 'steady' : 'filling';
+/** Starts a LaunchGlidein in `slot`, a child the fleet abandons: it outlives this run. */
+async function startSlot(fleet: Fleet, slot: number): Promise<void> {
+  const { request } = fleet;
+  const workflowId = slotId(fleet.name, slot);
+  const launch = { site: request.site, ...(request.lifetime ? { lifetime: request.lifetime } : {}) };
+  try {
+    const child = await startChild(LaunchGlidein, {
+      workflowId,
+      args: [launch],
+      // Its summary and details in the Web UI name the fleet and the slot (user metadata: replay ignores it).
+      ...launchStartOptions(launch, { fleet: fleet.name, slot }),
+      // The glidein outlives this run: its continue-as-new, its end and its cancellation alike.
+      parentClosePolicy: ParentClosePolicy.ABANDON,
+      cancellationType: ChildWorkflowCancellationType.ABANDON,
+      typedSearchAttributes: [{ key: GlideinFleetAttribute, value: fleet.name }],
+    });
+    fleet.noteStarted(slot, child.firstExecutionRunId);
+    log.info('glidein started', { fleet: fleet.name, workflowId });
+  } catch (err) {
+    // Already running under its id: that is this slot's glidein, never a second one; the next round sees it.
+    if (!(err instanceof WorkflowExecutionAlreadyStartedError)) throw err;
   }
 }
 
-/** The slots to look at: the fleet's share, and every slot it remembers (a draining one may lie beyond it). */
-function slotsToObserve(plan: FleetPlan, memory: FleetMemory): number[] {
-  const slots = new Set<number>();
-  for (let slot = 1; slot <= plan.limits.maxGlideins; slot++) slots.add(slot);
-  for (const key of Object.keys(memory.slots)) slots.add(Number(key));
-  return [...slots].sort((a, b) => a - b);
+/** Asks the glidein in `slot` to drain (it finishes its jobs within its drain grace, then tears down). */
+async function drainSlot(fleet: Fleet, slot: number): Promise<void> {
+  const workflowId = slotId(fleet.name, slot);
+  try {
+    await getExternalWorkflowHandle(workflowId).signal(drainSignal);
+    log.info('glidein drained', { fleet: fleet.name, workflowId });
+  } catch (err) {
+    // It ended meanwhile: nothing to drain.
+    log.info('glidein to drain had already ended', { fleet: fleet.name, workflowId, error: String(err) });
+  }
 }
 
 type Accepted = { request: FleetRequest; carried?: FleetCarried } | { refused: string; site?: string };
