@@ -82,7 +82,10 @@ export class ActivityLifecycle {
     }
   }
 
-  /** The setup steps in LaunchGlidein's order (no Slurm): tunnel, outbound check, cvmfs, container, preload, glidein, registration. */
+  /**
+   * The setup steps in LaunchGlidein's order (no Slurm): tunnel, outbound check, cvmfs, container, preload, glidein,
+   * registration.
+   */
   async setup(registrationTimeoutMs = 60_000): Promise<void> {
     const ref = this.ref;
     await this.call('openTunnel', [ref]);

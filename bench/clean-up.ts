@@ -15,7 +15,8 @@ function main(): void {
   const tunnelPorts: number[] = [];
   for (const p of siteProcesses().filter((x) => x.argv[0] === 'ssh' && / -D 127\.0\.0\.1:\d+ /.test(x.cmdline))) {
     const port = Number(/ -D 127\.0\.0\.1:(\d+) /.exec(p.cmdline)![1]);
-    if (port >= 21_000 && port < 29_000) tunnelPorts.push(port); // the benchmarks' SOCKS ports (other tests use 1080-1190)
+    // the benchmarks' SOCKS ports (other tests use 1080-1190)
+    if (port >= 21_000 && port < 29_000) tunnelPorts.push(port);
   }
   const found = benchProcesses('bench-', tunnelPorts).length;
   let mounts = 0;
@@ -29,7 +30,8 @@ function main(): void {
   }
   cleanUpBench({ idPrefix: 'bench-', ports: tunnelPorts });
   console.log(
-    `removed ${found} processes, ${mounts} mounts; ${benchProcesses('bench-', tunnelPorts).length} benchmark processes left`,
+    `removed ${found} processes, ${mounts} mounts; ${benchProcesses('bench-', tunnelPorts).length} ` +
+      `benchmark processes left`,
   );
 }
 

@@ -157,7 +157,8 @@ async function main(): Promise<void> {
   const fleet: Partial<Record<Backend, { seconds: number; monitoring: number }>> = {};
   try {
     console.log(
-      `dev server vs two-node cluster on PostgreSQL: ${TRIPS} activity round trips, ${RUNS} lifecycles (+1 warm-up) each, interleaved; then a fleet of ${FLEET} on each; ${describeMachine(before)}\n`,
+      `dev server vs two-node cluster on PostgreSQL: ${TRIPS} activity round trips, ${RUNS} lifecycles (+1 ` +
+        `warm-up) each, interleaved; then a fleet of ${FLEET} on each; ${describeMachine(before)}\n`,
     );
     const registry = new SiteRegistry(sitesDir);
     const roundTripBundle = await bundleWorkflowCode({
@@ -208,7 +209,8 @@ async function main(): Promise<void> {
           const s = setups[backend]!;
           const r = await runA(s.env.client, s.taskQueue, SITE, `bench-eng-${backend}-${tag}-${i}`, recorded[backend]);
           console.log(
-            `${i === 0 ? 'warm-up' : `run ${i}`} ${backend.padEnd(7)}: to monitoring ${num(r.toMonitoringMs, 0)} ms, stop→result ${num(r.stopToResultMs, 0)} ms`,
+            `${i === 0 ? 'warm-up' : `run ${i}`} ${backend.padEnd(7)}: to monitoring ` +
+              `${num(r.toMonitoringMs, 0)} ms, stop→result ${num(r.stopToResultMs, 0)} ms`,
           );
           if (i > 0) runs[backend].push(r);
         }

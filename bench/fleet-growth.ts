@@ -250,7 +250,8 @@ async function runMode(
     if (mode === 'A') result.setup.maxStarting = fleetMaxStarting;
     log(
       `  ${mode}: ${result.setup.monitoring}/${N} monitoring after ${num(result.setup.seconds, 0)} s` +
-        `${result.setup.timedOut ? ' (timed out)' : ''}; ${result.setup.starts} starts, at most ${result.setup.maxStartsPerMinute} in a rolling minute, ${result.setup.failed} closed`,
+        `${result.setup.timedOut ? ' (timed out)' : ''}; ${result.setup.starts} starts, at most ` +
+        `${result.setup.maxStartsPerMinute} in a rolling minute, ${result.setup.failed} closed`,
     );
 
     // Steady.
@@ -298,7 +299,9 @@ async function runMode(
     };
     result.ssh.poolConnects = connects;
     log(
-      `  ${mode}: window ${num(result.window.seconds, 0)} s: ${ws.commandCounts.total} site commands (${num(result.window.perGlideinPerHour, 1)} per glidein per hour), worker ${num(c.processPct, 1)}% of a core, RSS max ${num(result.window.workerRssMb.max, 0)} MB`,
+      `  ${mode}: window ${num(result.window.seconds, 0)} s: ${ws.commandCounts.total} site commands ` +
+        `(${num(result.window.perGlideinPerHour, 1)} per glidein per hour), worker ${num(c.processPct, 1)}% of ` +
+        `a core, RSS max ${num(result.window.workerRssMb.max, 0)} MB`,
     );
     if (fleetHandle) {
       const d = await fleetHandle.describe();
@@ -354,7 +357,9 @@ async function runMode(
     result.ssh.nodeConnectionsMax = ssh.nodeMax;
     result.ssh.samples = ssh.samples;
     log(
-      `  ${mode}: teardown ${num(result.teardown.seconds, 0)} s${endReason ? ` (fleet: ${endReason})` : ''}: ${result.teardown.completed} completed, ${result.teardown.failed} not, ${running} running, ${leftovers} leftover processes`,
+      `  ${mode}: teardown ${num(result.teardown.seconds, 0)} s${endReason ? ` (fleet: ${endReason})` : ''}: ` +
+        `${result.teardown.completed} completed, ${result.teardown.failed} not, ${running} running, ` +
+        `${leftovers} leftover processes`,
     );
   } finally {
     if (child.connected) child.send({ type: 'shutdown' });
@@ -423,7 +428,9 @@ async function main(): Promise<void> {
   const range = freePortRange(N + 10, 20_000);
   const ports = Array.from({ length: range.last - range.first + 1 }, (_, k) => range.first + k);
   console.log(
-    `fleet growth: N=${N}, monitor.interval ${INTERVAL}, window ${WINDOW_S} s, SOCKS ports ${range.first}-${range.last}, fleet limits ${JSON.stringify(FLEET_LIMITS)}; ${describeMachine(before)}\n`,
+    `fleet growth: N=${N}, monitor.interval ${INTERVAL}, window ${WINDOW_S} s, SOCKS ports ` +
+      `${range.first}-${range.last}, fleet limits ${JSON.stringify(FLEET_LIMITS)}; ` +
+      `${describeMachine(before)}\n`,
   );
   const cvmfsexecDir = await benchCvmfsexec('growth');
   const sitesDir = benchSites([
@@ -468,13 +475,15 @@ function report(
     [
       'time to full (start → N monitoring), s',
       (r) =>
-        `${num(r.setup.seconds, 0)}${r.setup.timedOut ? ' (timed out)' : ''}${r.setup.fleetSaysFullSeconds !== undefined ? ` (fleet status: ${num(r.setup.fleetSaysFullSeconds, 0)})` : ''}`,
+        `${num(r.setup.seconds, 0)}${r.setup.timedOut ? ' (timed out)' : ''}` +
+        (r.setup.fleetSaysFullSeconds !== undefined ? ` (fleet status: ${num(r.setup.fleetSaysFullSeconds, 0)})` : ''),
     ],
     ['LaunchGlidein starts', (r) => String(r.setup.starts)],
     [
       `starts per minute, most in a rolling 60 s (limit ${limit})`,
       (r) =>
-        `${r.setup.maxStartsPerMinute}${r.mode === 'A' ? ` — honoured: ${r.setup.maxStartsPerMinute <= limit ? 'yes' : 'no'}` : ''}`,
+        `${r.setup.maxStartsPerMinute}` +
+        (r.mode === 'A' ? ` — honoured: ${r.setup.maxStartsPerMinute <= limit ? 'yes' : 'no'}` : ''),
     ],
     [`most in setup at once (limit ${FLEET_LIMITS.maxStarting})`, (r) => String(r.setup.maxStarting)],
     [
@@ -514,7 +523,8 @@ function report(
       'observeFleet ms, median / p90 (steady)',
       (r) =>
         r.window?.observeFleetMs
-          ? `${num(r.window.observeFleetMs.median, 0)} / ${num(r.window.observeFleetMs.p90, 0)} (${r.window.observeFleetMs.n} rounds)`
+          ? `${num(r.window.observeFleetMs.median, 0)} / ${num(r.window.observeFleetMs.p90, 0)} ` +
+            `(${r.window.observeFleetMs.n} rounds)`
           : '-',
     ],
     [

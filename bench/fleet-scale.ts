@@ -14,8 +14,9 @@
  * in half of the available memory is skipped and said so.
  *
  *   npx ts-node bench/fleet-scale.ts
- *   env: BENCH_FLEET (100,500,1000)  BENCH_FLEET_INTERVAL (60s: monitor.interval)  BENCH_FLEET_REPORT (10m: reportEvery)
- *        BENCH_FLEET_WINDOW (180 s)  BENCH_FLEET_START_RATE (20/s)  BENCH_ACTIVITY_SLOTS (production's MAX_CONCURRENT_ACTIVITIES)
+ *   env: BENCH_FLEET (100,500,1000)  BENCH_FLEET_INTERVAL (60s: monitor.interval)
+ *        BENCH_FLEET_REPORT (10m: reportEvery)  BENCH_FLEET_WINDOW (180 s)  BENCH_FLEET_START_RATE (20/s)
+ *        BENCH_ACTIVITY_SLOTS (production's MAX_CONCURRENT_ACTIVITIES)
  *        BENCH_FLEET_SETUP_TIMEOUT (1800 s)  BENCH_FLEET_MEM_FRACTION (0.5)  BENCH_RESULTS_NAME (fleet-scale)
  */
 import * as http from 'node:http';
@@ -100,7 +101,10 @@ interface FleetResult {
     /** The worker's RSS when ready (no workflows yet), at the window's start and end, and the most seen. */
     workerRssMb: { ready: number; start: number; end: number; max: number };
     memAvailableDropMb: number;
-    /** Projected memory per glidein: its site processes (PSS, incl. the sshd sessions of its tunnel) + worker and server growth. */
+    /**
+     * Projected memory per glidein: its site processes (PSS, incl. the sshd sessions of its tunnel) + worker and server
+     * growth.
+     */
     memPerGlideinMb: number;
     sitePssPerGlideinMb: number;
     workerGrowthPerGlideinMb: number;
@@ -139,8 +143,16 @@ function scrape(port: number): Promise<Histograms> {
 /** Histograms summed over their labels (except le); only the latency ones we report. */
 function parseHistograms(text: string): Histograms {
   const out: Histograms = new Map();
-  const wanted =
-    /^(temporal_(?:workflow_task_schedule_to_start_latency|workflow_task_execution_latency|workflow_task_replay_latency|activity_schedule_to_start_latency|activity_execution_latency))(_bucket|_sum|_count)\{?([^}]*)\}? ([\d.e+-]+|\+Inf)$/;
+  const latencies = [
+    'workflow_task_schedule_to_start_latency',
+    'workflow_task_execution_latency',
+    'workflow_task_replay_latency',
+    'activity_schedule_to_start_latency',
+    'activity_execution_latency',
+  ];
+  const wanted = new RegExp(
+    `^(temporal_(?:${latencies.join('|')}))(_bucket|_sum|_count)\\{?([^}]*)\\}? ([\\d.e+-]+|\\+Inf)$`,
+  );
   for (const line of text.split('\n')) {
     const m = wanted.exec(line);
     if (!m) continue;
@@ -332,10 +344,14 @@ async function runFleet(
     };
     if (result.window.extraOpenTunnels > 0)
       log(
-        `  note: ${result.window.extraOpenTunnels} openTunnel runs beyond one per glidein (retries, e.g. tunnel ssh refused by the login sshd's MaxStartups, or tunnels reopened)`,
+        `  note: ${result.window.extraOpenTunnels} openTunnel runs beyond one per glidein (retries, e.g. ` +
+          `tunnel ssh refused by the login sshd's MaxStartups, or tunnels reopened)`,
       );
     log(
-      `  window ${cpu.seconds.toFixed(0)} s: machine ${cpu.machinePct.toFixed(0)}% busy, worker ${cpu.processPct.toFixed(0)}% of a core, ${ws.checks} checks (expected ~${result.window.expectedChecks}), late within round p50 ${num(ws.lateWithinRound.median, 0)} ms p99 ${num(ws.lateWithinRound.p99, 0)} ms`,
+      `  window ${cpu.seconds.toFixed(0)} s: machine ${cpu.machinePct.toFixed(0)}% busy, worker ` +
+        `${cpu.processPct.toFixed(0)}% of a core, ${ws.checks} checks (expected ` +
+        `~${result.window.expectedChecks}), late within round p50 ${num(ws.lateWithinRound.median, 0)} ms p99 ` +
+        `${num(ws.lateWithinRound.p99, 0)} ms`,
     );
 
     // Stop and tear down.
@@ -355,7 +371,8 @@ async function runFleet(
     const leftovers = benchProcesses(prefix, ports).length;
     result.teardown = { seconds: (performance.now() - t1) / 1000, completed, notCompleted: n - completed, leftovers };
     log(
-      `  teardown ${result.teardown.seconds.toFixed(0)} s: ${completed}/${n} completed, ${leftovers} leftover processes`,
+      `  teardown ${result.teardown.seconds.toFixed(0)} s: ${completed}/${n} completed, ${leftovers} ` +
+        `leftover processes`,
     );
   } finally {
     if (child.connected) child.send({ type: 'shutdown' });
@@ -371,7 +388,8 @@ async function main(): Promise<void> {
   await joinLocalSite();
   const before = machineState();
   console.log(
-    `fleet scale: one worker process, N glideins, monitor.interval ${INTERVAL}, reportEvery ${REPORT}, window ${WINDOW_S} s; ${describeMachine(before)}\n`,
+    `fleet scale: one worker process, N glideins, monitor.interval ${INTERVAL}, reportEvery ${REPORT}, ` +
+      `window ${WINDOW_S} s; ${describeMachine(before)}\n`,
   );
   const cvmfsexecDir = await benchCvmfsexec('fleet');
   let env: TestWorkflowEnvironment | undefined;
@@ -382,7 +400,9 @@ async function main(): Promise<void> {
     for (const n of FLEET) {
       const available = meminfo('MemAvailable') / 1024;
       if (perGlideinMb !== undefined && perGlideinMb * n > MEM_FRACTION * available) {
-        const why = `projected ${Math.round(perGlideinMb * n)} MB (${perGlideinMb.toFixed(1)} MB per glidein at the previous N) > ${MEM_FRACTION} × ${Math.round(available)} MB available`;
+        const why =
+          `projected ${Math.round(perGlideinMb * n)} MB (${perGlideinMb.toFixed(1)} MB per glidein at the ` +
+          `previous N) > ${MEM_FRACTION} × ${Math.round(available)} MB available`;
         console.log(`N=${n}: skipped: ${why}`);
         results.push({ n, skipped: why, activitySlots: SLOTS ? Number(SLOTS) : PRODUCTION_SLOTS });
         continue;
@@ -468,7 +488,8 @@ function report(
   );
   console.log();
   console.log(
-    'During setup (all workflows starting): CPU, and the SDK histograms (mean / p50 / p99 ms; p50/p99 are bucket bounds):',
+    'During setup (all workflows starting): CPU, and the SDK histograms (mean / p50 / p99 ms; p50/p99 are ' +
+      'bucket bounds):',
   );
   console.log(
     table(
@@ -500,7 +521,8 @@ function report(
   );
   console.log();
   console.log(
-    'While monitoring (the window): SDK histograms as above, monitor command times in the worker (incl. waiting for a channel), memory, teardown:',
+    'While monitoring (the window): SDK histograms as above, monitor command times in the worker (incl. ' +
+      'waiting for a channel), memory, teardown:',
   );
   console.log(
     table(

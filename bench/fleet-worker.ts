@@ -39,7 +39,10 @@ interface Check {
   id: string;
   start: number;
   end: number;
-  /** When this check was due: the end of the previous check + interval (or the round's end), or the end of the previous round. */
+  /**
+   * When this check was due: the end of the previous check + interval (or the round's end), or the end of the previous
+   * round.
+   */
   due?: number;
   firstOfRound: boolean;
 }
@@ -159,7 +162,8 @@ async function main(): Promise<void> {
       r.end = Date.now();
     }
   };
-  // Production's sizing (src/worker.ts: MAX_CONCURRENT_ACTIVITIES, WORKFLOW_CACHE_SIZE), unless the benchmark sets slots.
+  // Production's sizing (src/worker.ts: MAX_CONCURRENT_ACTIVITIES, WORKFLOW_CACHE_SIZE), unless the benchmark sets
+  // slots.
   const config = configFromEnv(env);
   const slots = env.BENCH_ACTIVITY_SLOTS ? Number(env.BENCH_ACTIVITY_SLOTS) : undefined;
   const worker = await Worker.create({
@@ -263,7 +267,9 @@ function windowStats(from: number, to: number) {
     checkMs: stats(within.map((c) => c.end - c.start)),
     /** Within a round: how late a check started after it was due (previous check's end + interval). */
     lateWithinRound: stats(loopLate),
-    /** First check of a round: how long after the previous round ended (orchestration + waiting for an activity slot). */
+    /**
+     * First check of a round: how long after the previous round ended (orchestration + waiting for an activity slot).
+     */
     lateNewRound: stats(firstLate),
     commandMs: cmd,
     commandsPerActivityType: Object.fromEntries(perActivityType),

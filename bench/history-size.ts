@@ -141,7 +141,9 @@ async function main(): Promise<void> {
   const id = `bench-hist-${tag}`;
   try {
     console.log(
-      `history size: one LaunchGlidein, monitor.interval=1s, reportEvery=${ROUND_MS / 1000}s, monitor.historyEvents=${MAX_HISTORY}, ~${MONITOR_SECONDS} s of monitoring; ${describeMachine(before)}\n`,
+      `history size: one LaunchGlidein, monitor.interval=1s, reportEvery=${ROUND_MS / 1000}s, ` +
+        `monitor.historyEvents=${MAX_HISTORY}, ~${MONITOR_SECONDS} s of monitoring; ` +
+        `${describeMachine(before)}\n`,
     );
     env = await createTestEnv();
     const w = await createTestWorker(env, sitesDir, `bench-hist-${tag}`);
@@ -237,10 +239,12 @@ async function main(): Promise<void> {
       .slice(0, -1)
       .every((r) => r.closedBy === 'WORKFLOW_EXECUTION_CONTINUED_AS_NEW' && r.events <= MAX_HISTORY + perRound + 3);
     console.log(
-      `\ntarget ≤ ${TARGET} events for setup + teardown: ${met ? 'met' : 'MISSED'} (${setupTeardown} here; recorded: ${files.map((f) => f.count.setup + f.count.teardown).join(', ')})`,
+      `\ntarget ≤ ${TARGET} events for setup + teardown: ${met ? 'met' : 'MISSED'} (${setupTeardown} here; ` +
+        `recorded: ${files.map((f) => f.count.setup + f.count.teardown).join(', ')})`,
     );
     console.log(
-      `continue-as-new capped every run but the last at ≤ monitor.historyEvents + one round: ${capped && runs.length > 1 ? 'yes' : 'NO'} (largest ${maxRun})`,
+      `continue-as-new capped every run but the last at ≤ monitor.historyEvents + one round: ` +
+        `${capped && runs.length > 1 ? 'yes' : 'NO'} (largest ${maxRun})`,
     );
     const after = machineState();
     console.log(`machine after: ${describeMachine(after)}`);

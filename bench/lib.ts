@@ -131,7 +131,11 @@ export function machineState(): MachineState {
 }
 
 export function describeMachine(m: MachineState): string {
-  return `${m.cores} cores, load ${m.loadavg.join(' ')}, ${m.jest.length ? `jest running (pids ${m.jest.join(',')})` : 'no jest running'}, ${m.memAvailableMb} MB available`;
+  return (
+    `${m.cores} cores, load ${m.loadavg.join(' ')}, ` +
+    `${m.jest.length ? `jest running (pids ${m.jest.join(',')})` : 'no jest running'}, ` +
+    `${m.memAvailableMb} MB available`
+  );
 }
 
 /** kB from /proc/meminfo. */
@@ -203,7 +207,8 @@ export class CpuWindow {
 // ---------------------------------------------------------------------------------------------------
 // Site profiles for benchmarks
 
-export type ProfileChange = (profile: Record<string, any>) => void; // eslint-disable-line @typescript-eslint/no-explicit-any
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export type ProfileChange = (profile: Record<string, any>) => void;
 
 /** A sites directory holding, for each entry, `<name>.yaml`: sites/local.yaml renamed, with `change` applied. */
 export function benchSites(entries: ReadonlyArray<{ name: string; change?: ProfileChange }>): string {
@@ -398,7 +403,9 @@ export interface CommandTiming {
   receivedBytes: number;
 }
 
-/** The site scripts by their text: `inspect`, `spawn`, `signal`, `write-file`, else the constant's name in kebab case. */
+/**
+ * The site scripts by their text: `inspect`, `spawn`, `signal`, `write-file`, else the constant's name in kebab case.
+ */
 const SCRIPT_NAMES = new Map<string, string>(
   Object.entries(SITE_SCRIPTS).map(([name, script]) => [
     script,
@@ -424,7 +431,10 @@ export function commandName(argv: readonly string[]): string {
   }
   const base = path.basename(argv[0]);
   if (base === 'apptainer' || base === 'singularity')
-    return `${base} ${argv[1] === 'instance' ? `instance ${argv[2]}` : argv[1]}${argv[1] === 'exec' ? ` ${path.basename(argv[3] ?? '')}` : ''}`;
+    return (
+      `${base} ${argv[1] === 'instance' ? `instance ${argv[2]}` : argv[1]}` +
+      (argv[1] === 'exec' ? ` ${path.basename(argv[3] ?? '')}` : '')
+    );
   return base;
 }
 
@@ -476,7 +486,8 @@ export class TimedExecutor implements Executor {
 }
 
 /** Wraps every activity function so its wall time (in this worker) is reported, tagged like the commands. */
-export function timedActivities<T extends Record<string, (...args: any[]) => Promise<unknown>>>( // eslint-disable-line @typescript-eslint/no-explicit-any
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export function timedActivities<T extends Record<string, (...args: any[]) => Promise<unknown>>>(
   activities: T,
   sink: (t: {
     workflowId?: string;
@@ -580,7 +591,10 @@ export async function buildWorker(): Promise<string> {
   return path.join(BUILD_DIR, 'bench', 'fleet-worker.js');
 }
 
-/** Starts the built fleet worker (bench/fleet-worker.ts) for one task queue and sites directory; resolves when it is polling. */
+/**
+ * Starts the built fleet worker (bench/fleet-worker.ts) for one task queue and sites directory; resolves when it is
+ * polling.
+ */
 export function startWorker(
   workerScript: string,
   env: TestWorkflowEnvironment,

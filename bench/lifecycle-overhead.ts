@@ -10,9 +10,10 @@
  * (its polls and sleeps) and orchestration (the rest: Temporal scheduling, dispatch, workflow tasks).
  * Targets: ratio A/B ≤ 1.0; orchestration ≤ 15 ms per step (median).
  *
- *   npx ts-node bench/lifecycle-overhead.ts        env: BENCH_RUNS (5), BENCH_WARMUP (1), BENCH_EAGER (1: eager activities on the server;
- *                                                  results in lifecycle-overhead-eager.json)
- *   npx ts-node bench/lifecycle-overhead.ts --plan <glidein-id>   writes a plan for manual-lifecycle.sh, prints its path
+ *   npx ts-node bench/lifecycle-overhead.ts        env: BENCH_RUNS (5), BENCH_WARMUP (1), BENCH_EAGER (1: eager
+ *                                                  activities on the server; results in lifecycle-overhead-eager.json)
+ *   npx ts-node bench/lifecycle-overhead.ts --plan <glidein-id>   writes a plan for manual-lifecycle.sh, prints its
+ *                                                                path
  */
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -79,7 +80,9 @@ async function main(): Promise<void> {
   const pool = new SshPool();
   try {
     console.log(
-      `lifecycle A (LaunchGlidein on a dev server${EAGER ? ' with eager activity execution' : ''}) vs B (bash + OpenSSH ControlMaster), ${RUNS} runs each (+${WARMUP} warm-up), interleaved; ${describeMachine(before)}\n`,
+      `lifecycle A (LaunchGlidein on a dev server${EAGER ? ' with eager activity execution' : ''}) vs B ` +
+        `(bash + OpenSSH ControlMaster), ${RUNS} runs each (+${WARMUP} warm-up), interleaved; ` +
+        `${describeMachine(before)}\n`,
     );
     env = EAGER
       ? await TestWorkflowEnvironment.createLocal({
@@ -111,7 +114,9 @@ async function main(): Promise<void> {
         const ra = await runA(client, taskQueue, SITE, `bench-lo-a-${tag}-${i}`, recorded);
         const rb = await runB(profile, `bench-lo-b-${tag}-${i}`, controlSocket, planDir);
         console.log(
-          `${warm ? 'warm-up' : `run ${i - WARMUP + 1}`}: A ${num(ra.totalMs, 0)} ms (to monitoring ${num(ra.toMonitoringMs, 0)}, stop→result ${num(ra.stopToResultMs, 0)}), B ${num(rb.totalMs, 0)} ms`,
+          `${warm ? 'warm-up' : `run ${i - WARMUP + 1}`}: A ${num(ra.totalMs, 0)} ms (to monitoring ` +
+            `${num(ra.toMonitoringMs, 0)}, stop→result ${num(ra.stopToResultMs, 0)}), B ` +
+            `${num(rb.totalMs, 0)} ms`,
         );
         if (!warm) {
           a.push(ra);

@@ -285,7 +285,8 @@ export function perStep(a: RunA[], b: RunB[], c?: RunB[]): PerStep[] {
 }
 
 export const PER_STEP_CAPTION =
-  'A per step (medians over runs; ms): step = activity in the worker + orchestration; activity = site commands + its own polls/sleeps';
+  'A per step (medians over runs; ms): step = activity in the worker + orchestration; activity = site ' +
+  'commands + its own polls/sleeps';
 
 export function perStepTable(per: PerStep[]): string {
   const withC = per.some((p) => p.cMs !== undefined);
@@ -386,7 +387,9 @@ export function report(
   const ratioMet = ratios.median <= 1.0;
   const orchMet = allOrch.median <= ORCHESTRATION_TARGET_MS;
   console.log(
-    `\ntarget ratio A/B ≤ 1.0: ${ratioMet ? 'met' : 'MISSED'} (${num(ratios.median, 3)}); orchestration ≤ ${ORCHESTRATION_TARGET_MS} ms per step (median): ${orchMet ? 'met' : 'MISSED'} (${num(allOrch.median, 1)} ms)`,
+    `\ntarget ratio A/B ≤ 1.0: ${ratioMet ? 'met' : 'MISSED'} (${num(ratios.median, 3)}); orchestration ≤ ` +
+      `${ORCHESTRATION_TARGET_MS} ms per step (median): ${orchMet ? 'met' : 'MISSED'} ` +
+      `(${num(allOrch.median, 1)} ms)`,
   );
   console.log(`machine after: ${describeMachine(after)}`);
   const file = writeResults(opts.eager ? 'lifecycle-overhead-eager' : 'lifecycle-overhead', {

@@ -217,7 +217,8 @@ async function main(): Promise<void> {
   const ports = Array.from({ length: range.last - range.first + 1 }, (_, k) => range.first + k);
   const [scriptPort] = freePorts(1, range.last + 1);
   console.log(
-    `login-node cost: bench/manual-lifecycle.sh, then 1 glidein, then a fleet of ${FLEET}; monitor.interval ${INTERVAL}, window ${WINDOW_S} s; ${describeMachine(before)}\n`,
+    `login-node cost: bench/manual-lifecycle.sh, then 1 glidein, then a fleet of ${FLEET}; monitor.interval ` +
+      `${INTERVAL}, window ${WINDOW_S} s; ${describeMachine(before)}\n`,
   );
   const cvmfsexecDir = await benchCvmfsexec('cost');
   const sitesDir = benchSites([
@@ -380,10 +381,14 @@ function report(runs: LaunchRun[], script: ReturnType<typeof scriptCosts>) {
   const known = value !== undefined && !Number.isNaN(value);
   const met = known && value <= TARGET_PER_INTERVAL;
   console.log(
-    `\ntarget ≤ ${TARGET_PER_INTERVAL} login-node command per glidein per monitor interval (fleet of ${fleet?.glideins ?? FLEET}, shared queries divided; per check): ` +
+    `\ntarget ≤ ${TARGET_PER_INTERVAL} login-node command per glidein per monitor interval (fleet of ` +
+      `${fleet?.glideins ?? FLEET}, shared queries divided; per check): ` +
       (!known
         ? '-'
-        : `${met ? 'MET' : 'MISSED'} (${num(value, 3)}${met ? '' : `, by ${num((value / TARGET_PER_INTERVAL - 1) * 100, 1)} %`}; per configured interval ${num(fleet?.monitorPerInterval, 3)}, a check every ${num(fleet?.checkEverySeconds, 1)} s; naive ${NAIVE_PER_INTERVAL})`),
+        : `${met ? 'MET' : 'MISSED'} ` +
+          `(${num(value, 3)}${met ? '' : `, by ${num((value / TARGET_PER_INTERVAL - 1) * 100, 1)} %`}; per ` +
+          `configured interval ${num(fleet?.monitorPerInterval, 3)}, a check every ` +
+          `${num(fleet?.checkEverySeconds, 1)} s; naive ${NAIVE_PER_INTERVAL})`),
   );
   return { perGlidein: per, naivePerHour, naivePerInterval: NAIVE_PER_INTERVAL, target: { value, met } };
 }

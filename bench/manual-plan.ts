@@ -1,7 +1,8 @@
 /**
  * The plan bench/manual-lifecycle.sh runs: every remote command line of a lifecycle, built by the project's
- * own builders (the site adapters, src/site/adapters/, and the site scripts, src/site/scripts/) and quoted by its one quoting helper (commandLine), as bash variables.
- * So the script issues exactly what the activities issue; only the orchestration differs.
+ * own builders (the site adapters, src/site/adapters/, and the site scripts, src/site/scripts/) and quoted by its one
+ * quoting helper (commandLine), as bash variables. So the script issues exactly what the activities issue; only the
+ * orchestration differs.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -155,7 +156,8 @@ export function writeManualPlan(
     ['C_SIGNAL_TUNNEL_TERM', commandLine(signalArgv('TERM', paths.tunnelPid, 10_000))],
   ];
   const text = [
-    `# Plan for bench/manual-lifecycle.sh: glidein ${glideinId} at site ${profile.name} (written by bench/manual-plan.ts).`,
+    `# Plan for bench/manual-lifecycle.sh: glidein ${glideinId} at site ${profile.name} (written by ` +
+      `bench/manual-plan.ts).`,
     ...vars.map(([name, v]) =>
       Array.isArray(v) ? `${name}=(${v.map(quoteArg).join(' ')})` : `${name}=${quoteArg(v)}`,
     ),
@@ -164,9 +166,9 @@ export function writeManualPlan(
   const file = path.join(dir, `${glideinId}.plan.sh`);
   fs.writeFileSync(file, text);
   // openTunnel 4 (+polls), verifyOutbound 2, mountCvmfs 1 per repo, startContainer 3, preload 2, startGlidein 3,
-  // confirmRegistration 1 (+2 per extra poll), stopGlidein 1, stopContainer 2, unmountCvmfs 1 + 1 per repo, closeTunnel 3 (+polls);
-  // with credentials, stageCredential 1 per file and removeCredential 1; 1 per further outbound check; with
-  // cvmfs.httpProxy, 1 to set it.
+  // confirmRegistration 1 (+2 per extra poll), stopGlidein 1, stopContainer 2, unmountCvmfs 1 + 1 per repo,
+  // closeTunnel 3 (+polls); with credentials, stageCredential 1 per file and removeCredential 1; 1 per further
+  // outbound check; with cvmfs.httpProxy, 1 to set it.
   const credCommands = creds.length > 0 ? creds.length + 1 : 0;
   const more = (profile.outboundChecks?.length ?? 0) + (profile.cvmfs.httpProxy !== undefined ? 1 : 0);
   return {

@@ -73,7 +73,9 @@ interface RunResult {
   client: { connects: Record<string, number>; channels: { login: number; node: number } };
   login: SideCount;
   worker: SideCount;
-  /** Connections the glideins' own forward tunnels (ssh -D on the worker node, the site's key) opened to the login node. */
+  /**
+   * Connections the glideins' own forward tunnels (ssh -D on the worker node, the site's key) opened to the login node.
+   */
   tunnelConnections: number;
 }
 
@@ -258,7 +260,9 @@ async function main(): Promise<void> {
       const r = await runOnce(n);
       results.push(r);
       console.log(
-        `  ${r.ok}/${n} lifecycles ok, ${r.retries} retries, ${r.wallSeconds.toFixed(1)} s (setup ${r.phaseSeconds.setup.toFixed(1)}, monitor ${r.phaseSeconds.monitor.toFixed(1)}, teardown ${r.phaseSeconds.teardown.toFixed(1)})`,
+        `  ${r.ok}/${n} lifecycles ok, ${r.retries} retries, ${r.wallSeconds.toFixed(1)} s (setup ` +
+          `${r.phaseSeconds.setup.toFixed(1)}, monitor ${r.phaseSeconds.monitor.toFixed(1)}, teardown ` +
+          `${r.phaseSeconds.teardown.toFixed(1)})`,
       );
       for (const e of r.errors.slice(0, 5)) console.log(`  error: ${e}`);
       for (const [why, times] of Object.entries(r.retried)) console.log(`  retried ${times}×: ${why}`);
@@ -309,7 +313,8 @@ async function main(): Promise<void> {
       r.login.noMoreSessions + r.worker.noMoreSessions === 0,
   );
   console.log(
-    `\ntarget 1 connection per host per worker process: ${oneEach ? 'met' : 'MISSED'}; never more than MaxSessions (${MAX_SESSIONS}) at once: ${underMax ? 'met' : 'MISSED'}`,
+    `\ntarget 1 connection per host per worker process: ${oneEach ? 'met' : 'MISSED'}; never more than ` +
+      `MaxSessions (${MAX_SESSIONS}) at once: ${underMax ? 'met' : 'MISSED'}`,
   );
   console.log(`machine after: ${describeMachine(after)}`);
   const file = writeResults('ssh-connections', {

@@ -118,7 +118,8 @@ async function main(): Promise<void> {
   const before = machineState();
   try {
     console.log(
-      `ssh round trips of \`true\` on the login node ${LOGIN_TARGET.host}:${LOGIN_TARGET.port} as ${LOGIN_TARGET.user}; ${describeMachine(before)}\n`,
+      `ssh round trips of \`true\` on the login node ${LOGIN_TARGET.host}:${LOGIN_TARGET.port} as ` +
+        `${LOGIN_TARGET.user}; ${describeMachine(before)}\n`,
     );
     const a = await sshPoolRoundTrips(N);
     const b = await controlMasterRoundTrips(N);
@@ -139,10 +140,12 @@ async function main(): Promise<void> {
     );
     const met = rows[0][2].median <= TARGET_MS;
     console.log(
-      `\ntarget (a) median ≤ ${TARGET_MS} ms: ${met ? 'met' : 'MISSED'} (${num(rows[0][2].median, 2)} ms); (a) opened ${a.connects} connection(s)`,
+      `\ntarget (a) median ≤ ${TARGET_MS} ms: ${met ? 'met' : 'MISSED'} (${num(rows[0][2].median, 2)} ms); ` +
+        `(a) opened ${a.connects} connection(s)`,
     );
     console.log(
-      `(b)/(a) median ratio ${num(rows[1][2].median / rows[0][2].median, 1)}×, (c)/(a) ${num(rows[2][2].median / rows[0][2].median, 0)}×`,
+      `(b)/(a) median ratio ${num(rows[1][2].median / rows[0][2].median, 1)}×, (c)/(a) ` +
+        `${num(rows[2][2].median / rows[0][2].median, 0)}×`,
     );
     console.log(`machine after: ${describeMachine(after)}`);
     const file = writeResults('ssh-roundtrip', {

@@ -288,7 +288,8 @@ async function main(): Promise<void> {
   try {
     console.log(
       `time to repair: ${RUNS} tunnel kills per monitor interval (${INTERVALS_S.map((s) => `${s} s`).join(', ')}), ` +
-        `each after a random wait of 0 to 1 interval, then a drain per glidein; SOCKS port ${socksPort}; ${describeMachine(before)}\n`,
+        `each after a random wait of 0 to 1 interval, then a drain per glidein; SOCKS port ${socksPort}; ` +
+        `${describeMachine(before)}\n`,
     );
     await w.worker.runUntil(async () => {
       for (const intervalS of INTERVALS_S) {
@@ -320,8 +321,10 @@ async function main(): Promise<void> {
           const d = await drain(handle, intervalS, where);
           drains.push(d);
           console.log(
-            `interval ${intervalS} s, drain of ${id}: closed after ${num((d.closedMs ?? NaN) / 1000, 2)} s (${d.endReason ?? d.error}), ` +
-              `site clear after ${num((d.siteClearMs ?? NaN) / 1000, 2)} s${d.left ? `; still on the site: ${d.left}` : ''}`,
+            `interval ${intervalS} s, drain of ${id}: closed after ${num((d.closedMs ?? NaN) / 1000, 2)} s ` +
+              `(${d.endReason ?? d.error}), ` +
+              `site clear after ${num((d.siteClearMs ?? NaN) / 1000, 2)} s` +
+              (d.left ? `; still on the site: ${d.left}` : ''),
           );
           if (repairs.at(-1)?.totalMs === undefined) break;
         }
@@ -401,7 +404,8 @@ function report(
   const unreleased = drains.filter((d) => d.releasedMs === undefined);
   if (unreleased.length)
     console.log(
-      `NOT released: ${unreleased.map((d) => `${d.workflowId}: ${d.error ?? ''} ${d.left ?? 'workflow still open'}`).join('; ')}`,
+      `NOT released: ` +
+        `${unreleased.map((d) => `${d.workflowId}: ${d.error ?? ''} ${d.left ?? 'workflow still open'}`).join('; ')}`,
     );
   console.log(`\nmachine before: ${describeMachine(before)}`);
   console.log(`machine after:  ${describeMachine(after)}`);

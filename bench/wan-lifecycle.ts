@@ -214,7 +214,8 @@ async function main(): Promise<void> {
   const pool = new SshPool();
   try {
     console.log(
-      `lifecycle over a WAN-shaped link (toxiproxy → login ${base.login.host}:${base.login.port}) at RTT ${RTTS.join(', ')} ms: ` +
+      `lifecycle over a WAN-shaped link (toxiproxy → login ${base.login.host}:${base.login.port}) at RTT ` +
+        `${RTTS.join(', ')} ms: ` +
         `A (LaunchGlidein) vs B (bash + OpenSSH ControlMaster) vs C (a new ssh connection per command), ` +
         `${RUNS} runs each (+${WARMUP} warm-up), interleaved; ${describeMachine(before)}\n`,
     );
@@ -246,7 +247,8 @@ async function main(): Promise<void> {
     // yet polling).
     const direct = stats((await roundTrips(base, N)).samples);
     console.log(
-      `direct (no proxy): ssh2 round trip of \`true\` on the login node, median ${num(direct.median, 2)} ms (p90 ${num(direct.p90, 2)}, min ${num(direct.min, 2)}; N ${direct.n})`,
+      `direct (no proxy): ssh2 round trip of \`true\` on the login node, median ${num(direct.median, 2)} ms ` +
+        `(p90 ${num(direct.p90, 2)}, min ${num(direct.min, 2)}; N ${direct.n})`,
     );
     const roundTrip = new Map<number, AtRtt['roundTrip']>();
     for (const rtt of RTTS) {
@@ -256,7 +258,10 @@ async function main(): Promise<void> {
       const kept = stats(await keptChannelRoundTrips(await registry.get(siteOf(rtt)), N));
       roundTrip.set(rtt, { ...s, connects: r.connects, target, met: s.median <= target, keptChannel: kept });
       console.log(
-        `RTT ${rtt} ms: ssh2 round trip of \`true\` on the login node, median ${num(s.median, 2)} ms (p90 ${num(s.p90, 2)}, min ${num(s.min, 2)}; N ${s.n}), ${num(s.median - direct.median, 2)} over direct; target ≤ ${num(target, 1)} ms; over a kept channel (the floor, not the worker's transport) ${num(kept.median, 2)} ms`,
+        `RTT ${rtt} ms: ssh2 round trip of \`true\` on the login node, median ${num(s.median, 2)} ms (p90 ` +
+          `${num(s.p90, 2)}, min ${num(s.min, 2)}; N ${s.n}), ${num(s.median - direct.median, 2)} over direct; ` +
+          `target ≤ ${num(target, 1)} ms; over a kept channel (the floor, not the worker's transport) ` +
+          `${num(kept.median, 2)} ms`,
       );
     }
     console.log();
@@ -299,7 +304,9 @@ async function main(): Promise<void> {
           const rb = await runB(profile, `${ID_PREFIX}b-${tag}-${rtt}-${i}`, socket, work);
           const rc = await runB(profile, `${ID_PREFIX}c-${tag}-${rtt}-${i}`, socket, work, { naive: true });
           console.log(
-            `RTT ${rtt} ms, ${warm ? 'warm-up' : `run ${i - WARMUP + 1}`}: A ${num(ra.totalMs, 0)} ms (to monitoring ${num(ra.toMonitoringMs, 0)}, stop→result ${num(ra.stopToResultMs, 0)}), B ${num(rb.totalMs, 0)} ms, C ${num(rc.totalMs, 0)} ms`,
+            `RTT ${rtt} ms, ${warm ? 'warm-up' : `run ${i - WARMUP + 1}`}: A ${num(ra.totalMs, 0)} ms (to ` +
+              `monitoring ${num(ra.toMonitoringMs, 0)}, stop→result ${num(ra.stopToResultMs, 0)}), B ` +
+              `${num(rb.totalMs, 0)} ms, C ${num(rc.totalMs, 0)} ms`,
           );
           if (!warm) {
             at.a.push(ra);
@@ -346,7 +353,8 @@ function report(
 
   for (const { r, sa, sb, sc, ab, ac, per, run } of rows) {
     console.log(
-      `\n=== RTT ${r.rttMs} ms (toxiproxy ${r.proxy.listen} → ${r.proxy.upstream}, latency ${Math.floor(r.rttMs / 2)} ms up, ${r.rttMs - Math.floor(r.rttMs / 2)} ms down) ===`,
+      `\n=== RTT ${r.rttMs} ms (toxiproxy ${r.proxy.listen} → ${r.proxy.upstream}, latency ` +
+        `${Math.floor(r.rttMs / 2)} ms up, ${r.rttMs - Math.floor(r.rttMs / 2)} ms down) ===`,
     );
     console.log(
       table(SUMMARY_HEADERS, [
@@ -432,12 +440,17 @@ function report(
   const [lo, hi] = [rows[0]?.r, rows[rows.length - 1]?.r];
   if (lo && hi && hi.rttMs > lo.rttMs)
     console.log(
-      `ssh2 round trip grows by ${num((hi.roundTrip.median - lo.roundTrip.median) / (hi.rttMs - lo.rttMs), 2)} ms per ms of RTT (${lo.rttMs} → ${hi.rttMs} ms): one network round trip per command would be 1`,
+      `ssh2 round trip grows by ` +
+        `${num((hi.roundTrip.median - lo.roundTrip.median) / (hi.rttMs - lo.rttMs), 2)} ms per ms of RTT ` +
+        `(${lo.rttMs} → ${hi.rttMs} ms): one network round trip per command would be 1`,
     );
   console.log();
   for (const t of targets)
     console.log(
-      `target ${t.what} ≤ ${num(t.target, t.what.startsWith('ssh2') ? 1 : 2)} at ${t.rtt} ms: ${t.value === undefined ? 'not measured (RTT not in BENCH_RTTS)' : `${mark(t.met)} (${num(t.value, t.what.startsWith('ssh2') ? 2 : 3)})`}`,
+      `target ${t.what} ≤ ${num(t.target, t.what.startsWith('ssh2') ? 1 : 2)} at ${t.rtt} ms: ` +
+        (t.value === undefined
+          ? 'not measured (RTT not in BENCH_RTTS)'
+          : `${mark(t.met)} (${num(t.value, t.what.startsWith('ssh2') ? 2 : 3)})`),
     );
   console.log(`\nmachine before: ${describeMachine(before)}`);
   console.log(`machine after:  ${describeMachine(after)}`);

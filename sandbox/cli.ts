@@ -4,7 +4,8 @@
  *   npx ts-node sandbox/cli.ts local down      stop everything it runs (the directory stays)
  *   npx ts-node sandbox/cli.ts local status    daemons, FUSE mounts and processes of user glidein
  *   npx ts-node sandbox/cli.ts jsc-box up      build JSC in a box and start everything (idempotent)
- *   npx ts-node sandbox/cli.ts jsc-box down    remove the namespaces, the bridge and every process (the directory stays)
+ *   npx ts-node sandbox/cli.ts jsc-box down    remove the namespaces, the bridge and every process (the directory
+ *                                              stays)
  *   npx ts-node sandbox/cli.ts jsc-box status  namespaces, daemons, Slurm, processes and mounts of the box
  *   npx ts-node sandbox/cli.ts jsc-box strict on|off
  *                                              strict: no sshd on the worker node, from= on the login node's keys,
@@ -23,7 +24,8 @@ function printSiteStatus(status: SiteStatus): void {
   for (const s of status.services) {
     const state = s.accepting ? 'up' : s.pids.length > 0 ? 'running, not accepting' : 'down';
     console.log(
-      `${s.service.padEnd(10)} ${`${s.endpoint.host}:${s.endpoint.port}`.padEnd(16)} ${state.padEnd(24)} pids ${s.pids.join(',') || '-'}`,
+      `${s.service.padEnd(10)} ${`${s.endpoint.host}:${s.endpoint.port}`.padEnd(16)} ${state.padEnd(24)} ` +
+        `pids ${s.pids.join(',') || '-'}`,
     );
   }
   console.log(`mounts under ${SITE_DIR}: ${status.mounts.length === 0 ? 'none' : ''}`);
@@ -35,7 +37,8 @@ function printSiteStatus(status: SiteStatus): void {
 function printBoxStatus(status: BoxStatus): void {
   console.log(
     status.strict
-      ? `strict: no sshd on the worker node, from= keys, a source opening more than ${BAN.connections} SSH connections a minute is banned ${BAN.banSeconds} s; banned now: ${status.banned.join(' ') || 'none'}`
+      ? `strict: no sshd on the worker node, from= keys, a source opening more than ${BAN.connections} SSH ` +
+          `connections a minute is banned ${BAN.banSeconds} s; banned now: ${status.banned.join(' ') || 'none'}`
       : 'lenient: sshd on the worker node, keys from anywhere, no ban (`jsc-box strict on` makes it strict)',
   );
   console.log(`namespaces: ${status.namespaces.join(' ') || 'none'}; bridge glbr0: ${status.bridge ? 'up' : 'absent'}`);
@@ -43,7 +46,8 @@ function printBoxStatus(status: BoxStatus): void {
     const where = s.endpoint ? `${s.endpoint.host}:${s.endpoint.port}` : 'unix socket';
     const state = s.ready ? 'up' : s.pids.length > 0 ? 'running, not ready' : 'down';
     console.log(
-      `${s.service.padEnd(12)} ${s.node.padEnd(7)} ${where.padEnd(16)} ${state.padEnd(20)} pids ${s.pids.join(',') || '-'}`,
+      `${s.service.padEnd(12)} ${s.node.padEnd(7)} ${where.padEnd(16)} ${state.padEnd(20)} pids ` +
+        `${s.pids.join(',') || '-'}`,
     );
   }
   if (status.workerNode !== undefined) console.log(`worker node jwc01: ${status.workerNode}`);
@@ -88,7 +92,8 @@ async function jscBox(command: string | undefined): Promise<number> {
       console.log(`JSC in a box is up in ${BOX_DIR} (profile sites/jsc-box.yaml), ${seconds(started)}`);
       console.log(`  operator key ${BOX_PATHS.operatorKey}, known_hosts ${BOX_PATHS.operatorKnownHosts}`);
       console.log(
-        `  ssh -F /dev/null -i ${BOX_PATHS.operatorKey} -o UserKnownHostsFile=${BOX_PATHS.operatorKnownHosts} glidein@10.77.0.2`,
+        `  ssh -F /dev/null -i ${BOX_PATHS.operatorKey} -o ` +
+          `UserKnownHostsFile=${BOX_PATHS.operatorKnownHosts} glidein@10.77.0.2`,
       );
       printBoxStatus(await boxStatus());
       return 0;

@@ -589,7 +589,9 @@ export function banRules(): string {
     '  chain input {',
     '    type filter hook input priority filter - 1; policy accept;',
     '    iifname "eth0" ip saddr @banned counter drop',
-    `    iifname "eth0" tcp dport 22 ct state new update @ssh_new { ip saddr limit rate over ${BAN.connections}/minute burst ${BAN.connections} packets } add @banned { ip saddr timeout ${BAN.banSeconds}s } counter drop`,
+    `    iifname "eth0" tcp dport 22 ct state new update @ssh_new { ip saddr limit rate over ` +
+      `${BAN.connections}/minute burst ${BAN.connections} packets } add @banned { ip saddr timeout ` +
+      `${BAN.banSeconds}s } counter drop`,
     '  }',
     '}',
     '',
@@ -668,8 +670,10 @@ function requireRoot(): void {
 
 function notPermitted(what: string, detail: string): Error {
   return new Error(
-    `JSC in a box cannot ${what} here (${detail.trim()}): it needs network namespaces (CAP_SYS_ADMIN and CAP_NET_ADMIN, ` +
-      'e.g. not in an unprivileged container). Use the loopback site sites/local.yaml instead (sandbox/local-site.ts, no namespaces).',
+    `JSC in a box cannot ${what} here (${detail.trim()}): it needs network namespaces (CAP_SYS_ADMIN and ` +
+      `CAP_NET_ADMIN, ` +
+      'e.g. not in an unprivileged container). Use the loopback site sites/local.yaml instead ' +
+      '(sandbox/local-site.ts, no namespaces).',
   );
 }
 
@@ -688,9 +692,11 @@ function sshdConfig(node: 'login' | 'worker'): string {
  * Run as TaskEpilog (as the job's user, at the end of each task of a step: SLURM_STEP_ID set) and as Epilog (as
  * root, at the end of the job): end every process whose environment carries this job's id (and, for a step, this
  * step's id), and every descendant of those, SIGTERM and after 5 s SIGKILL, as cgroup-based tracking would. A process
- * that cleared its environment and left the tree (setsid and a double fork) escapes: the box only approximates JSC here. The batch step's own end is left to the Epilog.
+ * that cleared its environment and left the tree (setsid and a double fork) escapes: the box only approximates JSC
+ * here. The batch step's own end is left to the Epilog.
  */
-const STEP_END_SCRIPT = `#!/bin/sh
+const STEP_END_SCRIPT =
+  `#!/bin/sh
 job=\${SLURM_JOB_ID:-}; step=\${SLURM_STEP_ID:-\${SLURM_STEPID:-}}
 [ -n "$job" ] || exit 0
 case $step in
@@ -708,7 +714,8 @@ done
 # And their descendants, whatever their environment (a container's exec --cleanenv): a cgroup holds those too.
 tree=$(ps -e -o pid= -o ppid=)
 while :; do
-  more=$(printf '%s\\n' "$tree" | awk -v set=" $pids " 'index(set, " " $2 " ") && !index(set, " " $1 " ") { printf " %s", $1 }')
+  more=$(printf '%s\\n' "$tree" | awk -v set=" $pids " 'index(set, " " $2 " ") && !index(set, " " $1 " ") ` +
+  `{ printf " %s", $1 }')
   [ -n "$more" ] || break
   pids="$pids$more"
 done

@@ -464,7 +464,8 @@ export async function startService(service: SiteService): Promise<void> {
   if (pids.length > 0) await killAndWait(pids, 2000);
   if (await portAccepts(spec.endpoint)) {
     throw new Error(
-      `cannot start ${service}: ${spec.endpoint.host}:${spec.endpoint.port} is taken by a process that is not this site's; find it with \`ss -ltnp\``,
+      `cannot start ${service}: ${spec.endpoint.host}:${spec.endpoint.port} is taken by a process that is ` +
+        `not this site's; find it with \`ss -ltnp\``,
     );
   }
   try {
@@ -499,7 +500,8 @@ function requireRoot(): void {
   if (typeof process.getuid === 'function' && process.getuid() === 0) return;
   throw new Error(
     'The local test site needs root: it creates user glidein, starts sshd on 127.0.0.1:2201 and 127.0.0.2:2202 and ' +
-      'tinyproxy on 127.0.0.3:80. Run it as root, e.g. `npx ts-node sandbox/cli.ts local up` or `npx jest test/sandbox`.',
+      'tinyproxy on 127.0.0.3:80. Run it as root, e.g. `npx ts-node sandbox/cli.ts local up` or `npx ' +
+      'jest test/sandbox`.',
   );
 }
 

@@ -48,7 +48,9 @@ export function workerAddress(env: Pick<TestWorkflowEnvironment, 'address'>): st
   return frontends.includes(env.address) ? frontends[0] : env.address;
 }
 
-/** Names a bundle built once for a whole jest run (test/fast/global-setup.ts), as JSON; else each file builds its own. */
+/**
+ * Names a bundle built once for a whole jest run (test/fast/global-setup.ts), as JSON; else each file builds its own.
+ */
 export const PREBUILT_BUNDLE_ENV = 'GLIDEIN_WORKFLOW_BUNDLE';
 
 let bundle: Promise<WorkflowBundleWithSourceMap> | undefined;

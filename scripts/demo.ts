@@ -97,7 +97,9 @@ async function main(): Promise<void> {
     if (serve) {
       say('serving. From another shell, for example:');
       say(
-        `  temporal workflow start --type LaunchGlidein --task-queue ${DEFAULT_TASK_QUEUE} --workflow-id glidein-local-1 --input '{"site":"${site.name}"}' --static-summary 'Glidein at ${site.name}, by hand'`,
+        `  temporal workflow start --type LaunchGlidein --task-queue ${DEFAULT_TASK_QUEUE} --workflow-id ` +
+          `glidein-local-1 --input '{"site":"${site.name}"}' --static-summary 'Glidein at ` +
+          `${site.name}, by hand'`,
       );
       say('  temporal workflow query --workflow-id glidein-local-1 --type status');
       say('  temporal workflow signal --workflow-id glidein-local-1 --name drain');
@@ -128,7 +130,8 @@ async function main(): Promise<void> {
       for (; printed < status.steps.length && status.steps[printed].status !== 'running'; printed++) {
         const s = status.steps[printed];
         say(
-          `  ${s.status === 'ok' ? '✓' : '✗'} ${s.step.padEnd(19)} ${String(s.durationMs ?? 0).padStart(5)} ms  ${s.detail ?? s.error ?? ''}`,
+          `  ${s.status === 'ok' ? '✓' : '✗'} ${s.step.padEnd(19)} ` +
+            `${String(s.durationMs ?? 0).padStart(5)} ms  ${s.detail ?? s.error ?? ''}`,
         );
       }
     };
@@ -206,14 +209,17 @@ async function demoFleet(client: Client, site: string, size: number): Promise<vo
       fleetId ??= (await schedule.describe()).info.runningActions[0]?.workflow.workflowId;
       if (fleetId) {
         const v = await client.workflow.getHandle(fleetId).query(fleetStatusQuery);
-        const line = `fleet ${v.fleet}: ${v.phase}, ${v.running} running, ${v.starting} starting of ${v.target}${v.held ? ` (${v.held})` : ''}`;
+        const line =
+          `fleet ${v.fleet}: ${v.phase}, ${v.running} running, ${v.starting} starting of ` +
+          `${v.target}${v.held ? ` (${v.held})` : ''}`;
         if (line !== shown) say((shown = line));
         if (v.running >= size) break;
       }
       await new Promise((r) => setTimeout(r, 1000));
     }
     say(
-      `fleet full; watch it: http://127.0.0.1:${UI_PORT}/namespaces/default/workflows?query=GlideinFleet%3D%22${site}-demo%22`,
+      `fleet full; watch it: ` +
+        `http://127.0.0.1:${UI_PORT}/namespaces/default/workflows?query=GlideinFleet%3D%22${site}-demo%22`,
     );
     await new Promise((r) => setTimeout(r, Math.min(HOLD_S, 10) * 1000));
     say(`fleet: draining the whole site (glidein fleet drain ${scheduleId})`);
@@ -236,7 +242,8 @@ async function startSite(): Promise<{ name: string; leave: () => Promise<void> }
   if (wanted !== 'local') {
     try {
       say(
-        "starting JSC in a box: namespaces gl-login, gl-worker, gl-kit, gl-pool with JSC's firewall, Slurm, sshd, tinyproxy as KIT, collector, squid",
+        "starting JSC in a box: namespaces gl-login, gl-worker, gl-kit, gl-pool with JSC's firewall, Slurm, " +
+          'sshd, tinyproxy as KIT, collector, squid',
       );
       await joinJscBox();
       // JSC as it publishes itself, unless the lenient box was asked for: no sshd on the worker node, keys with
@@ -247,8 +254,11 @@ async function startSite(): Promise<{ name: string; leave: () => Promise<void> }
       const name = strict ? 'jsc-box-strict' : 'jsc-box';
       say(
         strict
-          ? `site: ${name} (sites/${name}.yaml): strict JSC in a box: no sshd on the worker node (srun --jobid --overlap steps), no key on the site (a relay on the login node), from= keys, and a login node that bans a source opening more than ${BAN.connections} SSH connections a minute`
-          : `site: ${name} (sites/${name}.yaml): the worker node comes from a Slurm job and reaches only the login node`,
+          ? `site: ${name} (sites/${name}.yaml): strict JSC in a box: no sshd on the worker node (srun ` +
+              `--jobid --overlap steps), no key on the site (a relay on the login node), from= keys, and a login ` +
+              `node that bans a source opening more than ${BAN.connections} SSH connections a minute`
+          : `site: ${name} (sites/${name}.yaml): the worker node comes from a Slurm job and reaches ` +
+              `only the login node`,
       );
       return {
         name,
@@ -262,7 +272,8 @@ async function startSite(): Promise<{ name: string; leave: () => Promise<void> }
     } catch (err) {
       if (wanted === 'jsc-box' || wanted === 'jsc-box-strict') throw err;
       say(
-        `JSC in a box is not possible here (${err instanceof Error ? err.message.split('\n')[0] : String(err)}); using the loopback site`,
+        `JSC in a box is not possible here ` +
+          `(${err instanceof Error ? err.message.split('\n')[0] : String(err)}); using the loopback site`,
       );
     }
   }

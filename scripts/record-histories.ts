@@ -9,7 +9,8 @@
  *   slurm-scancel.json       JSC in a box: the holder job scancelled from outside; the allocation ended, teardown
  *   parallel-drain.json      as happy-drain, recorded since steps run side by side (patch 'concurrent-steps') and
  *                            planning is a local activity (patch 'local-plan')
- *   parallel-mount-fault.json  as failure-compensation, since those patches: the tunnel's steps beside the failing mount
+ *   parallel-mount-fault.json  as failure-compensation, since those patches: the tunnel's steps beside the
+ *                              failing mount
  * Re-record a history only for a change that is meant to break it (the runs it stands for are gone); a history
  * recorded before a patch is what proves the patch keeps old runs replaying.
  * Run after an intended workflow change: `npm run record-histories` (all), or name the ones to re-record:

@@ -77,7 +77,10 @@ export async function upsertFleetSchedule(
   return 'created';
 }
 
-/** Drains a whole site's fleet: the schedule is paused first (no new fleet run, no new starts), then every glidein drains. */
+/**
+ * Drains a whole site's fleet: the schedule is paused first (no new fleet run, no new starts), then every glidein
+ * drains.
+ */
 export async function drainFleetSchedule(client: Client, scheduleId: string): Promise<string[]> {
   const handle = client.schedule.getHandle(scheduleId);
   await handle.pause('drain-all: every glidein of this fleet is being drained');

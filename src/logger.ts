@@ -133,7 +133,8 @@ let installed = false;
 export function installRuntime(settings: RuntimeSettings = {}): void {
   if (installed) return;
   const level = process.env.LOG_LEVEL;
-  // The SDK's logs (workflow and activity `log`) at the level LOG_LEVEL asks for; LOG_LEVEL=debug shows every site command.
+  // The SDK's logs (workflow and activity `log`) at the level LOG_LEVEL asks for; LOG_LEVEL=debug shows every site
+  // command.
   Runtime.install({
     logger: new DefaultLogger(runtimeLevel(level), (entry) => runtimeLogSink(entry)),
     telemetryOptions: {

@@ -29,7 +29,8 @@ export function metricsAddressFromEnv(env: NodeJS.ProcessEnv = process.env): str
   const port = BIND_ADDRESS.exec(value)?.[1];
   if (port === undefined || Number(port) < 1 || Number(port) > 65535)
     throw new Error(
-      `METRICS_ADDRESS: expected ip:port (e.g. ${DEFAULT_METRICS_ADDRESS}, 0.0.0.0:9464, [::1]:9464) or off, got ${JSON.stringify(raw)}`,
+      `METRICS_ADDRESS: expected ip:port (e.g. ${DEFAULT_METRICS_ADDRESS}, 0.0.0.0:9464, [::1]:9464) or ` +
+        `off, got ${JSON.stringify(raw)}`,
     );
   return value;
 }

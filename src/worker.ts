@@ -129,11 +129,13 @@ export async function ensureSearchAttributes(
       return;
     }
     throw new Error(
-      `namespace "${config.namespace}" lacks the search attribute(s) ${missing.join(', ')} that LaunchGlidein sets. Create them once:\n` +
+      `namespace "${config.namespace}" lacks the search attribute(s) ${missing.join(', ')} that ` +
+        `LaunchGlidein sets. Create them once:\n` +
         missing
           .map(
             (name) =>
-              `  temporal operator search-attribute create --namespace ${config.namespace} --name ${name} --type Keyword`,
+              `  temporal operator search-attribute create --namespace ${config.namespace} --name ` +
+              `${name} --type Keyword`,
           )
           .join('\n') +
         '\n(or start the worker with CREATE_SEARCH_ATTRIBUTES=true)',
@@ -151,7 +153,8 @@ export function installWorkerRuntime(config: WorkerConfig): void {
   } catch (err) {
     if (!metricsAddress) throw err;
     throw new Error(
-      `cannot serve metrics on METRICS_ADDRESS=${metricsAddress}: ${err instanceof Error ? err.message : String(err)} ` +
+      `cannot serve metrics on METRICS_ADDRESS=${metricsAddress}: ` +
+        `${err instanceof Error ? err.message : String(err)} ` +
         '(choose another ip:port, or METRICS_ADDRESS=off to run without metrics)',
     );
   }

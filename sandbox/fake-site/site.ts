@@ -542,7 +542,8 @@ export class FakeSite {
     if (reverse && !options.forwardAgent) return fail(`glidein@${target}: Permission denied (publickey).`);
     if (node.listening.has(socksPort))
       return fail(
-        `bind [127.0.0.1]:${socksPort}: Address already in use\nchannel_setup_fwd_listener_tcpip: cannot listen to port: ${socksPort}\nCould not request local forwarding.`,
+        `bind [127.0.0.1]:${socksPort}: Address already in use\nchannel_setup_fwd_listener_tcpip: cannot ` +
+          `listen to port: ${socksPort}\nCould not request local forwarding.`,
       );
     proc.socksPort = socksPort;
     node.listening.add(socksPort);
@@ -550,7 +551,8 @@ export class FakeSite {
     if (reverse)
       host.append(
         log,
-        `debug1: Authenticating to ${target}:22 as 'glidein'\ndebug1: Authentication succeeded (publickey).\ndebug1: remote forward success for: listen 127.0.0.1:${socksPort}, connect (null):0\n`,
+        `debug1: Authenticating to ${target}:22 as 'glidein'\ndebug1: Authentication succeeded ` +
+          `(publickey).\ndebug1: remote forward success for: listen 127.0.0.1:${socksPort}, connect (null):0\n`,
       );
     return proc;
   }
@@ -876,7 +878,10 @@ export class FakeSite {
     const found = [...host.instances.values()].filter((i) => i.name === name);
     const entries = found.map(
       (i) =>
-        `\t\t{\n\t\t\t"instance": "${i.name}",\n\t\t\t"pid": ${i.pid},\n\t\t\t"img": "${i.image}",\n\t\t\t"ip": "",\n\t\t\t"logErrPath": "/home/glidein/.apptainer/instances/logs/${host.nodeName}/glidein/${i.name}.err",\n\t\t\t"logOutPath": "/home/glidein/.apptainer/instances/logs/${host.nodeName}/glidein/${i.name}.out"\n\t\t}`,
+        `\t\t{\n\t\t\t"instance": "${i.name}",\n\t\t\t"pid": ${i.pid},\n\t\t\t"img": ` +
+        `"${i.image}",\n\t\t\t"ip": "",\n\t\t\t"logErrPath": ` +
+        `"/home/glidein/.apptainer/instances/logs/${host.nodeName}/glidein/${i.name}.err",\n\t\t\t"logOutPath": ` +
+        `"/home/glidein/.apptainer/instances/logs/${host.nodeName}/glidein/${i.name}.out"\n\t\t}`,
     );
     return `{\n\t"instances": [${entries.length ? `\n${entries.join(',\n')}\n\t` : ''}]\n}\n`;
   }
@@ -917,7 +922,8 @@ export class FakeSite {
       if (host.instances.has(name)) return fatal(`instance ${name} already exists`);
       if (!host.files.has(image))
         return fatal(
-          `could not open image ${image}: failed to retrieve path for ${image}: lstat ${image}: no such file or directory`,
+          `could not open image ${image}: failed to retrieve path for ${image}: lstat ${image}: no such ` +
+            `file or directory`,
         );
       for (const src of [...binds.values(), workdir])
         if (!host.exists(src)) return fatal(`container creation failed: mount source ${src} doesn't exist`);
@@ -1025,7 +1031,9 @@ export class FakeSite {
         code: 1,
         signal: null,
         stdout: '',
-        stderr: `Error: communication error\nCEDAR:6001:Failed to connect to <${poolValue}>\nError: Couldn't contact the condor_collector on ${poolValue}.\n`,
+        stderr:
+          `Error: communication error\nCEDAR:6001:Failed to connect to <${poolValue}>\nError: Couldn't ` +
+          `contact the condor_collector on ${poolValue}.\n`,
       };
     const now = Date.now();
     const ads = [...this.ads.values()].filter((a) => a.visibleFrom <= now && (!byId || a.GlideinLaunchId === byId[1]));

@@ -42,7 +42,9 @@ async function findJobs(slurm: SlurmAllocation, login: Executor, glideinId: stri
 export function createAllocationActivities(deps: ActivityDeps) {
   const pollMs = Math.max(deps.pollMs ?? 500, 250);
   return {
-    /** `walltimeMs`: what the glidein's lifetime needs of the job (absent in runs recorded before it: the profile's). */
+    /**
+     * `walltimeMs`: what the glidein's lifetime needs of the job (absent in runs recorded before it: the profile's).
+     */
     async allocateNode(ref: GlideinRef, queueTimeoutMs: number, walltimeMs?: number): Promise<Allocation> {
       return asStep('allocateNode', async () => {
         const access = await siteAccess(deps, { site: ref.site, glideinId: ref.glideinId }, 'claim');
@@ -76,7 +78,8 @@ export function createAllocationActivities(deps: ActivityDeps) {
           const job = jobs[0];
           if (!job)
             throw new Error(
-              `the holder job ${ref.glideinId} is no longer in the queue on ${login.target} (cancelled or failed; see ${paths.dir}/slurm-*.out)`,
+              `the holder job ${ref.glideinId} is no longer in the queue on ${login.target} (cancelled or ` +
+                `failed; see ${paths.dir}/slurm-*.out)`,
             );
           if (job.state === 'RUNNING' && job.node) {
             if (!hostname.safeParse(job.node).success)

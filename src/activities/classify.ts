@@ -70,13 +70,17 @@ export const PERMANENT_OUTPUT = {
     {
       pattern: /Permission denied|Too many authentication failures/i,
       type: FailureType.TunnelAuthRejected,
-      fix: "check the key (tunnel.identityFile, or the worker's login key for a reverse tunnel) and its authorized_keys entry",
+      fix:
+        "check the key (tunnel.identityFile, or the worker's login key for a reverse tunnel) and its " +
+        'authorized_keys entry',
     },
     {
       // Something bound the port between our look and the spawn: a squatter, never to be taken for the tunnel.
       pattern: /Address already in use|cannot listen to port|Could not request local forwarding/i,
       type: FailureType.TunnelPortInUse,
-      fix: 'another process on that node listens on the leased SOCKS port; free it, or leave it out of tunnel.socksPorts',
+      fix:
+        'another process on that node listens on the leased SOCKS port; free it, or leave it out of ' +
+        'tunnel.socksPorts',
     },
     {
       pattern: /Could not resolve hostname/i,

@@ -49,7 +49,8 @@ export function createContainerActivities(deps: ActivityDeps) {
             );
           }
           throw new Error(
-            `${runtime.executable} instance start ${instance} (image ${profile.container.image}) failed on ${node.target}: ${why}`,
+            `${runtime.executable} instance start ${instance} (image ${profile.container.image}) failed on ` +
+              `${node.target}: ${why}`,
           );
         }
         const started = await findInstance(node, runtime, instance, access.opts());

@@ -103,7 +103,10 @@ export function checkLifetime(files: CredentialFile[], untilMs: number): void {
     const already = f.expiresAtMs <= Date.now();
     throw new PermanentFault(
       `credentials.${f.kind} file ${f.file} ${already ? 'expired' : 'expires'} at ${when}, ` +
-        `${already ? 'so the pool would refuse the glidein' : `before the glidein's end at ${new Date(untilMs).toISOString()}`}: ` +
+        (already
+          ? 'so the pool would refuse the glidein'
+          : `before the glidein's end at ${new Date(untilMs).toISOString()}`) +
+        ': ' +
         'renew it (or launch with a shorter lifetime)',
       FailureType.CredentialExpired,
     );
@@ -179,7 +182,10 @@ export async function renewIfChanged(access: SiteAccess): Promise<string | undef
   if (staged.get(access.ref.glideinId) === digest) return undefined;
   const expired = files.find((f) => f.expiresAtMs !== undefined && f.expiresAtMs <= Date.now());
   if (expired) {
-    return `credentials.${expired.kind} file ${expired.file} on the worker's machine expired at ${new Date(expired.expiresAtMs!).toISOString()}: not renewed on the site`;
+    return (
+      `credentials.${expired.kind} file ${expired.file} on the worker's machine expired at ` +
+      `${new Date(expired.expiresAtMs!).toISOString()}: not renewed on the site`
+    );
   }
   await writeCredentials(access, files);
   rememberStaged(access.ref.glideinId, digest);

@@ -90,12 +90,13 @@ export function createFleetActivities(deps: ActivityDeps) {
       const first = result.stdout.split('\n')[0].trim();
       if (result.code === 0 && /^\d{1,6}$/.test(first)) return { demand: Number(first) };
       return {
-        demandError: `fleet.demand ${probe.command[0]} exited with ${result.code} and printed ${JSON.stringify(redact(first).slice(0, 80))}, not a whole number`,
+        demandError:
+          `fleet.demand ${probe.command[0]} exited with ${result.code} and printed ` +
+          `${JSON.stringify(redact(first).slice(0, 80))}, not a whole number`,
       };
     } catch (err) {
-      return {
-        demandError: `fleet.demand ${probe.command[0]} failed: ${redact(err instanceof Error ? err.message : String(err))}`,
-      };
+      const message = err instanceof Error ? err.message : String(err);
+      return { demandError: `fleet.demand ${probe.command[0]} failed: ${redact(message)}` };
     }
   }
   return {

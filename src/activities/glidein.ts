@@ -43,12 +43,14 @@ export function createGlideinActivities(deps: ActivityDeps) {
           const permanent = permanentCause('glideinStart', log);
           if (permanent) {
             throw new PermanentFault(
-              `glidein.startCommand ${profile.glidein.startCommand[0]} cannot be run in ${access.instance} on ${node.target}: ${log.split('\n').pop()}`,
+              `glidein.startCommand ${profile.glidein.startCommand[0]} cannot be run in ${access.instance} ` +
+                `on ${node.target}: ${log.split('\n').pop()}`,
               permanent.type,
             );
           }
           throw new Error(
-            `the glidein (${profile.glidein.startCommand.join(' ')}) exited right after starting in ${access.instance} on ${node.target}: ${log || 'no output'}`,
+            `the glidein (${profile.glidein.startCommand.join(' ')}) exited right after starting in ` +
+              `${access.instance} on ${node.target}: ${log || 'no output'}`,
           );
         }
         return { process: spawned.started, reused: false };

@@ -116,7 +116,8 @@ export async function allocationCheck(
   return {
     holding: false,
     detail: job
-      ? `its holder job ${job.jobId} is ${job.state}${job.node && job.node !== ref.node ? ` on ${job.node}` : ''}, no longer holding ${ref.node ?? 'its node'}`
+      ? `its holder job ${job.jobId} is ${job.state}${job.node && job.node !== ref.node ? ` on ${job.node}` : ''}, ` +
+        `no longer holding ${ref.node ?? 'its node'}`
       : `its holder job left the queue (cancelled, or at its time limit)`,
   };
 }
@@ -191,7 +192,8 @@ export function createMonitorActivities(deps: ActivityDeps) {
                 ? (await access.adapters.condor.queryRegistration(queryContext(access), ref.glideinId)).registered
                 : undefined;
               const detail = ghost
-                ? `the glidein process ended but the collector still lists it as ${ghost.name} (a ghost until its ad expires): ${log || 'no output'}`
+                ? `the glidein process ended but the collector still lists it as ${ghost.name} (a ghost until ` +
+                  `its ad expires): ${log || 'no output'}`
                 : `the glidein process ended: ${log || 'no output'}`;
               return {
                 end: 'glidein-exited',

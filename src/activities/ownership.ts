@@ -44,8 +44,10 @@ export async function ensureOwnership(
   }
   if (answer.state === 'theirs') {
     throw new PermanentFault(
-      `the glidein directory ${dir} on ${exec.target} is claimed by another workflow (${dir}/${CLAIM_FILE}); nothing was touched. ` +
-        'Another workflow id, namespace or Temporal cluster derives the same glidein id on this site account: start this one under another workflow id.',
+      `the glidein directory ${dir} on ${exec.target} is claimed by another workflow ` +
+        `(${dir}/${CLAIM_FILE}); nothing was touched. ` +
+        'Another workflow id, namespace or Temporal cluster derives the same glidein id on this site ' +
+        'account: start this one under another workflow id.',
       FailureType.GlideinIdConflict,
     );
   }

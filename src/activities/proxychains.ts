@@ -74,14 +74,17 @@ async function runOutboundCheck(access: SiteAccess, check: OutboundCheck, named:
   const label = named ? `outbound check ${check.name}: ` : '';
   if (!report.ok) {
     throw new Error(
-      `${label}no outbound connection to ${what}: ${chain.hopName(report.failedHop, target, access.socksPort)} failed${report.line ? ` (${report.line})` : ''}`,
+      `${label}no outbound connection to ${what}: ` +
+        `${chain.hopName(report.failedHop, target, access.socksPort)} ` +
+        `failed${report.line ? ` (${report.line})` : ''}`,
     );
   }
   if (!check.http) return report.line ?? 'OK';
   const status = parseHttpStatus(report.output);
   if (!status || status.code >= 400) {
     throw new Error(
-      `${label}${what} reached ${target} through the chain, but it answered ${status ? `"${status.line}"` : 'nothing an HTTP server would'}`,
+      `${label}${what} reached ${target} through the chain, but it answered ` +
+        `${status ? `"${status.line}"` : 'nothing an HTTP server would'}`,
     );
   }
   return status.line;
@@ -124,13 +127,16 @@ export function createProxychainsActivities(deps: ActivityDeps) {
         );
         if (!report.line) {
           throw new PermanentFault(
-            `the proxychains library ${profile.proxychains.library} was not pre-loaded in container ${access.instance}: the probe's connection bypassed the chain (output: ${report.output.trim().slice(0, 300) || 'none'})`,
+            `the proxychains library ${profile.proxychains.library} was not pre-loaded in container ` +
+              `${access.instance}: the probe's connection bypassed the chain (output: ` +
+              `${report.output.trim().slice(0, 300) || 'none'})`,
             FailureType.PreloadFailed,
           );
         }
         if (!report.ok)
           throw new Error(
-            `the pre-loaded chain did not reach ${target}: ${chain.hopName(report.failedHop, target, access.socksPort)} failed (${report.line})`,
+            `the pre-loaded chain did not reach ${target}: ` +
+              `${chain.hopName(report.failedHop, target, access.socksPort)} failed (${report.line})`,
           );
         return { chain: report.line };
       });

@@ -22,7 +22,9 @@ interface ConfirmProgress {
 
 export function createRegistrationActivities(deps: ActivityDeps) {
   return {
-    /** Polls until the collector lists this glidein, the glidein dies, or the timeout (counted from the first attempt). */
+    /**
+     * Polls until the collector lists this glidein, the glidein dies, or the timeout (counted from the first attempt).
+     */
     async confirmRegistration(ref: GlideinRef, timeoutMs: number): Promise<Registration> {
       return asStep('confirmRegistration', async () => {
         const access = await siteAccess(deps, ref);
@@ -39,14 +41,18 @@ export function createRegistrationActivities(deps: ActivityDeps) {
             // The glidein's own log can echo its IDTOKEN or proxy; redacted here as well as in asStep.
             const log = redact(await tailFile(access.node, access.paths.glideinLog, 8, access.opts()));
             throw ApplicationFailure.nonRetryable(
-              `confirmRegistration: the glidein exited before it registered with ${access.profile.collector.host}:${access.profile.collector.port}: ${log || 'no output'}`,
+              `confirmRegistration: the glidein exited before it registered with ` +
+                `${access.profile.collector.host}:${access.profile.collector.port}: ${log || 'no output'}`,
               FailureType.GlideinExited,
             );
           }
           if (Date.now() - progress.firstAttemptAt > timeoutMs) {
             throw ApplicationFailure.nonRetryable(
-              `confirmRegistration: glidein ${ref.glideinId} did not appear in collector ${access.profile.collector.host}:${access.profile.collector.port} within ${Math.round(timeoutMs / 1000)} s` +
-                ` (glidein.registrationTimeout)${progress.lastError ? `; last condor_status error: ${progress.lastError}` : ''}`,
+              `confirmRegistration: glidein ${ref.glideinId} did not appear in collector ` +
+                `${access.profile.collector.host}:${access.profile.collector.port} within ` +
+                `${Math.round(timeoutMs / 1000)} s` +
+                ' (glidein.registrationTimeout)' +
+                (progress.lastError ? `; last condor_status error: ${progress.lastError}` : ''),
               FailureType.RegistrationTimeout,
             );
           }

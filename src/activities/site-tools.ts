@@ -41,7 +41,10 @@ const CONTEXT_BYTES = 16 * 1024;
 /** The largest window one read returns: with its context, in base64, within the executor's 1 MiB of output. */
 const MAX_WINDOW_BYTES = 720 * 1024;
 
-/** Where apptainer and singularity keep an instance's logs: ~/.{apptainer,singularity}/instances/logs/<host>/<user>/<name>.err */
+/**
+ * Where apptainer and singularity keep an instance's logs:
+ * ~/.{apptainer,singularity}/instances/logs/<host>/<user>/<name>.err
+ */
 const INSTANCE_LOG = /^\/[A-Za-z0-9._@+/-]*\/\.(?:apptainer|singularity)\/instances\/logs\/[A-Za-z0-9._@+/-]+\.err$/;
 
 /**
@@ -61,7 +64,9 @@ function checkReader(claimLine: string, glideinId: string, where: string): void 
     workflowId !== undefined && [glideinIdFor(workflowId), legacyGlideinIdFor(workflowId)].includes(glideinId);
   if (claim.namespace !== namespace || !derives)
     throw new PermanentFault(
-      `glidein ${glideinId}: ${where} is claimed by ${claim.namespace === namespace ? 'another workflow' : 'another namespace'}, not by a workflow of namespace ${namespace} that launched it; nothing was read`,
+      `glidein ${glideinId}: ${where} is claimed by ` +
+        `${claim.namespace === namespace ? 'another workflow' : 'another namespace'}, not by a workflow of ` +
+        `namespace ${namespace} that launched it; nothing was read`,
       FailureType.GlideinIdConflict,
     );
 }
@@ -149,7 +154,10 @@ export function createSiteToolActivities(deps: ActivityDeps) {
         const line = out.trim().split('\n')[0] ?? '';
         if (!line) throw new Error(`Slurm knows no partition ${wn.partition} (sinfo printed nothing)`);
         if (!line.startsWith('up')) throw new Error(`partition ${wn.partition} is ${line.split(' ')[0]}`);
-        return `Slurm partition ${wn.partition} is up (${line.split(' ')[1] ?? '?'} nodes), node reached by ${wn.access ?? 'ssh'} once allocated`;
+        return (
+          `Slurm partition ${wn.partition} is up (${line.split(' ')[1] ?? '?'} nodes), node reached by ` +
+          `${wn.access ?? 'ssh'} once allocated`
+        );
       });
       await hop('tunnel', async () => {
         const tunnel = adaptersFor(p()).tunnel;
@@ -191,7 +199,8 @@ export function createSiteToolActivities(deps: ActivityDeps) {
       const parsed = readLogRequestSchema.safeParse(input);
       if (!parsed.success)
         throw new PermanentFault(
-          `readGlideinLog: ${parsed.error.issues.map((i) => `${i.path.join('.') || 'input'}: ${i.message}`).join('; ')}`,
+          `readGlideinLog: ` +
+            `${parsed.error.issues.map((i) => `${i.path.join('.') || 'input'}: ${i.message}`).join('; ')}`,
           FailureType.InvalidRequest,
         );
       const req = parsed.data;
@@ -242,7 +251,8 @@ export function createSiteToolActivities(deps: ActivityDeps) {
         // Read back from the site, so not trusted: only ever an instance log of apptainer's own log directory.
         if (!INSTANCE_LOG.test(instance.logErrPath) || instance.logErrPath.split('/').includes('..'))
           throw new PermanentFault(
-            `instance list named ${JSON.stringify(instance.logErrPath.slice(0, 200))} as the container's log, which is not an instance log`,
+            `instance list named ${JSON.stringify(instance.logErrPath.slice(0, 200))} as the container's ` +
+              `log, which is not an instance log`,
             FailureType.CommandFailed,
           );
         file = instance.logErrPath;

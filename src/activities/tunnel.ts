@@ -120,7 +120,8 @@ export function createTunnelActivities(deps: ActivityDeps) {
             await signalRecorded(host, 'TERM', paths.tunnelPid, access.opts()); // alive but not forwarding: replace it
           else if (state.listening) {
             throw new PermanentFault(
-              `SOCKS port ${port} on ${tunnel.portHost(access).target} is taken by a process that is not this glidein's tunnel`,
+              `SOCKS port ${port} on ${tunnel.portHost(access).target} is taken by a process that is not ` +
+                `this glidein's tunnel`,
               FailureType.TunnelPortInUse,
             );
           }
@@ -169,7 +170,8 @@ export function createTunnelActivities(deps: ActivityDeps) {
                 );
               }
               throw new Error(
-                `the tunnel from ${from} ${now.alive ? 'did not listen as' : 'exited before listening as'} ${tunnel.describe(port)}: ${log || 'no output'}`,
+                `the tunnel from ${from} ${now.alive ? 'did not listen as' : 'exited before listening as'} ` +
+                  `${tunnel.describe(port)}: ${log || 'no output'}`,
               );
             }
             heartbeat({ waitingFor: 'tunnel' });

@@ -1,7 +1,7 @@
 /**
- * The project's own Prometheus metrics (prefix `glidein_`), named once for the workflow side (src/workflows/metrics.ts),
- * the worker side (src/metrics.ts: histogram buckets, SSH and activity counters), the tests and docs/ARCHITECTURE.md.
- * Pure: workflow code imports it too.
+ * The project's own Prometheus metrics (prefix `glidein_`), named once for the workflow side
+ * (src/workflows/metrics.ts), the worker side (src/metrics.ts: histogram buckets, SSH and activity counters), the tests
+ * and docs/ARCHITECTURE.md. Pure: workflow code imports it too.
  */
 export const METRIC = {
   /** Counter {site, phase}: LaunchGlidein runs entering a phase (a continued run does not enter its phase again). */
@@ -10,7 +10,9 @@ export const METRIC = {
   phaseLeft: 'glidein_phase_left',
   /** Histogram {site, step, status}: each lifecycle step, retries included, in seconds of workflow time. */
   stepDuration: 'glidein_step_duration_seconds',
-  /** Counter {site, step, type}: steps that failed after their retries, by failure type (src/common/failure-types.ts). */
+  /**
+   * Counter {site, step, type}: steps that failed after their retries, by failure type (src/common/failure-types.ts).
+   */
   stepFailures: 'glidein_step_failures',
   /** Histogram {site}: from the workflow's start to confirmRegistration ok, in seconds. */
   registrationLatency: 'glidein_registration_latency_seconds',

@@ -38,7 +38,10 @@ const BLOCKS: Rule[] = [
  */
 const JWT_CHARS = '[A-Za-z0-9_-]';
 const JWT_PART = `${JWT_CHARS}+(?:\\r?\\n${JWT_CHARS}+){0,32}`;
-/** A line that goes on a signature: random-looking (upper and lower case, and a digit, - or _), never a word such as "done". */
+/**
+ * A line that goes on a signature: random-looking (upper and lower case, and a digit, - or _), never a word such as
+ * "done".
+ */
 const WRAPPED_SIGNATURE = `(?=${JWT_CHARS}*[A-Z])(?=${JWT_CHARS}*[a-z])(?=${JWT_CHARS}*[0-9_-])${JWT_CHARS}{8,}`;
 /**
  * A JWT (a base64url JSON object, "eyJ", then more parts after dots), also wrapped over lines and also a fragment of
@@ -57,21 +60,42 @@ const JWT = new RegExp(
 /** Tokens first: a wrapped one's lines look like a wrapped key body to the rules after it. */
 const TOKENS: Rule[] = [[JWT, '[redacted token]', /eyJ/]];
 
+const SECRET_WORDS = [
+  'password',
+  'passwd',
+  'passphrase',
+  'token',
+  'secret',
+  'bearer',
+  'credentials?',
+  'api[_-]?key',
+  'private[_-]?key',
+  'access[_-]?key',
+];
 /** Names whose value is a secret: `password=`, `IDTOKEN:`, `SECRET_KEY=`, `"api_key": "..."`, `credential=`. */
-const SECRET_NAME =
-  '(?:password|passwd|passphrase|token|secret|bearer|credentials?|api[_-]?key|private[_-]?key|access[_-]?key)(?:[_-]?key)?';
+const SECRET_NAME = `(?:${SECRET_WORDS.join('|')})(?:[_-]?key)?`;
 
 /**
- * The profile's credential fields named after a label that looks like a secret's name (`stageCredential: credentials.idToken
- * file …`, a step's failure): a field's name, never a value to hide.
+ * The profile's credential fields named after a label that looks like a secret's name (`stageCredential:
+ * credentials.idToken file …`, a step's failure): a field's name, never a value to hide.
  */
 const PROFILE_FIELD = 'credentials\\.(?:idToken|x509Proxy)\\b';
+
+/** A base64 character (not the padding). */
+const BASE64 = '[A-Za-z0-9+/]';
+
+/** The HTTP authentication schemes an authorization header may name before its credentials. */
+const AUTH_SCHEMES = 'basic|bearer|digest|negotiate|ntlm|token';
 
 /** Tokens, passwords and credentials in URLs, headers and configuration lines. */
 const SECRETS: Rule[] = [
   // An HTTP authorization header (curl -v, a proxy's log): whatever its scheme, the rest of its line.
   [
-    /\b((?:proxy-)?authorization["']?\s*[=:][ \t]*(?:(?:basic|bearer|digest|negotiate|ntlm|token)[ \t]+)?)(?!\[redacted)[^\s\r\n][^\r\n]*/gi,
+    new RegExp(
+      `\\b((?:proxy-)?authorization["']?\\s*[=:][ \\t]*(?:(?:${AUTH_SCHEMES})[ \\t]+)?)` +
+        '(?!\\[redacted)[^\\s\\r\\n][^\\r\\n]*',
+      'gi',
+    ),
     '$1[redacted]',
     /authorization/i,
   ],
@@ -79,7 +103,8 @@ const SECRETS: Rule[] = [
   // value is taken whole, spaces included. The bounded prefix keeps the scan linear on long hyphenated words.
   [
     new RegExp(
-      `\\b([\\w-]{0,40}${SECRET_NAME}["']?\\s*[=:]\\s*)(?!\\[redacted|${PROFILE_FIELD})(?:"[^"\\r\\n]*"?|'[^'\\r\\n]*'?|\\S+)`,
+      `\\b([\\w-]{0,40}${SECRET_NAME}["']?\\s*[=:]\\s*)(?!\\[redacted|${PROFILE_FIELD})` +
+        `(?:"[^"\\r\\n]*"?|'[^'\\r\\n]*'?|\\S+)`,
       'gi',
     ),
     '$1[redacted]',
@@ -88,7 +113,11 @@ const SECRETS: Rule[] = [
   [/\b(bearer\s+)(?!\[redacted)[A-Za-z0-9._~+/-]{20,}=*/gi, '$1[redacted]'],
   // Base64, not a word: an upper case letter, a digit, + or / after its first character ("Basic authentication").
   [
-    /\b((?:basic|Basic|BASIC)\s+)(?!\[redacted)(?=.[A-Za-z0-9+/]*[A-Z0-9+/=])[A-Za-z0-9+/]{8,}={0,2}(?![A-Za-z0-9+/=])/g,
+    new RegExp(
+      '\\b((?:basic|Basic|BASIC)\\s+)(?!\\[redacted)' +
+        `(?=.${BASE64}*[A-Z0-9+/=])${BASE64}{8,}={0,2}(?![A-Za-z0-9+/=])`,
+      'g',
+    ),
     '$1[redacted]',
   ],
   [/\b([a-z][a-z0-9+.-]{0,30}:\/\/[^\s:/@]+:)(?!\[redacted)[^\s@/]+@/gi, '$1[redacted]@', /:\/\//],
@@ -265,7 +294,8 @@ export function redactResult<T>(value: T): T {
 
 function walk(value: unknown, depth: number, causes: number, w: Walk): unknown {
   if (typeof value === 'string') return redact(value);
-  if (value === null || typeof value !== 'object') return value; // numbers, booleans, bigints, undefined, functions, symbols
+  // numbers, booleans, bigints, undefined, functions, symbols
+  if (value === null || typeof value !== 'object') return value;
   // Binary data and dates carry no text to redact, and copying them would change their type.
   if (value instanceof Date || ArrayBuffer.isView(value) || value instanceof ArrayBuffer) return value;
   if (w.path.has(value)) return '[Circular]';
@@ -339,7 +369,8 @@ function describeError(err: ErrorLike, depth: number, causes: number, w: Walk): 
     if (k in out || k === 'cause' || k === 'failure' || v === undefined) continue;
     out[k] = field(k, v, depth, causes, w);
   }
-  if (Array.isArray(err.errors)) out.errors = walk(err.errors, depth + 1, causes, w); // AggregateError's are not enumerable
+  // AggregateError's are not enumerable
+  if (Array.isArray(err.errors)) out.errors = walk(err.errors, depth + 1, causes, w);
   if (err.cause !== undefined) {
     // A cause does not nest deeper in any useful sense, so it counts against its own bound, not maxDepth.
     out.cause = causes >= w.maxCauses ? '[cause chain truncated]' : walk(err.cause, depth, causes + 1, w);
@@ -363,7 +394,9 @@ function isErrorLike(value: object): value is ErrorLike {
   return typeof v.message === 'string' && typeof v.stack === 'string';
 }
 
-/** Own enumerable properties; a getter that throws is recorded, not propagated: redaction must never fail a log call. */
+/**
+ * Own enumerable properties; a getter that throws is recorded, not propagated: redaction must never fail a log call.
+ */
 function ownEntries(value: object): Array<[string, unknown]> {
   const out: Array<[string, unknown]> = [];
   for (const k of Object.keys(value)) {

@@ -43,8 +43,8 @@ export function glideinIdFor(workflowId: string): string {
 }
 
 /**
- * The derivation before the "owned-lifecycle" patch: a safe workflow id as it is, anything else with a 32-bit FNV-1a hash.
- * Kept for histories and carried states recorded with it; it let `COLLIDE` and `collide-93fb137d` share one id.
+ * The derivation before the "owned-lifecycle" patch: a safe workflow id as it is, anything else with a 32-bit FNV-1a
+ * hash. Kept for histories and carried states recorded with it; it let `COLLIDE` and `collide-93fb137d` share one id.
  */
 export function legacyGlideinIdFor(workflowId: string): string {
   if (/^[a-z0-9][a-z0-9-]{0,62}$/.test(workflowId)) return workflowId;

@@ -20,7 +20,8 @@ export const hostname = z
   .max(253)
   .regex(
     new RegExp(`^(?:(?:${OCTET}\\.){3}${OCTET}|(?:${LABEL}\\.)*${LAST_LABEL})$`),
-    'expected a hostname (letters, digits, dots and inner hyphens, not ending in a number) or an IPv4 address (0-255 four times)',
+    'expected a hostname (letters, digits, dots and inner hyphens, not ending in a number) or an IPv4 ' +
+      'address (0-255 four times)',
   );
 
 export const port = z

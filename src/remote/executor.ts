@@ -79,7 +79,9 @@ export function lastLines(text: string, n: number): string {
   return text.trimEnd().split('\n').slice(-n).join('\n').trim();
 }
 
-/** Keeps the first `limit` bytes of a stream's output (commands that flood stdout can't exhaust memory), decoded once. */
+/**
+ * Keeps the first `limit` bytes of a stream's output (commands that flood stdout can't exhaust memory), decoded once.
+ */
 export class OutputBuffer {
   private chunks: Buffer[] = [];
   private size = 0;

@@ -69,7 +69,8 @@ export async function readHostKeys(file: string, host: string, port: number): Pr
     text = await readFile(file, 'utf8');
   } catch (err) {
     throw new ExecutorError(
-      `known_hosts file ${file} cannot be read (${unreadable(err)}): refusing to connect to ${knownHostsName(host, port)}. ` +
+      `known_hosts file ${file} cannot be read (${unreadable(err)}): refusing to connect to ` +
+        `${knownHostsName(host, port)}. ` +
         `Make it a file readable by the worker's user that holds the host's verified key.`,
       'host-key',
       true,
@@ -130,7 +131,8 @@ export class HostKeyCheck {
     if (known.keys.length === 0) {
       throw new ExecutorError(
         `host key of ${name} is not in ${file}: refusing to connect. Get the key's fingerprint from the site's ` +
-          `documentation or administrators and add the verified key to that file (ssh-keyscan -p ${port} ${host} shows what the host offers).`,
+          `documentation or administrators and add the verified key to that file (ssh-keyscan -p ${port} ` +
+          `${host} shows what the host offers).`,
         'host-key',
         true,
       );
@@ -156,7 +158,8 @@ export class HostKeyCheck {
     const knownTypes = this.known.keys.map((k) => k.type);
     return new ExecutorError(
       `host key of ${name} does not match ${file} (the host offered ${what}; the file has ${knownTypes.join(', ')}). ` +
-        `The key changed or someone is in the middle: confirm the new fingerprint with the site before replacing the entry (ssh-keygen -R '${name}' -f ${file}).`,
+        `The key changed or someone is in the middle: confirm the new fingerprint with the site before ` +
+        `replacing the entry (ssh-keygen -R '${name}' -f ${file}).`,
       'host-key',
       true,
     );

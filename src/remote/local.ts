@@ -1,4 +1,6 @@
-/** Runs commands on this machine, without a shell. Used by unit tests and for sites where the worker sits on the node. */
+/**
+ * Runs commands on this machine, without a shell. Used by unit tests and for sites where the worker sits on the node.
+ */
 import { spawn } from 'node:child_process';
 import { ExecutorError, OutputBuffer, type CommandResult, type Executor, type RunOptions } from './executor';
 

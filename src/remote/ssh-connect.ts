@@ -256,7 +256,8 @@ async function readIdentity(file: string): Promise<Buffer> {
     privateKey = await readFile(file);
   } catch (err) {
     throw new ExecutorError(
-      `identity file ${file} cannot be read (${unreadable(err)}): give the path of a private key readable by the worker's user`,
+      `identity file ${file} cannot be read (${unreadable(err)}): give the path of a private key readable ` +
+        `by the worker's user`,
       'auth',
       true,
     );
@@ -275,7 +276,9 @@ async function readIdentity(file: string): Promise<Buffer> {
   }
   if (!key || key instanceof Error) {
     throw new ExecutorError(
-      `identity file ${file} is not a private key ssh2 can read${key instanceof Error ? ` (${key.message})` : ''}: give the path of an OpenSSH private key (ssh-keygen -t ed25519 makes one)`,
+      `identity file ${file} is not a private key ssh2 can ` +
+        `read${key instanceof Error ? ` (${key.message})` : ''}: give the path of an OpenSSH private key ` +
+        `(ssh-keygen -t ed25519 makes one)`,
       'auth',
       true,
     );

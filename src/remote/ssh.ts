@@ -64,7 +64,8 @@ export class SshConnection implements Executor {
       });
     } catch (err) {
       if (signal?.aborted && !(err instanceof ExecutorError && err.permanent)) {
-        // AbortSignal.timeout aborts with a TimeoutError (its timer may fire a millisecond before a Date.now() deadline).
+        // AbortSignal.timeout aborts with a TimeoutError (its timer may fire a millisecond before a Date.now()
+        // deadline).
         const timedOut =
           !opts.signal?.aborted && (signal.reason as { name?: string } | undefined)?.name === 'TimeoutError';
         throw timedOut

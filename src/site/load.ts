@@ -63,7 +63,8 @@ export class SiteRegistry {
       names = await this.names();
     } catch (err) {
       throw new SiteProfileError(
-        `SITES_DIR: the sites directory ${this.dir} cannot be read (${(err as NodeJS.ErrnoException).code ?? String(err)})`,
+        `SITES_DIR: the sites directory ${this.dir} cannot be read ` +
+          `(${(err as NodeJS.ErrnoException).code ?? String(err)})`,
       );
     }
     if (names.length === 0)
@@ -89,7 +90,8 @@ export class SiteRegistry {
     } catch {
       const known = await this.names().catch(() => []);
       throw new SiteProfileError(
-        `site: no profile named "${name}" on this worker (it has ${known.length ? known.map((n) => `"${n}"`).join(', ') : 'none'})`,
+        `site: no profile named "${name}" on this worker (it has ` +
+          `${known.length ? known.map((n) => `"${n}"`).join(', ') : 'none'})`,
       );
     }
     const profile = parseSiteProfile(text, shown);

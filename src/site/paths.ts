@@ -16,7 +16,10 @@ export interface GlideinPaths {
   relaySecret: string;
   /** The relay's program (relay.py), written beside it before each start. */
   relayProgram: string;
-  /** What the glidein's daemons read in the container, bound there read-only (a directory: files in it are renewed by rename). */
+  /**
+   * What the glidein's daemons read in the container, bound there read-only (a directory: files in it are renewed by
+   * rename).
+   */
   configDir: string;
   proxychainsConf: string;
   glideinPid: string;

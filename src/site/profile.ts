@@ -177,7 +177,9 @@ const tunnelModes = z.discriminatedUnion('mode', [
   z.strictObject({
     mode: z.literal('relay'),
     ...socksPorts,
-    /** The login node's IPv4 address as worker nodes reach it (proxychains wants it numeric); the relay listens there. */
+    /**
+     * The login node's IPv4 address as worker nodes reach it (proxychains wants it numeric); the relay listens there.
+     */
     listenAddress: z.ipv4({ message: "expected the login node's IPv4 address as worker nodes reach it" }),
     /** Python 3 on the login node (3.6 or later). */
     python: z.union([absolutePath, z.literal('python3')]).default('python3'),
@@ -220,7 +222,9 @@ const FLEET_DEFAULTS = {
 
 /** What a GlideinFleet may do at this site: its share, its pace, and when failures stop it starting. */
 const fleet = z.strictObject({
-  /** Most glideins running or starting at once (default 1: a site says how many it takes, and has the ports for them). */
+  /**
+   * Most glideins running or starting at once (default 1: a site says how many it takes, and has the ports for them).
+   */
   maxGlideins: count(1, 10_000).default(FLEET_DEFAULTS.maxGlideins),
   /** Most glideins in setup at once. */
   maxStarting: count(1, 1_000).default(FLEET_DEFAULTS.maxStarting),
@@ -234,7 +238,9 @@ const fleet = z.strictObject({
   maxProbeDelay: duration({ min: 1_000, max: 7 * 86_400_000 }).default(FLEET_DEFAULTS.maxProbeDelay),
   /** How often the fleet looks at its glideins and acts. */
   reconcileEvery: duration({ min: 1_000, max: 3_600_000 }).default(FLEET_DEFAULTS.reconcileEvery),
-  /** A running glidein without a job this long counts as idle: when the demand falls, idle ones drain (never busy ones). */
+  /**
+   * A running glidein without a job this long counts as idle: when the demand falls, idle ones drain (never busy ones).
+   */
   idleTime: duration({ min: 0, max: 7 * 86_400_000 }).default(FLEET_DEFAULTS.idleTime),
   /** A fleet run continues-as-new at this many events, after at least one round (no value can make it loop). */
   historyEvents: count(50, 50_000).default(FLEET_DEFAULTS.historyEvents),
@@ -346,12 +352,15 @@ export const siteProfileSchema = z
   .refine((p) => !(p.tunnel.mode === 'forward' && p.workerNode.via === 'login'), {
     // ssh -D binds 127.0.0.1 without authentication: on a login node every co-tenant could use it as their own way out.
     message:
-      'expected workerNode.via "jump" or "slurm" for a forward tunnel: on the login node itself its SOCKS port would be open to every user of that shared node (use tunnel.mode "relay", which authenticates, to run glideins from the login node)',
+      'expected workerNode.via "jump" or "slurm" for a forward tunnel: on the login node itself its SOCKS ' +
+      'port would be open to every user of that shared node (use tunnel.mode "relay", which authenticates, ' +
+      'to run glideins from the login node)',
     path: ['tunnel', 'mode'],
   })
   .refine((p) => !(p.tunnel.mode === 'reverse' && p.workerNode.via === 'login'), {
     message:
-      'expected workerNode.via "jump" or "slurm" for a reverse tunnel (it runs from the login node into the worker node)',
+      'expected workerNode.via "jump" or "slurm" for a reverse tunnel (it runs from the login node into ' +
+      'the worker node)',
     path: ['tunnel', 'mode'],
   })
   .superRefine((p, ctx) => {
@@ -362,7 +371,9 @@ export const siteProfileSchema = z
       if (within(source, p.workDir) || within(p.workDir, source))
         ctx.addIssue({
           code: 'custom',
-          message: `expected no bind of the work directory ${p.workDir}, inside it or above it: the pool's jobs would read every glidein's credential there (the glidein binds what it needs itself)`,
+          message:
+            `expected no bind of the work directory ${p.workDir}, inside it or above it: the pool's jobs ` +
+            `would read every glidein's credential there (the glidein binds what it needs itself)`,
           path: ['container', 'binds', i],
         });
     });
@@ -374,7 +385,8 @@ export const siteProfileSchema = z
     },
     {
       message:
-        'expected at most as many glideins as SOCKS ports on the worker node (tunnel.socksPorts); leave some spare for glideins that are still tearing down',
+        'expected at most as many glideins as SOCKS ports on the worker node (tunnel.socksPorts); leave ' +
+        'some spare for glideins that are still tearing down',
       path: ['fleet', 'maxGlideins'],
     },
   );

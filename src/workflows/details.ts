@@ -30,7 +30,8 @@ export function currentDetails(status: GlideinStatus): string {
   const lines = [
     `**Phase:** ${status.phase}${status.shutdown ? ` (${status.shutdown} requested)` : ''}`,
     `**Node:** ${allocation ? `${allocation.node} (Slurm job ${allocation.jobId})` : "the profile's worker node"}`,
-    `**Registration:** ${registration ? `${registration.name} (${registration.state}/${registration.activity})` : 'not yet'}`,
+    `**Registration:** ` +
+      `${registration ? `${registration.name} (${registration.state}/${registration.activity})` : 'not yet'}`,
     `**Holds:** ${status.held.map(held).join(', ') || 'nothing'}`,
   ];
   if (status.deadline) lines.push(`**Deadline:** ${new Date(status.deadline).toISOString()} (drained then)`);

@@ -108,7 +108,9 @@ export function decideFleet(input: FleetInputs): FleetDecision {
   if (!memory.backoff && memory.failures.length >= limits.maxFailedStarts) {
     const last = memory.failures[memory.failures.length - 1];
     memory.backoff = {
-      why: `${memory.failures.length} failed starts within ${Math.round(limits.failureWindowMs / 1000)} s; last: ${last.reason}`,
+      why:
+        `${memory.failures.length} failed starts within ${Math.round(limits.failureWindowMs / 1000)} s; ` +
+        `last: ${last.reason}`,
       since: now,
       delayMs: limits.probeAfterMs,
       probeAt: now + limits.probeAfterMs,

@@ -40,17 +40,21 @@ export function launchStartOptions(request: GlideinRequest, origin: LaunchOrigin
   });
   const by =
     fleet !== undefined
-      ? `GlideinFleet \`${fleet}\`${slot !== undefined ? `, slot ${slot}` : ''}${requestedBy ? ` (${requestedBy})` : ''}`
+      ? `GlideinFleet ` +
+        `\`${fleet}\`${slot !== undefined ? `, slot ${slot}` : ''}${requestedBy ? ` (${requestedBy})` : ''}`
       : (requestedBy ?? 'a client');
   const staticDetails = [
     `- **Site:** \`${request.site}\` (sites/${request.site}.yaml)`,
-    `- **Lifetime:** ${request.lifetime ? `\`${request.lifetime}\`` : "the site profile's `glidein.lifetime`"}, then drained`,
+    `- **Lifetime:** ` +
+      `${request.lifetime ? `\`${request.lifetime}\`` : "the site profile's `glidein.lifetime`"}, then drained`,
     `- **Requested by:** ${by}`,
     '',
     '**What it will do:**',
     `1. plan from the site profile, then set up (steps that do not need each other side by side): ${setup.join(' → ')}`,
-    '2. monitor the glidein and its registration in the collector until the lifetime ends (continuing-as-new as history grows)',
-    `3. on a drain, stop, cancellation, failure or the end of its lifetime, give back what it holds in reverse (what nothing else uses side by side): ${TEARDOWN_STEP_NAMES.join(' → ')}`,
+    '2. monitor the glidein and its registration in the collector until the lifetime ends ' +
+      '(continuing-as-new as history grows)',
+    `3. on a drain, stop, cancellation, failure or the end of its lifetime, give back what it holds in ` +
+      `reverse (what nothing else uses side by side): ${TEARDOWN_STEP_NAMES.join(' → ')}`,
     '',
     "Current state: the workflow's current details and its memo; step by step: the status query (`status`).",
   ].join('\n');

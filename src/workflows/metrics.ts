@@ -13,7 +13,10 @@ import type { Phase } from './messages';
 import type { StepName } from './steps';
 import { failureType } from './failure-type';
 
-/** What of GlideinLifecycle (./state.ts) these read; structural, so that state.ts and this file do not import each other. */
+/**
+ * What of GlideinLifecycle (./state.ts) these read; structural, so that state.ts and this file do not import each
+ * other.
+ */
 interface Observed {
   readonly ref: { readonly site: string };
   readonly status: { readonly phase: Phase; readonly steps: readonly unknown[] };
@@ -53,8 +56,8 @@ export function notePhase(lifecycle: Observed, next: Phase): void {
 }
 
 /**
- * Wraps one step's run (GlideinLifecycle.step): its duration and outcome (ok, failed, cancelled), its failure type, a tunnel repair (the
- * tunnel reopened while monitoring), and the registration latency when confirmRegistration succeeds.
+ * Wraps one step's run (GlideinLifecycle.step): its duration and outcome (ok, failed, cancelled), its failure type, a
+ * tunnel repair (the tunnel reopened while monitoring), and the registration latency when confirmRegistration succeeds.
  */
 export function observeStep<T>(lifecycle: Observed, step: StepName, run: () => Promise<T>): () => Promise<T> {
   return async () => {

@@ -146,7 +146,8 @@ export async function work(
  * Every setup step the site needs, each recorded as held before it runs. Since the patch 'concurrent-steps' a step
  * starts as soon as the steps it needs have succeeded (the chain check beside the mounts, the credential beside
  * both); once one fails, no further step starts, the running ones are waited for (teardown never races a
- * half-started resource), and of the failures the earliest step's in catalogue order is the setup's. Runs recorded before it replay one step after another, in catalogue order.
+ * half-started resource), and of the failures the earliest step's in catalogue order is the setup's. Runs recorded
+ * before it replay one step after another, in catalogue order.
  */
 async function setup(lifecycle: GlideinLifecycle, plan: LaunchPlan, concurrent: boolean): Promise<void> {
   lifecycle.setPhase('setup');
@@ -312,7 +313,8 @@ export async function finish(lifecycle: GlideinLifecycle, failure: unknown): Pro
   );
   lifecycle.setPhase(close.phase);
   if (close.phase === 'cancelled') {
-    throw failure ?? new CancelledFailure('cancelled'); // closes as cancelled; the memo, the status query and the history show the teardown
+    // closes as cancelled; the memo, the status query and the history show the teardown
+    throw failure ?? new CancelledFailure('cancelled');
   }
   if (close.phase === 'failed') {
     throw ApplicationFailure.create({

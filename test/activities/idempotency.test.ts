@@ -61,7 +61,8 @@ beforeAll(async () => {
   const r = await site.ssh('worker', [
     'sh',
     '-c',
-    'mkdir -p "$1/dist/cvmfs" "$1/dist/etc/cvmfs" && cp "$2" "$3" "$1/" && ln -s "$4" "$1/store" && printf "%s\\n" "$5" > "$1/dist/etc/cvmfs/default.local"',
+    'mkdir -p "$1/dist/cvmfs" "$1/dist/etc/cvmfs" && cp "$2" "$3" "$1/" && ln -s "$4" "$1/store" && printf ' +
+      '"%s\\n" "$5" > "$1/dist/etc/cvmfs/default.local"',
     'sh',
     CVMFSEXEC,
     SITE_PATHS.mountrepo,
@@ -305,7 +306,7 @@ describe('every step twice', () => {
 });
 
 describe('releasing leaves alone what is not the glidein', () => {
-  test('closeTunnel does not signal a process that reuses the recorded pid, nor a live non-tunnel process', async () => {
+  test('closeTunnel signals neither a process that reuses the recorded pid nor a live non-tunnel process', async () => {
     const ref = refFor('reuse');
     let sleeper: number | undefined;
     try {
@@ -347,7 +348,7 @@ describe('releasing leaves alone what is not the glidein', () => {
     expect(alive(sleeper!)).toBe(false);
   });
 
-  test('a repository mounted before the glidein is reported as already mounted and stays mounted after unmountCvmfs', async () => {
+  test('a repository mounted before the glidein is reported as such and stays mounted after unmountCvmfs', async () => {
     const ref = refFor('premount');
     const oasis = `${DIST}/oasis.opensciencegrid.org`;
     const cms = `${DIST}/cms.cern.ch`;
@@ -368,7 +369,8 @@ describe('releasing leaves alone what is not the glidein', () => {
         shared: [],
       });
       expect(ourMounts().sort()).toEqual([cms, oasis]);
-      expect(await leases(ref)).toEqual(['cms.cern.ch', 'oasis.opensciencegrid.org']); // a lease on each, but only cms is ours to unmount
+      // a lease on each, but only cms is ours to unmount
+      expect(await leases(ref)).toEqual(['cms.cern.ch', 'oasis.opensciencegrid.org']);
 
       expect(await run(activities.unmountCvmfs, ref)).toEqual({ detail: 'unmounted cms.cern.ch' });
       expect(await run(activities.unmountCvmfs, ref)).toEqual({ detail: 'nothing of ours mounted' });
@@ -383,7 +385,7 @@ describe('releasing leaves alone what is not the glidein', () => {
 });
 
 describe('glideins sharing one node share its cvmfs mounts', () => {
-  test('two glideins mounting at once: each repository mounted once, the first teardown leaves it to the second, the last unmounts', async () => {
+  test('two glideins mount at once: each repository once, left by the first, unmounted by the last', async () => {
     const a = refFor('share-a');
     const b = refFor('share-b');
     try {

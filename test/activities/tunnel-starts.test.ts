@@ -115,7 +115,7 @@ test('eight tunnels opened at once, two starting at a time: all come up first ti
   }
 }, 120_000);
 
-test('the same without the gate (eight starting at once) is what the gate prevents: sshd drops connections', async () => {
+test('the same without the gate (eight starting at once) is what it prevents: sshd drops connections', async () => {
   const before = drops();
   const { refs, results } = await openAll(profiles('open', 1320, GLIDEINS));
   try {

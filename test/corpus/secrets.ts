@@ -94,14 +94,16 @@ export const SITE_TEXT = [
   'Submitted batch job 1234567',
   'JOBID=1234567 NODELIST=jwc[01-04] STATE=RUNNING TIME_LEFT=23:59:12',
   'debug1: Authentications that can continue: publickey',
-  'debug1: Offering public key: /home/op/.ssh/id_ed25519 ED25519 SHA256:kG7Xq3Jb2mVtZ1w0uPjA9yH5nC4sR8eL6dF0oI2aB3c explicit agent',
+  'debug1: Offering public key: /home/op/.ssh/id_ed25519 ED25519 ' +
+    'SHA256:kG7Xq3Jb2mVtZ1w0uPjA9yH5nC4sR8eL6dF0oI2aB3c explicit agent',
   'debug1: Authentication succeeded (publickey).',
   'debug1: Local connections to LOCALHOST:1080 forwarded to remote address socks:0',
   '[proxychains] Strict chain  ...  127.0.0.1:1080  ...  collector.example.org:9618  ...  OK',
   '[proxychains] config file found: /p/project/jsc/glidein/work/glidein-jsc-juwels-3/proxychains.conf',
   'CernVM-FS: loading Fuse module... done',
   'CernVM-FS: mounted cvmfs on /cvmfs/cms.cern.ch',
-  'Traceback (most recent call last):\n  File "/p/project/jsc/glidein/work/g1/relay.py", line 212, in serve\n    conn, addr = sock.accept()\nConnectionResetError: [Errno 104] Connection reset by peer',
+  'Traceback (most recent call last):\n  File "/p/project/jsc/glidein/work/g1/relay.py", line 212, in ' +
+    'serve\n    conn, addr = sock.accept()\nConnectionResetError: [Errno 104] Connection reset by peer',
   'the SOCKS tunnel on port 41002 is down',
   'pool credential idToken /etc/glidein/pool.idtoken valid until 2030-01-01T00:00:00.000Z',
   'tokenFile: /x/token; uses a bearer token; password authentication refused',

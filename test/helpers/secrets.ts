@@ -1,6 +1,7 @@
 /**
- * The secrets of the test sites (private keys, munge key, pool signing keys and IDTOKENs) and a check that none of them reached a workflow
- * history: every test file that runs workflows scans all of its server's histories before it stops it.
+ * The secrets of the test sites (private keys, munge key, pool signing keys and IDTOKENs) and a check that none of
+ * them reached a workflow history: every test file that runs workflows scans all of its server's histories before it
+ * stops it.
  */
 import { readFileSync } from 'node:fs';
 import type { Client } from '@temporalio/client';

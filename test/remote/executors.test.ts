@@ -384,7 +384,7 @@ describe('host keys', () => {
       .slice(0, 2)
       .join(' ');
 
-  test('a known_hosts without the host refuses to connect: permanent host-key error naming the file and the fix, nothing runs', async () => {
+  test('known_hosts without the host: permanent host-key error naming the file and the fix, nothing runs', async () => {
     // The worker node's entry is there; the login node's is not.
     const file = knownHosts('no-login-entry', `[127.0.0.2]:2202 ${pub('worker')}\n`);
     const login = pool().executor({ ...LOGIN, knownHostsFile: file });
@@ -405,7 +405,7 @@ describe('host keys', () => {
     expect(fs.existsSync(m)).toBe(false);
   });
 
-  test('a known_hosts with a different key for the host: permanent host-key error saying it does not match, nothing runs', async () => {
+  test('a known_hosts with another key for the host: permanent host-key error saying so, nothing runs', async () => {
     // The worker node's key written under the login node's name: what a changed key or a man in the middle looks like.
     const file = knownHosts('wrong-login-key', `[127.0.0.1]:2201 ${pub('worker')}\n`);
     // (Not runCommand: it writes stdin, and ssh-keygen may exit before reading it: EPIPE.)
@@ -440,7 +440,7 @@ describe('host keys', () => {
 });
 
 describe('SshConnection through a jump host', () => {
-  test('reaches the worker node through the login connection: one login there, the worker sees the login node as its client', async () => {
+  test('reaches the worker node through the login connection: one login there, the login node its client', async () => {
     const loginOffset = sshdLog('login').length;
     const workerOffset = sshdLog('worker').length;
     const ssh = pool();

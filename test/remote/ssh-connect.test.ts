@@ -115,7 +115,7 @@ function throughProxy(p: Proxy, overrides: Partial<SshTarget> = {}): SshTarget {
 }
 
 describe('one connect attempt, shared by concurrent callers', () => {
-  test("callers that abort or time out while the login node is slow to answer fail alone; the others' connect goes on, one connection", async () => {
+  test('callers aborting or timing out while the login node is slow fail alone; the others connect on', async () => {
     const p = await proxy(() => 1_500);
     const login = pool().executor(throughProxy(p));
     const controller = new AbortController();
@@ -144,7 +144,7 @@ describe('one connect attempt, shared by concurrent callers', () => {
     expect(p.accepted).toBe(1);
   });
 
-  test("a caller that times out in the backoff wait after a failed attempt does not fail the others' reconnect", async () => {
+  test("a caller timing out in the backoff wait after a failed attempt leaves the others' reconnect be", async () => {
     const p = await proxy((n) => (n === 1 ? 'drop' : 0));
     const login = pool({ backoffMs: { initial: 1_000, max: 1_000 }, connectTimeoutMs: 5_000 }).executor(
       throughProxy(p),
@@ -167,7 +167,7 @@ describe('one connect attempt, shared by concurrent callers', () => {
     expect(login.connects).toBe(2);
   });
 
-  test("with no caller's signal, a login node that never answers still fails the attempt after connectTimeoutMs", async () => {
+  test("with no caller's signal, a login node never answering fails the attempt after connectTimeoutMs", async () => {
     const p = await proxy(() => 'hold');
     const login = pool({ connectTimeoutMs: 500 }).executor(throughProxy(p));
     const { value: err, ms } = await timed(() => rejection(login.run(['true'])));
@@ -180,7 +180,7 @@ describe('one connect attempt, shared by concurrent callers', () => {
 });
 
 describe('connection events (the worker counts them: src/metrics.ts)', () => {
-  test('each connection opened, each failed attempt by kind, and a reconnect after a kept connection dropped', async () => {
+  test('each connection opened, each failed attempt by kind, a reconnect after a kept connection dropped', async () => {
     const p = await proxy((n) => (n === 1 ? 'drop' : 0));
     const events: string[] = [];
     const login = pool({

@@ -206,7 +206,8 @@ describe('Slurm as glidein on the login node', () => {
   test('sbatch, squeue --me, srun --overlap and scancel; the job runs on jwc01', async () => {
     const submit = await bashOn(
       'login',
-      'sbatch --parsable --job-name=x --partition=batch --account=cms --time=10 --nodes=1 --output=/dev/null --wrap "exec sleep 300"',
+      'sbatch --parsable --job-name=x --partition=batch --account=cms --time=10 --nodes=1 ' +
+        '--output=/dev/null --wrap "exec sleep 300"',
     );
     expect(submit).toMatchObject({ code: 0 });
     const jobId = submit.stdout.trim();
@@ -264,11 +265,12 @@ describe('Slurm as glidein on the login node', () => {
     );
   });
 
-  test('as cgroups would: what daemonizes out of a step ends with the step, what the batch script started ends with the job', async () => {
+  test('as cgroups do: a daemon out of a step ends with it, what the batch script started with the job', async () => {
     // The batch script starts a daemon of its own (setsid, its own session) and then sleeps.
     const submit = await bashOn(
       'login',
-      'sbatch --parsable --job-name=fence --partition=batch --time=10 --nodes=1 --output=/dev/null --wrap "setsid sleep 4441 </dev/null >/dev/null 2>&1 & exec sleep 300"',
+      'sbatch --parsable --job-name=fence --partition=batch --time=10 --nodes=1 --output=/dev/null --wrap ' +
+        '"setsid sleep 4441 </dev/null >/dev/null 2>&1 & exec sleep 300"',
     );
     const jobId = submit.stdout.trim();
     await waitFor(
@@ -303,7 +305,8 @@ describe('the proxy chain from the worker node: SOCKS tunnel to the login node, 
     const r = await bashOn(
       'worker',
       'ssh -F /dev/null -i "$1" -o IdentitiesOnly=yes -o UserKnownHostsFile="$2" -o StrictHostKeyChecking=yes ' +
-        '-o BatchMode=yes -o ExitOnForwardFailure=yes -f -N -D "127.0.0.1:$3" -p 22 glidein@10.77.0.2 </dev/null >"$4" 2>&1',
+        '-o BatchMode=yes -o ExitOnForwardFailure=yes -f -N -D "127.0.0.1:$3" -p 22 glidein@10.77.0.2 ' +
+        '</dev/null >"$4" 2>&1',
       [box.paths.siteKey, box.paths.siteKnownHosts, String(SOCKS_PORT), path.join(testDir, 'tunnel.log')],
     );
     expect(r).toMatchObject({ code: 0 });
@@ -316,7 +319,7 @@ describe('the proxy chain from the worker node: SOCKS tunnel to the login node, 
     );
   });
 
-  test('proxychains4 through the tunnel and KIT reaches the collector (KIT logs the CONNECT); a direct connection does not', async () => {
+  test('proxychains4 via the tunnel and KIT reaches the collector (KIT logs the CONNECT); directly, not', async () => {
     const before = kitLog().length;
     const chained = await bashOn('worker', 'exec proxychains4 -q -f "$1" python3 -c "$2" "$3" "$4"', [
       proxychainsConf,
@@ -342,7 +345,8 @@ describe('the proxy chain from the worker node: SOCKS tunnel to the login node, 
     const update = [
       'import json, socket, sys',
       's = socket.create_connection((sys.argv[1], int(sys.argv[2])), 8)',
-      's.sendall((json.dumps({"command": "UPDATE_STARTD_AD", "idtoken": sys.argv[4], "ad": {"Name": sys.argv[3], "MyType": "Machine", "ClassAdLifetime": 60}}) + "\\n").encode())',
+      's.sendall((json.dumps({"command": "UPDATE_STARTD_AD", "idtoken": sys.argv[4], "ad": {"Name": ' +
+        'sys.argv[3], "MyType": "Machine", "ClassAdLifetime": 60}}) + "\\n").encode())',
       'print(s.makefile().readline().strip())',
     ].join('\n');
     // The pool admits it only with a token signed by its key, as it admits a glidein.
@@ -361,7 +365,7 @@ describe('the proxy chain from the worker node: SOCKS tunnel to the login node, 
     expect(collectorLog()).toContain(name);
   });
 
-  test('without the KIT proxy the chained connection fails at the KIT hop, and works again when it is back', async () => {
+  test('without the KIT proxy the chained connection fails at the KIT hop, and works again once back', async () => {
     await setKitProxy(false);
     try {
       const r = await bashOn('worker', 'exec proxychains4 -f "$1" python3 -c "$2" "$3" "$4"', [

@@ -136,7 +136,8 @@ describe('the proxy chain: SOCKS tunnel from the worker node to the login node, 
     const r = await bashOn(
       'worker',
       'ssh -F /dev/null -i "$1" -o IdentitiesOnly=yes -o UserKnownHostsFile="$2" -o StrictHostKeyChecking=yes ' +
-        '-o BatchMode=yes -o ExitOnForwardFailure=yes -f -N -D "127.0.0.1:$3" -p 2201 glidein@127.0.0.1 </dev/null >"$4" 2>&1',
+        '-o BatchMode=yes -o ExitOnForwardFailure=yes -f -N -D "127.0.0.1:$3" -p 2201 glidein@127.0.0.1 ' +
+        '</dev/null >"$4" 2>&1',
       [P.siteKey, P.siteKnownHosts, String(SOCKS_PORT), path.join(testDir, 'tunnel.log')],
     );
     expect(r).toMatchObject({ code: 0 });
@@ -148,7 +149,7 @@ describe('the proxy chain: SOCKS tunnel from the worker node to the login node, 
     expect(sshdLog('login')).toContain(fingerprint);
   });
 
-  test('proxychains4 through the tunnel and the KIT proxy reaches the collector, and KIT logs the CONNECT', async () => {
+  test('proxychains4 through the tunnel and the KIT proxy reaches the collector; KIT logs the CONNECT', async () => {
     const before = kitProxyLog().length;
     const r = await bashOn('worker', 'exec proxychains4 -q -f "$1" bash -c "exec 3<>/dev/tcp/127.0.0.4/9618"', [
       proxychainsConf,
@@ -171,7 +172,7 @@ describe('the proxy chain: SOCKS tunnel from the worker node to the login node, 
 });
 
 describe('cvmfsexec stand-in', () => {
-  test('mountrepo needs CVMFS_HTTP_PROXY in dist/etc/cvmfs/default.local and a proxy that serves the repository', async () => {
+  test('mountrepo needs CVMFS_HTTP_PROXY in dist/etc/cvmfs/default.local, a proxy serving the repository', async () => {
     const write = (text: string) =>
       site.ssh('worker', ['sh', '-c', 'printf "%s\\n" "$2" > "$1"', 'sh', cvmfsConf, text]);
     try {
@@ -191,7 +192,7 @@ describe('cvmfsexec stand-in', () => {
     }
   });
 
-  test('mountrepo mounts a repository read-only with FUSE as glidein, refuses a second mount, and umountrepo -a unmounts it', async () => {
+  test('mountrepo mounts a repository read-only by FUSE, refuses a second mount; umountrepo -a undoes it', async () => {
     const squidBefore = fs.readFileSync(P.squidLog, 'utf8').length;
     const mount = await site.ssh('worker', [mountrepo, 'cms.cern.ch']);
     expect(mount).toMatchObject({
@@ -367,7 +368,7 @@ describe('a glidein in the container registers only through KIT', () => {
     await site.ssh('worker', [umountrepo, '-a']);
   });
 
-  test('condor_master under `apptainer exec` with proxychains preloaded registers, and invalidates its ad on SIGTERM', async () => {
+  test('condor_master in apptainer exec, proxychains preloaded, registers; invalidates its ad on SIGTERM', async () => {
     const glideinName = `via-kit-${runId}`;
     const adName = `slot1@${glideinName}@${hostname}`;
     const kitBefore = kitProxyLog().length;
@@ -419,7 +420,7 @@ describe('a glidein in the container registers only through KIT', () => {
     expect(masterLog(glideinName)).toMatch(/Got SIGTERM\. Performing graceful shutdown\.[\s\S]*EXITING WITH STATUS 0/);
   });
 
-  test('the same condor_master without the preload connects directly, is refused by the collector and never registers', async () => {
+  test('the same condor_master without the preload connects directly, is refused, never registers', async () => {
     const glideinName = `direct-${runId}`;
     const adName = `slot1@${glideinName}@${hostname}`;
     const pid = await startMaster(glideinName, condorEnv(glideinName));

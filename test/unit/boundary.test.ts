@@ -9,7 +9,8 @@ import { bodyLines, leaked, makeJwt, makeKeys } from '../corpus/secrets';
 
 const jwt = makeJwt();
 const { rsa } = makeKeys();
-const tail = `05/01/24 12:00:03 (pid:4242) using GLIDEIN_IDTOKEN_${jwt}\nstderr: ${rsa}condor_master (pid 4242) exiting`;
+const tail =
+  `05/01/24 12:00:03 (pid:4242) using GLIDEIN_IDTOKEN_${jwt}\n` + `stderr: ${rsa}condor_master (pid 4242) exiting`;
 const secrets = [jwt, ...bodyLines(rsa)];
 
 describe('atBoundary', () => {
@@ -26,7 +27,8 @@ describe('atBoundary', () => {
     const result = await new MockActivityEnvironment().run(monitor);
     expect(leaked(JSON.stringify(result), secrets)).toEqual([]);
     const redacted =
-      '05/01/24 12:00:03 (pid:4242) using GLIDEIN_IDTOKEN_[redacted token]\nstderr: [redacted private key]\ncondor_master (pid 4242) exiting';
+      '05/01/24 12:00:03 (pid:4242) using GLIDEIN_IDTOKEN_[redacted token]\n' +
+      'stderr: [redacted private key]\ncondor_master (pid 4242) exiting';
     expect(result).toEqual({
       ...report,
       last: { ...report.last, detail: redacted },

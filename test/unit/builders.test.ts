@@ -75,7 +75,7 @@ describe('command builders', () => {
     expect(argv[argv.indexOf('-p') + 1]).toBe('2202');
   });
 
-  it('starts the instance contained, binding only /cvmfs, the proxychains library, config/ read-only and condor/', () => {
+  it('starts the instance contained, binding only /cvmfs, the proxychains library, config/ (ro), condor/', () => {
     const argv = instanceStartArgv({ ...local, workDir: '/w' }, 'glidein-x', 'x');
     expect(argv.slice(0, 3)).toEqual([local.container.executable, 'instance', 'start']);
     // No host /tmp, $HOME, working directory or /proc, and no host environment.
@@ -220,7 +220,8 @@ describe('known_hosts', () => {
 
   it('finds plain, bracketed and hashed entries and honours @revoked', () => {
     const salt = Buffer.from('0123456789abcdef0123');
-    const hashed = `|1|${salt.toString('base64')}|${createHmac('sha1', salt).update('[10.0.0.1]:2222').digest('base64')}`;
+    const hmac = createHmac('sha1', salt).update('[10.0.0.1]:2222').digest('base64');
+    const hashed = `|1|${salt.toString('base64')}|${hmac}`;
     const text = [
       `login.example ssh-rsa ${b64}`,
       `[login.example]:2201 ssh-ed25519 ${b64}`,

@@ -143,7 +143,8 @@ describe('glidein fleet: checked against the fleet request schema', () => {
 });
 
 /** Every character a terminal acts on, bar newline and tab: ESC, CSI (one byte), BEL, CR, DEL, a bidi override. */
-const ACTED_ON = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/; // eslint-disable-line no-control-regex
+// eslint-disable-next-line no-control-regex
+const ACTED_ON = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/;
 
 describe('what the command prints is safe for a terminal', () => {
   const hostile = 'ok\u001b]0;owned\u0007\u001b[2J\u009b31m\rfake\u202eevil\u007f';

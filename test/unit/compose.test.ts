@@ -105,7 +105,7 @@ describe('docker-compose.yml', () => {
         expect([name, dep, services[dep]?.profiles]).toEqual([name, dep, service.profiles]);
   });
 
-  it('runs Temporal the way its own compose examples do: PostgreSQL with a volume, a schema job, then the server', () => {
+  it('runs Temporal as its own compose examples do: PostgreSQL with a volume, a schema job, then the server', () => {
     const pg = services.postgresql;
     expect(pg.image).toBe('postgres:16');
     expect(mounts(pg)).toContainEqual(expect.objectContaining({ type: 'volume', target: '/var/lib/postgresql/data' }));
@@ -303,7 +303,8 @@ describe('deploy/', () => {
       const argv = serverArgv('temporal-server');
       const rest = argv.slice(argv.indexOf('--config') + 2).filter((a) => a !== '--allow-no-auth');
       expect(entry).toContain(`temporal-server --root / --config /etc/jsc-glidein/temporal ${rest.join(' ')}`);
-      // Every variable compose gives a node is one the file reads (DB is the admin-tools' own), and the database's are given.
+      // Every variable compose gives a node is one the file reads (DB is the admin-tools' own), and the database's are
+      // given.
       const given = Object.keys(env(node)).filter((name) => name !== 'DB');
       expect(given.filter((name) => !read.has(name))).toEqual([]);
       expect(given).toEqual(expect.arrayContaining(['POSTGRES_SEEDS', 'POSTGRES_PWD', 'TEMPORAL_CLUSTER_ADDRESS']));
@@ -398,7 +399,7 @@ describe('the postgres profile authenticates', () => {
     for (const n of [0, 1] as const) expect(renderSecurity(nodeEnv(n))).toEqual({});
   });
 
-  it('requires client certificates on the frontend and between the nodes, from the CA in the nodes’ own mount', () => {
+  it('requires client certificates on the frontend and between the nodes, from the CA in the nodes’ mount', () => {
     for (const name of nodes) {
       const e = env(services[name]);
       expect([name, e.TEMPORAL_TLS_DIR]).toEqual([name, TLS_TARGET]);
@@ -550,7 +551,7 @@ describe('scripts/compose/make-certs', () => {
     rmSync(other, { recursive: true, force: true });
   });
 
-  it('writes one CA, the nodes’ certificates and a client certificate for each client, keys readable by the owner only', () => {
+  it('writes one CA, the nodes’ certificates and one for each client, keys readable by the owner only', () => {
     const listing = (sub: string) => readdirSync(path.join(dir, sub)).sort();
     expect(listing('.')).toEqual(['admin', 'ca.key', 'ca.pem', 'cli', 'server', 'ui', 'worker']);
     expect(listing('server')).toEqual(['ca.pem', 'frontend.key', 'frontend.pem', 'internode.key', 'internode.pem']);
@@ -717,7 +718,7 @@ describe('scripts/compose/make-certs', () => {
       return { ...Object.fromEntries(mapped), TEMPORAL_ADDRESS: address };
     }
 
-    it('connects the worker (its native connection, from its compose environment) with its client certificate', async () => {
+    it('connects the worker (native connection, its compose environment) with its client certificate', async () => {
       const target = temporalTarget(clientEnv('worker'));
       expect(target.secured).toEqual({ tls: true, apiKey: false });
       const connection = await NativeConnection.connect(target.connection);

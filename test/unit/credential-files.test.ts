@@ -79,7 +79,8 @@ describe('reading the pool credential', () => {
     const soon = Date.now() + HOUR;
     const files = [{ kind: 'idToken' as const, file, content: 'x', expiresAtMs: soon }];
     expect(() => checkLifetime(files, soon + 1)).toThrow(
-      `credentials.idToken file ${file} expires at ${new Date(soon).toISOString()}, before the glidein's end at ${new Date(soon + 1).toISOString()}`,
+      `credentials.idToken file ${file} expires at ${new Date(soon).toISOString()}, before the glidein's ` +
+        `end at ${new Date(soon + 1).toISOString()}`,
     );
     expect(() => checkLifetime([{ ...files[0], expiresAtMs: Date.now() - 1000 }], soon)).toThrow(
       'so the pool would refuse the glidein',

@@ -1,4 +1,6 @@
-/** Every failure that leaves an activity is redacted, whichever way it was raised, and keeps its type and retryability. */
+/**
+ * Every failure that leaves an activity is redacted, whichever way it was raised, and keeps its type and retryability.
+ */
 import { MockActivityEnvironment } from '@temporalio/testing';
 import {
   ApplicationFailure,
@@ -42,7 +44,9 @@ function expectNoSecrets(text: string) {
 describe('toFailure', () => {
   it('rebuilds an ApplicationFailure redacted: message, details, cause and stack; same type and nonRetryable', () => {
     const original = ApplicationFailure.create({
-      message: `confirmRegistration: the glidein exited: ${KEY_LINES[1]}\n-----END OPENSSH PRIVATE KEY-----\nIDTOKEN=${JWT}`,
+      message:
+        `confirmRegistration: the glidein exited: ${KEY_LINES[1]}\n-----END OPENSSH PRIVATE ` +
+        `KEY-----\nIDTOKEN=${JWT}`,
       type: 'GlideinExited',
       nonRetryable: true,
       details: [{ stderr: KEY, env: [`token=abc`], nested: { IDTOKEN: 'opaque' } }, 'password: hunter2'],
@@ -117,7 +121,9 @@ describe('toFailure', () => {
 
 describe('redact', () => {
   it('redacts an X.509 proxy (certificate and RSA key), a lone BEGIN line and a tail cut inside a block', () => {
-    const proxy = `-----BEGIN CERTIFICATE-----\n${CERT_LINES.join('\n')}\n-----END CERTIFICATE-----\n-----BEGIN RSA PRIVATE KEY-----\n${KEY_LINES.join('\n')}\n-----END RSA PRIVATE KEY-----\n`;
+    const proxy =
+      `-----BEGIN CERTIFICATE-----\n${CERT_LINES.join('\n')}\n-----END CERTIFICATE-----\n-----BEGIN RSA ` +
+      `PRIVATE KEY-----\n${KEY_LINES.join('\n')}\n-----END RSA PRIVATE KEY-----\n`;
     expect(redact(`proxy:\n${proxy}done`)).toBe('proxy:\n[redacted certificate]\n[redacted private key]\ndone');
     expect(redact(`tail: -----BEGIN OPENSSH PRIVATE KEY-----\n${KEY_LINES[0]}`)).toBe('tail: [redacted private key]');
     expect(redact(`tail: ${KEY_LINES[1]}\n-----END OPENSSH PRIVATE KEY-----\nexit 1`)).toBe(
@@ -149,7 +155,8 @@ describe('redact', () => {
     });
     expect(input.a[0]).toBe('token=abc');
     const shared = { x: 'y' };
-    expect(redactDeep({ one: shared, two: shared })).toEqual({ one: { x: 'y' }, two: { x: 'y' } }); // shared is not a cycle
+    // shared is not a cycle
+    expect(redactDeep({ one: shared, two: shared })).toEqual({ one: { x: 'y' }, two: { x: 'y' } });
     expect(redactDeep(Array.from({ length: 105 }, () => 0))).toHaveLength(101);
   });
 });

@@ -148,7 +148,7 @@ describe('failures back off, then probe one start at a time', () => {
     expect(round({ memory }).memory.failures).toEqual([]);
   });
 
-  it('probes with one start after limits.probeAfterMs, doubles the delay after a failed probe, resumes after a registered one', () => {
+  it('probes one start after limits.probeAfterMs, doubles the delay after a failed probe, resumes on success', () => {
     let memory = started(1, 2, 3);
     let d = round({ desired: 5, slots: [closed(1, 'failed'), closed(2, 'failed'), closed(3, 'failed')], memory });
     memory = d.memory;

@@ -47,7 +47,8 @@ describe('HostKeyCheck', () => {
     expect(err).toBeInstanceOf(ExecutorError);
     expect(err).toMatchObject({ kind: 'host-key', permanent: true });
     expect(err.message).toBe(
-      `host key of [login.example]:2201 does not match ${file} (the host offered ssh-ed25519 ${fingerprint(stranger)}; ` +
+      `host key of [login.example]:2201 does not match ${file} (the host offered ssh-ed25519 ` +
+        `${fingerprint(stranger)}; ` +
         `the file has ssh-ed25519, ssh-ed25519). The key changed or someone is in the middle: confirm the new ` +
         `fingerprint with the site before replacing the entry (ssh-keygen -R '[login.example]:2201' -f ${file}).`,
     );

@@ -75,7 +75,8 @@ describe.each(['local', 'jsc-box', 'jsc-box-strict', 'jsc-example'])(
           );
           if (!message || !named)
             throw new Error(
-              `${where} = ${what} (${JSON.stringify(value).slice(0, 40)}) was ${message ? `refused without naming the field: ${message}` : 'accepted'}`,
+              `${where} = ${what} (${JSON.stringify(value).slice(0, 40)}) was ` +
+                `${message ? `refused without naming the field: ${message}` : 'accepted'}`,
             );
           checked++;
         }

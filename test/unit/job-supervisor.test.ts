@@ -39,7 +39,8 @@ beforeAll(() => {
     path.join(bin, 'srun'),
     `#!/bin/sh
 job=; for a; do case $a in --jobid=*) job=\${a#--jobid=};; --) shift; break;; esac; shift; done
-[ "$job" = "${JOB}" ] || { echo "srun: error: Unable to confirm allocation for job $job: Invalid job id specified" >&2; exit 1; }
+[ "$job" = "${JOB}" ] || { echo "srun: error: Unable to confirm allocation for job $job: Invalid job id ` +
+      `specified" >&2; exit 1; }
 SLURM_JOB_ID=$job SLURM_STEP_ID=0 exec "$@"
 `,
     { mode: 0o755 },
@@ -71,7 +72,7 @@ const alive = (pid: number) => {
 };
 
 describe('SlurmStepExecutor and the holder job as supervisor', () => {
-  it('runs a command as a step: srun with the job, --overlap and the node, stdout, stderr and exit code as the command left them', async () => {
+  it('runs a command as a step: srun with the job, --overlap, the node; stdout, stderr, exit code kept', async () => {
     const login = new Login();
     const node = new SlurmStepExecutor(login, JOB, 'jwc01');
     const result = await node.run(['sh', '-c', 'echo "$SLURM_JOB_ID $1"; echo warn >&2; exit 3', 'sh', "it's"], {
@@ -83,7 +84,7 @@ describe('SlurmStepExecutor and the holder job as supervisor', () => {
     expect(node.target).toBe(`jwc01 (Slurm job ${JOB}, srun from login (local))`);
   });
 
-  it('hands a persisting command to the supervisor: its processes outlive the step, and the answer is the command’s', async () => {
+  it('hands a persisting command to the supervisor: it outlives the step, and answers as the command did', async () => {
     await startSupervisor();
     const node = new SlurmStepExecutor(new Login(), JOB, 'jwc01');
     const pidFile = path.join(dir, 'daemon.pid');

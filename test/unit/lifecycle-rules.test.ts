@@ -226,7 +226,7 @@ describe('the failure type a failed run closes with', () => {
     expect(failureType(timeout())).toBe(FailureType.ActivityTimedOut);
   });
 
-  it('keeps the fault’s type when teardown also failed, and is TeardownIncomplete when teardown was the only trouble', () => {
+  it('keeps the fault’s type if teardown also failed; TeardownIncomplete when teardown was the sole trouble', () => {
     expect(closingFailureType(timeout(), true)).toBe(FailureType.ActivityTimedOut);
     expect(closingFailureType(ApplicationFailure.nonRetryable('gone', FailureType.GlideinUnregistered), true)).toBe(
       FailureType.GlideinUnregistered,

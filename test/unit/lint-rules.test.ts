@@ -39,14 +39,17 @@ const ALLOWED = [
  * The project's own ESLint, in a child process (ESLint loads its flat config with a dynamic import, which jest's
  * module system does not run), linting each line as if it were src/workflows/probe.ts.
  */
-const LINT = `
+const LINT =
+  `
 const { ESLint } = require('eslint');
 (async () => {
   const eslint = new ESLint({ cwd: process.argv[1] });
   const out = {};
   for (const line of JSON.parse(process.argv[2])) {
-    const [result] = await eslint.lintText(line + '\\nexport {};\\n', { filePath: process.argv[1] + '/src/workflows/probe.ts' });
-    out[line] = result.messages.filter((m) => /no-restricted-imports/.test(m.ruleId || '') || m.fatal).map((m) => m.message);
+    const [result] = await eslint.lintText(line + '\\nexport {};\\n', { filePath: process.argv[1] + ` +
+  `'/src/workflows/probe.ts' });
+    out[line] = result.messages.filter((m) => /no-restricted-imports/.test(m.ruleId || '') || ` +
+  `m.fatal).map((m) => m.message);
   }
   process.stdout.write(JSON.stringify(out));
 })().catch((err) => { console.error(err); process.exit(1); });

@@ -1,4 +1,6 @@
-/** The worker's log lines: errors keep their message, type, stack and cause wherever they sit; nothing secret gets out. */
+/**
+ * The worker's log lines: errors keep their message, type, stack and cause wherever they sit; nothing secret gets out.
+ */
 import { ApplicationFailure, type MetricMeter, type MetricTags } from '@temporalio/common';
 import { log as activityLog } from '@temporalio/activity';
 import { MockActivityEnvironment } from '@temporalio/testing';
@@ -212,7 +214,7 @@ describe("an activity's log lines", () => {
     expect(activitySubject([{ site: 42, glideinId: '' }])).toEqual({});
   });
 
-  it("carry workflowId, site and glideinId, the SDK's lines too, redacted; failed attempts are counted by type", async () => {
+  it("carry workflowId, site and glideinId, the SDK's too, redacted; failed attempts counted by type", async () => {
     const { log, lines } = capture();
     const counted: Array<{ name: string; value: number; tags: MetricTags }> = [];
     const meter: MetricMeter = {

@@ -49,7 +49,8 @@ type Case = [
 ];
 const owned = (f: Partial<EndFacts>): EndFacts => ({ failure: undefined, cancelRequested: false, owned: true, ...f });
 
-// [how it ended, facts, { end reason, teardown mode, close when teardown released all, close when it left a container }]
+// [how it ended, facts, { end reason, teardown mode, close when teardown released all, close when it left a container
+// }]
 const CASES: Case[] = [
   [
     'lifetime reached',
@@ -158,7 +159,7 @@ describe('special ends', () => {
     expect(decideClose(end, [])).toMatchObject({ phase: 'failed', failureType: FailureType.GlideinIdConflict });
   });
 
-  it('before the owned lifecycle, a cancel counted only when it surfaced as the failure (replayed histories keep that)', () => {
+  it('before the owned lifecycle, a cancel counted only when it surfaced as the failure (replays keep that)', () => {
     expect(decideEnd({ failure: undefined, cancelRequested: true, owned: false }).cancelled).toBe(false);
     expect(decideEnd({ failure: interrupted(), cancelRequested: true, owned: false }).cancelled).toBe(true);
     expect(decideEnd({ failure: undefined, cancelRequested: true, owned: true }).cancelled).toBe(true);

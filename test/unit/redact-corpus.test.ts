@@ -64,12 +64,14 @@ const CORPUS: Array<[string, string, string[]]> = [
   ['credential= (a tool line)', `condor_store_cred: credential=${word} user=glidein`, [word]],
   [
     'Proxy-Authorization: Basic (curl -v through KIT)',
-    `> CONNECT collector.example.org:9618 HTTP/1.1\n> Proxy-Authorization: Basic ${basic}\n< HTTP/1.1 200 Connection established`,
+    `> CONNECT collector.example.org:9618 HTTP/1.1\n> Proxy-Authorization: Basic ${basic}\n< HTTP/1.1 200 ` +
+      `Connection established`,
     [basic, word],
   ],
   [
     'a quoted password with spaces (a python traceback)',
-    `Traceback (most recent call last):\n  File "/p/work/g1/relay.py", line 40, in connect\n    password = "${password}"\nValueError: bad`,
+    `Traceback (most recent call last):\n  File "/p/work/g1/relay.py", line 40, in connect\n    password = ` +
+      `"${password}"\nValueError: bad`,
     [password, password.split(' ')[2]],
   ],
   [
@@ -84,7 +86,8 @@ const CORPUS: Array<[string, string, string[]]> = [
   ],
   [
     "proxychains' ProxyList line with a user and its secret",
-    `[proxychains] config:\n[ProxyList]\nsocks5 127.0.0.1 41002 glidein ${relaySecret}\n[proxychains] Strict chain ... OK`,
+    `[proxychains] config:\n[ProxyList]\nsocks5 127.0.0.1 41002 glidein ${relaySecret}\n[proxychains] ` +
+      `Strict chain ... OK`,
     [relaySecret],
   ],
 ];

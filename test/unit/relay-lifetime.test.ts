@@ -73,7 +73,7 @@ describe('the relay’s end', () => {
     expect(relayEnd(1_900_000_000, 1_900_001_000_001)).toBe(1_900_001_601);
   });
 
-  it('reaches the relay started by openTunnel: --die-at as relayEnd makes it, and none without a die time', async () => {
+  it('reaches the relay started by openTunnel: --die-at as relayEnd makes it, none without a die time', async () => {
     const dieAt = Math.floor(Date.now() / 1000) + 3_600;
     const spawned = async (lifetime?: { dieAt?: number }) => {
       const exec = scripted();

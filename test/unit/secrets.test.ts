@@ -27,7 +27,8 @@ describe('secrets', () => {
   it('redacts key material, certificates, tokens and passwords from messages and logs', () => {
     const key = readFileSync(SITE_PATHS.operatorKey, 'utf8');
     const text = redact(
-      `stderr: ${key}\nBearer token=abc.def password: hunter2 eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJjbXMifQ.c2lnbmF0dXJlc2lnbg`,
+      `stderr: ${key}\nBearer token=abc.def password: hunter2 ` +
+        `eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJjbXMifQ.c2lnbmF0dXJlc2lnbg`,
     );
     expect(text).not.toContain(key.split('\n')[2]);
     expect(text).toContain('[redacted private key]');

@@ -40,7 +40,7 @@ describe('SharedLookup', () => {
     ]);
   });
 
-  it("reuses an answer within the caller's freshness window, counted from the query's start, and asks again after it", async () => {
+  it("reuses an answer within the caller's freshness window (from the query's start), then asks again", async () => {
     const lookup = new SharedLookup<string>(clock);
     const { query, pending } = manual<string>();
     const first = lookup.get('site', 500, query);
@@ -141,7 +141,8 @@ describe('collector-wide registration check', () => {
 
   it('reads the ads by launch id, skipping proxychains lines and ads without one', () => {
     const ads = parseLaunchedAds(
-      '[proxychains] Strict chain ... OK\na slot1@a@h Unclaimed Idle\nundefined slot1@x@h Owner Idle\nb slot1@b@h Claimed Busy\n\n',
+      '[proxychains] Strict chain ... OK\na slot1@a@h Unclaimed Idle\nundefined slot1@x@h Owner Idle\nb ' +
+        'slot1@b@h Claimed Busy\n\n',
     );
     expect([...ads.entries()]).toEqual([
       ['a', { name: 'slot1@a@h', state: 'Unclaimed', activity: 'Idle' }],
@@ -202,7 +203,7 @@ describe('collector-wide registration check', () => {
     ]);
   });
 
-  it("when the shared query fails in one glidein's container, every glidein asks for itself, and only the broken one misses", async () => {
+  it("if the shared query fails in one glidein's container, each asks alone; only the broken one misses", async () => {
     const calls: string[] = [];
     const lookup = new SharedLookup<Map<string, Registration>>();
     const broken = () => down; // glidein a's chain is down: nothing it runs reaches the collector

@@ -36,7 +36,8 @@ function printing(stdout: string): Executor & { argv?: readonly string[] } {
 
 describe('proxychains-ng chain reports', () => {
   const preamble =
-    '[proxychains] config file found: /w/g1/proxychains.conf\n[proxychains] preloading /usr/lib/x86_64-linux-gnu/libproxychains.so.4\n[proxychains] DLL init: proxychains-ng 4.16\n';
+    '[proxychains] config file found: /w/g1/proxychains.conf\n[proxychains] preloading ' +
+    '/usr/lib/x86_64-linux-gnu/libproxychains.so.4\n[proxychains] DLL init: proxychains-ng 4.16\n';
   it.each([
     [
       'the whole chain',

@@ -131,7 +131,7 @@ describe('SPAWN_DETACHED', () => {
     expect(waiting).toEqual({ stillWaiting: expect.objectContaining({ pid: expect.any(Number) }) });
     started.push(spawnedProcess(waiting)!.pid);
   });
-  it('waits on the site for a port to listen: started once it does, waiting while it does not, exited if it ends', async () => {
+  it('waits on the site for a port to listen: started once it does, waiting while not, exited if it ends', async () => {
     const port = await freePort();
     const listen = `setTimeout(() => require('net').createServer().listen(${port}, '127.0.0.1'), 300)`;
     const spawn = (name: string, argv: string[], seconds = 5) =>
@@ -498,7 +498,7 @@ describe('MOUNT_LEASE, MOUNT_RELEASE, LIST_LEASES', () => {
     expect(parseMountRelease((await release('cms.cern.ch', 'g1', mounted)).stdout)).toEqual({ state: 'not-held' });
   });
 
-  it("keys leases by Slurm's node name in a job, and releases a node's leases from elsewhere without unmounting", async () => {
+  it("keys leases by Slurm's node name in a job; releases a node's leases from elsewhere, not unmounting", async () => {
     const inJob = { ...opts, env: { SLURMD_NODENAME: 'jwc09' } };
     await local.run(mountLeaseArgv(args('cms.cern.ch', 'g1', 'mountrepo', `${unmounted}/cms.cern.ch`)), inJob);
     expect(fs.readdirSync(path.join(root, 'jwc09', 'cms.cern.ch')).sort()).toEqual(['.ours', 'g1']);

@@ -138,7 +138,7 @@ describe('the step catalogue', () => {
     }
   });
 
-  it('runs side by side what does not need each other: the chain check beside the mounts, the credential beside all', () => {
+  it('runs side by side what does not need each other: chain check beside the mounts, credential beside all', () => {
     const graph = Object.fromEntries(setupGraph({ slurm: true, credentials: true }).map((s) => [s.name, s.needs]));
     expect(graph).toEqual({
       allocateNode: [],

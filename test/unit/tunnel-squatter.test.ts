@@ -61,7 +61,8 @@ describe('a spawn waiting for its port', () => {
       [
         'python3',
         '-c',
-        'import socket,sys,time\ns=socket.socket()\ns.bind(("127.0.0.1",int(sys.argv[1])))\ns.listen()\ntime.sleep(300)',
+        'import socket,sys,time\ns=socket.socket()\n' +
+          's.bind(("127.0.0.1",int(sys.argv[1])))\ns.listen()\ntime.sleep(300)',
         String(port),
       ],
       { log: path.join(dir, 'o.log'), pidFile: path.join(dir, 'o.pid'), awaitListen: { port, seconds: 10 } },

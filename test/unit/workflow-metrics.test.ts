@@ -51,7 +51,7 @@ afterEach(() => jest.restoreAllMocks());
 const counted = () => recorded.map((r) => `${r.name} ${JSON.stringify(r.tags)} ${r.value}`);
 
 describe('glideins by phase', () => {
-  it('a new glidein enters planning on its first setPhase, and each change leaves one phase and enters the next', () => {
+  it('a new glidein enters planning on its first setPhase; each change leaves one phase and enters the next', () => {
     const l = lifecycle('planning', [], false);
     notePhase(l, 'planning');
     l.status.steps.push({});
@@ -88,7 +88,7 @@ describe('glideins by phase', () => {
     expect(counted()).toEqual(['glidein_step_duration_seconds {"site":"jsc","step":"planLaunch","status":"ok"} 0']);
   });
 
-  it('a continued run does not enter its carried phase again (the run before it did), nor when monitoring resumes', () => {
+  it('a continued run does not enter its carried phase again (the run before did), nor when monitoring resumes', () => {
     const l = lifecycle('monitoring', [{}, {}]);
     notePhase(l, 'monitoring');
     notePhase(l, 'monitoring');
@@ -133,7 +133,7 @@ describe('steps', () => {
     ]);
   });
 
-  it('counts openTunnel while monitoring as a tunnel repair, and the registration latency from the workflow start', async () => {
+  it('counts openTunnel in monitoring as a tunnel repair; registration latency from the workflow start', async () => {
     startTime = new Date(10_000);
     now = 70_000;
     await observeStep(lifecycle('monitoring'), 'openTunnel', async () => 'reopened')();

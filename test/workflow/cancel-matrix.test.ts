@@ -1,7 +1,7 @@
 /**
  * Cancel matrix: the workflow is cancelled right after each setup step and while monitoring. Teardown releases
- * exactly what was acquired so far (by that step, what it needed, and what ran beside it), in reverse order; the workflow closes as cancelled, and the cancellation
- * carries the teardown's outcome.
+ * exactly what was acquired so far (by that step, what it needed, and what ran beside it), in reverse order; the
+ * workflow closes as cancelled, and the cancellation carries the teardown's outcome.
  */
 import { WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';
 import { CancelledFailure } from '@temporalio/common';

@@ -51,7 +51,7 @@ function masterEnv(id: string): string[] {
 }
 
 describe('the pool credential', () => {
-  it('is staged mode 600 before the glidein starts, renewed on the site when the operator renews it, removed at teardown', async () => {
+  it('is staged mode 600 before the glidein starts, renewed on the site when renewed here, then removed', async () => {
     const id = `wf-cred-${Date.now()}`;
     const [OLD, NEW] = [`OLD${Date.now()}`, `NEW${Date.now()}`];
     const first = mintIdToken(poolKey(OLD), { kid: OLD, exp: now() + 3600 });

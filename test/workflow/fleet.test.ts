@@ -77,7 +77,7 @@ function endGlidein(pids: number[]): void {
 }
 
 describe('GlideinFleet', () => {
-  it('keeps its count: starts a glidein, replaces one killed on the site, holds starts while paused, drains at count 0', async () => {
+  it('keeps its count: starts one, replaces one killed on the site, holds if paused, drains at count 0', async () => {
     const fleet = `f${Date.now() % 1_000_000}`;
     const glidein = slotId(fleet, 1);
     await withWorker(SITES, async (w) => {
@@ -121,7 +121,7 @@ describe('GlideinFleet', () => {
     expect(await footprint(glidein)).toEqual(EMPTY);
   });
 
-  it('fills a fleet of three on one worker node, each glidein with its own SOCKS port, and shrinks it newest first', async () => {
+  it('fills a fleet of three on one worker node, each with its own SOCKS port; shrinks it newest first', async () => {
     const fleet = `m${Date.now() % 1_000_000}`;
     const ids = [1, 2, 3].map((slot) => slotId(fleet, slot));
     await withWorker(SHARED, async (w) => {
@@ -180,7 +180,7 @@ describe('GlideinFleet', () => {
     expect(await footprint(glidein)).toEqual(EMPTY);
   });
 
-  it('backs off on a persistent failure: stops starting, says why, probes one start at a time, leaves nothing', async () => {
+  it('backs off on a lasting failure: stops starting, says why, probes one start at a time, leaves none', async () => {
     const fleet = `b${Date.now() % 1_000_000}`;
     const glidein = slotId(fleet, 1);
     await withWorker(BROKEN, async (w) => {
@@ -201,7 +201,7 @@ describe('GlideinFleet', () => {
     expect(await footprint(glidein)).toEqual(EMPTY);
   });
 
-  it('runs from a Schedule: skips while the fleet runs, pauses starts with the schedule, ends when it is deleted', async () => {
+  it('runs from a Schedule: skips while the fleet runs, pauses with the schedule, ends when deleted', async () => {
     const fleet = `s${Date.now() % 1_000_000}`;
     const glidein = slotId(fleet, 1);
     const scheduleId = `fleet-schedule-${fleet}`;

@@ -94,7 +94,8 @@ export async function waitForPhase(
   } catch (err) {
     // Say where it stood: the phase and the steps so far.
     throw new Error(
-      `${(err as Error).message}; ${handle.workflowId} is in ${last?.phase}: ${last?.steps.map((s) => `${s.step}:${s.status}${s.error ? ` (${s.error})` : ''}`).join(', ')}`,
+      `${(err as Error).message}; ${handle.workflowId} is in ${last?.phase}: ` +
+        `${last?.steps.map((s) => `${s.step}:${s.status}${s.error ? ` (${s.error})` : ''}`).join(', ')}`,
     );
   }
 }

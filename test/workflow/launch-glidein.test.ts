@@ -99,7 +99,7 @@ describe('LaunchGlidein', () => {
     expect(await footprint(id)).toEqual(EMPTY);
   });
 
-  it('is idempotent: a second launch of the same glidein id after a stop reuses nothing stale and leaves nothing', async () => {
+  it('is idempotent: a second launch of one glidein id after a stop reuses nothing stale, leaves nothing', async () => {
     const id = `wf-again-${Date.now()}`;
     await withWorker(SITES_DIR, async (w) => {
       for (let round = 0; round < 2; round++) {

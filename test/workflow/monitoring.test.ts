@@ -99,7 +99,7 @@ describe('LaunchGlidein while monitoring', () => {
     expect(await footprint(id)).toEqual(EMPTY);
   });
 
-  it('survives a restart of the login node sshd: reconnects once, reopens the tunnel, keeps the same glidein', async () => {
+  it('survives a restart of the login node sshd: reconnects once, reopens the tunnel, keeps the glidein', async () => {
     const id = `wf-sshd-${Date.now()}`;
     await withWorker(fastMonitor(), async (w) => {
       const handle = await start(w, id);
@@ -141,7 +141,7 @@ describe('LaunchGlidein while monitoring', () => {
     expect(await footprint(id)).toEqual(EMPTY);
   });
 
-  it('the glidein retires and ends by itself at its deadline even while no worker runs (GLIDEIN_ToRetire/ToDie)', async () => {
+  it('the glidein retires and ends itself at its deadline while no worker runs (GLIDEIN_ToRetire/ToDie)', async () => {
     const id = `wf-retire-${Date.now()}`;
     const sites = fastMonitor((p) => (p.glidein.drainGrace = '4s'));
     const queue = `retire-${Date.now()}`;
@@ -243,7 +243,8 @@ describe('LaunchGlidein while monitoring', () => {
     const stuck = `${SITE_PATHS.siteRoot}/bin/apptainer-nostop`;
     writeFileSync(
       stuck,
-      `#!/bin/sh\n[ "$1 $2" = "instance stop" ] && { echo "FATAL:   failed to stop instance $3" >&2; exit 255; }\nexec ${SITE_PATHS.apptainer} "$@"\n`,
+      `#!/bin/sh\n[ "$1 $2" = "instance stop" ] && { echo "FATAL:   failed to stop instance $3" >&2; exit ` +
+        `255; }\nexec ${SITE_PATHS.apptainer} "$@"\n`,
     );
     chmodSync(stuck, 0o755);
     try {

@@ -67,7 +67,9 @@ describe('outbound through the chain', () => {
           expect(err).toBeInstanceOf(WorkflowFailedError);
           const failure = (err as WorkflowFailedError).cause as ApplicationFailure;
           expect(failure.message).toContain(
-            'outbound check frontier: no outbound connection to GET http://cmsfrontier.cern.ch:8000/FrontierProd/Frontier via 127.0.0.4:3129: the target 127.0.0.4:3129',
+            'outbound check frontier: no outbound connection to GET ' +
+              'http://cmsfrontier.cern.ch:8000/FrontierProd/Frontier via 127.0.0.4:3129: the ' +
+              'target 127.0.0.4:3129',
           );
           // The mounts, the container and the credential may have run beside the check: each undone, in reverse.
           const steps = stepsOf(await handle.query(statusQuery));

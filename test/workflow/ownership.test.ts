@@ -60,7 +60,7 @@ describe('who owns a glidein on the site', () => {
     expect(await footprint(second)).toEqual(EMPTY);
   });
 
-  it('one workflow id in two namespaces on one site: the second is refused as GlideinIdConflict, the first unharmed', async () => {
+  it('one workflow id in two namespaces on a site: the second is a GlideinIdConflict, the first unharmed', async () => {
     const cli = (...args: string[]) => run(temporalCli(), [...args, '--address', env().address], { timeout: 60_000 });
     await cli('operator', 'namespace', 'create', '--namespace', 'other', '--retention', '24h').catch((e) => {
       if (!/already/i.test(`${e.stderr}`)) throw e;

@@ -17,7 +17,7 @@ const reverseSite = () =>
   });
 
 describe('LaunchGlidein with a reverse tunnel', () => {
-  it('registers through ssh -R from the login node, using no key stored on the site, and drains to nothing', async () => {
+  it('registers through ssh -R from the login node, no key stored on the site, and drains to nothing', async () => {
     const id = `wf-reverse-${Date.now()}`;
     const workerLogBefore = sshdLog('worker').length;
     await withWorker(reverseSite(), async (w) => {

@@ -31,7 +31,7 @@ function tenSites(): string {
 const fingerprint = (pub: string) => execFileSync('ssh-keygen', ['-lf', pub], { encoding: 'utf8' }).split(' ')[1];
 
 describe('SSH discipline', () => {
-  it(`runs ${PARALLEL} lifecycles at once over one connection to the login node and one to the worker node`, async () => {
+  it(`runs ${PARALLEL} lifecycles at once over one connection to the login node, one to the worker node`, async () => {
     const operator = fingerprint(`${SITE_PATHS.operatorKey}.pub`);
     const loginBefore = sshdLog('login').length;
     const workerBefore = sshdLog('worker').length;
@@ -48,7 +48,8 @@ describe('SSH discipline', () => {
         'glidein@127.0.0.1:2201>glidein@127.0.0.2:2202': 1,
       });
     });
-    // The operator's key logged in exactly once on each node (the tunnels log in to the login node with the site's key).
+    // The operator's key logged in exactly once on each node (the tunnels log in to the login node with the site's
+    // key).
     const logins = (log: string) =>
       log.split('\n').filter((l) => l.includes('Accepted publickey') && l.includes(operator));
     expect(logins(sshdLog('login').slice(loginBefore))).toHaveLength(1);

@@ -132,8 +132,16 @@ function slurmBySteps(profile: SiteProfile, wn: Slurm): NodeAccess {
 }
 
 /** `srun` failed to start a step because the job is gone (cancelled, timed out, node failed). */
-const JOB_GONE =
-  /Invalid job id specified|job \d+ has expired|already completing or completed|Job has already finished|job .* (?:has )?(?:completed|been cancelled)/i;
+const JOB_GONE = new RegExp(
+  [
+    'Invalid job id specified',
+    'job \\d+ has expired',
+    'already completing or completed',
+    'Job has already finished',
+    'job .* (?:has )?(?:completed|been cancelled)',
+  ].join('|'),
+  'i',
+);
 /** What srun itself adds to a task's stderr when the task exits non-zero or by a signal. */
 const SRUN_TASK_REPORT = /^srun: error: \S+: tasks? [\d,-]+: .*$/;
 

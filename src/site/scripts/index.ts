@@ -1,7 +1,7 @@
 /**
  * The fixed shell programs the worker runs on a site, each beside its argv builder and the parser of its answer.
- * Run as `sh -c <script> sh <args…>` (TCP_PROBE, HTTP_PROBE: `bash -c`): the scripts are constants, every value reaches them
- * as a positional argument, quoted by commandLine(). This is how a step does "look, then act" in one round trip
+ * Run as `sh -c <script> sh <args…>` (TCP_PROBE, HTTP_PROBE: `bash -c`): the scripts are constants, every value reaches
+ * them as a positional argument, quoted by commandLine(). This is how a step does "look, then act" in one round trip
  * without ever building a shell string from input.
  */
 import { LIST_LEASES, MOUNT_LEASE, MOUNT_RELEASE } from './leases';

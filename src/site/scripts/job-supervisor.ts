@@ -61,6 +61,7 @@ done
  * $1 = 1 the step's stdin is passed on. Exits 75 when the job has no supervisor within 15 s, 77 when its spool is not
  * ours alone (a squatter's: nothing is handed over).
  */
+/* eslint-disable max-len -- the script's text is exact (it runs as it is); one echo line is longer */
 export const IN_JOB = `set -u
 ${SAFE_PATH}spool=${SPOOL}
 i=0
@@ -84,6 +85,7 @@ read -r _ <&4
 cat "$r/out"; cat "$r/err" >&2
 rc=$(cat "$r/rc"); rm -rf "$r"
 exit "$rc"`;
+/* eslint-enable max-len */
 
 /** A command handed to the job's supervisor by a step (argv, with or without the step's stdin). */
 export function inJobArgv(argv: readonly string[], withStdin: boolean): string[] {

@@ -70,7 +70,10 @@ if [ -z "$node" ] && [ -e "$dir/.ours" ] && awk -v t="$5" '$2 == t { f = 1 } END
 fi
 rm -f "$dir/.ours"; echo not-mounted`;
 
-/** LIST_LEASES root=$1 id=$2 [node=$3]: the repositories this glidein holds a lease on, on this node (or $3), one a line. */
+/**
+ * LIST_LEASES root=$1 id=$2 [node=$3]: the repositories this glidein holds a lease on, on this node (or $3), one a
+ * line.
+ */
 export const LIST_LEASES = `node=\${3:-}
 for f in "$1/${NODE_KEY}"/*/"$2"; do [ -e "$f" ] && basename "$(dirname "$f")"; done; exit 0`;
 

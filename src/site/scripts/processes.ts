@@ -28,9 +28,9 @@ shift; exec "$@"`;
  * over: `waiting <pid> <start>`), so that what the process needs from this session (a forwarded agent) stays
  * there until it is done with it. With a TCP port ($6) instead, it returns once the process lives and itself
  * listens on that port on this host (a forward tunnel's SOCKS port; a listener of anyone else's, a squatter's, is not
- * taken for it): the wait for a port done on the site, not polled over ssh. The child records itself in $2 ("pid starttime", replacing the old record)
- * before it execs the command, so a spawn whose script is killed half-way (an aborted activity) never leaves a
- * process behind that no pid file names. Always exits 0.
+ * taken for it): the wait for a port done on the site, not polled over ssh. The child records itself in $2 ("pid
+ * starttime", replacing the old record) before it execs the command, so a spawn whose script is killed half-way (an
+ * aborted activity) never leaves a process behind that no pid file names. Always exits 0.
  */
 export const SPAWN_DETACHED = `${PROC_STAT}umask 077
 log=$1; pidfile=$2; marker=$3; wait=$4; settle=$5; port=$6; shift 6
@@ -126,7 +126,10 @@ export interface SpawnOptions {
   awaitLog?: { marker: string; seconds: number };
   /** Return only once the process lives and this TCP port listens on the host it runs on, within `seconds`. */
   awaitListen?: { port: number; seconds: number };
-  /** Without awaitLog or awaitListen: watch the process this long on the site, and report `exitedAtOnce` if it ends within it. */
+  /**
+   * Without awaitLog or awaitListen: watch the process this long on the site, and report `exitedAtOnce` if it ends
+   * within it.
+   */
   settleMs?: number;
 }
 
@@ -150,7 +153,10 @@ export function spawnTimeoutMs(files: SpawnOptions, otherwise?: number): number 
   return settle > 0 ? settle * 100 + 30_000 : otherwise;
 }
 
-/** SPAWN_DETACHED's answer: `started <pid> <starttime>`, `waiting <pid> <starttime>` or `exited <pid>`; anything else is refused. */
+/**
+ * SPAWN_DETACHED's answer: `started <pid> <starttime>`, `waiting <pid> <starttime>` or `exited <pid>`; anything else is
+ * refused.
+ */
 export function parseSpawn(stdout: string): SpawnResult {
   const words = stdout.trim().split(/\s+/);
   if (

@@ -32,6 +32,7 @@ export const RELAY_READY = 'relay listening on';
  * proxychains.conf already holds. A CONNECT is allowed when an allowed entry has its port and a host that is, or
  * resolves to, its address; a refusal is one line on stderr (peer and why, never the password).
  */
+/* eslint-disable max-len -- the program's text is exact (written to the site as it is); one line is longer */
 export const RELAY_PY = String.raw`import asyncio
 import binascii
 import errno
@@ -498,6 +499,7 @@ def main(args):
 
 main(sys.argv[1:])
 `;
+/* eslint-enable max-len */
 
 export interface RelayArgs {
   /** The Python 3 interpreter; python3 by default. */
