@@ -27,7 +27,8 @@ for f in "$base"/*; do
   owner=; read -r owner < "$f" || true
   [ "$owner" = "$2" ] && { echo "found \${f##*/}"; exit 0; }
 done
-listening=$(cat /proc/net/tcp /proc/net/tcp6 2>/dev/null | awk 'NR > 1 && $4 == "0A" { split($2, a, ":"); print a[2], $8 }')
+listening=$(cat /proc/net/tcp /proc/net/tcp6 2>/dev/null |
+  awk 'NR > 1 && $4 == "0A" { split($2, a, ":"); print a[2], $8 }')
 p=$3
 while [ "$p" -le "$4" ]; do
   if [ ! -e "$base/$p" ] && ! printf '%s\\n' "$listening" | grep -q "^$(printf '%04X' "$p") "; then
