@@ -5,8 +5,10 @@
  */
 import type { Client } from '@temporalio/client';
 import { glideinRequestSchema } from '../../src/common/request';
-import { fleetCommand } from '../../src/cli/fleet';
-import { runCli } from '../../src/cli/index';
+import { fleetCount } from '../../src/cli/commands/fleet';
+import type { Context } from '../../src/cli/context';
+import { CliError, runCli } from '../../src/cli/index';
+import { parseCommandLine } from '../../src/cli/parse';
 import { fleetCountInput, fleetRequestInput, launchInput, newLaunchId, UsageError } from '../../src/cli/input';
 import { renderStatus, renderTable } from '../../src/cli/render';
 import { forTerminal, oneLine } from '../../src/cli/terminal';
@@ -120,23 +122,40 @@ describe('glidein fleet: checked against the fleet request schema', () => {
     return { client, calls, args: () => args };
   }
 
-  it('fleet count writes nothing when the count is out of bounds', async () => {
-    const { client, calls } = recordingClient();
-    await expect(fleetCommand(['count', 'fleet-jsc', '99999'], client, 'glideins')).rejects.toThrow(UsageError);
-    expect(calls).toEqual([]);
+  /** The command's context around a client, recording what it prints. */
+  function contextOf(client: Client) {
+    const printed: unknown[] = [];
+    const ctx: Context = {
+      io: { out: () => {}, err: () => {}, tty: false },
+      globals: { taskQueue: 'glideins', json: true },
+      client: async () => client,
+      print: (value) => printed.push(value),
+    };
+    return { ctx, printed };
+  }
+
+  it('fleet count is refused by the parser when the count is out of bounds: nothing connects, nothing is written', () => {
+    const quiet = { out: () => {}, err: () => {} };
+    expect(() => parseCommandLine(['fleet', 'count', 'fleet-jsc', '99999'], quiet)).toThrow(
+      new CliError('count: 99999: expected at most 10000', 2),
+    );
+    expect(parseCommandLine(['fleet', 'count', 'fleet-jsc', '8'], quiet)).toMatchObject({
+      command: 'fleet count',
+      input: { scheduleId: 'fleet-jsc', count: 8 },
+    });
   });
 
   it('fleet count writes the schedule only after the running fleet took the count', async () => {
     const refused = recordingClient(true);
-    await expect(fleetCommand(['count', 'fleet-jsc', '8'], refused.client, 'glideins')).rejects.toThrow('refused');
+    await expect(fleetCount({ scheduleId: 'fleet-jsc', count: 8 }, contextOf(refused.client).ctx)).rejects.toThrow(
+      'refused',
+    );
     expect(refused.calls).toEqual(['fleet-jsc-1.setCount(8)']);
 
     const taken = recordingClient();
-    await expect(fleetCommand(['count', 'fleet-jsc', '8'], taken.client, 'glideins')).resolves.toEqual({
-      schedule: 'fleet-jsc',
-      count: 8,
-      fleetsUpdated: ['fleet-jsc-1'],
-    });
+    const { ctx, printed } = contextOf(taken.client);
+    await fleetCount({ scheduleId: 'fleet-jsc', count: 8 }, ctx);
+    expect(printed).toEqual([{ schedule: 'fleet-jsc', count: 8, fleetsUpdated: ['fleet-jsc-1'] }]);
     expect(taken.calls).toEqual(['fleet-jsc-1.setCount(8)', 'schedule.update']);
     expect(taken.args()).toEqual([{ site: 'jsc', count: 8, scheduleId: 'fleet-jsc' }]);
   });
