@@ -134,7 +134,7 @@ describe('glidein fleet: checked against the fleet request schema', () => {
     return { ctx, printed };
   }
 
-  it('fleet count is refused by the parser when the count is out of bounds: nothing connects, nothing is written', () => {
+  it('fleet count out of bounds is refused by the parser: nothing connects, nothing is written', () => {
     const quiet = { out: () => {}, err: () => {} };
     expect(() => parseCommandLine(['fleet', 'count', 'fleet-jsc', '99999'], quiet)).toThrow(
       new CliError('count: 99999: expected at most 10000', 2),
