@@ -124,3 +124,34 @@ export async function footprint(id: string) {
   };
 }
 export const NOTHING = { jobs: [], tunnels: [], relays: [], glideins: [], instances: [], mounts: [], ads: [] };
+
+/**
+ * What a test left running, ended the way an operator would, so that one failing test never holds the box's one
+ * worker node for the tests after it (they would wait in the Slurm queue until they time out). Schedules are
+ * deleted, fleets drained (drain-all), glideins stopped; whatever has not closed after `graceMs` is terminated and
+ * named. A no-op when the test left nothing running. Returns the ids it had to end.
+ */
+export async function endWhatIsLeft(env: TestWorkflowEnvironment, graceMs = 180_000): Promise<string[]> {
+  const { client } = env;
+  for await (const schedule of client.schedule.list()) await client.schedule.getHandle(schedule.scheduleId).delete();
+  const open: Array<{ id: string; type: string }> = [];
+  for await (const w of client.workflow.list({ query: 'ExecutionStatus = "Running"' }))
+    open.push({ id: w.workflowId, type: w.type });
+  for (const w of open) {
+    const handle = client.workflow.getHandle(w.id);
+    await handle.signal(w.type === 'GlideinFleet' ? 'drain-all' : 'stop').catch(() => undefined);
+  }
+  const deadline = Date.now() + graceMs;
+  for (const w of open) {
+    const handle = client.workflow.getHandle(w.id);
+    const closed = await Promise.race([
+      handle.result().then(
+        () => true,
+        () => true,
+      ),
+      new Promise<false>((r) => setTimeout(() => r(false), Math.max(0, deadline - Date.now()))),
+    ]);
+    if (!closed) await handle.terminate('left running by a failed test').catch(() => undefined);
+  }
+  return open.map((w) => `${w.type} ${w.id}`);
+}

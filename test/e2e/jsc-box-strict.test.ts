@@ -33,7 +33,7 @@ import {
   sshdLog,
   type JscBox,
 } from '../../sandbox/jsc-box';
-import { boxHarness, footprint, NOTHING } from './box-harness';
+import { boxHarness, endWhatIsLeft, footprint, NOTHING } from './box-harness';
 
 const TASK_QUEUE = `box-strict-${process.pid}`;
 const SITE = 'jsc-box-strict';
@@ -72,6 +72,12 @@ const CONNECT_MANY = [
   '        pass',
   'print(ok)',
 ].join('\n');
+
+// A failed test's glideins would hold the one worker node for every test after it: end what it left.
+afterEach(async () => {
+  const left = await endWhatIsLeft(env);
+  if (left.length > 0) console.warn(`ended what the test left running: ${left.join(', ')}`);
+}, 300_000);
 
 beforeAll(async () => {
   box = await joinJscBox();
