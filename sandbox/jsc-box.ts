@@ -27,6 +27,7 @@ import * as path from 'node:path';
 import {
   acquireSiteLease,
   buildSiteTree,
+  forgetLeases,
   allProcesses,
   alive,
   collectorAds,
@@ -1129,6 +1130,9 @@ export async function startJscBox(): Promise<JscBox> {
     );
     let slurmStarted = await startService('munge');
     slurmStarted = (await startService('slurmctld')) || slurmStarted;
+    // A box started afresh (its Slurm state is wiped at stop) runs no glidein yet: leases a run killed before its
+    // stop left behind are stale.
+    if (slurmStarted) forgetLeases(BOX_PATHS);
     slurmStarted = (await startService('slurmd')) || slurmStarted;
     await others;
     await waitForWorkerNode();
@@ -1177,10 +1181,7 @@ export async function stopJscBox(): Promise<void> {
       .filter((x) => x.where === 'host')
       .sort((a, b) => b.target.length - a.target.length))
       unmount(m.target);
-    // With the mounts gone, so are the leases on them.
-    const leases = path.join(BOX_PATHS.cvmfsexecDir, '.leases');
-    for (const node of fs.existsSync(leases) ? fs.readdirSync(leases) : [])
-      fs.rmSync(path.join(leases, node), { recursive: true, force: true });
+    forgetLeases(BOX_PATHS);
     for (const node of NODE_LIST) {
       if (await linkExists(BOX_NODES[node].veth)) await runCommand(['ip', 'link', 'del', BOX_NODES[node].veth]);
     }

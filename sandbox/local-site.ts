@@ -688,6 +688,17 @@ export interface SiteTree {
  * apptainer, the image and the HTCondor stand-ins in a fake /cvmfs store; the nodes' sshd directories. `label`
  * names the site in the repositories' READMEs.
  */
+/**
+ * With every process and mount of the site gone, so are the glideins that held leases: the cvmfs mount leases and
+ * the SOCKS port leases are forgotten (a lease outliving its glidein would keep its port or mount from every later
+ * one: a run killed half-way left ten port leases on the box once, and the next fleet found its range exhausted).
+ */
+export function forgetLeases(P: { cvmfsexecDir: string; workDir: string }): void {
+  for (const root of [path.join(P.cvmfsexecDir, '.leases'), path.join(P.workDir, '.ports')])
+    for (const node of fs.existsSync(root) ? fs.readdirSync(root) : [])
+      fs.rmSync(path.join(root, node), { recursive: true, force: true });
+}
+
 export function buildSiteTree(P: SiteTree, user: UserEntry, label: string): void {
   mkdir(P.root, 0o755);
   mkdir(P.operatorDir, 0o700);
@@ -848,10 +859,7 @@ export async function stopLocalSite(): Promise<void> {
     3000,
   );
   for (const m of siteMounts().sort((a, b) => b.target.length - a.target.length)) unmount(m.target);
-  // With the mounts gone, so are the leases on them.
-  const leases = path.join(SITE_PATHS.cvmfsexecDir, '.leases');
-  for (const node of fs.existsSync(leases) ? fs.readdirSync(leases) : [])
-    fs.rmSync(path.join(leases, node), { recursive: true, force: true });
+  forgetLeases(SITE_PATHS);
   // The root half of the site's ssh sessions ("sshd: glidein [priv]") ends with its user half; make sure.
   const sessions = allProcesses().filter((p) => p.state !== 'Z' && p.cmdline.startsWith(`sshd: ${SITE_USER}`));
   await killAndWait(

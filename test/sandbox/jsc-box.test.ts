@@ -409,6 +409,10 @@ describe('stopJscBox', () => {
       'sbatch --parsable --job-name=teardown --partition=batch --time=10 --output=/dev/null --wrap "exec sleep 301"',
     );
     expect(job).toMatchObject({ code: 0 });
+    // A port lease a glidein killed with the run would leave (its holder never tears down).
+    const ports = path.join(box.paths.workDir, '.ports', 'jwc01');
+    fs.mkdirSync(ports, { recursive: true });
+    fs.writeFileSync(path.join(ports, '1090'), 'glidein-killed-with-its-run\n');
     await waitFor('the teardown job to run', () => boxProcesses().some((p) => p.cmdline === 'sleep 301'), 30_000, 200);
     // cvmfs asks the squid through the chain (the worker node reaches nothing else), as a glidein's mount does.
     const cvmfsConf = path.join(path.dirname(box.paths.mountrepo), 'dist', 'etc', 'cvmfs', 'default.local');
@@ -440,6 +444,8 @@ describe('stopJscBox', () => {
     expect(allBoxProcesses()).toEqual([]);
     expect(boxProcesses()).toEqual([]);
     expect(boxMounts()).toEqual([]);
+    // No lease outlives the box's processes: not the mount's, not the port's.
+    expect(fs.existsSync(ports)).toBe(false);
     for (const ns of BOX_NAMESPACES) expect(fs.existsSync(`/etc/netns/${ns}`)).toBe(false);
     // No daemon of the box anywhere: matched by their box-dir command lines and by name.
     const procs = fs
