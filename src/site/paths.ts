@@ -69,12 +69,19 @@ export const CREDENTIAL_FILES_IN_DIR: readonly string[] = (() => {
   return [paths.idToken, paths.x509Proxy, ...paths.legacyCredentials].map((p) => p.slice('//g/'.length));
 })();
 
+/** The glidein's pid file relative to its directory, where the holder job runs. */
+const GLIDEIN_PID_IN_DIR = pathsFor({ workDir: '/' } as SiteProfile, 'g').glideinPid.slice('//g/'.length);
+
 /**
- * What a holder job's batch script runs as Slurm ends it (constant words, no input): the credential files go two
- * seconds later, from a child that outlives the script's SIGTERM. The script itself ends at once (the job's end is not
- * delayed, nor what Slurm does at it), while the glidein's daemons, signalled with it, still sign their last messages
- * to the pool (invalidating their ads). Slurm's SIGKILL comes after KillWait (30 s by default).
+ * What a holder job's batch script runs as Slurm ends it (constant words, no input): the credential files go from a
+ * child that outlives the script's SIGTERM, once the glidein (its pid file's process) has ended or 4 s have passed,
+ * then half a second more: the daemons, signalled with the job, sign their last messages to the pool (invalidating
+ * their ads) first, yet nothing waits on them for long. The script itself ends at once (the job's end is not delayed,
+ * nor what Slurm does at it); Slurm's SIGKILL comes after KillWait (30 s by default).
  */
-export const REMOVE_CREDENTIALS = `(trap "" TERM INT HUP; sleep 2; rm -f -- ${CREDENTIAL_FILES_IN_DIR.join(' ')}) &`;
+export const REMOVE_CREDENTIALS =
+  `(trap "" TERM INT HUP; i=0; while [ $i -lt 20 ] && read -r p _ < ${GLIDEIN_PID_IN_DIR} 2>/dev/null && ` +
+  `kill -0 "$p" 2>/dev/null; do sleep 0.2; i=$((i + 1)); done; sleep 0.5; ` +
+  `rm -f -- ${CREDENTIAL_FILES_IN_DIR.join(' ')}) &`;
 
 export const REMOVE_CREDENTIALS_ON_END = `trap '${REMOVE_CREDENTIALS} exit 0' TERM INT HUP`;

@@ -229,6 +229,9 @@ describe('a holder job as Slurm ends it', () => {
     fs.writeFileSync(path.join(g, 'config', 'tokens.d', 'pool.idtoken'), 'eyJ...', { mode: 0o600 });
     fs.writeFileSync(path.join(g, 'config', 'x509up'), 'proxy', { mode: 0o600 });
     fs.writeFileSync(path.join(g, 'glidein.log'), 'kept');
+    // The glidein, still signing its last messages to the pool as the job ends: recorded as SPAWN_DETACHED does.
+    const glidein = spawn('sleep', ['300'], { stdio: 'ignore' });
+    fs.writeFileSync(path.join(g, 'glidein.pid'), `${glidein.pid} 12345\n`);
     const id = jobId();
     // Its own process group, as a job's processes are Slurm's to end: killed whole after the test.
     const job = spawn('sh', ['-c', script], {
@@ -249,14 +252,18 @@ describe('a holder job as Slurm ends it', () => {
       expect(trapped()).toBe(true);
       job.kill('SIGTERM'); // what Slurm sends at the time limit, at scancel, or as the node is taken back
       await new Promise((r) => job.once('exit', r));
-      // The job's end is not delayed; the credential goes two seconds later, once the daemons had their say.
+      // The job's end is not delayed; the credential stays while the glidein ends (its ads invalidated with it).
+      await new Promise((r) => setTimeout(r, 1000));
       expect(fs.existsSync(path.join(g, 'config', 'x509up'))).toBe(true);
+      glidein.kill('SIGKILL');
+      // Then it goes: half a second after the glidein, or 4 s after the job's end at the latest.
       for (let i = 0; i < 100 && fs.existsSync(path.join(g, 'config', 'x509up')); i++)
         await new Promise((r) => setTimeout(r, 100));
       expect(fs.readdirSync(path.join(g, 'config', 'tokens.d'))).toEqual([]);
       expect(fs.existsSync(path.join(g, 'config', 'x509up'))).toBe(false);
       expect(fs.readFileSync(path.join(g, 'glidein.log'), 'utf8')).toBe('kept');
     } finally {
+      glidein.kill('SIGKILL');
       try {
         process.kill(-job.pid!, 'SIGKILL'); // the holder's sleep, as Slurm would
       } catch {
