@@ -5,7 +5,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { redact, redactKeepingLines, redactResult } from '../../src/common/redact';
-import { bodyLines, leaked, makeJwt, makeKeys, makePassword, makeProxy, SITE_TEXT } from '../corpus/secrets';
+import { bodyLines, leaked, makeJwt, makeKeys, makePassword, makeProxy, SITE_TEXT } from '../support/corpus/secrets';
 
 const jwt = makeJwt();
 const { rsa, ed25519 } = makeKeys();
