@@ -281,7 +281,7 @@ describe('LaunchGlidein in JSC in a box, driven by the temporal CLI', () => {
     '%s: the worker process killed right after allocateNode: a new worker finds the same Slurm job, never submits a second',
     (site) => crashAfter(site, 'allocateNode'),
   );
-  // Every boundary is proved on the fake site (test/fast/crash-matrix.test.ts, the JSC-shaped cases); here the two
+  // Every boundary is proved on the fake site (test/fake-site/crash-matrix.test.ts, the JSC-shaped cases); here the two
   // that hold a real process across the crash: the relay on the login node, and the glidein in its container.
   for (const boundary of REAL_CRASH_BOUNDARIES)
     onStrict(
@@ -333,7 +333,7 @@ describe('LaunchGlidein in JSC in a box, driven by the temporal CLI', () => {
   onBoth('%s: cancel releases everything, the Slurm job last, and the workflow closes as cancelled', (site) =>
     cancelAfter(site, 'monitoring'),
   );
-  // Cancellation at every boundary is proved on the fake site (test/fast/cancel-matrix.test.ts); here the first
+  // Cancellation at every boundary is proved on the fake site (test/fake-site/cancel-matrix.test.ts); here the first
   // and the one that holds everything but the registration.
   for (const boundary of ['allocateNode', 'startGlidein'])
     onStrict(`jsc-box-steps: cancelled right after ${boundary}: releases what it took and closes as cancelled`, () =>

@@ -39,7 +39,7 @@ export interface FakeHarness {
   withFakeSite<T>(profile: Record<string, any>, body: (run: FakeRun) => Promise<T>, wrap?: Wrap): Promise<T>;
 }
 
-/** The address of a dev server shared by every file of the run (test/fast/global-setup.ts), if there is one. */
+/** The address of a dev server shared by every file of the run (test/support/fast-global-setup.ts), if there is one. */
 export const SHARED_SERVER_ENV = 'GLIDEIN_FAST_TEMPORAL';
 
 /** Call at the top of a test file: a dev server (the run's shared one, or its own) and a worker for the file's tests. */

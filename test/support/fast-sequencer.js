@@ -9,7 +9,7 @@ const Sequencer = require('@jest/test-sequencer').default;
 
 const rank = (path) => {
   if (path.endsWith('/test/unit/lint-rules.test.ts')) return 0;
-  if (path.includes('/test/fast/')) return 1;
+  if (path.includes('/test/fake-site/')) return 1;
   if (path.endsWith('/test/unit/hostile-input.test.ts')) return 2;
   return 3;
 };

@@ -110,6 +110,6 @@ export function splitSteps(steps: string[]): { setup: string[]; teardown: string
 export const SETUP = setupOrder({ slurm: false, credentials: true }).map((step) => `${step}:ok`);
 /** Teardown after that setup: the inverses in reverse, with the work directory moved aside before the node would be. */
 export const TEARDOWN = teardownOrder(setupOrder({ slurm: false, credentials: true })).map((step) => `${step}:ok`);
-/** The same on the fake site (test/fast), whose profile has no pool credentials: no credential step. */
+/** The same on the fake site (test/fake-site), whose profile has no pool credentials: no credential step. */
 export const FAKE_SETUP = setupOrder({ slurm: false }).map((step) => `${step}:ok`);
 export const FAKE_TEARDOWN = teardownOrder(setupOrder({ slurm: false })).map((step) => `${step}:ok`);

@@ -84,7 +84,7 @@ afterAll(async () => {
 }, 60_000);
 
 describe('crash matrix: the worker process is killed, a new one finishes the lifecycle', () => {
-  // Every boundary, plain and JSC-shaped, is proved on the fake site (test/fast/crash-matrix.test.ts); here those
+  // Every boundary, plain and JSC-shaped, is proved on the fake site (test/fake-site/crash-matrix.test.ts); here those
   // that hold a real process across a real SIGKILL: the ssh tunnel, and the glidein in its container.
   it.each([['openTunnel'], ['startGlidein']])(
     'killed right after %s completed: recovers to exactly one of everything, drains to nothing',
