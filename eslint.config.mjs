@@ -44,18 +44,6 @@ export default tseslint.config(
   {
     // Every line within prettier's printWidth, which prettier itself does not enforce on strings, comments and regexes.
     files: ['**/*.ts'],
-    // Still to be done: these are being changed elsewhere right now.
-    ignores: [
-      'src/cli/**',
-      'src/workflows/fleet.ts',
-      'src/workflows/fleet-state.ts',
-      'test/programs/**',
-      'test/box/box-harness.ts',
-      'test/box/jsc-box.test.ts',
-      'test/box/jsc-box-strict.test.ts',
-      'test/cluster/**',
-      'test/fake-site/**',
-    ],
     rules: { 'max-len': ['error', { code: 120, tabWidth: 2, ignoreUrls: true }] },
   },
   {

@@ -89,7 +89,7 @@ afterAll(async () => {
 }, 120_000);
 
 describe('JSC in a box, strict', () => {
-  it('has no sshd on the worker node, admits each key only from where it is registered, and bans a source that opens too many connections', async () => {
+  it('no worker sshd; a key admitted only from where it is registered; a source opening too many banned', async () => {
     // Nothing listens on the worker node's port 22 (the login node may reach the node; it finds no sshd).
     const probe = await inNamespace(BOX_NODES.login.namespace, [
       'python3',
@@ -125,7 +125,7 @@ describe('JSC in a box, strict', () => {
     }
   });
 
-  it('launches through Slurm steps and the relay: registered, the glidein in the job, drained to nothing; one SSH connection, no ban', async () => {
+  it('Slurm steps and relay: registered, glidein in the job, drained to nothing; one connection, no ban', async () => {
     const id = `strict-${Date.now()}`;
     const logFrom = sshdLog('login').length;
     await startLaunch(id, JSON.stringify({ site: SITE }));
@@ -148,7 +148,7 @@ describe('JSC in a box, strict', () => {
     expect(operatorLogins(logFrom)).toBeLessThanOrEqual(1);
   });
 
-  it('a glidein holding every kind of resource (Slurm job, relay, mounts, container, glidein, token) continues-as-new several times; stop then releases everything', async () => {
+  it('a glidein holding every kind of resource continues-as-new several times; stop releases everything', async () => {
     const id = `strict-can-${Date.now()}`;
     const runs = new Set<string>();
     await startLaunch(id, JSON.stringify({ site: CAPPED }));
@@ -176,7 +176,7 @@ describe('JSC in a box, strict', () => {
     expect(await footprint(id)).toEqual(NOTHING);
   });
 
-  it('a GlideinFleet from a Schedule fills four shares of the node and drains the whole site: one SSH connection, no ban', async () => {
+  it('a fleet from a Schedule fills four shares of a node, drains the whole site: one connection, no ban', async () => {
     const fleet = `strictfleet${Date.now() % 1_000_000}`;
     const scheduleId = `fleet-${fleet}`;
     const logFrom = sshdLog('login').length;

@@ -222,7 +222,8 @@ describe('LaunchGlidein in JSC in a box, driven by the temporal CLI', () => {
   });
 
   onStrict(
-    'jsc-box-steps (Slurm steps, relay on the login node): no ssh into the node, no key on the site; registered; the glidein lives in the job; drain leaves nothing',
+    'jsc-box-steps (Slurm steps, relay on the login node): no ssh into the node, no key on the site; ' +
+      'registered; the glidein lives in the job; drain leaves nothing',
     async () => {
       const id = `box-s-${Date.now()}`;
       const workerSshd = sshdLog('worker').length;
@@ -278,14 +279,16 @@ describe('LaunchGlidein in JSC in a box, driven by the temporal CLI', () => {
   );
 
   onBoth(
-    '%s: the worker process killed right after allocateNode: a new worker finds the same Slurm job, never submits a second',
+    '%s: the worker process killed right after allocateNode: a new worker finds the same Slurm job, never ' +
+      'submits a second',
     (site) => crashAfter(site, 'allocateNode'),
   );
   // Every boundary is proved on the fake site (test/fake-site/crash-matrix.test.ts, the JSC-shaped cases); here the two
   // that hold a real process across the crash: the relay on the login node, and the glidein in its container.
   for (const boundary of REAL_CRASH_BOUNDARIES)
     onStrict(
-      `jsc-box-steps: the worker process killed right after ${boundary}: a new worker goes on with one of everything and drains to nothing`,
+      `jsc-box-steps: the worker process killed right after ${boundary}: a new worker goes on with one of ` +
+        `everything and drains to nothing`,
       () => crashAfter('jsc-box-steps', boundary),
     );
 
@@ -341,7 +344,8 @@ describe('LaunchGlidein in JSC in a box, driven by the temporal CLI', () => {
     );
 
   onStrict(
-    'jsc-box-steps: the job cancelled from outside ends the glidein as allocation-ended; its processes and mounts ended with the job, teardown releases the relay and the leases; nothing left',
+    'jsc-box-steps: the job cancelled from outside ends the glidein as allocation-ended; its processes and ' +
+      'mounts ended with the job, teardown releases the relay and the leases; nothing left',
     async () => {
       const id = `box-scancel-s-${Date.now()}`;
       await startLaunch(id, JSON.stringify({ site: 'jsc-box-steps' }));
@@ -393,7 +397,7 @@ describe('LaunchGlidein in JSC in a box, driven by the temporal CLI', () => {
 });
 
 describe('GlideinFleet in JSC in a box', () => {
-  it('from a schedule made with `temporal schedule create`: 3 glideins on a shared Slurm node; a job scancelled from outside is replaced; pause and drain-all leave the box as it was', async () => {
+  it('from `temporal schedule create`: 3 share a Slurm node, one scancelled replaced, pause, drain-all', async () => {
     const fleet = `boxfleet${Date.now() % 1_000_000}`;
     const scheduleId = `fleet-${fleet}`;
     type View = { running: number; starting: number; phase: string; slots: Array<{ id: string; runId?: string }> };

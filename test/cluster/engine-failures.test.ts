@@ -43,7 +43,10 @@ import {
 } from '../../sandbox/site-state';
 import { completedActivities } from '../support/history';
 
-/** The local site with monitoring reported every 10 s (one monitorGlidein activity each): a round after a failure comes soon. */
+/**
+ * The local site with monitoring reported every 10 s (one monitorGlidein activity each): a round after a
+ * failure comes soon.
+ */
 const SITES = localSiteWith((p) => {
   p.monitor.reportEvery = '10s';
 });
@@ -52,7 +55,9 @@ const SITES = localSiteWith((p) => {
 const CUT_MS = 20_000;
 
 interface Failure {
-  /** Does the worker's own connection (to node 1's frontend) go away? Then its log must say so, and say it came back. */
+  /**
+   * Does the worker's own connection (to node 1's frontend) go away? Then its log must say so, and say it came back.
+   */
   workerLosesServer: boolean;
   strike(): Promise<void>;
 }
@@ -115,7 +120,8 @@ async function until<T>(what: string, probe: () => Promise<T | undefined | false
     }
     if (Date.now() > deadline)
       throw new Error(
-        `timed out waiting for ${what}${lastError ? ` (last error: ${String(lastError)})` : ''}; worker log:\n${worker?.log().slice(-3000)}`,
+        `timed out waiting for ${what}${lastError ? ` (last error: ${String(lastError)})` : ''}; ` +
+          `worker log:\n${worker?.log().slice(-3000)}`,
       );
     await sleep(250);
   }

@@ -15,7 +15,13 @@ import { drainSignal, GlideinPhase, statusQuery, stopSignal } from '../../src/wo
 import { HELD_ORDER } from '../../src/workflows/steps';
 import { EMPTY_FOOTPRINT, FAKE_SITE_DIR, fakeProfile, fakeSlurmProfile } from '../../sandbox/fake-site';
 import { mintIdToken } from '../../sandbox/pool-token';
-import { FAKE_SETUP as SETUP, FAKE_TEARDOWN as TEARDOWN, stepsOf, waitFor, waitForPhase } from '../support/workflow-harness';
+import {
+  FAKE_SETUP as SETUP,
+  FAKE_TEARDOWN as TEARDOWN,
+  stepsOf,
+  waitFor,
+  waitForPhase,
+} from '../support/workflow-harness';
 import { glideinIdFor, useFakeSiteServer, type Handle } from '../support/fake-site-harness';
 
 const { withFakeSite, env } = useFakeSiteServer();

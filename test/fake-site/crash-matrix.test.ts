@@ -7,8 +7,8 @@
  *
  * The decisions are the workflow's and the activities' (what a retry finds on the site), so the fake site proves them
  * for every boundary in seconds; the real sites keep the cases only a real process shows (a SIGKILLed worker whose ssh
- * was half up, a mount under way, registration polling: test/programs/worker-sigkill.test.ts, and one per kind of site in
- * the box: test/box/jsc-box.test.ts).
+ * was half up, a mount under way, registration polling: test/programs/worker-sigkill.test.ts, and one per kind of site
+ * in the box: test/box/jsc-box.test.ts).
  */
 import '../support/fake-site-runtime';
 import { mkdtempSync, writeFileSync } from 'node:fs';

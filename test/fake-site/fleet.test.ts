@@ -69,7 +69,7 @@ async function until(h: WorkflowHandle, what: string, ok: (v: FleetView) => bool
 const runningRuns = (v: FleetView) => v.slots.filter((s) => s.state === 'running').map((s) => s.runId);
 
 describe('GlideinFleet on the fake site', () => {
-  it('fills three on one node with a SOCKS port each, replaces one that exits, shrinks, and leaves nothing', async () => {
+  it('fills three on one node with a SOCKS port each, replaces one that exits, shrinks, leaves nothing', async () => {
     await withFakeSite(fleetProfile(), async ({ site, name, taskQueue }) => {
       const { fleet, handle } = await startFleet(taskQueue, name, 3);
       await until(handle, 'three running', (v) => v.running === 3);
@@ -150,7 +150,7 @@ describe('GlideinFleet on the fake site', () => {
     });
   });
 
-  it('continues-as-new without losing a glidein or forgetting what it saw (its status never drops to zero)', async () => {
+  it('continues-as-new without losing a glidein or what it saw (its status never drops to zero)', async () => {
     // Each observation takes a while, so that a continued run spends time before its first round.
     const slowObservation = (a: GlideinActivities): GlideinActivities => ({
       ...a,

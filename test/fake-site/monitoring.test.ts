@@ -6,7 +6,13 @@ import '../support/fake-site-runtime';
 import { WorkflowFailedError } from '@temporalio/client';
 import { drainSignal, statusQuery, stopSignal } from '../../src/workflows/messages';
 import { EMPTY_FOOTPRINT, FAKE_SITE_DIR, fakeProfile } from '../../sandbox/fake-site';
-import { FAKE_SETUP as SETUP, FAKE_TEARDOWN as TEARDOWN, stepsOf, waitFor, waitForPhase } from '../support/workflow-harness';
+import {
+  FAKE_SETUP as SETUP,
+  FAKE_TEARDOWN as TEARDOWN,
+  stepsOf,
+  waitFor,
+  waitForPhase,
+} from '../support/workflow-harness';
 import { glideinIdFor, useFakeSiteServer } from '../support/fake-site-harness';
 import { leaked, makeJwt, makePassword } from '../support/corpus/secrets';
 import { historyText } from '../support/secrets';
@@ -43,7 +49,7 @@ describe('LaunchGlidein while monitoring, on the fake site', () => {
     });
   });
 
-  it('keeps the secrets a glidein prints to its log out of the result, the status, the memo and the history', async () => {
+  it('keeps the secrets a glidein prints to its log out of the result, status, memo and history', async () => {
     const id = glideinIdFor('secret-log');
     const jwt = makeJwt();
     const password = makePassword();
@@ -53,7 +59,8 @@ describe('LaunchGlidein while monitoring, on the fake site', () => {
       // The monitor reports the last 5 lines of the log when the glidein exits: a token, a password, the exit.
       site.logFromGlidein(
         id,
-        `05/01/24 12:00:03 (pid:4242) SECMAN: token GLIDEIN_IDTOKEN_${jwt}\n05/01/24 12:00:04 (pid:4242) password="${password}"\n`,
+        `05/01/24 12:00:03 (pid:4242) SECMAN: token GLIDEIN_IDTOKEN_${jwt}\n05/01/24 12:00:04 (pid:4242) ` +
+          `password="${password}"\n`,
       );
       site.exitGlidein(id);
       const result = await handle.result();

@@ -10,7 +10,13 @@ import type { ApplicationFailure } from '@temporalio/common';
 import { EMPTY_FOOTPRINT, FAKE_SITE_DIR, fakeProfile, fakeSlurmProfile, type FakeSite } from '../../sandbox/fake-site';
 import { drainSignal, statusQuery, stopSignal } from '../../src/workflows/messages';
 import { setupGraph, teardownOrder, type StepName } from '../../src/workflows/steps';
-import { FAKE_SETUP as SETUP, FAKE_TEARDOWN as TEARDOWN, splitSteps, stepsOf, waitForPhase } from '../support/workflow-harness';
+import {
+  FAKE_SETUP as SETUP,
+  FAKE_TEARDOWN as TEARDOWN,
+  splitSteps,
+  stepsOf,
+  waitForPhase,
+} from '../support/workflow-harness';
 import { glideinIdFor, useFakeSiteServer } from '../support/fake-site-harness';
 
 const { withFakeSite } = useFakeSiteServer();

@@ -192,7 +192,7 @@ afterAll(async () => {
 }, 60_000);
 
 describe('GlideinFleet through a worker crash and a server restart', () => {
-  it('two workers share a growing fleet; one killed and the server restarted: exactly the desired glideins, nothing leaked', async () => {
+  it('two workers share a growing fleet; one killed, the server restarted: exactly the desired glideins', async () => {
     const fleet = `rc${Date.now() % 1_000_000}`;
     const slots = [1, 2, 3, 4, 5, 6].map((slot) => slotId(fleet, slot));
     const doomed = startWorker();

@@ -173,7 +173,7 @@ describe('the glidein command, built, against a dev server and the local site', 
     expect(JSON.parse(unknown.stdout)).toMatchObject({ ok: false, failedHop: 'profile' });
   });
 
-  it('launch --follow in a terminal shows each step live and ends with the registration; list, status, logs, drain', async () => {
+  it('launch --follow in a terminal shows each step live, then registration; list, status, logs, drain', async () => {
     const id = `cli-follow-${Date.now()}`;
     const screen = await inTerminal(`glidein-${process.pid}`, [
       'launch',
@@ -289,7 +289,7 @@ describe('the glidein command, built, against a dev server and the local site', 
     expect(await footprint(id)).toEqual(EMPTY);
   });
 
-  it('fleet create keeps a glidein running from a Schedule; fleet status, pause, resume, drain and delete manage it', async () => {
+  it('fleet create runs a glidein from a Schedule; fleet status, pause, resume, drain, delete manage it', async () => {
     const schedule = `cli-fleet-${process.pid}`;
     const created = await glidein(
       '--json',
@@ -347,7 +347,7 @@ describe('the glidein command, built, against a dev server and the local site', 
     expect(gone.stderr).toContain(`no fleet schedule "${schedule}"`);
   });
 
-  it('a launch started with `temporal workflow start` (as the README shows) is found, followed and stopped by the command', async () => {
+  it('a launch started by `temporal workflow start` (as in the README) is found, followed and stopped', async () => {
     const id = `cli-temporal-${Date.now()}`;
     const started = spawnSync(
       temporalCli(),

@@ -29,7 +29,9 @@ const scratch = mkdtempSync(path.join(tmpdir(), 'hostile-input-'));
 
 /** What a leaky glidein prints: an IDTOKEN, a token assignment and a private key (the tail may cut its BEGIN line). */
 const PLANTED = {
-  jwt: 'eyJhbGciOiJSUzI1NiIsImtpZCI6InRlc3QifQ.eyJzdWIiOiJnbGlkZWluQGNtcyIsImlzcyI6InBvb2wifQ.c2lnbmF0dXJlLW9mLWEtdGVzdC10b2tlbi1vbmx5',
+  jwt:
+    'eyJhbGciOiJSUzI1NiIsImtpZCI6InRlc3QifQ.eyJzdWIiOiJnbGlkZWluQGNtcyIsImlzcyI6InBvb2wifQ.' +
+    'c2lnbmF0dXJlLW9mLWEtdGVzdC10b2tlbi1vbmx5',
   token: 'token=PlantedSecret4711',
   keyBody: 'b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZWQyNTUxOQAAACBwbGFudGVk',
 };
@@ -47,7 +49,9 @@ beforeAll(async () => {
   leaky.glidein.startCommand = [
     '/bin/sh',
     '-c',
-    `echo "IDTOKEN ${PLANTED.jwt}"; echo "${PLANTED.token}"; echo "-----BEGIN OPENSSH PRIVATE KEY-----"; for i in 1 2 3 4 5 6 7 8 9; do echo "${PLANTED.keyBody}"; done; echo "-----END OPENSSH PRIVATE KEY-----"; sleep 1; exit 3`,
+    `echo "IDTOKEN ${PLANTED.jwt}"; echo "${PLANTED.token}"; echo "-----BEGIN OPENSSH PRIVATE KEY-----"; ` +
+      `for i in 1 2 3 4 5 6 7 8 9; do echo "${PLANTED.keyBody}"; done; ` +
+      `echo "-----END OPENSSH PRIVATE KEY-----"; sleep 1; exit 3`,
   ];
   writeFileSync(path.join(sites, 'leaky.yaml'), stringify(leaky));
   env = await createTestEnv();

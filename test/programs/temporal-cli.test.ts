@@ -48,7 +48,8 @@ async function untilPhase(
     if (s?.phase === phase) return s;
     if (Date.now() > until)
       throw new Error(
-        `${workflowId} not in ${phase} after ${timeoutMs} ms (now ${s?.phase}); worker log:\n${worker.log().slice(-3000)}`,
+        `${workflowId} not in ${phase} after ${timeoutMs} ms (now ${s?.phase}); ` +
+          `worker log:\n${worker.log().slice(-3000)}`,
       );
     await new Promise((r) => setTimeout(r, 500));
   }

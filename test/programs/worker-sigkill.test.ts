@@ -128,7 +128,7 @@ describe('crash matrix: the worker process is killed, a new one finishes the lif
     240_000,
   );
 
-  it('killed in the middle of monitoring: the new worker resumes monitoring the same glidein, no duplicates', async () => {
+  it('killed in the middle of monitoring: the new worker monitors the same glidein on, no duplicates', async () => {
     const id = `wf-crash-monitor-${Date.now()}`;
     worker = startWorker();
     const handle = await env.client.workflow.start(LaunchGlidein, {
@@ -190,7 +190,7 @@ describe('crash matrix: the worker process is killed, a new one finishes the lif
     return handle;
   }
 
-  it('killed during openTunnel, its ssh started but not yet up: the retry takes that tunnel over, no second one', async () => {
+  it('killed during openTunnel, its ssh started but not up: the retry takes that tunnel over, no second', async () => {
     await crashMidActivity({
       name: 'tunnel',
       activity: 'openTunnel',
@@ -199,7 +199,7 @@ describe('crash matrix: the worker process is killed, a new one finishes the lif
     });
   }, 240_000);
 
-  it('killed during mountCvmfs, between the two mounts (the second one under way): the retry waits for it, mounts nothing twice', async () => {
+  it('killed during mountCvmfs, the second mount under way: the retry waits for it, mounts nothing twice', async () => {
     // Each mount takes 2 s, as a first mount filling cvmfs's cache does (a knob of the stand-in mountrepo).
     const knob = path.join(SITE_PATHS.cvmfsexecDir, '.standin-mount-seconds');
     fs.writeFileSync(knob, '2\n', { mode: 0o644 });
@@ -215,7 +215,7 @@ describe('crash matrix: the worker process is killed, a new one finishes the lif
     }
   }, 240_000);
 
-  it('killed during confirmRegistration polling: the retry polls on against the same deadline, one glidein, one ad', async () => {
+  it('killed while confirmRegistration polls: the retry polls to the same deadline, one glidein, one ad', async () => {
     // The glidein's first update comes 8 s after its start (HTCondor's UPDATE_OFFSET): registration takes polls.
     const sitesDir = localSiteWith((p) => (p.glidein.config.UPDATE_OFFSET = '8'));
     try {

@@ -59,7 +59,7 @@ describe('worker start-up', () => {
     await started.catch(() => undefined);
   });
 
-  it('stops at start-up when its metrics port is taken, naming METRICS_ADDRESS and how to turn metrics off', async () => {
+  it('stops at start-up when its metrics port is taken, naming METRICS_ADDRESS and how to turn it off', async () => {
     const taken = net.createServer();
     await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
     try {

@@ -42,7 +42,9 @@ export interface FakeHarness {
 /** The address of a dev server shared by every file of the run (test/support/fast-global-setup.ts), if there is one. */
 export const SHARED_SERVER_ENV = 'GLIDEIN_FAST_TEMPORAL';
 
-/** Call at the top of a test file: a dev server (the run's shared one, or its own) and a worker for the file's tests. */
+/**
+ * Call at the top of a test file: a dev server (the run's shared one, or its own) and a worker for the file's tests.
+ */
 export function useFakeSiteServer(): FakeHarness {
   let env: TestWorkflowEnvironment;
   let worker: Worker;
