@@ -1,5 +1,5 @@
 # The worker image; docker-compose.yml builds it (or: docker build -t jsc-glidein-worker .). The build context
-# leaves out deploy/ (keys, credentials) and the rest .dockerignore names. test/e2e/dockerfile-build.test.ts runs
+# leaves out deploy/ (keys, credentials) and the rest .dockerignore names. test/programs/dockerfile-build.test.ts runs
 # this file's COPY and RUN steps outside Docker and starts the result's CMD.
 FROM node:20-bookworm-slim AS build
 WORKDIR /app

@@ -44,16 +44,6 @@ export default tseslint.config(
   {
     // Every line within prettier's printWidth, which prettier itself does not enforce on strings, comments and regexes.
     files: ['**/*.ts'],
-    // Still to be done: these are being changed elsewhere right now.
-    ignores: [
-      'src/cli/**',
-      'src/workflows/fleet.ts',
-      'src/workflows/fleet-state.ts',
-      'test/e2e/**',
-      'test/crash/**',
-      'test/engine/**',
-      'test/fast/**',
-    ],
     rules: { 'max-len': ['error', { code: 120, tabWidth: 2, ignoreUrls: true }] },
   },
   {

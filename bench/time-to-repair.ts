@@ -9,7 +9,7 @@
  *     The kill comes after a random wait of 0 to 1 interval from the previous repair's end (or from monitoring),
  *     so detection is the rest of the monitor's sleep: about interval / 2 on average.
  *   drain: from the drain signal to everything released: the workflow closed, and the site holding nothing of
- *     the glidein (test/workflow/site-state.ts's footprint: tunnel, condor_master, container instance, mounts,
+ *     the glidein (sandbox/site-state.ts's footprint: tunnel, condor_master, container instance, mounts,
  *     collector ad, work directory; and its cvmfs mount leases). The local site allocates no Slurm job.
  * One LaunchGlidein per interval repairs BENCH_RUNS times (a new one after MAX_TUNNEL_REPAIRS - 1 repairs), then
  * is drained: one drain sample per glidein. Figures are printed, never asserted.

@@ -501,7 +501,7 @@ function requireRoot(): void {
   throw new Error(
     'The local test site needs root: it creates user glidein, starts sshd on 127.0.0.1:2201 and 127.0.0.2:2202 and ' +
       'tinyproxy on 127.0.0.3:80. Run it as root, e.g. `npx ts-node sandbox/cli.ts local up` or `npx ' +
-      'jest test/sandbox`.',
+      'jest test/local-site/site-itself.test.ts`.',
   );
 }
 

@@ -49,7 +49,8 @@ export function workerAddress(env: Pick<TestWorkflowEnvironment, 'address'>): st
 }
 
 /**
- * Names a bundle built once for a whole jest run (test/fast/global-setup.ts), as JSON; else each file builds its own.
+ * Names a bundle built once for a whole jest run (test/support/fast-global-setup.ts), as JSON; else each file builds
+ * its own.
  */
 export const PREBUILT_BUNDLE_ENV = 'GLIDEIN_WORKFLOW_BUNDLE';
 

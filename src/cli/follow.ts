@@ -107,10 +107,12 @@ export async function followLaunch(handle: WorkflowHandle, options: FollowOption
     task: async (_ctx, task) => {
       const seen = await tracker.waitFor(step);
       switch (seen.kind) {
-        case 'ok':
+        case 'ok': {
           // listr2 writes to the terminal itself: what came from the site is made safe here.
-          task.title = `${step} (${seconds(seen.outcome.durationMs)})${seen.outcome.detail ? `: ${oneLine(seen.outcome.detail)}` : ''}`;
+          const detail = seen.outcome.detail ? `: ${oneLine(seen.outcome.detail)}` : '';
+          task.title = `${step} (${seconds(seen.outcome.durationMs)})${detail}`;
           return;
+        }
         case 'skipped':
           // The terminal view shows the skip's message in place of the title; plain lines show both.
           task.skip(options.tty ? `${step}: not used at this site` : 'not used at this site');

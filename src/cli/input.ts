@@ -67,14 +67,18 @@ export function launchInput(
   if (slot)
     throw new UsageError(
       `--id: ${JSON.stringify(workflowId)} is slot ${slot.slot} of fleet "${slot.fleet}" (a fleet names its glideins ` +
-        `glidein-<fleet>-<slot>); launched by hand it would hold that slot, and the fleet would count it as its own.\n` +
+        `glidein-<fleet>-<slot>); launched by hand it would hold that slot, ` +
+        `and the fleet would count it as its own.\n` +
         `Leave out --id for a fresh id (glidein-${site}-<time>-<random>), choose one not ending in -<number>, or ` +
         `change the fleet's size: glidein fleet count <schedule> <n>`,
     );
   return { request: parsed.data, workflowId };
 }
 
-/** `glidein fleet count <schedule> <n>`, `--count <n>`: a count the fleet accepts (its request's bound), else a usage error. */
+/**
+ * `glidein fleet count <schedule> <n>`, `--count <n>`: a count the fleet accepts (its request's bound), else a usage
+ * error.
+ */
 export function fleetCountInput(text: string | undefined, what = 'count'): number {
   if (text === undefined || !/^[0-9]{1,9}$/.test(text))
     throw new UsageError(`${what}: expected a whole number, got ${JSON.stringify(text ?? '')}`);

@@ -227,7 +227,8 @@ const COMMANDS = {
   }),
   'site check': command({
     description:
-      'validate a profile and test each hop (login, node access, tunnel, KIT proxy, collector, credentials) without launching',
+      'validate a profile and test each hop (login, node access, tunnel, KIT proxy, collector, credentials) ' +
+      'without launching',
     args: { site: undefined },
     input: ({ args }) => ({ site: checkSite(args.site) }),
   }),

@@ -2,7 +2,7 @@
  * The apptainer stand-in's contained instance, run for real as an unprivileged user in a temporary directory (no
  * site): started with the argv the lifecycle builds (src/site/adapters), a job-shaped process in it reaches only
  * what is bound. This is what makes the site tests' isolation checks mean something; the real lifecycle's container
- * is checked on the local test site by test/workflow/payload-isolation.test.ts.
+ * is checked on the local test site by test/local-site/payload-isolation.test.ts.
  */
 import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';

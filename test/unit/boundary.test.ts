@@ -5,7 +5,7 @@
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { atBoundary } from '../../src/activities/boundary';
 import { heartbeat } from '../../src/activities/kit';
-import { bodyLines, leaked, makeJwt, makeKeys } from '../corpus/secrets';
+import { bodyLines, leaked, makeJwt, makeKeys } from '../support/corpus/secrets';
 
 const jwt = makeJwt();
 const { rsa } = makeKeys();

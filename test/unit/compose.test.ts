@@ -27,7 +27,7 @@ import { NativeConnection } from '@temporalio/worker';
 import { SEARCH_ATTRIBUTES } from '../../src/common/search-attributes';
 import { parseSiteProfile } from '../../src/site/load';
 import { connectClient, temporalTarget } from '../../src/temporal-connection';
-import { envNamesRead, execForm, readDockerfile, REPO } from '../helpers/deployment';
+import { envNamesRead, execForm, readDockerfile, REPO } from '../support/deployment';
 import { nodeEnv, serverArgv } from '../../sandbox/cluster';
 
 /** The server version the team tests (scripts/ensure-temporal's CLI v1.5.1 runs server 1.29.1). */

@@ -2,7 +2,7 @@
  * GlideinFleet's state (src/workflows/fleet-state.ts) without a server: what each message does to it, what the
  * setCount validator refuses, when the phase reaches the search attributes, what a round takes in from its
  * observation, and what a continued run carries. The workflow API is stood in for; the rules themselves are
- * fleet-rules.test.ts's, the workflow end to end test/fast/fleet.test.ts's.
+ * fleet-rules.test.ts's, the workflow end to end test/fake-site/fleet.test.ts's.
  */
 const handlers = new Map<string, { handler: (...args: any[]) => unknown; validator?: (...args: any[]) => void }>();
 const upserts: unknown[] = [];

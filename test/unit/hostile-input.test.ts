@@ -7,7 +7,7 @@ import * as path from 'node:path';
 import { parse, stringify } from 'yaml';
 import { parseGlideinRequest } from '../../src/common/request';
 import { parseSiteProfile } from '../../src/site/load';
-import { ALWAYS_REFUSED, HOSTILE_STRINGS, HOSTILE_TYPES } from '../corpus/hostile';
+import { ALWAYS_REFUSED, HOSTILE_STRINGS, HOSTILE_TYPES } from '../support/corpus/hostile';
 
 const SITES = path.join(__dirname, '..', '..', 'sites');
 

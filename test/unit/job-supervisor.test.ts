@@ -2,7 +2,7 @@
  * The Slurm-steps node access without Slurm: the holder job's supervisor script runs here for real (as its batch
  * step would, with SLURM_JOB_ID set), and SlurmStepExecutor's commands go through a stand-in `srun` on PATH that
  * checks its options and runs the step's argv as srun would (SLURM_JOB_ID in its environment). What the real srun
- * and a real job do is the box's test (test/e2e/jsc-box.test.ts).
+ * and a real job do is the box's test (test/box/jsc-box.test.ts).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';

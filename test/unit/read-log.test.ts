@@ -13,7 +13,7 @@ import type { Executor } from '../../src/remote/executor';
 import { LocalExecutor } from '../../src/remote/local';
 import { READ_CLAIM } from '../../src/site/scripts';
 import { SiteRegistry } from '../../src/site/load';
-import { bodyLines, leaked, makeJwt, makeKeys } from '../corpus/secrets';
+import { bodyLines, leaked, makeJwt, makeKeys } from '../support/corpus/secrets';
 
 const sitesDir = path.join(__dirname, '..', '..', 'sites');
 const dir = mkdtempSync(path.join(tmpdir(), 'read-log-'));

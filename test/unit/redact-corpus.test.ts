@@ -1,11 +1,11 @@
 /**
- * The redactor against real-format secrets (test/corpus/secrets.ts) in the log lines they turn up in: condor logs,
- * ssh -v, proxychains, HTTP headers, cvmfs, python tracebacks. Each case is one the redactor once missed. And the
- * site text the workflow is made of comes through exactly as it was.
+ * The redactor against real-format secrets (test/support/corpus/secrets.ts) in the log lines they turn up in: condor
+ * logs, ssh -v, proxychains, HTTP headers, cvmfs, python tracebacks. Each case is one the redactor once missed. And
+ * the site text the workflow is made of comes through exactly as it was.
  */
 import { randomBytes } from 'node:crypto';
 import { redact, redactKeepingLines, redactResult } from '../../src/common/redact';
-import { bodyLines, leaked, makeJwt, makeKeys, makePassword, makeProxy, SITE_TEXT } from '../corpus/secrets';
+import { bodyLines, leaked, makeJwt, makeKeys, makePassword, makeProxy, SITE_TEXT } from '../support/corpus/secrets';
 
 const jwt = makeJwt();
 const { rsa, ed25519 } = makeKeys();

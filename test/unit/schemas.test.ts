@@ -130,7 +130,7 @@ describe('site profiles', () => {
     await expect(new SiteRegistry('/nonexistent/sites').check()).rejects.toThrow(
       /^SITES_DIR: the sites directory \/nonexistent\/sites cannot be read \(ENOENT\)/,
     );
-    await expect(new SiteRegistry(path.join(__dirname, '..', 'corpus')).check()).rejects.toThrow(
+    await expect(new SiteRegistry(path.join(__dirname, '..', 'support', 'corpus')).check()).rejects.toThrow(
       'holds no <site>.yaml profile',
     );
     await expect(new SiteRegistry(sitesDir).check()).resolves.toEqual(expect.arrayContaining(['local', 'jsc-example']));

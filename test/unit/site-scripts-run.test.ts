@@ -10,7 +10,7 @@ import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { LocalExecutor } from '../../src/remote/local';
-import { freePort } from '../helpers/ports';
+import { freePort } from '../support/ports';
 import type { ProcessRef } from '../../src/common/types';
 import {
   claimArgv,

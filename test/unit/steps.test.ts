@@ -92,7 +92,7 @@ describe('the step catalogue', () => {
   });
 
   it('derives what the workflow suites expected of a site without Slurm', () => {
-    // These are the arrays test/workflow/harness.ts spelt out by hand before the catalogue.
+    // These are the arrays test/support/workflow-harness.ts spelt out by hand before the catalogue.
     expect(setupOrder({ slurm: false })).toEqual([
       'planLaunch',
       'openTunnel',

@@ -12,7 +12,7 @@ import { permanentCause } from '../../src/activities/classify';
 import { LocalExecutor } from '../../src/remote/local';
 import { parseSiteProfile } from '../../src/site/load';
 import { spawnDetached, spawnedProcess } from '../../src/site/scripts';
-import { freePort } from '../helpers/ports';
+import { freePort } from '../support/ports';
 import { parse, stringify } from 'yaml';
 
 const local = new LocalExecutor();

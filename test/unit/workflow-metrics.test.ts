@@ -1,7 +1,7 @@
 /**
  * What LaunchGlidein counts (src/workflows/metrics.ts), with the SDK's workflow metric meter stood in for: phases
  * entered and left (a new glidein once, a continued run not again), steps by status and failure type, tunnel repairs
- * and the registration latency. The real meter is exercised end to end in test/e2e/metrics.test.ts.
+ * and the registration latency. The real meter is exercised end to end in test/programs/metrics.test.ts.
  */
 import { ActivityFailure, ApplicationFailure, CancelledFailure, RetryState } from '@temporalio/common';
 

@@ -1,7 +1,8 @@
 /**
  * `glidein fleet …`: a site's GlideinFleet on a Temporal Schedule. Each verb prints its result as JSON, with or
  * without --json.
- *   glidein fleet create|update <schedule> --site <site> --count <n> [--fleet <name>] [--lifetime 24h] [--every 1m] [--note …]
+ *   glidein fleet create|update <schedule> --site <site> --count <n> [--fleet <name>] [--lifetime 24h]
+ *                               [--every 1m] [--note …]
  *   glidein fleet pause|resume <schedule> [--note …]
  *   glidein fleet count <schedule> <n>      the running fleet's count now, and the schedule's for later runs
  *   glidein fleet drain <schedule>          drain the whole site: pause the schedule, drain every glidein

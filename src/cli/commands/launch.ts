@@ -37,7 +37,8 @@ export async function launch({ site, request, workflowId, follow }: InputOf<'lau
   if (end.registered && registration) {
     ctx.print({ workflowId, site, registered: true, registration, node: end.status?.allocation?.node }, () =>
       [
-        `registered: ${oneLine(`${registration.name} (${registration.state}/${registration.activity})`)} with the collector`,
+        `registered: ${oneLine(`${registration.name} (${registration.state}/${registration.activity})`)} ` +
+          `with the collector`,
         `  status: glidein status ${workflowId}    log: glidein logs ${workflowId} --glidein --follow`,
         `  end it: glidein drain ${workflowId}`,
       ].join('\n'),
