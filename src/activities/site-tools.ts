@@ -79,14 +79,14 @@ export function createSiteToolActivities(deps: ActivityDeps) {
     signal: cancellationSignal(),
     ...extra,
   });
-  /** Where a Slurm site runs the glidein: its holder job, found by name in the queue (none: not running now). */
+  /** Where a batch system runs the glidein: its holder job, found by name in the queue (none: not running now). */
   const allocationOf = async (profile: SiteProfile, glideinId: string): Promise<{ node?: string; jobId?: string }> => {
-    const slurm = adaptersFor(profile).nodeAccess.allocation;
-    if (!slurm) return {};
+    const batch = adaptersFor(profile).batch;
+    if (!batch) return {};
     const { login } = executorsFor(profile);
-    const job = slurm
-      .parseQueue(await mustRun(login, slurm.queueArgv(glideinId), 'looking for its Slurm job', opts()))
-      .filter((j) => j.state === 'RUNNING' && hostname.safeParse(j.node).success)
+    const job = batch
+      .parseQueue(await mustRun(login, batch.queueArgv(glideinId), `looking for its ${batch.name} job`, opts()))
+      .filter((j) => batch.isRunning(j) && hostname.safeParse(j.node).success)
       .at(0);
     return job ? { node: job.node, jobId: job.jobId } : {};
   };
@@ -138,32 +138,14 @@ export function createSiteToolActivities(deps: ActivityDeps) {
         await mustRun(executors.login, ['true'], 'a command on the login node', opts());
         return `ssh ${executors.login.target}: host key known, key accepted`;
       });
-      await hop('nodeAccess', async () => {
-        const wn = p().workerNode;
-        if (wn.via === 'login') return 'the glidein runs on the login node itself';
-        if (wn.via === 'jump') {
-          await mustRun(executors!.node, ['true'], 'a command on the worker node', opts());
-          return `ssh ${executors!.node.target}`;
-        }
-        const out = await mustRun(
-          executors!.login,
-          ['sinfo', '--noheader', '--partition', wn.partition, '--format', '%a %D'],
-          `sinfo for partition ${wn.partition}`,
-          opts(),
-        );
-        const line = out.trim().split('\n')[0] ?? '';
-        if (!line) throw new Error(`Slurm knows no partition ${wn.partition} (sinfo printed nothing)`);
-        if (!line.startsWith('up')) throw new Error(`partition ${wn.partition} is ${line.split(' ')[0]}`);
-        return (
-          `Slurm partition ${wn.partition} is up (${line.split(' ')[1] ?? '?'} nodes), node reached by ` +
-          `${wn.access ?? 'ssh'} once allocated`
-        );
-      });
+      await hop('nodeAccess', () =>
+        adaptersFor(p()).nodeAccess.check(executors!, (exec, argv, what) => mustRun(exec, argv, what, opts())),
+      );
       await hop('tunnel', async () => {
-        const tunnel = adaptersFor(p()).tunnel;
+        const { tunnel, batch } = adaptersFor(p());
         const host = tunnel.host(executors!);
-        if (host !== executors!.login && p().workerNode.via === 'slurm')
-          return 'not checked: the tunnel runs on the worker node, which exists only once Slurm allocates it';
+        if (host !== executors!.login && batch)
+          return `not checked: the tunnel runs on the worker node, which exists only once ${batch.name} allocates it`;
         const program = tunnel.argv(tunnel.ports.first, undefined, pathsFor(p(), 'site-check'))[0];
         const found = await mustRun(
           host,

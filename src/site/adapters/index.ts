@@ -10,12 +10,15 @@ import type { SiteProfile } from '../profile';
 import { condorFor, type Condor } from './condor';
 import { containerFor, type ContainerRuntime } from './container';
 import { cvmfsFor, type CvmfsProvider } from './cvmfs';
-import { nodeAccessFor, type NodeAccess, type SiteExecutors } from './node-access';
+import type { BatchSystem } from '../batch';
+import { nodeAccessFor, type NodeAccess, type SiteExecutors } from '../node-access';
 import { proxyChainFor, type ProxyChain } from './proxychains';
 import { tunnelFor, type TunnelShape } from './tunnel';
 
 export interface SiteAdapters {
   nodeAccess: NodeAccess;
+  /** The batch system that hands out the worker node, where one does (the node access's). */
+  batch?: BatchSystem;
   tunnel: TunnelShape;
   container: ContainerRuntime;
   cvmfs: CvmfsProvider;
@@ -53,6 +56,9 @@ export function adaptersFor(profile: SiteProfile): SiteAdapters {
   return {
     get nodeAccess() {
       return nodeAccess();
+    },
+    get batch() {
+      return nodeAccess().allocation;
     },
     get tunnel() {
       return tunnel();
@@ -96,16 +102,10 @@ export { GLIDEIN_SETTLE_MS, condorConfig, parseAutoformat, parseLaunchedAds } fr
 export type { ContainerRuntime, InstanceInfo } from './container';
 export type { CvmfsProvider } from './cvmfs';
 export { cvmfsMountRoot, leaseRoot } from './cvmfs';
-export type { Allocated, NodeAccess, NodeAddress, SiteExecutors, SlurmAllocation, SlurmJob } from './node-access';
-export {
-  NoNodeYet,
-  parseSlurmTime,
-  parseSqueue,
-  parseSqueueAll,
-  SlurmStepExecutor,
-  slurmTime,
-  srunArgv,
-} from './node-access';
+export type { BatchJob, BatchSystem } from '../batch';
+export { parseSlurmTime, parseSqueue, parseSqueueAll, SlurmStepExecutor, slurmTime, srunArgv } from '../batch';
+export type { Allocated, NodeAccess, NodeAddress, SiteExecutors } from '../node-access';
+export { NoNodeYet } from '../node-access';
 export type { ChainReport, Hop, ProxyChain } from './proxychains';
 export { parseChainReport, renderProxychainsConf } from './proxychains';
 export type { TunnelCheck, TunnelShape } from './tunnel';

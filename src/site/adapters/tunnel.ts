@@ -18,7 +18,7 @@ import type { GlideinPaths } from '../paths';
 import { portRange, type SiteProfile } from '../profile';
 import { inspect, type ProcessState, type SiteSnapshot } from '../scripts/processes';
 import { RELAY_MARKER, RELAY_PY, RELAY_READY, relayArgv } from '../scripts/relay';
-import type { NodeAccess, SiteExecutors } from './node-access';
+import type { NodeAccess, SiteExecutors } from '../node-access';
 
 /** Printed by `ssh -v` once a remote forward is in place. */
 export const REMOTE_FORWARD_READY = 'remote forward success';
