@@ -9,7 +9,6 @@ import type { ContainerRuntime } from '../site/adapters';
 import type { ActivityDeps } from './deps';
 import { PermanentFault, asStep } from './failures';
 import { siteAccess, unlessAllocationEnded } from './site-access';
-import { permanentCause } from './classify';
 
 /** The running instance of that name, from `instance list --json`. */
 async function findInstance(exec: Executor, runtime: ContainerRuntime, instance: string, opts: RunOptions) {
@@ -41,7 +40,7 @@ export function createContainerActivities(deps: ActivityDeps) {
         );
         if (result.code !== 0) {
           const why = lastLines(result.stderr || result.stdout, 3);
-          const permanent = permanentCause('instanceStart', why);
+          const permanent = runtime.permanentCause(why);
           if (permanent) {
             throw new PermanentFault(
               `container.image ${profile.container.image} could not start as ${instance} on ${node.target}: ${why}`,

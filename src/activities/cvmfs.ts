@@ -13,7 +13,6 @@ import type { ActivityDeps } from './deps';
 import { PermanentFault, asStep } from './failures';
 import { activityInfo, heartbeat } from './kit';
 import { isAllocationEnded, siteAccess, type SiteAccess } from './site-access';
-import { permanentCause } from './classify';
 
 /**
  * The repositories this glidein holds a lease on, in the profile's order (others, from an older profile, last).
@@ -73,7 +72,7 @@ export function createCvmfsActivities(deps: ActivityDeps) {
             if (result.code === UNSAFE_PATH_EXIT)
               throw new PermanentFault(`cvmfs: refused on ${node.target}: ${why}`, FailureType.SitePathUnsafe);
             const message = `mountrepo ${repo} failed on ${node.target}: ${why}`;
-            const permanent = permanentCause('mountrepo', why, activityInfo().attempt);
+            const permanent = cvmfs.permanentCause(why, activityInfo().attempt);
             if (permanent)
               throw new PermanentFault(`${permanent.field ?? 'cvmfs.repositories'}: ${message}`, permanent.type);
             throw new Error(message);

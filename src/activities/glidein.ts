@@ -12,7 +12,6 @@ import type { ActivityDeps } from './deps';
 import { PermanentFault, asStep } from './failures';
 import { heartbeat } from './kit';
 import { siteAccess, unlessAllocationEnded } from './site-access';
-import { permanentCause } from './classify';
 
 /** The longest a stop waits on the site in one round trip (heartbeats go on meanwhile; see site-access). */
 const STOP_WAIT_SLICE_MS = 10_000;
@@ -40,7 +39,7 @@ export function createGlideinActivities(deps: ActivityDeps) {
         );
         if (!('started' in spawned)) {
           const log = await tailFile(node, paths.glideinLog, 8, access.opts());
-          const permanent = permanentCause('glideinStart', log);
+          const permanent = access.adapters.condor.permanentCause(log);
           if (permanent) {
             throw new PermanentFault(
               `glidein.startCommand ${profile.glidein.startCommand[0]} cannot be run in ${access.instance} ` +

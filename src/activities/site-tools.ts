@@ -42,12 +42,6 @@ const CONTEXT_BYTES = 16 * 1024;
 const MAX_WINDOW_BYTES = 720 * 1024;
 
 /**
- * Where apptainer and singularity keep an instance's logs:
- * ~/.{apptainer,singularity}/instances/logs/<host>/<user>/<name>.err
- */
-const INSTANCE_LOG = /^\/[A-Za-z0-9._@+/-]*\/\.(?:apptainer|singularity)\/instances\/logs\/[A-Za-z0-9._@+/-]+\.err$/;
-
-/**
  * A log is read only for its own glidein's workflow: the claim on its directory must name this activity's namespace
  * and a workflow whose glidein id this is. Anything else is refused, and nothing of it is read.
  */
@@ -230,8 +224,8 @@ export function createSiteToolActivities(deps: ActivityDeps) {
         );
         const instance = runtime.parseList(listed, instanceName(req.glideinId));
         if (!instance?.logErrPath) return none(host);
-        // Read back from the site, so not trusted: only ever an instance log of apptainer's own log directory.
-        if (!INSTANCE_LOG.test(instance.logErrPath) || instance.logErrPath.split('/').includes('..'))
+        // Read back from the site, so not trusted: only ever an instance log of the runtime's own log directory.
+        if (!runtime.isInstanceLog(instance.logErrPath))
           throw new PermanentFault(
             `instance list named ${JSON.stringify(instance.logErrPath.slice(0, 200))} as the container's ` +
               `log, which is not an instance log`,
@@ -253,7 +247,7 @@ export function createSiteToolActivities(deps: ActivityDeps) {
           return parseReadLog(await mustRun(host, argv, `reading ${file}`, opts()));
         } catch (err) {
           // The node's job has ended (or the node is out of reach): where the work directory is on a file system
-          // the login node shares (Slurm sites), the login node reads it.
+          // the login node shares (batch-system sites), the login node reads it.
           if (host === executors.login || !adapters.nodeAccess.directoryOnLogin) throw err;
           host = executors.login;
           return parseReadLog(await mustRun(host, argv, `reading ${file}`, opts()));

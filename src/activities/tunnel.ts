@@ -23,7 +23,6 @@ import { PermanentFault, asStep } from './failures';
 import { heartbeat, heartbeatWhile, sleep } from './kit';
 import { siteAccess, unlessAllocationEnded, type SiteAccess } from './site-access';
 import { FailureType } from '../common/failure-types';
-import { permanentCause } from './classify';
 
 /** The tunnel's liveness and whether its SOCKS port listens on the worker node. */
 function tunnelState(access: SiteAccess, port: number) {
@@ -162,7 +161,7 @@ export function createTunnelActivities(deps: ActivityDeps) {
                 .slice(-5)
                 .join('\n');
               const from = tunnel.route(access);
-              const permanent = permanentCause('tunnelSsh', log);
+              const permanent = tunnel.permanentCause(log);
               if (permanent) {
                 throw new PermanentFault(
                   `the tunnel ssh from ${from} failed: ${log.split('\n').pop()}; ${permanent.fix}`,

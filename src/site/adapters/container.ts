@@ -9,6 +9,8 @@
  * /tmp is a small in-memory session directory). Every exec runs with `--cleanenv`: the host's environment (the
  * supervisor's, the ssh session's) stays outside, and only what the runtime's prefix carries goes in.
  */
+import { FailureType } from '../../common/failure-types';
+import { firstPermanent, type PermanentCause, type PermanentRule } from '../failure-rules';
 import type { SiteProfile } from '../profile';
 
 /** A running instance, from `instance list --json`. */
@@ -35,7 +37,29 @@ export interface ContainerRuntime {
   stopArgv(instance: string): string[];
   /** Run argv in the instance, with a clean environment (only the variables `env` sets reach it). */
   execArgv(instance: string, argv: readonly string[]): string[];
+  /**
+   * Whether a log path `instance list` named (read back from the site, so not trusted) is an instance log of the
+   * runtime's own log directory, and nothing else.
+   */
+  isInstanceLog(path: string): boolean;
+  /** Whether what a failed `instance start` printed says retrying cannot help. */
+  readonly permanentCause: PermanentCause;
 }
+
+/** What `instance start` says when retrying cannot help. */
+export const INSTANCE_START_PERMANENT: readonly PermanentRule[] = [
+  {
+    pattern: /could not open image|no such file|mount source .* doesn't exist/i,
+    type: FailureType.ContainerStartFailed,
+    fix: 'check container.image and container.binds',
+  },
+];
+
+/**
+ * Where apptainer and singularity keep an instance's logs:
+ * ~/.{apptainer,singularity}/instances/logs/<host>/<user>/<name>.err
+ */
+const INSTANCE_LOG = /^\/[A-Za-z0-9._@+/-]*\/\.(?:apptainer|singularity)\/instances\/logs\/[A-Za-z0-9._@+/-]+\.err$/;
 
 const ENV_PREFIX: Record<SiteProfile['container']['runtime'], string> = {
   apptainer: 'APPTAINERENV_',
@@ -76,5 +100,7 @@ export function containerFor(profile: SiteProfile): ContainerRuntime {
     },
     stopArgv: (instance) => [executable, 'instance', 'stop', instance],
     execArgv: (instance, argv) => [executable, 'exec', '--cleanenv', `instance://${instance}`, ...argv],
+    isInstanceLog: (path) => INSTANCE_LOG.test(path) && !path.split('/').includes('..'),
+    permanentCause: (output, attempt) => firstPermanent(INSTANCE_START_PERMANENT, output, attempt),
   };
 }

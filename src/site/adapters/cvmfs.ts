@@ -4,6 +4,8 @@
  * (src/site/scripts/leases.ts). A site where /cvmfs is already mounted would be a second provider: the same
  * interface, a container bind of /cvmfs itself, and mount/release commands that only look.
  */
+import { FailureType } from '../../common/failure-types';
+import { firstPermanent, type PermanentCause, type PermanentRule } from '../failure-rules';
 import type { SiteProfile } from '../profile';
 import {
   listLeasesArgv,
@@ -34,7 +36,25 @@ export interface CvmfsProvider {
   parseHeld(stdout: string): string[];
   /** Sets CVMFS_HTTP_PROXY in the provider's configuration (cvmfsexec: dist/etc/cvmfs/default.local). */
   proxyConfigArgv(httpProxy: string): string[];
+  /** Whether what a failed mount printed says retrying cannot help (at this attempt of the step). */
+  readonly permanentCause: PermanentCause;
 }
+
+/** What cvmfsexec's `mountrepo` says when retrying cannot help. */
+export const MOUNTREPO_PERMANENT: readonly PermanentRule[] = [
+  {
+    pattern: /proxy auto-discovery failed|CVMFS_HTTP_PROXY is not set/i,
+    type: FailureType.CvmfsMountFailed,
+    fix: 'set cvmfs.httpProxy: a compute node cannot discover a proxy by itself',
+    field: 'cvmfs.httpProxy',
+  },
+  {
+    pattern: /catalog|not found|no such|Failed to initialize/i,
+    type: FailureType.CvmfsMountFailed,
+    fix: 'check cvmfs.repositories, and that cvmfs.httpProxy serves them',
+    fromAttempt: 3,
+  },
+];
 
 /** Where cvmfsexec mounts the repositories. */
 export function cvmfsMountRoot(profile: SiteProfile): string {
@@ -67,5 +87,6 @@ export function cvmfsFor(profile: SiteProfile): CvmfsProvider {
     parseHeld: parseLeases,
     proxyConfigArgv: (httpProxy) =>
       setConfigLineArgv(`${dir}/dist/etc/cvmfs/default.local`, 'CVMFS_HTTP_PROXY', `CVMFS_HTTP_PROXY='${httpProxy}'`),
+    permanentCause: (output, attempt) => firstPermanent(MOUNTREPO_PERMANENT, output, attempt),
   };
 }

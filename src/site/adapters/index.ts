@@ -7,13 +7,14 @@
 import type { Executor } from '../../remote/executor';
 import type { GlideinPaths } from '../paths';
 import type { SiteProfile } from '../profile';
-import { condorFor, type Condor } from './condor';
-import { containerFor, type ContainerRuntime } from './container';
-import { cvmfsFor, type CvmfsProvider } from './cvmfs';
-import type { BatchSystem } from '../batch';
+import { condorFor, GLIDEIN_START_PERMANENT, type Condor } from './condor';
+import { containerFor, INSTANCE_START_PERMANENT, type ContainerRuntime } from './container';
+import { cvmfsFor, MOUNTREPO_PERMANENT, type CvmfsProvider } from './cvmfs';
+import { SBATCH_PERMANENT, type BatchSystem } from '../batch';
+import { firstPermanent, type PermanentRule } from '../failure-rules';
 import { nodeAccessFor, type NodeAccess, type SiteExecutors } from '../node-access';
 import { proxyChainFor, type ProxyChain } from './proxychains';
-import { tunnelFor, type TunnelShape } from './tunnel';
+import { tunnelFor, TUNNEL_SSH_PERMANENT, type TunnelShape } from './tunnel';
 
 export interface SiteAdapters {
   nodeAccess: NodeAccess;
@@ -97,6 +98,34 @@ export function adaptersFor(profile: SiteProfile): SiteAdapters {
   };
 }
 
+/**
+ * Every site tool's failure rules, by tool, each list kept by the adapter of the tool it reads (the activities ask
+ * that adapter): one view of them all, for the tests and the docs.
+ */
+export const PERMANENT_OUTPUT = {
+  /** `sbatch` refusing the holder job (../batch/slurm.ts). */
+  sbatch: SBATCH_PERMANENT,
+  /** `mountrepo` of cvmfsexec (./cvmfs.ts). */
+  mountrepo: MOUNTREPO_PERMANENT,
+  /** `apptainer|singularity instance start` (./container.ts). */
+  instanceStart: INSTANCE_START_PERMANENT,
+  /** The glidein's start command inside the instance (./condor.ts). */
+  glideinStart: GLIDEIN_START_PERMANENT,
+  /** The tunnel's own `ssh` on the site (./tunnel.ts). */
+  tunnelSsh: TUNNEL_SSH_PERMANENT,
+} as const satisfies Record<string, readonly PermanentRule[]>;
+
+export type ToolName = keyof typeof PERMANENT_OUTPUT;
+
+/**
+ * The rule `output` of `tool` matches, if it says the failure is permanent at this attempt of the step (1 is the
+ * first); undefined: retry. The same answer as the tool's adapter's `permanentCause`.
+ */
+export function permanentCause(tool: ToolName, output: string, attempt = 1): PermanentRule | undefined {
+  return firstPermanent(PERMANENT_OUTPUT[tool], output, attempt);
+}
+
+export type { PermanentCause, PermanentRule } from '../failure-rules';
 export type { Condor, QueryContext, RegistrationCheck, Retirement } from './condor';
 export { GLIDEIN_SETTLE_MS, condorConfig, parseAutoformat, parseLaunchedAds } from './condor';
 export type { ContainerRuntime, InstanceInfo } from './container';

@@ -14,6 +14,7 @@ import { FailureType } from '../../common/failure-types';
 import { PermanentFault } from '../../common/permanent-fault';
 import type { ProcessRef } from '../../common/types';
 import type { Executor, RunOptions } from '../../remote/executor';
+import { firstPermanent, type PermanentCause, type PermanentRule } from '../failure-rules';
 import type { GlideinPaths } from '../paths';
 import { portRange, type SiteProfile } from '../profile';
 import { inspect, type ProcessState, type SiteSnapshot } from '../scripts/processes';
@@ -74,7 +75,40 @@ export interface TunnelShape {
     opts: RunOptions,
     alsoOnNode?: string[],
   ): Promise<TunnelCheck>;
+  /** Whether the tunnel's log, as it failed to start, says retrying cannot help. */
+  readonly permanentCause: PermanentCause;
 }
+
+/** What the tunnel's own `ssh` on the site says when retrying cannot help (a relay's log is read the same way). */
+export const TUNNEL_SSH_PERMANENT: readonly PermanentRule[] = [
+  {
+    pattern: /Host key verification failed|REMOTE HOST IDENTIFICATION HAS CHANGED|No .* host key is known/i,
+    type: FailureType.TunnelHostKeyRejected,
+    fix: 'add the verified host key to tunnel.knownHostsFile on the site',
+  },
+  {
+    pattern: /Permission denied|Too many authentication failures/i,
+    type: FailureType.TunnelAuthRejected,
+    fix:
+      "check the key (tunnel.identityFile, or the worker's login key for a reverse tunnel) and its " +
+      'authorized_keys entry',
+  },
+  {
+    // Something bound the port between our look and the spawn: a squatter, never to be taken for the tunnel.
+    pattern: /Address already in use|cannot listen to port|Could not request local forwarding/i,
+    type: FailureType.TunnelPortInUse,
+    fix:
+      'another process on that node listens on the leased SOCKS port; free it, or leave it out of ' +
+      'tunnel.socksPorts',
+  },
+  {
+    pattern: /Could not resolve hostname/i,
+    type: FailureType.TunnelHostUnknown,
+    fix: "check the tunnel's host name",
+  },
+];
+
+const tunnelPermanent: PermanentCause = (output, attempt) => firstPermanent(TUNNEL_SSH_PERMANENT, output, attempt);
 
 /**
  * The one rule for "this glidein's tunnel is alive": the process its pid file names runs with the recorded
@@ -122,6 +156,7 @@ type Relay = Extract<SiteProfile['tunnel'], { mode: 'relay' }>;
 
 function forward(profile: SiteProfile, t: Forward): TunnelShape {
   return {
+    permanentCause: tunnelPermanent,
     ports: portRange(t),
     argv: (port) => [
       'ssh',
@@ -168,6 +203,7 @@ function reverse(profile: SiteProfile, t: Reverse, nodeAccess: NodeAccess): Tunn
     return address;
   };
   return {
+    permanentCause: tunnelPermanent,
     ports: portRange(t),
     argv(port, node) {
       const to = target(node);
@@ -218,6 +254,7 @@ function reverse(profile: SiteProfile, t: Reverse, nodeAccess: NodeAccess): Tunn
 function relay(profile: SiteProfile, t: Relay): TunnelShape {
   const at = (port: number) => `${t.listenAddress}:${port}`;
   return {
+    permanentCause: tunnelPermanent,
     ports: portRange(t),
     // The program as a file: in argv (python3 -c) its lines would be the process's cmdline, which every
     // inspection of the site reads line by line.

@@ -34,6 +34,7 @@ export {
   parseSlurmTime,
   parseSqueue,
   parseSqueueAll,
+  SBATCH_PERMANENT,
   SlurmStepExecutor,
   slurmTime,
   srunArgv,

@@ -1,6 +1,7 @@
 /**
- * The batch system beside node access (src/site/batch/): Slurm's job states, job ids, node-name variable, its part
- * of `glidein site check`, and what sbatch says when retrying cannot help; and node access using it.
+ * The points of variation as kinds, without a site: the batch system beside node access (src/site/batch/) with
+ * Slurm's job states, job ids, node-name variable, its part of `glidein site check` and sbatch's failure rules; node
+ * access using it; each tool's failure rules kept by its adapter; the container runtime's instance logs.
  */
 import * as path from 'node:path';
 import type { CommandResult, Executor } from '../../src/remote/executor';
@@ -11,6 +12,7 @@ import { nodeAccessFor, NoNodeYet } from '../../src/site/node-access';
 import { SiteRegistry } from '../../src/site/load';
 import type { SiteProfile } from '../../src/site/profile';
 import { FailureType } from '../../src/common/failure-types';
+import { adaptersFor, permanentCause, type PermanentCause, type ToolName } from '../../src/site/adapters';
 
 let local: SiteProfile;
 let box: SiteProfile;
@@ -129,5 +131,30 @@ describe("the batch system's part of the site check", () => {
     const node = answering('wn1', '');
     await expect(nodeAccessFor(local).check({ login, node }, run)).resolves.toBe('ssh wn1');
     expect(node.seen).toEqual([['true']]);
+  });
+});
+
+describe("each tool's failure rules, kept by its adapter", () => {
+  it('answers through the adapter as through the catalogue, fromAttempt kept', () => {
+    const adapters = adaptersFor(box);
+    const catalogue: Array<[ToolName, PermanentCause, string]> = [
+      ['sbatch', adapters.batch!.permanentCause, 'sbatch: error: invalid account'],
+      ['mountrepo', adapters.cvmfs.permanentCause, 'Repository nosuch.example.org not found'],
+      ['instanceStart', adapters.container.permanentCause, 'FATAL: could not open image /x.sif'],
+      ['glideinStart', adapters.condor.permanentCause, 'exec: "x": executable file not found in $PATH'],
+      ['tunnelSsh', adapters.tunnel.permanentCause, 'Host key verification failed.'],
+    ];
+    for (const [tool, cause, output] of catalogue)
+      for (const attempt of [1, 2, 3]) expect(cause(output, attempt)).toBe(permanentCause(tool, output, attempt));
+    expect(adapters.cvmfs.permanentCause('Repository nosuch.example.org not found', 2)).toBeUndefined();
+    expect(adapters.cvmfs.permanentCause('Repository nosuch.example.org not found', 3)).toBeDefined();
+  });
+
+  it("reads only the container runtime's own instance logs", () => {
+    const { container } = adaptersFor(box);
+    expect(container.isInstanceLog('/home/g/.apptainer/instances/logs/wn1/g/glidein-x.err')).toBe(true);
+    expect(container.isInstanceLog('/home/g/.singularity/instances/logs/wn1/g/glidein-x.err')).toBe(true);
+    expect(container.isInstanceLog('/home/g/.apptainer/instances/logs/../../../.ssh/id.err')).toBe(false);
+    expect(container.isInstanceLog('/etc/shadow')).toBe(false);
   });
 });
