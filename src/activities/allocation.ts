@@ -9,11 +9,11 @@ import { hostname } from '../common/validation';
 import { lastLines, runChecked, type Executor, type RunOptions } from '../remote/executor';
 import type { BatchJob, BatchSystem } from '../site/adapters';
 import type { ActivityDeps } from './deps';
-import { PermanentFault, asStep } from './failures';
+import { asStep } from './to-failure';
 
 import { heartbeat, sleep } from './kit';
 import { siteAccess, type SiteAccess } from './site-access';
-import { FailureType } from '../common/failure-types';
+import { FailureType, PermanentFault } from '../common/failure-types';
 
 /** The walltime a workflow asks for, checked like any input: whole milliseconds, a minute to 30 days. */
 function walltime(ms: number | undefined): number | undefined {

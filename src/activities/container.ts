@@ -3,11 +3,12 @@
  * with /cvmfs, the proxychains library and the parts of the glidein's directory its daemons need bound, and
  * nothing else of the glidein's directory (src/site/paths.ts).
  */
+import { PermanentFault } from '../common/failure-types';
 import type { GlideinRef, UndoOutcome } from '../common/types';
 import { lastLines, runChecked, type Executor, type RunOptions } from '../remote/executor';
 import type { ContainerRuntime } from '../site/adapters';
 import type { ActivityDeps } from './deps';
-import { PermanentFault, asStep } from './failures';
+import { asStep } from './to-failure';
 import { siteAccess, unlessAllocationEnded } from './site-access';
 
 /** The running instance of that name, from `instance list --json`. */

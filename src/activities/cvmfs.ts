@@ -8,9 +8,9 @@
 import type { GlideinRef, UndoOutcome } from '../common/types';
 import { lastLines, runChecked, type Executor } from '../remote/executor';
 import { UNSAFE_PATH_EXIT } from '../site/scripts/prelude';
-import { FailureType } from '../common/failure-types';
+import { FailureType, PermanentFault } from '../common/failure-types';
 import type { ActivityDeps } from './deps';
-import { PermanentFault, asStep } from './failures';
+import { asStep } from './to-failure';
 import { activityInfo, heartbeat } from './kit';
 import { isAllocationEnded, siteAccess, type SiteAccess } from './site-access';
 

@@ -3,13 +3,14 @@
  * configured for a node that can only connect outwards. Recorded in glidein.pid; stopped gracefully
  * (SIGTERM: HTCondor's graceful shutdown), then SIGQUIT (fast shutdown), then SIGKILL.
  */
+import { PermanentFault } from '../common/failure-types';
 import { parseDuration } from '../common/duration';
 import type { GlideinRef, ProcessRef, ShutdownMode, UndoOutcome } from '../common/types';
 import { runChecked } from '../remote/executor';
 import { GLIDEIN_SETTLE_MS, type Retirement } from '../site/adapters';
 import { inspect, signalAndWait, spawnDetached, tailFile } from '../site/scripts/processes';
 import type { ActivityDeps } from './deps';
-import { PermanentFault, asStep } from './failures';
+import { asStep } from './to-failure';
 import { heartbeat } from './kit';
 import { siteAccess, unlessAllocationEnded } from './site-access';
 

@@ -6,7 +6,7 @@
  */
 import type { GlideinRef, MonitorReport, Registration } from '../common/types';
 import type { ActivityDeps } from './deps';
-import { asStep } from './failures';
+import { asStep } from './to-failure';
 import type { BatchJob, BatchSystem, RegistrationCheck } from '../site/adapters';
 import { runChecked } from '../remote/executor';
 import { tailFile } from '../site/scripts/processes';

@@ -10,9 +10,9 @@ import { parseChainReport, type ChainReport } from '../site/adapters';
 import { SECRET_PLACEHOLDER } from '../site/adapters/tunnel';
 import { parseHttpStatus, writeFileArgv, writeWithSecretArgv } from '../site/scripts/files';
 import type { ActivityDeps } from './deps';
-import { PermanentFault, asStep } from './failures';
+import { asStep } from './to-failure';
 import { siteAccess, type SiteAccess } from './site-access';
-import { FailureType } from '../common/failure-types';
+import { FailureType, PermanentFault } from '../common/failure-types';
 
 /** Resolves the KIT proxy's IPv4 address on the login node, where the chain leaves the site. */
 async function resolveKitAddress(access: SiteAccess): Promise<string> {

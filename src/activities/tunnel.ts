@@ -19,10 +19,10 @@ import {
 import { writeFileArgv } from '../site/scripts/files';
 import { parsePortLease, parsePortRelease, portLeaseArgv, portReleaseArgv } from '../site/scripts/ports';
 import type { ActivityDeps } from './deps';
-import { PermanentFault, asStep } from './failures';
+import { asStep } from './to-failure';
 import { heartbeat, heartbeatWhile, sleep } from './kit';
 import { siteAccess, unlessAllocationEnded, type SiteAccess } from './site-access';
-import { FailureType } from '../common/failure-types';
+import { FailureType, PermanentFault } from '../common/failure-types';
 
 /** The tunnel's liveness and whether its SOCKS port listens on the worker node. */
 function tunnelState(access: SiteAccess, port: number) {

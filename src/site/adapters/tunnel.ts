@@ -10,8 +10,7 @@
  * The tunnel's process is recorded in tunnel.pid on the host it runs on.
  */
 import { parseDuration } from '../../common/duration';
-import { FailureType } from '../../common/failure-types';
-import { PermanentFault } from '../../common/permanent-fault';
+import { FailureType, PermanentFault } from '../../common/failure-types';
 import type { ProcessRef } from '../../common/types';
 import type { Executor, RunOptions } from '../../remote/executor';
 import { firstPermanent, type PermanentCause, type PermanentRule } from '../failure-rules';

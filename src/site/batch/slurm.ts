@@ -5,8 +5,7 @@
  * refused); its job ids, SLURMD_NODENAME, `sinfo` for the site check, and what sbatch says when retrying cannot help.
  */
 import { parseDuration } from '../../common/duration';
-import { FailureType } from '../../common/failure-types';
-import { PermanentFault } from '../../common/permanent-fault';
+import { FailureType, PermanentFault } from '../../common/failure-types';
 import type { CommandResult, Executor, RunOptions } from '../../remote/executor';
 import { withEnv } from '../../remote/quote';
 import { firstPermanent, type PermanentRule } from '../failure-rules';

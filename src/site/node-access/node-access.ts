@@ -1,8 +1,7 @@
 /**
  * What node access is to the lifecycle (one kind per file beside this one; index.ts picks one per profile).
  */
-import { FailureType } from '../../common/failure-types';
-import { PermanentFault } from '../../common/permanent-fault';
+import { FailureType, PermanentFault } from '../../common/failure-types';
 import type { Executor } from '../../remote/executor';
 import type { SshPool, SshTarget } from '../../remote/ssh';
 import type { BatchSystem, CheckRun } from '../batch';

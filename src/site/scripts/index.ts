@@ -10,7 +10,7 @@ import { IN_JOB, SUPERVISOR_SCRIPT } from '../batch/slurm-supervisor';
 import { CLAIM_GLIDEIN, RETIRE_GLIDEIN } from './ownership';
 import { INSPECT_PROCESSES, SIGNAL_RECORDED, SPAWN_DETACHED } from './processes';
 import { PORT_LEASE, PORT_RELEASE } from './ports';
-import { CONNECT_PROBE, READ_LOG } from './tools';
+import { CONNECT_PROBE, READ_LOG } from './read-only-probes';
 
 export * from './files';
 export * from '../batch/slurm-supervisor';
@@ -19,7 +19,7 @@ export * from './ownership';
 export * from './ports';
 export * from './prelude';
 export * from './processes';
-export * from './tools';
+export * from './read-only-probes';
 
 /** Every site script by name (the syntax test runs `sh -n` over each; a fake site can recognise them). */
 export const SITE_SCRIPTS = {

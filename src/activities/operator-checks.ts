@@ -13,8 +13,8 @@ import {
   type ReadLogRequest,
   type SiteCheck,
   type SiteHop,
-} from '../common/site-tools';
-import { FailureType } from '../common/failure-types';
+} from '../common/operator-requests';
+import { FailureType, PermanentFault } from '../common/failure-types';
 import type { Executor, RunOptions } from '../remote/executor';
 import { adaptersFor, type SiteExecutors } from '../site/adapters';
 import { pathsFor } from '../site/paths';
@@ -31,7 +31,6 @@ import { glideinIdFor, legacyGlideinIdFor } from '../common/request';
 import { instanceName } from '../common/naming';
 import { checkLifetime, readCredentials } from './credential-files';
 import type { ActivityDeps } from './deps';
-import { PermanentFault } from './failures';
 import { activityOwner, cancellationSignal } from './kit';
 import { parseDuration } from '../common/duration';
 
