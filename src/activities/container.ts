@@ -1,5 +1,5 @@
 /**
- * The container the glidein runs in: a contained instance of the profile's runtime (src/site/adapters/container.ts)
+ * The container the glidein runs in: a contained instance of the profile's runtime (src/site/container/)
  * with /cvmfs, the proxychains library and the parts of the glidein's directory its daemons need bound, and
  * nothing else of the glidein's directory (src/site/paths.ts).
  */

@@ -1,5 +1,5 @@
 /**
- * The proxy chain every glidein connection takes (src/site/adapters/proxychains.ts): writes proxychains.conf,
+ * The proxy chain every glidein connection takes (src/site/chain/): writes proxychains.conf,
  * proves a connection through tunnel -> KIT -> target from the worker node, and proves that the LD_PRELOAD inside
  * the container routes one too.
  */
@@ -7,7 +7,7 @@ import { isIP } from 'node:net';
 import type { GlideinRef } from '../common/types';
 import { runChecked, type Executor, type RunOptions } from '../remote/executor';
 import { parseChainReport, type ChainReport } from '../site/adapters';
-import { SECRET_PLACEHOLDER } from '../site/adapters/tunnel';
+import { SECRET_PLACEHOLDER } from '../site/tunnel';
 import { parseHttpStatus, writeFileArgv, writeWithSecretArgv } from '../site/scripts/files';
 import type { ActivityDeps } from './deps';
 import { asStep } from './to-failure';

@@ -1,6 +1,6 @@
 /**
  * The SOCKS tunnel that carries the glidein's connections out of the worker node, in the shape the profile
- * chooses (src/site/adapters/tunnel.ts: forward from the worker node, or reverse from the login node). Either way
+ * chooses (src/site/tunnel/: forward from the worker node, or reverse from the login node). Either way
  * the process is recorded as "pid starttime" in tunnel.pid, reused while it lives and the port listens on the
  * worker node, and closing signals exactly that process.
  */

@@ -1,19 +1,20 @@
 /**
  * The points where sites differ, each one small adapter picked once per profile (after COBalD/TARDIS's site
- * adapters): how commands reach the worker node, the tunnel's shape, the container runtime, how /cvmfs appears,
- * the proxy chain and HTCondor. The activities talk to these and never branch on the profile's choices
- * themselves; a new node access method or container runtime is a change to its adapter file and the schema.
+ * adapters), each point a folder of src/site/ with one file per kind and an index.ts that picks the kind: how
+ * commands reach the worker node (node-access/), the batch system that hands it out (batch/), the tunnel's shape
+ * (tunnel/), the container runtime (container/), how /cvmfs appears (cvmfs/), the proxy chain (chain/) and
+ * HTCondor (condor/). The activities talk to these and never branch on the profile's choices themselves.
  */
-import type { Executor } from '../../remote/executor';
-import type { GlideinPaths } from '../paths';
-import type { SiteProfile } from '../profile';
+import type { Executor } from '../remote/executor';
+import type { GlideinPaths } from './paths';
+import type { SiteProfile } from './profile';
 import { condorFor, GLIDEIN_START_PERMANENT, type Condor } from './condor';
 import { containerFor, INSTANCE_START_PERMANENT, type ContainerRuntime } from './container';
 import { cvmfsFor, MOUNTREPO_PERMANENT, type CvmfsProvider } from './cvmfs';
-import { SBATCH_PERMANENT, type BatchSystem } from '../batch';
-import { firstPermanent, type PermanentRule } from '../failure-rules';
-import { nodeAccessFor, type NodeAccess, type SiteExecutors } from '../node-access';
-import { proxyChainFor, type ProxyChain } from './proxychains';
+import { SBATCH_PERMANENT, type BatchSystem } from './batch';
+import { firstPermanent, type PermanentRule } from './failure-rules';
+import { nodeAccessFor, type NodeAccess, type SiteExecutors } from './node-access';
+import { proxyChainFor, type ProxyChain } from './chain';
 import { tunnelFor, TUNNEL_SSH_PERMANENT, type TunnelShape } from './tunnel';
 
 export interface SiteAdapters {
@@ -125,17 +126,17 @@ export function permanentCause(tool: ToolName, output: string, attempt = 1): Per
   return firstPermanent(PERMANENT_OUTPUT[tool], output, attempt);
 }
 
-export type { PermanentCause, PermanentRule } from '../failure-rules';
+export type { PermanentCause, PermanentRule } from './failure-rules';
 export type { Condor, QueryContext, RegistrationCheck, Retirement } from './condor';
 export { GLIDEIN_SETTLE_MS, condorConfig, parseAutoformat, parseLaunchedAds } from './condor';
 export type { ContainerRuntime, InstanceInfo } from './container';
 export type { CvmfsProvider } from './cvmfs';
 export { cvmfsMountRoot, leaseRoot } from './cvmfs';
-export type { BatchJob, BatchSystem } from '../batch';
-export { parseSlurmTime, parseSqueue, parseSqueueAll, SlurmStepExecutor, slurmTime, srunArgv } from '../batch';
-export type { Allocated, NodeAccess, NodeAddress, SiteExecutors } from '../node-access';
-export { NoNodeYet } from '../node-access';
-export type { ChainReport, Hop, ProxyChain } from './proxychains';
-export { parseChainReport, renderProxychainsConf } from './proxychains';
+export type { BatchJob, BatchSystem } from './batch';
+export { parseSlurmTime, parseSqueue, parseSqueueAll, SlurmStepExecutor, slurmTime, srunArgv } from './batch';
+export type { Allocated, NodeAccess, NodeAddress, SiteExecutors } from './node-access';
+export { NoNodeYet } from './node-access';
+export type { ChainReport, Hop, ProxyChain } from './chain';
+export { parseChainReport, renderProxychainsConf } from './chain';
 export type { TunnelCheck, TunnelShape } from './tunnel';
 export { isTunnelProcess, relayEnd } from './tunnel';

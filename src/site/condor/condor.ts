@@ -9,8 +9,8 @@ import { lastLines, type Executor, type RunOptions } from '../../remote/executor
 import { firstPermanent, type PermanentCause, type PermanentRule } from '../failure-rules';
 import type { GlideinPaths } from '../paths';
 import type { SiteProfile } from '../profile';
-import type { ContainerRuntime } from './container';
-import type { ProxyChain } from './proxychains';
+import type { ContainerRuntime } from '../container';
+import type { ProxyChain } from '../chain';
 
 /** When the glidein stops taking jobs and when it must be gone, in epoch seconds. */
 export interface Retirement {
