@@ -4,6 +4,7 @@
  * `srun --jobid=<job> --overlap` steps (JSC's psslurm runs no slurmd, so ssh into a job's node is very likely
  * refused); its job ids, SLURMD_NODENAME, `sinfo` for the site check, and what sbatch says when retrying cannot help.
  */
+import { slurmJobId } from '../../common/carried-state';
 import { parseDuration } from '../../common/duration';
 import { FailureType, PermanentFault } from '../../common/failure-types';
 import type { CommandResult, Executor, RunOptions } from '../../remote/executor';
@@ -15,9 +16,6 @@ import type { BatchJob, BatchSystem } from './batch-system';
 import { inJobArgv, SUPERVISOR_SCRIPT } from './slurm-supervisor';
 
 type Slurm = Extract<SiteProfile['workerNode'], { via: 'slurm' }>;
-
-/** A Slurm job id: a number, or an array job's `<id>_<index>`. */
-const JOB_ID = /^\d{1,12}(?:_\d{1,9})?$/;
 
 /** The variable in which Slurm names the node a command of a job runs on (as squeue names it). */
 export const SLURM_NODE_NAME = 'SLURMD_NODENAME';
@@ -211,7 +209,8 @@ export function slurmFor(profile: SiteProfile, wn: Slurm): BatchSystem {
     queueAllArgv: () => ['squeue', '--me', '--noheader', '--format=%i|%T|%N|%L|%j'],
     parseQueueAll: parseSqueueAll,
     stepExecutor: (login, jobId, node) => new SlurmStepExecutor(login, jobId, node),
-    isJobId: (id) => JOB_ID.test(id),
+    // The pattern lives on the ground floor: a carried state and a GlideinRef are checked against it in the workflow.
+    isJobId: (id) => slurmJobId.safeParse(id).success,
     async checkPartition(login, run) {
       const out = await run(
         login,
