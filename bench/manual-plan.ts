@@ -1,7 +1,7 @@
 /**
  * The plan bench/manual-lifecycle.sh runs: every remote command line of a lifecycle, built by the project's
- * own builders (the site adapters, src/site/adapters/, and the site scripts, src/site/scripts/) and quoted by its one
- * quoting helper (commandLine), as bash variables. So the script issues exactly what the activities issue; only the
+ * own builders (the site adapters, src/site/adapters.ts, and the site scripts, src/site/scripts/) and quoted by its
+ * one quoting helper (commandLine), as bash variables. So the script issues exactly what the activities issue; only the
  * orchestration differs.
  */
 import * as fs from 'node:fs';

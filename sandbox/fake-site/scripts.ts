@@ -2,7 +2,7 @@
  * The site scripts the fake recognises, by identity with the constants the activities send: the one file of the
  * fake that knows where they live (when they move, only these imports change).
  */
-import { HOLDER_SCRIPT } from '../../src/site/adapters/node-access';
+import { HOLDER_SCRIPT } from '../../src/site/batch';
 import { BASH_SCRIPTS, SITE_SCRIPTS } from '../../src/site/scripts';
 
 /** Scripts run as `sh -c <script> sh <args…>`: every site script but the bash ones. */

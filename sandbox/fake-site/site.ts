@@ -10,7 +10,7 @@
 import { ApplicationFailure } from '@temporalio/common';
 import type { SiteExecutors } from '../../src/activities/deps';
 import { ExecutorError, type CommandResult, type Executor, type RunOptions } from '../../src/remote/executor';
-import { CONTAINED } from '../../src/site/adapters/container';
+import { CONTAINED } from '../../src/site/container';
 import type { SiteProfile } from '../../src/site/profile';
 import { HOLDER_SCRIPT, shScriptNamed, TCP_PROBE } from './scripts';
 

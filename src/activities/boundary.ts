@@ -4,7 +4,7 @@
  * workflow's result: a glidein's log tail in a monitor report must not carry its token there.
  */
 import { redactResult } from '../common/redact';
-import { toFailure } from './failures';
+import { toFailure } from './to-failure';
 import { cancellationSignal } from './kit';
 
 type Activity = (...args: never[]) => Promise<unknown>;

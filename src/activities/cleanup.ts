@@ -4,12 +4,12 @@
  * the glidein id (and its claim) is free again.
  */
 import { parseDuration } from '../common/duration';
-import { FailureType } from '../common/failure-types';
+import { FailureType, PermanentFault } from '../common/failure-types';
 import type { GlideinRef, UndoOutcome } from '../common/types';
 import { runChecked } from '../remote/executor';
 import { parseRetire, retireArgv } from '../site/scripts/ownership';
 import type { ActivityDeps } from './deps';
-import { asStep, PermanentFault } from './failures';
+import { asStep } from './to-failure';
 import { claimLine, forgetOwnership } from './ownership';
 import { directoryHosts, isAllocationEnded, siteAccess } from './site-access';
 

@@ -1,15 +1,15 @@
 /**
- * The container the glidein runs in: a contained instance of the profile's runtime (src/site/adapters/container.ts)
+ * The container the glidein runs in: a contained instance of the profile's runtime (src/site/container/)
  * with /cvmfs, the proxychains library and the parts of the glidein's directory its daemons need bound, and
  * nothing else of the glidein's directory (src/site/paths.ts).
  */
+import { PermanentFault } from '../common/failure-types';
 import type { GlideinRef, UndoOutcome } from '../common/types';
 import { lastLines, runChecked, type Executor, type RunOptions } from '../remote/executor';
 import type { ContainerRuntime } from '../site/adapters';
 import type { ActivityDeps } from './deps';
-import { PermanentFault, asStep } from './failures';
+import { asStep } from './to-failure';
 import { siteAccess, unlessAllocationEnded } from './site-access';
-import { permanentCause } from './classify';
 
 /** The running instance of that name, from `instance list --json`. */
 async function findInstance(exec: Executor, runtime: ContainerRuntime, instance: string, opts: RunOptions) {
@@ -41,7 +41,7 @@ export function createContainerActivities(deps: ActivityDeps) {
         );
         if (result.code !== 0) {
           const why = lastLines(result.stderr || result.stdout, 3);
-          const permanent = permanentCause('instanceStart', why);
+          const permanent = runtime.permanentCause(why);
           if (permanent) {
             throw new PermanentFault(
               `container.image ${profile.container.image} could not start as ${instance} on ${node.target}: ${why}`,

@@ -6,8 +6,7 @@
  */
 import { createHash, X509Certificate } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
-import { FailureType } from '../common/failure-types';
-import { PermanentFault } from '../common/permanent-fault';
+import { FailureType, PermanentFault } from '../common/failure-types';
 import { runChecked } from '../remote/executor';
 import { writeFileArgv } from '../site/scripts/files';
 import type { CredentialKind } from '../site/plan';

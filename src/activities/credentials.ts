@@ -17,7 +17,7 @@ import {
   type StagedCredential,
 } from './credential-files';
 import type { ActivityDeps } from './deps';
-import { asStep } from './failures';
+import { asStep } from './to-failure';
 import { isAllocationEnded, siteAccess } from './site-access';
 
 export function createCredentialActivities(deps: ActivityDeps) {

@@ -8,12 +8,11 @@
 import type { GlideinRef, UndoOutcome } from '../common/types';
 import { lastLines, runChecked, type Executor } from '../remote/executor';
 import { UNSAFE_PATH_EXIT } from '../site/scripts/prelude';
-import { FailureType } from '../common/failure-types';
+import { FailureType, PermanentFault } from '../common/failure-types';
 import type { ActivityDeps } from './deps';
-import { PermanentFault, asStep } from './failures';
+import { asStep } from './to-failure';
 import { activityInfo, heartbeat } from './kit';
 import { isAllocationEnded, siteAccess, type SiteAccess } from './site-access';
-import { permanentCause } from './classify';
 
 /**
  * The repositories this glidein holds a lease on, in the profile's order (others, from an older profile, last).
@@ -73,7 +72,7 @@ export function createCvmfsActivities(deps: ActivityDeps) {
             if (result.code === UNSAFE_PATH_EXIT)
               throw new PermanentFault(`cvmfs: refused on ${node.target}: ${why}`, FailureType.SitePathUnsafe);
             const message = `mountrepo ${repo} failed on ${node.target}: ${why}`;
-            const permanent = permanentCause('mountrepo', why, activityInfo().attempt);
+            const permanent = cvmfs.permanentCause(why, activityInfo().attempt);
             if (permanent)
               throw new PermanentFault(`${permanent.field ?? 'cvmfs.repositories'}: ${message}`, permanent.type);
             throw new Error(message);

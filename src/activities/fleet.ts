@@ -5,7 +5,7 @@
  */
 import { WorkflowFailedError, ScheduleNotFoundError, type Client } from '@temporalio/client';
 import { ApplicationFailure, WorkflowNotFoundError } from '@temporalio/common';
-import { FailureType } from '../common/failure-types';
+import { FailureType, PermanentFault } from '../common/failure-types';
 import { z } from 'zod';
 import { claimSchema } from '../common/carried-state';
 import { fleetName, fleetRequestSchema, slotId } from '../common/fleet-request';
@@ -15,7 +15,7 @@ import { redact } from '../common/redact';
 import { fleetPlanFor, type FleetPlan } from '../site/plan';
 import type { SlotObservation } from '../common/fleet-request';
 import type { ActivityDeps } from './deps';
-import { asStep, PermanentFault } from './failures';
+import { asStep } from './to-failure';
 import { adaptersFor } from '../site/adapters';
 import { activityInfo, cancellationSignal, heartbeat } from './kit';
 

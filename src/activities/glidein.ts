@@ -3,16 +3,16 @@
  * configured for a node that can only connect outwards. Recorded in glidein.pid; stopped gracefully
  * (SIGTERM: HTCondor's graceful shutdown), then SIGQUIT (fast shutdown), then SIGKILL.
  */
+import { PermanentFault } from '../common/failure-types';
 import { parseDuration } from '../common/duration';
 import type { GlideinRef, ProcessRef, ShutdownMode, UndoOutcome } from '../common/types';
 import { runChecked } from '../remote/executor';
 import { GLIDEIN_SETTLE_MS, type Retirement } from '../site/adapters';
 import { inspect, signalAndWait, spawnDetached, tailFile } from '../site/scripts/processes';
 import type { ActivityDeps } from './deps';
-import { PermanentFault, asStep } from './failures';
+import { asStep } from './to-failure';
 import { heartbeat } from './kit';
 import { siteAccess, unlessAllocationEnded } from './site-access';
-import { permanentCause } from './classify';
 
 /** The longest a stop waits on the site in one round trip (heartbeats go on meanwhile; see site-access). */
 const STOP_WAIT_SLICE_MS = 10_000;
@@ -40,7 +40,7 @@ export function createGlideinActivities(deps: ActivityDeps) {
         );
         if (!('started' in spawned)) {
           const log = await tailFile(node, paths.glideinLog, 8, access.opts());
-          const permanent = permanentCause('glideinStart', log);
+          const permanent = access.adapters.condor.permanentCause(log);
           if (permanent) {
             throw new PermanentFault(
               `glidein.startCommand ${profile.glidein.startCommand[0]} cannot be run in ${access.instance} ` +

@@ -12,7 +12,7 @@ import { createMonitorActivities } from './monitor';
 import { createPlanActivities } from './plan';
 import { createProxychainsActivities } from './proxychains';
 import { createRegistrationActivities } from './registration';
-import { createSiteToolActivities } from './site-tools';
+import { createSiteToolActivities } from './operator-checks';
 import { createTunnelActivities } from './tunnel';
 
 /** Every activity, its results and failures redacted at the boundary (./boundary.ts). */

@@ -6,8 +6,8 @@
  */
 import type { GlideinRef, MonitorReport, Registration } from '../common/types';
 import type { ActivityDeps } from './deps';
-import { asStep } from './failures';
-import type { RegistrationCheck, SlurmAllocation, SlurmJob } from '../site/adapters';
+import { asStep } from './to-failure';
+import type { BatchJob, BatchSystem, RegistrationCheck } from '../site/adapters';
 import { runChecked } from '../remote/executor';
 import { tailFile } from '../site/scripts/processes';
 import { SharedLookup } from './shared-lookup';
@@ -62,9 +62,6 @@ export async function registrationCheck(
   return condor.queryRegistration(query, ref.glideinId);
 }
 
-/** Job states in which a holder job still holds its node. */
-const HOLDING = new Set(['RUNNING', 'SUSPENDED', 'RESIZING']);
-
 export type AllocationLook = { holding: true; detail?: string } | { holding: false; detail: string };
 
 /**
@@ -75,16 +72,17 @@ export type AllocationLook = { holding: true; detail?: string } | { holding: fal
  * Slurm controller's hiccup.
  */
 export async function allocationCheck(
-  lookup: SharedLookup<Map<string, SlurmJob[]>>,
+  lookup: SharedLookup<Map<string, BatchJob[]>>,
   access: SiteAccess,
-  slurm: SlurmAllocation,
+  batch: BatchSystem,
   intervalMs: number,
   progress: () => unknown,
 ): Promise<AllocationLook> {
   const { login, ref } = access;
   const opts = access.opts();
-  const holds = (jobs: SlurmJob[] | undefined) =>
-    jobs?.find((j) => HOLDING.has(j.state) && (!ref.node || j.node === ref.node));
+  const { queue } = batch.commands;
+  const holds = (jobs: BatchJob[] | undefined) =>
+    jobs?.find((j) => batch.isHolding(j) && (!ref.node || j.node === ref.node));
   try {
     const { value } = await heartbeatWhile(
       1_000,
@@ -92,7 +90,7 @@ export async function allocationCheck(
         lookup.get(
           login.target,
           Math.min(intervalMs / 2, SHARED_MAX_AGE_MS),
-          async () => slurm.parseQueueAll((await runChecked(login, 'squeue', slurm.queueAllArgv(), opts)).stdout),
+          async () => batch.parseQueueAll((await runChecked(login, queue, batch.queueAllArgv(), opts)).stdout),
           opts.signal,
         ),
       progress,
@@ -101,9 +99,9 @@ export async function allocationCheck(
   } catch (err) {
     if (opts.signal?.aborted) throw err;
   }
-  let jobs: SlurmJob[];
+  let jobs: BatchJob[];
   try {
-    jobs = slurm.parseQueue((await runChecked(login, 'squeue', slurm.queueArgv(ref.glideinId), opts)).stdout);
+    jobs = batch.parseQueue((await runChecked(login, queue, batch.queueArgv(ref.glideinId), opts)).stdout);
   } catch (err) {
     if (opts.signal?.aborted) throw err;
     return {
@@ -141,7 +139,7 @@ async function renewCredentials(access: SiteAccess): Promise<void> {
 export function createMonitorActivities(deps: ActivityDeps) {
   // One per worker process (createActivities is called once): shared by every glidein monitored here.
   const siteAds = new SharedLookup<Map<string, Registration>>();
-  const queues = new SharedLookup<Map<string, SlurmJob[]>>();
+  const queues = new SharedLookup<Map<string, BatchJob[]>>();
   return {
     async monitorGlidein(ref: GlideinRef, round: MonitorRound): Promise<MonitorReport> {
       return asStep('monitor', async () => {
@@ -152,7 +150,7 @@ export function createMonitorActivities(deps: ActivityDeps) {
         let last: MonitorReport['last'];
         let lastClaimedAt: string | undefined;
         const claims = () => (lastClaimedAt ? { lastClaimedAt } : {});
-        const slurm = access.adapters.nodeAccess.allocation;
+        const batch = access.adapters.batch;
         const allocationEnded = (detail: string): MonitorReport => ({
           end: 'allocation-ended',
           checks: checks + 1,
@@ -170,8 +168,8 @@ export function createMonitorActivities(deps: ActivityDeps) {
         async function watch(): Promise<MonitorReport> {
           for (;;) {
             // The node first: when its job has ended, nothing on it is ours any more (and at JSC, nothing is left).
-            if (slurm) {
-              const allocation = await allocationCheck(queues, access, slurm, round.intervalMs, () => ({
+            if (batch) {
+              const allocation = await allocationCheck(queues, access, batch, round.intervalMs, () => ({
                 checks,
                 last,
               }));

@@ -7,10 +7,9 @@
  * never share (and later kill) each other's tunnel, container or glidein.
  */
 import { activityOwner } from './kit';
-import { FailureType } from '../common/failure-types';
+import { FailureType, PermanentFault } from '../common/failure-types';
 import { runChecked, type Executor, type RunOptions } from '../remote/executor';
 import { CLAIM_FILE, claimArgv, parseClaim, type ClaimMode, type ClaimOutcome } from '../site/scripts/ownership';
-import { PermanentFault } from './failures';
 
 /** This activity's workflow, as the claim records it: one line, whatever characters the workflow id holds. */
 export function claimLine(): string {

@@ -2,7 +2,7 @@
 import type { GlideinRef } from '../common/types';
 import { planFor, type LaunchPlan } from '../site/plan';
 import type { ActivityDeps } from './deps';
-import { asStep } from './failures';
+import { asStep } from './to-failure';
 
 export function createPlanActivities(deps: ActivityDeps) {
   return {

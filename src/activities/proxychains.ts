@@ -1,5 +1,5 @@
 /**
- * The proxy chain every glidein connection takes (src/site/adapters/proxychains.ts): writes proxychains.conf,
+ * The proxy chain every glidein connection takes (src/site/chain/): writes proxychains.conf,
  * proves a connection through tunnel -> KIT -> target from the worker node, and proves that the LD_PRELOAD inside
  * the container routes one too.
  */
@@ -7,12 +7,12 @@ import { isIP } from 'node:net';
 import type { GlideinRef } from '../common/types';
 import { runChecked, type Executor, type RunOptions } from '../remote/executor';
 import { parseChainReport, type ChainReport } from '../site/adapters';
-import { SECRET_PLACEHOLDER } from '../site/adapters/tunnel';
+import { SECRET_PLACEHOLDER } from '../site/tunnel';
 import { parseHttpStatus, writeFileArgv, writeWithSecretArgv } from '../site/scripts/files';
 import type { ActivityDeps } from './deps';
-import { PermanentFault, asStep } from './failures';
+import { asStep } from './to-failure';
 import { siteAccess, type SiteAccess } from './site-access';
-import { FailureType } from '../common/failure-types';
+import { FailureType, PermanentFault } from '../common/failure-types';
 
 /** Resolves the KIT proxy's IPv4 address on the login node, where the chain leaves the site. */
 async function resolveKitAddress(access: SiteAccess): Promise<string> {

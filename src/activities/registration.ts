@@ -9,7 +9,7 @@ import { redact } from '../common/redact';
 import type { GlideinRef, Registration } from '../common/types';
 import { inspect, tailFile } from '../site/scripts/processes';
 import type { ActivityDeps } from './deps';
-import { asStep } from './failures';
+import { asStep } from './to-failure';
 import { heartbeat, sleep } from './kit';
 import { queryContext, siteAccess } from './site-access';
 import { FailureType } from '../common/failure-types';

@@ -3,10 +3,9 @@
  * the glidein's state on the site (<workDir>/<glideinId>/). Every step starts here.
  */
 import { cancellationSignal, heartbeatWhile, log } from './kit';
-import { FailureType } from '../common/failure-types';
+import { FailureType, PermanentFault } from '../common/failure-types';
 import { instanceName } from '../common/naming';
 import { glideinId, hostname, siteName } from '../common/validation';
-import { PermanentFault } from './failures';
 import { ensureOwnership } from './ownership';
 import type { GlideinRef, UndoOutcome } from '../common/types';
 import type { Executor, RunOptions } from '../remote/executor';

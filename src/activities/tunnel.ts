@@ -1,6 +1,6 @@
 /**
  * The SOCKS tunnel that carries the glidein's connections out of the worker node, in the shape the profile
- * chooses (src/site/adapters/tunnel.ts: forward from the worker node, or reverse from the login node). Either way
+ * chooses (src/site/tunnel/: forward from the worker node, or reverse from the login node). Either way
  * the process is recorded as "pid starttime" in tunnel.pid, reused while it lives and the port listens on the
  * worker node, and closing signals exactly that process.
  */
@@ -19,11 +19,10 @@ import {
 import { writeFileArgv } from '../site/scripts/files';
 import { parsePortLease, parsePortRelease, portLeaseArgv, portReleaseArgv } from '../site/scripts/ports';
 import type { ActivityDeps } from './deps';
-import { PermanentFault, asStep } from './failures';
+import { asStep } from './to-failure';
 import { heartbeat, heartbeatWhile, sleep } from './kit';
 import { siteAccess, unlessAllocationEnded, type SiteAccess } from './site-access';
-import { FailureType } from '../common/failure-types';
-import { permanentCause } from './classify';
+import { FailureType, PermanentFault } from '../common/failure-types';
 
 /** The tunnel's liveness and whether its SOCKS port listens on the worker node. */
 function tunnelState(access: SiteAccess, port: number) {
@@ -162,7 +161,7 @@ export function createTunnelActivities(deps: ActivityDeps) {
                 .slice(-5)
                 .join('\n');
               const from = tunnel.route(access);
-              const permanent = permanentCause('tunnelSsh', log);
+              const permanent = tunnel.permanentCause(log);
               if (permanent) {
                 throw new PermanentFault(
                   `the tunnel ssh from ${from} failed: ${log.split('\n').pop()}; ${permanent.fix}`,

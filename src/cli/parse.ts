@@ -8,7 +8,7 @@
 import { Command, Option } from 'commander';
 import { z } from 'zod';
 import type { FleetRequest } from '../common/fleet-request';
-import type { LogKind } from '../common/site-tools';
+import type { LogKind } from '../common/operator-requests';
 import { everyMs } from '../fleet-schedule';
 import type { GlideinRequest } from '../common/request';
 import type { Phase } from '../workflows/messages';

@@ -51,3 +51,18 @@ export const FailureType = {
 } as const;
 
 export type FailureTypeName = (typeof FailureType)[keyof typeof FailureType];
+
+/**
+ * A fault that retrying cannot fix, with the failure type an operator searches for. Here, on the ground floor, so
+ * that the site adapters can raise one without importing the activities' failure conversion
+ * (src/activities/to-failure.ts) that turns it into a non-retryable Temporal failure.
+ */
+export class PermanentFault extends Error {
+  override name = 'PermanentFault';
+  constructor(
+    message: string,
+    readonly type: FailureTypeName,
+  ) {
+    super(message);
+  }
+}

@@ -1,7 +1,7 @@
 /**
  * Where a glidein's state lives on the site: one directory, `<workDir>/<glideinId>/`, that any worker can find.
  *
- * Its container sees only two parts of it (src/site/adapters/index.ts): `config/`, read-only (what the glidein's
+ * Its container sees only two parts of it (src/site/adapters.ts): `config/`, read-only (what the glidein's
  * daemons read: proxychains.conf and the pool credential), and `condor/`, read-write (HTCondor's LOCAL_DIR, where
  * jobs run), plus `scratch/` as the container's /tmp. Everything else — the claim, pid files, logs, the relay's
  * secret and program — only the lifecycle reads, outside the container, so a job cannot reach it.

@@ -6,7 +6,7 @@ import type { z } from 'zod';
 import type { launchPlanSchema } from '../common/carried-state';
 import { parseDuration } from '../common/duration';
 import type { FleetLimits } from '../common/fleet-request';
-import { nodeAccessFor } from './adapters/node-access';
+import { batchFor } from './batch';
 import { portCount, type SiteProfile } from './profile';
 
 /** The part of a profile the workflow needs to plan a lifecycle; recorded in history, so secret-free. */
@@ -14,7 +14,7 @@ export type LaunchPlan = z.output<typeof launchPlanSchema>;
 export type CredentialKind = NonNullable<LaunchPlan['credentials']>[number];
 
 export function planFor(profile: SiteProfile, glideinId: string, lifetime: string | undefined): LaunchPlan {
-  const allocation = nodeAccessFor(profile).allocation;
+  const batch = batchFor(profile);
   return {
     site: profile.name,
     glideinId,
@@ -28,7 +28,7 @@ export function planFor(profile: SiteProfile, glideinId: string, lifetime: strin
     workDir: `${profile.workDir}/${glideinId}`,
     collector: `${profile.collector.host}:${profile.collector.port}`,
     historyEvents: profile.monitor.historyEvents,
-    ...(allocation ? { slurm: { ...allocation.limits } } : {}),
+    ...(batch ? { slurm: { ...batch.limits } } : {}),
     ...(profile.credentials
       ? { credentials: (['idToken', 'x509Proxy'] as const).filter((k) => profile.credentials![k] !== undefined) }
       : {}),

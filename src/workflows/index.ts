@@ -1,3 +1,3 @@
 export { LaunchGlidein } from './launch-glidein';
 export { GlideinFleet } from './fleet';
-export { CheckSite, ReadGlideinLog } from './tools';
+export { CheckSite, ReadGlideinLog } from './operator-workflows';

@@ -11,7 +11,7 @@ import { isCancellation, metricMeter, workflowInfo } from '@temporalio/workflow'
 import { METRIC, UNKNOWN_SITE } from '../common/metric-names';
 import type { Phase } from './messages';
 import type { StepName } from './steps';
-import { failureType } from './failure-type';
+import { failureType } from './closing-failure';
 
 /**
  * What of GlideinLifecycle (./state.ts) these read; structural, so that state.ts and this file do not import each

@@ -7,7 +7,7 @@
 import { isCancellation } from '@temporalio/workflow';
 import { FailureType } from '../common/failure-types';
 import type { ShutdownMode } from '../common/types';
-import { closingFailureType, failureType } from './failure-type';
+import { closingFailureType, failureType } from './closing-failure';
 
 export interface EndFacts {
   /** What the work scope threw, if anything (a stop or drain interrupts it with a cancellation). */

@@ -12,7 +12,7 @@ import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
-import { isTunnelProcess } from '../../src/site/adapters/tunnel';
+import { isTunnelProcess } from '../../src/site/tunnel';
 import { inspectArgv, parseInspect } from '../../src/site/scripts/processes';
 import { RELAY_MARKER, RELAY_PY, RELAY_READY, relayArgv, type RelayArgs } from '../../src/site/scripts/relay';
 

@@ -1,5 +1,5 @@
 /** What site tools print when retrying cannot help, and what they print when it can: one classifier decides. */
-import { permanentCause, type ToolName } from '../../src/activities/classify';
+import { permanentCause, type ToolName } from '../../src/site/adapters';
 import { FailureType } from '../../src/common/failure-types';
 
 describe('permanent failures, told from what the tool printed', () => {

@@ -1,6 +1,7 @@
 /**
  * Every failure that leaves an activity is redacted, whichever way it was raised, and keeps its type and retryability.
  */
+import { PermanentFault } from '../../src/common/failure-types';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import {
   ApplicationFailure,
@@ -8,7 +9,7 @@ import {
   DefaultFailureConverter,
   defaultPayloadConverter,
 } from '@temporalio/common';
-import { asStep, PermanentFault, toFailure } from '../../src/activities/failures';
+import { asStep, toFailure } from '../../src/activities/to-failure';
 import { redact, redactDeep } from '../../src/common/redact';
 
 const KEY_LINES = [

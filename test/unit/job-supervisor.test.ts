@@ -11,7 +11,7 @@ import * as path from 'node:path';
 import { LocalExecutor } from '../../src/remote/local';
 import type { CommandResult, Executor, RunOptions } from '../../src/remote/executor';
 import { SlurmStepExecutor, srunArgv } from '../../src/site/adapters';
-import { SUPERVISOR_SCRIPT, NO_SUPERVISOR_EXIT } from '../../src/site/scripts/job-supervisor';
+import { SUPERVISOR_SCRIPT, NO_SUPERVISOR_EXIT } from '../../src/site/batch/slurm-supervisor';
 
 const JOB = String(900_000_000 + (process.pid % 1_000_000));
 let dir: string;

@@ -22,7 +22,7 @@ import { parseSpawn, spawnedProcess } from '../../src/site/scripts';
 import type { HeldResource } from '../../src/common/types';
 import { glideinIdFor, legacyGlideinIdFor } from '../../src/common/request';
 import { sha256Hex } from '../../src/common/sha256';
-import { closingFailureType, failureType } from '../../src/workflows/failure-type';
+import { closingFailureType, failureType } from '../../src/workflows/closing-failure';
 
 describe('glideinIdFor', () => {
   it('keeps a safe workflow id as it is and hashes any other', () => {

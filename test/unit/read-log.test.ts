@@ -8,7 +8,7 @@ import * as path from 'node:path';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { ApplicationFailure } from '@temporalio/common';
 import { createActivities, type ActivityDeps } from '../../src/activities';
-import type { LogChunk, ReadLogRequest } from '../../src/common/site-tools';
+import type { LogChunk, ReadLogRequest } from '../../src/common/operator-requests';
 import type { Executor } from '../../src/remote/executor';
 import { LocalExecutor } from '../../src/remote/local';
 import { READ_CLAIM } from '../../src/site/scripts';

@@ -9,7 +9,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { LocalExecutor } from '../../src/remote/local';
-import { HOLDER_SCRIPT } from '../../src/site/adapters/node-access';
+import { HOLDER_SCRIPT } from '../../src/site/batch';
 import {
   claimArgv,
   IN_JOB,

@@ -5,8 +5,8 @@
  */
 import type { Executor, RunOptions } from '../../src/remote/executor';
 import { adaptersFor, parseChainReport } from '../../src/site/adapters';
-import { parseAutoformat, parseLaunchedAds } from '../../src/site/adapters/condor';
-import { parseSlurmTime, parseSqueue, slurmTime } from '../../src/site/adapters/node-access';
+import { parseAutoformat, parseLaunchedAds } from '../../src/site/condor';
+import { parseSlurmTime, parseSqueue, slurmTime } from '../../src/site/batch';
 import type { SiteProfile } from '../../src/site/profile';
 import { parseInspect, parseSpawn, signalAndWait } from '../../src/site/scripts';
 

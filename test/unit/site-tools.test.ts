@@ -1,11 +1,11 @@
 /** The operator's read-only tools, on a scripted site: what they refuse, and what they never run. */
 import * as path from 'node:path';
 import { MockActivityEnvironment } from '@temporalio/testing';
-import { createSiteToolActivities } from '../../src/activities/site-tools';
+import { createSiteToolActivities } from '../../src/activities/operator-checks';
 import type { ActivityDeps } from '../../src/activities/deps';
 import type { CommandResult, Executor } from '../../src/remote/executor';
 import { SiteRegistry } from '../../src/site/load';
-import type { LogChunk } from '../../src/common/site-tools';
+import type { LogChunk } from '../../src/common/operator-requests';
 import { READ_CLAIM } from '../../src/site/scripts';
 
 const sitesDir = path.join(__dirname, '..', '..', 'sites');

@@ -8,7 +8,7 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { permanentCause } from '../../src/activities/classify';
+import { permanentCause } from '../../src/site/adapters';
 import { LocalExecutor } from '../../src/remote/local';
 import { parseSiteProfile } from '../../src/site/load';
 import { spawnDetached, spawnedProcess } from '../../src/site/scripts';

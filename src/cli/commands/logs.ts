@@ -2,7 +2,7 @@
  * `glidein logs <workflowId> [--glidein|--tunnel|--container] [--follow] [--bytes <n>]`: a log on the site, read by
  * the worker (ReadGlideinLog), redacted there; with --follow, what is added, until the glidein ends.
  */
-import type { LogChunk } from '../../common/site-tools';
+import type { LogChunk } from '../../common/operator-requests';
 import { glideinStatus, runTool, type Context } from '../context';
 import type { InputOf } from '../parse';
 

@@ -3,7 +3,7 @@
  * JSON Schema of a site profile.
  */
 import { z } from 'zod';
-import type { SiteCheck } from '../../common/site-tools';
+import type { SiteCheck } from '../../common/operator-requests';
 import { siteProfileSchema } from '../../site/profile';
 import { runTool, type Context } from '../context';
 import { CliError, EXIT } from '../errors';

@@ -6,20 +6,20 @@
  */
 import { LIST_LEASES, MOUNT_LEASE, MOUNT_RELEASE } from './leases';
 import { HTTP_PROBE, SET_CONFIG_LINE, TCP_PROBE, WRITE_FILE, WRITE_WITH_SECRET } from './files';
-import { IN_JOB, SUPERVISOR_SCRIPT } from './job-supervisor';
+import { IN_JOB, SUPERVISOR_SCRIPT } from '../batch/slurm-supervisor';
 import { CLAIM_GLIDEIN, RETIRE_GLIDEIN } from './ownership';
 import { INSPECT_PROCESSES, SIGNAL_RECORDED, SPAWN_DETACHED } from './processes';
 import { PORT_LEASE, PORT_RELEASE } from './ports';
-import { CONNECT_PROBE, READ_LOG } from './tools';
+import { CONNECT_PROBE, READ_LOG } from './read-only-probes';
 
 export * from './files';
-export * from './job-supervisor';
+export * from '../batch/slurm-supervisor';
 export * from './leases';
 export * from './ownership';
 export * from './ports';
 export * from './prelude';
 export * from './processes';
-export * from './tools';
+export * from './read-only-probes';
 
 /** Every site script by name (the syntax test runs `sh -n` over each; a fake site can recognise them). */
 export const SITE_SCRIPTS = {

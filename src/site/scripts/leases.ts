@@ -3,15 +3,19 @@
  * (one empty file per glidein; `.ours` marks a mount that a lease holder made) and change only under flock on
  * <lease root>/<node name>/.lock, so concurrent glideins on one node, or a retry racing a mount its crashed attempt
  * left running, see one consistent state. Keyed by node name because the cvmfsexec directory may sit on a file
- * system shared by every node, while mounts are per node; the node's name is Slurm's where the command runs in a
- * job (SLURMD_NODENAME, as squeue names the node), else `uname -n`. Whether a repository is mounted is read
- * from /proc/self/mounts (the mount point as the target's exact path).
+ * system shared by every node, while mounts are per node; the node's name is the batch system's where the command
+ * runs in a job (Slurm's SLURMD_NODENAME, as squeue names the node; ../batch/), else `uname -n`. Whether a
+ * repository is mounted is read from /proc/self/mounts (the mount point as the target's exact path).
  */
 
+import { NODE_NAME_VARIABLES } from '../batch';
 import { SAFE_PATH, UNSAFE_PATH_EXIT } from './prelude';
 
-/** The node a lease script keys its leases by: the one given, else Slurm's name for this node, else uname -n. */
-const NODE_KEY = '${node:-${SLURMD_NODENAME:-$(uname -n)}}';
+/**
+ * The node a lease script keys its leases by: the one given, else a batch system's name for this node, else
+ * uname -n (`${node:-${SLURMD_NODENAME:-$(uname -n)}}`).
+ */
+const NODE_KEY = `\${node:-${NODE_NAME_VARIABLES.reduceRight((or, name) => `\${${name}:-${or}}`, '$(uname -n)')}}`;
 
 /** MOUNT_LEASE and MOUNT_RELEASE exit with this when the node's lock stays taken (sysexits' EX_TEMPFAIL). */
 export const LEASE_LOCK_TIMEOUT_EXIT = 75;

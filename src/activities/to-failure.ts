@@ -7,11 +7,8 @@ import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
 import { redact, redactDeep } from '../common/redact';
 import { CommandFailedError, ExecutorError, type TransportFailure } from '../remote/executor';
 import { SiteProfileError } from '../site/load';
-import { FailureType, type FailureTypeName } from '../common/failure-types';
-import { PermanentFault } from '../common/permanent-fault';
+import { FailureType, PermanentFault, type FailureTypeName } from '../common/failure-types';
 import { UNSAFE_PATH_EXIT } from '../site/scripts/prelude';
-
-export { PermanentFault };
 
 const TRANSPORT_FAILURES: Record<TransportFailure, FailureTypeName> = {
   'host-key': FailureType.HostKeyRejected,

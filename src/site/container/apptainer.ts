@@ -1,5 +1,5 @@
 /**
- * The container runtime (`container.runtime`): apptainer or singularity, the same CLI under two names, told apart
+ * Container runtime kind `apptainer` (and `singularity`): the same CLI under two names, told apart
  * here only: the executable, the prefix that carries a variable into the container, and the instance commands.
  *
  * The instance is contained, because the pool's jobs run in it as the pilot's own uid (no nested containers at
@@ -9,33 +9,25 @@
  * /tmp is a small in-memory session directory). Every exec runs with `--cleanenv`: the host's environment (the
  * supervisor's, the ssh session's) stays outside, and only what the runtime's prefix carries goes in.
  */
+import { FailureType } from '../../common/failure-types';
+import { firstPermanent, type PermanentRule } from '../failure-rules';
 import type { SiteProfile } from '../profile';
+import type { ContainerRuntime, InstanceInfo } from './container-runtime';
 
-/** A running instance, from `instance list --json`. */
-export interface InstanceInfo {
-  instance: string;
-  pid: number;
-  img: string;
-  /** Where the instance's output and errors are logged (apptainer's --json lists them; singularity's may not). */
-  logOutPath?: string;
-  logErrPath?: string;
-}
+/** What `instance start` says when retrying cannot help. */
+export const INSTANCE_START_PERMANENT: readonly PermanentRule[] = [
+  {
+    pattern: /could not open image|no such file|mount source .* doesn't exist/i,
+    type: FailureType.ContainerStartFailed,
+    fix: 'check container.image and container.binds',
+  },
+];
 
-export interface ContainerRuntime {
-  readonly executable: string;
-  /** Variables with this prefix in exec's environment are set inside the container, prefix removed. */
-  readonly envPrefix: string;
-  /** The environment that sets these variables inside the container. */
-  env(inside: Record<string, string>): Record<string, string>;
-  /** Start the glidein's instance, contained, with only these binds (`src[:dst[:ro|rw]]`); `workdir` holds its /tmp. */
-  startArgv(instance: string, binds: readonly string[], workdir: string): string[];
-  listArgv(instance: string): string[];
-  /** The running instance of that name in `instance list --json`'s answer; throws on an answer that is not JSON. */
-  parseList(stdout: string, instance: string): InstanceInfo | undefined;
-  stopArgv(instance: string): string[];
-  /** Run argv in the instance, with a clean environment (only the variables `env` sets reach it). */
-  execArgv(instance: string, argv: readonly string[]): string[];
-}
+/**
+ * Where apptainer and singularity keep an instance's logs:
+ * ~/.{apptainer,singularity}/instances/logs/<host>/<user>/<name>.err
+ */
+const INSTANCE_LOG = /^\/[A-Za-z0-9._@+/-]*\/\.(?:apptainer|singularity)\/instances\/logs\/[A-Za-z0-9._@+/-]+\.err$/;
 
 const ENV_PREFIX: Record<SiteProfile['container']['runtime'], string> = {
   apptainer: 'APPTAINERENV_',
@@ -45,7 +37,8 @@ const ENV_PREFIX: Record<SiteProfile['container']['runtime'], string> = {
 /** The same flags in apptainer and singularity (see the top of this file for why each). */
 export const CONTAINED = ['--contain', '--no-home', '--pid', '--ipc', '--cleanenv'] as const;
 
-export function containerFor(profile: SiteProfile): ContainerRuntime {
+/** apptainer, or singularity (the same CLI under its older name). */
+export function apptainerFor(profile: SiteProfile): ContainerRuntime {
   const { runtime, image } = profile.container;
   const executable = profile.container.executable ?? runtime;
   const envPrefix = ENV_PREFIX[runtime];
@@ -76,5 +69,7 @@ export function containerFor(profile: SiteProfile): ContainerRuntime {
     },
     stopArgv: (instance) => [executable, 'instance', 'stop', instance],
     execArgv: (instance, argv) => [executable, 'exec', '--cleanenv', `instance://${instance}`, ...argv],
+    isInstanceLog: (path) => INSTANCE_LOG.test(path) && !path.split('/').includes('..'),
+    permanentCause: (output, attempt) => firstPermanent(INSTANCE_START_PERMANENT, output, attempt),
   };
 }

@@ -6,7 +6,7 @@
 import { isIP } from 'node:net';
 import type { SiteProfile } from '../profile';
 import { httpProbeArgv, tcpProbeArgv } from '../scripts/files';
-import type { ContainerRuntime } from './container';
+import type { ContainerRuntime } from '../container';
 
 export type Hop = 'tunnel' | 'kit' | 'target';
 

@@ -3,12 +3,14 @@
  * registration is checked (`condor_status … -af`, run inside the glidein's container through the same pre-loaded
  * chain, so it works where the glidein works).
  */
+import { FailureType } from '../../common/failure-types';
 import type { Registration } from '../../common/types';
 import { lastLines, type Executor, type RunOptions } from '../../remote/executor';
+import { firstPermanent, type PermanentCause, type PermanentRule } from '../failure-rules';
 import type { GlideinPaths } from '../paths';
 import type { SiteProfile } from '../profile';
-import type { ContainerRuntime } from './container';
-import type { ProxyChain } from './proxychains';
+import type { ContainerRuntime } from '../container';
+import type { ProxyChain } from '../chain';
 
 /** When the glidein stops taking jobs and when it must be gone, in epoch seconds. */
 export interface Retirement {
@@ -43,7 +45,18 @@ export interface Condor {
   queryRegistration(q: QueryContext, glideinId: string): Promise<RegistrationCheck>;
   /** Our glideins in the collector, by launch id; throws when condor_status fails. */
   queryCollector(q: QueryContext): Promise<Map<string, Registration>>;
+  /** Whether what the glidein printed as it exited right after starting says retrying cannot help. */
+  readonly permanentCause: PermanentCause;
 }
+
+/** What the glidein's start command says, in its instance, when retrying cannot help. */
+export const GLIDEIN_START_PERMANENT: readonly PermanentRule[] = [
+  {
+    pattern: /executable file not found|no such file or directory|not found in \$PATH|exec: .*: not found/i,
+    type: FailureType.GlideinStartFailed,
+    fix: 'check glidein.startCommand',
+  },
+];
 
 /**
  * HTCondor configuration for an outbound-only node, as _CONDOR_ variables, plus our identifying attributes.
@@ -131,6 +144,7 @@ export function condorFor(profile: SiteProfile, container: ContainerRuntime, cha
   const query = (q: QueryContext, argv: string[]) =>
     q.node.run(argv, { ...q.opts, env: chain.preloadEnv(q.confFile, true), timeoutMs: 30_000 });
   const condor: Condor = {
+    permanentCause: (output, attempt) => firstPermanent(GLIDEIN_START_PERMANENT, output, attempt),
     startArgv: (instance) => container.execArgv(instance, profile.glidein.startCommand),
     startEnv(glideinId, paths, retirement) {
       const knobs = condorConfig(profile, glideinId, paths, retirement);

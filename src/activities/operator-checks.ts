@@ -13,8 +13,8 @@ import {
   type ReadLogRequest,
   type SiteCheck,
   type SiteHop,
-} from '../common/site-tools';
-import { FailureType } from '../common/failure-types';
+} from '../common/operator-requests';
+import { FailureType, PermanentFault } from '../common/failure-types';
 import type { Executor, RunOptions } from '../remote/executor';
 import { adaptersFor, type SiteExecutors } from '../site/adapters';
 import { pathsFor } from '../site/paths';
@@ -31,7 +31,6 @@ import { glideinIdFor, legacyGlideinIdFor } from '../common/request';
 import { instanceName } from '../common/naming';
 import { checkLifetime, readCredentials } from './credential-files';
 import type { ActivityDeps } from './deps';
-import { PermanentFault } from './failures';
 import { activityOwner, cancellationSignal } from './kit';
 import { parseDuration } from '../common/duration';
 
@@ -40,12 +39,6 @@ const CHECK_TIMEOUT_MS = 30_000;
 const CONTEXT_BYTES = 16 * 1024;
 /** The largest window one read returns: with its context, in base64, within the executor's 1 MiB of output. */
 const MAX_WINDOW_BYTES = 720 * 1024;
-
-/**
- * Where apptainer and singularity keep an instance's logs:
- * ~/.{apptainer,singularity}/instances/logs/<host>/<user>/<name>.err
- */
-const INSTANCE_LOG = /^\/[A-Za-z0-9._@+/-]*\/\.(?:apptainer|singularity)\/instances\/logs\/[A-Za-z0-9._@+/-]+\.err$/;
 
 /**
  * A log is read only for its own glidein's workflow: the claim on its directory must name this activity's namespace
@@ -79,14 +72,14 @@ export function createSiteToolActivities(deps: ActivityDeps) {
     signal: cancellationSignal(),
     ...extra,
   });
-  /** Where a Slurm site runs the glidein: its holder job, found by name in the queue (none: not running now). */
+  /** Where a batch system runs the glidein: its holder job, found by name in the queue (none: not running now). */
   const allocationOf = async (profile: SiteProfile, glideinId: string): Promise<{ node?: string; jobId?: string }> => {
-    const slurm = adaptersFor(profile).nodeAccess.allocation;
-    if (!slurm) return {};
+    const batch = adaptersFor(profile).batch;
+    if (!batch) return {};
     const { login } = executorsFor(profile);
-    const job = slurm
-      .parseQueue(await mustRun(login, slurm.queueArgv(glideinId), 'looking for its Slurm job', opts()))
-      .filter((j) => j.state === 'RUNNING' && hostname.safeParse(j.node).success)
+    const job = batch
+      .parseQueue(await mustRun(login, batch.queueArgv(glideinId), `looking for its ${batch.name} job`, opts()))
+      .filter((j) => batch.isRunning(j) && hostname.safeParse(j.node).success)
       .at(0);
     return job ? { node: job.node, jobId: job.jobId } : {};
   };
@@ -138,32 +131,14 @@ export function createSiteToolActivities(deps: ActivityDeps) {
         await mustRun(executors.login, ['true'], 'a command on the login node', opts());
         return `ssh ${executors.login.target}: host key known, key accepted`;
       });
-      await hop('nodeAccess', async () => {
-        const wn = p().workerNode;
-        if (wn.via === 'login') return 'the glidein runs on the login node itself';
-        if (wn.via === 'jump') {
-          await mustRun(executors!.node, ['true'], 'a command on the worker node', opts());
-          return `ssh ${executors!.node.target}`;
-        }
-        const out = await mustRun(
-          executors!.login,
-          ['sinfo', '--noheader', '--partition', wn.partition, '--format', '%a %D'],
-          `sinfo for partition ${wn.partition}`,
-          opts(),
-        );
-        const line = out.trim().split('\n')[0] ?? '';
-        if (!line) throw new Error(`Slurm knows no partition ${wn.partition} (sinfo printed nothing)`);
-        if (!line.startsWith('up')) throw new Error(`partition ${wn.partition} is ${line.split(' ')[0]}`);
-        return (
-          `Slurm partition ${wn.partition} is up (${line.split(' ')[1] ?? '?'} nodes), node reached by ` +
-          `${wn.access ?? 'ssh'} once allocated`
-        );
-      });
+      await hop('nodeAccess', () =>
+        adaptersFor(p()).nodeAccess.check(executors!, (exec, argv, what) => mustRun(exec, argv, what, opts())),
+      );
       await hop('tunnel', async () => {
-        const tunnel = adaptersFor(p()).tunnel;
+        const { tunnel, batch } = adaptersFor(p());
         const host = tunnel.host(executors!);
-        if (host !== executors!.login && p().workerNode.via === 'slurm')
-          return 'not checked: the tunnel runs on the worker node, which exists only once Slurm allocates it';
+        if (host !== executors!.login && batch)
+          return `not checked: the tunnel runs on the worker node, which exists only once ${batch.name} allocates it`;
         const program = tunnel.argv(tunnel.ports.first, undefined, pathsFor(p(), 'site-check'))[0];
         const found = await mustRun(
           host,
@@ -248,8 +223,8 @@ export function createSiteToolActivities(deps: ActivityDeps) {
         );
         const instance = runtime.parseList(listed, instanceName(req.glideinId));
         if (!instance?.logErrPath) return none(host);
-        // Read back from the site, so not trusted: only ever an instance log of apptainer's own log directory.
-        if (!INSTANCE_LOG.test(instance.logErrPath) || instance.logErrPath.split('/').includes('..'))
+        // Read back from the site, so not trusted: only ever an instance log of the runtime's own log directory.
+        if (!runtime.isInstanceLog(instance.logErrPath))
           throw new PermanentFault(
             `instance list named ${JSON.stringify(instance.logErrPath.slice(0, 200))} as the container's ` +
               `log, which is not an instance log`,
@@ -271,7 +246,7 @@ export function createSiteToolActivities(deps: ActivityDeps) {
           return parseReadLog(await mustRun(host, argv, `reading ${file}`, opts()));
         } catch (err) {
           // The node's job has ended (or the node is out of reach): where the work directory is on a file system
-          // the login node shares (Slurm sites), the login node reads it.
+          // the login node shares (batch-system sites), the login node reads it.
           if (host === executors.login || !adapters.nodeAccess.directoryOnLogin) throw err;
           host = executors.login;
           return parseReadLog(await mustRun(host, argv, `reading ${file}`, opts()));

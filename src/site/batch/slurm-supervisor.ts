@@ -14,7 +14,7 @@
  */
 
 import { REMOVE_CREDENTIALS } from '../paths';
-import { SAFE_PATH, UNSAFE_PATH_EXIT } from './prelude';
+import { SAFE_PATH, UNSAFE_PATH_EXIT } from '../scripts/prelude';
 
 /** The node-local directory of a job's supervisor (the job id comes from the step's or the job's environment). */
 const SPOOL = '/tmp/jsc-glidein-job-$SLURM_JOB_ID';

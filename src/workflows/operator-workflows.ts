@@ -14,7 +14,7 @@ import {
   type LogChunk,
   type ReadLogRequest,
   type SiteCheck,
-} from '../common/site-tools';
+} from '../common/operator-requests';
 
 const { checkSite, readGlideinLog } = proxyActivities<GlideinActivities>({
   // Every hop has its own 30 s limit; a stuck check ends here, and is not repeated (the operator runs it again).
