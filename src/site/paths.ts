@@ -80,7 +80,7 @@ const GLIDEIN_PID_IN_DIR = pathsFor({ workDir: '/' } as SiteProfile, 'g').glidei
  * nor what Slurm does at it); Slurm's SIGKILL comes after KillWait (30 s by default).
  */
 export const REMOVE_CREDENTIALS =
-  `(trap "" TERM INT HUP; i=0; while [ $i -lt 20 ] && read -r p _ < ${GLIDEIN_PID_IN_DIR} 2>/dev/null && ` +
+  `(trap "" TERM INT HUP; i=0; while [ $i -lt 20 ] && read -r p _ 2>/dev/null < ${GLIDEIN_PID_IN_DIR} && ` +
   `kill -0 "$p" 2>/dev/null; do sleep 0.2; i=$((i + 1)); done; sleep 0.5; ` +
   `rm -f -- ${CREDENTIAL_FILES_IN_DIR.join(' ')}) &`;
 

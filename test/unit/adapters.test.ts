@@ -185,7 +185,9 @@ describe('Slurm', () => {
     expect(slurm.submitArgv('g1', 30 * 3_600_000)).toContain('--time=02:00:00');
     expect(slurm.holderScript).toMatch(/^sleep infinity &\nwait$/m);
     // As Slurm ends it: the credential goes once the glidein (its pid file's process) has ended, or after 4 s.
-    expect(slurm.holderScript).toContain(`trap '(trap "" TERM INT HUP; i=0; while [ $i -lt 20 ] && read -r p _ <`);
+    expect(slurm.holderScript).toContain(
+      `trap '(trap "" TERM INT HUP; i=0; while [ $i -lt 20 ] && read -r p _ 2>/dev/null <`,
+    );
     expect(slurm.holderScript).toContain('sleep 0.5; rm -f -- config/tokens.d/pool.idtoken config/x509up');
     expect(slurm.cancelArgv(['12', '13'])).toEqual(['scancel', '12', '13']);
     expect(planFor(box, 'g1', undefined).slurm).toEqual({ timeLimitMs: 7_200_000, queueTimeoutMs: 3_600_000 });
