@@ -7,11 +7,11 @@
 import { spawn } from 'node:child_process';
 import { ROOT } from '../../sandbox/temporal';
 import { EMPTY, footprint } from '../../sandbox/site-state';
+import { ChildOutput } from '../support/child-output';
 import { freePort } from '../support/ports';
 
 it('npm run demo: one glidein registered and drained, a fleet of two filled and drained, nothing left', async () => {
   const [port, uiPort] = [await freePort(), await freePort()];
-  let out = '';
   const demo = spawn('npm', ['run', '--silent', 'demo'], {
     cwd: ROOT,
     env: {
@@ -24,9 +24,11 @@ it('npm run demo: one glidein registered and drained, a fleet of two filled and 
     },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
-  demo.stdout.on('data', (d) => (out += d));
-  demo.stderr.on('data', (d) => (out += d));
+  const output = new ChildOutput(demo);
   const code = await new Promise<number | null>((resolve) => demo.once('exit', resolve));
+  // Its last lines (the fleet's end) can still be in the pipe at 'exit'.
+  await output.ended(10_000);
+  const out = output.toString();
   expect({ code, tail: out.slice(-3000) }).toMatchObject({ code: 0 });
   expect(out).toMatch(/\[demo\] registered with the collector as slot1@\S+; holding 1 s, then drain/);
   expect(out).toContain('everything acquired on the site has been released');

@@ -2,14 +2,15 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import * as path from 'node:path';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
+import { ChildOutput } from './child-output';
 import { findSecretsInHistories } from './secrets';
 import { ROOT, workerAddress } from '../../sandbox/temporal';
 
 export interface WorkerProcess {
   child: ChildProcess;
-  /** Everything it printed so far (for failure messages). */
+  /** Everything it printed so far, in whole lines (a JSON log line is never seen half: ./child-output.ts). */
   log(): string;
-  /** SIGINT for a graceful stop, SIGKILL for a crash; resolves when it has exited. */
+  /** SIGINT for a graceful stop, SIGKILL for a crash; resolves when it has exited and its last output is in log(). */
   stop(signal?: NodeJS.Signals): Promise<void>;
 }
 
@@ -18,7 +19,6 @@ export function startWorkerProcess(
   taskQueue: string,
   extraEnv: Record<string, string> = {},
 ): WorkerProcess {
-  let output = '';
   const child = spawn(process.execPath, [require.resolve('ts-node/dist/bin'), path.join(ROOT, 'src', 'worker.ts')], {
     cwd: ROOT,
     env: {
@@ -34,16 +34,18 @@ export function startWorkerProcess(
     },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
-  child.stdout?.on('data', (d) => (output += d));
-  child.stderr?.on('data', (d) => (output += d));
+  const output = new ChildOutput(child);
   return {
     child,
-    log: () => output,
+    log: () => output.toString(),
     async stop(signal = 'SIGINT') {
-      if (child.exitCode !== null || child.signalCode !== null) return;
-      const exited = new Promise((r) => child.once('exit', r));
-      child.kill(signal);
-      await exited;
+      if (child.exitCode === null && child.signalCode === null) {
+        const exited = new Promise((r) => child.once('exit', r));
+        child.kill(signal);
+        await exited;
+      }
+      // 'exit' can come before the last of its output has been read.
+      await output.ended(10_000);
     },
   };
 }
