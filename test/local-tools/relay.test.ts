@@ -54,9 +54,10 @@ async function startRelay(
   children.add(child);
   let stdout = '';
   let stderr = '';
-  child.stdout!.on('data', (d) => (stdout += d));
-  child.stderr!.on('data', (d) => (stderr += d));
-  const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+  child.stdout!.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+  child.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+  // 'close', not 'exit': its stdio has ended then, so stderr holds all it logged (the die time's lines come last).
+  const exited = new Promise<number | null>((r) => child.once('close', (code) => r(code)));
   let ended = false;
   void exited.then(() => (ended = true));
   await until('the relay to listen', () => ended || stdout.includes('\n'));
@@ -229,7 +230,8 @@ describe('the login-node relay', () => {
       expect(await c.connect('127.0.0.1', port(other))).toBe(2);
       await until('the relay to close', () => c.ended);
       c.destroy();
-      expect(relay.stderr()).toContain(`127.0.0.1:${port(other)} is not allowed`);
+      // Logged before the relay closed, but its stderr is another pipe: read it until the line is there.
+      await until('the refusal in the log', () => relay.stderr().includes(`127.0.0.1:${port(other)} is not allowed`));
     } finally {
       await new Promise((r) => other.close(r));
     }
