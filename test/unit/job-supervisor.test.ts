@@ -54,12 +54,28 @@ afterEach(() => {
 
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 
+/** Starts the holder's script; resolves once it has said, in a whole line, that it is ready. */
 function startSupervisor(): Promise<void> {
-  supervisor = spawn('sh', ['-c', SUPERVISOR_SCRIPT], {
+  const child = spawn('sh', ['-c', SUPERVISOR_SCRIPT], {
     env: { ...process.env, SLURM_JOB_ID: JOB, HOME: dir },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
-  return new Promise((resolve) => supervisor!.stdout!.once('data', () => resolve()));
+  supervisor = child;
+  return new Promise((resolve, reject) => {
+    let out = '';
+    const fail = (why: string) => {
+      clearTimeout(timer);
+      reject(new Error(`the supervisor did not say it is ready: ${why}; it printed ${JSON.stringify(out)}`));
+    };
+    const timer = setTimeout(() => fail('not within 15 s'), 15_000);
+    child.stdout.setEncoding('utf8').on('data', (d: string) => {
+      out += d;
+      if (!/ ready on \S+\n/.test(out)) return;
+      clearTimeout(timer);
+      resolve();
+    });
+    child.once('exit', (code, signal) => fail(`it exited (${code ?? signal})`));
+  });
 }
 
 const alive = (pid: number) => {
