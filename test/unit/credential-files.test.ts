@@ -134,9 +134,18 @@ describe('the collector stand-in with --token-keys', () => {
   const ask = (request: object) =>
     new Promise<{ ok: boolean; error?: string }>((resolve, reject) => {
       const s = net.connect(port, '127.0.0.1', () => s.end(`${JSON.stringify(request)}\n`));
+      // The reply is the whole stream: one JSON line, then the stand-in closes.
       let data = '';
-      s.on('data', (d) => (data += d))
-        .on('end', () => resolve(JSON.parse(data)))
+      s.setEncoding('utf8');
+      s.setTimeout(15_000, () => s.destroy(new Error('the collector stand-in did not answer within 15 s')));
+      s.on('data', (d: string) => (data += d))
+        .on('end', () => {
+          try {
+            resolve(JSON.parse(data));
+          } catch {
+            reject(new Error(`the collector stand-in's reply is not one JSON line: ${JSON.stringify(data)}`));
+          }
+        })
         .on('error', reject);
     });
   const update = (idtoken?: string) =>
